@@ -1,0 +1,46 @@
+# The two commands: `make run` and `make test`. Both work on a fresh machine with Python 3.11+.
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.13 python3; do command -v $$p >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install lock check-python collectstatic clean
+
+install: $(STAMP)
+
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(0) if sys.version_info >= (3, 11) else sys.exit("Orchestrio needs Python 3.11 or newer; found " + sys.version.split()[0] + " at " + sys.executable)'
+
+$(STAMP): pyproject.toml constraints.txt | check-python
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+# Development server: console, API, a worker and the scheduler in one process (SQLite, local
+# provider, embedded queue). Set DATABASE_URL / REDIS_URL to use PostgreSQL / Redis instead.
+run: install
+	@DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+	@DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seeddemo
+	@DEBUG=$${DEBUG:-1} exec $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
+
+# The whole suite. With DATABASE_URL / REDIS_URL set (as .ci/run does) it runs against them.
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Re-resolve dependencies from pyproject.toml into constraints.txt (the lock).
+lock: check-python
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade "pip>=24"
+	.venv-lock/bin/python -m pip install --quiet '.[test]'
+	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^orchestrio' > constraints.txt
+	rm -rf .venv-lock
+
+collectstatic: install
+	$(BIN)/python manage.py collectstatic --noinput
+
+clean:
+	rm -rf $(VENV) var staticfiles

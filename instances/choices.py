@@ -1,0 +1,82 @@
+from django.db import models
+
+
+class Provider(models.TextChoices):
+    LOCAL = "local", "Local processes"
+    AWS = "aws", "Amazon EC2"
+
+
+class ProviderApi(models.TextChoices):
+    RUN_INSTANCES = "RunInstances", "RunInstances"
+    EC2_FLEET = "EC2Fleet", "EC2Fleet (not yet supported)"
+    SPOT_FLEET = "SpotFleet", "SpotFleet (not yet supported)"
+
+
+SUPPORTED_PROVIDER_APIS = {ProviderApi.RUN_INSTANCES}
+
+
+class InstanceState(models.TextChoices):
+    PENDING = "pending"
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    STARTING = "starting"
+    SUSPENDING = "suspending"
+    SUSPENDED = "suspended"
+    RESUMING = "resuming"
+    RESIZING = "resizing"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+    ERROR = "error"
+
+
+class HealthStatus(models.TextChoices):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class OperationKind(models.TextChoices):
+    CREATE = "create"
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    RESIZE = "resize"
+    DESTROY = "destroy"
+
+
+class OperationStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+UNFINISHED_OPERATION_STATUSES = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+
+
+class ErrorCode(models.TextChoices):
+    """Typed reasons an operation failed; each has a message a user can act on."""
+
+    PROVIDER_CAPACITY = "provider_capacity"
+    PROVIDER_AUTH = "provider_auth"
+    PROVIDER_QUOTA = "provider_quota"
+    PROVIDER_THROTTLED = "provider_throttled"
+    PROVIDER_INVALID_REQUEST = "provider_invalid_request"
+    PROVIDER_ERROR = "provider_error"
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker_lost"
+    HEALTH_CHECK_FAILED = "health_check_failed"
+    MACHINE_VANISHED = "machine_vanished"
+    SUPERSEDED = "superseded"
+    INTERNAL = "internal"
+
+
+class LogLevel(models.TextChoices):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"

@@ -1,0 +1,233 @@
+"""Catalogue (plans, regions, blueprints), instances, their operations and lifecycle log.
+
+`Instance.state` is changed only through `instances.lifecycle` (the state machine), called by
+the services and jobs in this app.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MinLengthValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
+
+from .choices import (
+    UNFINISHED_OPERATION_STATUSES,
+    ErrorCode,
+    HealthStatus,
+    InstanceState,
+    LogLevel,
+    OperationKind,
+    OperationStatus,
+    Provider,
+    ProviderApi,
+)
+
+BLUEPRINT_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
+
+
+class InstancePlan(models.Model):
+    """A machine size: what an instance runs on and what it costs per hour."""
+
+    id = models.CharField("plan id", primary_key=True, max_length=63, validators=[RegexValidator(SLUG_PATTERN)])
+    name = models.CharField(max_length=100)
+    instance_type = models.CharField(max_length=64, help_text="EC2 instance type, e.g. t3.small.")
+    vcpus = models.PositiveSmallIntegerField()
+    memory_mib = models.PositiveIntegerField()
+    price_per_hour = models.DecimalField(max_digits=10, decimal_places=4)
+    supports_hibernation = models.BooleanField(
+        default=False, help_text="Suspend hibernates the machine (else a plain stop)."
+    )
+    available = models.BooleanField(default=True)
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "id"]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Region(models.Model):
+    id = models.CharField(primary_key=True, max_length=16)
+    name = models.CharField(max_length=100)
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    provider_region = models.CharField(max_length=32, blank=True, help_text="AWS region, e.g. us-east-1.")
+    enabled = models.BooleanField(default=True)
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "id"]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def available(self) -> bool:
+        return self.enabled and self.provider in settings.ENABLED_PROVIDERS
+
+
+class Blueprint(models.Model):
+    """What an instance runs and how it is launched. Built-ins have no tenant and are read-only."""
+
+    tenant = models.ForeignKey(
+        "orchestrio.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="blueprints"
+    )
+    name = models.CharField(max_length=63, validators=[RegexValidator(BLUEPRINT_NAME_PATTERN)])
+    description = models.CharField(max_length=255, blank=True)
+    provider_api = models.CharField(max_length=16, choices=ProviderApi.choices, default=ProviderApi.RUN_INSTANCES)
+    image_id = models.CharField(max_length=64, blank=True)
+    instance_type = models.CharField(max_length=64, blank=True, help_text="Overrides the plan's type when set.")
+    subnet_ids = models.JSONField(default=list, blank=True)
+    security_group_ids = models.JSONField(default=list, blank=True)
+    key_name = models.CharField(max_length=255, blank=True)
+    iam_instance_profile = models.CharField(max_length=255, blank=True)
+    user_data = models.TextField(blank=True, help_text="Extra shell run after the agent is installed.")
+    tags = models.JSONField(default=dict, blank=True)
+    health_path = models.CharField(max_length=255, default="/health")
+    agent_port = models.PositiveIntegerField(default=8080)
+    command = models.JSONField(
+        default=list, blank=True, help_text="Local provider: argv to run instead of the bundled agent."
+    )
+    task_roots = models.JSONField(default=list, blank=True, help_text="Allowed directories for task scripts.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="blueprint_tenant_name_unique"),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(tenant__isnull=True), name="blueprint_builtin_name_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.tenant_id is None
+
+
+class Instance(models.Model):
+    instance_id = models.CharField(
+        max_length=63, validators=[RegexValidator(SLUG_PATTERN, SLUG_MESSAGE), MinLengthValidator(3, SLUG_MESSAGE)]
+    )
+    tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="instances")
+    blueprint = models.ForeignKey(Blueprint, on_delete=models.PROTECT, related_name="instances")
+    plan = models.ForeignKey(InstancePlan, on_delete=models.PROTECT, related_name="instances")
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="instances")
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    provider_instance_id = models.CharField(max_length=64, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True, help_text="The agent's port on ip_address.")
+    state = models.CharField(max_length=16, choices=InstanceState.choices, default=InstanceState.PENDING)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    health_status = models.CharField(max_length=16, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN)
+    health_failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed health checks.")
+    last_health_check = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    # Fernet-encrypted key the control plane presents to the instance agent.
+    agent_key_encrypted = models.TextField(blank=True, editable=False)
+    agent_key_rotated_at = models.DateTimeField(null=True, blank=True)
+    # Provider-specific facts (local: pid, process start time, state dir; aws: client token, hibernated).
+    provider_data = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    log_seq = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # instance_id is the hostname label of access_url: unique among live instances,
+            # freed when an instance is destroyed.
+            models.UniqueConstraint(
+                fields=["instance_id"], condition=Q(destroyed_at__isnull=True), name="instance_id_live_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "destroyed_at", "state"], name="instance_tenant_live_state"),
+            models.Index(fields=["state", "provider"], name="instance_state_provider"),
+            models.Index(fields=["tenant", "idempotency_key"], name="instance_tenant_idem"),
+        ]
+
+    def __str__(self) -> str:
+        return self.instance_id
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.instance_id}.{settings.BASE_DOMAIN}"
+
+    @property
+    def access_url(self) -> str:
+        return f"https://{self.hostname}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.destroyed_at is None
+
+
+class Operation(models.Model):
+    """One lifecycle operation on an instance (the NetBox Job pattern)."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="operations")
+    tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=OperationKind.choices)
+    status = models.CharField(max_length=16, choices=OperationStatus.choices, default=OperationStatus.QUEUED)
+    params = models.JSONField(default=dict, blank=True)
+    rq_job_id = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    requested_by = models.CharField(max_length=254, help_text="Email, token prefix, staff user or system.")
+    requested_by_type = models.CharField(max_length=8)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=32, choices=ErrorCode.choices, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["instance", "status"], name="operation_instance_status")]
+        constraints = [
+            # The database itself refuses a second unfinished operation on one instance.
+            models.UniqueConstraint(
+                fields=["instance"],
+                condition=Q(status__in=UNFINISHED_OPERATION_STATUSES),
+                name="operation_one_unfinished_per_instance",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.instance_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in UNFINISHED_OPERATION_STATUSES
+
+
+class LogLine(models.Model):
+    """A lifecycle log line of an instance, in `seq` order."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="log_lines")
+    operation = models.ForeignKey(Operation, null=True, blank=True, on_delete=models.SET_NULL, related_name="log_lines")
+    seq = models.PositiveIntegerField()
+    stage = models.CharField(max_length=32)
+    level = models.CharField(max_length=8, choices=LogLevel.choices, default=LogLevel.INFO)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["instance_id", "seq"]
+        constraints = [models.UniqueConstraint(fields=["instance", "seq"], name="logline_instance_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}#{self.seq} {self.stage}: {self.message[:60]}"

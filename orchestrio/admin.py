@@ -1,0 +1,155 @@
+"""The Django admin for support staff. Every change a staff user makes here is audited."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.forms.models import model_to_dict
+
+from . import services
+from .models import ActivityEvent, ApiToken, Membership, Tenant
+from .tenancy import Actor, client_ip
+
+admin.site.site_header = "Orchestrio support"
+admin.site.site_title = "Orchestrio support"
+admin.site.index_title = "Operations"
+
+
+def staff_actor(request) -> Actor:
+    return Actor.for_staff(request.user, ip=client_ip(request))
+
+
+def _tenant_of(obj):
+    if isinstance(obj, Tenant):
+        return obj.pk
+    return getattr(obj, "tenant_id", None)
+
+
+class AuditedModelAdmin(admin.ModelAdmin):
+    """Writes an ActivityEvent (actor type `staff`) for every add, change and delete."""
+
+    audit_exclude: tuple[str, ...] = ()
+
+    def _audit(self, request, obj, action: str, data: dict | None = None) -> None:
+        services.activity_record(
+            actor=staff_actor(request),
+            action=f"admin.{obj._meta.model_name}.{action}",
+            tenant=_tenant_of(obj),
+            object_type=obj._meta.model_name,
+            object_id=obj.pk,
+            data=data or {},
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        changed = {
+            name: value
+            for name, value in model_to_dict(obj, fields=form.changed_data).items()
+            if name not in self.audit_exclude
+        }
+        self._audit(request, obj, "change" if change else "add", {"fields": sorted(changed), "values": _jsonable(changed)})
+
+    def delete_model(self, request, obj):
+        self._audit(request, obj, "delete", {"repr": str(obj)})
+        super().delete_model(request, obj)
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        for obj in formset.new_objects:
+            self._audit(request, obj, "add", {"repr": str(obj)})
+        for obj, fields in formset.changed_objects:
+            self._audit(request, obj, "change", {"fields": sorted(fields), "repr": str(obj)})
+        for obj in formset.deleted_objects:
+            self._audit(request, obj, "delete", {"repr": str(obj)})
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self._audit(request, obj, "delete", {"repr": str(obj)})
+        super().delete_queryset(request, queryset)
+
+
+def _jsonable(values: dict) -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, (str, int, float, bool, type(None), list, dict)):
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Tenant)
+class TenantAdmin(AuditedModelAdmin):
+    list_display = ["id", "name", "plan", "created_at"]
+    list_filter = ["plan"]
+    search_fields = ["id", "name", "memberships__user__username"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [MembershipInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The tenant id is every object's scope and part of URLs: it never changes.
+        return [*self.readonly_fields, "id"] if obj else self.readonly_fields
+
+
+@admin.register(Membership)
+class MembershipAdmin(AuditedModelAdmin):
+    list_display = ["user", "tenant", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "tenant__id"]
+    autocomplete_fields = ["user", "tenant"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(AuditedModelAdmin):
+    list_display = ["prefix", "name", "tenant", "mode", "role", "instance_id", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = ["mode", "role", ("revoked_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["prefix", "name", "tenant__id", "instance_id"]
+    # Never the hash: tokens are issued through the API, the console or `createtenant --token`.
+    fields = ["tenant", "name", "prefix", "mode", "role", "instance_id", "created_by", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    readonly_fields = [f for f in fields if f != "name"]
+    actions = ["revoke_tokens"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke_tokens(self, request, queryset):
+        count = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            services.api_token_revoke(token=token, actor=staff_actor(request))
+            count += 1
+        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+@admin.register(ActivityEvent)
+class ActivityEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "tenant", "actor_type", "actor_label", "action", "object_type", "object_id", "ip_address"]
+    list_filter = ["actor_type", "object_type", "created_at"]
+    search_fields = ["tenant__id", "actor_label", "action", "object_id", "ip_address"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedModelAdmin, UserAdmin):
+    audit_exclude = ("password",)
+    inlines = [type("UserMembershipInline", (MembershipInline,), {"autocomplete_fields": ["tenant"]})]

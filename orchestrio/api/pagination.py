@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from rest_framework import pagination
+
+from .exceptions import QueryValidationError
+
+
+def _query_int(request, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise QueryValidationError({name: [f"{name} must be an integer"]}) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise QueryValidationError({name: [f"{name} must be {bounds}"]})
+    return value
+
+
+class LimitOffsetPagination(pagination.LimitOffsetPagination):
+    """`?limit=` (default 50, max 200) and `?offset=`; out-of-range values are 422, not ignored."""
+
+    default_limit = 50
+    max_limit = 200
+
+    def get_limit(self, request):
+        return _query_int(request, self.limit_query_param, self.default_limit, minimum=1, maximum=self.max_limit)
+
+    def get_offset(self, request):
+        return _query_int(request, self.offset_query_param, 0, minimum=0)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from billing.models import SubscriptionPlan
+from instances.models import InstancePlan, Region
+from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, ActivityEvent, ApiToken, Tenant
+from orchestrio.services import TOKEN_EXPIRY_CHOICES
+
+
+class SubscriptionPlanSerializer(serializers.ModelSerializer):
+    plan_id = serializers.CharField(source="id")
+    limits = serializers.DictField(child=serializers.IntegerField(allow_null=True), read_only=True)
+    features = serializers.DictField(child=serializers.BooleanField(), read_only=True)
+
+    class Meta:
+        model = SubscriptionPlan
+        fields = ["plan_id", "name", "description", "price_cents_per_month", "limits", "features"]
+
+
+class InstancePlanSerializer(serializers.ModelSerializer):
+    plan_id = serializers.CharField(source="id")
+    price_per_hour = serializers.DecimalField(max_digits=10, decimal_places=4, coerce_to_string=True)
+
+    class Meta:
+        model = InstancePlan
+        fields = ["plan_id", "name", "instance_type", "vcpus", "memory_mib", "price_per_hour", "supports_hibernation"]
+
+
+class CatalogueSerializer(serializers.Serializer):
+    instance_plans = InstancePlanSerializer(many=True)
+    subscription_plans = SubscriptionPlanSerializer(many=True)
+
+
+class RegionSerializer(serializers.ModelSerializer):
+    available = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Region
+        fields = ["id", "name", "provider", "provider_region", "available"]
+
+
+class TenantUsageSerializer(serializers.Serializer):
+    instances = serializers.IntegerField()
+    running_instances = serializers.IntegerField()
+    tokens = serializers.IntegerField()
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    tenant_id = serializers.CharField(source="id")
+    plan = serializers.CharField(source="plan_id")
+    limits = serializers.DictField(source="plan.limits", child=serializers.IntegerField(allow_null=True))
+    features = serializers.DictField(source="plan.features", child=serializers.BooleanField())
+    usage = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Tenant
+        fields = ["tenant_id", "name", "plan", "limits", "features", "usage", "created_at"]
+
+    @extend_schema_field(TenantUsageSerializer)
+    def get_usage(self, tenant):
+        return self.context["usage"]
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "mode",
+            "role",
+            "instance_id",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+        read_only_fields = fields
+
+
+class ApiTokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, min_length=1)
+    mode = serializers.ChoiceField(choices=["live", "test"], default="live")
+    expires_in_days = serializers.ChoiceField(
+        choices=list(TOKEN_EXPIRY_CHOICES), allow_null=True, default=None, help_text="30, 90, 180, 365 or null (never)."
+    )
+    instance_id = serializers.RegexField(
+        SLUG_PATTERN,
+        max_length=63,
+        min_length=3,
+        allow_null=True,
+        default=None,
+        error_messages={"invalid": SLUG_MESSAGE},
+        help_text="Scope the token to one instance, or null.",
+    )
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    token = serializers.CharField(help_text="The plaintext token. Shown once; store it now.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class ActivityEventSerializer(serializers.ModelSerializer):
+    actor = serializers.SerializerMethodField()
+    ip = serializers.IPAddressField(source="ip_address", allow_null=True)
+
+    class Meta:
+        model = ActivityEvent
+        fields = ["id", "actor", "action", "object_type", "object_id", "ip", "data", "created_at"]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {"type": {"type": "string", "enum": ["user", "token", "staff", "system"]}, "label": {"type": "string"}},
+        }
+    )
+    def get_actor(self, event):
+        return {"type": event.actor_type, "label": event.actor_label}

@@ -1,0 +1,15 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from . import views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("api-tokens", views.ApiTokenViewSet, basename="api-token")
+router.register("activity", views.ActivityViewSet, basename="activity")
+
+urlpatterns = [
+    path("tenant", views.TenantView.as_view(), name="tenant"),
+    path("plans", views.CatalogueView.as_view(), name="plans"),
+    path("regions", views.RegionListView.as_view(), name="regions"),
+    *router.urls,
+]

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class OrchestrioConfig(AppConfig):
+    name = "orchestrio"
+    verbose_name = "Tenancy and access"
+
+    def ready(self) -> None:
+        if settings.EMBEDDED_REDIS:
+            from .redis import install_embedded_queue
+
+            install_embedded_queue()

@@ -1,0 +1,18 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+from .forms import LoginForm
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login", auth_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True), name="login"),
+    path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("signup", views.signup, name="signup"),
+    path("account", views.account, name="account"),
+    path("account/tenant", views.switch_tenant, name="switch-tenant"),
+    path("account/password", auth_views.PasswordChangeView.as_view(success_url="/account?password=changed"), name="password-change"),
+    path("tokens", views.tokens, name="tokens"),
+    path("tokens/<int:token_pk>/revoke", views.token_revoke, name="token-revoke"),
+    path("activity", views.activity, name="activity"),
+]

@@ -1,0 +1,83 @@
+"""The domain exception family. Services raise these; one DRF exception handler turns each into
+the API contract's status and body (see `orchestrio.api.exceptions`), and the console turns them
+into messages. Nothing else maps errors to HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    status_code = 400
+    default_detail = "The request cannot be performed."
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.default_detail
+        self.extra = extra
+        super().__init__(self.detail)
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail, **self.extra}
+
+
+class InvalidState(DomainError):
+    """A state precondition is not met (stop a stopped instance)."""
+
+    status_code = 400
+
+
+class PlanLimitReached(DomainError):
+    status_code = 402
+    default_detail = "Your plan's limit is reached."
+
+    def __init__(self, detail: str, *, limit: str, plan: str, **extra: Any) -> None:
+        super().__init__(detail, limit=limit, plan=plan, **extra)
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    default_detail = "You are not allowed to do this."
+
+
+class NotFound(DomainError):
+    status_code = 404
+    default_detail = "Not found."
+
+
+class Conflict(DomainError):
+    status_code = 409
+    default_detail = "Conflict."
+
+
+class ValidationFailed(DomainError):
+    """Input that passed the serializer but fails a rule only the service knows (→ 422)."""
+
+    status_code = 422
+
+    def __init__(self, errors: list[dict[str, Any]] | str, *, field: str | None = None) -> None:
+        if isinstance(errors, str):
+            errors = [{"loc": ["body", field] if field else ["body"], "msg": errors, "type": "value_error"}]
+        self.errors = errors
+        super().__init__(errors[0]["msg"] if errors else "invalid input")
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.errors}
+
+
+class UpstreamError(DomainError):
+    """The instance (or Stripe) answered badly."""
+
+    status_code = 502
+    default_detail = "The upstream service answered with an error."
+
+
+class UpstreamTimeout(DomainError):
+    status_code = 504
+    default_detail = "The upstream service did not answer in time."
+
+
+class ServiceUnavailable(DomainError):
+    """A dependency is down or disabled (queue, billing not configured)."""
+
+    status_code = 503
+    default_detail = "A dependency of this request is unavailable."

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.validators import MinLengthValidator, RegexValidator
+
+from .models import SLUG_MESSAGE, SLUG_PATTERN
+from .services import TOKEN_EXPIRY_CHOICES
+
+
+class LoginForm(AuthenticationForm):
+    username = forms.CharField(label="Email", max_length=254, widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+
+
+class SignupForm(forms.Form):
+    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), strip=False)
+    organization = forms.CharField(label="Organization name", max_length=200)
+    tenant_id = forms.CharField(
+        label="Tenant id",
+        max_length=63,
+        validators=[RegexValidator(SLUG_PATTERN, SLUG_MESSAGE), MinLengthValidator(3, SLUG_MESSAGE)],
+        help_text="Lowercase letters, digits and hyphens; used in URLs and cannot be changed.",
+    )
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        if get_user_model().objects.filter(username__iexact=email).exists():
+            raise forms.ValidationError("an account with this email exists; log in instead")
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        password = cleaned.get("password")
+        if password:
+            user = get_user_model()(username=cleaned.get("email", ""), email=cleaned.get("email", ""))
+            try:
+                password_validation.validate_password(password, user)
+            except forms.ValidationError as exc:
+                self.add_error("password", exc)
+        return cleaned
+
+
+EXPIRY_CHOICES = [("", "Never")] + [(str(days), f"{days} days") for days in TOKEN_EXPIRY_CHOICES]
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    mode = forms.ChoiceField(choices=[("live", "Live (ork_live_)"), ("test", "Test (ork_test_)")], initial="live")
+    expires_in_days = forms.TypedChoiceField(
+        label="Expires", choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, initial="90"
+    )
+    instance_id = forms.CharField(
+        label="Scope to instance",
+        required=False,
+        max_length=63,
+        validators=[RegexValidator(SLUG_PATTERN, SLUG_MESSAGE)],
+        help_text="Optional: the token may then only touch this instance.",
+    )
+
+    def clean_instance_id(self):
+        return self.cleaned_data["instance_id"] or None

@@ -1,0 +1,13 @@
+from django.core.management.base import BaseCommand
+
+from orchestrio.schedule import PERIODIC_JOBS, build_scheduler
+
+
+class Command(BaseCommand):
+    help = "Run the periodic-job scheduler (run exactly one per deployment)."
+
+    def handle(self, *args, **options):
+        scheduler = build_scheduler()
+        for job in PERIODIC_JOBS:
+            self.stdout.write(f"every {job.interval:>5}s  {job.func}")
+        scheduler.start()

@@ -1,0 +1,128 @@
+"""Tenancy, API tokens, the audit log and idempotency keys."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinLengthValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from .choices import ActorType, IdempotencyStatus, Role, TokenMode
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*[a-z0-9]$"
+SLUG_MESSAGE = "use 3–63 lowercase letters, digits and hyphens, starting and ending with a letter or digit"
+slug_validators = [
+    RegexValidator(SLUG_PATTERN, SLUG_MESSAGE),
+    MinLengthValidator(3, SLUG_MESSAGE),
+]
+
+
+class Tenant(models.Model):
+    """A customer. Its slug is the primary key, so every `tenant_id` column *is* the slug."""
+
+    id = models.CharField("tenant id", primary_key=True, max_length=63, validators=slug_validators)
+    name = models.CharField(max_length=200)
+    plan = models.ForeignKey("billing.SubscriptionPlan", on_delete=models.PROTECT, related_name="tenants")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_user_tenant_unique")]
+        ordering = ["tenant_id", "user_id"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant_id} ({self.role})"
+
+
+class ApiToken(models.Model):
+    """An `ork_` token. The plaintext is shown once; only its SHA-256 is kept."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    mode = models.CharField(max_length=4, choices=TokenMode.choices, default=TokenMode.LIVE)
+    prefix = models.CharField(max_length=12, db_index=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # A token acts with the role its creator had, never more.
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ADMIN)
+    # Optional scope: the token may only touch this instance (its `instance_id` slug).
+    instance_id = models.CharField(max_length=63, null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "revoked_at"], name="apitoken_tenant_revoked")]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class ActivityEvent(models.Model):
+    """The audit log: who did what to which object, from where. Written only by services."""
+
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="activity")
+    actor_type = models.CharField(max_length=8, choices=ActorType.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Email, token prefix or "system": kept as text so the log survives the actor's deletion.
+    actor_label = models.CharField(max_length=254)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=128, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="activity_tenant_created"),
+            models.Index(fields=["object_type", "object_id"], name="activity_object"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.object_type}:{self.object_id}"
+
+
+class IdempotencyKey(models.Model):
+    """One `Idempotency-Key` of one tenant: the request's fingerprint and, once done, its response."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=512)
+    status = models.CharField(max_length=12, choices=IdempotencyStatus.choices, default=IdempotencyStatus.PROCESSING)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "key"], name="idempotency_tenant_key_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.key}"

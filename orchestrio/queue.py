@@ -1,0 +1,49 @@
+"""Enqueueing background jobs: the one place that talks to RQ on the producing side.
+
+Jobs are enqueued after the transaction that recorded their work commits. If Redis is down at
+that moment the work is not lost: it stays recorded in the database as `queued`, and the
+reconciler (a periodic job) enqueues whatever has no live job once Redis answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import django_rq
+import redis
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue(func: Callable | str, *args: Any, queue: str = "default", job_id: str | None = None, timeout: int | None = None, **kwargs: Any) -> str | None:
+    """Enqueue now; returns the job id, or None when Redis is unreachable (logged)."""
+    try:
+        job = django_rq.get_queue(queue).enqueue(
+            func, *args, job_id=job_id, job_timeout=timeout, result_ttl=3600, failure_ttl=7 * 86400, **kwargs
+        )
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        logger.warning("queue unavailable; %s stays recorded for the reconciler: %s", job_id or func, exc)
+        return None
+    return job.id
+
+
+def enqueue_on_commit(func: Callable | str, *args: Any, **kwargs: Any) -> None:
+    transaction.on_commit(lambda: enqueue(func, *args, **kwargs), robust=True)
+
+
+def job_is_alive(job_id: str) -> bool | None:
+    """Whether RQ still has this job queued or started (None when Redis is unreachable)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    try:
+        job = Job.fetch(job_id, connection=django_rq.get_connection("default"))
+        status = job.get_status(refresh=True)
+    except NoSuchJobError:
+        return False
+    except (redis.ConnectionError, redis.TimeoutError):
+        return None
+    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)

@@ -1,0 +1,76 @@
+"""The one place that decides which Redis the process talks to.
+
+With `REDIS_URL` set, everything (queue, cache, rate-limit counters, state notifications) uses
+that server. Without it, the *embedded mode*: one in-memory Redis (fakeredis) shared by every
+thread of this process. That is why `manage.py serve` runs the web server, the worker and the
+scheduler in one process: the queue is only visible inside it. It is meant for development and
+demos; it loses queued jobs when the process exits (operations they belonged to are finished by
+the reconciler on the next start).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import fakeredis
+import redis
+from django.conf import settings
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+_lock = threading.Lock()
+_embedded_server: fakeredis.FakeServer | None = None
+_real_clients: dict[str, redis.Redis] = {}
+
+
+def _embedded() -> fakeredis.FakeServer:
+    global _embedded_server
+    with _lock:
+        if _embedded_server is None:
+            _embedded_server = fakeredis.FakeServer()
+        return _embedded_server
+
+
+def get_redis() -> redis.Redis:
+    """A client for the configured Redis (bytes responses, as RQ expects)."""
+    url = settings.REDIS_URL
+    if not url:
+        return fakeredis.FakeStrictRedis(server=_embedded())
+    client = _real_clients.get(url)
+    if client is None:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+        )
+        _real_clients[url] = client
+    return client
+
+
+def _django_rq_connection(config=None, use_strict_redis=False):  # noqa: ARG001 - django-rq's signature
+    return get_redis()
+
+
+def install_embedded_queue() -> None:
+    """Point django-rq at the embedded Redis (called from AppConfig.ready when REDIS_URL is unset)."""
+    import django_rq.connection_utils
+    import django_rq.cron
+    import django_rq.queues
+    import django_rq.utils
+
+    for module in (django_rq.connection_utils, django_rq.queues, django_rq.cron, django_rq.utils):
+        module.get_redis_connection = _django_rq_connection
+
+
+class _EmbeddedCacheClient(RedisCacheClient):
+    def get_client(self, key=None, *, write=False):
+        return fakeredis.FakeRedis(server=_embedded())
+
+
+class EmbeddedRedisCache(RedisCache):
+    """Django's Redis cache backend on the embedded in-memory Redis.
+
+    Shared by every thread of the process, which in the embedded mode is the whole deployment, so
+    rate-limit counters are exact there.
+    """
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = _EmbeddedCacheClient

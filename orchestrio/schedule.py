@@ -1,0 +1,49 @@
+"""Periodic jobs. One scheduler process (`manage.py scheduler`, or a thread of `manage.py serve`
+in the embedded mode) enqueues each on the `periodic` queue at its interval; workers run them.
+
+Delayed work (retries with backoff, DNS re-checks) is never scheduled in Redis: it is a database
+row with a due time that one of these periodic jobs picks up, so it survives a Redis restart.
+Every periodic job is safe to run twice at once (each takes a lock or works row by row).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from django.utils.module_loading import import_string
+from rq.cron import CronScheduler
+
+from .redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    func: str  # dotted path
+    interval: int  # seconds
+    timeout: int = 300
+
+
+PERIODIC_JOBS: list[PeriodicJob] = [
+    PeriodicJob("orchestrio.jobs.purge_idempotency_keys", interval=3600),
+]
+
+
+class Scheduler(CronScheduler):
+    """RQ's cron scheduler; in a non-main thread it leaves signal handling to the main thread."""
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            super()._install_signal_handlers()
+
+
+def build_scheduler() -> Scheduler:
+    scheduler = Scheduler(connection=get_redis(), logging_level=logging.INFO)
+    for job in PERIODIC_JOBS:
+        scheduler.register(
+            import_string(job.func), queue_name="periodic", interval=job.interval, job_timeout=job.timeout, result_ttl=600
+        )
+    return scheduler

@@ -1,0 +1,332 @@
+"""Orchestrio settings: every value comes from the environment (12-factor).
+
+The defaults are the embedded development setup that `make run` uses: SQLite under `var/`, the
+local provider, and an in-process queue (no Redis server). Production sets `DEBUG` off and
+provides `SECRET_KEY`, `DATABASE_URL`, `REDIS_URL`, `ALLOWED_HOSTS` and `PUBLIC_URL`; see
+`docs/configuration.md` for the whole list.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("ORCHESTRIO_VAR_DIR", BASE_DIR / "var"))
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+# --- Core ---------------------------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", False)
+
+_DEV_SECRET_KEY = "dev-insecure-only-for-DEBUG-never-in-production-0123456789abcdefghij"
+SECRET_KEY = env("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = _DEV_SECRET_KEY
+
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", ".localhost"] if DEBUG else []
+)
+PUBLIC_URL = (env("PUBLIC_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
+BASE_DOMAIN = env("BASE_DOMAIN", "instances.localhost")
+DENY_DIRECT_IP = env_bool("DENY_DIRECT_IP", False)
+# Number of reverse proxies in front of the web processes whose X-Forwarded-For we trust.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_rq",
+    "orchestrio.apps.OrchestrioConfig",
+    "billing",
+    "instances",
+    "tasks",
+    "gateway",
+]
+
+MIDDLEWARE = [
+    "orchestrio.middleware.DenyDirectIPMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "orchestrio.middleware.SecurityHeadersMiddleware",
+    "orchestrio.middleware.ApiErrorMiddleware",
+]
+
+ROOT_URLCONF = "orchestrio.urls"
+WSGI_APPLICATION = "orchestrio.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "orchestrio.context_processors.console",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+
+DATABASE_URL = env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'orchestrio.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        # BEGIN IMMEDIATE takes the write lock at the start of every transaction, so the
+        # embedded mode's threads serialise their writes instead of failing to upgrade a lock.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, cache, queue ------------------------------------------------------------------------
+
+# Unset: the embedded mode. Queue, cache and rate-limit counters live in an in-memory Redis
+# (fakeredis) inside the one `manage.py serve` process. See docs/configuration.md.
+REDIS_URL = env("REDIS_URL")
+EMBEDDED_REDIS = not REDIS_URL
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "orchestrio",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "orchestrio.redis.EmbeddedRedisCache",
+            "LOCATION": "embedded",
+            "KEY_PREFIX": "orchestrio",
+        }
+    }
+
+_QUEUE_URL = REDIS_URL or "redis://embedded/0"
+RQ_QUEUES = {
+    "default": {"URL": _QUEUE_URL, "DEFAULT_TIMEOUT": 900},
+    "periodic": {"URL": _QUEUE_URL, "DEFAULT_TIMEOUT": 600},
+}
+RQ = {"COMMIT_MODE": "auto"}
+RQ_SHOW_ADMIN_LINK = True
+
+# --- Auth and sessions --------------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = ["orchestrio.backends.EmailBackend"]
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:home"
+LOGOUT_REDIRECT_URL = "console:login"
+
+# --- Internationalisation and static files ------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# collectstatic's target in production; development serves from the source folders instead.
+STATIC_ROOT = None if DEBUG else Path(env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Development serves static files straight from the source folders; production runs collectstatic.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Security -----------------------------------------------------------------------------------
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Health checks from load balancers and the edge proxy's TLS question arrive over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^internal/"]
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT else None
+
+# --- REST framework and OpenAPI -----------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "orchestrio.auth.ApiTokenAuthentication",
+        "orchestrio.auth.ConsoleSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["orchestrio.api.permissions.IsTenantMember"],
+    "DEFAULT_THROTTLE_CLASSES": ["orchestrio.api.ratelimit.EndpointRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "orchestrio.api.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["orchestrio.api.filters.FilterBackend"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "orchestrio.api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "orchestrio.api.schema.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Orchestrio API",
+    "DESCRIPTION": (
+        "Control plane for hosted per-tenant instances. Authenticate with "
+        "`Authorization: Bearer ork_live_…`. Errors follow one shape: `{\"detail\": …}`; "
+        "validation errors are 422 with `detail` a list of `{loc, msg, type}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc assets are served from this host (drf-spectacular-sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {},
+    "SECURITY": [{"bearerAuth": []}],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "ork_live_…"}
+        }
+    },
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
+}
+
+# --- Rate limits (per token or user, per endpoint, per minute) -----------------------------------
+
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+# Endpoint classes from the API contract. Each endpoint keeps its own counter at its class's rate;
+# on top, every caller has a per-minute ceiling from its tenant's subscription plan.
+RATE_LIMITS = {
+    "write": env("RATE_LIMIT_WRITE", "10/m"),
+    "lifecycle": env("RATE_LIMIT_LIFECYCLE", "20/m"),
+    "domain_read": env("RATE_LIMIT_DOMAIN_READ", "30/m"),
+    "read": env("RATE_LIMIT_READ", "60/m"),
+    "public": env("RATE_LIMIT_PUBLIC", "120/m"),
+    "auth_failure": env("RATE_LIMIT_AUTH_FAILURE", "30/m"),
+}
+
+# --- Product settings ---------------------------------------------------------------------------
+
+DEFAULT_REGION = env("DEFAULT_REGION", "local")
+ENABLED_PROVIDERS = env_list("ENABLED_PROVIDERS", ["local"])
+IDEMPOTENCY_KEY_TTL_HOURS = 24
+# A request holding an idempotency key longer than this is presumed dead; the key may be retried.
+IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 120)
+# API tokens record last use at most once per this many seconds (no write on every request).
+TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
+OIDC_ALLOW_HTTP_LOOPBACK = env_bool("OIDC_ALLOW_HTTP_LOOPBACK", DEBUG)
+METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
+
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
+STRIPE_API_BASE = env("STRIPE_API_BASE")  # only for a stub of Stripe's API in tests
+
+# Fernet keys for secrets at rest, newest first (comma-separated). In DEBUG a key derived from
+# SECRET_KEY is used when none is set; production must set it.
+ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS", [])
+
+# --- Logging ------------------------------------------------------------------------------------
+
+LOG_LEVEL = env("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "INFO"},
+        "rq.worker": {"level": LOG_LEVEL},
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "waitress": {"level": "INFO"},
+    },
+}

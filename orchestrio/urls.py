@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from . import health
+from .views import api_not_found
+
+api_v1 = [
+    path("", include("orchestrio.api.urls")),
+]
+
+urlpatterns = [
+    path("health", health.health_view, name="health"),
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin/django-rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+    re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),
+    path("", include(("orchestrio.console_urls", "console"), namespace="console")),
+]
+
+handler404 = "orchestrio.views.handler404"
+handler500 = "orchestrio.views.handler500"

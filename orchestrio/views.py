@@ -1,0 +1,162 @@
+"""The console's account pages (server-rendered), and JSON fallbacks for unknown API routes."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import selectors, services
+from .auth import SESSION_TENANT_KEY, membership_for_session
+from .errors import DomainError
+from .forms import ApiTokenForm, SignupForm
+from .middleware import is_api_path
+from .models import ActivityEvent, Membership
+from .tenancy import Actor, Principal, client_ip
+
+
+def console_view(view):
+    """Login required; sets `request.principal` for the user's current tenant."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        membership = membership_for_session(request, request.user)
+        if membership is None:
+            return render(request, "console/no_tenant.html", status=403)
+        request.principal = Principal(
+            tenant=membership.tenant, role=membership.role, user=request.user, ip=client_ip(request)
+        )
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def domain_error_message(request, exc: DomainError) -> None:
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc)
+    messages.error(request, detail)
+
+
+@console_view
+def home(request):
+    tenant = request.principal.tenant
+    context = {
+        "usage": selectors.tenant_usage(tenant=tenant),
+        "limits": tenant.plan.limits,
+        "recent_activity": ActivityEvent.objects.filter(tenant=tenant)[:10],
+    }
+    return render(request, "console/home.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("console:home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            tenant = services.tenant_create(
+                tenant_id=data["tenant_id"],
+                name=data["organization"],
+                owner_email=data["email"],
+                owner_password=data["password"],
+                actor=Actor(type="user", label=data["email"], ip=client_ip(request)),
+            )
+        except DomainError as exc:
+            form.add_error("tenant_id" if exc.status_code == 409 else None, exc.detail if isinstance(exc.detail, str) else str(exc))
+        else:
+            user = Membership.objects.get(tenant=tenant).user
+            login(request, user, backend="orchestrio.backends.EmailBackend")
+            request.session[SESSION_TENANT_KEY] = tenant.pk
+            messages.success(request, f"Welcome! Your tenant {tenant.pk} is ready.")
+            return redirect("console:home")
+    return render(request, "console/signup.html", {"form": form})
+
+
+@console_view
+def account(request):
+    memberships = Membership.objects.select_related("tenant").filter(user=request.user)
+    members = Membership.objects.select_related("user").filter(tenant=request.principal.tenant)
+    if request.GET.get("password") == "changed":
+        messages.success(request, "Your password was changed.")
+    return render(request, "console/account.html", {"memberships": memberships, "members": members})
+
+
+@require_POST
+@console_view
+def switch_tenant(request):
+    tenant_id = request.POST.get("tenant_id", "")
+    if Membership.objects.filter(user=request.user, tenant_id=tenant_id).exists():
+        request.session[SESSION_TENANT_KEY] = tenant_id
+        messages.success(request, f"Now working in {tenant_id}.")
+    else:
+        messages.error(request, "You are not a member of that tenant.")
+    return redirect("console:account")
+
+
+@require_http_methods(["GET", "POST"])
+@console_view
+def tokens(request):
+    principal = request.principal
+    form = ApiTokenForm(request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            token, plaintext = services.api_token_create(principal=principal, **form.cleaned_data)
+        except DomainError as exc:
+            domain_error_message(request, exc)
+        else:
+            created = {"token": token, "plaintext": plaintext}
+            form = ApiTokenForm()
+    queryset = selectors.api_token_list(tenant=principal.tenant).select_related("created_by")
+    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    response = render(request, "console/tokens.html", {"form": form, "page": page, "created": created})
+    if created:
+        response["Cache-Control"] = "no-store"  # the plaintext must not stay in a cache
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@console_view
+def token_revoke(request, token_pk: int):
+    token = get_object_or_404(selectors.api_token_list(tenant=request.principal.tenant), pk=token_pk)
+    if request.method == "POST":
+        try:
+            services.api_token_revoke(token=token, actor=request.principal.actor, principal=request.principal)
+        except DomainError as exc:
+            domain_error_message(request, exc)
+        else:
+            messages.success(request, f"Token {token.prefix}… ({token.name}) is revoked.")
+        return HttpResponseRedirect(reverse("console:tokens"))
+    return render(request, "console/token_revoke.html", {"token": token})
+
+
+@console_view
+def activity(request):
+    events = ActivityEvent.objects.filter(tenant=request.principal.tenant)
+    page = Paginator(events, 50).get_page(request.GET.get("page"))
+    return render(request, "console/activity.html", {"page": page})
+
+
+def api_not_found(request, *args, **kwargs):
+    return JsonResponse({"detail": f"no such endpoint: {request.method} {request.path}"}, status=404)
+
+
+def handler404(request, exception=None):
+    if is_api_path(request.path):
+        return api_not_found(request)
+    return render(request, "console/404.html", status=404)
+
+
+def handler500(request):
+    if is_api_path(request.path):
+        return JsonResponse({"detail": "internal error; it has been logged"}, status=500)
+    return render(request, "console/500.html", status=500)

@@ -1,0 +1,235 @@
+"""API conventions: error shapes, unknown routes, pagination bounds, rate limits, idempotency,
+direct-IP denial."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from orchestrio.choices import IdempotencyStatus
+from orchestrio.models import ApiToken, IdempotencyKey
+
+from ..helpers import Api, assert_error, assert_validation_error
+
+
+def test_malformed_json_is_422_with_loc(api):
+    response = api.request("POST", "api-tokens", raw="{not json")
+    detail = assert_validation_error(response, ("body",))
+    assert detail[0]["type"] == "json_invalid"
+
+
+def test_wrong_types_are_422_per_field(api):
+    detail = assert_validation_error(api.post("api-tokens", {"name": ["x"], "mode": 5}), ("body", "name"), ("body", "mode"))
+    assert all(issue["msg"] for issue in detail)
+
+
+def test_non_object_body_is_422(api):
+    assert_validation_error(api.request("POST", "api-tokens", raw="[1, 2]"), ("body",))
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/instances-typo/x", "/api/v2/tenant", "/api/"])
+def test_unknown_api_routes_are_json_404(api, path):
+    response = api.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert "no such endpoint" in response.json()["detail"]
+
+
+def test_method_not_allowed_is_json(api):
+    response = api.put("tenant", {})
+    assert_error(response, 405)
+
+
+@pytest.mark.parametrize(
+    ("query", "loc"),
+    [({"limit": "0"}, ("query", "limit")), ({"limit": "201"}, ("query", "limit")), ({"limit": "ten"}, ("query", "limit")), ({"offset": "-1"}, ("query", "offset"))],
+)
+def test_pagination_bounds_are_422(api, query, loc):
+    assert_validation_error(api.get("api-tokens", **query), loc)
+
+
+def test_invalid_filter_value_is_422(api):
+    assert_validation_error(api.get("api-tokens", mode="prod"), ("query", "mode"))
+
+
+def test_list_envelope(api):
+    body = api.get("api-tokens").json()
+    assert set(body) == {"count", "next", "previous", "results"}
+
+
+def test_every_response_carries_rate_limit_headers(api):
+    response = api.get("tenant")
+    assert int(response["X-RateLimit-Limit"]) > 0
+    assert int(response["X-RateLimit-Remaining"]) >= 0
+
+
+def test_429_with_retry_after(api, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "read": "3/m"}
+    remaining = [int(api.get("tenant")["X-RateLimit-Remaining"]) for _ in range(3)]
+    assert remaining == [2, 1, 0]
+    response = api.get("tenant")
+    assert_error(response, 429, contains="rate limit")
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response["X-RateLimit-Remaining"] == "0"
+    # Another endpoint of the same class keeps its own counter.
+    assert api.get("api-tokens").status_code == 200
+
+
+def test_rate_limits_are_per_token(api, tenant, owner, settings):
+    from ..factories import ApiTokenFactory
+
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "read": "1/m"}
+    assert api.get("tenant").status_code == 200
+    assert api.get("tenant").status_code == 429
+    other = Api(ApiTokenFactory(tenant=tenant, created_by=owner).plaintext)
+    assert other.get("tenant").status_code == 200
+
+
+def test_plan_ceiling_applies_across_endpoints(api, tenant):
+    from billing.models import SubscriptionPlan
+
+    SubscriptionPlan.objects.filter(pk=tenant.plan_id).update(api_requests_per_minute=2)
+    assert api.get("tenant").status_code == 200
+    assert api.get("api-tokens").status_code == 200
+    response = api.get("activity")
+    assert_error(response, 429)
+    assert response["X-RateLimit-Limit"] == "2"
+
+
+def test_write_class_limit(api, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "write": "2/m"}
+    assert api.post("api-tokens", {"name": "a"}).status_code == 201
+    assert api.post("api-tokens", {"name": "b"}).status_code == 201
+    assert_error(api.post("api-tokens", {"name": "c"}), 429)
+
+
+def test_failed_authentication_is_limited_per_ip(anon_api, api, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "auth_failure": "3/m"}
+    from orchestrio import tokens
+
+    for _ in range(3):
+        assert anon_api.get("tenant", headers={"Authorization": f"Bearer {tokens.generate('live').plaintext}"}).status_code == 401
+    response = anon_api.get("tenant", headers={"Authorization": f"Bearer {tokens.generate('live').plaintext}"})
+    assert_error(response, 429, contains="failed authentication")
+    assert int(response["Retry-After"]) >= 1
+
+
+# --- Idempotency-Key ---------------------------------------------------------------------------
+
+
+def test_idempotent_replay(api):
+    headers = {"Idempotency-Key": "create-token-1"}
+    first = api.post("api-tokens", {"name": "once"}, headers=headers)
+    second = api.post("api-tokens", {"name": "once"}, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()
+    assert second["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert ApiToken.objects.filter(name="once").count() == 1
+
+
+def test_idempotency_key_with_a_different_body_is_409(api):
+    headers = {"Idempotency-Key": "k-1"}
+    assert api.post("api-tokens", {"name": "one"}, headers=headers).status_code == 201
+    assert_error(api.post("api-tokens", {"name": "two"}, headers=headers), 409, contains="different request")
+    assert not ApiToken.objects.filter(name="two").exists()
+
+
+def test_idempotency_key_in_flight_is_409(api, tenant):
+    IdempotencyKey.objects.create(
+        tenant=tenant, key="busy", fingerprint="x" * 64, method="POST", path="/api/v1/api-tokens",
+        locked_until=timezone.now() + timedelta(minutes=1),
+    )
+    # Same fingerprint as the in-flight one: compute it by replaying through the real code path.
+    from orchestrio.api import idempotency
+
+    class FakeRequest:
+        method = "POST"
+        path = "/api/v1/api-tokens"
+        data = {"name": "slow"}
+
+    IdempotencyKey.objects.filter(key="busy").update(fingerprint=idempotency._fingerprint(FakeRequest))
+    assert_error(api.post("api-tokens", {"name": "slow"}, headers={"Idempotency-Key": "busy"}), 409, contains="still being processed")
+
+
+def test_stale_in_flight_key_is_taken_over(api, tenant):
+    from orchestrio.api import idempotency
+
+    class FakeRequest:
+        method = "POST"
+        path = "/api/v1/api-tokens"
+        data = {"name": "retry"}
+
+    IdempotencyKey.objects.create(
+        tenant=tenant, key="dead", fingerprint=idempotency._fingerprint(FakeRequest), method="POST",
+        path="/api/v1/api-tokens", locked_until=timezone.now() - timedelta(seconds=1),
+    )
+    response = api.post("api-tokens", {"name": "retry"}, headers={"Idempotency-Key": "dead"})
+    assert response.status_code == 201
+    assert IdempotencyKey.objects.get(key="dead").status == IdempotencyStatus.COMPLETED
+
+
+def test_idempotency_keys_are_per_tenant(api, other_api):
+    headers = {"Idempotency-Key": "shared-key"}
+    assert api.post("api-tokens", {"name": "a"}, headers=headers).status_code == 201
+    other = other_api.post("api-tokens", {"name": "a"}, headers=headers)
+    assert other.status_code == 201 and "Idempotent-Replayed" not in other
+
+
+def test_expired_idempotency_key_runs_again(api, tenant):
+    headers = {"Idempotency-Key": "old"}
+    assert api.post("api-tokens", {"name": "a"}, headers=headers).status_code == 201
+    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=25))
+    again = api.post("api-tokens", {"name": "a"}, headers=headers)
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert ApiToken.objects.filter(name="a").count() == 2
+
+
+def test_error_responses_are_replayed_too(api, tenant):
+    from billing.models import SubscriptionPlan
+
+    SubscriptionPlan.objects.filter(pk=tenant.plan_id).update(max_tokens=1)
+    headers = {"Idempotency-Key": "limited"}
+    first = api.post("api-tokens", {"name": "x"}, headers=headers)
+    assert first.status_code == 402
+    SubscriptionPlan.objects.filter(pk=tenant.plan_id).update(max_tokens=10)
+    second = api.post("api-tokens", {"name": "x"}, headers=headers)
+    assert second.status_code == 402 and second["Idempotent-Replayed"] == "true"
+
+
+def test_idempotency_key_length_is_validated(api):
+    assert_validation_error(api.post("api-tokens", {"name": "x"}, headers={"Idempotency-Key": "k" * 256}), ("header", "Idempotency-Key"))
+
+
+def test_purge_job_removes_expired_keys(api, tenant):
+    from orchestrio.jobs import purge_idempotency_keys
+
+    api.post("api-tokens", {"name": "a"}, headers={"Idempotency-Key": "fresh"})
+    api.post("api-tokens", {"name": "b"}, headers={"Idempotency-Key": "stale"})
+    IdempotencyKey.objects.filter(key="stale").update(created_at=timezone.now() - timedelta(hours=30))
+    assert purge_idempotency_keys() == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["fresh"]
+
+
+# --- Direct IP ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8000", "[::1]:8000"])
+def test_deny_direct_ip(api, settings, host):
+    settings.DENY_DIRECT_IP = True
+    response = api.get("tenant", headers={"Host": host})
+    assert_error(response, 403, contains="direct IP access")
+
+
+def test_direct_ip_allowed_for_hostnames_and_health(api, settings):
+    settings.DENY_DIRECT_IP = True
+    assert api.get("tenant", headers={"Host": "localhost"}).status_code == 200
+    assert api.get("/health", headers={"Host": "127.0.0.1"}).status_code in (200, 503)
+
+
+def test_direct_ip_allowed_when_setting_off(api, settings):
+    settings.DENY_DIRECT_IP = False
+    assert api.get("tenant", headers={"Host": "127.0.0.1"}).status_code == 200

@@ -1,0 +1,43 @@
+"""Settings for the test suite: the production settings module with test-only adjustments.
+
+With DATABASE_URL / REDIS_URL in the environment (as in CI) the suite uses PostgreSQL and Redis;
+without, SQLite and the embedded in-memory Redis.
+"""
+
+import os
+import tempfile
+from urllib.parse import urlsplit, urlunsplit
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("ORCHESTRIO_VAR_DIR", tempfile.mkdtemp(prefix="orchestrio-test-"))
+os.environ.setdefault("ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE=")
+
+from orchestrio.settings import *  # noqa: E402,F403
+from orchestrio.settings import CACHES, RQ_QUEUES, REDIS_URL  # noqa: E402
+
+TESTING = True
+
+if REDIS_URL:
+    # Never flush a developer's working Redis database: the suite uses database 15.
+    parts = urlsplit(REDIS_URL)
+    REDIS_URL = urlunsplit((parts.scheme, parts.netloc, "/15", parts.query, parts.fragment))
+    CACHES["default"]["LOCATION"] = REDIS_URL
+    for queue in RQ_QUEUES.values():
+        queue["URL"] = REDIS_URL
+
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1", "[::1]", ".localhost"]
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+OIDC_ALLOW_HTTP_LOOPBACK = True
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = None
+
+# Generous defaults so ordinary tests never trip a limit; rate-limit tests set tiny ones.
+RATE_LIMITS = {name: "10000/m" for name in ("write", "lifecycle", "domain_read", "read", "public", "auth_failure")}
+
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+LOGGING["loggers"]["django"]["level"] = "ERROR"  # noqa: F405
