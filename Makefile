@@ -1,6 +1,7 @@
 # The two commands: `make run` and `make test`. Both work on a fresh machine with Python 3.11+.
 SHELL := /bin/bash
-PYTHON ?= $(shell for p in python3.12 python3.11 python3.13 python3; do command -v $$p >/dev/null 2>&1 && { echo $$p; break; }; done)
+# The first interpreter that actually runs and is 3.11 or newer (pyenv shims may exist but not run).
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.13 python3; do $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
@@ -12,6 +13,7 @@ PORT ?= 8000
 install: $(STAMP)
 
 check-python:
+	@test -n "$(PYTHON)" || { echo "Orchestrio needs Python 3.11 or newer (python3.11, python3.12 or python3 on PATH)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0) if sys.version_info >= (3, 11) else sys.exit("Orchestrio needs Python 3.11 or newer; found " + sys.version.split()[0] + " at " + sys.executable)'
 
 $(STAMP): pyproject.toml constraints.txt | check-python

@@ -80,7 +80,7 @@ class Blueprint(models.Model):
     name = models.CharField(max_length=63, validators=[RegexValidator(BLUEPRINT_NAME_PATTERN)])
     description = models.CharField(max_length=255, blank=True)
     provider_api = models.CharField(max_length=16, choices=ProviderApi.choices, default=ProviderApi.RUN_INSTANCES)
-    image_id = models.CharField(max_length=64, blank=True)
+    image_id = models.CharField(max_length=255, blank=True, help_text="AMI id, or resolve:ssm:<parameter>.")
     instance_type = models.CharField(max_length=64, blank=True, help_text="Overrides the plan's type when set.")
     subnet_ids = models.JSONField(default=list, blank=True)
     security_group_ids = models.JSONField(default=list, blank=True)

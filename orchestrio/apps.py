@@ -7,6 +7,8 @@ class OrchestrioConfig(AppConfig):
     verbose_name = "Tenancy and access"
 
     def ready(self) -> None:
+        from .api import schema  # noqa: F401 - registers the OpenAPI authentication extensions
+
         if settings.EMBEDDED_REDIS:
             from .redis import install_embedded_queue
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -50,8 +51,9 @@ def activity_record(
 
 
 def _validate(instance) -> None:
+    """Field validation (→ 422). Uniqueness is the caller's business: a taken name is a 409."""
     try:
-        instance.full_clean()
+        instance.full_clean(validate_unique=False, validate_constraints=False)
     except DjangoValidationError as exc:
         raise ValidationFailed(
             [
@@ -81,7 +83,7 @@ def tenant_create(
     tenant = Tenant(id=tenant_id, name=name or tenant_id, plan=plan)
     _validate(tenant)
     if Tenant.objects.filter(pk=tenant_id).exists():
-        raise Conflict(f"tenant id {tenant_id!r} is taken")
+        raise Conflict(f"tenant id {tenant_id!r} is taken; choose another")
     try:
         with transaction.atomic():
             tenant.save(force_insert=True)
@@ -89,7 +91,11 @@ def tenant_create(
         raise Conflict(f"tenant id {tenant_id!r} is taken") from exc
 
     User = get_user_model()
-    email = User.objects.normalize_email(owner_email).strip()
+    email = (owner_email or "").strip().lower()
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        raise ValidationFailed(f"{owner_email!r} is not a valid email address", field="owner") from None
     user = User.objects.filter(username__iexact=email).first()
     if user is None:
         user = User(username=email, email=email)

@@ -56,7 +56,11 @@ def _clean_redis():
 @pytest.fixture(autouse=True)
 def _catalogue(request):
     """Transactional tests flush the database; put the seeded catalogue back."""
-    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+    if transactional:
         request.getfixturevalue("transactional_db")
         from billing import catalogue as billing_catalogue
         from billing.models import SubscriptionPlan

@@ -8,13 +8,15 @@ import os
 import tempfile
 from urllib.parse import urlsplit, urlunsplit
 
+# Django's live_server with Playwright's sync API (browser tests).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("ORCHESTRIO_VAR_DIR", tempfile.mkdtemp(prefix="orchestrio-test-"))
 os.environ.setdefault("ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE=")
 
 from orchestrio.settings import *  # noqa: E402,F403
-from orchestrio.settings import CACHES, RQ_QUEUES, REDIS_URL  # noqa: E402
+from orchestrio.settings import CACHES, DATABASES, RQ_QUEUES, REDIS_URL, VAR_DIR  # noqa: E402
 
 TESTING = True
 
@@ -25,6 +27,10 @@ if REDIS_URL:
     CACHES["default"]["LOCATION"] = REDIS_URL
     for queue in RQ_QUEUES.values():
         queue["URL"] = REDIS_URL
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory: tests that start real server and worker processes share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1", "[::1]", ".localhost"]
 SECURE_SSL_REDIRECT = False

@@ -8,6 +8,7 @@ with the constants below.
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -90,3 +91,29 @@ class AutoSchema(SpectacularAutoSchema):
             if code not in responses:
                 responses[code] = self._get_response_for_code(response, code, direction=direction)
         return responses
+
+
+class ApiTokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "orchestrio.auth.ApiTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "ork_live_… or ork_test_…",
+            "description": "An API token from the console's API tokens page or POST /api/v1/api-tokens.",
+        }
+
+
+class ConsoleSessionAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "orchestrio.auth.ConsoleSessionAuthentication"
+    name = "consoleSession"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "sessionid",
+            "description": "The console's session (unsafe methods also need the X-CSRFToken header).",
+        }

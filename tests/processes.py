@@ -1,0 +1,122 @@
+"""Real processes for tests: servers and workers started with `manage.py`, sharing the test
+database and a real Redis (REDIS_URL's, or one started here when redis-server is installed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """The test database (not the configured one) as a URL for child processes."""
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] or ""
+    if s.get("PASSWORD"):
+        auth += f":{s['PASSWORD']}"
+    host = s["HOST"] or "127.0.0.1"
+    port = s["PORT"] or 5432
+    return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def real_redis_url():
+    """A real Redis for multi-process tests: REDIS_URL's, else a private redis-server."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        yield settings.REDIS_URL
+        return
+    binary = shutil.which("redis-server")
+    if not binary:
+        pytest.skip("needs a Redis server (set REDIS_URL or install redis-server)")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="orchestrio-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def child_env(redis_url: str | None, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "DJANGO_SETTINGS_MODULE": "orchestrio.settings",
+        "DEBUG": "1",
+        "DATABASE_URL": database_url(),
+        "ORCHESTRIO_VAR_DIR": os.environ["ORCHESTRIO_VAR_DIR"],
+        "ENCRYPTION_KEYS": os.environ.get("ENCRYPTION_KEYS", ""),
+        "LOG_LEVEL": "WARNING",
+    }
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def server_process(env: dict[str, str], *, worker: bool = False, scheduler: bool = False):
+    """`manage.py serve` in a child process; yields its base URL."""
+    port = free_port()
+    args = [sys.executable, "manage.py", "serve", "--port", str(port)]
+    if not worker:
+        args.append("--no-worker")
+    if not scheduler:
+        args.append("--no-scheduler")
+    log = tempfile.NamedTemporaryFile(prefix="orchestrio-serve-", suffix=".log", delete=False)
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start: {Path(log.name).read_text()[-3000:]}") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+        os.unlink(log.name)
