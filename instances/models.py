@@ -96,13 +96,19 @@ class Blueprint(models.Model):
     task_roots = models.JSONField(default=list, blank=True, help_text="Allowed directories for task scripts.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # A deleted blueprint that destroyed instances still reference is kept, hidden.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "name"], name="blueprint_tenant_name_unique"),
             models.UniqueConstraint(
-                fields=["name"], condition=Q(tenant__isnull=True), name="blueprint_builtin_name_unique"
+                fields=["tenant", "name"], condition=Q(deleted_at__isnull=True), name="blueprint_tenant_name_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=Q(tenant__isnull=True, deleted_at__isnull=True),
+                name="blueprint_builtin_name_unique",
             ),
         ]
 
@@ -123,6 +129,7 @@ class Instance(models.Model):
     plan = models.ForeignKey(InstancePlan, on_delete=models.PROTECT, related_name="instances")
     region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="instances")
     provider = models.CharField(max_length=16, choices=Provider.choices)
+    instance_type = models.CharField(max_length=64, help_text="The machine size now (changes on resize).")
     provider_instance_id = models.CharField(max_length=64, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     port = models.PositiveIntegerField(null=True, blank=True, help_text="The agent's port on ip_address.")
@@ -213,6 +220,24 @@ class Operation(models.Model):
     def is_finished(self) -> bool:
         return self.status not in UNFINISHED_OPERATION_STATUSES
 
+    def summary(self) -> dict:
+        """The operation as the API shows it (also the `operation` of a 409 body)."""
+
+        def iso(value):
+            return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
+
+        return {
+            "id": self.pk,
+            "kind": self.kind,
+            "status": self.status,
+            "requested_by": self.requested_by,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "error_code": self.error_code or None,
+            "error_message": self.error_message or None,
+        }
+
 
 class LogLine(models.Model):
     """A lifecycle log line of an instance, in `seq` order."""
@@ -231,3 +256,23 @@ class LogLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id}#{self.seq} {self.stage}: {self.message[:60]}"
+
+
+class StateChange(models.Model):
+    """Every state transition, for audit and for metering instance-hours."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="state_changes")
+    tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="+")
+    from_state = models.CharField(max_length=16, choices=InstanceState.choices)
+    to_state = models.CharField(max_length=16, choices=InstanceState.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["instance", "created_at"], name="statechange_instance_created"),
+            models.Index(fields=["tenant", "created_at"], name="statechange_tenant_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}: {self.from_state} → {self.to_state}"

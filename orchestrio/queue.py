@@ -8,7 +8,9 @@ reconciler (a periodic job) enqueues whatever has no live job once Redis answers
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 import django_rq
@@ -47,3 +49,69 @@ def job_is_alive(job_id: str) -> bool | None:
     except (redis.ConnectionError, redis.TimeoutError):
         return None
     return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+
+
+LEASE_PREFIX = "orchestrio:lease:"
+
+
+@contextmanager
+def lease(name: str, ttl: int):
+    """Hold `name` in Redis while the block runs, refreshed every ttl/3 seconds by a thread.
+
+    The reconciler reads leases: a running job whose lease expired has died (its worker was
+    killed), so its work is picked up again. If Redis is unreachable the block still runs.
+    """
+    from .redis import get_redis
+
+    key = LEASE_PREFIX + name
+    stop = threading.Event()
+    client = get_redis()
+
+    def refresh() -> None:
+        while not stop.wait(max(ttl / 3, 0.2)):
+            try:
+                client.set(key, "1", ex=ttl)
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass
+
+    try:
+        client.set(key, "1", ex=ttl)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        logger.warning("could not take lease %s: %s", name, exc)
+    thread = threading.Thread(target=refresh, name=f"lease-{name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        try:
+            client.delete(key)
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+
+
+def lease_alive(name: str) -> bool | None:
+    from .redis import get_redis
+
+    try:
+        return bool(get_redis().exists(LEASE_PREFIX + name))
+    except (redis.ConnectionError, redis.TimeoutError):
+        return None
+
+
+@contextmanager
+def singleton(name: str, ttl: int):
+    """Run the block only if no other process is running it (a Redis lock); yields whether it got it."""
+    from .redis import get_redis
+
+    lock = get_redis().lock(f"orchestrio:singleton:{name}", timeout=ttl, blocking=False)
+    acquired = lock.acquire()
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            try:
+                lock.release()
+            except Exception:  # noqa: BLE001 - expired meanwhile: another run may hold it now
+                pass

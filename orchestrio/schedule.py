@@ -12,6 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.utils.module_loading import import_string
 from rq.cron import CronScheduler
 
@@ -27,9 +28,12 @@ class PeriodicJob:
     timeout: int = 300
 
 
-PERIODIC_JOBS: list[PeriodicJob] = [
-    PeriodicJob("orchestrio.jobs.purge_idempotency_keys", interval=3600),
-]
+def periodic_jobs() -> list[PeriodicJob]:
+    return [
+        PeriodicJob("orchestrio.jobs.purge_idempotency_keys", interval=3600),
+        PeriodicJob("instances.jobs.health_sweep", interval=settings.HEALTH_CHECK_INTERVAL_SECONDS, timeout=600),
+        PeriodicJob("instances.jobs.reconcile", interval=settings.RECONCILER_INTERVAL_SECONDS, timeout=900),
+    ]
 
 
 class Scheduler(CronScheduler):
@@ -42,7 +46,7 @@ class Scheduler(CronScheduler):
 
 def build_scheduler() -> Scheduler:
     scheduler = Scheduler(connection=get_redis(), logging_level=logging.INFO)
-    for job in PERIODIC_JOBS:
+    for job in periodic_jobs():
         scheduler.register(
             import_string(job.func), queue_name="periodic", interval=job.interval, job_timeout=job.timeout, result_ttl=600
         )

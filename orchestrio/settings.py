@@ -296,6 +296,25 @@ TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 OIDC_ALLOW_HTTP_LOOPBACK = env_bool("OIDC_ALLOW_HTTP_LOOPBACK", DEBUG)
 METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
 
+# Instances
+LOCAL_PROVIDER_DIR = Path(env("LOCAL_PROVIDER_DIR", str(VAR_DIR / "instances")))
+LOCAL_STOP_GRACE_SECONDS = float(env("LOCAL_STOP_GRACE_SECONDS", "5"))
+# A create/start waits this long for the instance's health endpoint before failing.
+INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 120)
+INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)
+HEALTH_CHECK_INTERVAL_SECONDS = env_int("HEALTH_CHECK_INTERVAL_SECONDS", 30)
+HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS", "3"))
+HEALTH_CHECK_CONCURRENCY = env_int("HEALTH_CHECK_CONCURRENCY", 200)
+# Consecutive failed probes before a running instance is marked unhealthy.
+HEALTH_FAILURE_THRESHOLD = env_int("HEALTH_FAILURE_THRESHOLD", 2)
+# A job holds a lease in Redis while it runs; the reconciler treats an expired lease as a dead job.
+OPERATION_LEASE_SECONDS = env_int("OPERATION_LEASE_SECONDS", 30)
+# Over this long in a transitional state, an operation is wedged and is failed (Fly's 5 minutes).
+OPERATION_WEDGED_SECONDS = env_int("OPERATION_WEDGED_SECONDS", 300)
+OPERATION_MAX_ATTEMPTS = env_int("OPERATION_MAX_ATTEMPTS", 3)
+RECONCILER_INTERVAL_SECONDS = env_int("RECONCILER_INTERVAL_SECONDS", 60)
+RECONCILER_TERMINATE_ORPHANS = env_bool("RECONCILER_TERMINATE_ORPHANS", False)
+
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env("STRIPE_API_BASE")  # only for a stub of Stripe's API in tests

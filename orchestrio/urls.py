@@ -7,6 +7,7 @@ from .views import api_not_found
 
 api_v1 = [
     path("", include("orchestrio.api.urls")),
+    path("", include("instances.api.urls")),
 ]
 
 urlpatterns = [

@@ -3,8 +3,16 @@ embedded queue only exists in this process, and by the test suite."""
 
 from __future__ import annotations
 
-from django.db import close_old_connections
+from django.db import connections
 from rq import SimpleWorker as RQSimpleWorker
+
+
+def close_old_connections() -> None:
+    """Django's close_old_connections, except for a connection inside a transaction (the test
+    suite runs jobs inside each test's transaction)."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
 
 
 class SimpleWorker(RQSimpleWorker):

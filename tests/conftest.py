@@ -72,6 +72,20 @@ def _catalogue(request):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_processes():
+    """Every instance process a test started is gone when it ends (and none is left at all)."""
+    yield
+    from django.conf import settings as django_settings
+
+    from instances.providers.local import LocalProvider, process_state
+
+    provider = LocalProvider(django_settings.LOCAL_PROVIDER_DIR)
+    for machine in provider.list_machines(""):
+        provider.destroy_orphan(machine, "")
+    assert not [m for m in provider.list_machines("") if process_state(m.provider_data.get("pid"), None)]
+
+
 @pytest.fixture
 def owner(db):
     return UserFactory()

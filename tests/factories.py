@@ -61,3 +61,20 @@ class ApiTokenFactory(factory.django.DjangoModelFactory):
         obj = super()._create(model_class, *args, **kwargs)
         obj.plaintext = generated.plaintext
         return obj
+
+
+class InstanceFactory(factory.django.DjangoModelFactory):
+    """An instance row in any state, without a machine (for API and state-machine tests)."""
+
+    class Meta:
+        model = "instances.Instance"
+
+    instance_id = factory.Sequence(lambda n: f"inst-{n:04d}")
+    tenant = factory.SubFactory(TenantFactory)
+    blueprint = factory.LazyFunction(lambda: __import__("instances.models", fromlist=["Blueprint"]).Blueprint.objects.get(name="OpenClaw", tenant=None))
+    plan_id = "openclaw-basic"
+    region_id = "local"
+    provider = "local"
+    instance_type = "t3.small"
+    state = "running"
+    agent_key_encrypted = factory.LazyFunction(lambda: __import__("orchestrio.crypto", fromlist=["encrypt"]).encrypt("oak_test_key"))

@@ -45,5 +45,9 @@ STATIC_ROOT = None
 # Generous defaults so ordinary tests never trip a limit; rate-limit tests set tiny ones.
 RATE_LIMITS = {name: "10000/m" for name in ("write", "lifecycle", "domain_read", "read", "public", "auth_failure")}
 
+LOCAL_STOP_GRACE_SECONDS = 2
+INSTANCE_READY_TIMEOUT_SECONDS = 20
+OPERATION_LEASE_SECONDS = 3
+
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 LOGGING["loggers"]["django"]["level"] = "ERROR"  # noqa: F405

@@ -9,7 +9,8 @@ class IsTenantMember(BasePermission):
     """Authenticated in a tenant, with the role the action needs, within a token's instance scope.
 
     Views declare `action_roles = {"cleanup": ("owner", "admin")}` for role-restricted actions, and
-    `allows_scoped_tokens = True` when they confine themselves to `principal.instance_scope`.
+    `allows_scoped_tokens` (True, or a set of action names) where they confine themselves to
+    `principal.instance_scope`.
     """
 
     message = "You are not allowed to do this."
@@ -23,7 +24,8 @@ class IsTenantMember(BasePermission):
         if roles and principal.role not in roles:
             self.message = f"this needs the {' or '.join(roles)} role; you are {principal.role}"
             return False
-        if principal.instance_scope is not None and not getattr(view, "allows_scoped_tokens", False):
+        allowed = getattr(view, "allows_scoped_tokens", False)
+        if principal.instance_scope is not None and not (allowed is True or (allowed and action in allowed)):
             self.message = f"this token is scoped to instance {principal.instance_scope!r} and cannot use this endpoint"
             return False
         return True

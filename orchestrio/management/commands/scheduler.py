@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from orchestrio.schedule import PERIODIC_JOBS, build_scheduler
+from orchestrio.schedule import build_scheduler, periodic_jobs
 
 
 class Command(BaseCommand):
@@ -8,6 +8,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         scheduler = build_scheduler()
-        for job in PERIODIC_JOBS:
+        for job in periodic_jobs():
             self.stdout.write(f"every {job.interval:>5}s  {job.func}")
         scheduler.start()

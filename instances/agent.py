@@ -1,0 +1,552 @@
+#!/usr/bin/env python3
+"""The Orchestrio instance agent: a small HTTP service that runs on every instance.
+
+Standard library only (Python 3.8+), one file, so that EC2 user data can install it with a
+single `cat` and the local provider can run it as a child process.
+
+    GET  /health                 liveness, no authentication
+    GET  /api/status             uptime, version, config digest, running tasks
+    GET  /config, POST /config   the instance's platform config (JSON object)
+    POST /agent-key              replace the key (authenticated with the current one)
+    POST /tasks                  run a script: {"task_id", "script_path", "args", "timeout_seconds"}
+    GET  /tasks/{id}             its status, exit code and the last 64 KiB of stdout/stderr
+    POST /tasks/{id}/cancel      kill its whole process group
+    ANY  /webhooks/{slug}        echo what was received (gateway traffic)
+    ANY  /{path}                 echo what was received (tunnel traffic)
+    GET  /_orchestrio/blob?bytes=N   N bytes, streamed (for proxy tests and benchmarks)
+
+Every call but /health needs `X-Orchestrio-Agent-Key: <key>`; the agent keeps only the key's
+SHA-256 (in `<state-dir>/agent-key.sha256`). Script arguments reach the script as data: JSON on
+stdin, and `--key value` pairs in argv (the script is executed directly, never through a shell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import posixpath
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+VERSION = "1.0.0"
+KEY_HEADER = "X-Orchestrio-Agent-Key"
+OUTPUT_TAIL = 64 * 1024
+MAX_JSON_BODY = 1024 * 1024
+KILL_GRACE_SECONDS = 3
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Tail:
+    """Keeps the last `limit` bytes written to it."""
+
+    def __init__(self, limit: int = OUTPUT_TAIL) -> None:
+        self.limit = limit
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+
+    def write(self, chunk: bytes) -> None:
+        with self.lock:
+            self.buf += chunk
+            if len(self.buf) > self.limit:
+                del self.buf[: len(self.buf) - self.limit]
+
+    def text(self) -> str:
+        with self.lock:
+            return bytes(self.buf).decode("utf-8", errors="replace")
+
+
+def argv_pairs(args: dict) -> list:
+    out = []
+    for key, value in args.items():
+        if isinstance(value, str):
+            rendered = value
+        else:
+            rendered = json.dumps(value, separators=(",", ":"))
+        out += [f"--{key}", rendered]
+    return out
+
+
+class Task:
+    def __init__(self, agent: Agent, task_id: str, script: str, args: dict, timeout: int) -> None:
+        self.agent = agent
+        self.id = task_id
+        self.script = script
+        self.args = args
+        self.timeout = timeout
+        self.status = "running"
+        self.exit_code = None
+        self.stdout = Tail()
+        self.stderr = Tail()
+        self.started_at = now_iso()
+        self.finished_at = None
+        self.proc = None
+        self._cancel = threading.Event()
+        self.lock = threading.Lock()
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "stdout": self.stdout.text(),
+            "stderr": self.stderr.text(),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+    def _finish(self, status: str, exit_code) -> None:
+        with self.lock:
+            if self.finished_at is not None:
+                return
+            self.status = status
+            self.exit_code = exit_code
+            self.finished_at = now_iso()
+        self.agent.save_task(self)
+
+    def _kill_group(self) -> None:
+        if self.proc is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(timeout=KILL_GRACE_SECONDS)
+                # The leader is gone; make sure no child of the group survives.
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._kill_group()
+
+    def run(self) -> None:
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": self.agent.root_path("/"),
+            "ORCHESTRIO_TASK_ID": self.id,
+            "ORCHESTRIO_INSTANCE_ID": self.agent.instance_id,
+        }
+        try:
+            self.proc = subprocess.Popen(
+                [self.script, *argv_pairs(self.args)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=os.path.dirname(self.script),
+                env=env,
+                start_new_session=True,  # its own process group: a timeout kills every child
+                close_fds=True,
+            )
+        except OSError as exc:
+            self.stderr.write(f"cannot execute {self.script}: {exc.strerror}\n".encode())
+            self._finish("failed", 127 if isinstance(exc, FileNotFoundError) else 126)
+            return
+        readers = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            self.proc.stdin.write(json.dumps(self.args).encode("utf-8"))
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        timed_out = False
+        try:
+            self.proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            self._kill_group()
+        else:
+            # The script is done; children it left in its group go with it.
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for reader in readers:
+            reader.join(timeout=5)
+        if self._cancel.is_set():
+            self._finish("cancelled", self.proc.returncode)
+        elif timed_out:
+            self.stderr.write(f"\n[orchestrio] timed out after {self.timeout}s; process group killed\n".encode())
+            self._finish("timed_out", self.proc.returncode)
+        else:
+            code = self.proc.returncode
+            self._finish("succeeded" if code == 0 else "failed", code)
+
+    @staticmethod
+    def _pump(stream, tail: Tail) -> None:
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            if not chunk:
+                break
+            tail.write(chunk)
+        stream.close()
+
+
+class Agent:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.instance_id = args.instance_id or ""
+        self.tenant_id = args.tenant_id or ""
+        self.state_dir = os.path.abspath(args.state_dir)
+        self.root = os.path.abspath(args.root)
+        self.started = time.time()
+        self.tasks: dict = {}
+        self.tasks_lock = threading.Lock()
+        os.makedirs(os.path.join(self.state_dir, "tasks"), exist_ok=True)
+        self.key_file = os.path.join(self.state_dir, "agent-key.sha256")
+        self.config_file = os.path.join(self.state_dir, "config.json")
+        env_hash = os.environ.pop("ORCHESTRIO_AGENT_KEY_SHA256", "")
+        if env_hash and not os.path.exists(self.key_file):
+            _atomic_write(self.key_file, env_hash.encode())
+
+    # --- keys and config -------------------------------------------------------------------
+
+    def key_hash(self) -> str:
+        try:
+            with open(self.key_file, encoding="ascii") as fh:
+                return fh.read().strip()
+        except FileNotFoundError:
+            return ""
+
+    def check_key(self, presented: str | None) -> bool:
+        expected = self.key_hash()
+        if not presented or not expected:
+            return False
+        return hmac.compare_digest(hashlib.sha256(presented.encode("utf-8")).hexdigest(), expected)
+
+    def set_key_hash(self, value: str) -> None:
+        _atomic_write(self.key_file, value.encode("ascii"))
+
+    def config_bytes(self) -> bytes:
+        try:
+            with open(self.config_file, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return b"{}"
+
+    def config_digest(self) -> str:
+        return hashlib.sha256(self.config_bytes()).hexdigest()
+
+    def set_config(self, config: dict) -> str:
+        data = json.dumps(config, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        _atomic_write(self.config_file, data)
+        return hashlib.sha256(data).hexdigest()
+
+    # --- tasks -----------------------------------------------------------------------------
+
+    def root_path(self, path: str) -> str:
+        return os.path.join(self.root, path.lstrip("/")) if self.root != "/" else path
+
+    def resolve_script(self, script_path: str) -> str:
+        if not isinstance(script_path, str) or not script_path.startswith("/"):
+            raise ValueError("script_path must be an absolute path")
+        normal = posixpath.normpath(script_path)
+        if normal != script_path or ".." in script_path.split("/"):
+            raise ValueError("script_path must be normalised and must not contain '..'")
+        resolved = os.path.realpath(self.root_path(normal))
+        if self.root != "/" and not resolved.startswith(self.root + os.sep):
+            raise ValueError("script_path leaves the instance's filesystem")
+        return resolved
+
+    def save_task(self, task: Task) -> None:
+        path = os.path.join(self.state_dir, "tasks", f"{task.id}.json")
+        _atomic_write(path, json.dumps(task.to_dict()).encode("utf-8"))
+
+    def load_task(self, task_id: str):
+        with self.tasks_lock:
+            task = self.tasks.get(task_id)
+        if task is not None:
+            return task.to_dict()
+        try:
+            with open(os.path.join(self.state_dir, "tasks", f"{task_id}.json"), encoding="utf-8") as fh:
+                return json.load(fh)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def start_task(self, body: dict):
+        task_id = str(body.get("task_id", ""))
+        if not task_id or not all(c.isalnum() or c in "-_" for c in task_id) or len(task_id) > 64:
+            raise ValueError("task_id must be 1–64 letters, digits, '-' or '_'")
+        existing = self.load_task(task_id)
+        if existing is not None:
+            return existing  # idempotent: the same task id never runs twice
+        args = body.get("args") or {}
+        if not isinstance(args, dict):
+            raise ValueError("args must be an object")
+        timeout = body.get("timeout_seconds", 600)
+        if not isinstance(timeout, int) or not 1 <= timeout <= 3600:
+            raise ValueError("timeout_seconds must be an integer from 1 to 3600")
+        script = self.resolve_script(body.get("script_path"))
+        task = Task(self, task_id, script, args, timeout)
+        with self.tasks_lock:
+            self.tasks[task_id] = task
+        threading.Thread(target=task.run, name=f"task-{task_id}", daemon=True).start()
+        return task.to_dict()
+
+    def cancel_task(self, task_id: str):
+        with self.tasks_lock:
+            task = self.tasks.get(task_id)
+        if task is None:
+            return self.load_task(task_id)
+        if task.finished_at is None:
+            task.cancel()
+        return task.to_dict()
+
+    def running_tasks(self) -> int:
+        with self.tasks_lock:
+            return sum(1 for task in self.tasks.values() if task.finished_at is None)
+
+    def shutdown_tasks(self) -> None:
+        with self.tasks_lock:
+            tasks = list(self.tasks.values())
+        for task in tasks:
+            if task.finished_at is None:
+                task.cancel()
+
+    def status(self) -> dict:
+        return {
+            "instance_id": self.instance_id,
+            "tenant_id": self.tenant_id,
+            "version": VERSION,
+            "pid": os.getpid(),
+            "started_at": datetime.fromtimestamp(self.started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "config_digest": self.config_digest(),
+            "tasks_running": self.running_tasks(),
+            "python": sys.version.split()[0],
+        }
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"orchestrio-agent/{VERSION}"
+    agent: Agent = None  # set by main()
+
+    def log_message(self, fmt, *args):  # quiet; one line per request to stderr is enough
+        sys.stderr.write("%s %s\n" % (self.log_date_time_string(), fmt % args))
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _send(self, status: int, body, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _error(self, status: int, detail: str) -> None:
+        self._send(status, {"detail": detail})
+
+    def _iter_body(self):
+        """The request body in chunks, whether sent with Content-Length or chunked."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return
+                remaining = size
+                while remaining:
+                    chunk = self.rfile.read(min(remaining, 65536))
+                    if not chunk:
+                        return
+                    remaining -= len(chunk)
+                    yield chunk
+                self.rfile.readline(3)
+        else:
+            remaining = int(self.headers.get("Content-Length") or 0)
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 65536))
+                if not chunk:
+                    return
+                remaining -= len(chunk)
+                yield chunk
+
+    def _json_body(self):
+        data = bytearray()
+        for chunk in self._iter_body():
+            data += chunk
+            if len(data) > MAX_JSON_BODY:
+                raise ValueError("body too large")
+        if not data:
+            return {}
+        return json.loads(data.decode("utf-8"))
+
+    def _authorized(self) -> bool:
+        if self.agent.check_key(self.headers.get(KEY_HEADER)):
+            return True
+        for _ in self._iter_body():  # drain so the connection stays usable
+            pass
+        self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong agent key")
+        return False
+
+    # --- routing ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        path = url.path
+        method = self.command
+        if path == "/health" and method in ("GET", "HEAD"):
+            self._send(200, {"status": "ok", "instance_id": self.agent.instance_id})
+            return
+        if not self._authorized():
+            return
+        try:
+            if path == "/api/status" and method == "GET":
+                self._send(200, self.agent.status())
+            elif path == "/config" and method == "GET":
+                self._send(200, self.agent.config_bytes())
+            elif path == "/config" and method in ("POST", "PUT"):
+                body = self._json_body()
+                if not isinstance(body, dict):
+                    raise ValueError("config must be a JSON object")
+                self._send(200, {"digest": self.agent.set_config(body)})
+            elif path == "/agent-key" and method == "POST":
+                body = self._json_body()
+                value = body.get("key_sha256", "") if isinstance(body, dict) else ""
+                if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+                    raise ValueError("key_sha256 must be 64 lowercase hex characters")
+                self.agent.set_key_hash(value)
+                self._send(200, {"rotated": True})
+            elif path == "/tasks" and method == "POST":
+                body = self._json_body()
+                if not isinstance(body, dict):
+                    raise ValueError("body must be a JSON object")
+                self._send(202, self.agent.start_task(body))
+            elif path.startswith("/tasks/") and path.endswith("/cancel") and method == "POST":
+                task = self.agent.cancel_task(path[len("/tasks/") : -len("/cancel")])
+                self._send(202, task) if task else self._error(404, "no such task")
+            elif path.startswith("/tasks/") and method == "GET":
+                task = self.agent.load_task(path[len("/tasks/") :])
+                self._send(200, task) if task else self._error(404, "no such task")
+            elif path == "/_orchestrio/blob" and method == "GET":
+                self._blob(url.query)
+            else:
+                self._echo(url)
+        except ValueError as exc:
+            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+
+    def _echo(self, url) -> None:
+        digest = hashlib.sha256()
+        length = 0
+        head = bytearray()
+        for chunk in self._iter_body():
+            digest.update(chunk)
+            length += len(chunk)
+            if len(head) < OUTPUT_TAIL:
+                head += chunk[: OUTPUT_TAIL - len(head)]
+        headers = {name.lower(): value for name, value in self.headers.items() if name.lower() != KEY_HEADER.lower()}
+        slug = url.path[len("/webhooks/") :] if url.path.startswith("/webhooks/") else None
+        self._send(
+            200,
+            {
+                "echo": True,
+                "instance_id": self.agent.instance_id,
+                "method": self.command,
+                "path": url.path,
+                "query": parse_qs(url.query, keep_blank_values=True),
+                "raw_query": url.query,
+                "webhook_slug": slug,
+                "headers": headers,
+                "body_length": length,
+                "body_sha256": digest.hexdigest(),
+                "body": head.decode("utf-8", errors="replace"),
+            },
+        )
+
+    def _blob(self, query: str) -> None:
+        size = int(parse_qs(query).get("bytes", ["0"])[0])
+        if not 0 <= size <= 1 << 34:
+            raise ValueError("bytes out of range")
+        block = (b"orchestrio-" * 6554)[:65536]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        remaining = size
+        while remaining:
+            piece = block[: min(remaining, len(block))]
+            self.wfile.write(piece)
+            remaining -= len(piece)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Orchestrio instance agent")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: pick a free port and write it to --port-file")
+    parser.add_argument("--port-file")
+    parser.add_argument("--pid-file")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--root", default="/", help="where script paths are resolved (/ on a real machine)")
+    parser.add_argument("--instance-id", default="")
+    parser.add_argument("--tenant-id", default="")
+    parser.add_argument("--instance-pk", default="", help="the control plane's tag for this process")
+    args = parser.parse_args(argv)
+
+    agent = Agent(args)
+    Handler.agent = agent
+    server = Server((args.host, args.port), Handler)
+    port = server.server_address[1]
+    if args.pid_file:
+        _atomic_write(args.pid_file, str(os.getpid()).encode())
+    if args.port_file:
+        _atomic_write(args.port_file, str(port).encode())
+
+    def _stop(signum, frame):
+        agent.shutdown_tasks()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    sys.stderr.write(f"orchestrio-agent {VERSION} for {agent.instance_id} listening on {args.host}:{port}\n")
+    sys.stderr.flush()
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

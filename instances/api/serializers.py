@@ -1,0 +1,230 @@
+from __future__ import annotations
+
+import re
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
+
+from ..choices import InstanceState, ProviderApi
+from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, Instance, LogLine, Operation
+
+INSTANCE_ID_FIELD = dict(regex=SLUG_PATTERN, min_length=3, max_length=63, error_messages={"invalid": SLUG_MESSAGE})
+
+
+class OperationSerializer(serializers.ModelSerializer):
+    error_code = serializers.CharField(allow_null=True)
+    error_message = serializers.CharField(allow_null=True)
+
+    class Meta:
+        model = Operation
+        fields = ["id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message"]
+        read_only_fields = fields
+
+    def to_representation(self, operation):
+        return operation.summary()
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    tenant_id = serializers.CharField()
+    blueprint_name = serializers.CharField(source="blueprint.name")
+    plan_id = serializers.CharField()
+    region = serializers.CharField(source="region_id")
+    access_url = serializers.CharField()
+    custom_domain = serializers.SerializerMethodField()
+    operation = serializers.SerializerMethodField()
+    error_message = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Instance
+        fields = [
+            "instance_id", "tenant_id", "blueprint_name", "plan_id", "instance_type", "region", "provider",
+            "provider_instance_id", "ip_address", "state", "health_status", "access_url", "custom_domain",
+            "operation", "error_message", "labels", "last_health_check", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_custom_domain(self, instance):
+        domain = getattr(instance, "active_custom_domain", None)
+        return domain
+
+    @extend_schema_field(OperationSerializer(allow_null=True))
+    def get_operation(self, instance):
+        unfinished = getattr(instance, "unfinished_operations", None)
+        if unfinished is None:
+            unfinished = list(instance.operations.filter(status__in=("queued", "running")))
+        return unfinished[0].summary() if unfinished else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_error_message(self, instance):
+        return instance.error_message or None
+
+
+class InstanceCreateSerializer(serializers.Serializer):
+    instance_id = serializers.RegexField(**INSTANCE_ID_FIELD)
+    blueprint_name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63, default="OpenClaw")
+    plan_id = serializers.RegexField(SLUG_PATTERN, max_length=63, default="openclaw-basic")
+    region = serializers.CharField(max_length=16, required=False, allow_null=True, default=None, help_text="Default: the installation's DEFAULT_REGION.")
+    labels = serializers.DictField(child=serializers.CharField(max_length=255, allow_blank=True), required=False, default=dict)
+    config = serializers.DictField(required=False, default=dict, help_text="Initial platform config.")
+
+
+class ResizeSerializer(serializers.Serializer):
+    new_instance_type = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+    plan_id = serializers.RegexField(SLUG_PATTERN, max_length=63, required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        if bool(attrs.get("new_instance_type")) == bool(attrs.get("plan_id")):
+            raise serializers.ValidationError("give exactly one of new_instance_type or plan_id")
+        return attrs
+
+
+class DestroyResultSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    state = serializers.CharField()
+    already_deleted = serializers.BooleanField(required=False)
+
+
+class WaitQuerySerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=InstanceState.choices, default=InstanceState.RUNNING)
+    timeout = serializers.IntegerField(min_value=1, max_value=300, default=60)
+
+
+class LogLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LogLine
+        fields = ["seq", "stage", "level", "message", "created_at"]
+        read_only_fields = fields
+
+
+class LogQuerySerializer(serializers.Serializer):
+    after_seq = serializers.IntegerField(min_value=0, required=False, help_text="Only lines after this seq.")
+
+
+class HealthProbeSerializer(serializers.Serializer):
+    healthy = serializers.BooleanField()
+    status_code = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    checked_at = serializers.DateTimeField()
+    body = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+
+
+class ByIdempotencyKeySerializer(serializers.Serializer):
+    found = serializers.BooleanField()
+    instance_id = serializers.CharField(allow_null=True)
+    state = serializers.CharField(allow_null=True)
+    provisioning_stage = serializers.CharField(allow_null=True)
+    logs = LogLineSerializer(many=True)
+
+
+class CleanupResultSerializer(serializers.Serializer):
+    cleaned = serializers.IntegerField()
+    errors = serializers.IntegerField()
+
+
+class ConfigSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    config = serializers.DictField()
+    applied = serializers.BooleanField(required=False)
+    agent_config_digest = serializers.CharField(required=False, allow_null=True)
+
+
+class ConfigQuerySerializer(serializers.Serializer):
+    apply = serializers.BooleanField(default=False)
+
+
+class RuntimeSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    state = serializers.CharField()
+    health_status = serializers.CharField()
+    health_failures = serializers.IntegerField()
+    last_health_check = serializers.DateTimeField(allow_null=True)
+    provisioning_stage = serializers.CharField(allow_null=True)
+    operation = OperationSerializer(allow_null=True)
+    last_error = serializers.DictField(allow_null=True)
+    message = serializers.CharField(help_text="What the control plane knows, in words.")
+    agent = serializers.DictField(help_text="`reachable`, and the agent's /api/status or why it was not asked.")
+    recent_logs = LogLineSerializer(many=True)
+
+
+class RotateKeyResultSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    rotated_at = serializers.DateTimeField()
+
+
+# --- blueprints --------------------------------------------------------------------------------
+
+CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def snake_case_keys(data):
+    """Blueprint bodies accept camelCase (imageId) as well as snake_case (image_id)."""
+    if not isinstance(data, dict):
+        return data
+    return {CAMEL_RE.sub("_", key).lower() if isinstance(key, str) else key: value for key, value in data.items()}
+
+
+class StringListField(serializers.ListField):
+    child = serializers.CharField(max_length=255)
+
+
+class BlueprintSerializer(serializers.ModelSerializer):
+    name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63)
+    provider_api = serializers.ChoiceField(choices=ProviderApi.choices, default=ProviderApi.RUN_INSTANCES)
+    image_id = serializers.RegexField(r"^(ami-[0-9a-f]{8,17}|resolve:ssm:\S+)?$", max_length=255, required=False, allow_blank=True, error_messages={"invalid": "image_id must be an AMI id (ami-…) or resolve:ssm:<parameter>"})
+    instance_type = serializers.RegexField(r"^([a-z][a-z0-9-]*\.[a-z0-9]+)?$", max_length=64, required=False, allow_blank=True, error_messages={"invalid": "instance_type must look like t3.small"})
+    subnet_ids = serializers.ListField(child=serializers.RegexField(r"^subnet-[0-9a-f]{8,17}$", error_messages={"invalid": "subnet ids look like subnet-0abc1234"}), required=False, max_length=16)
+    security_group_ids = serializers.ListField(child=serializers.RegexField(r"^sg-[0-9a-f]{8,17}$", error_messages={"invalid": "security group ids look like sg-0abc1234"}), required=False, max_length=16)
+    key_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    iam_instance_profile = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    user_data = serializers.CharField(max_length=16384, required=False, allow_blank=True, trim_whitespace=False)
+    tags = serializers.DictField(child=serializers.CharField(max_length=256, allow_blank=True), required=False)
+    health_path = serializers.RegexField(r"^/[^\s]*$", max_length=255, required=False, error_messages={"invalid": "health_path must start with /"})
+    agent_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    command = serializers.ListField(child=serializers.CharField(max_length=4096), required=False, max_length=64)
+    task_roots = serializers.ListField(child=serializers.RegexField(r"^/\S*$", error_messages={"invalid": "task roots are absolute paths"}), required=False, max_length=16)
+    builtin = serializers.BooleanField(source="is_builtin", read_only=True)
+
+    class Meta:
+        model = Blueprint
+        fields = [
+            "name", "description", "provider_api", "image_id", "instance_type", "subnet_ids", "security_group_ids",
+            "key_name", "iam_instance_profile", "user_data", "tags", "health_path", "agent_port", "command",
+            "task_roots", "builtin", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["builtin", "created_at", "updated_at"]
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(snake_case_keys(data))
+
+    def validate_tags(self, tags):
+        if len(tags) > 40:
+            raise serializers.ValidationError("at most 40 tags")
+        for key in tags:
+            if not key or len(key) > 128:
+                raise serializers.ValidationError("tag keys are 1–128 characters")
+            if key.lower().startswith(("orchestrio:", "aws:")):
+                raise serializers.ValidationError(f"tag key {key!r} uses a reserved prefix (orchestrio:, aws:)")
+        return tags
+
+    def validate_task_roots(self, roots):
+        for root in roots:
+            if ".." in root.split("/"):
+                raise serializers.ValidationError("task roots must not contain '..'")
+        return roots
+
+    def validate_provider_api(self, value):
+        from ..choices import SUPPORTED_PROVIDER_APIS
+
+        if value not in SUPPORTED_PROVIDER_APIS:
+            raise serializers.ValidationError(f"{value} is not supported yet; use RunInstances")
+        return value
+
+
+class BlueprintValidationSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    errors = serializers.ListField(child=serializers.DictField())
+    warnings = serializers.ListField(child=serializers.CharField())

@@ -1,0 +1,324 @@
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from orchestrio.api.exceptions import QueryValidationError
+from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_502, ERR_504
+from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
+from orchestrio.choices import Role
+from orchestrio.errors import InvalidState, NotFound, ValidationFailed
+
+from .. import selectors, services
+from ..choices import InstanceState, OperationKind
+from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
+from ..health import probe_one
+from ..models import Instance, LogLine
+from ..waiting import wait_for_state
+from . import serializers as s
+
+ADMIN_ROLES = (Role.OWNER, Role.ADMIN)
+
+
+def _query(serializer_class, request):
+    query = serializer_class(data=request.query_params)
+    if not query.is_valid():
+        raise QueryValidationError(query.errors)
+    return query.validated_data
+
+
+def _lifecycle_action(kind: str, summary: str):
+    @extend_schema(summary=summary, request=None, responses={202: s.InstanceSerializer, 400: ERR_400, 402: ERR_402, 409: ERR_409})
+    @idempotent
+    def handler(self, request, instance_id=None):
+        instance = self.get_object()
+        services.instance_request_operation(instance=instance, kind=kind, actor=self.principal.actor)
+        return Response(self._record(instance), status=status.HTTP_202_ACCEPTED)
+
+    handler.__name__ = kind
+    return action(detail=True, methods=["post"], url_path=kind)(handler)
+
+
+@extend_schema(tags=["instances"])
+class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    serializer_class = s.InstanceSerializer
+    filterset_class = InstanceFilterSet
+    lookup_field = "instance_id"
+    lookup_value_regex = "[^/]+"
+    not_found_label = "instance"
+    allows_scoped_tokens = {
+        "list", "retrieve", "destroy", "wait", "operations", "logs", "health", "runtime", "config",
+        "stop", "start", "restart", "suspend", "resume", "resize", "by_idempotency_key",
+    }  # fmt: skip
+    action_roles = {"cleanup": ADMIN_ROLES, "rotate_agent_key": ADMIN_ROLES}
+    rate_classes = {
+        "create": "write", "destroy": "write", "resize": "write", "cleanup": "write", "rotate_agent_key": "write",
+        "stop": "lifecycle", "start": "lifecycle", "restart": "lifecycle", "suspend": "lifecycle", "resume": "lifecycle",
+    }  # fmt: skip
+
+    def get_queryset(self):
+        queryset = selectors.instance_queryset().filter(tenant=self.principal.tenant)
+        if self.principal.instance_scope is not None:
+            queryset = queryset.filter(instance_id=self.principal.instance_scope)
+        return queryset
+
+    def _record(self, instance) -> dict:
+        fresh = self.get_queryset().filter(pk=instance.pk).first()
+        return s.InstanceSerializer(fresh or instance).data
+
+    def _latest(self, instance_id: str):
+        """Including destroyed instances (DELETE answers `already_deleted`, wait can see `destroyed`)."""
+        scope = self.principal.instance_scope
+        instance = None if scope not in (None, instance_id) else selectors.instance_latest(tenant=self.principal.tenant, instance_id=instance_id)
+        if instance is None:
+            raise NotFound(f"no instance {instance_id!r} in this tenant")
+        return instance
+
+    @extend_schema(summary="List live instances", parameters=[OpenApiParameter("label", str, many=True, description="key:value; repeatable")])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(summary="An instance's full record")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Create an instance (provisioned by a background job)",
+        request=s.InstanceCreateSerializer,
+        responses={201: s.InstanceSerializer, 402: ERR_402, 403: ERR_403, 409: ERR_409},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="1–255 characters")],
+    )
+    @idempotent
+    def create(self, request):
+        body = s.InstanceCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        instance = services.instance_create(
+            principal=self.principal, idempotency_key=request.headers.get("Idempotency-Key"), **body.validated_data
+        )
+        return Response(self._record(instance), status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Destroy an instance (202; again while destroying or after: 200 with already_deleted)",
+        request=None,
+        responses={202: s.DestroyResultSerializer, 200: s.DestroyResultSerializer, 409: ERR_409},
+    )
+    def destroy(self, request, instance_id=None):
+        instance = self._latest(instance_id)
+        instance, already = services.instance_destroy(instance=instance, actor=self.principal.actor)
+        if already:
+            return Response({"instance_id": instance.instance_id, "state": instance.state, "already_deleted": True})
+        return Response({"instance_id": instance.instance_id, "state": instance.state}, status=status.HTTP_202_ACCEPTED)
+
+    stop = _lifecycle_action(OperationKind.STOP, "Stop a running instance")
+    start = _lifecycle_action(OperationKind.START, "Start a stopped instance (or retry one in error)")
+    restart = _lifecycle_action(OperationKind.RESTART, "Restart: stop then start, as one operation")
+    suspend = _lifecycle_action(OperationKind.SUSPEND, "Suspend (hibernate where the plan allows it)")
+    resume = _lifecycle_action(OperationKind.RESUME, "Resume a suspended instance")
+
+    @extend_schema(summary="Resize to another plan or instance type", request=s.ResizeSerializer, responses={202: s.InstanceSerializer, 400: ERR_400, 409: ERR_409})
+    @action(detail=True, methods=["put"], url_path="resize")
+    def resize(self, request, instance_id=None):
+        instance = self.get_object()
+        body = s.ResizeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.instance_resize(
+            instance=instance, actor=self.principal.actor, plan_id=body.validated_data.get("plan_id"),
+            new_instance_type=body.validated_data.get("new_instance_type"),
+        )  # fmt: skip
+        return Response(self._record(instance), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Long-poll until the instance is in `state`",
+        parameters=[s.WaitQuerySerializer],
+        responses={200: s.InstanceSerializer, 400: ERR_400, 408: ERR_408},
+    )
+    @action(detail=True, methods=["get"], url_path="wait")
+    def wait(self, request, instance_id=None):
+        query = _query(s.WaitQuerySerializer, request)
+        instance = self._latest(instance_id)
+        target = query["state"]
+        state, reached = wait_for_state(instance.pk, target, query["timeout"])
+        if reached:
+            instance.refresh_from_db()
+            if instance.destroyed_at is not None:
+                return Response(s.InstanceSerializer(instance).data)
+            return Response(self._record(instance))
+        if state in (InstanceState.ERROR, InstanceState.DESTROYED):
+            raise InvalidState(f"{instance.instance_id} is {state} and can no longer become {target}")
+        return Response(
+            {"detail": f"timed out after {query['timeout']}s waiting for {target}; {instance.instance_id} is {state}"},
+            status=status.HTTP_408_REQUEST_TIMEOUT,
+        )
+
+    @extend_schema(summary="The instance's operations, newest first", responses=s.OperationSerializer(many=True), parameters=[OpenApiParameter("status", str), OpenApiParameter("kind", str)])
+    @action(detail=True, methods=["get"], url_path="operations", filterset_class=OperationFilterSet)
+    def operations(self, request, instance_id=None):
+        instance = self.get_object()
+        queryset = self.filter_queryset(instance.operations.all().order_by("-created_at", "-id"))
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(s.OperationSerializer(page, many=True).data)
+
+    @extend_schema(summary="Lifecycle log lines in seq order", responses=s.LogLineSerializer(many=True), parameters=[s.LogQuerySerializer])
+    @action(detail=True, methods=["get"], url_path="logs", filterset_class=None)
+    def logs(self, request, instance_id=None):
+        query = _query(s.LogQuerySerializer, request)
+        instance = self.get_object()
+        lines = LogLine.objects.filter(instance=instance).order_by("seq")
+        if "after_seq" in query:
+            lines = lines.filter(seq__gt=query["after_seq"])
+        page = self.paginate_queryset(lines)
+        return self.get_paginated_response(s.LogLineSerializer(page, many=True).data)
+
+    @extend_schema(summary="Probe the instance's health endpoint now", responses={200: s.HealthProbeSerializer, 400: ERR_400})
+    @action(detail=True, methods=["get"], url_path="health", filterset_class=None)
+    def health(self, request, instance_id=None):
+        instance = self.get_object()
+        if instance.state != InstanceState.RUNNING:
+            raise InvalidState(f"{instance.instance_id} is {instance.state}; only a running instance can be probed")
+        result = probe_one(instance)
+        services.health_record(
+            [{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}]
+        )
+        return Response(result)
+
+    @extend_schema(summary="The agent's status merged with the control plane's view", responses=s.RuntimeSerializer)
+    @action(detail=True, methods=["get"], url_path="runtime", filterset_class=None)
+    def runtime(self, request, instance_id=None):
+        runtime = selectors.instance_runtime(self.get_object())
+        runtime["operation"] = runtime["operation"].summary() if runtime["operation"] else None
+        runtime["recent_logs"] = s.LogLineSerializer(runtime["recent_logs"], many=True).data
+        return Response(s.RuntimeSerializer(runtime).data)
+
+    @extend_schema(
+        methods=["GET"], summary="The instance's platform config", responses=s.ConfigSerializer,
+    )  # fmt: skip
+    @extend_schema(
+        methods=["PATCH"],
+        summary="Merge-patch the config (RFC 7396); ?apply=true pushes it to the running instance",
+        request=OpenApiTypes.OBJECT,
+        parameters=[s.ConfigQuerySerializer],
+        responses={200: s.ConfigSerializer, 400: ERR_400, 502: ERR_502, 504: ERR_504},
+    )
+    @action(detail=True, methods=["get", "patch"], url_path="config", filterset_class=None)
+    def config(self, request, instance_id=None):
+        instance = self.get_object()
+        if request.method == "GET":
+            return Response({"instance_id": instance.instance_id, "config": instance.config or {}})
+        query = _query(s.ConfigQuerySerializer, request)
+        if not isinstance(request.data, dict):
+            raise ValidationFailed("the body must be a JSON object (a JSON merge patch)")
+        if query["apply"] and instance.state != InstanceState.RUNNING:
+            raise InvalidState(f"cannot apply config: {instance.instance_id} is {instance.state}, not running")
+        instance = services.instance_config_update(instance=instance, patch=request.data, actor=self.principal.actor)
+        body = {"instance_id": instance.instance_id, "config": instance.config, "applied": False}
+        if query["apply"]:
+            result = services.instance_config_apply(instance=instance, actor=self.principal.actor)
+            body.update(applied=True, agent_config_digest=result.get("digest"))
+        return Response(body)
+
+    @extend_schema(summary="Destroy every instance in error", request=None, responses=s.CleanupResultSerializer)
+    @action(detail=False, methods=["post"], url_path="cleanup", filterset_class=None)
+    def cleanup(self, request):
+        return Response(services.instance_cleanup(principal=self.principal))
+
+    @extend_schema(summary="Issue a new agent key and push it to the running agent", request=None, responses={200: s.RotateKeyResultSerializer, 400: ERR_400, 409: ERR_409, 502: ERR_502, 504: ERR_504})
+    @action(detail=True, methods=["post"], url_path="rotate-agent-key", filterset_class=None)
+    def rotate_agent_key(self, request, instance_id=None):
+        instance = services.instance_rotate_agent_key(instance=self.get_object(), actor=self.principal.actor)
+        return Response({"instance_id": instance.instance_id, "rotated_at": instance.agent_key_rotated_at})
+
+    @extend_schema(summary="Find the instance a create with this Idempotency-Key made", responses=s.ByIdempotencyKeySerializer)
+    @action(detail=False, methods=["get"], url_path=r"by-idempotency-key/(?P<key>[^/]{1,255})", filterset_class=None)
+    def by_idempotency_key(self, request, key=None):
+        instance = Instance.objects.filter(tenant=self.principal.tenant, idempotency_key=key).order_by("-created_at").first()
+        if instance is None or (self.principal.instance_scope not in (None, instance.instance_id)):
+            return Response({"found": False, "instance_id": None, "state": None, "provisioning_stage": None, "logs": []})
+        logs = list(LogLine.objects.filter(instance=instance).order_by("seq")[:200])
+        return Response(
+            {
+                "found": True,
+                "instance_id": instance.instance_id,
+                "state": instance.state,
+                "provisioning_stage": logs[-1].stage if logs else None,
+                "logs": s.LogLineSerializer(logs, many=True).data,
+            }
+        )
+
+
+@extend_schema(tags=["blueprints"])
+class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    serializer_class = s.BlueprintSerializer
+    filterset_class = BlueprintFilterSet
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+    not_found_label = "blueprint"
+
+    def get_queryset(self):
+        return selectors.blueprint_visible(tenant=self.principal.tenant).order_by("name")
+
+    @extend_schema(summary="Create a blueprint (camelCase or snake_case)", responses={201: s.BlueprintSerializer, 409: ERR_409})
+    @idempotent
+    def create(self, request):
+        body = s.BlueprintSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        blueprint = services.blueprint_create(principal=self.principal, name=data.pop("name"), **data)
+        return Response(s.BlueprintSerializer(blueprint).data, status=status.HTTP_201_CREATED)
+
+    def _update(self, request, partial: bool):
+        blueprint = self.get_object()
+        body = s.BlueprintSerializer(blueprint, data=request.data, partial=partial)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        if data.get("name", blueprint.name) != blueprint.name:
+            raise ValidationFailed("a blueprint cannot be renamed", field="name")
+        data.pop("name", None)
+        blueprint = services.blueprint_update(principal=self.principal, blueprint=blueprint, fields=data)
+        return Response(s.BlueprintSerializer(blueprint).data)
+
+    @extend_schema(summary="Replace a blueprint's settings", responses={200: s.BlueprintSerializer, 403: ERR_403})
+    def update(self, request, name=None):
+        return self._update(request, partial=False)
+
+    @extend_schema(summary="Change some of a blueprint's settings", responses={200: s.BlueprintSerializer, 403: ERR_403})
+    def partial_update(self, request, name=None):
+        return self._update(request, partial=True)
+
+    @extend_schema(summary="Delete a blueprint (409 while live instances use it)", responses={204: None, 403: ERR_403, 409: ERR_409})
+    def destroy(self, request, name=None):
+        services.blueprint_delete(principal=self.principal, blueprint=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="Check a blueprint without saving it", request=s.BlueprintSerializer, responses=s.BlueprintValidationSerializer)
+    @action(detail=False, methods=["post"], url_path="validate", filterset_class=None)
+    def validate(self, request):
+        from orchestrio.api.exceptions import flatten_errors
+
+        body = s.BlueprintSerializer(data=request.data)
+        valid = body.is_valid()
+        errors = [] if valid else flatten_errors(body.errors, ["body"])
+        data = body.validated_data if valid else s.snake_case_keys(request.data if isinstance(request.data, dict) else {})
+        name = data.get("name")
+        if valid and name and selectors.blueprint_visible(tenant=self.principal.tenant).filter(name=name).exists():
+            errors.append({"loc": ["body", "name"], "msg": f"a blueprint named {name!r} exists", "type": "conflict"})
+        warnings = blueprint_warnings(data)
+        return Response({"valid": not errors, "errors": errors, "warnings": warnings})
+
+
+def blueprint_warnings(data: dict) -> list[str]:
+    warnings = []
+    if not data.get("image_id"):
+        warnings.append("no image_id: AWS instances need an AMI (the local provider ignores it)")
+    if not data.get("subnet_ids"):
+        warnings.append("no subnet_ids: EC2 launches into the region's default VPC")
+    if not data.get("security_group_ids"):
+        warnings.append("no security_group_ids: the default security group must let the control plane reach the agent port")
+    if not data.get("iam_instance_profile"):
+        warnings.append("no iam_instance_profile: tasks on AWS need an instance profile that allows SSM")
+    if not data.get("task_roots"):
+        warnings.append("no task_roots: tasks may run a script from any absolute path")
+    return warnings
+

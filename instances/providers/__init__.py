@@ -1,0 +1,65 @@
+"""Providers behind one interface, chosen by the instance's region (`Region.provider`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from django.utils.module_loading import import_string
+
+from .base import Machine, MachineSpec, MachineState, Provider, ProviderError, TaskRequest, TaskResult
+
+__all__ = [
+    "Machine", "MachineSpec", "MachineState", "Provider", "ProviderError", "TaskRequest", "TaskResult",
+    "get_provider", "spec_for",
+]  # fmt: skip
+
+PROVIDER_CLASSES = {
+    "local": "instances.providers.local.LocalProvider",
+    "aws": "instances.providers.aws.AwsProvider",
+}
+
+
+@lru_cache(maxsize=None)
+def _provider(name: str) -> Provider:
+    return import_string(PROVIDER_CLASSES[name])()
+
+
+def get_provider(name: str) -> Provider:
+    if name not in PROVIDER_CLASSES:
+        raise ProviderError("provider_invalid_request", f"unknown provider {name!r}")
+    return _provider(name)
+
+
+def reset_providers() -> None:
+    """Forget provider instances (tests change their settings)."""
+    _provider.cache_clear()
+
+
+def spec_for(instance, *, operation=None, instance_type: str | None = None) -> MachineSpec:
+    """The plain-data description of an instance's machine that providers work from."""
+    from orchestrio.crypto import decrypt
+
+    blueprint = instance.blueprint
+    return MachineSpec(
+        instance_pk=instance.pk,
+        instance_id=instance.instance_id,
+        tenant_id=instance.tenant_id,
+        operation_id=operation.pk if operation is not None else None,
+        region=instance.region.provider_region,
+        instance_type=instance_type or instance.instance_type,
+        agent_key=decrypt(instance.agent_key_encrypted) if instance.agent_key_encrypted else "",
+        agent_port=blueprint.agent_port,
+        health_path=blueprint.health_path,
+        image_id=blueprint.image_id,
+        subnet_ids=tuple(blueprint.subnet_ids or ()),
+        security_group_ids=tuple(blueprint.security_group_ids or ()),
+        key_name=blueprint.key_name,
+        iam_instance_profile=blueprint.iam_instance_profile,
+        user_data=blueprint.user_data,
+        tags=dict(blueprint.tags or {}),
+        command=tuple(blueprint.command or ()),
+        hibernation=instance.plan.supports_hibernation and instance.tenant.plan.feature_hibernation,
+        config=dict(instance.config or {}),
+        provider_instance_id=instance.provider_instance_id,
+        provider_data=dict(instance.provider_data or {}),
+    )

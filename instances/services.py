@@ -1,0 +1,749 @@
+"""State changes for instances, their operations and blueprints.
+
+Every lifecycle request follows one pattern: lock the instance row (`SELECT … FOR UPDATE`), refuse
+if another operation is unfinished (409, with that operation) or the state does not allow it
+(400), record the operation and the transitional state, write the audit log, and enqueue the job
+when the transaction commits. Two requests racing for one instance: the second waits for the
+lock, then sees the first one's operation and gets 409.
+
+Jobs report back through `operation_begin`, `instance_advance`, `instance_record_machine`,
+`operation_succeed` and `operation_fail`; each re-checks the operation under a lock, so a job
+that a reconciler already gave up on cannot overwrite the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from orchestrio import crypto
+from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, ValidationFailed
+from orchestrio.models import Tenant
+from orchestrio.queue import enqueue_on_commit
+from orchestrio.services import activity_record
+from orchestrio.tenancy import Actor, Principal
+
+from . import lifecycle
+from .choices import (
+    SUPPORTED_PROVIDER_APIS,
+    UNFINISHED_OPERATION_STATUSES,
+    ErrorCode,
+    HealthStatus,
+    InstanceState,
+    LogLevel,
+    OperationKind,
+    OperationStatus,
+)
+from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
+from .selectors import RUNNING_STATES, blueprint_visible
+
+logger = logging.getLogger(__name__)
+
+LABEL_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
+MAX_LABELS = 32
+MAX_CONFIG_BYTES = 64 * 1024
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# Path segments of the instances API that cannot double as instance ids.
+RESERVED_INSTANCE_IDS = frozenset({"cleanup", "by-idempotency-key", "www", "api", "admin"})
+
+
+# --- log lines ---------------------------------------------------------------------------------
+
+
+def log_append(
+    instance: Instance, stage: str, message: str, *, level: str = LogLevel.INFO, operation: Operation | None = None
+) -> LogLine:
+    """Append a lifecycle log line with the instance's next `seq` (allocated atomically)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Instance._meta.db_table} SET log_seq = log_seq + 1 WHERE id = %s RETURNING log_seq",
+            [instance.pk],
+        )
+        seq = cursor.fetchone()[0]
+    return LogLine.objects.create(
+        instance_id=instance.pk, operation=operation, seq=seq, stage=stage[:32], level=level, message=message
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _lock(instance: Instance) -> Instance:
+    locked = (
+        Instance.objects.select_for_update()
+        .select_related("blueprint", "plan", "region", "tenant__plan")
+        .filter(pk=instance.pk)
+        .first()
+    )
+    if locked is None:
+        raise NotFound(f"no instance {instance.instance_id!r} in this tenant")
+    return locked
+
+
+def _unfinished(instance: Instance) -> Operation | None:
+    return instance.operations.filter(status__in=UNFINISHED_OPERATION_STATUSES).order_by("-created_at").first()
+
+
+def _refuse_if_busy(instance: Instance, verb: str) -> None:
+    running = _unfinished(instance)
+    if running is not None:
+        raise Conflict(
+            f"cannot {verb} {instance.instance_id}: a {running.kind} operation is {running.status}; wait for it to finish",
+            operation=running.summary(),
+        )
+
+
+def _operation_create(instance: Instance, kind: str, actor: Actor, params: dict | None = None) -> Operation:
+    try:
+        with transaction.atomic():
+            operation = Operation.objects.create(
+                instance=instance,
+                tenant_id=instance.tenant_id,
+                kind=kind,
+                params=params or {},
+                requested_by=actor.label[:254],
+                requested_by_type=actor.type,
+            )
+    except IntegrityError as exc:  # the partial unique index: a second unfinished operation
+        raise Conflict(f"another operation is already running on {instance.instance_id}") from exc
+    operation.rq_job_id = f"op-{operation.pk}-1"
+    operation.save(update_fields=["rq_job_id"])
+    enqueue_on_commit("instances.jobs.run_operation", operation.pk, job_id=operation.rq_job_id)
+    return operation
+
+
+def _check_running_limit(tenant: Tenant, *, exclude_pk: int | None = None) -> None:
+    plan = tenant.plan
+    if plan.max_running_instances is None:
+        return
+    running = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True, state__in=RUNNING_STATES)
+    if exclude_pk is not None:
+        running = running.exclude(pk=exclude_pk)
+    if running.count() >= plan.max_running_instances:
+        raise PlanLimitReached(
+            f"the {plan.name} plan allows {plan.max_running_instances} running instances; stop or suspend one, or upgrade",
+            limit="running_instances",
+            plan=plan.pk,
+        )
+
+
+def new_agent_key() -> str:
+    return "oak_" + secrets.token_urlsafe(32)
+
+
+def _validate_labels(labels: Any) -> dict[str, str]:
+    if labels in (None, {}):
+        return {}
+    if not isinstance(labels, dict):
+        raise ValidationFailed("labels must be an object of strings", field="labels")
+    if len(labels) > MAX_LABELS:
+        raise ValidationFailed(f"at most {MAX_LABELS} labels", field="labels")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+            raise ValidationFailed(
+                [{"loc": ["body", "labels", str(key)], "msg": "label keys are 1–63 lowercase letters, digits, '-', '_' or '.'", "type": "value_error"}]
+            )
+        if not isinstance(value, str) or len(value) > 255:
+            raise ValidationFailed(
+                [{"loc": ["body", "labels", key], "msg": "label values are strings of at most 255 characters", "type": "value_error"}]
+            )
+    return dict(labels)
+
+
+# --- create ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def instance_create(
+    *,
+    principal: Principal,
+    instance_id: str,
+    blueprint_name: str = "OpenClaw",
+    plan_id: str = "openclaw-basic",
+    region: str | None = None,
+    labels: dict | None = None,
+    config: dict | None = None,
+    idempotency_key: str | None = None,
+    actor: Actor | None = None,
+) -> Instance:
+    actor = actor or principal.actor
+    if principal.instance_scope is not None:
+        raise Forbidden("an instance-scoped token cannot create instances")
+    labels = _validate_labels(labels)
+    if instance_id in RESERVED_INSTANCE_IDS:
+        raise ValidationFailed(f"{instance_id!r} is reserved; choose another instance_id", field="instance_id")
+    region_id = region or settings.DEFAULT_REGION
+
+    blueprint = blueprint_visible(tenant=principal.tenant).filter(name=blueprint_name).first()
+    if blueprint is None:
+        raise ValidationFailed(f"no blueprint named {blueprint_name!r}", field="blueprint_name")
+    if blueprint.provider_api not in SUPPORTED_PROVIDER_APIS:
+        raise ValidationFailed(f"blueprint {blueprint_name!r} uses {blueprint.provider_api}, which is not supported yet", field="blueprint_name")
+    plan = InstancePlan.objects.filter(pk=plan_id, available=True).first()
+    if plan is None:
+        raise ValidationFailed(f"no available instance plan {plan_id!r}", field="plan_id")
+    region_row = Region.objects.filter(pk=region_id).first()
+    if region_row is None:
+        raise ValidationFailed(f"no region {region_id!r}", field="region")
+    if not region_row.available:
+        raise ValidationFailed(
+            f"region {region_id!r} is not available on this installation (provider {region_row.provider} is not enabled)",
+            field="region",
+        )
+
+    # Lock the tenant: concurrent creates of one tenant count against the limit one at a time.
+    tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=principal.tenant.pk)
+    if Instance.objects.filter(instance_id=instance_id, destroyed_at__isnull=True).exists():
+        raise Conflict(f"instance_id {instance_id!r} is taken; instance ids are global because they name hostnames")
+    tenant_plan = tenant.plan
+    live = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True)
+    if tenant_plan.max_instances is not None and live.count() >= tenant_plan.max_instances:
+        raise PlanLimitReached(
+            f"the {tenant_plan.name} plan allows {tenant_plan.max_instances} instances (stopped and suspended ones count); "
+            "destroy one or upgrade",
+            limit="instances",
+            plan=tenant_plan.pk,
+        )
+    _check_running_limit(tenant)
+
+    instance = Instance(
+        instance_id=instance_id,
+        tenant=tenant,
+        blueprint=blueprint,
+        plan=plan,
+        region=region_row,
+        provider=region_row.provider,
+        instance_type=blueprint.instance_type or plan.instance_type,
+        labels=labels,
+        config=config or {},
+        agent_key_encrypted=crypto.encrypt(new_agent_key()),
+        idempotency_key=idempotency_key,
+        state=InstanceState.PENDING,
+    )
+    try:
+        with transaction.atomic():
+            instance.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"instance_id {instance_id!r} is taken") from exc
+    lifecycle.record_state_change(instance, "", InstanceState.PENDING, instance.created_at)
+    operation = _operation_create(instance, OperationKind.CREATE, actor)
+    log_append(
+        instance,
+        "accepted",
+        f"create accepted: {blueprint.name} on {plan.pk} ({instance.instance_type}) in {region_row.pk} by {actor.label}",
+        operation=operation,
+    )
+    activity_record(
+        actor=actor,
+        action="instance.create",
+        tenant=tenant,
+        object_type="instance",
+        object_id=instance.instance_id,
+        data={"blueprint": blueprint.name, "plan": plan.pk, "region": region_row.pk, "operation": operation.pk},
+    )
+    lifecycle.publish_state(instance)
+    return instance
+
+
+# --- lifecycle requests ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def instance_request_operation(
+    *, instance: Instance, kind: str, actor: Actor, params: dict | None = None, retry: bool = False
+) -> Operation:
+    """Accept stop/start/restart/suspend/resume/resize: 409 when busy, 400 when the state is wrong."""
+    rule = lifecycle.RULES[kind]
+    locked = _lock(instance)
+    if locked.destroyed_at is not None or locked.state == InstanceState.DESTROYED:
+        raise NotFound(f"no instance {instance.instance_id!r} in this tenant")
+    _refuse_if_busy(locked, rule.verb)
+    allowed = rule.from_states | ({InstanceState.ERROR} if retry else set())
+    if locked.state not in allowed:
+        raise InvalidState(
+            f"cannot {rule.verb} {locked.instance_id}: it is {locked.state}; {rule.verb} needs an instance that is {rule.describe_from()}"
+        )
+    if kind in (OperationKind.START, OperationKind.RESUME) or (retry and kind == OperationKind.CREATE):
+        _check_running_limit(locked.tenant, exclude_pk=locked.pk)
+    params = dict(params or {})
+    if kind == OperationKind.RESIZE:
+        params.setdefault("previous_state", locked.state)
+    operation = _operation_create(locked, kind, actor, params)
+    lifecycle.transition(locked, rule.via)
+    log_append(locked, "accepted", f"{rule.verb} accepted (requested by {actor.label})", operation=operation)
+    activity_record(
+        actor=actor,
+        action=f"instance.{kind}",
+        tenant=locked.tenant_id,
+        object_type="instance",
+        object_id=locked.instance_id,
+        data={"operation": operation.pk, **{k: v for k, v in params.items() if k != "previous_state"}},
+    )
+    return operation
+
+
+def instance_resize(
+    *, instance: Instance, actor: Actor, plan_id: str | None = None, new_instance_type: str | None = None
+) -> Operation:
+    if bool(plan_id) == bool(new_instance_type):
+        raise ValidationFailed("give exactly one of plan_id or new_instance_type")
+    params: dict[str, Any] = {}
+    if plan_id:
+        plan = InstancePlan.objects.filter(pk=plan_id, available=True).first()
+        if plan is None:
+            raise ValidationFailed(f"no available instance plan {plan_id!r}", field="plan_id")
+        params = {"plan_id": plan.pk, "instance_type": plan.instance_type}
+    else:
+        if not INSTANCE_TYPE_RE.match(new_instance_type):
+            raise ValidationFailed("new_instance_type must look like t3.large", field="new_instance_type")
+        params = {"instance_type": new_instance_type}
+    if params["instance_type"] == instance.instance_type and params.get("plan_id", instance.plan_id) == instance.plan_id:
+        raise InvalidState(f"{instance.instance_id} is already {instance.instance_type}")
+    return instance_request_operation(instance=instance, kind=OperationKind.RESIZE, actor=actor, params=params)
+
+
+@transaction.atomic
+def instance_destroy(*, instance: Instance, actor: Actor, force: bool = False) -> tuple[Instance, bool]:
+    """Destroy; returns (instance, already_deleted). Staff may `force` past a running operation."""
+    locked = _lock(instance)
+    if locked.state in (InstanceState.DESTROYING, InstanceState.DESTROYED):
+        return locked, True
+    running = _unfinished(locked)
+    if running is not None:
+        if not force:
+            raise Conflict(
+                f"cannot destroy {locked.instance_id}: a {running.kind} operation is {running.status}; wait for it to finish",
+                operation=running.summary(),
+            )
+        _finish_operation(
+            running, OperationStatus.FAILED, code=ErrorCode.SUPERSEDED, message=f"superseded by a forced destroy ({actor.label})"
+        )
+    operation = _operation_create(locked, OperationKind.DESTROY, actor)
+    lifecycle.transition(locked, InstanceState.DESTROYING)
+    log_append(locked, "accepted", f"destroy accepted (requested by {actor.label})", operation=operation)
+    activity_record(
+        actor=actor,
+        action="instance.destroy",
+        tenant=locked.tenant_id,
+        object_type="instance",
+        object_id=locked.instance_id,
+        data={"operation": operation.pk, "forced": force},
+    )
+    return locked, False
+
+
+def instance_cleanup(*, principal: Principal) -> dict[str, int]:
+    """Destroy every instance of the tenant that is in `error`."""
+    cleaned = errors = 0
+    for instance in Instance.objects.filter(tenant=principal.tenant, destroyed_at__isnull=True, state=InstanceState.ERROR):
+        try:
+            instance_destroy(instance=instance, actor=principal.actor)
+            cleaned += 1
+        except (Conflict, NotFound):
+            errors += 1
+    return {"cleaned": cleaned, "errors": errors}
+
+
+def instance_retry_operation(*, operation: Operation, actor: Actor) -> Operation:
+    """Staff action: run a failed operation again (the instance is usually in `error`)."""
+    if operation.status != OperationStatus.FAILED:
+        raise InvalidState("only failed operations can be retried")
+    instance = operation.instance
+    if operation.kind == OperationKind.DESTROY:
+        return _retry_destroy(instance=instance, actor=actor)
+    if operation.kind == OperationKind.CREATE:
+        return _retry_create(instance=instance, actor=actor)
+    params = {k: v for k, v in operation.params.items() if k != "previous_state"}
+    if operation.kind == OperationKind.RESIZE:
+        params["previous_state"] = operation.params.get("previous_state", InstanceState.STOPPED)
+    return instance_request_operation(instance=instance, kind=operation.kind, actor=actor, params=params, retry=True)
+
+
+@transaction.atomic
+def _retry_destroy(*, instance: Instance, actor: Actor) -> Operation:
+    locked = _lock(instance)
+    _refuse_if_busy(locked, "destroy")
+    if locked.state != InstanceState.ERROR:
+        raise InvalidState(f"{locked.instance_id} is {locked.state}; a destroy can be retried from error")
+    operation = _operation_create(locked, OperationKind.DESTROY, actor)
+    lifecycle.transition(locked, InstanceState.DESTROYING)
+    log_append(locked, "accepted", f"destroy retried by {actor.label}", operation=operation)
+    activity_record(actor=actor, action="instance.destroy.retry", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id, data={"operation": operation.pk})
+    return operation
+
+
+@transaction.atomic
+def _retry_create(*, instance: Instance, actor: Actor) -> Operation:
+    locked = _lock(instance)
+    _refuse_if_busy(locked, "create")
+    if locked.state != InstanceState.ERROR:
+        raise InvalidState(f"{locked.instance_id} is {locked.state}; provisioning can be retried from error")
+    _check_running_limit(locked.tenant, exclude_pk=locked.pk)
+    operation = _operation_create(locked, OperationKind.CREATE, actor)
+    lifecycle.transition(locked, InstanceState.PROVISIONING)
+    log_append(locked, "accepted", f"provisioning retried by {actor.label}", operation=operation)
+    activity_record(actor=actor, action="instance.create.retry", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id, data={"operation": operation.pk})
+    return operation
+
+
+# --- config and agent key ----------------------------------------------------------------------
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """JSON Merge Patch (RFC 7396)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+@transaction.atomic
+def instance_config_update(*, instance: Instance, patch: dict, actor: Actor) -> Instance:
+    import json
+
+    if not isinstance(patch, dict):
+        raise ValidationFailed("the body must be a JSON object (a JSON merge patch)")
+    locked = _lock(instance)
+    merged = merge_patch(locked.config or {}, patch)
+    if len(json.dumps(merged)) > MAX_CONFIG_BYTES:
+        raise ValidationFailed(f"the config would exceed {MAX_CONFIG_BYTES // 1024} KiB")
+    locked.config = merged
+    locked.save(update_fields=["config", "updated_at"])
+    activity_record(
+        actor=actor,
+        action="instance.config.update",
+        tenant=locked.tenant_id,
+        object_type="instance",
+        object_id=locked.instance_id,
+        data={"changed_keys": sorted(patch.keys())},
+    )
+    return locked
+
+
+def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
+    """Push the stored config to the running instance's agent."""
+    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
+    from .selectors import agent_client_for
+
+    if instance.state != InstanceState.RUNNING:
+        raise InvalidState(f"cannot apply config: {instance.instance_id} is {instance.state}, not running")
+    client = agent_client_for(instance)
+    try:
+        result = client.put_config(instance.config or {})
+    except AgentTimeout as exc:
+        from orchestrio.errors import UpstreamTimeout
+
+        raise UpstreamTimeout(str(exc)) from exc
+    except (AgentUnreachable, AgentError) as exc:
+        from orchestrio.errors import UpstreamError
+
+        raise UpstreamError(f"the instance agent refused the config: {exc}") from exc
+    log_append(instance, "config", f"config applied to the agent (digest {result.get('digest', '?')[:12]}) by {actor.label}")
+    activity_record(actor=actor, action="instance.config.apply", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"digest": result.get("digest")})
+    return result
+
+
+def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:
+    """Issue a new agent key and push it to the running agent (authenticated with the old one)."""
+    from orchestrio.errors import UpstreamError, UpstreamTimeout
+
+    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
+    from .selectors import agent_client_for
+
+    with transaction.atomic():
+        locked = _lock(instance)
+        _refuse_if_busy(locked, "rotate the agent key of")
+        if locked.state != InstanceState.RUNNING:
+            raise InvalidState(f"rotate the agent key while the instance is running (it is {locked.state}): the new key is pushed to its agent")
+        new_key = new_agent_key()
+        try:
+            agent_client_for(locked).set_key(new_key)
+        except AgentTimeout as exc:
+            raise UpstreamTimeout(f"the agent did not confirm the new key: {exc}") from exc
+        except (AgentUnreachable, AgentError) as exc:
+            raise UpstreamError(f"the agent did not accept the new key; the old key stays in force: {exc}") from exc
+        locked.agent_key_encrypted = crypto.encrypt(new_key)
+        locked.agent_key_rotated_at = timezone.now()
+        locked.save(update_fields=["agent_key_encrypted", "agent_key_rotated_at", "updated_at"])
+        log_append(locked, "agent-key", f"agent key rotated by {actor.label}")
+        activity_record(actor=actor, action="instance.rotate_agent_key", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id)
+    return locked
+
+
+# --- called by jobs ----------------------------------------------------------------------------
+
+
+def operation_begin(*, operation: Operation) -> Operation | None:
+    """Mark the operation running (counting the attempt). None when it already finished."""
+    with transaction.atomic():
+        op = Operation.objects.select_for_update().filter(pk=operation.pk).first()
+        if op is None or op.is_finished:
+            return None
+        op.status = OperationStatus.RUNNING
+        op.attempts += 1
+        if op.started_at is None:
+            op.started_at = timezone.now()
+        op.save(update_fields=["status", "attempts", "started_at"])
+    return Operation.objects.select_related(
+        "instance__blueprint", "instance__plan", "instance__region", "instance__tenant__plan"
+    ).get(pk=op.pk)
+
+
+def operation_is_current(operation: Operation) -> bool:
+    return Operation.objects.filter(pk=operation.pk, status=OperationStatus.RUNNING).exists()
+
+
+@transaction.atomic
+def instance_advance(*, operation: Operation, to_state: str, stage: str, message: str) -> bool:
+    """Move to an intermediate state of a running operation (restart: stopping → stopped → starting)."""
+    op = Operation.objects.select_for_update().get(pk=operation.pk)
+    if op.is_finished:
+        return False
+    instance = _lock(op.instance)
+    if instance.state != to_state:
+        lifecycle.transition(instance, to_state)
+    log_append(instance, stage, message, operation=op)
+    operation.instance = instance
+    return True
+
+
+@transaction.atomic
+def instance_record_machine(*, operation: Operation, machine, message: str | None = None, instance_type: str | None = None, plan_id: str | None = None) -> Instance:
+    """Remember what the provider reported (ids, address, provider facts)."""
+    instance = _lock(operation.instance)
+    fields = ["updated_at"]
+    if machine.provider_instance_id and machine.provider_instance_id != instance.provider_instance_id:
+        instance.provider_instance_id = machine.provider_instance_id
+        fields.append("provider_instance_id")
+    if machine.ip_address != instance.ip_address and machine.ip_address is not None:
+        instance.ip_address = machine.ip_address
+        fields.append("ip_address")
+    if machine.port and machine.port != instance.port:
+        instance.port = machine.port
+        fields.append("port")
+    if machine.provider_data:
+        instance.provider_data = {**(instance.provider_data or {}), **machine.provider_data}
+        fields.append("provider_data")
+    if instance_type and instance_type != instance.instance_type:
+        instance.instance_type = instance_type
+        fields.append("instance_type")
+    if plan_id and plan_id != instance.plan_id:
+        instance.plan_id = plan_id
+        fields.append("plan")
+    instance.save(update_fields=fields)
+    if message:
+        log_append(instance, "provider", message, operation=operation)
+    operation.instance = instance
+    return instance
+
+
+def _finish_operation(op: Operation, status: str, *, code: str = "", message: str = "") -> None:
+    op.status = status
+    op.finished_at = timezone.now()
+    op.error_code = code
+    op.error_message = message
+    op.save(update_fields=["status", "finished_at", "error_code", "error_message"])
+
+
+@transaction.atomic
+def operation_succeed(*, operation: Operation, to_state: str, message: str) -> bool:
+    op = Operation.objects.select_for_update().get(pk=operation.pk)
+    if op.is_finished:
+        logger.info("operation %s already finished (%s); not overwriting", op.pk, op.status)
+        return False
+    instance = _lock(op.instance)
+    lifecycle.transition(instance, to_state)
+    _finish_operation(op, OperationStatus.SUCCEEDED)
+    log_append(instance, "done", message, operation=op)
+    if to_state == InstanceState.DESTROYED:
+        activity_record(actor=Actor.system(), action="instance.destroyed", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"operation": op.pk})
+    return True
+
+
+@transaction.atomic
+def operation_fail(*, operation: Operation, code: str, message: str, actor: Actor | None = None) -> bool:
+    op = Operation.objects.select_for_update().get(pk=operation.pk)
+    if op.is_finished:
+        return False
+    instance = _lock(op.instance)
+    _finish_operation(op, OperationStatus.FAILED, code=code, message=message)
+    if instance.state not in (InstanceState.DESTROYED, InstanceState.ERROR):
+        lifecycle.transition(instance, InstanceState.ERROR, error_message=message)
+    elif instance.state == InstanceState.ERROR:
+        instance.error_message = message
+        instance.save(update_fields=["error_message", "updated_at"])
+    log_append(instance, "failed", f"{op.kind} failed ({code}): {message}", level=LogLevel.ERROR, operation=op)
+    activity_record(
+        actor=actor or Actor.system(),
+        action="instance.operation_failed",
+        tenant=instance.tenant_id,
+        object_type="instance",
+        object_id=instance.instance_id,
+        data={"operation": op.pk, "kind": op.kind, "error_code": code, "error_message": message},
+    )
+    return True
+
+
+def operation_requeue(*, operation: Operation, actor: Actor, reason: str) -> bool:
+    """The reconciler re-enqueues an operation whose job is gone (jobs are idempotent)."""
+    with transaction.atomic():
+        op = Operation.objects.select_for_update().get(pk=operation.pk)
+        if op.is_finished:
+            return False
+        op.rq_job_id = f"op-{op.pk}-{op.attempts + 1}"
+        op.status = OperationStatus.QUEUED
+        op.save(update_fields=["rq_job_id", "status"])
+        log_append(op.instance, "reconciler", f"{op.kind}: {reason}; running it again (attempt {op.attempts + 1})", level=LogLevel.WARNING, operation=op)
+        activity_record(actor=actor, action="instance.operation_requeued", tenant=op.tenant_id, object_type="instance", object_id=op.instance.instance_id, data={"operation": op.pk, "reason": reason})
+        enqueue_on_commit("instances.jobs.run_operation", op.pk, job_id=op.rq_job_id)
+    return True
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+def health_record(results: list[dict]) -> dict[str, int]:
+    """Record a sweep's probe results: bulk updates for the steady ones, a log line and an audit
+    event for each instance whose health changed. Each result: pk, ok, status (current), failures."""
+    now = timezone.now()
+    threshold = settings.HEALTH_FAILURE_THRESHOLD
+    steady_ok, steady_fail, changes = [], [], []
+    for r in results:
+        if r["ok"]:
+            if r["status"] == HealthStatus.HEALTHY:
+                steady_ok.append(r["pk"])
+            else:
+                changes.append((r, HealthStatus.HEALTHY, 0))
+        else:
+            failures = r["failures"] + 1
+            if failures >= threshold and r["status"] != HealthStatus.UNHEALTHY:
+                changes.append((r, HealthStatus.UNHEALTHY, failures))
+            else:
+                steady_fail.append(r["pk"])
+    running = Q(state=InstanceState.RUNNING, destroyed_at__isnull=True)
+    if steady_ok:
+        Instance.objects.filter(running, pk__in=steady_ok).update(last_health_check=now, health_failures=0)
+    if steady_fail:
+        from django.db.models import F
+
+        Instance.objects.filter(running, pk__in=steady_fail).update(last_health_check=now, health_failures=F("health_failures") + 1)
+    for r, status, failures in changes:
+        _health_change(r, status, failures, now)
+    return {"healthy": len(steady_ok) + sum(1 for c in changes if c[1] == HealthStatus.HEALTHY), "failing": len(steady_fail) + sum(1 for c in changes if c[1] == HealthStatus.UNHEALTHY), "changed": len(changes)}
+
+
+@transaction.atomic
+def _health_change(result: dict, status: str, failures: int, now) -> None:
+    instance = Instance.objects.select_for_update().filter(pk=result["pk"], state=InstanceState.RUNNING, destroyed_at__isnull=True).first()
+    if instance is None:
+        return
+    previous = instance.health_status
+    instance.health_status = status
+    instance.health_failures = failures
+    instance.last_health_check = now
+    instance.save(update_fields=["health_status", "health_failures", "last_health_check", "updated_at"])
+    detail = result.get("detail") or ""
+    level = LogLevel.INFO if status == HealthStatus.HEALTHY else LogLevel.WARNING
+    log_append(instance, "health", f"health {previous} → {status}" + (f": {detail}" if detail else ""), level=level)
+    activity_record(
+        actor=Actor.system("health-checker"),
+        action=f"instance.health.{status}",
+        tenant=instance.tenant_id,
+        object_type="instance",
+        object_id=instance.instance_id,
+        data={"previous": previous, "failures": failures, "detail": detail[:200]},
+    )
+
+
+# --- blueprints --------------------------------------------------------------------------------
+
+BLUEPRINT_FIELDS = (
+    "description", "provider_api", "image_id", "instance_type", "subnet_ids", "security_group_ids", "key_name",
+    "iam_instance_profile", "user_data", "tags", "health_path", "agent_port", "command", "task_roots",
+)  # fmt: skip
+
+
+@transaction.atomic
+def blueprint_create(*, principal: Principal, name: str, actor: Actor | None = None, **fields: Any) -> Blueprint:
+    if principal.instance_scope is not None:
+        raise Forbidden("an instance-scoped token cannot manage blueprints")
+    if blueprint_visible(tenant=principal.tenant).filter(name=name).exists():
+        raise Conflict(f"a blueprint named {name!r} exists (built-in names are reserved)")
+    blueprint = Blueprint(tenant=principal.tenant, name=name, **{k: v for k, v in fields.items() if k in BLUEPRINT_FIELDS})
+    try:
+        with transaction.atomic():
+            blueprint.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"a blueprint named {name!r} exists") from exc
+    activity_record(actor=actor or principal.actor, action="blueprint.create", tenant=principal.tenant, object_type="blueprint", object_id=name)
+    return blueprint
+
+
+def _own_blueprint(principal: Principal, blueprint: Blueprint) -> None:
+    if blueprint.is_builtin:
+        raise Forbidden(f"{blueprint.name} is a built-in blueprint and is read-only; create your own instead")
+    if principal.instance_scope is not None:
+        raise Forbidden("an instance-scoped token cannot manage blueprints")
+
+
+@transaction.atomic
+def blueprint_update(*, principal: Principal, blueprint: Blueprint, fields: dict[str, Any]) -> Blueprint:
+    _own_blueprint(principal, blueprint)
+    blueprint = Blueprint.objects.select_for_update().get(pk=blueprint.pk)
+    changed = []
+    for key, value in fields.items():
+        if key in BLUEPRINT_FIELDS and getattr(blueprint, key) != value:
+            setattr(blueprint, key, value)
+            changed.append(key)
+    if changed:
+        blueprint.save(update_fields=[*changed, "updated_at"])
+        activity_record(actor=principal.actor, action="blueprint.update", tenant=principal.tenant, object_type="blueprint", object_id=blueprint.name, data={"fields": sorted(changed)})
+    return blueprint
+
+
+@transaction.atomic
+def blueprint_delete(*, principal: Principal, blueprint: Blueprint) -> None:
+    _own_blueprint(principal, blueprint)
+    in_use = Instance.objects.filter(blueprint=blueprint, destroyed_at__isnull=True).values_list("instance_id", flat=True)[:5]
+    if in_use:
+        raise Conflict(f"blueprint {blueprint.name!r} is used by live instances ({', '.join(in_use)}); destroy them first")
+    if Instance.objects.filter(blueprint=blueprint).exists():
+        # Destroyed instances keep their history: hide the blueprint rather than delete it.
+        blueprint.deleted_at = timezone.now()
+        blueprint.save(update_fields=["deleted_at", "updated_at"])
+    else:
+        blueprint.delete()
+    activity_record(actor=principal.actor, action="blueprint.delete", tenant=principal.tenant, object_type="blueprint", object_id=blueprint.name)
+
+
+# --- reconciler corrections --------------------------------------------------------------------
+
+
+@transaction.atomic
+def instance_mark_machine_lost(*, instance: Instance, code: str, message: str, actor: Actor) -> bool:
+    """The provider no longer has this instance's machine (or it stopped behind our back)."""
+    locked = _lock(instance)
+    if locked.destroyed_at is not None or locked.state in lifecycle.TRANSITIONAL_STATES or locked.state == InstanceState.ERROR:
+        return False
+    if _unfinished(locked) is not None:
+        return False
+    previous = locked.state
+    lifecycle.transition(locked, InstanceState.ERROR, error_message=message)
+    log_append(locked, "reconciler", message, level=LogLevel.ERROR)
+    activity_record(
+        actor=actor, action="instance.machine_lost", tenant=locked.tenant_id, object_type="instance",
+        object_id=locked.instance_id, data={"previous_state": previous, "error_code": code, "message": message},
+    )  # fmt: skip
+    return True
