@@ -1,8 +1,17 @@
-from django.contrib import admin
+"""Admin for support staff: instances with their operations and log, and actions that go through
+the same services as the API (each audited as a staff action)."""
 
-from orchestrio.admin import AuditedModelAdmin
+from __future__ import annotations
 
-from .models import InstancePlan, Region
+from django.contrib import admin, messages
+from django.utils.html import format_html_join
+
+from orchestrio.admin import AuditedModelAdmin, staff_actor
+from orchestrio.errors import DomainError
+
+from . import services
+from .health import probe_one
+from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 
 
 @admin.register(InstancePlan)
@@ -17,3 +26,107 @@ class RegionAdmin(AuditedModelAdmin):
     list_display = ["id", "name", "provider", "provider_region", "enabled"]
     list_filter = ["provider", "enabled"]
     search_fields = ["id", "name", "provider_region"]
+
+
+@admin.register(Blueprint)
+class BlueprintAdmin(AuditedModelAdmin):
+    list_display = ["name", "tenant", "provider_api", "image_id", "instance_type", "health_path", "deleted_at"]
+    list_filter = ["provider_api", ("tenant", admin.EmptyFieldListFilter), ("deleted_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "tenant__id", "image_id"]
+
+
+class OperationInline(admin.TabularInline):
+    model = Operation
+    extra = 0
+    can_delete = False
+    fields = ["id", "kind", "status", "attempts", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Instance)
+class InstanceAdmin(AuditedModelAdmin):
+    list_display = ["instance_id", "tenant", "state", "health_status", "provider", "region", "plan", "ip_address", "created_at"]
+    list_filter = ["state", "provider", "region", "health_status", "tenant", ("destroyed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["instance_id", "tenant__id", "ip_address", "provider_instance_id"]
+    list_select_related = ["tenant", "region", "plan"]
+    date_hierarchy = "created_at"
+    inlines = [OperationInline]
+    actions = ["run_health_check", "retry_failed_operation", "force_destroy"]
+    readonly_fields = [
+        "instance_id", "tenant", "blueprint", "plan", "region", "provider", "instance_type", "provider_instance_id",
+        "ip_address", "port", "state", "state_changed_at", "health_status", "health_failures", "last_health_check",
+        "error_message", "provider_data", "idempotency_key", "created_at", "updated_at", "destroyed_at", "recent_log",
+    ]  # fmt: skip
+    fields = [*readonly_fields[:-1], "labels", "config", "recent_log"]
+
+    def has_add_permission(self, request):
+        return False  # instances are created through the API or the console (the service enforces limits)
+
+    @admin.display(description="Recent lifecycle log (last 50 lines)")
+    def recent_log(self, obj):
+        lines = list(LogLine.objects.filter(instance=obj).order_by("-seq")[:50])[::-1]
+        if not lines:
+            return "—"
+        return format_html_join(
+            "\n", "<div><code>#{} {} [{}] {}</code> {}</div>",
+            ((line.seq, line.created_at.strftime("%H:%M:%S"), line.stage, line.level, line.message) for line in lines),
+        )  # fmt: skip
+
+    def _each(self, request, queryset, label, fn):
+        done = 0
+        for instance in queryset:
+            try:
+                fn(instance)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"{instance.instance_id}: {exc.detail}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{label}: {done} instance(s).", messages.SUCCESS)
+
+    @admin.action(description="Run a health check now")
+    def run_health_check(self, request, queryset):
+        from orchestrio.services import activity_record
+
+        def check(instance):
+            if instance.state != "running":
+                raise DomainError(f"is {instance.state}, not running")
+            result = probe_one(instance)
+            services.health_record([{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}])
+            activity_record(actor=staff_actor(request), action="instance.health_check", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"healthy": result["healthy"]})
+            self.message_user(request, f"{instance.instance_id}: {'healthy' if result['healthy'] else 'unhealthy: ' + (result['error'] or '')}")
+
+        self._each(request, queryset, "Checked", check)
+
+    @admin.action(description="Retry the last failed operation")
+    def retry_failed_operation(self, request, queryset):
+        def retry(instance):
+            failed = instance.operations.filter(status="failed").order_by("-created_at").first()
+            if failed is None:
+                raise DomainError("has no failed operation")
+            services.instance_retry_operation(operation=failed, actor=staff_actor(request))
+
+        self._each(request, queryset, "Retried", retry)
+
+    @admin.action(description="Force destroy (supersedes a running operation)")
+    def force_destroy(self, request, queryset):
+        self._each(request, queryset, "Destroying", lambda i: services.instance_destroy(instance=i, actor=staff_actor(request), force=True))
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    list_display = ["id", "instance", "tenant", "kind", "status", "attempts", "requested_by", "created_at", "finished_at", "error_code"]
+    list_filter = ["kind", "status", "error_code"]
+    search_fields = ["instance__instance_id", "tenant__id", "requested_by", "rq_job_id"]
+    readonly_fields = [f.name for f in Operation._meta.fields]
+    list_select_related = ["instance", "tenant"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -2,6 +2,7 @@ import re
 
 import django_filters
 from django import forms
+from drf_spectacular.utils import extend_schema_field
 
 from .choices import HealthStatus, InstanceState, OperationKind, OperationStatus, Provider
 from .models import Blueprint, Instance, Operation
@@ -20,6 +21,7 @@ class LabelListField(forms.Field):
         return values
 
 
+@extend_schema_field({"type": "array", "items": {"type": "string", "example": "env:prod"}})
 class LabelFilter(django_filters.Filter):
     """`label=key:value`, repeatable: every given label must match."""
 

@@ -51,7 +51,7 @@ MAX_LABELS = 32
 MAX_CONFIG_BYTES = 64 * 1024
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 # Path segments of the instances API that cannot double as instance ids.
-RESERVED_INSTANCE_IDS = frozenset({"cleanup", "by-idempotency-key", "www", "api", "admin"})
+RESERVED_INSTANCE_IDS = frozenset({"cleanup", "by-idempotency-key", "new", "www", "api", "admin"})
 
 
 # --- log lines ---------------------------------------------------------------------------------
@@ -602,7 +602,7 @@ def operation_requeue(*, operation: Operation, actor: Actor, reason: str) -> boo
         op = Operation.objects.select_for_update().get(pk=operation.pk)
         if op.is_finished:
             return False
-        op.rq_job_id = f"op-{op.pk}-{op.attempts + 1}"
+        op.rq_job_id = f"op-{op.pk}-{op.attempts + 1}-{secrets.token_hex(4)}"
         op.status = OperationStatus.QUEUED
         op.save(update_fields=["rq_job_id", "status"])
         log_append(op.instance, "reconciler", f"{op.kind}: {reason}; running it again (attempt {op.attempts + 1})", level=LogLevel.WARNING, operation=op)

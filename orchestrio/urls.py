@@ -19,6 +19,7 @@ urlpatterns = [
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),
+    path("instances/", include("instances.urls")),
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]
 

@@ -98,3 +98,49 @@ def assert_validation_error(response, *locs: tuple) -> list[dict]:
     for loc in locs:
         assert tuple(loc) in seen, f"{loc} not in {seen}"
     return detail
+
+
+def call_job(func, *args, **kwargs):
+    """Call a job function directly, as a worker would: its on-commit hooks run when it returns."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return func(*args, **kwargs)
+
+
+class BackgroundWorker:
+    """A worker in a thread, as `manage.py serve` runs one (for browser and live-server tests)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import threading
+
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="test-worker", daemon=True)
+
+    def _run(self) -> None:
+        from django.db import connection
+        from rq.timeouts import TimerDeathPenalty
+
+        from orchestrio.worker import SimpleWorker
+
+        class ThreadWorker(SimpleWorker):
+            death_penalty_class = TimerDeathPenalty
+
+            def _install_signal_handlers(self):
+                pass
+
+        try:
+            while not self.stop.is_set():
+                queues = [django_rq.get_queue(name) for name in ("default", "periodic")]
+                if any(q.count for q in queues):
+                    ThreadWorker(queues, connection=queues[0].connection).work(burst=True, logging_level="WARNING")
+                self.stop.wait(self.interval)
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)

@@ -16,7 +16,7 @@ from .. import selectors, services
 from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
 from ..health import probe_one
-from ..models import Instance, LogLine
+from ..models import Blueprint, Instance, LogLine
 from ..waiting import wait_for_state
 from . import serializers as s
 
@@ -44,6 +44,7 @@ def _lifecycle_action(kind: str, summary: str):
 
 @extend_schema(tags=["instances"])
 class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    queryset = Instance.objects.none()  # for the schema; get_queryset scopes by tenant
     serializer_class = s.InstanceSerializer
     filterset_class = InstanceFilterSet
     lookup_field = "instance_id"
@@ -60,6 +61,8 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     }  # fmt: skip
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
         queryset = selectors.instance_queryset().filter(tenant=self.principal.tenant)
         if self.principal.instance_scope is not None:
             queryset = queryset.filter(instance_id=self.principal.instance_scope)
@@ -77,7 +80,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             raise NotFound(f"no instance {instance_id!r} in this tenant")
         return instance
 
-    @extend_schema(summary="List live instances", parameters=[OpenApiParameter("label", str, many=True, description="key:value; repeatable")])
+    @extend_schema(summary="List live instances")
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
@@ -154,10 +157,13 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         )
 
     @extend_schema(summary="The instance's operations, newest first", responses=s.OperationSerializer(many=True), parameters=[OpenApiParameter("status", str), OpenApiParameter("kind", str)])
-    @action(detail=True, methods=["get"], url_path="operations", filterset_class=OperationFilterSet)
+    @action(detail=True, methods=["get"], url_path="operations", filterset_class=None)
     def operations(self, request, instance_id=None):
         instance = self.get_object()
-        queryset = self.filter_queryset(instance.operations.all().order_by("-created_at", "-id"))
+        filterset = OperationFilterSet(request.query_params, queryset=instance.operations.all().order_by("-created_at", "-id"))
+        if not filterset.is_valid():
+            raise QueryValidationError(dict(filterset.errors))
+        queryset = filterset.qs
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(s.OperationSerializer(page, many=True).data)
 
@@ -187,10 +193,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @extend_schema(summary="The agent's status merged with the control plane's view", responses=s.RuntimeSerializer)
     @action(detail=True, methods=["get"], url_path="runtime", filterset_class=None)
     def runtime(self, request, instance_id=None):
-        runtime = selectors.instance_runtime(self.get_object())
-        runtime["operation"] = runtime["operation"].summary() if runtime["operation"] else None
-        runtime["recent_logs"] = s.LogLineSerializer(runtime["recent_logs"], many=True).data
-        return Response(s.RuntimeSerializer(runtime).data)
+        return Response(s.RuntimeSerializer(selectors.instance_runtime(self.get_object())).data)
 
     @extend_schema(
         methods=["GET"], summary="The instance's platform config", responses=s.ConfigSerializer,
@@ -250,6 +253,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
 @extend_schema(tags=["blueprints"])
 class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    queryset = Blueprint.objects.none()  # for the schema; get_queryset scopes by tenant
     serializer_class = s.BlueprintSerializer
     filterset_class = BlueprintFilterSet
     lookup_field = "name"
@@ -257,6 +261,8 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     not_found_label = "blueprint"
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
         return selectors.blueprint_visible(tenant=self.principal.tenant).order_by("name")
 
     @extend_schema(summary="Create a blueprint (camelCase or snake_case)", responses={201: s.BlueprintSerializer, 409: ERR_409})

@@ -44,3 +44,11 @@ def logged_in_page(page, live_server, console_user):
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_server.url}/")
     return page
+
+
+@pytest.fixture
+def worker(live_server):
+    from ..helpers import BackgroundWorker
+
+    with BackgroundWorker() as running:
+        yield running

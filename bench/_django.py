@@ -1,0 +1,44 @@
+"""Set up Django for a benchmark: a throwaway SQLite database (or DATABASE_URL's) and the
+embedded queue, migrated, in a temporary directory that is removed afterwards."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def setup() -> None:
+    sys.path.insert(0, str(ROOT))
+    workdir = tempfile.mkdtemp(prefix="orchestrio-bench-")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrio.settings")
+    os.environ.setdefault("DEBUG", "1")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["ORCHESTRIO_VAR_DIR"] = workdir
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{workdir}/bench.sqlite3")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def machine() -> str:
+    import platform
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"

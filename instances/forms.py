@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.conf import settings
+from django.core.validators import MinLengthValidator, RegexValidator
+
+from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
+
+from .models import InstancePlan, Region
+from .selectors import blueprint_visible
+
+
+class InstanceCreateForm(forms.Form):
+    instance_id = forms.CharField(
+        label="Instance id",
+        max_length=63,
+        validators=[RegexValidator(SLUG_PATTERN, SLUG_MESSAGE), MinLengthValidator(3, SLUG_MESSAGE)],
+        help_text="Becomes the hostname: <instance id>." + (settings.BASE_DOMAIN or ""),
+    )
+    blueprint_name = forms.ChoiceField(label="Blueprint")
+    plan_id = forms.ChoiceField(label="Plan")
+    region = forms.ChoiceField(label="Region")
+    labels = forms.CharField(
+        label="Labels", required=False, widget=forms.Textarea(attrs={"rows": 2, "placeholder": "env=prod\nteam=core"}),
+        help_text="One key=value per line.",
+    )  # fmt: skip
+
+    def __init__(self, *args, tenant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["blueprint_name"].choices = [(b.name, b.name + (" (built-in)" if b.is_builtin else "")) for b in blueprint_visible(tenant=tenant)]
+        self.fields["blueprint_name"].initial = "OpenClaw"
+        self.fields["plan_id"].choices = [
+            (p.pk, f"{p.name} — {p.instance_type}, {p.vcpus} vCPU, {p.memory_mib} MiB, ${p.price_per_hour}/h")
+            for p in InstancePlan.objects.filter(available=True)
+        ]
+        self.fields["region"].choices = [(r.pk, f"{r.name} ({r.pk})") for r in Region.objects.all() if r.available]
+        self.fields["region"].initial = settings.DEFAULT_REGION
+
+    def clean_labels(self):
+        labels = {}
+        for number, line in enumerate(self.cleaned_data["labels"].splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise forms.ValidationError(f"line {number}: write key=value")
+            labels[key.strip()] = value.strip()
+        return labels
+
+
+class ResizeForm(forms.Form):
+    plan_id = forms.ChoiceField(label="New plan")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["plan_id"].choices = [(p.pk, f"{p.name} ({p.instance_type})") for p in InstancePlan.objects.filter(available=True)]
+
+
+class ConfigForm(forms.Form):
+    config = forms.CharField(widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false"}), label="Config (JSON)")
+    apply = forms.BooleanField(required=False, label="Apply to the running instance now")
+
+    def clean_config(self):
+        try:
+            value = json.loads(self.cleaned_data["config"] or "{}")
+        except ValueError as exc:
+            raise forms.ValidationError(f"not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise forms.ValidationError("the config must be a JSON object")
+        return value

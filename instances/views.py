@@ -1,0 +1,155 @@
+"""Console pages for instances. Thin: forms in, services for changes, templates out."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from orchestrio.errors import DomainError, ValidationFailed
+from orchestrio.views import console_view, domain_error_message
+
+from . import services
+from .choices import InstanceState, OperationKind
+from .filtersets import InstanceFilterSet
+from .forms import ConfigForm, InstanceCreateForm, ResizeForm
+from .models import LogLine
+from .selectors import instance_queryset
+
+VERBS = {
+    "start": OperationKind.START,
+    "stop": OperationKind.STOP,
+    "restart": OperationKind.RESTART,
+    "suspend": OperationKind.SUSPEND,
+    "resume": OperationKind.RESUME,
+}
+
+
+def _instance(request, instance_id: str):
+    instance = instance_queryset().filter(tenant=request.principal.tenant, instance_id=instance_id).first()
+    if instance is None:
+        raise Http404(f"no instance {instance_id}")
+    return instance
+
+
+def _errors_to_form(form, exc: DomainError) -> None:
+    if isinstance(exc, ValidationFailed):
+        for error in exc.errors:
+            loc = error["loc"][1] if len(error["loc"]) > 1 else None
+            form.add_error(loc if loc in form.fields else None, error["msg"])
+    else:
+        form.add_error(None, exc.detail if isinstance(exc.detail, str) else str(exc))
+
+
+@console_view
+def instance_list(request):
+    filterset = InstanceFilterSet(request.GET, queryset=instance_queryset().filter(tenant=request.principal.tenant).select_related("region", "plan"))
+    queryset = filterset.qs if filterset.is_valid() else filterset.queryset.none()
+    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    return render(request, "instances/list.html", {"page": page, "filterset": filterset, "states": InstanceState.choices})
+
+
+@require_http_methods(["GET", "POST"])
+@console_view
+def instance_create(request):
+    form = InstanceCreateForm(request.POST or None, tenant=request.principal.tenant)
+    if request.method == "POST" and form.is_valid():
+        try:
+            instance = services.instance_create(principal=request.principal, **form.cleaned_data)
+        except DomainError as exc:
+            _errors_to_form(form, exc)
+        else:
+            messages.success(request, f"Creating {instance.instance_id}: it is provisioning now.")
+            return redirect("instances:detail", instance_id=instance.instance_id)
+    return render(request, "instances/create.html", {"form": form})
+
+
+@console_view
+def instance_detail(request, instance_id: str):
+    instance = _instance(request, instance_id)
+    logs = list(LogLine.objects.filter(instance=instance).order_by("-seq")[:100])[::-1]
+    operations = instance.operations.order_by("-created_at")[:20]
+    config_form = ConfigForm(initial={"config": json.dumps(instance.config or {}, indent=2, sort_keys=True)})
+    return render(
+        request,
+        "instances/detail.html",
+        {
+            "instance": instance,
+            "logs": logs,
+            "operations": operations,
+            "resize_form": ResizeForm(initial={"plan_id": instance.plan_id}),
+            "config_form": config_form,
+            "operation": instance.unfinished_operations[0] if instance.unfinished_operations else None,
+            "last_seq": logs[-1].seq if logs else 0,
+        },
+    )
+
+
+@require_POST
+@console_view
+def instance_action(request, instance_id: str, verb: str):
+    instance = _instance(request, instance_id)
+    actor = request.principal.actor
+    try:
+        if verb in VERBS:
+            services.instance_request_operation(instance=instance, kind=VERBS[verb], actor=actor)
+            messages.success(request, f"{verb.capitalize()} requested for {instance_id}.")
+        elif verb == "resize":
+            form = ResizeForm(request.POST)
+            if not form.is_valid():
+                raise ValidationFailed("choose a plan")
+            services.instance_resize(instance=instance, actor=actor, plan_id=form.cleaned_data["plan_id"])
+            messages.success(request, f"Resize to {form.cleaned_data['plan_id']} requested for {instance_id}.")
+        elif verb == "rotate-agent-key":
+            services.instance_rotate_agent_key(instance=instance, actor=actor)
+            messages.success(request, "A new agent key is in force.")
+        else:
+            raise Http404("no such action")
+    except DomainError as exc:
+        domain_error_message(request, exc)
+    return redirect("instances:detail", instance_id=instance_id)
+
+
+@require_http_methods(["GET", "POST"])
+@console_view
+def instance_destroy(request, instance_id: str):
+    instance = _instance(request, instance_id)
+    if request.method == "POST":
+        if request.POST.get("confirm") != instance.instance_id:
+            messages.error(request, f"Type {instance.instance_id} to confirm.")
+            return render(request, "instances/destroy.html", {"instance": instance}, status=400)
+        try:
+            services.instance_destroy(instance=instance, actor=request.principal.actor)
+        except DomainError as exc:
+            domain_error_message(request, exc)
+            return redirect("instances:detail", instance_id=instance_id)
+        messages.success(request, f"Destroying {instance_id}.")
+        return redirect("instances:list")
+    return render(request, "instances/destroy.html", {"instance": instance})
+
+
+@require_POST
+@console_view
+def instance_config(request, instance_id: str):
+    instance = _instance(request, instance_id)
+    form = ConfigForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("instances:detail", instance_id=instance_id)
+    new = form.cleaned_data["config"]
+    patch = {key: None for key in (instance.config or {}) if key not in new}
+    patch.update(new)
+    try:
+        instance = services.instance_config_update(instance=instance, patch=patch, actor=request.principal.actor)
+        if form.cleaned_data["apply"]:
+            services.instance_config_apply(instance=instance, actor=request.principal.actor)
+            messages.success(request, "Config saved and applied to the instance.")
+        else:
+            messages.success(request, "Config saved.")
+    except DomainError as exc:
+        domain_error_message(request, exc)
+    return redirect("instances:detail", instance_id=instance_id)
