@@ -13,6 +13,8 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("ORCHESTRIO_VAR_DIR", tempfile.mkdtemp(prefix="orchestrio-test-"))
+# moto loads this short AMI list instead of its full catalogue (seconds per test).
+os.environ.setdefault("MOTO_AMIS_PATH", os.path.join(os.path.dirname(__file__), "instances", "moto_amis.json"))
 os.environ.setdefault("ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE=")
 
 from orchestrio.settings import *  # noqa: E402,F403

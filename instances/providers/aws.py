@@ -1,0 +1,444 @@
+"""The AWS provider: EC2 for machines, SSM for tasks, Route 53 for each instance's hostname.
+
+Credentials, region endpoints and `AWS_ENDPOINT_URL` come from the standard boto3 chain. Every
+machine is tagged `orchestrio:instance_id`, `orchestrio:tenant_id`, `orchestrio:instance_pk` and
+`orchestrio:operation_id`. Launches are idempotent twice over: RunInstances carries a
+`ClientToken` derived from the operation (AWS de-duplicates on it), and before launching we look
+for a live machine already tagged with this instance (a retried job, or one re-run after its
+worker died, finds the machine the first attempt launched).
+
+AWS errors become typed `ProviderError`s with a message a user can act on; throttling is retried
+here with exponential backoff and full jitter before it is reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import random
+import shlex
+import threading
+import time
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from django.conf import settings
+
+from ..agent_client import key_sha256
+from ..choices import ErrorCode
+from .base import Machine, MachineSpec, MachineState, Provider, ProviderError, TaskRequest, TaskResult
+
+logger = logging.getLogger(__name__)
+
+AGENT_PATH = Path(__file__).resolve().parent.parent / "agent.py"
+SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "agent_scripts"
+USER_DATA_LIMIT = 16 * 1024
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+
+THROTTLING = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException", "ThrottledException", "PriorRequestNotComplete"}
+CAPACITY = {"InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity", "InsufficientAddressCapacity"}
+AUTH = {
+    "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied",
+    "AccessDeniedException", "ExpiredToken", "ExpiredTokenException", "OptInRequired", "MissingAuthenticationToken",
+    "UnrecognizedClientException",
+}  # fmt: skip
+QUOTA = {"InstanceLimitExceeded", "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "ResourceLimitExceeded", "VolumeLimitExceeded", "AddressLimitExceeded"}
+NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed", "InvalidInstanceId"}
+
+EC2_STATES = {
+    "pending": MachineState.PENDING,
+    "running": MachineState.RUNNING,
+    "stopping": MachineState.STOPPING,
+    "stopped": MachineState.STOPPED,
+    "shutting-down": MachineState.TERMINATED,
+    "terminated": MachineState.TERMINATED,
+}
+SSM_STATUSES = {
+    "Pending": "queued",
+    "Delayed": "queued",
+    "InProgress": "running",
+    "Cancelling": "running",
+    "Success": "succeeded",
+    "Failed": "failed",
+    "TimedOut": "timed_out",
+    "Cancelled": "cancelled",
+    "Undeliverable": "failed",
+    "Terminated": "failed",
+}
+
+
+def translate(error: Exception, *, action: str, spec: MachineSpec | None = None) -> ProviderError:
+    """An AWS exception → a typed error with a message a user can act on (never a traceback)."""
+    if isinstance(error, ProviderError):
+        return error
+    if isinstance(error, NoCredentialsError):
+        return ProviderError(ErrorCode.PROVIDER_AUTH, "no AWS credentials were found (the standard boto3 chain); see docs/aws.md")
+    if isinstance(error, EndpointConnectionError):
+        return ProviderError(ErrorCode.PROVIDER_ERROR, f"cannot reach the AWS endpoint to {action}; retry shortly", retryable=True)
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        message = error.response.get("Error", {}).get("Message", "")
+        where = f" in {spec.region}" if spec is not None and spec.region else ""
+        if code in THROTTLING:
+            return ProviderError(ErrorCode.PROVIDER_THROTTLED, f"AWS throttled the request to {action} ({code}) even after retries; try again in a minute", retryable=True)
+        if code in CAPACITY:
+            size = f" for {spec.instance_type}" if spec is not None else ""
+            return ProviderError(ErrorCode.PROVIDER_CAPACITY, f"AWS has no capacity{size}{where} right now ({code}); try another instance type or region, or retry later")
+        if code in AUTH:
+            return ProviderError(ErrorCode.PROVIDER_AUTH, f"AWS refused to {action} ({code}: {message}); check the control plane's IAM policy in docs/aws.md")
+        if code in QUOTA:
+            return ProviderError(ErrorCode.PROVIDER_QUOTA, f"the AWS account reached a quota{where} ({code}: {message}); request a higher limit or destroy unused instances")
+        if code in NOT_FOUND:
+            return ProviderError(ErrorCode.MACHINE_VANISHED, f"AWS has no such machine anymore ({code}); it was terminated outside Orchestrio")
+        if code.startswith(("Invalid", "Missing", "Unsupported")) or code in ("NoSuchEntity", "IncorrectInstanceState", "IncorrectState"):
+            return ProviderError(ErrorCode.PROVIDER_INVALID_REQUEST, f"AWS rejected the request to {action} ({code}: {message}); check the blueprint's settings")
+        return ProviderError(ErrorCode.PROVIDER_ERROR, f"AWS failed to {action} ({code}: {message})", retryable=code.endswith("Unavailable") or code == "InternalError")
+    if isinstance(error, BotoCoreError):
+        return ProviderError(ErrorCode.PROVIDER_ERROR, f"the AWS client failed to {action}: {error}", retryable=True)
+    return ProviderError(ErrorCode.PROVIDER_ERROR, f"unexpected failure to {action}: {type(error).__name__}")
+
+
+def render_user_data(spec: MachineSpec) -> str:
+    """A shell script that installs and starts the instance agent, then runs the blueprint's own."""
+    agent = base64.b64encode(gzip.compress(AGENT_PATH.read_bytes(), 9)).decode()
+    scripts = []
+    for script in sorted(SCRIPTS_DIR.glob("*.sh")):
+        encoded = base64.b64encode(gzip.compress(script.read_bytes(), 9)).decode()
+        scripts.append(f"echo {encoded} | base64 -d | gunzip > /opt/orchestrio/scripts/{script.name}")
+    args = " ".join(
+        shlex.quote(part)
+        for part in [
+            "--host", "0.0.0.0", "--port", str(spec.agent_port), "--state-dir", "/var/lib/orchestrio/state", "--root", "/",
+            "--instance-id", spec.instance_id, "--tenant-id", spec.tenant_id, "--instance-pk", str(spec.instance_pk),
+        ]
+    )  # fmt: skip
+    config = shlex.quote(json.dumps(spec.config, sort_keys=True, separators=(",", ":")))
+    script = f"""#!/bin/bash
+# Orchestrio instance bootstrap: installs the instance agent ({spec.instance_id}).
+set -euo pipefail
+install -d -m 0755 /opt/orchestrio /opt/orchestrio/scripts /opt/openclaw/scripts
+install -d -m 0700 /var/lib/orchestrio/state
+echo {agent} | base64 -d | gunzip > /opt/orchestrio/agent.py
+{chr(10).join(scripts)}
+chmod 0755 /opt/orchestrio/scripts/*.sh
+printf '%s' {key_sha256(spec.agent_key)} > /var/lib/orchestrio/state/agent-key.sha256
+[ -f /var/lib/orchestrio/state/config.json ] || printf '%s' {config} > /var/lib/orchestrio/state/config.json
+cat > /etc/systemd/system/orchestrio-agent.service <<'UNIT'
+[Unit]
+Description=Orchestrio instance agent
+After=network-online.target
+[Service]
+ExecStart=/usr/bin/python3 -I /opt/orchestrio/agent.py {args}
+Restart=always
+RestartSec=2
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now orchestrio-agent.service
+"""
+    if spec.user_data:
+        script += "\n# --- the blueprint's user data ---\n" + spec.user_data.replace("#!/bin/bash", "", 1) + "\n"
+    if len(script.encode()) > USER_DATA_LIMIT:
+        raise ProviderError(
+            ErrorCode.PROVIDER_INVALID_REQUEST,
+            f"the user data is {len(script.encode())} bytes with the agent; EC2 allows {USER_DATA_LIMIT}: shorten the blueprint's user_data",
+        )
+    return script
+
+
+def task_command(task: TaskRequest) -> str:
+    """The one shell line SSM runs: args arrive as JSON on stdin and as quoted --key value pairs."""
+    payload = base64.b64encode(json.dumps(task.args).encode()).decode()
+    argv = [task.script_path]
+    for key, value in task.args.items():
+        argv += [f"--{key}", value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))]
+    return f"printf '%s' {shlex.quote(payload)} | base64 -d | " + " ".join(shlex.quote(part) for part in argv)
+
+
+class AwsProvider(Provider):
+    name = "aws"
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+        self.sleep = time.sleep  # tests replace it to avoid waiting
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def client(self, service: str, region: str):
+        key = (service, region)
+        with self._lock:
+            if key not in self._clients:
+                # Our own retry loop handles throttling (with jitter); botocore makes one attempt.
+                config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+                self._clients[key] = boto3.session.Session().client(service, region_name=region or None, config=config)
+            return self._clients[key]
+
+    def call(self, service: str, region: str, method: str, *, action: str, spec: MachineSpec | None = None, **kwargs):
+        attempts = settings.AWS_THROTTLE_RETRIES + 1
+        for attempt in range(attempts):
+            try:
+                return getattr(self.client(service, region), method)(**kwargs)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in THROTTLING and attempt + 1 < attempts:
+                    delay = random.uniform(0, min(settings.AWS_BACKOFF_CAP_SECONDS, settings.AWS_BACKOFF_BASE_SECONDS * 2**attempt))
+                    logger.info("AWS throttled %s.%s (%s); retry %d in %.2fs", service, method, code, attempt + 1, delay)
+                    self.sleep(delay)
+                    continue
+                raise translate(exc, action=action, spec=spec) from None
+            except (BotoCoreError, NoCredentialsError) as exc:
+                raise translate(exc, action=action, spec=spec) from None
+        raise AssertionError("unreachable")
+
+    def ec2(self, spec: MachineSpec, method: str, *, action: str, **kwargs):
+        return self.call("ec2", spec.region, method, action=action, spec=spec, **kwargs)
+
+    @staticmethod
+    def _machine(raw: dict, spec: MachineSpec | None = None) -> Machine:
+        tags = {tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])}
+        ip = raw.get("PublicIpAddress") if settings.AWS_USE_PUBLIC_IP else raw.get("PrivateIpAddress")
+        state = EC2_STATES.get(raw.get("State", {}).get("Name", ""), MachineState.MISSING)
+        return Machine(
+            provider_instance_id=raw["InstanceId"],
+            state=state,
+            ip_address=ip,
+            port=spec.agent_port if spec is not None else None,
+            instance_type=raw.get("InstanceType", ""),
+            tags=tags,
+            provider_data={"ec2_state": raw.get("State", {}).get("Name"), "availability_zone": raw.get("Placement", {}).get("AvailabilityZone")},
+        )
+
+    def _find(self, spec: MachineSpec) -> dict | None:
+        """The instance's live machine: by id when known, else by its tag."""
+        if spec.provider_instance_id.startswith("i-"):
+            try:
+                reservations = self.ec2(spec, "describe_instances", action="describe the machine", InstanceIds=[spec.provider_instance_id])["Reservations"]
+            except ProviderError as exc:
+                if exc.code != ErrorCode.MACHINE_VANISHED:
+                    raise
+                reservations = []
+            for reservation in reservations:
+                for raw in reservation["Instances"]:
+                    return raw
+        filters = [
+            {"Name": "tag:orchestrio:instance_pk", "Values": [str(spec.instance_pk)]},
+            {"Name": "instance-state-name", "Values": LIVE_STATES},
+        ]
+        reservations = self.ec2(spec, "describe_instances", action="look up the machine", Filters=filters)["Reservations"]
+        found = [raw for reservation in reservations for raw in reservation["Instances"]]
+        found.sort(key=lambda raw: raw.get("LaunchTime", ""))
+        return found[0] if found else None
+
+    def _wait(self, spec: MachineSpec, instance_id: str, wanted: set[str], *, action: str) -> dict:
+        deadline = time.monotonic() + settings.AWS_WAIT_TIMEOUT_SECONDS
+        delay = 1.0
+        while True:
+            reservations = self.ec2(spec, "describe_instances", action=action, InstanceIds=[instance_id])["Reservations"]
+            raw = reservations[0]["Instances"][0]
+            state = raw["State"]["Name"]
+            if state in wanted:
+                return raw
+            if state in ("terminated", "shutting-down") and "terminated" not in wanted:
+                raise ProviderError(ErrorCode.MACHINE_VANISHED, f"the machine {instance_id} was terminated while waiting to {action}")
+            if time.monotonic() > deadline:
+                raise ProviderError(ErrorCode.TIMEOUT, f"the machine {instance_id} was still {state} after {settings.AWS_WAIT_TIMEOUT_SECONDS}s waiting to {action}")
+            self.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+
+    def _running(self, spec: MachineSpec, raw: dict, *, action: str) -> Machine:
+        raw = self._wait(spec, raw["InstanceId"], {"running"}, action=action)
+        machine = self._machine(raw, spec)
+        if machine.ip_address:
+            self._dns_upsert(spec, machine.ip_address)
+        return machine
+
+    # --- Route 53 --------------------------------------------------------------------------
+
+    def _record_name(self, spec: MachineSpec) -> str:
+        return f"{spec.instance_id}.{settings.BASE_DOMAIN}."
+
+    def _dns_upsert(self, spec: MachineSpec, ip: str) -> None:
+        zone = settings.ROUTE53_HOSTED_ZONE_ID
+        if not zone:
+            return
+        change = {"Action": "UPSERT", "ResourceRecordSet": {"Name": self._record_name(spec), "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": ip}]}}
+        self.call("route53", "", "change_resource_record_sets", action="update the instance's DNS record", HostedZoneId=zone, ChangeBatch={"Comment": f"orchestrio {spec.instance_id}", "Changes": [change]})
+
+    def _dns_delete(self, spec: MachineSpec) -> None:
+        zone = settings.ROUTE53_HOSTED_ZONE_ID
+        if not zone:
+            return
+        name = self._record_name(spec)
+        records = self.call("route53", "", "list_resource_record_sets", action="read the instance's DNS record", HostedZoneId=zone, StartRecordName=name, StartRecordType="A", MaxItems="1")
+        for record in records.get("ResourceRecordSets", []):
+            if record["Name"] == name and record["Type"] == "A":
+                self.call("route53", "", "change_resource_record_sets", action="delete the instance's DNS record", HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": record}]})
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def create(self, spec: MachineSpec) -> Machine:
+        existing = self._find(spec)
+        if existing is not None and existing["State"]["Name"] not in ("shutting-down", "terminated"):
+            logger.info("instance %s already has machine %s: not launching another", spec.instance_id, existing["InstanceId"])
+            if existing["State"]["Name"] in ("stopped", "stopping"):
+                return self.start(spec)
+            return self._running(spec, existing, action="finish launching")
+        if not spec.image_id:
+            raise ProviderError(ErrorCode.PROVIDER_INVALID_REQUEST, "the blueprint has no image_id (an AMI id or resolve:ssm:…); AWS instances need one")
+        tags = {**spec.tags, **spec.tag_set, "orchestrio:operation_id": str(spec.operation_id or ""), "Name": spec.instance_id}
+        tag_list = [{"Key": key, "Value": str(value)} for key, value in tags.items()]
+        params = {
+            "ImageId": spec.image_id,
+            "InstanceType": spec.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            # A retried RunInstances with the same token returns the first launch instead of a second.
+            "ClientToken": f"orchestrio-{spec.instance_pk}-{spec.operation_id}"[:64],
+            "UserData": render_user_data(spec),
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list}, {"ResourceType": "volume", "Tags": tag_list}],
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+        }
+        if spec.subnet_ids:
+            params["SubnetId"] = spec.subnet_ids[0]
+        if spec.security_group_ids:
+            params["SecurityGroupIds"] = list(spec.security_group_ids)
+        if spec.key_name:
+            params["KeyName"] = spec.key_name
+        if spec.iam_instance_profile:
+            params["IamInstanceProfile"] = {"Name": spec.iam_instance_profile}
+        if spec.hibernation:
+            params["HibernationOptions"] = {"Configured": True}
+        launched = self.ec2(spec, "run_instances", action="launch the machine", **params)["Instances"][0]
+        machine = self._running(spec, launched, action="launch the machine")
+        machine.provider_data["hibernation_configured"] = spec.hibernation
+        return machine
+
+    def _require(self, spec: MachineSpec, *, action: str) -> dict:
+        raw = self._find(spec)
+        if raw is None or raw["State"]["Name"] in ("shutting-down", "terminated"):
+            raise ProviderError(ErrorCode.MACHINE_VANISHED, f"cannot {action}: AWS has no live machine for {spec.instance_id} anymore")
+        return raw
+
+    def start(self, spec: MachineSpec) -> Machine:
+        raw = self._require(spec, action="start")
+        if raw["State"]["Name"] == "stopping":
+            raw = self._wait(spec, raw["InstanceId"], {"stopped"}, action="start (waiting for the stop to finish)")
+        if raw["State"]["Name"] != "running":
+            self.ec2(spec, "start_instances", action="start the machine", InstanceIds=[raw["InstanceId"]])
+        return self._running(spec, raw, action="start the machine")
+
+    def _stop(self, spec: MachineSpec, *, hibernate: bool, action: str) -> Machine:
+        raw = self._require(spec, action=action)
+        if raw["State"]["Name"] in ("pending", "running"):
+            kwargs = {"Hibernate": True} if hibernate else {}
+            self.ec2(spec, "stop_instances", action=action, InstanceIds=[raw["InstanceId"]], **kwargs)
+        raw = self._wait(spec, raw["InstanceId"], {"stopped"}, action=action)
+        return self._machine(raw, spec)
+
+    def stop(self, spec: MachineSpec) -> Machine:
+        return self._stop(spec, hibernate=False, action="stop the machine")
+
+    def suspend(self, spec: MachineSpec) -> Machine:
+        hibernate = spec.hibernation and spec.provider_data.get("hibernation_configured", False)
+        try:
+            machine = self._stop(spec, hibernate=hibernate, action="hibernate the machine" if hibernate else "stop the machine")
+        except ProviderError as exc:
+            if not hibernate or exc.code != ErrorCode.PROVIDER_INVALID_REQUEST:
+                raise
+            logger.info("hibernation refused for %s (%s); stopping instead", spec.instance_id, exc.message)
+            hibernate = False
+            machine = self._stop(spec, hibernate=False, action="stop the machine")
+        machine.provider_data["hibernated"] = hibernate
+        return machine
+
+    def resume(self, spec: MachineSpec) -> Machine:
+        return self.start(spec)
+
+    def resize(self, spec: MachineSpec, *, instance_type: str, restart: bool) -> Machine:
+        raw = self._require(spec, action="resize")
+        if raw["State"]["Name"] != "stopped":
+            # EC2 changes the type of a stopped instance only.
+            machine = self._stop(spec, hibernate=False, action="stop the machine to resize it")
+            raw = {"InstanceId": machine.provider_instance_id}
+        self.ec2(spec, "modify_instance_attribute", action=f"resize the machine to {instance_type}", InstanceId=raw["InstanceId"], InstanceType={"Value": instance_type})
+        if restart:
+            self.ec2(spec, "start_instances", action="start the resized machine", InstanceIds=[raw["InstanceId"]])
+            return self._running(spec, raw, action="start the resized machine")
+        raw = self._wait(spec, raw["InstanceId"], {"stopped"}, action="resize the machine")
+        return self._machine(raw, spec)
+
+    def destroy(self, spec: MachineSpec) -> None:
+        raw = self._find(spec)
+        if raw is not None and raw["State"]["Name"] != "terminated":
+            self.ec2(spec, "terminate_instances", action="terminate the machine", InstanceIds=[raw["InstanceId"]])
+            self._wait(spec, raw["InstanceId"], {"terminated"}, action="terminate the machine")
+        self._dns_delete(spec)
+
+    def describe(self, spec: MachineSpec) -> Machine:
+        raw = self._find(spec)
+        if raw is None:
+            return Machine(provider_instance_id=spec.provider_instance_id, state=MachineState.MISSING)
+        return self._machine(raw, spec)
+
+    def list_machines(self, region: str) -> list[Machine]:
+        filters = [{"Name": "tag-key", "Values": ["orchestrio:instance_pk"]}, {"Name": "instance-state-name", "Values": LIVE_STATES}]
+        machines, token = [], None
+        while True:
+            kwargs = {"Filters": filters, "MaxResults": 500}
+            if token:
+                kwargs["NextToken"] = token
+            page = self.call("ec2", region, "describe_instances", action=f"list machines in {region}", **kwargs)
+            machines += [self._machine(raw) for reservation in page["Reservations"] for raw in reservation["Instances"]]
+            token = page.get("NextToken")
+            if not token:
+                return machines
+
+    def destroy_orphan(self, machine: Machine, region: str) -> None:
+        self.call("ec2", region, "terminate_instances", action="terminate an orphan machine", InstanceIds=[machine.provider_instance_id])
+
+    # --- tasks (SSM Run Command) -----------------------------------------------------------
+
+    def _ssm_target(self, spec: MachineSpec) -> str:
+        raw = self._require(spec, action="run a task")
+        if raw["State"]["Name"] != "running":
+            raise ProviderError(ErrorCode.MACHINE_VANISHED, f"the machine is {raw['State']['Name']}, not running")
+        return raw["InstanceId"]
+
+    def run_task(self, spec: MachineSpec, task: TaskRequest) -> str:
+        instance_id = self._ssm_target(spec)
+        response = self.call(
+            "ssm", spec.region, "send_command", action="send the task", spec=spec,
+            InstanceIds=[instance_id],
+            DocumentName="AWS-RunShellScript",
+            Comment=f"orchestrio task {task.task_id}"[:100],
+            Parameters={"commands": [task_command(task)], "executionTimeout": [str(task.timeout_seconds)]},
+            TimeoutSeconds=max(30, min(task.timeout_seconds, 2592000)),
+        )  # fmt: skip
+        return response["Command"]["CommandId"]
+
+    def task_status(self, spec: MachineSpec, task: TaskRequest, command_id: str) -> TaskResult:
+        instance_id = spec.provider_instance_id or self._ssm_target(spec)
+        try:
+            result = self.call("ssm", spec.region, "get_command_invocation", action="read the task's status", spec=spec, CommandId=command_id, InstanceId=instance_id)
+        except ProviderError as exc:
+            if "InvocationDoesNotExist" in exc.message:
+                return TaskResult(status="queued", command_id=command_id)
+            raise
+        status = SSM_STATUSES.get(result.get("Status", ""), "running")
+        code = result.get("ResponseCode")
+        return TaskResult(
+            status=status,
+            command_id=command_id,
+            exit_code=code if code is not None and code >= 0 and status not in ("queued", "running") else None,
+            stdout=result.get("StandardOutputContent", ""),
+            stderr=result.get("StandardErrorContent", ""),
+        )
+
+    def cancel_task(self, spec: MachineSpec, task: TaskRequest, command_id: str) -> None:
+        self.call("ssm", spec.region, "cancel_command", action="cancel the task", spec=spec, CommandId=command_id)
