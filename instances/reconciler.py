@@ -42,7 +42,10 @@ def reconcile_all() -> dict:
         summary = {"requeued": 0, "worker_lost": 0, "wedged": 0, "machines_lost": 0, "orphans": [], "orphans_terminated": 0, "errors": []}
         reconcile_operations(summary)
         reconcile_machines(summary)
-        if any(summary[key] for key in ("requeued", "worker_lost", "wedged", "machines_lost", "orphans", "errors")):
+        from tasks.reconciler import reconcile_tasks
+
+        reconcile_tasks(summary)
+        if any(summary[key] for key in ("requeued", "worker_lost", "wedged", "machines_lost", "orphans", "errors", "tasks_requeued", "tasks_lost")):
             logger.warning("reconciler corrections: %s", summary)
         return summary
 

@@ -1,5 +1,7 @@
 from django.urls import path
 
+from tasks import views as task_views
+
 from . import views
 
 app_name = "instances"
@@ -10,5 +12,6 @@ urlpatterns = [
     path("<str:instance_id>", views.instance_detail, name="detail"),
     path("<str:instance_id>/destroy", views.instance_destroy, name="destroy"),
     path("<str:instance_id>/config", views.instance_config, name="config"),
+    path("<str:instance_id>/tasks", task_views.instance_tasks, name="tasks"),
     path("<str:instance_id>/<str:verb>", views.instance_action, name="action"),
 ]

@@ -315,6 +315,10 @@ OPERATION_MAX_ATTEMPTS = env_int("OPERATION_MAX_ATTEMPTS", 3)
 RECONCILER_INTERVAL_SECONDS = env_int("RECONCILER_INTERVAL_SECONDS", 60)
 RECONCILER_TERMINATE_ORPHANS = env_bool("RECONCILER_TERMINATE_ORPHANS", False)
 
+# Tasks
+TASK_POLL_SECONDS = float(env("TASK_POLL_SECONDS", "1"))
+TASK_FOLLOW_GRACE_SECONDS = env_int("TASK_FOLLOW_GRACE_SECONDS", 120)
+
 # AWS (credentials, region endpoints and AWS_ENDPOINT_URL come from the standard boto3 chain)
 ROUTE53_HOSTED_ZONE_ID = env("ROUTE53_HOSTED_ZONE_ID")  # unset: no DNS records are managed
 AWS_USE_PUBLIC_IP = env_bool("AWS_USE_PUBLIC_IP", False)  # reach agents on public IPs (else private)

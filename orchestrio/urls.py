@@ -8,6 +8,7 @@ from .views import api_not_found
 api_v1 = [
     path("", include("orchestrio.api.urls")),
     path("", include("instances.api.urls")),
+    path("", include("tasks.api.urls")),
 ]
 
 urlpatterns = [
@@ -20,6 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),
     path("instances/", include("instances.urls")),
+    path("tasks/", include("tasks.urls")),
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]
 

@@ -50,6 +50,8 @@ RATE_LIMITS = {name: "10000/m" for name in ("write", "lifecycle", "domain_read",
 LOCAL_STOP_GRACE_SECONDS = 2
 INSTANCE_READY_TIMEOUT_SECONDS = 20
 OPERATION_LEASE_SECONDS = 3
+TASK_POLL_SECONDS = 0.05
+TASK_FOLLOW_GRACE_SECONDS = 10
 
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 LOGGING["loggers"]["django"]["level"] = "ERROR"  # noqa: F405

@@ -151,6 +151,10 @@ systemctl enable --now orchestrio-agent.service
     return script
 
 
+def task_comment(task: TaskRequest) -> str:
+    return f"orchestrio task {task.task_id}"[:100]
+
+
 def task_command(task: TaskRequest) -> str:
     """The one shell line SSM runs: args arrive as JSON on stdin and as quoted --key value pairs."""
     payload = base64.b64encode(json.dumps(task.args).encode()).decode()
@@ -416,11 +420,27 @@ class AwsProvider(Provider):
             "ssm", spec.region, "send_command", action="send the task", spec=spec,
             InstanceIds=[instance_id],
             DocumentName="AWS-RunShellScript",
-            Comment=f"orchestrio task {task.task_id}"[:100],
+            Comment=task_comment(task),
             Parameters={"commands": [task_command(task)], "executionTimeout": [str(task.timeout_seconds)]},
             TimeoutSeconds=max(30, min(task.timeout_seconds, 2592000)),
         )  # fmt: skip
         return response["Command"]["CommandId"]
+
+    def find_task(self, spec: MachineSpec, task: TaskRequest) -> str | None:
+        instance_id = self._ssm_target(spec)
+        comment = task_comment(task)
+        token = None
+        while True:
+            kwargs = {"InstanceId": instance_id, "MaxResults": 50}
+            if token:
+                kwargs["NextToken"] = token
+            page = self.call("ssm", spec.region, "list_commands", action="look up the task", spec=spec, **kwargs)
+            for command in page.get("Commands", []):
+                if command.get("Comment") == comment:
+                    return command["CommandId"]
+            token = page.get("NextToken")
+            if not token:
+                return None
 
     def task_status(self, spec: MachineSpec, task: TaskRequest, command_id: str) -> TaskResult:
         instance_id = spec.provider_instance_id or self._ssm_target(spec)

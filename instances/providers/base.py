@@ -148,6 +148,11 @@ class Provider(abc.ABC):
         """Start a task; returns the provider's command id."""
 
     @abc.abstractmethod
+    def find_task(self, spec: MachineSpec, task: TaskRequest) -> str | None:
+        """The command id of this task if an earlier attempt already started it (so a re-run job
+        never runs a script twice), else None."""
+
+    @abc.abstractmethod
     def task_status(self, spec: MachineSpec, task: TaskRequest, command_id: str) -> TaskResult: ...
 
     @abc.abstractmethod

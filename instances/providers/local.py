@@ -340,6 +340,17 @@ class LocalProvider(Provider):
             raise ProviderError(ErrorCode.PROVIDER_ERROR, str(exc), retryable=True) from exc
         return task.task_id
 
+    def find_task(self, spec: MachineSpec, task: TaskRequest) -> str | None:
+        try:
+            self._agent(spec).get_task(task.task_id)
+        except AgentError as exc:
+            if exc.status_code == 404:
+                return None
+            raise ProviderError(ErrorCode.PROVIDER_ERROR, str(exc), retryable=True) from exc
+        except (AgentUnreachable, AgentTimeout) as exc:
+            raise ProviderError(ErrorCode.PROVIDER_ERROR, str(exc), retryable=True) from exc
+        return task.task_id
+
     def task_status(self, spec: MachineSpec, task: TaskRequest, command_id: str) -> TaskResult:
         try:
             body = self._agent(spec).get_task(command_id)

@@ -1,0 +1,66 @@
+"""Tasks: scripts run on an instance, one at a time."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .choices import ACTIVE_TASK_STATUSES, TaskStatus
+
+OUTPUT_LIMIT = 64 * 1024
+
+
+class Task(models.Model):
+    task_id = models.CharField(max_length=32, unique=True, editable=False)
+    instance = models.ForeignKey("instances.Instance", on_delete=models.CASCADE, related_name="tasks")
+    tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="tasks")
+    operation_code = models.CharField(max_length=64)
+    script_path = models.CharField(max_length=1024)
+    script_args = models.JSONField(default=dict, blank=True)
+    timeout_seconds = models.PositiveIntegerField(default=600)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    exit_code = models.IntegerField(null=True, blank=True)
+    stdout = models.TextField(blank=True, help_text="The last 64 KiB.")
+    stderr = models.TextField(blank=True, help_text="The last 64 KiB.")
+    error_message = models.TextField(blank=True, help_text="Why the control plane ended the task, when it did.")
+    provider_command_id = models.CharField(max_length=64, blank=True)
+    rq_job_id = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    requested_by = models.CharField(max_length=254)
+    requested_by_type = models.CharField(max_length=8)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance"], condition=Q(status__in=ACTIVE_TASK_STATUSES), name="task_one_active_per_instance"
+            ),
+            models.UniqueConstraint(
+                fields=["instance", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="task_instance_idempotency_key_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["instance", "status"], name="task_instance_status"),
+            models.Index(fields=["tenant", "created_at"], name="task_tenant_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} {self.operation_code} on {self.instance_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in ACTIVE_TASK_STATUSES
+
+    def summary(self) -> dict:
+        def iso(value):
+            return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
+
+        return {"task_id": self.task_id, "operation_code": self.operation_code, "status": self.status, "created_at": iso(self.created_at), "started_at": iso(self.started_at)}

@@ -1,0 +1,243 @@
+"""State changes for tasks. At most one queued or running task per instance: dispatch locks the
+instance row, and a partial unique index backs that up in the database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import re
+import secrets
+import string
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from instances.choices import InstanceState, LogLevel
+from instances.models import Instance
+from instances.services import log_append
+from orchestrio.errors import Conflict, InvalidState, ValidationFailed
+from orchestrio.queue import enqueue_on_commit
+from orchestrio.services import activity_record
+from orchestrio.tenancy import Actor
+
+from .choices import ACTIVE_TASK_STATUSES, TaskStatus
+from .models import OUTPUT_LIMIT, Task
+
+logger = logging.getLogger(__name__)
+
+ARG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+OPERATION_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+MAX_ARGS_BYTES = 16 * 1024
+TIMEOUT_RANGE = (1, 3600)
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_task_id() -> str:
+    return "tsk_" + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+
+
+def _invalid(field: str, message: str, kind: str = "value_error") -> ValidationFailed:
+    return ValidationFailed([{"loc": ["body", field], "msg": message, "type": kind}])
+
+
+def validate_script_path(path: str, roots: list[str] | None) -> str:
+    if not isinstance(path, str) or not path:
+        raise _invalid("script_path", "script_path is required")
+    if len(path) > 1024 or "\x00" in path or any(ch in path for ch in "\r\n"):
+        raise _invalid("script_path", "script_path must be at most 1024 characters, without NUL or newlines")
+    if not path.startswith("/"):
+        raise _invalid("script_path", "script_path must be absolute (start with /)")
+    if ".." in path.split("/"):
+        raise _invalid("script_path", "script_path must not contain '..'", "path_traversal")
+    if posixpath.normpath(path) != path:
+        raise _invalid("script_path", f"script_path must be normalised ({posixpath.normpath(path)!r}): no '//', './' or trailing '/'")
+    if roots:
+        if not any(path.startswith(root.rstrip("/") + "/") for root in roots):
+            raise _invalid("script_path", f"script_path must be under one of this blueprint's task roots: {', '.join(roots)}", "path_not_allowed")
+    return path
+
+
+def validate_script_args(args) -> dict:
+    if args is None:
+        return {}
+    if not isinstance(args, dict):
+        raise _invalid("script_args", "script_args must be an object")
+    for key in args:
+        if not ARG_KEY_RE.match(key):
+            raise ValidationFailed(
+                [{"loc": ["body", "script_args", key], "msg": "argument names match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$", "type": "value_error"}]
+            )
+    if len(json.dumps(args)) > MAX_ARGS_BYTES:
+        raise _invalid("script_args", f"script_args must be at most {MAX_ARGS_BYTES // 1024} KiB as JSON")
+    return args
+
+
+def clean_output(text: str | None) -> str:
+    """Text safe for any database (no NUL), at most the last 64 KiB of UTF-8."""
+    if not text:
+        return ""
+    text = text.replace("\x00", "\ufffd")
+    data = text.encode("utf-8", errors="replace")
+    if len(data) > OUTPUT_LIMIT:
+        data = data[-OUTPUT_LIMIT:]
+        return data.decode("utf-8", errors="replace")
+    return text
+
+
+@transaction.atomic
+def task_dispatch(
+    *,
+    instance: Instance,
+    actor: Actor,
+    operation_code: str,
+    script_path: str,
+    script_args: dict | None = None,
+    timeout_seconds: int = 600,
+    idempotency_key: str | None = None,
+) -> tuple[Task, bool]:
+    """Queue a task; returns (task, created). An idempotency key already used on this instance
+    returns the task it created instead of a second run."""
+    locked = Instance.objects.select_for_update().select_related("blueprint", "tenant__plan").get(pk=instance.pk)
+    if idempotency_key:
+        existing = Task.objects.filter(instance=locked, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    if not OPERATION_CODE_RE.match(operation_code or ""):
+        raise _invalid("operation_code", "operation_code is 1–64 letters, digits, '_', '.', ':' or '-'")
+    validate_script_path(script_path, locked.blueprint.task_roots)
+    script_args = validate_script_args(script_args)
+    if not isinstance(timeout_seconds, int) or not TIMEOUT_RANGE[0] <= timeout_seconds <= TIMEOUT_RANGE[1]:
+        raise _invalid("timeout_seconds", "timeout_seconds must be from 1 to 3600")
+    if locked.destroyed_at is not None or locked.state != InstanceState.RUNNING:
+        raise InvalidState(f"cannot run a task on {locked.instance_id}: it is {locked.state}, not running")
+    active = Task.objects.filter(instance=locked, status__in=ACTIVE_TASK_STATUSES).first()
+    if active is not None:
+        raise Conflict(
+            f"a task is already {active.status} on {locked.instance_id} ({active.task_id}, {active.operation_code}); one runs at a time",
+            operation=active.summary(),
+        )
+    from billing.quotas import check_execution_quota
+
+    check_execution_quota(locked.tenant)
+    task = Task(
+        task_id=new_task_id(),
+        instance=locked,
+        tenant_id=locked.tenant_id,
+        operation_code=operation_code,
+        script_path=script_path,
+        script_args=script_args,
+        timeout_seconds=timeout_seconds,
+        idempotency_key=idempotency_key or None,
+        requested_by=actor.label[:254],
+        requested_by_type=actor.type,
+    )
+    task.rq_job_id = f"{task.task_id}-1"
+    try:
+        with transaction.atomic():
+            task.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"a task is already queued or running on {locked.instance_id}") from exc
+    log_append(locked, "task", f"task {task.task_id} ({operation_code}) queued: {script_path} by {actor.label}")
+    activity_record(
+        actor=actor,
+        action="task.dispatch",
+        tenant=locked.tenant_id,
+        object_type="task",
+        object_id=task.task_id,
+        # The argument names only: values may be secrets and never reach a log.
+        data={"instance_id": locked.instance_id, "operation_code": operation_code, "script_path": script_path, "arg_names": sorted(script_args)},
+    )
+    enqueue_on_commit("tasks.jobs.run_task", task.pk, job_id=task.rq_job_id)
+    return task, True
+
+
+@transaction.atomic
+def task_cancel(*, task: Task, actor: Actor) -> Task:
+    locked = Task.objects.select_for_update().get(pk=task.pk)
+    if locked.is_finished:
+        raise InvalidState(f"task {locked.task_id} already finished ({locked.status}); there is nothing to cancel")
+    now = timezone.now()
+    if locked.cancel_requested_at is None:
+        locked.cancel_requested_at = now
+        locked.save(update_fields=["cancel_requested_at"])
+    if locked.status == TaskStatus.QUEUED:
+        # Not started yet: nothing runs on the machine, so it is cancelled right away.
+        _finish(locked, TaskStatus.CANCELLED, error_message=f"cancelled by {actor.label} before it started")
+    activity_record(actor=actor, action="task.cancel", tenant=locked.tenant_id, object_type="task", object_id=locked.task_id)
+    return locked
+
+
+# --- called by the task job --------------------------------------------------------------------
+
+
+def task_begin(task: Task) -> Task | None:
+    with transaction.atomic():
+        locked = Task.objects.select_for_update().filter(pk=task.pk).first()
+        if locked is None or locked.is_finished:
+            return None
+        locked.status = TaskStatus.RUNNING
+        locked.attempts += 1
+        if locked.started_at is None:
+            locked.started_at = timezone.now()
+        locked.save(update_fields=["status", "attempts", "started_at"])
+    return Task.objects.select_related("instance__blueprint", "instance__region", "instance__plan", "instance__tenant__plan").get(pk=locked.pk)
+
+
+def task_record_command(task: Task, command_id: str) -> None:
+    Task.objects.filter(pk=task.pk).update(provider_command_id=command_id)
+    task.provider_command_id = command_id
+
+
+def task_update_output(task: Task, *, stdout: str, stderr: str) -> None:
+    Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING).update(stdout=clean_output(stdout), stderr=clean_output(stderr))
+
+
+def task_cancel_requested(task: Task) -> bool:
+    return Task.objects.filter(pk=task.pk, cancel_requested_at__isnull=False).exists()
+
+
+def _finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=None, error_message: str = "") -> None:
+    task.status = status
+    task.finished_at = timezone.now()
+    task.exit_code = exit_code
+    fields = ["status", "finished_at", "exit_code", "error_message"]
+    task.error_message = error_message
+    if stdout is not None:
+        task.stdout = clean_output(stdout)
+        fields.append("stdout")
+    if stderr is not None:
+        task.stderr = clean_output(stderr)
+        fields.append("stderr")
+    task.save(update_fields=fields)
+    level = LogLevel.INFO if status == TaskStatus.SUCCEEDED else LogLevel.WARNING
+    exit_text = f", exit code {exit_code}" if exit_code is not None else ""
+    reason = f": {error_message}" if error_message else ""
+    log_append(task.instance, "task", f"task {task.task_id} ({task.operation_code}) {status}{exit_text}{reason}", level=level)
+
+
+@transaction.atomic
+def task_finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=None, error_message: str = "") -> bool:
+    locked = Task.objects.select_for_update().select_related("instance").get(pk=task.pk)
+    if locked.is_finished:
+        return False
+    _finish(locked, status, exit_code=exit_code, stdout=stdout, stderr=stderr, error_message=error_message)
+    if status != TaskStatus.SUCCEEDED:
+        activity_record(
+            actor=Actor.system("tasks"), action=f"task.{status}", tenant=locked.tenant_id, object_type="task", object_id=locked.task_id,
+            data={"instance_id": locked.instance.instance_id, "operation_code": locked.operation_code, "exit_code": exit_code, "reason": error_message[:200]},
+        )  # fmt: skip
+    return True
+
+
+def task_requeue(*, task: Task, actor: Actor, reason: str) -> bool:
+    with transaction.atomic():
+        locked = Task.objects.select_for_update().get(pk=task.pk)
+        if locked.is_finished:
+            return False
+        locked.rq_job_id = f"{locked.task_id}-{locked.attempts + 1}-{secrets.token_hex(3)}"
+        locked.save(update_fields=["rq_job_id"])
+        log_append(locked.instance, "reconciler", f"task {locked.task_id}: {reason}; following it again", level=LogLevel.WARNING)
+        activity_record(actor=actor, action="task.requeued", tenant=locked.tenant_id, object_type="task", object_id=locked.task_id, data={"reason": reason})
+        enqueue_on_commit("tasks.jobs.run_task", locked.pk, job_id=locked.rq_job_id)
+    return True

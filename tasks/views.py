@@ -1,0 +1,64 @@
+"""Console pages for tasks: the Tasks tab of an instance, and a task's live detail."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from instances.selectors import instance_live
+from instances.views import _errors_to_form
+from orchestrio.errors import DomainError
+from orchestrio.views import console_view, domain_error_message
+
+from . import services
+from .forms import TaskDispatchForm
+from .models import Task
+
+SAMPLE_SCRIPTS = ["/opt/orchestrio/scripts/backup.sh", "/opt/orchestrio/scripts/echo-args.sh", "/opt/orchestrio/scripts/sleep.sh", "/opt/orchestrio/scripts/fail.sh"]
+
+
+@require_http_methods(["GET", "POST"])
+@console_view
+def instance_tasks(request, instance_id: str):
+    instance = instance_live(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("blueprint").first()
+    if instance is None:
+        raise Http404(f"no instance {instance_id}")
+    form = TaskDispatchForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            task, created = services.task_dispatch(instance=instance, actor=request.principal.actor, **form.cleaned_data)
+        except DomainError as exc:
+            _errors_to_form(form, exc)
+        else:
+            if not created:
+                messages.info(request, f"That idempotency key was used before: this is the task it started.")
+            return redirect("tasks:detail", task_id=task.task_id)
+    page = Paginator(Task.objects.filter(instance=instance), 25).get_page(request.GET.get("page"))
+    return render(request, "tasks/instance_tasks.html", {"instance": instance, "form": form, "page": page, "samples": SAMPLE_SCRIPTS})
+
+
+def _task(request, task_id: str) -> Task:
+    task = Task.objects.filter(tenant=request.principal.tenant, task_id=task_id).select_related("instance").first()
+    if task is None:
+        raise Http404(f"no task {task_id}")
+    return task
+
+
+@console_view
+def task_detail(request, task_id: str):
+    return render(request, "tasks/detail.html", {"task": _task(request, task_id)})
+
+
+@require_POST
+@console_view
+def task_cancel(request, task_id: str):
+    task = _task(request, task_id)
+    try:
+        services.task_cancel(task=task, actor=request.principal.actor)
+        messages.success(request, f"Cancelling {task.task_id}.")
+    except DomainError as exc:
+        domain_error_message(request, exc)
+    return redirect("tasks:detail", task_id=task.task_id)
