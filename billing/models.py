@@ -56,3 +56,27 @@ class SubscriptionPlan(models.Model):
             "deployment_rollback": self.feature_deployment_rollback,
             "hibernation": self.feature_hibernation,
         }
+
+
+class UsageCounter(models.Model):
+    """Executions per tenant, instance and UTC day, flushed in batches from Redis counters."""
+
+    tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="usage_counters")
+    instance = models.ForeignKey("instances.Instance", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_counters")
+    day = models.DateField()
+    kind = models.CharField(max_length=32, default="executions")
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "instance", "day", "kind"], name="usage_counter_unique")]
+        indexes = [models.Index(fields=["tenant", "day"], name="usage_tenant_day")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.instance_id} {self.day} {self.kind}={self.count}"
+
+
+class UsageFlush(models.Model):
+    """A Redis batch already added to UsageCounter (so a retried flush never counts it twice)."""
+
+    batch = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)

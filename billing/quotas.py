@@ -18,10 +18,18 @@ def current_period(tenant) -> tuple[datetime, datetime]:
 
 
 def executions_used(tenant, start: datetime, end: datetime) -> int:
-    """Executions in [start, end): tasks dispatched."""
+    """Executions in [start, end): tasks dispatched, plus proxied gateway/tunnel requests (counted
+    in UsageCounter, and those not flushed from Redis yet)."""
+    from django.db.models import Sum
+
     from tasks.models import Task
 
-    return Task.objects.filter(tenant=tenant, created_at__gte=start, created_at__lt=end).count()
+    from .metering import pending_counts
+    from .models import UsageCounter
+
+    tasks = Task.objects.filter(tenant=tenant, created_at__gte=start, created_at__lt=end).count()
+    proxied = UsageCounter.objects.filter(tenant=tenant, kind="executions", day__gte=start.date(), day__lt=end.date()).aggregate(n=Sum("count"))["n"] or 0
+    return tasks + proxied + pending_counts(tenant.pk, start.date(), end.date())
 
 
 def check_execution_quota(tenant) -> None:
@@ -36,3 +44,31 @@ def check_execution_quota(tenant) -> None:
             limit="executions",
             plan=plan.pk,
         )
+
+
+def execution_quota_exceeded(tenant):
+    """For the proxies: a 402 response when the tenant's executions are used up, else None.
+
+    Counting costs queries, so the verdict is cached for a short while per tenant (the quota can
+    be overshot by at most the requests of that window)."""
+    from django.core.cache import cache
+    from django.http import JsonResponse
+
+    plan = tenant.plan
+    if plan.executions_per_month is None:
+        return None
+    key = f"quota:executions:{tenant.pk}:{plan.pk}"
+    try:
+        verdict = cache.get(key)
+        if verdict is None:
+            start, end = current_period(tenant)
+            verdict = "over" if executions_used(tenant, start, end) >= plan.executions_per_month else "ok"
+            cache.set(key, verdict, 10)
+    except Exception:  # noqa: BLE001 - a cache outage must not stop traffic
+        return None
+    if verdict == "ok":
+        return None
+    return JsonResponse(
+        {"detail": f"the {plan.name} plan's {plan.executions_per_month} executions this month are used up; upgrade to continue", "limit": "executions", "plan": plan.pk},
+        status=402,
+    )

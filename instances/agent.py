@@ -16,7 +16,10 @@ single `cat` and the local provider can run it as a child process.
     GET  /_orchestrio/blob?bytes=N   N bytes, streamed (for proxy tests and benchmarks)
 
 Every call but /health needs `X-Orchestrio-Agent-Key: <key>`; the agent keeps only the key's
-SHA-256 (in `<state-dir>/agent-key.sha256`). Script arguments reach the script as data: JSON on
+SHA-256 (in `<state-dir>/agent-key.sha256`). Traffic the control plane's gateway proxies
+(`/webhooks/…` and the echo) may instead carry `X-Orchestrio-Gateway-Key`, a key derived from
+that hash which opens those routes only: a gateway caller can never reach the management routes.
+Script arguments reach the script as data: JSON on
 stdin, and `--key value` pairs in argv (the script is executed directly, never through a shell).
 """
 
@@ -40,6 +43,7 @@ from urllib.parse import parse_qs, urlsplit
 
 VERSION = "1.0.0"
 KEY_HEADER = "X-Orchestrio-Agent-Key"
+GATEWAY_HEADER = "X-Orchestrio-Gateway-Key"
 OUTPUT_TAIL = 64 * 1024
 MAX_JSON_BODY = 1024 * 1024
 KILL_GRACE_SECONDS = 3
@@ -246,6 +250,13 @@ class Agent:
             return False
         return hmac.compare_digest(hashlib.sha256(presented.encode("utf-8")).hexdigest(), expected)
 
+    def check_gateway_key(self, presented: str | None) -> bool:
+        expected = self.key_hash()
+        if not presented or not expected:
+            return False
+        derived = hmac.new(bytes.fromhex(expected), b"orchestrio-gateway", hashlib.sha256).hexdigest()
+        return hmac.compare_digest(derived, presented)
+
     def set_key_hash(self, value: str) -> None:
         _atomic_write(self.key_file, value.encode("ascii"))
 
@@ -351,6 +362,9 @@ class Agent:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    # peer's delayed ACK add ~40 ms to every small response.
+    disable_nagle_algorithm = True
     server_version = f"orchestrio-agent/{VERSION}"
     agent: Agent = None  # set by main()
 
@@ -408,8 +422,10 @@ class Handler(BaseHTTPRequestHandler):
             return {}
         return json.loads(data.decode("utf-8"))
 
-    def _authorized(self) -> bool:
+    def _authorized(self, *, gateway_ok: bool = False) -> bool:
         if self.agent.check_key(self.headers.get(KEY_HEADER)):
+            return True
+        if gateway_ok and self.agent.check_gateway_key(self.headers.get(GATEWAY_HEADER)):
             return True
         for _ in self._iter_body():  # drain so the connection stays usable
             pass
@@ -425,7 +441,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/health" and method in ("GET", "HEAD"):
             self._send(200, {"status": "ok", "instance_id": self.agent.instance_id})
             return
-        if not self._authorized():
+        management = path in ("/api/status", "/config", "/agent-key", "/tasks") or path.startswith("/tasks/")
+        if not self._authorized(gateway_ok=not management):
             return
         try:
             if path == "/api/status" and method == "GET":
@@ -471,7 +488,8 @@ class Handler(BaseHTTPRequestHandler):
             length += len(chunk)
             if len(head) < OUTPUT_TAIL:
                 head += chunk[: OUTPUT_TAIL - len(head)]
-        headers = {name.lower(): value for name, value in self.headers.items() if name.lower() != KEY_HEADER.lower()}
+        secret = (KEY_HEADER.lower(), GATEWAY_HEADER.lower())
+        headers = {name.lower(): value for name, value in self.headers.items() if name.lower() not in secret}
         slug = url.path[len("/webhooks/") :] if url.path.startswith("/webhooks/") else None
         self._send(
             200,

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from gateway import views as gateway_views
 from tasks import views as task_views
 
 from . import views
@@ -13,5 +14,6 @@ urlpatterns = [
     path("<str:instance_id>/destroy", views.instance_destroy, name="destroy"),
     path("<str:instance_id>/config", views.instance_config, name="config"),
     path("<str:instance_id>/tasks", task_views.instance_tasks, name="tasks"),
+    path("<str:instance_id>/gateway", gateway_views.instance_gateway, name="gateway"),
     path("<str:instance_id>/<str:verb>", views.instance_action, name="action"),
 ]

@@ -54,29 +54,31 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise RateLimited(blocked.reset, "too many failed authentication attempts from this address")
         if scheme.lower() != "bearer" or not credentials or " " in credentials:
             raise exceptions.AuthenticationFailed("malformed Authorization header: expected 'Bearer ork_live_…'")
-        try:
-            tokens.validate(credentials)  # shape and checksum: no database query for junk
-        except tokens.TokenFormatError as exc:
-            raise exceptions.AuthenticationFailed(str(exc)) from exc
-
-        token = (
-            ApiToken.objects.select_related("tenant", "tenant__plan", "created_by")
-            .filter(token_hash=tokens.hash_token(credentials))
-            .first()
-        )
-        if token is None:
-            raise exceptions.AuthenticationFailed("unknown token")
-        if token.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("token has been revoked")
-        if token.expires_at is not None and token.expires_at <= timezone.now():
-            raise exceptions.AuthenticationFailed(f"token expired at {token.expires_at:%Y-%m-%dT%H:%M:%SZ}")
-
+        token = resolve_token(credentials)
         api_token_touch(token)
         principal = Principal(tenant=token.tenant, role=token.role, user=token.created_by, token=token, ip=client_ip(request))
         return TokenUser(token), principal
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+def resolve_token(credentials: str) -> ApiToken:
+    """The active ApiToken for a plaintext `ork_` token, or AuthenticationFailed with the reason.
+    Shape and checksum are checked first, so junk never costs a database query."""
+    try:
+        tokens.validate(credentials)
+    except tokens.TokenFormatError as exc:
+        raise exceptions.AuthenticationFailed(str(exc)) from exc
+    try:
+        token = ApiToken.objects.select_related("tenant", "tenant__plan", "created_by").get(token_hash=tokens.hash_token(credentials))
+    except ApiToken.DoesNotExist:
+        raise exceptions.AuthenticationFailed("unknown token") from None
+    if token.revoked_at is not None:
+        raise exceptions.AuthenticationFailed("token has been revoked")
+    if token.expires_at is not None and token.expires_at <= timezone.now():
+        raise exceptions.AuthenticationFailed(f"token expired at {token.expires_at:%Y-%m-%dT%H:%M:%SZ}")
+    return token
 
 
 class ConsoleSessionAuthentication(authentication.SessionAuthentication):

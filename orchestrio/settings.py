@@ -265,6 +265,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TokenModeEnum": "orchestrio.choices.TokenMode",
         "RoleEnum": "orchestrio.choices.Role",
+        "InstanceProviderEnum": "instances.choices.Provider",
+        "GatewayProviderEnum": "gateway.choices.GatewayProvider",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }
@@ -282,6 +284,7 @@ RATE_LIMITS = {
     "read": env("RATE_LIMIT_READ", "60/m"),
     "public": env("RATE_LIMIT_PUBLIC", "120/m"),
     "auth_failure": env("RATE_LIMIT_AUTH_FAILURE", "30/m"),
+    "gateway": env("RATE_LIMIT_GATEWAY", "600/m"),
 }
 
 # --- Product settings ---------------------------------------------------------------------------
@@ -294,6 +297,11 @@ IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 120)
 # API tokens record last use at most once per this many seconds (no write on every request).
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 OIDC_ALLOW_HTTP_LOOPBACK = env_bool("OIDC_ALLOW_HTTP_LOOPBACK", DEBUG)
+# Issuers must resolve to public addresses (no SSRF into the private network) unless this is on.
+OIDC_ALLOW_PRIVATE_ISSUERS = env_bool("OIDC_ALLOW_PRIVATE_ISSUERS", False)
+OIDC_CACHE_SECONDS = env_int("OIDC_CACHE_SECONDS", 3600)
+OIDC_REFETCH_INTERVAL_SECONDS = env_int("OIDC_REFETCH_INTERVAL_SECONDS", 30)
+OIDC_FETCH_TIMEOUT_SECONDS = float(env("OIDC_FETCH_TIMEOUT_SECONDS", "5"))
 METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
 
 # Instances
@@ -314,6 +322,12 @@ OPERATION_WEDGED_SECONDS = env_int("OPERATION_WEDGED_SECONDS", 300)
 OPERATION_MAX_ATTEMPTS = env_int("OPERATION_MAX_ATTEMPTS", 3)
 RECONCILER_INTERVAL_SECONDS = env_int("RECONCILER_INTERVAL_SECONDS", 60)
 RECONCILER_TERMINATE_ORPHANS = env_bool("RECONCILER_TERMINATE_ORPHANS", False)
+
+# Gateway
+GATEWAY_CONNECT_TIMEOUT_SECONDS = float(env("GATEWAY_CONNECT_TIMEOUT_SECONDS", "5"))
+GATEWAY_READ_TIMEOUT_SECONDS = float(env("GATEWAY_READ_TIMEOUT_SECONDS", "60"))
+GATEWAY_MAX_CONNECTIONS = env_int("GATEWAY_MAX_CONNECTIONS", 200)
+USAGE_FLUSH_SECONDS = env_int("USAGE_FLUSH_SECONDS", 30)
 
 # Tasks
 TASK_POLL_SECONDS = float(env("TASK_POLL_SECONDS", "1"))

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from gateway import views as gateway_views
+
 from . import health
 from .views import api_not_found
 
@@ -9,6 +11,7 @@ api_v1 = [
     path("", include("orchestrio.api.urls")),
     path("", include("instances.api.urls")),
     path("", include("tasks.api.urls")),
+    path("", include("gateway.api.urls")),
 ]
 
 urlpatterns = [
@@ -19,9 +22,12 @@ urlpatterns = [
     path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
+    re_path(r"^tunnel/(?P<instance_id>[^/]+)(?P<path>/.*)?$", gateway_views.tunnel, name="tunnel"),
+    re_path(r"^gateway/(?P<instance_id>[^/]+)/(?P<slug>[^/]+)(?P<rest>/.*)?$", gateway_views.gateway, name="gateway"),
     re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),
     path("instances/", include("instances.urls")),
     path("tasks/", include("tasks.urls")),
+    path("gateway-console/", include("gateway.urls")),
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]
 

@@ -45,7 +45,8 @@ WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = None
 
 # Generous defaults so ordinary tests never trip a limit; rate-limit tests set tiny ones.
-RATE_LIMITS = {name: "10000/m" for name in ("write", "lifecycle", "domain_read", "read", "public", "auth_failure")}
+RATE_LIMITS = {name: "10000/m" for name in ("write", "lifecycle", "domain_read", "read", "public", "auth_failure", "gateway")}
+OIDC_REFETCH_INTERVAL_SECONDS = 1
 
 LOCAL_STOP_GRACE_SECONDS = 2
 INSTANCE_READY_TIMEOUT_SECONDS = 20

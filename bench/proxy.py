@@ -1,0 +1,232 @@
+"""Benchmark: the tunnel proxy's overhead and its memory while streaming large bodies.
+
+    .venv/bin/python bench/proxy.py                      # waitress (manage.py serve), 2,000 requests, 100 MB
+    .venv/bin/python bench/proxy.py --server gunicorn    # gunicorn (gthread) in front instead
+    .venv/bin/python bench/proxy.py --requests 500 --megabytes 20
+
+Starts a real server and a real local instance (the agent) on loopback, then:
+1. overhead: sequential GETs of a 1 KiB body, directly from the agent and through
+   `/tunnel/{instance}/…` (token auth, policy lookup, rate limit, metering, proxy), each over
+   one keep-alive connection: p50/p99 latency, the added p50, and the throughput ratio;
+2. streaming: a 100 MB upload and a 100 MB download through the tunnel, checking length and
+   SHA-256, while sampling the server process's resident memory (VmRSS) every 10 ms: the peak
+   growth over the idle baseline.
+Bounded: fixed counts, timeouts on every call, all processes stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _django  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def tree_rss_kib(pid: int) -> int:
+    """RSS of a process and its children (gunicorn's master and workers)."""
+    total = rss_kib(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(tree_rss_kib(int(child)) for child in children)
+
+
+class Sampler:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, tree_rss_kib(self.pid))
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def wait_up(base: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("server exited at start")
+        try:
+            httpx.get(base + "/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def percentile(values, pct):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+def timed_gets(client: httpx.Client, url: str, headers: dict, n: int) -> tuple[list[float], float]:
+    for _ in range(50):  # warm up connections and caches
+        client.get(url, headers=headers)
+    latencies = []
+    started = time.perf_counter()
+    for _ in range(n):
+        t = time.perf_counter()
+        response = client.get(url, headers=headers)
+        latencies.append((time.perf_counter() - t) * 1000)
+        assert response.status_code == 200 and len(response.content) == 1024, response.status_code
+    return latencies, n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", choices=["waitress", "gunicorn"], default="waitress")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--megabytes", type=int, default=100)
+    args = parser.parse_args()
+    os.environ.setdefault("RATE_LIMIT_GATEWAY", "1000000/m")
+    os.environ.setdefault("RATE_LIMIT_WRITE", "1000/m")
+    os.environ.setdefault("RATE_LIMIT_READ", "1000000/m")
+    _django.setup()
+
+    from django.conf import settings
+
+    from billing.models import SubscriptionPlan
+    from gateway.proxy import gateway_key
+    from instances.models import Instance
+    from orchestrio import services
+    from orchestrio.crypto import decrypt
+    from orchestrio.tenancy import Actor, Principal
+
+    SubscriptionPlan.objects.filter(pk="team").update(api_requests_per_minute=None)
+    tenant = services.tenant_create(tenant_id="bench", name="bench", owner_email="bench@example.com", plan_id="team", actor=Actor.system("bench"))
+    owner = tenant.memberships.get().user
+    _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
+    auth = {"Authorization": f"Bearer {token}"}
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orchestrio.settings", "LOG_LEVEL": "WARNING"}
+    serve_port = _free_port()
+    serve = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(serve_port)], cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    processes = [serve]
+    try:
+        serve_base = f"http://127.0.0.1:{serve_port}"
+        wait_up(serve_base, serve)
+        created = httpx.post(f"{serve_base}/api/v1/instances", headers=auth, json={"instance_id": "bench-proxy"}, timeout=30)
+        assert created.status_code == 201, created.text
+        ready = httpx.get(f"{serve_base}/api/v1/instances/bench-proxy/wait?state=running&timeout=60", headers=auth, timeout=70)
+        assert ready.status_code == 200, ready.text
+        instance = Instance.objects.get(instance_id="bench-proxy")
+        direct_headers = {"X-Orchestrio-Gateway-Key": gateway_key(decrypt(instance.agent_key_encrypted))}
+
+        if args.server == "gunicorn":
+            port = _free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "orchestrio.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8", "--worker-class", "gthread", "--log-level", "warning"],
+                cwd=ROOT, env=env, start_new_session=True,
+            )  # fmt: skip
+            processes.append(server)
+            base = f"http://127.0.0.1:{port}"
+            wait_up(base, server)
+        else:
+            server, base = serve, serve_base
+
+        with httpx.Client(timeout=30) as client:
+            direct, direct_rps = timed_gets(client, f"http://127.0.0.1:{instance.port}/_orchestrio/blob?bytes=1024", direct_headers, args.requests)
+        with httpx.Client(timeout=30) as client:
+            tunnel, tunnel_rps = timed_gets(client, f"{base}/tunnel/bench-proxy/_orchestrio/blob?bytes=1024", auth, args.requests)
+
+        size = args.megabytes * 1024 * 1024
+        block = bytes(range(256)) * 256  # 64 KiB
+
+        def upload():
+            remaining = size
+            while remaining:
+                piece = block[: min(len(block), remaining)]
+                remaining -= len(piece)
+                yield piece
+
+        expected = hashlib.sha256()
+        for piece in upload():
+            expected.update(piece)
+        time.sleep(0.5)
+        baseline = tree_rss_kib(server.pid)
+        with Sampler(server.pid) as up_sampler:
+            started = time.perf_counter()
+            response = httpx.put(f"{base}/tunnel/bench-proxy/upload", headers={**auth, "Content-Length": str(size)}, content=upload(), timeout=300)
+            up_seconds = time.perf_counter() - started
+        echo = response.json()
+        assert echo["body_length"] == size and echo["body_sha256"] == expected.hexdigest(), echo
+        time.sleep(0.5)
+        baseline_down = tree_rss_kib(server.pid)
+        with Sampler(server.pid) as down_sampler:
+            started = time.perf_counter()
+            received, digest = 0, hashlib.sha256()
+            with httpx.stream("GET", f"{base}/tunnel/bench-proxy/_orchestrio/blob?bytes={size}", headers=auth, timeout=300) as stream:
+                for chunk in stream.iter_raw(65536):
+                    received += len(chunk)
+                    digest.update(chunk)
+            down_seconds = time.perf_counter() - started
+        assert received == size
+
+        print(f"machine: {_django.machine()}; server: {args.server}; database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
+        print(f"overhead, {args.requests} sequential GETs of 1 KiB over one keep-alive connection:")
+        print(f"  direct to the agent: p50 {statistics.median(direct):.2f} ms, p99 {percentile(direct, 99):.2f} ms, {direct_rps:.0f} req/s")
+        print(f"  through /tunnel:     p50 {statistics.median(tunnel):.2f} ms, p99 {percentile(tunnel, 99):.2f} ms, {tunnel_rps:.0f} req/s")
+        print(f"  added p50: {statistics.median(tunnel) - statistics.median(direct):.2f} ms; throughput ratio {tunnel_rps / direct_rps:.2f}")
+        print(f"streaming {args.megabytes} MB through /tunnel (server RSS sampled every 10 ms):")
+        print(f"  upload:   {up_seconds:.1f} s ({args.megabytes / up_seconds:.0f} MB/s), RSS {baseline / 1024:.0f} MB idle, peak growth {(up_sampler.peak - baseline) / 1024:.1f} MB, sha256 matches")
+        print(f"  download: {down_seconds:.1f} s ({args.megabytes / down_seconds:.0f} MB/s), peak growth {(down_sampler.peak - baseline_down) / 1024:.1f} MB, sha256 matches")
+    finally:
+        for proc in processes:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in processes:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        from instances.providers.local import LocalProvider
+
+        provider = LocalProvider(settings.LOCAL_PROVIDER_DIR)
+        for machine in provider.list_machines(""):
+            provider.destroy_orphan(machine, "")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..choices import GatewayProvider
+from ..models import GatewayPolicy
+from ..services import policy_issuer, policy_warnings
+
+
+class GatewayPolicySerializer(serializers.ModelSerializer):
+    instance_id = serializers.CharField(source="instance.instance_id")
+    effective_issuer = serializers.SerializerMethodField(help_text="The issuer tokens must come from (OIDC providers).")
+    endpoint = serializers.SerializerMethodField(help_text="Where callers send requests under this policy.")
+    warnings = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GatewayPolicy
+        fields = [
+            "id", "instance_id", "slug", "provider", "audience", "issuer", "effective_issuer", "allow", "config",
+            "enabled", "endpoint", "warnings", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_effective_issuer(self, policy):
+        return policy_issuer(policy)
+
+    @extend_schema_field(serializers.CharField())
+    def get_endpoint(self, policy):
+        from django.conf import settings
+
+        base = settings.PUBLIC_URL
+        if policy.slug:
+            return f"{base}/gateway/{policy.instance.instance_id}/{policy.slug}"
+        return f"{base}/tunnel/{policy.instance.instance_id}/"
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_warnings(self, policy):
+        return policy_warnings(policy)
+
+
+class GatewayPolicyWriteSerializer(serializers.Serializer):
+    """Types only; the rules per provider are in gateway.services.validate_policy."""
+
+    slug = serializers.CharField(max_length=63, allow_null=True, required=False)
+    provider = serializers.ChoiceField(choices=GatewayProvider.choices, required=False)
+    audience = serializers.CharField(max_length=255, allow_blank=True, required=False)
+    issuer = serializers.CharField(max_length=512, allow_blank=True, required=False)
+    allow = serializers.JSONField(required=False, help_text='OR-list of rules, e.g. [{"repository": "acme/app", "ref": ["refs/heads/main"]}]')
+    config = serializers.DictField(required=False)
+    enabled = serializers.BooleanField(required=False)
+
+    def validate(self, attrs):
+        if not self.partial and "provider" not in attrs:
+            raise serializers.ValidationError({"provider": ["This field is required."]})
+        return attrs

@@ -1,0 +1,17 @@
+from django.db import models
+
+
+class GatewayProvider(models.TextChoices):
+    API_KEY = "api-key", "Orchestrio API key"
+    ANONYMOUS = "anonymous", "Anonymous"
+    GITHUB = "github-oidc", "GitHub Actions OIDC"
+    GITLAB = "gitlab-oidc", "GitLab CI OIDC"
+    GCP = "gcp-oidc", "Google Cloud OIDC"
+    AZURE = "azure-oidc", "Azure OIDC"
+    CIRCLECI = "circleci-oidc", "CircleCI OIDC"
+    TERRAFORM = "terraform-oidc", "Terraform Cloud OIDC"
+    BITBUCKET = "bitbucket-oidc", "Bitbucket Pipelines OIDC"
+    OIDC = "oidc", "Generic OIDC"
+
+
+OIDC_PROVIDERS = frozenset(p.value for p in GatewayProvider if p.value.endswith("oidc"))

@@ -1,0 +1,164 @@
+"""State changes for gateway policies, with their validation rules in one place."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from instances.models import Instance
+from orchestrio.errors import Conflict, PlanLimitReached, ValidationFailed
+from orchestrio.services import activity_record
+from orchestrio.tenancy import Actor
+
+from .choices import OIDC_PROVIDERS, GatewayProvider
+from .models import GatewayPolicy
+from .oidc import OIDCError, check_issuer_url, expected_issuer
+from .rules import pinning_warnings, validate_allow
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
+CONFIG_RULES: dict[str, dict[str, tuple[re.Pattern, bool, str]]] = {
+    # provider: {key: (pattern, required, description)}
+    GatewayProvider.AZURE: {"tenant": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$"), True, "the Azure AD tenant id or domain")},
+    GatewayProvider.CIRCLECI: {"org_id": (re.compile(r"^[0-9a-fA-F-]{36}$"), True, "the CircleCI organization id (a UUID)")},
+    GatewayProvider.TERRAFORM: {"hostname": (HOSTNAME_RE, False, "the Terraform Enterprise hostname (default app.terraform.io)")},
+    GatewayProvider.BITBUCKET: {"workspace": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"), True, "the Bitbucket workspace slug")},
+}
+FIELDS = ("slug", "provider", "audience", "issuer", "allow", "config", "enabled")
+
+
+def _issue(field: str, message: str, kind: str = "value_error", *extra) -> dict:
+    return {"loc": ["body", field, *extra], "msg": message, "type": kind}
+
+
+def validate_policy(data: dict[str, Any]) -> list[dict]:
+    """Every problem with a policy's fields, as 422 issues (empty when valid)."""
+    issues = []
+    provider = data.get("provider")
+    if provider not in GatewayProvider.values:
+        return [_issue("provider", f"provider must be one of {', '.join(GatewayProvider.values)}")]
+    slug = data.get("slug")
+    if slug is not None and (not isinstance(slug, str) or not SLUG_RE.match(slug)):
+        issues.append(_issue("slug", "slug is 1–63 lowercase letters, digits and '-' (starting with a letter or digit), or null for the catch-all"))
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        issues.append(_issue("config", "config must be an object"))
+        config = {}
+    rules = CONFIG_RULES.get(provider, {})
+    for key in config:
+        if key not in rules:
+            allowed = ", ".join(rules) or "none"
+            issues.append(_issue("config", f"unknown config key {key!r} for {provider} (allowed: {allowed})", "value_error", key))
+    for key, (pattern, required, description) in rules.items():
+        value = config.get(key)
+        if value in (None, ""):
+            if required:
+                issues.append(_issue("config", f"{provider} needs config.{key}: {description}", "missing", key))
+        elif not isinstance(value, str) or not pattern.match(value):
+            issues.append(_issue("config", f"config.{key} must be {description}", "value_error", key))
+    audience = data.get("audience") or ""
+    issuer = data.get("issuer") or ""
+    if provider in OIDC_PROVIDERS:
+        if not audience:
+            issues.append(_issue("audience", f"{provider} policies need an audience (the `aud` the tokens are issued for)", "missing"))
+        if provider == GatewayProvider.OIDC and not issuer:
+            issues.append(_issue("issuer", "generic oidc policies need an issuer", "missing"))
+        if issuer:
+            problem = check_issuer_url(issuer)
+            if problem:
+                issues.append(_issue("issuer", problem))
+    else:
+        if audience:
+            issues.append(_issue("audience", f"audience applies to OIDC providers, not {provider}"))
+        if issuer:
+            issues.append(_issue("issuer", f"issuer applies to OIDC providers, not {provider}"))
+    for problem in validate_allow(data.get("allow", [])):
+        issues.append(_issue("allow", problem))
+    if provider == GatewayProvider.ANONYMOUS and data.get("allow"):
+        issues.append(_issue("allow", "anonymous callers have no claims: allow rules would refuse everyone"))
+    return issues
+
+
+def policy_warnings(policy: GatewayPolicy) -> list[str]:
+    warnings = pinning_warnings(policy.provider, policy.allow)
+    if policy.provider == GatewayProvider.ANONYMOUS:
+        target = f"/gateway/{policy.instance.instance_id}/{policy.slug}" if policy.slug else f"the whole tunnel of {policy.instance.instance_id}"
+        warnings.append(f"anyone on the internet can call {target}; the instance must check what it receives (e.g. a webhook signature)")
+    return warnings
+
+
+def _check_plan(instance: Instance, provider: str) -> None:
+    plan = instance.tenant.plan
+    if provider in OIDC_PROVIDERS and not plan.feature_oidc_gateway:
+        raise PlanLimitReached(f"OIDC gateway policies need a plan with the OIDC gateway; {plan.name} does not include it", limit="oidc_gateway", plan=plan.pk)
+
+
+def _normalise(data: dict) -> dict:
+    data = {key: data[key] for key in FIELDS if key in data}
+    if data.get("slug") == "":
+        data["slug"] = None
+    if "issuer" in data and data["issuer"]:
+        data["issuer"] = data["issuer"].rstrip("/")
+    return data
+
+
+@transaction.atomic
+def policy_create(*, instance: Instance, actor: Actor, data: dict) -> GatewayPolicy:
+    data = {"slug": None, "audience": "", "issuer": "", "allow": [], "config": {}, "enabled": True, **_normalise(data)}
+    issues = validate_policy(data)
+    if issues:
+        raise ValidationFailed(issues)
+    _check_plan(instance, data["provider"])
+    if GatewayPolicy.objects.filter(instance=instance, slug=data["slug"], provider=data["provider"]).exists():
+        raise Conflict(f"{instance.instance_id} already has a {data['provider']} policy for {data['slug'] or 'the catch-all'}")
+    policy = GatewayPolicy(instance=instance, tenant_id=instance.tenant_id, **data)
+    try:
+        with transaction.atomic():
+            policy.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"{instance.instance_id} already has a {data['provider']} policy for {data['slug'] or 'the catch-all'}") from exc
+    activity_record(
+        actor=actor, action="gateway_policy.create", tenant=instance.tenant_id, object_type="gateway_policy", object_id=policy.pk,
+        data={"instance_id": instance.instance_id, "slug": policy.slug, "provider": policy.provider, "enabled": policy.enabled},
+    )  # fmt: skip
+    return policy
+
+
+@transaction.atomic
+def policy_update(*, policy: GatewayPolicy, actor: Actor, data: dict) -> GatewayPolicy:
+    locked = GatewayPolicy.objects.select_for_update().select_related("instance__tenant__plan").get(pk=policy.pk)
+    changes = _normalise(data)
+    merged = {field: getattr(locked, field) for field in FIELDS}
+    merged.update(changes)
+    issues = validate_policy(merged)
+    if issues:
+        raise ValidationFailed(issues)
+    if "provider" in changes:
+        _check_plan(locked.instance, merged["provider"])
+    clash = GatewayPolicy.objects.filter(instance=locked.instance, slug=merged["slug"], provider=merged["provider"]).exclude(pk=locked.pk)
+    if clash.exists():
+        raise Conflict(f"{locked.instance.instance_id} already has a {merged['provider']} policy for {merged['slug'] or 'the catch-all'}")
+    changed = [field for field in FIELDS if getattr(locked, field) != merged[field]]
+    for field in changed:
+        setattr(locked, field, merged[field])
+    if changed:
+        locked.save(update_fields=[*changed, "updated_at"])
+        activity_record(actor=actor, action="gateway_policy.update", tenant=locked.tenant_id, object_type="gateway_policy", object_id=locked.pk, data={"fields": changed})
+    return locked
+
+
+@transaction.atomic
+def policy_delete(*, policy: GatewayPolicy, actor: Actor) -> None:
+    activity_record(actor=actor, action="gateway_policy.delete", tenant=policy.tenant_id, object_type="gateway_policy", object_id=policy.pk, data={"slug": policy.slug, "provider": policy.provider})
+    policy.delete()
+
+
+def policy_issuer(policy: GatewayPolicy) -> str | None:
+    if policy.provider not in OIDC_PROVIDERS:
+        return None
+    try:
+        return expected_issuer(policy.provider, policy.issuer, policy.config)
+    except OIDCError:
+        return None

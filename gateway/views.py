@@ -1,0 +1,155 @@
+"""The proxies: `ANY /tunnel/{instance_id}/{path}` and `ANY /gateway/{instance_id}/{slug}`, plus
+the console's gateway-policy pages."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+import redis
+from django.conf import settings
+from django.views.decorators.csrf import csrf_exempt
+from django_ratelimit.core import get_usage
+
+from billing.metering import record_execution
+from instances.choices import InstanceState
+from instances.models import Instance
+from orchestrio.api.ratelimit import Usage, attach
+
+from . import proxy
+from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
+from .models import GatewayPolicy
+
+logger = logging.getLogger(__name__)
+
+
+def _raw_tail(request, prefix: str) -> str:
+    """The request's path after `prefix`, as the client sent it (still percent-encoded)."""
+    raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
+    if raw:
+        path = raw.split("?", 1)[0]
+    else:
+        path = quote(request.path, safe="/:@!$&'()*+,;=-._~")
+    query = request.META.get("QUERY_STRING", "")
+    tail = path[len(prefix):] if path.startswith(prefix) else ""
+    return (tail or "/") + (f"?{query}" if query else "")
+
+
+def _rate_limited(request, caller):
+    try:
+        usage = get_usage(request, group="gateway", key=lambda _g, _r: caller.ratelimit_key, rate=settings.RATE_LIMITS["gateway"], increment=True)
+    except (redis.ConnectionError, redis.TimeoutError):
+        return None
+    if usage is None:
+        return None
+    result = Usage(limit=usage["limit"], remaining=max(0, usage["limit"] - usage["count"]), reset=max(1, usage["time_left"]), limited=usage["should_limit"])
+    attach(request, result)
+    if result.limited:
+        return proxy.error(429, f"rate limit exceeded for this caller; retry after {result.reset} seconds", Retry_After=str(result.reset))
+    return None
+
+
+def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
+    try:
+        instance = Instance.objects.select_related("blueprint", "tenant__plan").get(instance_id=instance_id, destroyed_at__isnull=True)
+    except Instance.DoesNotExist:
+        return proxy.error(404, f"no instance {instance_id!r}")
+    policies = list(GatewayPolicy.objects.filter(instance=instance, slug=slug, enabled=True).order_by())
+    if slug is not None and not policies:
+        return proxy.error(404, f"no enabled gateway policy for {slug!r} on {instance_id}")
+    try:
+        caller = authenticate(request, instance, policies, implicit_api_key=slug is None and not policies)
+    except GatewayNotFound:
+        return proxy.error(404, f"no instance {instance_id!r}")
+    except GatewayUnauthorized as exc:
+        return proxy.error(401, "; ".join(exc.reasons), WWW_Authenticate='Bearer realm="gateway", error="invalid_token"')
+    limited = _rate_limited(request, caller)
+    if limited is not None:
+        return limited
+    from billing.quotas import execution_quota_exceeded
+
+    exceeded = execution_quota_exceeded(instance.tenant)
+    if exceeded is not None:
+        return exceeded
+    if instance.state != InstanceState.RUNNING:
+        return proxy.error(409, f"{instance_id} is {instance.state}, not running")
+    record_execution(instance.tenant_id, instance.pk)
+    return proxy.forward(request, instance, upstream_path, caller)
+
+
+@csrf_exempt
+def tunnel(request, instance_id: str, path: str = ""):
+    return _serve(request, instance_id, slug=None, upstream_path=_raw_tail(request, f"/tunnel/{instance_id}"))
+
+
+@csrf_exempt
+def gateway(request, instance_id: str, slug: str, rest: str = ""):
+    tail = _raw_tail(request, f"/gateway/{instance_id}/{slug}")
+    return _serve(request, instance_id, slug=slug, upstream_path=f"/webhooks/{slug}" + ("" if tail == "/" else tail))
+
+
+# --- console ------------------------------------------------------------------------------------
+
+from django.contrib import messages  # noqa: E402
+from django.http import Http404  # noqa: E402
+from django.shortcuts import redirect, render  # noqa: E402
+from django.views.decorators.http import require_http_methods, require_POST  # noqa: E402
+
+from instances.selectors import instance_live  # noqa: E402
+from instances.views import _errors_to_form  # noqa: E402
+from orchestrio.errors import DomainError  # noqa: E402
+from orchestrio.views import console_view, domain_error_message  # noqa: E402
+
+from . import services  # noqa: E402
+from .forms import PolicyForm  # noqa: E402
+from .services import policy_issuer, policy_warnings  # noqa: E402
+
+
+@require_http_methods(["GET", "POST"])
+@console_view
+def instance_gateway(request, instance_id: str):
+    instance = instance_live(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("tenant__plan").first()
+    if instance is None:
+        raise Http404(f"no instance {instance_id}")
+    form = PolicyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = services.policy_create(instance=instance, actor=request.principal.actor, data=form.cleaned_data)
+        except DomainError as exc:
+            _errors_to_form(form, exc)
+        else:
+            messages.success(request, f"Policy {created.pk} created.")
+            return redirect("instances:gateway", instance_id=instance_id)
+    policies = [
+        {"policy": p, "warnings": policy_warnings(p), "issuer": policy_issuer(p)}
+        for p in GatewayPolicy.objects.filter(instance=instance).order_by("slug", "provider")
+    ]
+    return render(request, "gateway/instance_gateway.html", {"instance": instance, "form": form, "policies": policies, "public_url": settings.PUBLIC_URL})
+
+
+def _policy(request, policy_id: str) -> GatewayPolicy:
+    policy = GatewayPolicy.objects.filter(tenant=request.principal.tenant, pk=policy_id, instance__destroyed_at__isnull=True).select_related("instance").first()
+    if policy is None:
+        raise Http404(f"no policy {policy_id}")
+    return policy
+
+
+@require_POST
+@console_view
+def policy_toggle(request, policy_id: str):
+    policy = _policy(request, policy_id)
+    try:
+        services.policy_update(policy=policy, actor=request.principal.actor, data={"enabled": not policy.enabled})
+        messages.success(request, f"Policy {policy.pk} {'disabled' if policy.enabled else 'enabled'}.")
+    except DomainError as exc:
+        domain_error_message(request, exc)
+    return redirect("instances:gateway", instance_id=policy.instance.instance_id)
+
+
+@require_POST
+@console_view
+def policy_delete(request, policy_id: str):
+    policy = _policy(request, policy_id)
+    services.policy_delete(policy=policy, actor=request.principal.actor)
+    messages.success(request, f"Policy {policy.pk} deleted.")
+    return redirect("instances:gateway", instance_id=policy.instance.instance_id)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.models import GatewayPolicy
+
+
+@pytest.fixture
+def console(client, tenant, owner):
+    client.force_login(owner)
+    return client
+
+
+def test_gateway_tab_creates_toggles_and_deletes(console, running):
+    page = console.get("/instances/web-01/gateway")
+    assert page.status_code == 200 and b"only this tenant's API tokens get in" in page.content
+    response = console.post("/instances/web-01/gateway", {"provider": "github-oidc", "slug": "deploy", "audience": "orchestrio", "allow": "[]", "config": "{}", "enabled": "on"})
+    assert response.status_code == 302
+    policy = GatewayPolicy.objects.get()
+    assert policy.provider == "github-oidc" and policy.slug == "deploy"
+    page = console.get("/instances/web-01/gateway")
+    assert b"pin no caller" in page.content and b"token.actions.githubusercontent.com" in page.content
+    console.post(f"/gateway-console/policies/{policy.pk}/toggle")
+    assert GatewayPolicy.objects.get().enabled is False
+    console.post(f"/gateway-console/policies/{policy.pk}/delete")
+    assert not GatewayPolicy.objects.exists()
+
+
+def test_gateway_form_errors(console, running):
+    response = console.post("/instances/web-01/gateway", {"provider": "oidc", "slug": "", "audience": "", "allow": "{bad", "config": "{}"})
+    assert response.status_code == 200 and b"not valid JSON" in response.content
+    response = console.post("/instances/web-01/gateway", {"provider": "azure-oidc", "slug": "x", "audience": "a", "allow": "[]", "config": "{}"})
+    assert b"needs config.tenant" in response.content
+    assert not GatewayPolicy.objects.exists()
+
+
+def test_other_tenants_policy_is_404(console, other_api):
+    from ..factories import InstanceFactory
+
+    instance = InstanceFactory(tenant=other_api.tenant, instance_id="theirs-gw")
+    policy = GatewayPolicy.objects.create(instance=instance, tenant=other_api.tenant, provider="anonymous", slug="x")
+    assert console.post(f"/gateway-console/policies/{policy.pk}/delete").status_code == 404
+    assert console.get("/instances/theirs-gw/gateway").status_code == 404
+    assert GatewayPolicy.objects.filter(pk=policy.pk).exists()
+
+
+def test_admin_validates_policies(client, running, api):
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_superuser("g@orchestrio.example", "g@orchestrio.example", "pw-staff-123")
+    client.force_login(staff)
+    policy = api.post("instances/web-01/gateway-policies", {"provider": "api-key", "slug": "s"}).json()
+    response = client.post(f"/admin/gateway/gatewaypolicy/{policy['id']}/change/", {"slug": "s", "provider": "oidc", "audience": "", "issuer": "", "allow": "[]", "config": "{}", "enabled": "on"})
+    assert response.status_code == 200 and b"generic oidc policies need an issuer" in response.content
+    assert GatewayPolicy.objects.get().provider == "api-key"
