@@ -172,7 +172,7 @@ def verify(token: str, *, issuer: str, audience: str) -> dict:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:
-        raise OIDCError("not a JWT") from exc
+        raise OIDCError("malformed JWT") from exc
     alg = header.get("alg")
     if alg not in ALLOWED_ALGORITHMS:
         raise OIDCError(f"algorithm {alg!r} is not accepted (asymmetric algorithms only)")

@@ -1,96 +1,27 @@
-"""An OIDC issuer on loopback: discovery documents and JWKS served by a real HTTP server, with keys
-the test generates (and can rotate), and a helper to mint tokens."""
+"""An OIDC issuer on loopback (gateway.devissuer): discovery documents and JWKS served by a real
+HTTP server, with keys the test generates (and can rotate)."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gateway.devissuer import IssuerServer
 
 from ..instances.conftest import live, make_instance, running  # noqa: F401 - fixtures
 
 
-class Issuer:
-    """One issuer at http://127.0.0.1:<port>/<name>; keys can be rotated."""
-
-    def __init__(self, server, name: str) -> None:
-        self.server = server
-        self.name = name
-        self.url = f"http://127.0.0.1:{server.server_port}/{name}"
-        self.keys: list[tuple[str, object]] = []
-        self.rotate()
-
-    def rotate(self, kind: str = "rsa") -> str:
-        kid = f"{self.name}-{uuid.uuid4().hex[:8]}"
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
-        self.keys = [(kid, key)]
-        return kid
-
-    def jwks(self) -> dict:
-        out = []
-        for kid, key in self.keys:
-            algorithm = jwt.algorithms.RSAAlgorithm if isinstance(key, rsa.RSAPrivateKey) else jwt.algorithms.ECAlgorithm
-            jwk = json.loads(algorithm.to_jwk(key.public_key()))
-            jwk.update(kid=kid, use="sig", alg="RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256")
-            out.append(jwk)
-        return {"keys": out}
-
-    def token(self, *, audience="orchestrio", subject="repo:acme/app:ref:refs/heads/main", lifetime=300, issuer=None, key=None, kid=None, headers=None, **claims) -> str:
-        now = int(time.time())
-        payload = {"iss": issuer or self.url, "aud": audience, "sub": subject, "iat": now, "nbf": now, "exp": now + lifetime, **claims}
-        kid_, private = self.keys[0]
-        private = key or private
-        algorithm = "RS256" if isinstance(private, rsa.RSAPrivateKey) else "ES256"
-        return jwt.encode(payload, private, algorithm=algorithm, headers={"kid": kid or kid_, **(headers or {})})
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
-        parts = self.path.strip("/").split("/")
-        issuer = self.server.issuers.get(parts[0])
-        self.server.hits.append(self.path)
-        if issuer is None:
-            return self._send(404, {"error": "no such issuer"})
-        if parts[1:] == [".well-known", "openid-configuration"]:
-            return self._send(200, {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"})
-        if parts[1:] == ["jwks"]:
-            return self._send(200, issuer.jwks())
-        return self._send(404, {})
-
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="session")
 def oidc_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.issuers = {}
-    server.hits = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = IssuerServer().start()
     yield server
     server.shutdown()
 
 
 @pytest.fixture
 def issuer(oidc_server):
-    def make(name: str | None = None) -> Issuer:
-        name = name or f"iss-{uuid.uuid4().hex[:6]}"
-        oidc_server.issuers[name] = Issuer(oidc_server, name)
-        return oidc_server.issuers[name]
+    def make(name: str | None = None):
+        return oidc_server.add(name or f"iss-{uuid.uuid4().hex[:6]}")
 
     return make
