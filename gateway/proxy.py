@@ -81,7 +81,7 @@ def _request_headers(request, caller) -> list[tuple[str, str]]:
         ("x-gateway-subject", caller.subject),
         ("X-Forwarded-For", client_ip(request) or ""),
         ("X-Forwarded-Proto", "https" if request.is_secure() else "http"),
-        ("X-Forwarded-Host", request.get_host()),
+        ("X-Forwarded-Host", request.META.get("HTTP_HOST", "")),
     ]
     return headers
 

@@ -77,6 +77,14 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
     return proxy.forward(request, instance, upstream_path, caller)
 
 
+def serve_host(request, instance_id: str):
+    """A request to the instance's own hostname or custom domain: the tunnel, path as sent."""
+    raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI") or quote(request.path, safe="/:@!$&'()*+,;=-._~")
+    path = raw.split("?", 1)[0] or "/"
+    query = request.META.get("QUERY_STRING", "")
+    return _serve(request, instance_id, slug=None, upstream_path=path + (f"?{query}" if query else ""))
+
+
 @csrf_exempt
 def tunnel(request, instance_id: str, path: str = ""):
     return _serve(request, instance_id, slug=None, upstream_path=_raw_tail(request, f"/tunnel/{instance_id}"))

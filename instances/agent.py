@@ -7,6 +7,7 @@ single `cat` and the local provider can run it as a child process.
     GET  /health                 liveness, no authentication
     GET  /api/status             uptime, version, config digest, running tasks
     GET  /config, POST /config   the instance's platform config (JSON object)
+    POST /secrets                the deployment's secrets (JSON object of strings; stored 0600)
     POST /agent-key              replace the key (authenticated with the current one)
     POST /tasks                  run a script: {"task_id", "script_path", "args", "timeout_seconds"}
     GET  /tasks/{id}             its status, exit code and the last 64 KiB of stdout/stderr
@@ -231,6 +232,8 @@ class Agent:
         os.makedirs(os.path.join(self.state_dir, "tasks"), exist_ok=True)
         self.key_file = os.path.join(self.state_dir, "agent-key.sha256")
         self.config_file = os.path.join(self.state_dir, "config.json")
+        self.secrets_file = os.path.join(self.state_dir, "secrets.json")
+        self.reloads = 0
         env_hash = os.environ.pop("ORCHESTRIO_AGENT_KEY_SHA256", "")
         if env_hash and not os.path.exists(self.key_file):
             _atomic_write(self.key_file, env_hash.encode())
@@ -274,6 +277,50 @@ class Agent:
         data = json.dumps(config, sort_keys=True, separators=(",", ":")).encode("utf-8")
         _atomic_write(self.config_file, data)
         return hashlib.sha256(data).hexdigest()
+
+    def set_secrets(self, values: dict) -> str:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+            raise ValueError("secrets must be an object of strings")
+        data = json.dumps(values, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        old = os.umask(0o077)
+        try:
+            _atomic_write(self.secrets_file, data)
+        finally:
+            os.umask(old)
+        os.chmod(self.secrets_file, 0o600)
+        return hashlib.sha256(data).hexdigest()
+
+    def secrets_digest(self) -> str:
+        try:
+            with open(self.secrets_file, "rb") as fh:
+                return hashlib.sha256(fh.read()).hexdigest()
+        except FileNotFoundError:
+            return ""
+
+    def health(self) -> tuple[bool, str]:
+        """Unhealthy when the config says so ({"health": {"fail": true}}): the stand-in for a
+        product that a bad config breaks, so failure handling can be rehearsed."""
+        try:
+            config = json.loads(self.config_bytes() or b"{}")
+        except ValueError:
+            return False, "the config file is not valid JSON"
+        health = config.get("health") if isinstance(config, dict) else None
+        if isinstance(health, dict) and health.get("fail"):
+            return False, str(health.get("reason") or "the config marks this instance unhealthy")
+        return True, "ok"
+
+    def run_reload_hook(self) -> dict:
+        """After config or secrets change, run the product's reload hook if it installed one
+        (/opt/orchestrio/hooks/reload): that is how "restart what needs restarting" happens."""
+        hook = self.root_path("/opt/orchestrio/hooks/reload")
+        if not os.access(hook, os.X_OK):
+            return {"ran": False}
+        self.reloads += 1
+        try:
+            proc = subprocess.run([hook], capture_output=True, timeout=60, cwd=os.path.dirname(hook), env={"PATH": "/usr/local/bin:/usr/bin:/bin", "ORCHESTRIO_STATE_DIR": self.state_dir})
+        except subprocess.TimeoutExpired:
+            return {"ran": True, "exit_code": None, "error": "the reload hook timed out after 60s"}
+        return {"ran": True, "exit_code": proc.returncode, "output": (proc.stdout + proc.stderr)[-2000:].decode("utf-8", "replace")}
 
     # --- tasks -----------------------------------------------------------------------------
 
@@ -355,6 +402,8 @@ class Agent:
             "started_at": datetime.fromtimestamp(self.started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "uptime_seconds": round(time.time() - self.started, 3),
             "config_digest": self.config_digest(),
+            "secrets_digest": self.secrets_digest(),
+            "reloads": self.reloads,
             "tasks_running": self.running_tasks(),
             "python": sys.version.split()[0],
         }
@@ -439,9 +488,10 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path
         method = self.command
         if path == "/health" and method in ("GET", "HEAD"):
-            self._send(200, {"status": "ok", "instance_id": self.agent.instance_id})
+            healthy, reason = self.agent.health()
+            self._send(200 if healthy else 503, {"status": "ok" if healthy else "unhealthy", "instance_id": self.agent.instance_id, "reason": reason})
             return
-        management = path in ("/api/status", "/config", "/agent-key", "/tasks") or path.startswith("/tasks/")
+        management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks") or path.startswith("/tasks/")
         if not self._authorized(gateway_ok=not management):
             return
         try:
@@ -453,7 +503,14 @@ class Handler(BaseHTTPRequestHandler):
                 body = self._json_body()
                 if not isinstance(body, dict):
                     raise ValueError("config must be a JSON object")
-                self._send(200, {"digest": self.agent.set_config(body)})
+                digest = self.agent.set_config(body)
+                self._send(200, {"digest": digest, "reload": self.agent.run_reload_hook()})
+            elif path == "/secrets" and method in ("POST", "PUT"):
+                body = self._json_body()
+                if not isinstance(body, dict):
+                    raise ValueError("secrets must be a JSON object")
+                digest = self.agent.set_secrets(body)
+                self._send(200, {"digest": digest, "reload": self.agent.run_reload_hook()})
             elif path == "/agent-key" and method == "POST":
                 body = self._json_body()
                 value = body.get("key_sha256", "") if isinstance(body, dict) else ""

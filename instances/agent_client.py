@@ -65,6 +65,9 @@ class AgentClient:
     def put_config(self, config: dict) -> dict:
         return self._request("POST", "/config", json=config)
 
+    def put_secrets(self, values: dict) -> dict:
+        return self._request("POST", "/secrets", json=values)
+
     def set_key(self, new_key: str) -> dict:
         return self._request("POST", "/agent-key", json={"key_sha256": key_sha256(new_key)})
 

@@ -44,7 +44,10 @@ def reconcile_all() -> dict:
         reconcile_machines(summary)
         from tasks.reconciler import reconcile_tasks
 
+        from .deployments import reconcile_deployments
+
         reconcile_tasks(summary)
+        reconcile_deployments(summary)
         if any(summary[key] for key in ("requeued", "worker_lost", "wedged", "machines_lost", "orphans", "errors", "tasks_requeued", "tasks_lost")):
             logger.warning("reconciler corrections: %s", summary)
         return summary

@@ -54,7 +54,7 @@ def instance_queryset():
     from django.db.models import Prefetch
 
     from .choices import UNFINISHED_OPERATION_STATUSES
-    from .models import Operation
+    from .models import CustomDomain, Operation
 
     return (
         Instance.objects.filter(destroyed_at__isnull=True)
@@ -64,7 +64,8 @@ def instance_queryset():
                 "operations",
                 queryset=Operation.objects.filter(status__in=UNFINISHED_OPERATION_STATUSES).order_by("-created_at"),
                 to_attr="unfinished_operations",
-            )
+            ),
+            Prefetch("custom_domains", queryset=CustomDomain.objects.filter(removed_at__isnull=True), to_attr="current_domains"),
         )
     )
 

@@ -34,6 +34,7 @@ from . import lifecycle
 from .choices import (
     SUPPORTED_PROVIDER_APIS,
     UNFINISHED_OPERATION_STATUSES,
+    DomainStatus,
     ErrorCode,
     HealthStatus,
     InstanceState,
@@ -41,7 +42,7 @@ from .choices import (
     OperationKind,
     OperationStatus,
 )
-from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
+from .models import Blueprint, CustomDomain, Instance, InstancePlan, LogLine, Operation, Region
 from .selectors import RUNNING_STATES, blueprint_visible
 
 logger = logging.getLogger(__name__)
@@ -327,6 +328,8 @@ def instance_destroy(*, instance: Instance, actor: Actor, force: bool = False) -
         )
     operation = _operation_create(locked, OperationKind.DESTROY, actor)
     lifecycle.transition(locked, InstanceState.DESTROYING)
+    # Its custom domain stops being served (and certified) from now on.
+    CustomDomain.objects.filter(instance=locked, removed_at__isnull=True).update(status=DomainStatus.REMOVING, updated_at=timezone.now())
     log_append(locked, "accepted", f"destroy accepted (requested by {actor.label})", operation=operation)
     activity_record(
         actor=actor,
@@ -568,6 +571,7 @@ def operation_succeed(*, operation: Operation, to_state: str, message: str) -> b
     _finish_operation(op, OperationStatus.SUCCEEDED)
     log_append(instance, "done", message, operation=op)
     if to_state == InstanceState.DESTROYED:
+        CustomDomain.objects.filter(instance=instance, removed_at__isnull=True).update(removed_at=timezone.now(), updated_at=timezone.now())
         activity_record(actor=Actor.system(), action="instance.destroyed", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"operation": op.pk})
     return True
 

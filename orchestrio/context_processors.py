@@ -4,7 +4,7 @@ from django.urls import NoReverseMatch, reverse
 NAV = [
     ("Overview", "console:home"),
     ("Instances", "instances:list"),
-    ("Deployments", "instances:deployments"),
+    ("Deployments", "deployments:list"),
     ("Billing", "billing:overview"),
     ("Alerts", "billing:alerts"),
     ("API tokens", "console:tokens"),

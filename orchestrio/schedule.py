@@ -34,6 +34,7 @@ def periodic_jobs() -> list[PeriodicJob]:
         PeriodicJob("instances.jobs.health_sweep", interval=settings.HEALTH_CHECK_INTERVAL_SECONDS, timeout=600),
         PeriodicJob("instances.jobs.reconcile", interval=settings.RECONCILER_INTERVAL_SECONDS, timeout=900),
         PeriodicJob("billing.jobs.flush_usage", interval=settings.USAGE_FLUSH_SECONDS, timeout=300),
+        PeriodicJob("instances.jobs.check_custom_domains", interval=60, timeout=600),
     ]
 
 

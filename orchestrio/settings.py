@@ -94,6 +94,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "orchestrio.middleware.DenyDirectIPMiddleware",
+    "gateway.middleware.InstanceHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -328,6 +329,23 @@ GATEWAY_CONNECT_TIMEOUT_SECONDS = float(env("GATEWAY_CONNECT_TIMEOUT_SECONDS", "
 GATEWAY_READ_TIMEOUT_SECONDS = float(env("GATEWAY_READ_TIMEOUT_SECONDS", "60"))
 GATEWAY_MAX_CONNECTIONS = env_int("GATEWAY_MAX_CONNECTIONS", 200)
 USAGE_FLUSH_SECONDS = env_int("USAGE_FLUSH_SECONDS", 30)
+
+# Custom domains
+DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])  # empty: the system's resolvers
+DNS_PORT = env_int("DNS_PORT", 53)
+# The edge proxy's public addresses, for A/AAAA records at a zone apex (optional).
+EDGE_IP_ADDRESSES = env_list("EDGE_IP_ADDRESSES", [])
+DOMAIN_VERIFY_HOURS = env_int("DOMAIN_VERIFY_HOURS", 72)
+DOMAIN_CHECK_BASE_SECONDS = env_int("DOMAIN_CHECK_BASE_SECONDS", 60)
+DOMAIN_CHECK_MAX_INTERVAL_SECONDS = env_int("DOMAIN_CHECK_MAX_INTERVAL_SECONDS", 3600)
+# Who may ask /internal/tls/ask (the edge proxy). Checked against the socket's address.
+TLS_ASK_ALLOWED_IPS = env_list("TLS_ASK_ALLOWED_IPS", ["127.0.0.1", "::1"])
+
+# Deployments
+DEPLOY_PROVISION_TIMEOUT_SECONDS = env_int("DEPLOY_PROVISION_TIMEOUT_SECONDS", 900)
+DEPLOY_HEALTH_TIMEOUT_SECONDS = env_int("DEPLOY_HEALTH_TIMEOUT_SECONDS", 60)
+DEPLOY_HEALTH_SUCCESSES = env_int("DEPLOY_HEALTH_SUCCESSES", 3)
+DEPLOY_POLL_SECONDS = float(env("DEPLOY_POLL_SECONDS", "1"))
 
 # Tasks
 TASK_POLL_SECONDS = float(env("TASK_POLL_SECONDS", "1"))

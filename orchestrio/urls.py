@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from gateway import views as gateway_views
+from instances.internal import tls_ask
 
 from . import health
 from .views import api_not_found
@@ -22,11 +23,13 @@ urlpatterns = [
     path("redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
+    path("internal/tls/ask", tls_ask, name="tls-ask"),
     re_path(r"^tunnel/(?P<instance_id>[^/]+)(?P<path>/.*)?$", gateway_views.tunnel, name="tunnel"),
     re_path(r"^gateway/(?P<instance_id>[^/]+)/(?P<slug>[^/]+)(?P<rest>/.*)?$", gateway_views.gateway, name="gateway"),
     re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),
     path("instances/", include("instances.urls")),
     path("tasks/", include("tasks.urls")),
+    path("deployments/", include("instances.deployment_urls")),
     path("gateway-console/", include("gateway.urls")),
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]

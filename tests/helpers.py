@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import django_rq
-from django.test import TestCase
+from django.test import Client, TestCase
 from rest_framework.test import APIClient
 
 
@@ -144,3 +144,12 @@ class BackgroundWorker:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(timeout=30)
+
+
+class CommitClient(Client):
+    """Django's test client whose requests run their on-commit hooks (enqueue jobs) as a real
+    request's commit would."""
+
+    def request(self, **request):
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            return super().request(**request)

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 AGENT_PATH = Path(__file__).resolve().parent.parent / "agent.py"
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "agent_scripts"
+HOOKS_DIR = SCRIPTS_DIR / "hooks"
 START_TIMEOUT_SECONDS = 15
 
 
@@ -134,6 +135,11 @@ class LocalProvider(Provider):
         scripts = directory / "root" / "opt" / "orchestrio" / "scripts"
         scripts.mkdir(parents=True, exist_ok=True)
         (directory / "root" / "opt" / "openclaw" / "scripts").mkdir(parents=True, exist_ok=True)
+        hooks = directory / "root" / "opt" / "orchestrio" / "hooks"
+        hooks.mkdir(parents=True, exist_ok=True)
+        if not (hooks / "reload").exists():
+            shutil.copy2(HOOKS_DIR / "reload", hooks / "reload")
+            (hooks / "reload").chmod(0o755)
         for script in SCRIPTS_DIR.glob("*.sh"):
             target = scripts / script.name
             if not target.exists():

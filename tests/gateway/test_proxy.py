@@ -382,3 +382,28 @@ def test_large_bodies_stream_through_and_match(api, host):
         received.update(chunk)
         total += len(chunk)
     assert total == size
+
+
+# --- by Host: the instance's hostname and its custom domain ---------------------------------------
+
+
+def test_instance_hostname_routes_to_the_tunnel(api, host):
+    response = call("GET", "/any/path?q=1", token=api.token, HTTP_HOST="gw-host.instances.localhost:8000")
+    assert response.status_code == 200
+    echo = _json(response)
+    assert echo["path"] == "/any/path" and echo["query"] == {"q": ["1"]}
+    assert echo["headers"]["x-forwarded-host"] == "gw-host.instances.localhost:8000"
+    assert call("GET", "/", HTTP_HOST="nobody-here.instances.localhost").status_code == 404
+    # The control plane's own names are not routed.
+    assert call("GET", "/api/v1/tenant", token=api.token, HTTP_HOST="localhost").status_code == 200
+
+
+def test_active_custom_domain_routes_to_its_instance(api, host):
+    from instances.models import CustomDomain
+
+    api.post("instances/gw-host/gateway-policies", {"provider": "anonymous"})
+    api.post("instances/gw-host/custom-domain", {"domain": "app.acme.example"})
+    assert call("GET", "/hello", HTTP_HOST="app.acme.example").status_code == 400  # not verified yet: an unknown host
+    CustomDomain.objects.update(status="active")
+    response = call("GET", "/hello", HTTP_HOST="app.acme.example")
+    assert response.status_code == 200 and _json(response)["headers"]["x-gateway-provider"] == "anonymous"

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import deployment_views as views
+
+app_name = "deployments"
+
+urlpatterns = [
+    path("", views.deployment_list, name="list"),
+    path("new", views.deployment_create, name="create"),
+    path("<str:deployment_id>", views.deployment_detail, name="detail"),
+    path("<str:deployment_id>/rollback", views.deployment_rollback, name="rollback"),
+    path("<str:deployment_id>/delete", views.deployment_delete, name="delete"),
+]

@@ -1,0 +1,401 @@
+"""Deployments: a named blueprint with config and encrypted secrets, running on an instance it
+provisions, changed only by new immutable revisions.
+
+Each revision is applied by a job in steps — provision (wait for the instance), configure (push
+config and secrets to the agent, whose reload hook restarts what needs restarting), health check,
+done — each recorded with its status and times, and the deployment's log. A revision whose health
+check fails marks the deployment failed and, if an earlier revision was healthy, is rolled back
+automatically (as a new revision that says why).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets as pysecrets
+import time
+
+import httpx
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from orchestrio import crypto
+from orchestrio.errors import Conflict, InvalidState, NotFound, PlanLimitReached, ValidationFailed
+from orchestrio.models import Tenant
+from orchestrio.queue import enqueue_on_commit, lease
+from orchestrio.services import activity_record
+from orchestrio.tenancy import Actor, Principal
+
+from .choices import DEPLOYMENT_BUSY_STATUSES, DeploymentEnvironment, DeploymentStatus, InstanceState, LogLevel, StepStatus
+from .models import Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep, Instance
+from .services import instance_create, instance_destroy, merge_patch
+
+logger = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$")
+SECRET_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+MAX_CONFIG_BYTES = 64 * 1024
+MAX_SECRET_BYTES = 8 * 1024
+
+
+def _issue(field: str, message: str, *extra) -> ValidationFailed:
+    return ValidationFailed([{"loc": ["body", field, *extra], "msg": message, "type": "value_error"}])
+
+
+def _check_config(config) -> dict:
+    if not isinstance(config, dict):
+        raise _issue("config", "config must be an object")
+    if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+        raise _issue("config", f"config must be at most {MAX_CONFIG_BYTES // 1024} KiB as JSON")
+    return config
+
+
+def _check_secrets(values) -> dict:
+    if not isinstance(values, dict):
+        raise _issue("secrets", "secrets must be an object of strings")
+    for key, value in values.items():
+        if not SECRET_KEY_RE.match(key):
+            raise _issue("secrets", "secret names are letters, digits, '_', '.', '-' (starting with a letter or '_')", key)
+        if not isinstance(value, str) or len(value.encode()) > MAX_SECRET_BYTES:
+            raise _issue("secrets", f"secret values are strings of at most {MAX_SECRET_BYTES // 1024} KiB", key)
+    return values
+
+
+def revision_secrets(revision: DeploymentRevision) -> dict:
+    return json.loads(crypto.decrypt(revision.secrets_encrypted)) if revision.secrets_encrypted else {}
+
+
+def deployment_log(deployment: Deployment, message: str, *, level: str = LogLevel.INFO) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Deployment._meta.db_table} SET log_seq = log_seq + 1 WHERE id = %s RETURNING log_seq", [deployment.pk])
+        seq = cursor.fetchone()[0]
+    DeploymentLogLine.objects.create(deployment_id=deployment.pk, seq=seq, level=level, message=message)
+
+
+def _new_revision(deployment: Deployment, *, config: dict, secrets_encrypted: str, secret_keys: list, reason: str, actor: Actor) -> DeploymentRevision:
+    number = (deployment.revisions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    revision = DeploymentRevision.objects.create(
+        deployment=deployment, number=number, config=config, secrets_encrypted=secrets_encrypted,
+        secret_keys=sorted(secret_keys), reason=reason[:255], created_by=actor.label[:254],
+    )  # fmt: skip
+    for position, name in enumerate(DeploymentStep.STEPS):
+        DeploymentStep.objects.create(deployment=deployment, revision=revision, name=name, position=position)
+    deployment.target_revision = number
+    deployment.save(update_fields=["target_revision", "status", "error", "updated_at"])
+    enqueue_on_commit("instances.jobs.run_deployment", deployment.pk, number, job_id=f"{deployment.pk}-r{number}-{pysecrets.token_hex(3)}")
+    return revision
+
+
+def webhook_url(deployment: Deployment) -> str | None:
+    if deployment.instance is None:
+        return None
+    return f"{settings.PUBLIC_URL}/gateway/{deployment.instance.instance_id}/{deployment.name}"
+
+
+# --- use cases ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def deployment_create(
+    *,
+    principal: Principal,
+    name: str,
+    blueprint_name: str = "OpenClaw",
+    environment: str = DeploymentEnvironment.PRODUCTION,
+    region: str | None = None,
+    plan_id: str = "openclaw-basic",
+    config: dict | None = None,
+    secrets: dict | None = None,
+) -> Deployment:
+    actor = principal.actor
+    if principal.instance_scope is not None:
+        from orchestrio.errors import Forbidden
+
+        raise Forbidden("an instance-scoped token cannot create deployments")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise _issue("name", "name is 3–50 lowercase letters, digits and '-', starting and ending with a letter or digit")
+    if environment not in DeploymentEnvironment.values:
+        raise _issue("environment", f"environment is one of {', '.join(DeploymentEnvironment.values)}")
+    config = _check_config(config or {})
+    secrets = _check_secrets(secrets or {})
+    tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=principal.tenant.pk)
+    if Deployment.objects.filter(tenant=tenant, name=name, deleted_at__isnull=True).exists():
+        raise Conflict(f"a deployment named {name!r} exists in this tenant")
+    plan = tenant.plan
+    if plan.max_deployments is not None and Deployment.objects.filter(tenant=tenant, deleted_at__isnull=True).count() >= plan.max_deployments:
+        raise PlanLimitReached(f"the {plan.name} plan allows {plan.max_deployments} deployments; delete one or upgrade", limit="deployments", plan=plan.pk)
+
+    instance_id = f"{name}-{pysecrets.token_hex(2)}"
+    # The instance starts with an empty config: the revision's config arrives in the configure step.
+    instance = instance_create(
+        principal=principal, instance_id=instance_id, blueprint_name=blueprint_name, plan_id=plan_id, region=region,
+        labels={"deployment": name, "environment": environment},
+    )
+    deployment = Deployment(
+        tenant=tenant, name=name, environment=environment, blueprint=instance.blueprint, region=instance.region,
+        plan=instance.plan, instance=instance, created_by=actor.label[:254], status=DeploymentStatus.PROVISIONING,
+    )  # fmt: skip
+    try:
+        with transaction.atomic():
+            deployment.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"a deployment named {name!r} exists in this tenant") from exc
+    _new_revision(deployment, config=config, secrets_encrypted=crypto.encrypt(json.dumps(secrets)), secret_keys=list(secrets), reason="created", actor=actor)
+    # The deployment's webhook: the gateway, for this tenant's API keys (edit the policy to open it wider).
+    from gateway.models import GatewayPolicy
+
+    GatewayPolicy.objects.create(instance=instance, tenant=tenant, slug=name, provider="api-key")
+    deployment_log(deployment, f"deployment {name} ({environment}) created by {actor.label} on instance {instance_id}; revision 1")
+    activity_record(
+        actor=actor, action="deployment.create", tenant=tenant, object_type="deployment", object_id=deployment.pk,
+        data={"name": name, "environment": environment, "instance_id": instance_id, "config_keys": sorted(config), "secret_keys": sorted(secrets)},
+    )  # fmt: skip
+    return deployment
+
+
+def _lock_live(deployment: Deployment) -> Deployment:
+    locked = Deployment.objects.select_for_update().select_related("tenant__plan", "instance").get(pk=deployment.pk)
+    if locked.deleted_at is not None:
+        raise NotFound("no such deployment in this tenant")
+    if locked.status in DEPLOYMENT_BUSY_STATUSES:
+        raise Conflict(f"deployment {locked.name} is {locked.status} (revision {locked.target_revision}); wait for it to finish")
+    return locked
+
+
+def _latest(deployment: Deployment) -> DeploymentRevision:
+    return deployment.revisions.order_by("-number").first()
+
+
+@transaction.atomic
+def deployment_update(*, deployment: Deployment, actor: Actor, config_patch=None, secrets_patch=None) -> DeploymentRevision:
+    """A new revision from JSON merge patches of the config and the secrets (null removes a key)."""
+    if config_patch is None and secrets_patch is None:
+        raise ValidationFailed("give config and/or secrets to change")
+    if config_patch is not None and not isinstance(config_patch, dict):
+        raise _issue("config", "config must be an object (a JSON merge patch)")
+    if secrets_patch is not None and not isinstance(secrets_patch, dict):
+        raise _issue("secrets", "secrets must be an object (a JSON merge patch)")
+    locked = _lock_live(deployment)
+    base = _latest(locked)
+    config = _check_config(merge_patch(base.config, config_patch) if config_patch is not None else base.config)
+    old_secrets = revision_secrets(base)
+    secrets = old_secrets
+    if secrets_patch is not None:
+        secrets = {k: v for k, v in {**old_secrets, **secrets_patch}.items() if v is not None}
+        _check_secrets(secrets)
+    if config == base.config and secrets == old_secrets:
+        raise InvalidState(f"this changes nothing: revision {base.number} already has this config and these secrets")
+    locked.status, locked.error = DeploymentStatus.UPDATING, ""
+    revision = _new_revision(locked, config=config, secrets_encrypted=crypto.encrypt(json.dumps(secrets)), secret_keys=list(secrets), reason=f"updated by {actor.label}", actor=actor)
+    changed = {
+        "config_keys": sorted(k for k in set(config) | set(base.config) if config.get(k) != base.config.get(k)),
+        "secret_keys": sorted(k for k in set(secrets) | set(old_secrets) if secrets.get(k) != old_secrets.get(k)),
+    }
+    deployment_log(locked, f"revision {revision.number} by {actor.label}: config {changed['config_keys'] or 'unchanged'}, secrets {changed['secret_keys'] or 'unchanged'}")
+    activity_record(actor=actor, action="deployment.update", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"revision": revision.number, **changed})
+    return revision
+
+
+@transaction.atomic
+def deployment_rollback(*, deployment: Deployment, actor: Actor, revision_number: int) -> DeploymentRevision:
+    locked = _lock_live(deployment)
+    plan = locked.tenant.plan
+    if not plan.feature_deployment_rollback:
+        raise PlanLimitReached(f"rollback needs a plan that includes it; {plan.name} does not", limit="deployment_rollback", plan=plan.pk)
+    source = locked.revisions.filter(number=revision_number).first()
+    if source is None:
+        raise _issue("revision", f"deployment {locked.name} has no revision {revision_number}")
+    if revision_number == locked.current_revision and _latest(locked).number == revision_number:
+        raise InvalidState(f"revision {revision_number} is already in force")
+    locked.status, locked.error = DeploymentStatus.ROLLING_BACK, ""
+    revision = _new_revision(
+        locked, config=source.config, secrets_encrypted=crypto.rotate(source.secrets_encrypted) if source.secrets_encrypted else "",
+        secret_keys=source.secret_keys, reason=f"rollback to revision {revision_number} by {actor.label}", actor=actor,
+    )  # fmt: skip
+    deployment_log(locked, f"revision {revision.number}: rollback to revision {revision_number} by {actor.label}")
+    activity_record(actor=actor, action="deployment.rollback", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"to": revision_number, "revision": revision.number})
+    return revision
+
+
+@transaction.atomic
+def deployment_delete(*, deployment: Deployment, actor: Actor, confirm: str | None) -> Deployment:
+    locked = Deployment.objects.select_for_update().select_related("instance").get(pk=deployment.pk)
+    if locked.deleted_at is not None:
+        raise NotFound("no such deployment in this tenant")
+    if locked.environment == DeploymentEnvironment.PRODUCTION and confirm != locked.name:
+        raise InvalidState(f"{locked.name} is a production deployment: repeat its name to delete it (?confirm={locked.name})")
+    locked.status, locked.deleted_at, locked.target_revision = DeploymentStatus.DELETED, timezone.now(), None
+    locked.save(update_fields=["status", "deleted_at", "target_revision", "updated_at"])
+    if locked.instance is not None and locked.instance.destroyed_at is None:
+        instance_destroy(instance=locked.instance, actor=actor, force=True)
+    deployment_log(locked, f"deleted by {actor.label}; its instance is being destroyed")
+    activity_record(actor=actor, action="deployment.delete", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"name": locked.name})
+    return locked
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def _step(revision: DeploymentRevision, name: str, status: str, message: str = "") -> None:
+    now = timezone.now()
+    fields = {"status": status, "message": message}
+    if status == StepStatus.RUNNING:
+        fields["started_at"] = now
+    elif status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED):
+        fields["finished_at"] = now
+    DeploymentStep.objects.filter(revision=revision, name=name).update(**fields)
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+
+
+def _current(deployment_pk: str, number: int) -> bool:
+    return Deployment.objects.filter(pk=deployment_pk, target_revision=number, deleted_at__isnull=True).exists()
+
+
+def _wait_running(deployment: Deployment, revision: DeploymentRevision) -> Instance:
+    deadline = time.monotonic() + settings.DEPLOY_PROVISION_TIMEOUT_SECONDS
+    while True:
+        instance = Instance.objects.select_related("blueprint").get(pk=deployment.instance_id)
+        if instance.state == InstanceState.RUNNING:
+            return instance
+        if instance.state in (InstanceState.ERROR, InstanceState.DESTROYED, InstanceState.DESTROYING):
+            raise StepFailed("provision", f"instance {instance.instance_id} is {instance.state}: {instance.error_message or 'see its log'}")
+        if time.monotonic() > deadline:
+            raise StepFailed("provision", f"instance {instance.instance_id} was still {instance.state} after {settings.DEPLOY_PROVISION_TIMEOUT_SECONDS}s")
+        if not _current(deployment.pk, revision.number):
+            raise StepFailed("provision", "superseded")
+        time.sleep(settings.DEPLOY_POLL_SECONDS)
+
+
+def _configure(instance: Instance, revision: DeploymentRevision) -> str:
+    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
+    from .selectors import agent_client_for
+
+    client = agent_client_for(instance, timeout=90)
+    try:
+        config_result = client.put_config(revision.config)
+        secrets_result = client.put_secrets(revision_secrets(revision))
+    except (AgentError, AgentUnreachable, AgentTimeout) as exc:
+        raise StepFailed("configure", f"the instance agent did not take the revision: {exc}") from exc
+    Instance.objects.filter(pk=instance.pk).update(config=revision.config, updated_at=timezone.now())
+    reloads = [r["reload"] for r in (config_result, secrets_result) if r.get("reload", {}).get("ran")]
+    failed = [r for r in reloads if r.get("exit_code") != 0]
+    if failed:
+        raise StepFailed("configure", f"the instance's reload hook failed (exit {failed[0].get('exit_code')}): {failed[0].get('output') or failed[0].get('error', '')}".strip())
+    hook = f"reload hook ran {len(reloads)}×" if reloads else "no reload hook installed"
+    return f"config {config_result.get('digest', '')[:12]} and {len(revision.secret_keys)} secret(s) {secrets_result.get('digest', '')[:12]} applied; {hook}"
+
+
+def _health_check(instance: Instance) -> str:
+    needed = settings.DEPLOY_HEALTH_SUCCESSES
+    deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
+    host = f"[{instance.ip_address}]" if ":" in (instance.ip_address or "") else instance.ip_address
+    url = f"http://{host}:{instance.port}{instance.blueprint.health_path}"
+    streak, last = 0, "no answer"
+    with httpx.Client(timeout=3, follow_redirects=False) as client:
+        while time.monotonic() < deadline:
+            try:
+                response = client.get(url)
+                ok = 200 <= response.status_code < 300
+                last = f"HTTP {response.status_code}" + (f": {response.text[:200]}" if not ok else "")
+            except httpx.HTTPError as exc:
+                ok, last = False, type(exc).__name__
+            streak = streak + 1 if ok else 0
+            if streak >= needed:
+                return f"{instance.blueprint.health_path} answered 2xx {needed} times in a row"
+            time.sleep(settings.DEPLOY_POLL_SECONDS)
+    raise StepFailed("health_check", f"{instance.blueprint.health_path} did not stay healthy within {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s (last: {last})")
+
+
+def run_deployment(deployment_pk: str, number: int) -> str:
+    with lease(f"deployment:{deployment_pk}", settings.OPERATION_LEASE_SECONDS):
+        deployment = Deployment.objects.filter(pk=deployment_pk).first()
+        revision = DeploymentRevision.objects.filter(deployment_id=deployment_pk, number=number).first()
+        if deployment is None or revision is None or not _current(deployment_pk, number) or revision.status != "pending":
+            return "superseded"
+        step = "provision"
+        try:
+            _step(revision, "provision", StepStatus.RUNNING)
+            instance = _wait_running(deployment, revision)
+            _step(revision, "provision", StepStatus.SUCCEEDED, f"instance {instance.instance_id} is running")
+            step = "configure"
+            _step(revision, "configure", StepStatus.RUNNING)
+            message = _configure(instance, revision)
+            _step(revision, "configure", StepStatus.SUCCEEDED, message)
+            deployment_log(deployment, f"revision {number}: {message}")
+            step = "health_check"
+            _step(revision, "health_check", StepStatus.RUNNING)
+            message = _health_check(instance)
+            _step(revision, "health_check", StepStatus.SUCCEEDED, message)
+        except StepFailed as exc:
+            if exc.message == "superseded":
+                return "superseded"
+            _fail(deployment, revision, step, exc.message)
+            return "failed"
+        _finish(deployment, revision)
+        return "applied"
+
+
+@transaction.atomic
+def _finish(deployment: Deployment, revision: DeploymentRevision) -> None:
+    locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+    if locked.target_revision != revision.number or locked.deleted_at is not None:
+        return
+    now = timezone.now()
+    DeploymentRevision.objects.filter(pk=revision.pk).update(status="applied", applied_at=now, healthy=True, error="")
+    _step(revision, "done", StepStatus.SUCCEEDED, f"revision {revision.number} is in force")
+    locked.status, locked.current_revision, locked.target_revision, locked.error = DeploymentStatus.ACTIVE, revision.number, None, ""
+    locked.save(update_fields=["status", "current_revision", "target_revision", "error", "updated_at"])
+    deployment_log(locked, f"revision {revision.number} is in force and healthy")
+
+
+@transaction.atomic
+def _fail(deployment: Deployment, revision: DeploymentRevision, step: str, message: str) -> None:
+    locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+    if locked.target_revision != revision.number or locked.deleted_at is not None:
+        return
+    DeploymentRevision.objects.filter(pk=revision.pk).update(status="failed", healthy=False, error=message)
+    _step(revision, step, StepStatus.FAILED, message)
+    for later in DeploymentStep.STEPS[DeploymentStep.STEPS.index(step) + 1 :]:
+        _step(revision, later, StepStatus.SKIPPED)
+    reason = f"revision {revision.number} failed at {step}: {message}"
+    locked.status, locked.error, locked.target_revision = DeploymentStatus.FAILED, reason, None
+    locked.save(update_fields=["status", "error", "target_revision", "updated_at"])
+    deployment_log(locked, reason, level=LogLevel.ERROR)
+    activity_record(actor=Actor.system("deployments"), action="deployment.failed", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"revision": revision.number, "step": step, "reason": message[:300]})
+    # Automatic rollback to the last healthy revision, unless this run was itself one.
+    healthy = locked.revisions.filter(healthy=True, number__lt=revision.number).order_by("-number").first()
+    if healthy is not None and not revision.reason.startswith("automatic rollback"):
+        locked.status = DeploymentStatus.ROLLING_BACK
+        rollback = _new_revision(
+            locked, config=healthy.config, secrets_encrypted=healthy.secrets_encrypted, secret_keys=healthy.secret_keys,
+            reason=f"automatic rollback to revision {healthy.number}: {reason}", actor=Actor.system("deployments"),
+        )  # fmt: skip
+        deployment_log(locked, f"rolling back automatically to revision {healthy.number} (as revision {rollback.number})", level=LogLevel.WARNING)
+
+
+def reconcile_deployments(summary: dict) -> None:
+    """A deployment whose job died (busy, with no lease) is applied again: the steps are idempotent."""
+    from datetime import timedelta
+
+    from orchestrio.queue import lease_alive
+
+    summary.setdefault("deployments_requeued", 0)
+    stale = timezone.now() - timedelta(seconds=max(settings.OPERATION_LEASE_SECONDS, 15))
+    busy = Deployment.objects.filter(status__in=DEPLOYMENT_BUSY_STATUSES, target_revision__isnull=False, deleted_at__isnull=True, updated_at__lt=stale)
+    for deployment in busy:
+        if lease_alive(f"deployment:{deployment.pk}") is not False:
+            continue
+        number = deployment.target_revision
+        enqueue_on_commit("instances.jobs.run_deployment", deployment.pk, number, job_id=f"{deployment.pk}-r{number}-{pysecrets.token_hex(3)}")
+        with transaction.atomic():
+            deployment_log(deployment, f"revision {number}: its job stopped; applying it again", level=LogLevel.WARNING)
+            Deployment.objects.filter(pk=deployment.pk).update(updated_at=timezone.now())
+        summary["deployments_requeued"] += 1
