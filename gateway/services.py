@@ -128,7 +128,7 @@ def policy_create(*, instance: Instance, actor: Actor, data: dict) -> GatewayPol
 
 @transaction.atomic
 def policy_update(*, policy: GatewayPolicy, actor: Actor, data: dict) -> GatewayPolicy:
-    locked = GatewayPolicy.objects.select_for_update().select_related("instance__tenant__plan").get(pk=policy.pk)
+    locked = GatewayPolicy.objects.select_for_update(of=("self",)).select_related("instance__tenant__plan").get(pk=policy.pk)
     changes = _normalise(data)
     merged = {field: getattr(locked, field) for field in FIELDS}
     merged.update(changes)

@@ -120,7 +120,7 @@ def deployment_create(
         raise _issue("environment", f"environment is one of {', '.join(DeploymentEnvironment.values)}")
     config = _check_config(config or {})
     secrets = _check_secrets(secrets or {})
-    tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=principal.tenant.pk)
+    tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
     if Deployment.objects.filter(tenant=tenant, name=name, deleted_at__isnull=True).exists():
         raise Conflict(f"a deployment named {name!r} exists in this tenant")
     plan = tenant.plan
@@ -156,7 +156,7 @@ def deployment_create(
 
 
 def _lock_live(deployment: Deployment) -> Deployment:
-    locked = Deployment.objects.select_for_update().select_related("tenant__plan", "instance").get(pk=deployment.pk)
+    locked = Deployment.objects.select_for_update(of=("self",)).select_related("tenant__plan", "instance").get(pk=deployment.pk)
     if locked.deleted_at is not None:
         raise NotFound("no such deployment in this tenant")
     if locked.status in DEPLOYMENT_BUSY_STATUSES:
@@ -221,7 +221,7 @@ def deployment_rollback(*, deployment: Deployment, actor: Actor, revision_number
 
 @transaction.atomic
 def deployment_delete(*, deployment: Deployment, actor: Actor, confirm: str | None) -> Deployment:
-    locked = Deployment.objects.select_for_update().select_related("instance").get(pk=deployment.pk)
+    locked = Deployment.objects.select_for_update(of=("self",)).select_related("instance").get(pk=deployment.pk)
     if locked.deleted_at is not None:
         raise NotFound("no such deployment in this tenant")
     if locked.environment == DeploymentEnvironment.PRODUCTION and confirm != locked.name:
@@ -345,7 +345,7 @@ def run_deployment(deployment_pk: str, number: int) -> str:
 
 @transaction.atomic
 def _finish(deployment: Deployment, revision: DeploymentRevision) -> None:
-    locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+    locked = Deployment.objects.select_for_update(of=("self",)).get(pk=deployment.pk)
     if locked.target_revision != revision.number or locked.deleted_at is not None:
         return
     now = timezone.now()
@@ -358,7 +358,7 @@ def _finish(deployment: Deployment, revision: DeploymentRevision) -> None:
 
 @transaction.atomic
 def _fail(deployment: Deployment, revision: DeploymentRevision, step: str, message: str) -> None:
-    locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+    locked = Deployment.objects.select_for_update(of=("self",)).get(pk=deployment.pk)
     if locked.target_revision != revision.number or locked.deleted_at is not None:
         return
     DeploymentRevision.objects.filter(pk=revision.pk).update(status="failed", healthy=False, error=message)

@@ -101,7 +101,7 @@ def domain_attach(*, instance: Instance, domain: str, actor: Actor) -> CustomDom
     plan = instance.tenant.plan
     if not plan.feature_custom_domains:
         raise PlanLimitReached(f"custom domains need a plan that includes them; {plan.name} does not", limit="custom_domains", plan=plan.pk)
-    locked = Instance.objects.select_for_update().get(pk=instance.pk)
+    locked = Instance.objects.select_for_update(of=("self",)).get(pk=instance.pk)
     if locked.destroyed_at is not None:
         raise NotFound(f"no instance {instance.instance_id!r} in this tenant")
     current = CustomDomain.objects.filter(instance=locked, removed_at__isnull=True).first()
@@ -122,7 +122,7 @@ def domain_attach(*, instance: Instance, domain: str, actor: Actor) -> CustomDom
 
 @transaction.atomic
 def domain_remove(*, domain: CustomDomain, actor: Actor) -> CustomDomain:
-    locked = CustomDomain.objects.select_for_update().get(pk=domain.pk)
+    locked = CustomDomain.objects.select_for_update(of=("self",)).get(pk=domain.pk)
     if locked.removed_at is not None:
         raise NotFound("no custom domain on this instance")
     if locked.status != DomainStatus.REMOVING:
@@ -137,7 +137,7 @@ def domain_remove(*, domain: CustomDomain, actor: Actor) -> CustomDomain:
 
 def domain_finish_removal(domain_pk: int) -> None:
     with transaction.atomic():
-        domain = CustomDomain.objects.select_for_update().select_related("instance").filter(pk=domain_pk, removed_at__isnull=True).first()
+        domain = CustomDomain.objects.select_for_update(of=("self",)).select_related("instance").filter(pk=domain_pk, removed_at__isnull=True).first()
         if domain is None:
             return
         domain.removed_at = timezone.now()
@@ -228,7 +228,7 @@ def _backoff(attempts: int) -> timedelta:
 def domain_check(domain_pk: int, *, actor: Actor | None = None) -> CustomDomain:
     """Check the DNS of one domain now and record the outcome."""
     with transaction.atomic():
-        domain = CustomDomain.objects.select_for_update().select_related("instance").get(pk=domain_pk)
+        domain = CustomDomain.objects.select_for_update(of=("self",)).select_related("instance").get(pk=domain_pk)
         if domain.removed_at is not None or domain.status == DomainStatus.REMOVING:
             raise InvalidState(f"{domain.domain} is being removed")
         if domain.status != DomainStatus.ACTIVE:
@@ -237,7 +237,7 @@ def domain_check(domain_pk: int, *, actor: Actor | None = None) -> CustomDomain:
     result = check_dns(domain)  # outside the transaction: DNS may take seconds
     now = timezone.now()
     with transaction.atomic():
-        domain = CustomDomain.objects.select_for_update().select_related("instance").get(pk=domain_pk)
+        domain = CustomDomain.objects.select_for_update(of=("self",)).select_related("instance").get(pk=domain_pk)
         if domain.removed_at is not None or domain.status == DomainStatus.REMOVING:
             return domain
         domain.resolved = result.resolved

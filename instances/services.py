@@ -78,7 +78,7 @@ def log_append(
 
 def _lock(instance: Instance) -> Instance:
     locked = (
-        Instance.objects.select_for_update()
+        Instance.objects.select_for_update(of=("self",))
         .select_related("blueprint", "plan", "region", "tenant__plan")
         .filter(pk=instance.pk)
         .first()
@@ -200,7 +200,7 @@ def instance_create(
         )
 
     # Lock the tenant: concurrent creates of one tenant count against the limit one at a time.
-    tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=principal.tenant.pk)
+    tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
     if Instance.objects.filter(instance_id=instance_id, destroyed_at__isnull=True).exists():
         raise Conflict(f"instance_id {instance_id!r} is taken; instance ids are global because they name hostnames")
     tenant_plan = tenant.plan
@@ -491,7 +491,7 @@ def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:
 def operation_begin(*, operation: Operation) -> Operation | None:
     """Mark the operation running (counting the attempt). None when it already finished."""
     with transaction.atomic():
-        op = Operation.objects.select_for_update().filter(pk=operation.pk).first()
+        op = Operation.objects.select_for_update(of=("self",)).filter(pk=operation.pk).first()
         if op is None or op.is_finished:
             return None
         op.status = OperationStatus.RUNNING
@@ -511,7 +511,7 @@ def operation_is_current(operation: Operation) -> bool:
 @transaction.atomic
 def instance_advance(*, operation: Operation, to_state: str, stage: str, message: str) -> bool:
     """Move to an intermediate state of a running operation (restart: stopping → stopped → starting)."""
-    op = Operation.objects.select_for_update().get(pk=operation.pk)
+    op = Operation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
     if op.is_finished:
         return False
     instance = _lock(op.instance)
@@ -562,7 +562,7 @@ def _finish_operation(op: Operation, status: str, *, code: str = "", message: st
 
 @transaction.atomic
 def operation_succeed(*, operation: Operation, to_state: str, message: str) -> bool:
-    op = Operation.objects.select_for_update().get(pk=operation.pk)
+    op = Operation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
     if op.is_finished:
         logger.info("operation %s already finished (%s); not overwriting", op.pk, op.status)
         return False
@@ -578,7 +578,7 @@ def operation_succeed(*, operation: Operation, to_state: str, message: str) -> b
 
 @transaction.atomic
 def operation_fail(*, operation: Operation, code: str, message: str, actor: Actor | None = None) -> bool:
-    op = Operation.objects.select_for_update().get(pk=operation.pk)
+    op = Operation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
     if op.is_finished:
         return False
     instance = _lock(op.instance)
@@ -603,7 +603,7 @@ def operation_fail(*, operation: Operation, code: str, message: str, actor: Acto
 def operation_requeue(*, operation: Operation, actor: Actor, reason: str) -> bool:
     """The reconciler re-enqueues an operation whose job is gone (jobs are idempotent)."""
     with transaction.atomic():
-        op = Operation.objects.select_for_update().get(pk=operation.pk)
+        op = Operation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
         if op.is_finished:
             return False
         op.rq_job_id = f"op-{op.pk}-{op.attempts + 1}-{secrets.token_hex(4)}"
@@ -650,7 +650,7 @@ def health_record(results: list[dict]) -> dict[str, int]:
 
 @transaction.atomic
 def _health_change(result: dict, status: str, failures: int, now) -> None:
-    instance = Instance.objects.select_for_update().filter(pk=result["pk"], state=InstanceState.RUNNING, destroyed_at__isnull=True).first()
+    instance = Instance.objects.select_for_update(of=("self",)).filter(pk=result["pk"], state=InstanceState.RUNNING, destroyed_at__isnull=True).first()
     if instance is None:
         return
     previous = instance.health_status
@@ -705,7 +705,7 @@ def _own_blueprint(principal: Principal, blueprint: Blueprint) -> None:
 @transaction.atomic
 def blueprint_update(*, principal: Principal, blueprint: Blueprint, fields: dict[str, Any]) -> Blueprint:
     _own_blueprint(principal, blueprint)
-    blueprint = Blueprint.objects.select_for_update().get(pk=blueprint.pk)
+    blueprint = Blueprint.objects.select_for_update(of=("self",)).get(pk=blueprint.pk)
     changed = []
     for key, value in fields.items():
         if key in BLUEPRINT_FIELDS and getattr(blueprint, key) != value:

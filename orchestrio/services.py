@@ -144,7 +144,7 @@ def api_token_create(
             raise ValidationFailed(f"no instance {instance_id!r} in this tenant", field="instance_id")
 
     # Lock the tenant row so two concurrent creates cannot both squeeze under the limit.
-    tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=principal.tenant.pk)
+    tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
     plan = tenant.plan
     active = ApiToken.objects.filter(tenant=tenant, revoked_at__isnull=True).exclude(expires_at__lte=timezone.now())
     if plan.max_tokens is not None and active.count() >= plan.max_tokens:
@@ -184,7 +184,7 @@ def api_token_revoke(*, token: ApiToken, actor: Actor, principal: Principal | No
     `principal` is the API or console caller; members may revoke only tokens they created. Staff
     acting in the admin pass only `actor`.
     """
-    token = ApiToken.objects.select_for_update().get(pk=token.pk)
+    token = ApiToken.objects.select_for_update(of=("self",)).get(pk=token.pk)
     if principal is not None:
         if principal.instance_scope is not None and principal.token.pk != token.pk:
             raise Forbidden("an instance-scoped token can only revoke itself")

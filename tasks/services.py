@@ -98,7 +98,7 @@ def task_dispatch(
 ) -> tuple[Task, bool]:
     """Queue a task; returns (task, created). An idempotency key already used on this instance
     returns the task it created instead of a second run."""
-    locked = Instance.objects.select_for_update().select_related("blueprint", "tenant__plan").get(pk=instance.pk)
+    locked = Instance.objects.select_for_update(of=("self",)).select_related("blueprint", "tenant__plan").get(pk=instance.pk)
     if idempotency_key:
         existing = Task.objects.filter(instance=locked, idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -154,7 +154,7 @@ def task_dispatch(
 
 @transaction.atomic
 def task_cancel(*, task: Task, actor: Actor) -> Task:
-    locked = Task.objects.select_for_update().get(pk=task.pk)
+    locked = Task.objects.select_for_update(of=("self",)).get(pk=task.pk)
     if locked.is_finished:
         raise InvalidState(f"task {locked.task_id} already finished ({locked.status}); there is nothing to cancel")
     now = timezone.now()
@@ -173,7 +173,7 @@ def task_cancel(*, task: Task, actor: Actor) -> Task:
 
 def task_begin(task: Task) -> Task | None:
     with transaction.atomic():
-        locked = Task.objects.select_for_update().filter(pk=task.pk).first()
+        locked = Task.objects.select_for_update(of=("self",)).filter(pk=task.pk).first()
         if locked is None or locked.is_finished:
             return None
         locked.status = TaskStatus.RUNNING
@@ -218,7 +218,7 @@ def _finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=None
 
 @transaction.atomic
 def task_finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=None, error_message: str = "") -> bool:
-    locked = Task.objects.select_for_update().select_related("instance").get(pk=task.pk)
+    locked = Task.objects.select_for_update(of=("self",)).select_related("instance").get(pk=task.pk)
     if locked.is_finished:
         return False
     _finish(locked, status, exit_code=exit_code, stdout=stdout, stderr=stderr, error_message=error_message)
@@ -232,7 +232,7 @@ def task_finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=
 
 def task_requeue(*, task: Task, actor: Actor, reason: str) -> bool:
     with transaction.atomic():
-        locked = Task.objects.select_for_update().get(pk=task.pk)
+        locked = Task.objects.select_for_update(of=("self",)).get(pk=task.pk)
         if locked.is_finished:
             return False
         locked.rq_job_id = f"{locked.task_id}-{locked.attempts + 1}-{secrets.token_hex(3)}"

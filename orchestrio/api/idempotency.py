@@ -56,7 +56,7 @@ def begin(request, tenant) -> IdempotencyKey | None:
     expired_before = now - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
 
     with transaction.atomic():
-        record = IdempotencyKey.objects.select_for_update().filter(tenant=tenant, key=key).first()
+        record = IdempotencyKey.objects.select_for_update(of=("self",)).filter(tenant=tenant, key=key).first()
         if record is not None and record.created_at < expired_before:
             record.delete()
             record = None
@@ -74,7 +74,7 @@ def begin(request, tenant) -> IdempotencyKey | None:
                     )
             except IntegrityError:
                 # A concurrent request inserted it first; PostgreSQL waited for it to commit.
-                record = IdempotencyKey.objects.select_for_update().get(tenant=tenant, key=key)
+                record = IdempotencyKey.objects.select_for_update(of=("self",)).get(tenant=tenant, key=key)
 
         if record.fingerprint != fingerprint:
             raise Conflict(
