@@ -10,8 +10,13 @@ from orchestrio.errors import PlanLimitReached
 
 
 def current_period(tenant) -> tuple[datetime, datetime]:
-    """The usage period: the calendar month (UTC)."""
+    """The usage period: the Stripe subscription's current period, else the calendar month (UTC)."""
+    from .models import Subscription
+
+    subscription = Subscription.objects.filter(tenant=tenant).only("current_period_start", "current_period_end").first()
     now = timezone.now().astimezone(dt_timezone.utc)
+    if subscription and subscription.current_period_start and subscription.current_period_end and subscription.current_period_start <= now < subscription.current_period_end:
+        return subscription.current_period_start, subscription.current_period_end
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
     return start, end
@@ -72,3 +77,36 @@ def execution_quota_exceeded(tenant):
         {"detail": f"the {plan.name} plan's {plan.executions_per_month} executions this month are used up; upgrade to continue", "limit": "executions", "plan": plan.pk},
         status=402,
     )
+
+
+def quota_alerts() -> int:
+    """Alert tenants at 80% and 100% of their monthly executions, once per period each. Looks at
+    tenants with executions today (the others' usage did not move)."""
+    from datetime import timedelta
+
+    from django.db import IntegrityError, transaction
+
+    from orchestrio.models import Tenant
+    from tasks.models import Task
+
+    from . import alerts
+    from .models import QuotaAlertMark, UsageCounter
+
+    today = timezone.now().date()
+    active = set(UsageCounter.objects.filter(day=today).values_list("tenant_id", flat=True))
+    active |= set(Task.objects.filter(created_at__gte=timezone.now() - timedelta(days=1)).values_list("tenant_id", flat=True))
+    sent = 0
+    for tenant in Tenant.objects.filter(pk__in=active, plan__executions_per_month__isnull=False).select_related("plan"):
+        start, end = current_period(tenant)
+        quota = tenant.plan.executions_per_month
+        used = executions_used(tenant, start, end)
+        for threshold in (80, 100):
+            if quota and used * 100 >= quota * threshold:
+                try:
+                    with transaction.atomic():
+                        QuotaAlertMark.objects.create(tenant=tenant, period_start=start, threshold=threshold)
+                        alerts.emit(tenant.pk, f"quota.{threshold}", {"executions": used, "quota": quota, "period_start": start, "period_end": end})
+                        sent += 1
+                except IntegrityError:
+                    continue
+    return sent

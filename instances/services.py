@@ -23,6 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing import alerts
 from orchestrio import crypto
 from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, ValidationFailed
 from orchestrio.models import Tenant
@@ -585,6 +586,7 @@ def operation_fail(*, operation: Operation, code: str, message: str, actor: Acto
     _finish_operation(op, OperationStatus.FAILED, code=code, message=message)
     if instance.state not in (InstanceState.DESTROYED, InstanceState.ERROR):
         lifecycle.transition(instance, InstanceState.ERROR, error_message=message)
+        alerts.emit(instance.tenant_id, "instance.error", {"instance_id": instance.instance_id, "operation": op.kind, "error_code": code, "error_message": message})
     elif instance.state == InstanceState.ERROR:
         instance.error_message = message
         instance.save(update_fields=["error_message", "updated_at"])
@@ -659,6 +661,10 @@ def _health_change(result: dict, status: str, failures: int, now) -> None:
     instance.last_health_check = now
     instance.save(update_fields=["health_status", "health_failures", "last_health_check", "updated_at"])
     detail = result.get("detail") or ""
+    if status == HealthStatus.UNHEALTHY:
+        alerts.emit(instance.tenant_id, "instance.health_down", {"instance_id": instance.instance_id, "failures": failures, "detail": detail})
+    elif previous == HealthStatus.UNHEALTHY:
+        alerts.emit(instance.tenant_id, "instance.health_up", {"instance_id": instance.instance_id})
     level = LogLevel.INFO if status == HealthStatus.HEALTHY else LogLevel.WARNING
     log_append(instance, "health", f"health {previous} → {status}" + (f": {detail}" if detail else ""), level=level)
     activity_record(
@@ -745,6 +751,7 @@ def instance_mark_machine_lost(*, instance: Instance, code: str, message: str, a
         return False
     previous = locked.state
     lifecycle.transition(locked, InstanceState.ERROR, error_message=message)
+    alerts.emit(locked.tenant_id, "instance.error", {"instance_id": locked.instance_id, "error_code": code, "error_message": message})
     log_append(locked, "reconciler", message, level=LogLevel.ERROR)
     activity_record(
         actor=actor, action="instance.machine_lost", tenant=locked.tenant_id, object_type="instance",

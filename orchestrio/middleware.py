@@ -52,10 +52,14 @@ class DenyDirectIPMiddleware:
 class SecurityHeadersMiddleware:
     """Content-Security-Policy for console pages, and the rate-limit headers for API responses."""
 
-    CONSOLE_CSP = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'"
-    )
+    @staticmethod
+    def console_csp() -> str:
+        # Forms may end in a redirect to Stripe's hosted Checkout and Portal pages.
+        form_action = " ".join(["'self'", *settings.CSP_FORM_ACTION_EXTRA])
+        return (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'self'; object-src 'none'"
+        )
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -68,7 +72,7 @@ class SecurityHeadersMiddleware:
             response["X-RateLimit-Remaining"] = str(usage.remaining)
             response["X-RateLimit-Reset"] = str(usage.reset)
         if not request.path.startswith(CONSOLE_EXEMPT_PREFIXES) and "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = self.CONSOLE_CSP
+            response["Content-Security-Policy"] = self.console_csp()
         return response
 
 

@@ -21,3 +21,15 @@ def tenant_usage(*, tenant: Tenant) -> dict[str, int]:
     from instances.selectors import instance_counts
 
     return {**instance_counts(tenant=tenant), "tokens": api_token_active_count(tenant=tenant)}
+
+
+def over_limits(*, tenant: Tenant, usage: dict | None = None) -> list[dict]:
+    """Limits the tenant is over (after a downgrade): what exists keeps running, new ones are refused."""
+    usage = usage or tenant_usage(tenant=tenant)
+    limits = tenant.plan.limits
+    out = []
+    for name in ("instances", "running_instances", "tokens"):
+        allowed = limits.get(name)
+        if allowed is not None and usage.get(name, 0) > allowed:
+            out.append({"limit": name, "used": usage[name], "allowed": allowed})
+    return out

@@ -362,6 +362,17 @@ AWS_BACKOFF_CAP_SECONDS = float(env("AWS_BACKOFF_CAP_SECONDS", "20"))
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env("STRIPE_API_BASE")  # only for a stub of Stripe's API in tests
+STRIPE_TIMEOUT_SECONDS = float(env("STRIPE_TIMEOUT_SECONDS", "20"))
+# Console forms may redirect to these origins (Stripe's hosted pages).
+CSP_FORM_ACTION_EXTRA = env_list("CSP_FORM_ACTION_EXTRA", ["https://checkout.stripe.com", "https://billing.stripe.com"])
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
+# The plan of new tenants and of tenants whose subscription ends.
+DEFAULT_SUBSCRIPTION_PLAN = env("DEFAULT_SUBSCRIPTION_PLAN", "starter")
+
+# Alert webhooks
+ALERT_TIMEOUT_SECONDS = float(env("ALERT_TIMEOUT_SECONDS", "10"))
+ALERT_RETRY_BASE_SECONDS = env_int("ALERT_RETRY_BASE_SECONDS", 30)
+ALERT_RETRY_MAX_SECONDS = env_int("ALERT_RETRY_MAX_SECONDS", 3600)
 
 # Fernet keys for secrets at rest, newest first (comma-separated). In DEBUG a key derived from
 # SECRET_KEY is used when none is set; production must set it.

@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from gateway import views as gateway_views
+from billing.webhooks import stripe_webhook
 from instances.internal import tls_ask
 
 from . import health
@@ -13,6 +14,7 @@ api_v1 = [
     path("", include("instances.api.urls")),
     path("", include("tasks.api.urls")),
     path("", include("gateway.api.urls")),
+    path("", include("billing.api.urls")),
 ]
 
 urlpatterns = [
@@ -24,6 +26,8 @@ urlpatterns = [
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("internal/tls/ask", tls_ask, name="tls-ask"),
+    path("billing/stripe/webhook", stripe_webhook, name="stripe-webhook"),
+    path("billing/", include("billing.urls")),
     re_path(r"^tunnel/(?P<instance_id>[^/]+)(?P<path>/.*)?$", gateway_views.tunnel, name="tunnel"),
     re_path(r"^gateway/(?P<instance_id>[^/]+)/(?P<slug>[^/]+)(?P<rest>/.*)?$", gateway_views.gateway, name="gateway"),
     re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),

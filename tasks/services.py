@@ -13,6 +13,7 @@ import string
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing import alerts
 from instances.choices import InstanceState, LogLevel
 from instances.models import Instance
 from instances.services import log_append
@@ -222,6 +223,8 @@ def task_finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=
     if locked.is_finished:
         return False
     _finish(locked, status, exit_code=exit_code, stdout=stdout, stderr=stderr, error_message=error_message)
+    if status in (TaskStatus.FAILED, TaskStatus.TIMED_OUT):
+        alerts.emit(locked.tenant_id, "task.failed", {"task_id": locked.task_id, "instance_id": locked.instance.instance_id, "operation_code": locked.operation_code, "status": status, "exit_code": exit_code, "reason": error_message[:300]})
     if status != TaskStatus.SUCCEEDED:
         activity_record(
             actor=Actor.system("tasks"), action=f"task.{status}", tenant=locked.tenant_id, object_type="task", object_id=locked.task_id,

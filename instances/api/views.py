@@ -18,6 +18,8 @@ from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterS
 from ..health import probe_one
 from ..models import Blueprint, Deployment, Instance, LogLine
 from ..waiting import wait_for_state
+from billing.api.serializers import InstanceUsageSerializer, UsageQuerySerializer
+
 from . import serializers as s
 
 ADMIN_ROLES = (Role.OWNER, Role.ADMIN)
@@ -52,7 +54,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     not_found_label = "instance"
     allows_scoped_tokens = {
         "list", "retrieve", "destroy", "wait", "operations", "logs", "health", "runtime", "config",
-        "stop", "start", "restart", "suspend", "resume", "resize", "by_idempotency_key", "custom_domain",
+        "stop", "start", "restart", "suspend", "resume", "resize", "by_idempotency_key", "custom_domain", "usage",
         "custom_domain_check",
     }  # fmt: skip
     action_roles = {"cleanup": ADMIN_ROLES, "rotate_agent_key": ADMIN_ROLES}
@@ -275,6 +277,14 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
         domain = domains.domain_check(self._domain(self.get_object()).pk, actor=self.principal.actor)
         return Response(s.CustomDomainSerializer(domain).data)
+
+    @extend_schema(summary="Daily executions and instance-hours", parameters=[UsageQuerySerializer], responses=InstanceUsageSerializer)
+    @action(detail=True, methods=["get"], url_path="usage", filterset_class=None)
+    def usage(self, request, instance_id=None):
+        from billing.selectors import instance_usage
+
+        query = _query(UsageQuerySerializer, request)
+        return Response(InstanceUsageSerializer(instance_usage(self.get_object(), query["days"])).data)
 
     @extend_schema(summary="Find the instance a create with this Idempotency-Key made", responses=s.ByIdempotencyKeySerializer)
     @action(detail=False, methods=["get"], url_path=r"by-idempotency-key/(?P<key>[^/]{1,255})", filterset_class=None)

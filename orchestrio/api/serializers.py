@@ -47,16 +47,37 @@ class TenantUsageSerializer(serializers.Serializer):
     tokens = serializers.IntegerField()
 
 
+class OverLimitSerializer(serializers.Serializer):
+    limit = serializers.CharField()
+    used = serializers.IntegerField()
+    allowed = serializers.IntegerField()
+
+
 class TenantSerializer(serializers.ModelSerializer):
     tenant_id = serializers.CharField(source="id")
     plan = serializers.CharField(source="plan_id")
     limits = serializers.DictField(source="plan.limits", child=serializers.IntegerField(allow_null=True))
     features = serializers.DictField(source="plan.features", child=serializers.BooleanField())
     usage = serializers.SerializerMethodField()
+    over_limits = serializers.SerializerMethodField(help_text="Limits exceeded after a downgrade: existing things keep running, new ones are refused.")
+    subscription_status = serializers.SerializerMethodField()
 
     class Meta:
         model = Tenant
-        fields = ["tenant_id", "name", "plan", "limits", "features", "usage", "created_at"]
+        fields = ["tenant_id", "name", "plan", "limits", "features", "usage", "over_limits", "subscription_status", "created_at"]
+
+    @extend_schema_field(OverLimitSerializer(many=True))
+    def get_over_limits(self, tenant):
+        from orchestrio.selectors import over_limits
+
+        return over_limits(tenant=tenant, usage=self.context["usage"])
+
+    @extend_schema_field(serializers.CharField())
+    def get_subscription_status(self, tenant):
+        from billing.models import Subscription
+
+        subscription = Subscription.objects.filter(tenant=tenant).only("status").first()
+        return subscription.status if subscription else "none"
 
     @extend_schema_field(TenantUsageSerializer)
     def get_usage(self, tenant):

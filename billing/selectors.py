@@ -1,0 +1,99 @@
+"""Usage: executions and instance-hours, per tenant and per instance."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta, timezone as dt_timezone
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from instances.choices import InstanceState as S
+
+from .metering import pending_counts
+from .quotas import current_period, executions_used
+
+# States in which an instance holds a machine that costs money.
+BILLABLE_STATES = frozenset({S.PROVISIONING, S.RUNNING, S.STARTING, S.STOPPING, S.SUSPENDING, S.RESUMING, S.RESIZING})
+
+
+def billable_seconds(changes: list[tuple[datetime, str]], start: datetime, end: datetime) -> float:
+    """Seconds in [start, end) spent in billable states, from an instance's ordered state changes
+    (time, new state). The state before the first change is not billable (pending)."""
+    total = 0.0
+    state = None
+    since = None
+    for when, new_state in changes:
+        if since is not None and state in BILLABLE_STATES:
+            total += _overlap(since, when, start, end)
+        state, since = new_state, when
+    if since is not None and state in BILLABLE_STATES:
+        total += _overlap(since, max(end, since), start, end)
+    return total
+
+
+def _overlap(a: datetime, b: datetime, start: datetime, end: datetime) -> float:
+    low, high = max(a, start), min(b, end)
+    return max(0.0, (high - low).total_seconds())
+
+
+def _changes_by_instance(filters: dict, end: datetime) -> dict[int, list[tuple[datetime, str]]]:
+    from instances.models import StateChange
+
+    out: dict[int, list] = defaultdict(list)
+    for instance_id, when, state in StateChange.objects.filter(created_at__lt=end, **filters).order_by("instance_id", "created_at", "id").values_list("instance_id", "created_at", "to_state"):
+        out[instance_id].append((when, state))
+    return out
+
+
+def instance_hours(*, filters: dict, start: datetime, end: datetime) -> float:
+    now = timezone.now()
+    horizon = min(end, now)
+    return round(sum(billable_seconds(changes, start, horizon) for changes in _changes_by_instance(filters, horizon).values()) / 3600, 3)
+
+
+def usage_current(tenant) -> dict:
+    start, end = current_period(tenant)
+    used = executions_used(tenant, start, end)
+    quota = tenant.plan.executions_per_month
+    return {
+        "period_start": start,
+        "period_end": end,
+        "executions": used,
+        "quota": quota,
+        "pct": round(used * 100 / quota, 1) if quota else None,
+        "instance_hours": instance_hours(filters={"tenant": tenant}, start=start, end=end),
+    }
+
+
+def instance_usage(instance, days: int) -> dict:
+    """A daily series (UTC days) of executions and instance-hours for one instance."""
+    from billing.models import UsageCounter
+    from tasks.models import Task
+
+    today = timezone.now().astimezone(dt_timezone.utc).date()
+    first = today - timedelta(days=days - 1)
+    start = datetime.combine(first, time.min, tzinfo=dt_timezone.utc)
+    end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=dt_timezone.utc)
+    executions: dict[date, int] = defaultdict(int)
+    for row in UsageCounter.objects.filter(instance=instance, kind="executions", day__gte=first, day__lte=today).values("day").annotate(n=Sum("count")):
+        executions[row["day"]] += row["n"]
+    for row in Task.objects.filter(instance=instance, created_at__gte=start, created_at__lt=end).annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc)).values("day").annotate(n=Count("id")):
+        executions[row["day"]] += row["n"]
+    executions[today] += pending_counts(instance.tenant_id, today, today + timedelta(days=1), instance.pk)
+    changes = _changes_by_instance({"instance": instance}, end).get(instance.pk, [])
+    now = timezone.now()
+    daily = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        day_start = datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+        day_end = min(day_start + timedelta(days=1), now)
+        hours = round(billable_seconds(changes, day_start, day_end) / 3600, 3) if day_end > day_start else 0.0
+        daily.append({"date": day, "executions": executions.get(day, 0), "instance_hours": hours})
+    return {
+        "instance_id": instance.instance_id,
+        "days": days,
+        "daily": daily,
+        "totals": {"executions": sum(d["executions"] for d in daily), "instance_hours": round(sum(d["instance_hours"] for d in daily), 3)},
+    }

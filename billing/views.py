@@ -1,0 +1,135 @@
+"""Console pages: billing (plan, usage, upgrade, portal) and alerts (webhook, deliveries)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from orchestrio.errors import DomainError
+from orchestrio.selectors import over_limits, tenant_usage
+from orchestrio.views import console_view, domain_error_message
+
+from . import alerts, services
+from .models import AlertConfig, AlertDelivery, Subscription, SubscriptionPlan
+from .selectors import usage_current
+from .stripe_client import configured
+
+
+def _bar(used, allowed):
+    if allowed in (None, 0):
+        return None
+    return min(100, round(used * 100 / allowed))
+
+
+@console_view
+def billing_overview(request):
+    tenant = request.principal.tenant
+    usage = tenant_usage(tenant=tenant)
+    current = usage_current(tenant)
+    limits = tenant.plan.limits
+    if request.GET.get("checkout") == "success":
+        messages.success(request, "Thank you! Your plan changes as soon as Stripe confirms the payment.")
+    elif request.GET.get("checkout") == "cancelled":
+        messages.info(request, "Checkout cancelled; nothing changed.")
+    bars = [
+        {"label": "Executions this period", "used": current["executions"], "allowed": current["quota"], "pct": _bar(current["executions"], current["quota"])},
+        {"label": "Instances", "used": usage["instances"], "allowed": limits["instances"], "pct": _bar(usage["instances"], limits["instances"])},
+        {"label": "Running instances", "used": usage["running_instances"], "allowed": limits["running_instances"], "pct": _bar(usage["running_instances"], limits["running_instances"])},
+        {"label": "API tokens", "used": usage["tokens"], "allowed": limits["tokens"], "pct": _bar(usage["tokens"], limits["tokens"])},
+    ]
+    context = {
+        "plans": SubscriptionPlan.objects.filter(is_public=True),
+        "subscription": Subscription.objects.filter(tenant=tenant).first(),
+        "current": current,
+        "bars": bars,
+        "over": over_limits(tenant=tenant, usage=usage),
+        "billing_configured": configured(),
+    }
+    return render(request, "billing/overview.html", context)
+
+
+@require_POST
+@console_view
+def billing_checkout(request, plan_id: str):
+    try:
+        return HttpResponseRedirect(services.checkout_session_create(principal=request.principal, plan_id=plan_id))
+    except DomainError as exc:
+        domain_error_message(request, exc)
+    return redirect("billing:overview")
+
+
+@require_POST
+@console_view
+def billing_portal(request):
+    try:
+        return HttpResponseRedirect(services.portal_session_create(principal=request.principal))
+    except DomainError as exc:
+        domain_error_message(request, exc)
+    return redirect("billing:overview")
+
+
+class AlertForm(forms.Form):
+    webhook_url = forms.CharField(max_length=2048, required=False, label="Webhook URL", help_text="https://… (or http://localhost for testing)")
+    enabled = forms.BooleanField(required=False)
+
+
+def _admin_only(request):
+    if not request.principal.is_admin:
+        messages.error(request, "Alerts are managed by the tenant's owner or admins.")
+        return redirect("console:home")
+    return None
+
+
+@require_http_methods(["GET", "POST"])
+@console_view
+def alerts_page(request):
+    refusal = _admin_only(request)
+    if refusal:
+        return refusal
+    tenant = request.principal.tenant
+    config = AlertConfig.objects.filter(tenant=tenant).first()
+    form = AlertForm(request.POST or None, initial={"webhook_url": config.webhook_url if config else "", "enabled": config.enabled if config else False})
+    new_secret = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            config, new_secret = alerts.alert_config_update(tenant=tenant, actor=request.principal.actor, data=form.cleaned_data)
+            messages.success(request, "Alert settings saved.")
+        except DomainError as exc:
+            from instances.views import _errors_to_form
+
+            _errors_to_form(form, exc)
+    page = Paginator(AlertDelivery.objects.filter(tenant=tenant).prefetch_related("attempt_log"), 25).get_page(request.GET.get("page"))
+    response = render(request, "billing/alerts.html", {"form": form, "config": config, "new_secret": new_secret, "page": page, "events": alerts.EVENTS})
+    if new_secret:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@console_view
+def alerts_action(request, action: str):
+    refusal = _admin_only(request)
+    if refusal:
+        return refusal
+    tenant = request.principal.tenant
+    try:
+        if action == "test":
+            delivery = alerts.send_test(tenant=tenant, actor=request.principal.actor)
+            messages.success(request, f"Test alert {delivery.pk} queued.")
+        elif action == "rotate":
+            secret = alerts.alert_secret_rotate(tenant=tenant, actor=request.principal.actor)
+            response = render(request, "billing/secret.html", {"secret": secret})
+            response["Cache-Control"] = "no-store"
+            return response
+        elif action.startswith("redeliver-"):
+            copy = alerts.redeliver(delivery=alerts.delivery_for(tenant, action[len("redeliver-"):]), actor=request.principal.actor)
+            messages.success(request, f"Redelivering as {copy.pk}.")
+        else:
+            raise Http404("no such action")
+    except DomainError as exc:
+        domain_error_message(request, exc)
+    return redirect("billing:alerts")
