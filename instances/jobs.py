@@ -209,6 +209,8 @@ HANDLERS = {
 
 def health_sweep() -> dict:
     """Probe every running instance's health endpoint (bounded concurrency, short timeouts)."""
+    from orchestrio.metrics import record_health_sweep
+
     with singleton("health-sweep", ttl=max(settings.HEALTH_CHECK_INTERVAL_SECONDS * 2, 60)) as mine:
         if not mine:
             return {"skipped": "another sweep is running"}
@@ -222,6 +224,7 @@ def health_sweep() -> dict:
         summary = services.health_record(results)
         summary["instances"] = len(rows)
         summary["seconds"] = round(time.perf_counter() - started, 3)
+        record_health_sweep(seconds=summary["seconds"], instances=len(rows))
         logger.info("health sweep: %s", summary)
         return summary
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from orchestrio.metrics import record_reconcile
 from orchestrio.queue import job_is_alive, lease_alive, singleton
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
@@ -48,6 +49,7 @@ def reconcile_all() -> dict:
 
         reconcile_tasks(summary)
         reconcile_deployments(summary)
+        record_reconcile(summary)
         if any(summary[key] for key in ("requeued", "worker_lost", "wedged", "machines_lost", "orphans", "errors", "tasks_requeued", "tasks_lost")):
             logger.warning("reconciler corrections: %s", summary)
         return summary

@@ -26,10 +26,10 @@ def _host_without_port(host: str) -> str:
 
 class DenyDirectIPMiddleware:
     """With DENY_DIRECT_IP, a request whose Host is an IP literal gets 403: callers must use the
-    public hostname (the edge proxy). Load-balancer health checks and the edge proxy's TLS question
-    are exempt."""
+    public hostname (the edge proxy). Load-balancer health checks, Prometheus scrapes and the edge
+    proxy's TLS question are exempt."""
 
-    EXEMPT = ("/health", "/internal/")
+    EXEMPT = ("/health", "/metrics", "/internal/")
 
     def __init__(self, get_response):
         self.get_response = get_response

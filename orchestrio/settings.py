@@ -93,6 +93,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "orchestrio.metrics.MetricsMiddleware",  # first: times everything below; absent unless METRICS_ENABLED
     "orchestrio.middleware.DenyDirectIPMiddleware",
     "gateway.middleware.InstanceHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -217,8 +218,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    # Health checks from load balancers and the edge proxy's TLS question arrive over plain HTTP.
-    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^internal/"]
+    # Health checks from load balancers, Prometheus and the edge proxy's TLS question arrive over
+    # plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$", r"^internal/"]
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
@@ -303,7 +305,6 @@ OIDC_ALLOW_PRIVATE_ISSUERS = env_bool("OIDC_ALLOW_PRIVATE_ISSUERS", False)
 OIDC_CACHE_SECONDS = env_int("OIDC_CACHE_SECONDS", 3600)
 OIDC_REFETCH_INTERVAL_SECONDS = env_int("OIDC_REFETCH_INTERVAL_SECONDS", 30)
 OIDC_FETCH_TIMEOUT_SECONDS = float(env("OIDC_FETCH_TIMEOUT_SECONDS", "5"))
-METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
 
 # Instances
 LOCAL_PROVIDER_DIR = Path(env("LOCAL_PROVIDER_DIR", str(VAR_DIR / "instances")))
@@ -373,6 +374,13 @@ DEFAULT_SUBSCRIPTION_PLAN = env("DEFAULT_SUBSCRIPTION_PLAN", "starter")
 ALERT_TIMEOUT_SECONDS = float(env("ALERT_TIMEOUT_SECONDS", "10"))
 ALERT_RETRY_BASE_SECONDS = env_int("ALERT_RETRY_BASE_SECONDS", 30)
 ALERT_RETRY_MAX_SECONDS = env_int("ALERT_RETRY_MAX_SECONDS", 3600)
+
+# Prometheus metrics at /metrics (orchestrio/metrics.py): off by default. When a token is set,
+# scrapes need `Authorization: Bearer <token>`; when addresses (or networks) are listed, only
+# those socket addresses may scrape.
+METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
 
 # Fernet keys for secrets at rest, newest first (comma-separated). In DEBUG a key derived from
 # SECRET_KEY is used when none is set; production must set it.

@@ -7,6 +7,7 @@ from billing.webhooks import stripe_webhook
 from instances.internal import tls_ask
 
 from . import health
+from .metrics import metrics_view
 from .views import api_not_found
 
 api_v1 = [
@@ -19,6 +20,7 @@ api_v1 = [
 
 urlpatterns = [
     path("health", health.health_view, name="health"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
