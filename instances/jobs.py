@@ -16,6 +16,7 @@ import httpx
 from django.conf import settings
 from django.db.models import F
 
+from orchestrio.faults import fault_point
 from orchestrio.queue import lease, singleton
 
 from . import services
@@ -118,6 +119,7 @@ def _create(operation: Operation) -> None:
     if operation.instance.state == InstanceState.PENDING:
         services.instance_advance(operation=operation, to_state=InstanceState.PROVISIONING, stage="provisioning", message=f"provisioning on {provider.name}")
     machine = provider.create(spec_for(operation.instance, operation=operation))
+    fault_point("operation.create.after_provider")
     services.instance_record_machine(operation=operation, machine=machine, message=f"launched: {_describe_machine(machine)}")
     wait_ready(operation)
     _running_and_healthy(operation, "running and healthy")
@@ -130,6 +132,7 @@ def _start(operation: Operation) -> None:
 
 def _stop(operation: Operation) -> None:
     machine = _provider(operation).stop(spec_for(operation.instance, operation=operation))
+    fault_point("operation.stop.after_provider")
     services.instance_record_machine(operation=operation, machine=machine, message=f"stopped: {_describe_machine(machine)}")
     services.operation_succeed(operation=operation, to_state=InstanceState.STOPPED, message="stopped")
 

@@ -31,8 +31,6 @@ from .providers import MachineState, ProviderError, get_provider
 
 logger = logging.getLogger(__name__)
 ACTOR = Actor.system("reconciler")
-# An operation enqueued this recently may simply not have reached Redis yet.
-QUEUE_GRACE = timedelta(seconds=15)
 SETTLED_STATES = (InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.SUSPENDED)
 
 
@@ -76,7 +74,7 @@ def reconcile_operations(summary: dict) -> None:
             continue
 
         if op.status == OperationStatus.QUEUED:
-            if now - op.created_at < QUEUE_GRACE:
+            if now - op.created_at < timedelta(seconds=settings.RECONCILER_QUEUE_GRACE_SECONDS):
                 continue
             alive = job_is_alive(op.rq_job_id) if op.rq_job_id else False
             if alive is False:

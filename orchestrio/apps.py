@@ -7,6 +7,7 @@ class OrchestrioConfig(AppConfig):
     verbose_name = "Tenancy and access"
 
     def ready(self) -> None:
+        from . import faults  # noqa: F401 - registers its system check
         from .api import schema  # noqa: F401 - registers the OpenAPI authentication extensions
 
         if settings.EMBEDDED_REDIS:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
+
+import redis
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 from rq.cron import CronScheduler
+from rq.exceptions import StopRequested
 
 from .redis import get_redis
 
@@ -40,11 +44,49 @@ def periodic_jobs() -> list[PeriodicJob]:
 
 
 class Scheduler(CronScheduler):
-    """RQ's cron scheduler; in a non-main thread it leaves signal handling to the main thread."""
+    """RQ's cron scheduler, kept alive through Redis outages.
+
+    RQ's own loop ends on the first Redis error, which would leave the deployment without a
+    reconciler exactly when one is needed. This loop waits (with backoff) and carries on, so once
+    Redis answers again the reconciler re-enqueues whatever the outage left queued. In a non-main
+    thread it leaves signal handling to the main thread.
+    """
+
+    max_backoff_seconds = 10.0
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():
             super()._install_signal_handlers()
+
+    def start(self) -> None:
+        self.log.info("CronScheduler %s: starting...", self.name)
+        self._install_signal_handlers()
+        backoff = 0.5
+        born = False
+        try:
+            while True:
+                try:
+                    if not born:
+                        self.register_birth()
+                        born = True
+                    if self.enqueue_jobs():
+                        self.save()
+                    self.heartbeat()
+                    backoff = 0.5
+                    sleep_time = self.calculate_sleep_interval()
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self.log.warning("scheduler: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                    sleep_time, backoff = backoff, min(backoff * 2, self.max_backoff_seconds)
+                    born = False  # a restarted Redis has forgotten this scheduler
+                if sleep_time > 0:
+                    time.sleep(sleep_time)
+        except (KeyboardInterrupt, StopRequested):
+            self.log.info("CronScheduler %s: stopping", self.name)
+        finally:
+            try:
+                self.register_death()
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass
 
 
 def build_scheduler() -> Scheduler:

@@ -324,6 +324,11 @@ OPERATION_WEDGED_SECONDS = env_int("OPERATION_WEDGED_SECONDS", 300)
 OPERATION_MAX_ATTEMPTS = env_int("OPERATION_MAX_ATTEMPTS", 3)
 RECONCILER_INTERVAL_SECONDS = env_int("RECONCILER_INTERVAL_SECONDS", 60)
 RECONCILER_TERMINATE_ORPHANS = env_bool("RECONCILER_TERMINATE_ORPHANS", False)
+# The database is the outbox: an operation or task still queued this long after it was recorded
+# with no live job in Redis (Redis was down, or restarted and lost it) is enqueued again.
+RECONCILER_QUEUE_GRACE_SECONDS = env_int("RECONCILER_QUEUE_GRACE_SECONDS", 15)
+# Fault injection for the resilience tests; never set in production (see orchestrio/faults.py).
+FAULTS = env_list("ORCHESTRIO_FAULTS", [])
 
 # Gateway
 GATEWAY_CONNECT_TIMEOUT_SECONDS = float(env("GATEWAY_CONNECT_TIMEOUT_SECONDS", "5"))

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from instances.providers import ProviderError, TaskRequest, get_provider, spec_for
+from orchestrio.faults import fault_point
 from orchestrio.queue import lease
 
 from . import services
@@ -43,6 +44,7 @@ def run_task(task_pk: int) -> str:
                     services.task_finish(task, TaskStatus.CANCELLED, error_message="cancelled before it started")
                     return "cancelled"
                 command = provider.run_task(spec, request)
+                fault_point("task.after_start")
             services.task_record_command(task, command)
         except ProviderError as exc:
             services.task_finish(task, TaskStatus.FAILED, error_message=f"could not start the task: {exc.message}")

@@ -17,7 +17,6 @@ from .jobs import task_lease_name
 from .models import Task
 
 ACTOR = Actor.system("reconciler")
-QUEUE_GRACE = timedelta(seconds=15)
 
 
 def reconcile_tasks(summary: dict) -> None:
@@ -26,7 +25,7 @@ def reconcile_tasks(summary: dict) -> None:
     now = timezone.now()
     for task in Task.objects.filter(status__in=ACTIVE_TASK_STATUSES).select_related("instance"):
         if task.status == TaskStatus.QUEUED:
-            if now - task.created_at < QUEUE_GRACE:
+            if now - task.created_at < timedelta(seconds=settings.RECONCILER_QUEUE_GRACE_SECONDS):
                 continue
             if job_is_alive(task.rq_job_id) is not False:
                 continue

@@ -120,3 +120,129 @@ def server_process(env: dict[str, str], *, worker: bool = False, scheduler: bool
                 proc.wait()
         log.close()
         os.unlink(log.name)
+
+
+class RedisServer:
+    """A private redis-server the test may stop and start again on the same port (data is lost,
+    as in a real restart without persistence)."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        if not self.binary:
+            if os.environ.get("CI"):
+                raise RuntimeError("redis-server is required in CI")
+            pytest.skip("needs redis-server installed")
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="orchestrio-redis-")
+        self.proc: subprocess.Popen | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        """SIGKILL: connections drop mid-command, nothing is saved."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def wait_for_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.05)
+
+
+class ManagedProcess:
+    """A `manage.py …` (or gunicorn) child in its own process group, logging to a file; restartable,
+    as a supervisor (systemd, a container runtime) would restart it."""
+
+    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+        self.args = args
+        self.env = env
+        self.name = name
+        self.log_path = Path(tempfile.mkstemp(prefix=f"orchestrio-{name}-", suffix=".log")[1])
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    def start(self) -> ManagedProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_running(self) -> None:
+        if not self.alive():
+            self.restarts += 1
+            self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        else:
+            try:  # its work horse may outlive a killed worker
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        self.stop()
+        self.log_path.unlink(missing_ok=True)
+
+
+def worker_process(env: dict[str, str]) -> ManagedProcess:
+    """A worker exactly as the Procfile runs it."""
+    return ManagedProcess([sys.executable, "manage.py", "rqworker", "default", "periodic"], env, "worker")
+
+
+def scheduler_process(env: dict[str, str]) -> ManagedProcess:
+    return ManagedProcess([sys.executable, "manage.py", "scheduler"], env, "scheduler")
+
+
+def gunicorn_process(env: dict[str, str], port: int, workers: int = 2) -> ManagedProcess:
+    """The web tier as the Procfile runs it (gthread workers), on loopback."""
+    args = [
+        sys.executable, "-m", "gunicorn", "orchestrio.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        "--threads", "8", "--worker-class", "gthread", "--timeout", "60",
+    ]  # fmt: skip
+    return ManagedProcess(args, env, "gunicorn")
+
+
+def wait_http(base: str, proc: ManagedProcess | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{base}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            if (proc is not None and not proc.alive()) or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {proc.log()[-3000:] if proc else ''}") from None
+            time.sleep(0.1)
