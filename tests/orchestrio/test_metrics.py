@@ -110,6 +110,19 @@ def test_redis_down_still_answers_with_the_database_figures(client, metrics_on):
     assert value(families, "orchestrio_instances", state="running") == 0
 
 
+def test_database_down_still_answers_with_the_redis_figures(client, metrics_on, monkeypatch):
+    from django.db import OperationalError
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(Operation.objects, "order_by", refuse)
+    families = scrape(client)
+    assert value(families, "orchestrio_database_up") == 0
+    assert "orchestrio_operations" not in families
+    assert value(families, "orchestrio_queue_depth", queue="default") == 0
+
+
 def test_operations_tasks_and_instances_reflect_the_database(client, metrics_on):
     running = InstanceFactory.create_batch(2, state="running", health_status="healthy")
     stopped = InstanceFactory(state="stopped", tenant=running[0].tenant)
