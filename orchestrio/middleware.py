@@ -4,7 +4,7 @@ import ipaddress
 import logging
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 
 logger = logging.getLogger("orchestrio.api")
 
@@ -77,7 +77,8 @@ class SecurityHeadersMiddleware:
 
 
 class ApiErrorMiddleware:
-    """Under the API prefixes, an exception outside DRF's handling is JSON too, never an HTML page."""
+    """Under the API prefixes, an exception outside DRF's handling is JSON too, never an HTML page;
+    an unreachable database or Redis is a 503 everywhere."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -86,12 +87,25 @@ class ApiErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        if not is_api_path(request.path):
-            return None
-        from .api.exceptions import database_or_queue_error_response
-
-        response = database_or_queue_error_response(exception)
-        if response is not None:
-            return JsonResponse(response.data, status=response.status_code, headers=dict(response.items()))
+        unavailable = unavailable_response(request, exception)
+        if unavailable is not None or not is_api_path(request.path):
+            return unavailable
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return JsonResponse({"detail": "internal error; it has been logged"}, status=500)
+
+
+def unavailable_response(request, exception: BaseException | None) -> HttpResponse | None:
+    """An unreachable database or Redis is a 503 with Retry-After: JSON under the API prefixes, a
+    plain page in the console (rendered without the request: context processors need the
+    database). None for any other exception."""
+    from django.template.loader import render_to_string
+
+    from .api.exceptions import database_or_queue_error_response
+
+    response = database_or_queue_error_response(exception)
+    if response is None:
+        return None
+    headers = {"Retry-After": response["Retry-After"]}
+    if is_api_path(request.path):
+        return JsonResponse(response.data, status=503, headers=headers)
+    return HttpResponse(render_to_string("console/503.html"), status=503, headers=headers)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponseRedirect, JsonResponse
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -17,7 +19,7 @@ from . import selectors, services
 from .auth import SESSION_TENANT_KEY, membership_for_session
 from .errors import DomainError
 from .forms import ApiTokenForm, SignupForm
-from .middleware import is_api_path
+from .middleware import is_api_path, unavailable_response
 from .models import ActivityEvent, Membership
 from .tenancy import Actor, Principal, client_ip
 
@@ -157,6 +159,11 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
+    """Django calls this inside its `except` block, so the exception is at hand: an unreachable
+    database or Redis (raised anywhere, a middleware included) is a 503, not an internal error."""
+    unavailable = unavailable_response(request, sys.exc_info()[1])
+    if unavailable is not None:
+        return unavailable
     if is_api_path(request.path):
         return JsonResponse({"detail": "internal error; it has been logged"}, status=500)
-    return render(request, "console/500.html", status=500)
+    return HttpResponse(render_to_string("console/500.html"), status=500)

@@ -44,6 +44,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_lingering_database_sessions(django_db_setup, django_db_blocker):
+    """Server and worker processes the tests started have exited, but PostgreSQL may not have
+    noticed all their sessions yet when the test database is dropped: wait for them (briefly),
+    then end any that remain, so the teardown does not fail."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    import time
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        deadline = time.monotonic() + 5
+        while True:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            if cursor.fetchone()[0] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis():
     """Every test starts with an empty queue, cache and rate-limit counters."""
