@@ -126,7 +126,15 @@ def _create(operation: Operation) -> None:
 
 
 def _start(operation: Operation) -> None:
-    _start_machine(operation, _provider(operation), verb="started")
+    provider = _provider(operation)
+    if operation.instance.provider_instance_id:
+        _start_machine(operation, provider, verb="started")
+    else:
+        # Retrying a create that failed before any machine was recorded: launch it now (the
+        # provider finds a machine the failed attempt did launch instead of a second one).
+        machine = provider.create(spec_for(operation.instance, operation=operation))
+        services.instance_record_machine(operation=operation, machine=machine, message=f"launched: {_describe_machine(machine)}")
+        wait_ready(operation)
     _running_and_healthy(operation, "running and healthy")
 
 

@@ -1,0 +1,92 @@
+"""A storm of AWS errors (moto behind a fault-injecting botocore): throttling, 5xx answers, and
+launches whose answer is lost after AWS performed them. Every operation ends either done or
+failed with a typed error a user can act on; no instance is left in a transitional state; and
+retrying the failures afterwards gives each instance exactly one machine (no duplicates from the
+lost answers, no orphans)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from instances.models import Instance, Operation
+from instances.reconciler import reconcile_all
+
+from ..helpers import run_jobs
+from ..instances.aws_fixtures import aws, machines  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.slow]
+
+TYPED = {"provider_throttled", "provider_error"}
+
+
+@pytest.fixture
+def storm(monkeypatch):
+    rng = random.Random(20261122)
+    real = BaseClient._make_api_call
+    weather = {"on": True, "throttled": 0, "failed": 0, "lost": 0}
+
+    def stormy(self, operation_name, api_params):
+        if weather["on"] and self.meta.service_model.service_name == "ec2":
+            roll = rng.random()
+            if roll < 0.35:
+                weather["throttled"] += 1
+                raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "storm"}}, operation_name)
+            if roll < 0.45 and operation_name == "RunInstances":
+                real(self, operation_name, api_params)  # AWS launched it; the answer never arrived
+                weather["lost"] += 1
+                raise ClientError({"Error": {"Code": "InternalError", "Message": "lost answer"}}, operation_name)
+            if roll < 0.42:
+                weather["failed"] += 1
+                raise ClientError({"Error": {"Code": "Unavailable", "Message": "storm"}}, operation_name)
+        return real(self, operation_name, api_params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", stormy)
+    return weather
+
+
+def _machines_by_instance(ec2) -> dict[str, list[str]]:
+    owned: dict[str, list[str]] = {}
+    for raw in machines(ec2, "pending", "running", "stopping", "stopped"):
+        tags = {t["Key"]: t["Value"] for t in raw["Tags"]}
+        owned.setdefault(tags["orchestrio:instance_id"], []).append(raw["InstanceId"])
+    return owned
+
+
+def test_throttling_storm_ends_in_typed_failures_and_retries_leave_one_machine_each(api, aws, storm, settings):  # noqa: F811
+    settings.AWS_THROTTLE_RETRIES = 2
+    ids = [f"storm-{n:02d}" for n in range(10)]  # the pro plan's instance limit
+    for instance_id in ids:
+        assert api.post("instances", {"instance_id": instance_id, "blueprint_name": "OnAws", "region": "iad"}).status_code == 201
+    run_jobs()
+
+    assert storm["throttled"] and storm["lost"] and storm["failed"]  # the storm really happened
+    instances = {i.instance_id: i for i in Instance.objects.filter(instance_id__in=ids)}
+    assert {i.state for i in instances.values()} <= {"running", "error"}
+    assert not Operation.objects.filter(status__in=("queued", "running")).exists()
+    failed = [i for i in instances.values() if i.state == "error"]
+    assert failed and len(failed) < len(ids)  # some made it through retries, some did not
+    for instance in failed:
+        op = Operation.objects.filter(instance=instance).latest("pk")
+        assert op.status == "failed" and op.error_code in TYPED, (op.error_code, op.error_message)
+        assert "AWS" in op.error_message and "Traceback" not in op.error_message
+        body = api.get(f"instances/{instance.instance_id}").json()
+        assert body["state"] == "error" and body["error_message"] == op.error_message
+
+    # The weather clears; each failure is retried (start retries an instance in error).
+    storm["on"] = False
+    for instance in failed:
+        assert api.post(f"instances/{instance.instance_id}/start").status_code == 202
+    run_jobs()
+    states = {r["instance_id"]: r["state"] for r in api.get("instances", limit=50).json()["results"]}
+    errors = {i: Operation.objects.filter(instance__instance_id=i).latest("pk").error_message for i, st in states.items() if st != "running"}
+    assert states == {instance_id: "running" for instance_id in ids}, errors
+    owned = _machines_by_instance(aws.ec2)
+    assert {instance_id: len(owned.get(instance_id, [])) for instance_id in ids} == {instance_id: 1 for instance_id in ids}
+    for instance in Instance.objects.filter(instance_id__in=ids):
+        assert owned[instance.instance_id] == [instance.provider_instance_id]
+    summary = reconcile_all()
+    assert summary["orphans"] == [] and summary["machines_lost"] == 0
