@@ -1,10 +1,12 @@
 """Benchmark: the tunnel proxy's overhead and its memory while streaming large bodies.
 
     .venv/bin/python bench/proxy.py                      # waitress (manage.py serve), 2,000 requests, 100 MB
-    .venv/bin/python bench/proxy.py --server gunicorn    # gunicorn (gthread) in front instead
+    .venv/bin/python bench/proxy.py --server gunicorn    # gunicorn (gthread) in front, with a private redis-server
     .venv/bin/python bench/proxy.py --requests 500 --megabytes 20
 
-Starts a real server and a real local instance (the agent) on loopback, then:
+Starts a real server and a real local instance (the agent) on loopback, with DEBUG off as in
+production (waitress: the embedded queue of `make run`; gunicorn: the Procfile's web process with
+a private redis-server for the rate-limit and usage counters), then:
 1. overhead: sequential GETs of a 1 KiB body, directly from the agent and through
    `/tunnel/{instance}/…` (token auth, policy lookup, rate limit, metering, proxy), each over
    one keep-alive connection: p50/p99 latency, the added p50, and the throughput ratio;
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _django  # noqa: E402
+import _serve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,24 +75,6 @@ class Sampler:
         self.thread.join()
 
 
-def wait_up(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("server exited at start")
-        try:
-            httpx.get(base + "/health", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit("server did not start")
-
-
-def percentile(values, pct):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
-
-
 def timed_gets(client: httpx.Client, url: str, headers: dict, n: int) -> tuple[list[float], float]:
     for _ in range(50):  # warm up connections and caches
         client.get(url, headers=headers)
@@ -113,6 +97,10 @@ def main() -> None:
     os.environ.setdefault("RATE_LIMIT_GATEWAY", "1000000/m")
     os.environ.setdefault("RATE_LIMIT_WRITE", "1000/m")
     os.environ.setdefault("RATE_LIMIT_READ", "1000000/m")
+    _serve.production_env()
+    processes: list = []
+    if args.server == "gunicorn":
+        os.environ["REDIS_URL"] = _serve.start_redis(processes)
     _django.setup()
 
     from django.conf import settings
@@ -130,13 +118,13 @@ def main() -> None:
     _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
     auth = {"Authorization": f"Bearer {token}"}
 
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orchestrio.settings", "LOG_LEVEL": "WARNING"}
-    serve_port = _free_port()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orchestrio.settings"}
+    serve_port = _serve.free_port()
     serve = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(serve_port)], cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
-    processes = [serve]
+    processes.append(serve)
     try:
         serve_base = f"http://127.0.0.1:{serve_port}"
-        wait_up(serve_base, serve)
+        _serve.wait_up(serve_base, serve)
         created = httpx.post(f"{serve_base}/api/v1/instances", headers=auth, json={"instance_id": "bench-proxy"}, timeout=30)
         assert created.status_code == 201, created.text
         ready = httpx.get(f"{serve_base}/api/v1/instances/bench-proxy/wait?state=running&timeout=60", headers=auth, timeout=70)
@@ -145,14 +133,8 @@ def main() -> None:
         direct_headers = {"X-Orchestrio-Gateway-Key": gateway_key(decrypt(instance.agent_key_encrypted))}
 
         if args.server == "gunicorn":
-            port = _free_port()
-            server = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "orchestrio.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8", "--worker-class", "gthread", "--log-level", "warning"],
-                cwd=ROOT, env=env, start_new_session=True,
-            )  # fmt: skip
-            processes.append(server)
-            base = f"http://127.0.0.1:{port}"
-            wait_up(base, server)
+            base = _serve.start_web("gunicorn", env, processes)
+            server = processes[-1]
         else:
             server, base = serve, serve_base
 
@@ -196,36 +178,19 @@ def main() -> None:
 
         print(f"machine: {_django.machine()}; server: {args.server}; database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
         print(f"overhead, {args.requests} sequential GETs of 1 KiB over one keep-alive connection:")
-        print(f"  direct to the agent: p50 {statistics.median(direct):.2f} ms, p99 {percentile(direct, 99):.2f} ms, {direct_rps:.0f} req/s")
-        print(f"  through /tunnel:     p50 {statistics.median(tunnel):.2f} ms, p99 {percentile(tunnel, 99):.2f} ms, {tunnel_rps:.0f} req/s")
+        print(f"  direct to the agent: p50 {statistics.median(direct):.2f} ms, p99 {_serve.percentile(direct, 99):.2f} ms, {direct_rps:.0f} req/s")
+        print(f"  through /tunnel:     p50 {statistics.median(tunnel):.2f} ms, p99 {_serve.percentile(tunnel, 99):.2f} ms, {tunnel_rps:.0f} req/s")
         print(f"  added p50: {statistics.median(tunnel) - statistics.median(direct):.2f} ms; throughput ratio {tunnel_rps / direct_rps:.2f}")
         print(f"streaming {args.megabytes} MB through /tunnel (server RSS sampled every 10 ms):")
         print(f"  upload:   {up_seconds:.1f} s ({args.megabytes / up_seconds:.0f} MB/s), RSS {baseline / 1024:.0f} MB idle, peak growth {(up_sampler.peak - baseline) / 1024:.1f} MB, sha256 matches")
         print(f"  download: {down_seconds:.1f} s ({args.megabytes / down_seconds:.0f} MB/s), peak growth {(down_sampler.peak - baseline_down) / 1024:.1f} MB, sha256 matches")
     finally:
-        for proc in processes:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in processes:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        _serve.stop_all(processes)
         from instances.providers.local import LocalProvider
 
         provider = LocalProvider(settings.LOCAL_PROVIDER_DIR)
         for machine in provider.list_machines(""):
             provider.destroy_orphan(machine, "")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def _looks_like_jwt(token: str) -> bool:
 
 def _api_key_caller(token_value: str, instance, policy: GatewayPolicy | None) -> Caller:
     try:
-        token = resolve_token(token_value)
+        token = resolve_token(token_value, with_tenant=False)
     except AuthenticationFailed as exc:
         raise GatewayUnauthorized([f"API key rejected: {exc.detail}"]) from None
     if token.tenant_id != instance.tenant_id or (token.instance_id and token.instance_id != instance.instance_id):

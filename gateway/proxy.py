@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import threading
+from functools import lru_cache
 
 import httpx
 from django.conf import settings
@@ -66,6 +67,13 @@ def reset_client() -> None:
 def gateway_key(agent_key: str) -> str:
     """The key that opens the agent's traffic routes (not its management routes)."""
     return hmac.new(hashlib.sha256(agent_key.encode()).digest(), b"orchestrio-gateway", hashlib.sha256).hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def _gateway_key_for(agent_key_encrypted: str) -> str:
+    """Decrypting costs more than the rest of the header work: remembered per ciphertext (a new
+    agent key is a new ciphertext, so rotation needs no invalidation)."""
+    return gateway_key(decrypt(agent_key_encrypted))
 
 
 def _request_headers(request, caller) -> list[tuple[str, str]]:
@@ -123,7 +131,7 @@ def forward(request, instance, upstream_path: str, caller, on_response=None):
     path, _, query = upstream_path.partition("?")
     url = httpx.URL(scheme="http", host=host, port=port, raw_path=(path + ("?" + query if query else "")).encode("ascii", "strict"))
     headers = _request_headers(request, caller)
-    headers.append((GATEWAY_HEADER, gateway_key(decrypt(instance.agent_key_encrypted))))
+    headers.append((GATEWAY_HEADER, _gateway_key_for(instance.agent_key_encrypted)))
     body, length = _body(request)
     if length is not None:
         headers.append(("Content-Length", str(length)))

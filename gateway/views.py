@@ -6,15 +6,14 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-import redis
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.views.decorators.csrf import csrf_exempt
-from django_ratelimit.core import get_usage
 
 from billing.metering import record_execution
 from instances.choices import InstanceState
 from instances.models import Instance
-from orchestrio.api.ratelimit import Usage, attach
+from orchestrio.api.ratelimit import Counter, attach, count
 
 from . import proxy
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
@@ -36,25 +35,32 @@ def _raw_tail(request, prefix: str) -> str:
 
 
 def _rate_limited(request, caller):
-    try:
-        usage = get_usage(request, group="gateway", key=lambda _g, _r: caller.ratelimit_key, rate=settings.RATE_LIMITS["gateway"], increment=True)
-    except (redis.ConnectionError, redis.TimeoutError):
-        return None
-    if usage is None:
-        return None
-    result = Usage(limit=usage["limit"], remaining=max(0, usage["limit"] - usage["count"]), reset=max(1, usage["time_left"]), limited=usage["should_limit"])
-    attach(request, result)
-    if result.limited:
-        return proxy.error(429, f"rate limit exceeded for this caller; retry after {result.reset} seconds", Retry_After=str(result.reset))
+    usage = count([Counter(group="gateway", key=caller.ratelimit_key, rate=settings.RATE_LIMITS["gateway"])])[0]
+    attach(request, usage)
+    if usage is not None and usage.limited:
+        return proxy.error(429, f"rate limit exceeded for this caller; retry after {usage.reset} seconds", Retry_After=str(usage.reset))
     return None
 
 
+# What a proxied request reads of its instance (the columns of the per-request query).
+ROUTE_FIELDS = (
+    "instance_id", "tenant_id", "blueprint_id", "state", "ip_address", "port", "agent_key_encrypted",
+    "tenant__plan__name", "tenant__plan__executions_per_month",
+)  # fmt: skip
+
+
 def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
+    # One query for the instance, its tenant's plan, and whether any policy applies; the policies
+    # are only read when one does (a tunnel without catch-all policies takes API tokens).
+    policies_here = GatewayPolicy.objects.filter(instance=OuterRef("pk"), slug=slug, enabled=True)
     try:
-        instance = Instance.objects.select_related("blueprint", "tenant__plan").get(instance_id=instance_id, destroyed_at__isnull=True)
+        instance = (
+            Instance.objects.select_related("tenant__plan").only(*ROUTE_FIELDS).annotate(has_policies=Exists(policies_here))
+            .get(instance_id=instance_id, destroyed_at__isnull=True)
+        )  # fmt: skip
     except Instance.DoesNotExist:
         return proxy.error(404, f"no instance {instance_id!r}")
-    policies = list(GatewayPolicy.objects.filter(instance=instance, slug=slug, enabled=True).order_by())
+    policies = list(GatewayPolicy.objects.filter(instance=instance, slug=slug, enabled=True).order_by()) if instance.has_policies else []
     if slug is not None and not policies:
         return proxy.error(404, f"no enabled gateway policy for {slug!r} on {instance_id}")
     try:

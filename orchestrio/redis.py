@@ -19,6 +19,7 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 _lock = threading.Lock()
 _embedded_server: fakeredis.FakeServer | None = None
+_embedded_clients: dict[type, redis.Redis] = {}
 _real_clients: dict[str, redis.Redis] = {}
 
 
@@ -30,11 +31,19 @@ def _embedded() -> fakeredis.FakeServer:
         return _embedded_server
 
 
+def _embedded_client(cls: type) -> redis.Redis:
+    """One client per process and class: building one costs more than most commands."""
+    client = _embedded_clients.get(cls)
+    if client is None:
+        client = _embedded_clients.setdefault(cls, cls(server=_embedded()))
+    return client
+
+
 def get_redis() -> redis.Redis:
     """A client for the configured Redis (bytes responses, as RQ expects)."""
     url = settings.REDIS_URL
     if not url:
-        return fakeredis.FakeStrictRedis(server=_embedded())
+        return _embedded_client(fakeredis.FakeStrictRedis)
     client = _real_clients.get(url)
     if client is None:
         client = redis.Redis.from_url(
@@ -61,7 +70,7 @@ def install_embedded_queue() -> None:
 
 class _EmbeddedCacheClient(RedisCacheClient):
     def get_client(self, key=None, *, write=False):
-        return fakeredis.FakeRedis(server=_embedded())
+        return _embedded_client(fakeredis.FakeRedis)
 
 
 class EmbeddedRedisCache(RedisCache):

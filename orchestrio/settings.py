@@ -133,7 +133,8 @@ DATABASE_URL = env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'orchestrio.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Connections persist as on PostgreSQL (CONN_MAX_AGE above): opening one per request, with its
+    # PRAGMAs, cost more than the rest of a small API request's database work.
     DATABASES["default"]["OPTIONS"] = {
         # BEGIN IMMEDIATE takes the write lock at the start of every transaction, so the
         # embedded mode's threads serialise their writes instead of failing to upgrade a lock.
@@ -276,7 +277,6 @@ SPECTACULAR_SETTINGS = {
 
 # --- Rate limits (per token or user, per endpoint, per minute) -----------------------------------
 
-RATELIMIT_USE_CACHE = "default"
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
 # Endpoint classes from the API contract. Each endpoint keeps its own counter at its class's rate;
 # on top, every caller has a per-minute ceiling from its tenant's subscription plan.

@@ -1,25 +1,33 @@
-"""Rate limits with django-ratelimit's counters in the shared cache (Redis, or the embedded one).
+"""Rate limits: fixed-window counters in Redis (the real one, or the embedded one).
 
 Each endpoint keeps its own counter per caller (token, console user, or IP when anonymous) at the
 rate of its class (`settings.RATE_LIMITS`); on top, every tenant caller has a per-minute ceiling
 from its subscription plan. The tighter of the two is reported in `X-RateLimit-Limit` and
 `X-RateLimit-Remaining`; a limited request gets 429 with `Retry-After`.
+
+All the counters a request needs are read and incremented in one pipeline (one round trip to
+Redis). As in django-ratelimit, whose windows these are, each caller's window is offset by a hash
+of its key so that windows do not all end at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
+import zlib
 from dataclasses import dataclass
 
 import redis
 from django.conf import settings
-from django_ratelimit.core import get_usage
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
+from orchestrio.redis import get_redis
 from orchestrio.tenancy import Principal, client_ip
 
 logger = logging.getLogger(__name__)
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass
@@ -30,21 +38,52 @@ class Usage:
     limited: bool
 
 
-def _usage(request, *, group: str, key: str, rate: str, increment: bool = True) -> Usage | None:
+@dataclass(frozen=True)
+class Counter:
+    group: str  # what is counted (an endpoint, the plan ceiling, the gateway…)
+    key: str  # for whom (token:…, user:…, ip:…)
+    rate: str  # "60/m"
+    increment: bool = True  # False: only read the count
+
+
+def _parse_rate(rate: str) -> tuple[int, int]:
+    count, _, unit = rate.partition("/")
+    return int(count), PERIODS[unit[-1:] or "s"] * int(unit[:-1] or 1)
+
+
+def count(counters: list[Counter]) -> list[Usage | None]:
+    """The usage of each counter after this request, in one Redis round trip. Fails open: with
+    Redis unreachable (or RATELIMIT_ENABLE off) every usage is None and nothing is limited."""
+    if not counters or not settings.RATELIMIT_ENABLE:
+        return [None] * len(counters)
+    now = int(time.time())
+    windows = []
     try:
-        usage = get_usage(request, group=group, key=lambda _g, _r: key, rate=rate, increment=increment)
+        pipe = get_redis().pipeline(transaction=False)
+        for counter in counters:
+            limit, period = _parse_rate(counter.rate)
+            end = now - now % period + zlib.crc32(counter.key.encode()) % period
+            if end <= now:
+                end += period
+            name = "orchestrio:rl:" + hashlib.sha256(f"{counter.group}|{counter.rate}|{counter.key}|{end}".encode()).hexdigest()
+            if counter.increment:
+                pipe.incr(name)
+                pipe.expireat(name, end + 1)
+            else:
+                pipe.get(name)
+            windows.append((limit, end))
+        replies = iter(pipe.execute())
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Fail open: a Redis outage degrades rate limiting, it does not take the API down.
         logger.warning("rate limit counters unavailable: %s", exc)
-        return None
-    if usage is None:
-        return None
-    return Usage(
-        limit=usage["limit"],
-        remaining=max(0, usage["limit"] - usage["count"]),
-        reset=max(1, usage["time_left"]),
-        limited=usage["should_limit"],
-    )
+        return [None] * len(counters)
+    usages = []
+    for counter, (limit, end) in zip(counters, windows):
+        used = int(next(replies) or 0)
+        if counter.increment:
+            next(replies)  # EXPIREAT's reply
+        usages.append(Usage(limit=limit, remaining=max(0, limit - used), reset=max(1, end - now), limited=used > limit))
+    return usages
 
 
 def attach(request, usage: Usage | None) -> None:
@@ -80,14 +119,13 @@ class EndpointRateThrottle(BaseThrottle):
             return True
         key = caller_key(request)
         action = getattr(view, "action", None) or request.method.lower()
-        usages = [
-            _usage(request, group=f"ep:{view.__class__.__name__}.{action}", key=key, rate=settings.RATE_LIMITS[rate_class])
-        ]
+        counters = [Counter(group=f"ep:{view.__class__.__name__}.{action}", key=key, rate=settings.RATE_LIMITS[rate_class])]
         principal = request.auth
         if isinstance(principal, Principal):
             per_minute = principal.tenant.plan.api_requests_per_minute
             if per_minute:
-                usages.append(_usage(request, group="plan", key=key, rate=f"{per_minute}/m"))
+                counters.append(Counter(group="plan", key=key, rate=f"{per_minute}/m"))
+        usages = count(counters)
         for usage in usages:
             attach(request, usage)
         limited = [u for u in usages if u is not None and u.limited]
@@ -101,13 +139,8 @@ class EndpointRateThrottle(BaseThrottle):
 
 
 def _auth_failure_usage(request, *, increment: bool) -> Usage | None:
-    return _usage(
-        request,
-        group="auth-failure",
-        key=f"ip:{client_ip(request) or 'unknown'}",
-        rate=settings.RATE_LIMITS["auth_failure"],
-        increment=increment,
-    )
+    key = f"ip:{client_ip(request) or 'unknown'}"
+    return count([Counter(group="auth-failure", key=key, rate=settings.RATE_LIMITS["auth_failure"], increment=increment)])[0]
 
 
 def auth_failures_exceeded(request) -> Usage | None:

@@ -1,0 +1,94 @@
+"""Benchmark: what the API's own work costs per request.
+
+    .venv/bin/python bench/api_overhead.py                     # gunicorn and waitress, 2,000 requests each way
+    .venv/bin/python bench/api_overhead.py --server gunicorn --requests 500
+
+`GET /api/v1/instances/{id}` (an `ork_` token resolved in the database, tenant scope, the
+endpoint and plan rate-limit counters in Redis, the instance's queries and serialization) against
+`GET /bench/bare`, a Django view answering the same JSON without authentication or database
+(bench/urls.py), on the same server process with the same settings and middleware. A private
+redis-server holds the counters; the database is a throwaway SQLite file (or DATABASE_URL's).
+For each server: sequential requests over one keep-alive connection (p50/p99 latency), then
+`--connections` concurrent keep-alive connections (requests/s), and the ratio API / bare.
+Bounded: fixed counts, timeouts on every call, every process stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _django  # noqa: E402
+import _serve  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", choices=["gunicorn", "waitress", "both"], default="both")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+    _serve.production_env()
+    os.environ["RATE_LIMIT_READ"] = "1000000000/m"
+    processes: list = []
+    try:
+        os.environ["REDIS_URL"] = _serve.start_redis(processes)
+        _django.setup()
+        from django.conf import settings
+
+        from billing.models import SubscriptionPlan
+        from instances.models import Blueprint, Instance
+        from orchestrio import services
+        from orchestrio.tenancy import Actor, Principal
+
+        # The plan's per-minute ceiling stays on (its counter is part of the work), just high.
+        SubscriptionPlan.objects.filter(pk="team").update(api_requests_per_minute=1_000_000_000)
+        tenant = services.tenant_create(tenant_id="bench", name="bench", owner_email="bench@example.com", plan_id="team", actor=Actor.system("bench"))
+        owner = tenant.memberships.get().user
+        _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
+        Instance.objects.create(
+            instance_id="bench-api", tenant=tenant, blueprint=Blueprint.objects.get(name="OpenClaw", tenant=None), plan_id="openclaw-basic",
+            region_id="local", provider="local", instance_type="t3.small", state="running", ip_address="127.0.0.1", port=9,
+            labels={"env": "bench", "team": "core"},
+        )  # fmt: skip
+        auth = {"Authorization": f"Bearer {token}"}
+        from django.test import Client
+
+        body = Client(HTTP_HOST="127.0.0.1").get("/api/v1/instances/bench-api", HTTP_AUTHORIZATION=auth["Authorization"]).json()
+        record = Path(os.environ["ORCHESTRIO_VAR_DIR"]) / "record.json"  # removed with the throwaway database
+        record.write_text(json.dumps(body))
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "BENCH_BARE_JSON": str(record)}
+        servers = ["gunicorn", "waitress"] if args.server == "both" else [args.server]
+        db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+        print(f"machine: {_django.machine()}; database: {db}; Redis: redis-server; DEBUG off")
+        for kind in servers:
+            base = _serve.start_web(kind, env, processes, ready_path="/bench/bare")
+            api_url, bare_url = f"{base}/api/v1/instances/bench-api", f"{base}/bench/bare"
+            assert httpx.get(api_url, headers=auth, timeout=10).json() == body
+            assert httpx.get(bare_url, timeout=10).json() == body
+            results = {}
+            for name, url, headers in (("bare view", bare_url, {}), ("API GET", api_url, auth)):
+                seq, seq_rps = _serve.load(url, headers, requests=args.requests)
+                _, rps = _serve.load(url, headers, requests=args.requests, connections=args.connections)
+                results[name] = (seq, seq_rps, rps)
+            desc = "gunicorn gthread, 2 workers x 8 threads" if kind == "gunicorn" else "waitress (manage.py serve), 8 threads"
+            print(f"{desc}: {args.requests} requests sequential (one keep-alive connection), then over {args.connections} connections")
+            for name, (seq, seq_rps, rps) in results.items():
+                print(f"  {name:9}: p50 {statistics.median(seq):.2f} ms, p99 {_serve.percentile(seq, 99):.2f} ms, {seq_rps:.0f} req/s sequential, {rps:.0f} req/s concurrent")
+            bare, api = results["bare view"], results["API GET"]
+            print(f"  ratio API/bare: sequential {api[1] / bare[1]:.2f}, concurrent {api[2] / bare[2]:.2f}; added p50 {statistics.median(api[0]) - statistics.median(bare[0]):.2f} ms")
+            _serve.stop_all(processes[-1:])
+            processes.pop()
+    finally:
+        _serve.stop_all(processes)
+
+
+if __name__ == "__main__":
+    main()
