@@ -167,6 +167,10 @@ class Instance(models.Model):
         ]
         indexes = [
             models.Index(fields=["tenant", "destroyed_at", "state"], name="instance_tenant_live_state"),
+            # The API's list: a tenant's live instances, newest first, a page at a time (no sort).
+            models.Index(
+                fields=["tenant", "-created_at", "-id"], condition=Q(destroyed_at__isnull=True), name="instance_tenant_live_recent"
+            ),
             models.Index(fields=["state", "provider"], name="instance_state_provider"),
             models.Index(fields=["tenant", "idempotency_key"], name="instance_tenant_idem"),
         ]

@@ -1,0 +1,132 @@
+"""Benchmark: listing instances when there are many.
+
+    .venv/bin/python bench/list_scale.py                  # 10,000 in the tenant, 100,000 in the database
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/orchestrio_bench .venv/bin/python bench/list_scale.py
+    .venv/bin/python bench/list_scale.py --tenant-instances 2000 --total 20000 --requests 200
+
+Creates the rows with bulk_create (the measured tenant's instances carry unfinished operations and
+custom domains here and there; the other tenants' rows fill the table), then on a gunicorn server
+(Procfile settings, DEBUG off, a private redis-server) times sequential requests over one
+keep-alive connection: `GET /api/v1/instances?limit=50` (the first page), a deep page
+(`offset=5000`), and `GET /api/v1/instances/{id}`; reports p50/p99 and the ratio of the list's
+p50 to the single get's. Also prints the database's plan for the page query. Bounded: fixed
+counts, timeouts, every process stopped at the end; a PostgreSQL database is emptied of the
+benchmark's rows afterwards (tables are flushed: use a database of its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _django  # noqa: E402
+import _serve  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tenant-instances", type=int, default=10_000)
+    parser.add_argument("--total", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args()
+    _serve.production_env()
+    os.environ["RATE_LIMIT_READ"] = "1000000000/m"
+    processes: list = []
+    try:
+        os.environ["REDIS_URL"] = _serve.start_redis(processes)
+        _django.setup()
+        from django.conf import settings
+        from django.core.management import call_command
+        from django.db import connection
+        from django.test import Client
+        from django.utils import timezone
+
+        from billing.models import SubscriptionPlan
+        from instances.models import Blueprint, CustomDomain, Instance, Operation
+        from instances.selectors import instance_queryset
+        from orchestrio import services
+        from orchestrio.crypto import encrypt
+        from orchestrio.models import Tenant
+        from orchestrio.tenancy import Actor, Principal
+
+        postgres = connection.vendor == "postgresql"
+        SubscriptionPlan.objects.filter(pk="team").update(api_requests_per_minute=1_000_000_000)
+        tenant = services.tenant_create(tenant_id="bench", name="bench", owner_email="bench@example.com", plan_id="team", actor=Actor.system("bench"))
+        owner = tenant.memberships.get().user
+        _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
+        auth = {"Authorization": f"Bearer {token}"}
+
+        started = time.perf_counter()
+        blueprint = Blueprint.objects.get(name="OpenClaw", tenant=None)
+        key = encrypt("oak_bench")
+        now = timezone.now()
+        others = max(0, args.total - args.tenant_instances)
+        tenants = [tenant] + Tenant.objects.bulk_create(
+            [Tenant(id=f"other-{n:02d}", name=f"other {n}", plan_id="team") for n in range(max(1, -(-others // args.tenant_instances)))]
+        )  # fmt: skip
+        owners = [tenant] * args.tenant_instances + [tenants[1 + n // args.tenant_instances] for n in range(others)]
+        batch = []
+        for n, owner_tenant in enumerate(owners):
+            batch.append(
+                Instance(
+                    instance_id=f"i-{owner_tenant.pk}-{n:06d}", tenant=owner_tenant, blueprint=blueprint, plan_id="openclaw-basic",
+                    region_id="local", provider="local", instance_type="t3.small", state=["running", "stopped", "stopping"][n % 3],
+                    ip_address="127.0.0.1", port=9, agent_key_encrypted=key, labels={"n": str(n)}, created_at=now - timedelta(seconds=n),
+                )
+            )  # fmt: skip
+            if len(batch) == 5000:
+                Instance.objects.bulk_create(batch)
+                batch = []
+        Instance.objects.bulk_create(batch)
+        mine = list(Instance.objects.filter(tenant=tenant, state="stopping").values_list("pk", flat=True))
+        Operation.objects.bulk_create(
+            [Operation(instance_id=pk, tenant=tenant, kind="stop", status="running", requested_by="bench", requested_by_type="system") for pk in mine],
+            batch_size=5000,
+        )  # fmt: skip
+        CustomDomain.objects.bulk_create(
+            [CustomDomain(instance_id=pk, tenant=tenant, domain=f"app{pk}.example.com", verification_token="t") for pk in mine[::4]], batch_size=5000
+        )  # fmt: skip
+        if postgres:
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        rows_seconds = time.perf_counter() - started
+
+        page = instance_queryset().filter(tenant=tenant)[:50]
+        plan = page.explain()
+        single_id = Instance.objects.filter(tenant=tenant).order_by("pk").values_list("instance_id", flat=True)[args.tenant_instances // 2]
+        check = Client(HTTP_HOST="127.0.0.1").get("/api/v1/instances", {"limit": 50}, HTTP_AUTHORIZATION=auth["Authorization"]).json()
+        assert check["count"] == args.tenant_instances and len(check["results"]) == 50, check.get("count")
+
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orchestrio.settings"}
+        base = _serve.start_web("gunicorn", env, processes)
+        results = {}
+        for name, path in (
+            ("single GET /instances/{id}", f"/api/v1/instances/{single_id}"),
+            ("list ?limit=50", "/api/v1/instances?limit=50"),
+            ("list ?limit=50&offset=5000", "/api/v1/instances?limit=50&offset=5000"),
+        ):
+            latencies, _ = _serve.load(base + path, auth, requests=args.requests)
+            results[name] = latencies
+        db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+        print(f"machine: {_django.machine()}; database: {db}; gunicorn gthread 2x8, DEBUG off, redis-server")
+        print(f"rows: {args.tenant_instances} instances in the tenant ({len(mine)} with an unfinished operation, {len(mine[::4])} with a domain), {Instance.objects.count()} in the database; created in {rows_seconds:.1f} s")
+        print("plan of the page query:\n  " + plan.replace("\n", "\n  "))
+        print(f"{args.requests} sequential requests each over one keep-alive connection:")
+        for name, latencies in results.items():
+            print(f"  {name:28}: p50 {statistics.median(latencies):6.2f} ms, p99 {_serve.percentile(latencies, 99):6.2f} ms")
+        single = statistics.median(results["single GET /instances/{id}"])
+        print(f"list p50 / single p50: {statistics.median(results['list ?limit=50']) / single:.2f}x (deep page {statistics.median(results['list ?limit=50&offset=5000']) / single:.2f}x)")
+        if postgres:
+            call_command("flush", interactive=False, verbosity=0)
+    finally:
+        _serve.stop_all(processes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The instance list costs the same number of queries for 5 instances as for 50: related rows
+(blueprints, unfinished operations, custom domains) are fetched per page, never per instance."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from instances.models import Blueprint, CustomDomain, Instance, InstancePlan, Operation, Region
+
+from ..factories import InstanceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _fleet(tenant, count: int) -> None:
+    """`count` instances that differ in everything the record shows: blueprint, plan, region,
+    state, labels, an unfinished operation, a custom domain (or none)."""
+    blueprints = [Blueprint.objects.get(name="OpenClaw", tenant=None), Blueprint.objects.create(tenant=tenant, name=f"Own{count}")]
+    plans = list(InstancePlan.objects.all()[:2])
+    regions = list(Region.objects.all()[:2])
+    for i in range(count):
+        instance = InstanceFactory(
+            tenant=tenant, instance_id=f"fleet{count}-{i:03d}", blueprint=blueprints[i % 2], plan_id=plans[i % len(plans)].pk,
+            region_id=regions[i % len(regions)].pk, state=["running", "stopped", "stopping"][i % 3], labels={"i": str(i)},
+        )  # fmt: skip
+        if instance.state == "stopping":
+            Operation.objects.create(instance=instance, tenant=tenant, kind="stop", status="running", requested_by="test", requested_by_type="user")
+        if i % 4 == 0:
+            CustomDomain.objects.create(instance=instance, tenant=tenant, domain=f"app{i}.fleet{count}.example.com", verification_token="t")
+
+
+def _list_queries(api, limit: int) -> tuple[int, dict]:
+    api.get("tenant")  # the token's first use records last_used_at (one UPDATE), not counted here
+    with CaptureQueriesContext(connection) as captured:
+        response = api.get("instances", limit=limit)
+    assert response.status_code == 200, response.content
+    return len(captured), response.json()
+
+
+def test_the_list_costs_the_same_queries_for_5_and_50_instances(api, tenant, django_assert_num_queries):
+    _fleet(tenant, 5)
+    few, body = _list_queries(api, 200)
+    assert body["count"] == 5 and len(body["results"]) == 5
+    assert {row["operation"]["kind"] for row in body["results"] if row["operation"]} == {"stop"}
+    assert sum(1 for row in body["results"] if row["custom_domain"]) == 2
+
+    _fleet(tenant, 45)
+    with django_assert_num_queries(few):
+        response = api.get("instances", limit=200)
+    body = response.json()
+    assert body["count"] == 50 and len(body["results"]) == 50
+    assert sum(1 for row in body["results"] if row["operation"]) == 16
+    assert sum(1 for row in body["results"] if row["custom_domain"]) == 2 + 12
+
+
+def test_the_page_size_does_not_change_the_queries(api, tenant):
+    _fleet(tenant, 50)
+    counts = {limit: _list_queries(api, limit)[0] for limit in (5, 50, 200)}
+    assert len(set(counts.values())) == 1, counts
+    assert Instance.objects.filter(tenant=tenant).count() == 50
