@@ -35,7 +35,11 @@ def _embedded_client(cls: type) -> redis.Redis:
     """One client per process and class: building one costs more than most commands."""
     client = _embedded_clients.get(cls)
     if client is None:
-        client = _embedded_clients.setdefault(cls, cls(server=_embedded()))
+        server = _embedded()
+        with _lock:
+            client = _embedded_clients.get(cls)
+            if client is None:
+                client = _embedded_clients[cls] = cls(server=server)
     return client
 
 
@@ -46,10 +50,13 @@ def get_redis() -> redis.Redis:
         return _embedded_client(fakeredis.FakeStrictRedis)
     client = _real_clients.get(url)
     if client is None:
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
-        )
-        _real_clients[url] = client
+        # Under the lock: a second client built by a racing thread would be dropped, and a
+        # dropped client closes its pool's sockets (Redis.__del__) under whoever still uses them.
+        with _lock:
+            client = _real_clients.get(url)
+            if client is None:
+                client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
+                _real_clients[url] = client
     return client
 
 
