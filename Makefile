@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lock check-python collectstatic clean
+.PHONY: run test audit install lock check-python collectstatic clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ run: install
 # The whole suite. With DATABASE_URL / REDIS_URL set (as .ci/run does) it runs against them.
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# pip-audit of the lock (needs the network to reach a vulnerability database; see .ci/audit).
+audit: install
+	bash .ci/audit
 
 # Re-resolve dependencies from pyproject.toml into constraints.txt (the lock).
 lock: check-python
