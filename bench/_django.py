@@ -1,5 +1,7 @@
 """Set up Django for a benchmark: a throwaway SQLite database (or DATABASE_URL's) and the
-embedded queue, migrated, in a temporary directory that is removed afterwards."""
+embedded queue, migrated, in a temporary directory that is removed afterwards. A PostgreSQL
+database (DATABASE_URL) is emptied and re-seeded with the catalogue first: give the benchmarks a
+database of their own (`createdb -h 127.0.0.1 -U postgres orchestrio_bench`)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,17 @@ def setup() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        from billing import catalogue as billing_catalogue
+        from billing.models import SubscriptionPlan
+        from instances import catalogue as instance_catalogue
+        from instances.models import Blueprint, InstancePlan, Region
+
+        call_command("flush", interactive=False, verbosity=0)
+        billing_catalogue.seed(SubscriptionPlan)
+        instance_catalogue.seed(InstancePlan, Region, Blueprint)
 
 
 def machine() -> str:
