@@ -37,6 +37,9 @@ class Command(BaseCommand):
             inbuf_overflow=1 << 20,
             outbuf_overflow=1 << 20,
             channel_timeout=330,  # longer than the longest long-poll (wait: 300 s)
+            # Behind a proxy, pass its X-Forwarded-* on as gunicorn does: Django decides how far
+            # to trust them (TRUSTED_PROXY_COUNT). Waitress would otherwise drop them.
+            clear_untrusted_proxy_headers=not settings.TRUSTED_PROXY_COUNT,
         )
         threading.Thread(target=server.run, name="web", daemon=True).start()
         mode = "embedded queue (no Redis server)" if settings.EMBEDDED_REDIS else "Redis at REDIS_URL"
