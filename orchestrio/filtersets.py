@@ -1,5 +1,6 @@
 import django_filters
 
+from .api.filters import BooleanFilter
 from .choices import ActorType
 from .models import ActivityEvent, ApiToken
 
@@ -18,7 +19,7 @@ class ActivityEventFilterSet(django_filters.FilterSet):
 
 
 class ApiTokenFilterSet(django_filters.FilterSet):
-    revoked = django_filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
+    revoked = BooleanFilter(field_name="revoked_at", lookup_expr="isnull", exclude=True)
     mode = django_filters.ChoiceFilter(choices=[("live", "live"), ("test", "test")])
 
     class Meta:

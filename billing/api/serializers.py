@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from orchestrio.api.strict import BodySerializer
+
 from ..models import AlertConfig, AlertDelivery
 
 
-class CheckoutSerializer(serializers.Serializer):
+class CheckoutSerializer(BodySerializer):
     plan = serializers.ChoiceField(choices=["pro", "team"])
 
 
@@ -53,7 +55,7 @@ class AlertConfigSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AlertConfigUpdateSerializer(serializers.Serializer):
+class AlertConfigUpdateSerializer(BodySerializer):
     webhook_url = serializers.CharField(max_length=2048, allow_blank=True, required=False, help_text="https://…, or http://localhost / http://127.0.0.1.")
     enabled = serializers.BooleanField(required=False)
 

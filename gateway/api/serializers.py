@@ -3,6 +3,8 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from orchestrio.api.strict import BodySerializer
+
 from ..choices import GatewayProvider
 from ..models import GatewayPolicy
 from ..services import policy_issuer, policy_warnings
@@ -40,7 +42,7 @@ class GatewayPolicySerializer(serializers.ModelSerializer):
         return policy_warnings(policy)
 
 
-class GatewayPolicyWriteSerializer(serializers.Serializer):
+class GatewayPolicyWriteSerializer(BodySerializer):
     """Types only; the rules per provider are in gateway.services.validate_policy."""
 
     slug = serializers.CharField(max_length=63, allow_null=True, required=False)

@@ -5,6 +5,7 @@ import re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from orchestrio.api.strict import BodySerializer, StrictTypesMixin
 from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
 
 from ..choices import InstanceState, ProviderApi
@@ -64,7 +65,7 @@ class InstanceSerializer(serializers.ModelSerializer):
         return instance.error_message or None
 
 
-class InstanceCreateSerializer(serializers.Serializer):
+class InstanceCreateSerializer(BodySerializer):
     instance_id = serializers.RegexField(**INSTANCE_ID_FIELD)
     blueprint_name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63, default="OpenClaw")
     plan_id = serializers.RegexField(SLUG_PATTERN, max_length=63, default="openclaw-basic")
@@ -73,7 +74,7 @@ class InstanceCreateSerializer(serializers.Serializer):
     config = serializers.DictField(required=False, default=dict, help_text="Initial platform config.")
 
 
-class ResizeSerializer(serializers.Serializer):
+class ResizeSerializer(BodySerializer):
     new_instance_type = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
     plan_id = serializers.RegexField(SLUG_PATTERN, max_length=63, required=False, allow_null=True, default=None)
 
@@ -173,11 +174,11 @@ class StringListField(serializers.ListField):
     child = serializers.CharField(max_length=255)
 
 
-class BlueprintSerializer(serializers.ModelSerializer):
+class BlueprintSerializer(StrictTypesMixin, serializers.ModelSerializer):
     name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63)
     provider_api = serializers.ChoiceField(choices=ProviderApi.choices, default=ProviderApi.RUN_INSTANCES)
-    image_id = serializers.RegexField(r"^(ami-[0-9a-f]{8,17}|resolve:ssm:\S+)?$", max_length=255, required=False, allow_blank=True, error_messages={"invalid": "image_id must be an AMI id (ami-…) or resolve:ssm:<parameter>"})
-    instance_type = serializers.RegexField(r"^([a-z][a-z0-9-]*\.[a-z0-9]+)?$", max_length=64, required=False, allow_blank=True, error_messages={"invalid": "instance_type must look like t3.small"})
+    image_id = serializers.RegexField(r"^(ami-[0-9a-f]{8,17}|resolve:ssm:\S+)$", max_length=255, required=False, allow_blank=True, error_messages={"invalid": "image_id must be an AMI id (ami-…) or resolve:ssm:<parameter>"})
+    instance_type = serializers.RegexField(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", max_length=64, required=False, allow_blank=True, error_messages={"invalid": "instance_type must look like t3.small"})
     subnet_ids = serializers.ListField(child=serializers.RegexField(r"^subnet-[0-9a-f]{8,17}$", error_messages={"invalid": "subnet ids look like subnet-0abc1234"}), required=False, max_length=16)
     security_group_ids = serializers.ListField(child=serializers.RegexField(r"^sg-[0-9a-f]{8,17}$", error_messages={"invalid": "security group ids look like sg-0abc1234"}), required=False, max_length=16)
     key_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
@@ -232,7 +233,7 @@ class BlueprintValidationSerializer(serializers.Serializer):
     warnings = serializers.ListField(child=serializers.CharField())
 
 
-class CustomDomainRequestSerializer(serializers.Serializer):
+class CustomDomainRequestSerializer(BodySerializer):
     domain = serializers.CharField(max_length=300)
 
 
@@ -312,7 +313,7 @@ class DeploymentSerializer(serializers.Serializer):
         )  # fmt: skip
 
 
-class DeploymentCreateSerializer(serializers.Serializer):
+class DeploymentCreateSerializer(BodySerializer):
     name = serializers.CharField(max_length=50)
     blueprint_name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63, default="OpenClaw")
     environment = serializers.ChoiceField(choices=["production", "staging", "development"], default="production")
@@ -322,7 +323,7 @@ class DeploymentCreateSerializer(serializers.Serializer):
     secrets = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, default=dict, help_text="Encrypted at rest; never returned.")
 
 
-class DeploymentUpdateSerializer(serializers.Serializer):
+class DeploymentUpdateSerializer(BodySerializer):
     config = serializers.DictField(required=False, help_text="JSON merge patch of the config.")
     secrets = serializers.DictField(child=serializers.CharField(allow_null=True, allow_blank=True, trim_whitespace=False), required=False, help_text="Merge patch of the secrets (null removes one).")
 
@@ -347,7 +348,7 @@ class DeploymentRevisionSerializer(serializers.Serializer):
         )  # fmt: skip
 
 
-class RollbackSerializer(serializers.Serializer):
+class RollbackSerializer(BodySerializer):
     revision = serializers.IntegerField(min_value=1)
 
 

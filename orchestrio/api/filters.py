@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import django_filters
+from django import forms
 from django_filters.rest_framework import DjangoFilterBackend
 
 from .exceptions import QueryValidationError
@@ -15,3 +17,19 @@ class FilterBackend(DjangoFilterBackend):
         if not filterset.is_valid():
             raise QueryValidationError(dict(filterset.errors))
         return filterset.qs
+
+
+class BooleanQueryField(forms.Field):
+    """`true` or `false` (empty: not given). django-filter's own field reads any other value as
+    "no filter", so `?revoked=yes` silently listed everything."""
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if value in ("true", "false"):
+            return value == "true"
+        raise forms.ValidationError("must be true or false", code="invalid")
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = BooleanQueryField

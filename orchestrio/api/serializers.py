@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from billing.models import SubscriptionPlan
 from instances.models import InstancePlan, Region
+from orchestrio.api.strict import BodySerializer
 from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, ActivityEvent, ApiToken, Tenant
 from orchestrio.services import TOKEN_EXPIRY_CHOICES
 
@@ -102,7 +103,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ApiTokenCreateSerializer(serializers.Serializer):
+class ApiTokenCreateSerializer(BodySerializer):
     name = serializers.CharField(max_length=100, min_length=1)
     mode = serializers.ChoiceField(choices=["live", "test"], default="live")
     expires_in_days = serializers.ChoiceField(

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from orchestrio.api.strict import BodySerializer
+
 from ..models import Task
 
 
@@ -22,7 +24,7 @@ class TaskSerializer(serializers.ModelSerializer):
         return task.error_message or None
 
 
-class TaskDispatchSerializer(serializers.Serializer):
+class TaskDispatchSerializer(BodySerializer):
     operation_code = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", error_messages={"invalid": "operation_code is 1–64 letters, digits, '_', '.', ':' or '-'"})
     script_path = serializers.CharField(max_length=1024, trim_whitespace=False)
     script_args = serializers.DictField(required=False, default=dict, help_text="Reach the script as JSON on stdin and as --key value argv pairs.")

@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from orchestrio.choices import IdempotencyStatus
@@ -36,6 +37,40 @@ def test_unknown_api_routes_are_json_404(api, path):
     assert response.status_code == 404
     assert response["Content-Type"].startswith("application/json")
     assert "no such endpoint" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_unknown_api_routes_are_json_404_for_writes_without_a_csrf_cookie(api, method):
+    # API clients send no CSRF cookie: the answer is the JSON 404, not Django's CSRF failure page.
+    response = getattr(Client(enforce_csrf_checks=True), method)("/api/v1/api-tokens/1.5", HTTP_AUTHORIZATION=f"Bearer {api.token}")
+    assert response.status_code == 404 and "no such endpoint" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("api-tokens", {"name": 5}, ("body", "name")),
+        ("api-tokens", {"name": "ci", "expires_in_days": "30"}, ("body", "expires_in_days")),
+        ("api-tokens", {"name": "ci", "mode": 1}, ("body", "mode")),
+        ("blueprints", {"name": "typed", "command": ["ok", 0]}, ("body", "command", 1)),
+        ("blueprints", {"name": "typed", "agent_port": "8080"}, ("body", "agent_port")),
+        ("blueprints", {"name": "typed", "tags": {"team": 1}}, ("body", "tags", "team")),
+    ],
+)
+def test_json_values_of_the_wrong_type_are_422_not_coerced(api, path, body, loc):
+    assert_validation_error(api.post(path, body), loc)
+
+
+def test_boolean_bodies_take_only_true_or_false(api):
+    assert_validation_error(api.patch("alerts", {"enabled": "yes"}), ("body", "enabled"))
+    assert_validation_error(api.patch("alerts", {"enabled": 1}), ("body", "enabled"))
+
+
+def test_boolean_query_filters_take_only_true_or_false(api):
+    assert_validation_error(api.get("api-tokens", revoked="yes"), ("query", "revoked"))
+    assert api.get("api-tokens", revoked="false").json()["count"] == 1
+    assert api.get("api-tokens", revoked="true").json()["count"] == 0
+    assert api.get("api-tokens?revoked=").json()["count"] == 1  # empty: not given
 
 
 def test_method_not_allowed_is_json(api):
