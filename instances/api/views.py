@@ -33,7 +33,6 @@ def _query(serializer_class, request):
 
 
 def _lifecycle_action(kind: str, summary: str):
-    @extend_schema(summary=summary, request=None, responses={202: s.InstanceSerializer, 400: ERR_400, 402: ERR_402, 409: ERR_409})
     @idempotent
     def handler(self, request, instance_id=None):
         instance = self.get_object()
@@ -41,7 +40,9 @@ def _lifecycle_action(kind: str, summary: str):
         return Response(self._record(instance), status=status.HTTP_202_ACCEPTED)
 
     handler.__name__ = kind
-    return action(detail=True, methods=["post"], url_path=kind)(handler)
+    # extend_schema after action: action() replaces the function's `kwargs`, where the schema lives.
+    routed = action(detail=True, methods=["post"], url_path=kind)(handler)
+    return extend_schema(summary=summary, request=None, responses={202: s.InstanceSerializer, 400: ERR_400, 402: ERR_402, 409: ERR_409})(routed)
 
 
 @extend_schema(tags=["instances"])
@@ -351,15 +352,23 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         services.blueprint_delete(principal=self.principal, blueprint=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(summary="Check a blueprint without saving it", request=s.BlueprintSerializer, responses=s.BlueprintValidationSerializer)
+    @extend_schema(
+        summary="Check a blueprint without saving it",
+        description="The body is a blueprint as for POST /blueprints; whatever is wrong with it is reported in `errors` (200). "
+        "Only a body that is not a JSON object is refused (422).",
+        request=OpenApiTypes.OBJECT,
+        responses=s.BlueprintValidationSerializer,
+    )
     @action(detail=False, methods=["post"], url_path="validate", filterset_class=None)
     def validate(self, request):
         from orchestrio.api.exceptions import flatten_errors
 
+        if not isinstance(request.data, dict):
+            raise ValidationFailed("the body must be a JSON object: the blueprint to check")
         body = s.BlueprintSerializer(data=request.data)
         valid = body.is_valid()
         errors = [] if valid else flatten_errors(body.errors, ["body"])
-        data = body.validated_data if valid else s.snake_case_keys(request.data if isinstance(request.data, dict) else {})
+        data = body.validated_data if valid else s.snake_case_keys(request.data)
         name = data.get("name")
         if valid and name and selectors.blueprint_visible(tenant=self.principal.tenant).filter(name=name).exists():
             errors.append({"loc": ["body", "name"], "msg": f"a blueprint named {name!r} exists", "type": "conflict"})

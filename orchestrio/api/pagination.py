@@ -30,3 +30,13 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
 
     def get_offset(self, request):
         return _query_int(request, self.offset_query_param, 0, minimum=0)
+
+    def get_schema_operation_parameters(self, view):
+        bounds = {
+            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit, "default": self.default_limit},
+            self.offset_query_param: {"minimum": 0, "default": 0},
+        }
+        return [
+            {**parameter, "schema": {**parameter["schema"], **bounds.get(parameter["name"], {})}}
+            for parameter in super().get_schema_operation_parameters(view)
+        ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
@@ -66,7 +66,29 @@ def message_response(name: str, **fields) -> type[serializers.Serializer]:
     return inline_serializer(name=name, fields=fields)
 
 
+def _empty_means_absent(parameter: dict) -> bool:
+    """Query strings are read by django-filter, the paginator or a DRF serializer, and all three
+    read an optional `?name=` as if it were not given (in a list parameter, it is an empty item)."""
+    return parameter["in"] == "query" and not parameter.get("required") and parameter.get("schema", {}).get("type") != "array"
+
+
 class AutoSchema(SpectacularAutoSchema):
+    def _takes_query(self) -> bool:
+        """Filters, pagination, or query parameters from `extend_schema` (serializers are exploded
+        into query parameters): any of them can fail validation."""
+        if self._get_filter_parameters() or self._get_pagination_parameters():
+            return True
+        return any(
+            not isinstance(parameter, OpenApiParameter) or parameter.location == OpenApiParameter.QUERY
+            for parameter in self.get_override_parameters()
+        )
+
+    def _get_parameters(self):
+        return [
+            {**parameter, "allowEmptyValue": True} if _empty_means_absent(parameter) else parameter
+            for parameter in super()._get_parameters()
+        ]
+
     def _is_public(self) -> bool:
         return not self.view.get_authenticators() or all(
             isinstance(permission, AllowAny) for permission in self.view.get_permissions()
@@ -81,8 +103,7 @@ class AutoSchema(SpectacularAutoSchema):
         if "{" in self.path:
             defaults["404"] = ERR_404
         takes_body = self.method in ("POST", "PUT", "PATCH")
-        takes_query = bool(self._get_filter_parameters() or self._get_pagination_parameters())
-        if takes_body or takes_query:
+        if takes_body or self._takes_query():
             defaults["422"] = ERR_422
         view_rate = self.view.get_rate_class() if hasattr(self.view, "get_rate_class") else None
         if view_rate is not None:

@@ -114,6 +114,11 @@ def test_validate_endpoint(api):
     assert taken["valid"] is False and taken["errors"][0]["type"] == "conflict"
 
 
+@pytest.mark.parametrize("raw", ["[1, 2]", '"OpenClaw"', "null"])
+def test_validate_refuses_a_body_that_is_not_an_object(api, raw):
+    assert_validation_error(api.request("POST", "blueprints/validate", raw=raw), ("body",))
+
+
 def test_instances_use_own_blueprint(api):
     api.post("blueprints", {"name": "Mine", "health_path": "/health"})
     assert api.post("instances", {"instance_id": "with-mine", "blueprint_name": "Mine"}).json()["blueprint_name"] == "Mine"

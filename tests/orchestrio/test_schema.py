@@ -45,6 +45,24 @@ def test_every_operation_documents_its_errors(schema):
                 assert "schema" in content, (path, method, code)
 
 
+def test_lifecycle_actions_document_their_answers(schema):
+    for verb in ("stop", "start", "restart", "suspend", "resume"):
+        op = schema["paths"][f"/api/v1/instances/{{instance_id}}/{verb}"]["post"]
+        assert {"202", "400", "402", "409"} <= set(op["responses"]) and "200" not in op["responses"], verb
+        assert "requestBody" not in op, verb
+
+
+def test_query_parameters_document_422_and_empty_values(schema):
+    for path, method, op in _operations(schema):
+        query = [p for p in op.get("parameters", []) if p["in"] == "query"]
+        if query:
+            assert "422" in op["responses"], (path, method)
+        for parameter in query:
+            # django-filter, the paginator and DRF serializers all read `?name=` as not given.
+            if not parameter.get("required") and parameter["schema"].get("type") != "array":
+                assert parameter.get("allowEmptyValue") is True, (path, method, parameter["name"])
+
+
 def test_docs_pages_are_served(client, db):
     assert client.get("/api/schema").status_code == 200
     swagger = client.get("/docs")
