@@ -14,6 +14,18 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
 
+def pytest_sessionstart(session):
+    from . import logscan
+
+    logscan.install()
+
+
+def _after_all_last(items):
+    """The log scan runs after everything else, over everything else's logs."""
+    last = [item for item in items if item.get_closest_marker("after_all")]
+    items[:] = [item for item in items if not item.get_closest_marker("after_all")] + last
+
+
 def pytest_report_header(config):
     db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     redis = "Redis at REDIS_URL" if settings.REDIS_URL else "embedded in-memory Redis"
@@ -22,6 +34,7 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    _after_all_last(items)
     is_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     for item in items:
         if item.get_closest_marker("postgres") and not is_postgres:
@@ -62,6 +75,13 @@ def _no_lingering_database_sessions(django_db_setup, django_db_blocker):
                 break
             time.sleep(0.1)
         cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+@pytest.fixture(autouse=True)
+def _log_scan():
+    from . import logscan
+
+    logscan.attach()
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,8 @@ import httpx
 import pytest
 from django.db import connection
 
+from . import logscan
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -119,6 +121,7 @@ def server_process(env: dict[str, str], *, worker: bool = False, scheduler: bool
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+        logscan.child_logs.append((f"manage.py serve on {base}", Path(log.name).read_text(errors="replace")))
         os.unlink(log.name)
 
 
@@ -215,6 +218,7 @@ class ManagedProcess:
 
     def close(self) -> None:
         self.stop()
+        logscan.child_logs.append((f"{self.name} ({' '.join(self.args[1:4])})", self.log()))
         self.log_path.unlink(missing_ok=True)
 
 

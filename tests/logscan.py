@@ -1,0 +1,84 @@
+"""A session-wide watch for secrets in logs.
+
+Every log record of the test run (at INFO and above, the production default, from every logger)
+is kept, and so are the logs of the server and worker processes the tests start. At the end a
+test (`tests/security/test_no_secrets_in_logs.py`, run last) looks for secrets in all of it: the
+shapes of Orchestrio's own secrets (`ork_` API tokens, `oak_` agent keys, `whsec_` alert signing
+secrets) and Stripe's (`sk_…`, `whsec_…`), and every value the run encrypted (deployment
+secrets, agent keys, webhook secrets: whatever went through Fernet), whatever its shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+SHAPES = re.compile(
+    r"ork_(?:live|test)_[0-9A-Za-z]{38}"  # an API token (its 12-character prefix alone is public)
+    r"|oak_[A-Za-z0-9_-]{40,}"  # an instance agent key
+    r"|sk_(?:live|test)_[0-9A-Za-z]{16,}"  # a Stripe secret key
+    r"|whsec_[A-Za-z0-9_-]{20,}"  # a webhook signing secret
+)
+MIN_SECRET_LENGTH = 8  # shorter encrypted values ("on", "1") would match everywhere
+
+records: list[str] = []
+encrypted: set[str] = set()
+child_logs: list[tuple[str, str]] = []
+
+
+class _Keep(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is not ours to judge
+            text = str(record.msg)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        records.append(f"{record.name} {record.levelname} {text}\n{record.exc_text or ''}")
+
+
+_keep = _Keep(level=logging.INFO)
+
+
+def attach() -> None:
+    """(Again) on the root logger at INFO: code under test may reconfigure logging (dictConfig
+    replaces the root's handlers), so the suite calls this before every test."""
+    root = logging.getLogger()
+    if _keep not in root.handlers:
+        root.addHandler(_keep)
+    if root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+        for handler in root.handlers:
+            if handler is not _keep and handler.level < logging.WARNING:
+                handler.setLevel(logging.WARNING)  # keep the console as quiet as before
+
+
+def install() -> None:
+    from cryptography.fernet import MultiFernet
+
+    attach()
+
+    real = MultiFernet.encrypt
+
+    def recording(self, msg: bytes) -> bytes:
+        try:
+            value = msg.decode()
+        except UnicodeDecodeError:
+            value = ""
+        if len(value) >= MIN_SECRET_LENGTH:
+            encrypted.add(value)
+        return real(self, msg)
+
+    MultiFernet.encrypt = recording
+
+
+def leaks(texts: list[tuple[str, str]], known: set[str]) -> list[str]:
+    """(where, excerpt) of every secret found in the texts."""
+    found = []
+    values = sorted(known, key=len, reverse=True)
+    pattern = re.compile("|".join([SHAPES.pattern, *(re.escape(v) for v in values)]))
+    for where, text in texts:
+        for match in pattern.finditer(text):
+            start = max(0, match.start() - 80)
+            found.append(f"{where}: …{text[start:match.end() + 20]}…")
+    return found
