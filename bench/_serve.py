@@ -71,6 +71,7 @@ def start_redis(processes: list) -> str:
         raise SystemExit("needs redis-server on PATH")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="orchestrio-bench-redis-")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
         stdout=subprocess.DEVNULL, start_new_session=True,
