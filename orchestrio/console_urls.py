@@ -2,11 +2,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
-from .forms import LoginForm
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login", auth_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True), name="login"),
+    path("login", views.console_login, name="login"),
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
     path("signup", views.signup, name="signup"),
     path("account", views.account, name="account"),

@@ -288,6 +288,8 @@ RATE_LIMITS = {
     "public": env("RATE_LIMIT_PUBLIC", "120/m"),
     "auth_failure": env("RATE_LIMIT_AUTH_FAILURE", "30/m"),
     "gateway": env("RATE_LIMIT_GATEWAY", "600/m"),
+    # Console login and signup POSTs per client IP (and login per username): a brute-force guard.
+    "login": env("RATE_LIMIT_LOGIN", "10/m"),
 }
 
 # --- Product settings ---------------------------------------------------------------------------

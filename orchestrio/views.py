@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from functools import wraps
 
+import redis
+
 from django.contrib import messages
+from django.conf import settings
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
@@ -15,14 +20,17 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
+from django_ratelimit.core import is_ratelimited
 
 from . import selectors, services
 from .auth import SESSION_TENANT_KEY, membership_for_session
 from .errors import DomainError
-from .forms import ApiTokenForm, SignupForm
+from .forms import ApiTokenForm, LoginForm, SignupForm
 from .middleware import is_api_path, unavailable_response
 from .models import ActivityEvent, Membership
 from .tenancy import Actor, Principal, client_ip
+
+logger = logging.getLogger(__name__)
 
 
 def console_view(view):
@@ -58,10 +66,43 @@ def home(request):
     return render(request, "console/home.html", context)
 
 
+def _console_auth_limited(request, *, per_username: bool) -> bool:
+    """Brute-force guard for the console's login and signup (django-ratelimit): POSTs per client
+    IP, and for the login also per username (a distributed guess at one account). Fails open
+    when Redis is unreachable, like the API's limits."""
+    rate = settings.RATE_LIMITS["login"]
+    try:
+        limited = is_ratelimited(request, group="console-auth-ip", key=lambda _g, r: client_ip(r) or "unknown", rate=rate, increment=True)
+        if per_username:
+            limited = is_ratelimited(request, group="console-login-user", key=lambda _g, r: r.POST.get("username", "").strip().lower(), rate=rate, increment=True) or limited
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        logger.warning("console rate limit unavailable: %s", exc)
+        return False
+    return limited
+
+
+def _too_many_attempts(request, template: str, form) -> HttpResponse:
+    context = {"form": form, "rate_limited": "Too many attempts from here; wait a minute and try again."}
+    response = render(request, template, context, status=429)
+    response["Retry-After"] = "60"
+    return response
+
+
+_login_view = auth_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True)
+
+
+def console_login(request):
+    if request.method == "POST" and _console_auth_limited(request, per_username=True):
+        return _too_many_attempts(request, "registration/login.html", LoginForm(request))
+    return _login_view(request)
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request):
     if request.user.is_authenticated:
         return redirect("console:home")
+    if request.method == "POST" and _console_auth_limited(request, per_username=False):
+        return _too_many_attempts(request, "console/signup.html", SignupForm())
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -45,7 +45,7 @@ WHITENOISE_USE_FINDERS = True
 STATIC_ROOT = None
 
 # Generous defaults so ordinary tests never trip a limit; rate-limit tests set tiny ones.
-RATE_LIMITS = {name: "10000/m" for name in ("write", "lifecycle", "domain_read", "read", "public", "auth_failure", "gateway")}
+RATE_LIMITS = {name: "10000/m" for name in ("write", "lifecycle", "domain_read", "read", "public", "auth_failure", "gateway", "login")}
 OIDC_REFETCH_INTERVAL_SECONDS = 1
 
 LOCAL_STOP_GRACE_SECONDS = 2
