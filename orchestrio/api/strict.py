@@ -52,9 +52,9 @@ def _type_error(field: serializers.Field, value: Any) -> Any:
     return None
 
 
+# For body serializers: wrong JSON types are reported with the other errors of the body. (No
+# docstrings on these two classes: drf-spectacular would show them on every request schema.)
 class StrictTypesMixin:
-    """For body serializers: wrong JSON types are reported with the other errors of the body."""
-
     def to_internal_value(self, data):
         type_errors = {}
         if isinstance(data, Mapping):
@@ -74,5 +74,5 @@ class StrictTypesMixin:
         return value
 
 
-class BodySerializer(StrictTypesMixin, serializers.Serializer):
-    """The base of every request-body serializer."""
+class BodySerializer(StrictTypesMixin, serializers.Serializer):  # the base of every request-body serializer
+    pass
