@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from .choices import HealthStatus, InstanceState, OperationKind, OperationStatus, Provider
 from .models import Blueprint, Instance, Operation
 
-LABEL_FILTER_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?:.{0,255}$")
+LABEL_FILTER_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?:[^\x00]{0,255}$")
 
 
 class LabelListField(forms.Field):

@@ -38,9 +38,9 @@ def requested_key(request) -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not 1 <= len(key) <= 255:
+    if not 1 <= len(key) <= 255 or "\x00" in key:
         raise ValidationFailed(
-            [{"loc": ["header", HEADER], "msg": "Idempotency-Key must be 1–255 characters", "type": "string_length"}]
+            [{"loc": ["header", HEADER], "msg": "Idempotency-Key must be 1–255 characters, none of them NUL", "type": "string_length"}]
         )
     return key
 

@@ -12,6 +12,7 @@ from orchestrio.errors import NotFound
 from orchestrio.tenancy import Principal
 
 from . import idempotency
+from .parsers import JSONParser
 
 
 def idempotent(handler):
@@ -27,6 +28,7 @@ class ApiViewMixin:
     rate_classes: dict[str, str | None] = {}
     action_roles: dict[str, tuple[str, ...]] = {}
     allows_scoped_tokens = False
+    parser_classes = [JSONParser]
 
     @property
     def principal(self) -> Principal:
@@ -48,6 +50,8 @@ class ApiViewMixin:
 
     def initial(self, request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)
+        if any("\x00" in str(value) for value in kwargs.values()):
+            raise NotFound("no such object: ids contain no NUL characters")  # and PostgreSQL cannot compare one
         if request.method == "POST" and getattr(self._handler(), "idempotent", False):
             if isinstance(request.auth, Principal):
                 request._request.idempotency_record = idempotency.begin(request, request.auth.tenant)

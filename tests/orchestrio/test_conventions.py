@@ -61,6 +61,15 @@ def test_json_values_of_the_wrong_type_are_422_not_coerced(api, path, body, loc)
     assert_validation_error(api.post(path, body), loc)
 
 
+def test_nul_characters_are_refused_before_they_reach_the_database(api):
+    # PostgreSQL stores no NUL in text or jsonb: the API refuses them, it does not fail with a 500.
+    assert assert_validation_error(api.post("api-tokens", {"name": "ci", "extra": {"k\x00": 1}}), ("body",))[0]["type"] == "json_invalid"
+    assert_error(api.get("instances/web%00-01"), 404)
+    assert_error(api.get("instances/by-idempotency-key/k%00"), 404)
+    assert_validation_error(api.get("instances", label="team:a\x00"), ("query", "label"))
+    assert_validation_error(api.post("api-tokens", {"name": "ci"}, headers={"Idempotency-Key": "k\x00"}), ("header", "Idempotency-Key"))
+
+
 def test_boolean_bodies_take_only_true_or_false(api):
     assert_validation_error(api.patch("alerts", {"enabled": "yes"}), ("body", "enabled"))
     assert_validation_error(api.patch("alerts", {"enabled": 1}), ("body", "enabled"))
