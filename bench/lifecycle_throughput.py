@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/lifecycle_throughput.py                     # 1,000 creates, SQLite (WAL)
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/orchestrio_bench .venv/bin/python bench/lifecycle_throughput.py
-    .venv/bin/python bench/lifecycle_throughput.py --creates 200 --worker-class orchestrio.worker.SimpleWorker
+    .venv/bin/python bench/lifecycle_throughput.py --creates 300 --worker-class rq.worker.Worker   # RQ's forking worker
 
 Starts a private redis-server, one shared moto server (`ThreadedMotoServer`, in its own process)
 standing in for EC2, a gunicorn web server as in the Procfile and `--workers` worker processes
-(`manage.py rqworker default`, the Procfile's worker, which forks a work horse per job; or
-`--worker-class`). `--clients` threads POST the creates to
+(`manage.py rqworker default --worker-class orchestrio.worker.SimpleWorker`, the Procfile's
+worker; `--worker-class rq.worker.Worker` for RQ's default, which forks a work horse per job). `--clients` threads POST the creates to
 `/api/v1/instances` (region `iad`, a blueprint with an AMI, subnet and security group in moto);
 each becomes an operation that a worker runs: RunInstances with its ClientToken and tags, wait
 for `running`, record the machine (the readiness probe is off: moto's machines run no agent).
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--deadline", type=int, default=900, help="seconds for the operations to finish")
-    parser.add_argument("--worker-class", default=None, help="e.g. orchestrio.worker.SimpleWorker (no fork per job)")
+    parser.add_argument("--worker-class", default="orchestrio.worker.SimpleWorker", help="the Procfile's (no fork per job); rq.worker.Worker forks per job")
     args = parser.parse_args()
     _serve.production_env()
     os.environ.update(
@@ -94,7 +94,7 @@ def main() -> None:
 
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orchestrio.settings"}
         base = _serve.start_web("gunicorn", env, processes)
-        worker = [sys.executable, "manage.py", "rqworker", "default"] + (["--worker-class", args.worker_class] if args.worker_class else [])
+        worker = [sys.executable, "manage.py", "rqworker", "default", "--worker-class", args.worker_class]
         for _ in range(args.workers):
             processes.append(subprocess.Popen(worker, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
@@ -140,7 +140,7 @@ def main() -> None:
         delays = [(op["started_at"] - op["created_at"]).total_seconds() * 1000 for op in ops if op["started_at"]]
         runs = [(op["finished_at"] - op["started_at"]).total_seconds() * 1000 for op in ops if op["started_at"]]
         db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-        print(f"machine: {_django.machine()}; database: {db}; redis-server; moto server (EC2); gunicorn gthread 2x8; {args.workers} x `rqworker default{' --worker-class ' + args.worker_class if args.worker_class else ''}`")
+        print(f"machine: {_django.machine()}; database: {db}; redis-server; moto server (EC2); gunicorn gthread 2x8; {args.workers} x `rqworker default --worker-class {args.worker_class}`")
         print(f"{args.creates} creates from {args.clients} client threads: accepted in {posted:.1f} s ({args.creates / posted:.0f}/s), POST p50 {statistics.median(accepted):.1f} ms, p99 {_serve.percentile(accepted, 99):.1f} ms")
         print(f"operations: {len(ops) - len(failed)} succeeded, {len(failed)} failed{' (e.g. ' + failed[0]['error_message'][:120] + ')' if failed else ''}; {running} instances running on moto machines")
         print(f"end to end: {elapsed:.1f} s from the first operation recorded to the last finished = {len(ops) / elapsed:.1f} operations/s")

@@ -7,7 +7,7 @@ that is exactly what the tests prove. Unset (always, in production) a point cost
 an empty list. `manage.py check` warns when faults are configured.
 
 Actions:
-- `kill`: SIGKILL this process's group: an `rqworker` and its work horse die at once, mid-job, with
+- `kill`: SIGKILL this process's group: the `rqworker` (with RQ's forking worker, its work horse too) dies mid-job, with
   no cleanup and no finally blocks (as when the host or the OOM killer takes the worker);
 - `error`: raise FaultInjected (an unexpected crash the job's own error handling must absorb).
 """

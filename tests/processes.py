@@ -224,7 +224,7 @@ class ManagedProcess:
 
 def worker_process(env: dict[str, str]) -> ManagedProcess:
     """A worker exactly as the Procfile runs it."""
-    return ManagedProcess([sys.executable, "manage.py", "rqworker", "default", "periodic"], env, "worker")
+    return ManagedProcess([sys.executable, "manage.py", "rqworker", "default", "periodic", "--worker-class", "orchestrio.worker.SimpleWorker"], env, "worker")
 
 
 def scheduler_process(env: dict[str, str]) -> ManagedProcess:
