@@ -35,6 +35,7 @@ from .services import instance_create, instance_destroy, merge_patch
 logger = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$")
+NAME_MESSAGE = "name is 3–50 lowercase letters, digits and '-', starting and ending with a letter or digit"
 SECRET_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_SECRET_BYTES = 8 * 1024
@@ -115,7 +116,7 @@ def deployment_create(
 
         raise Forbidden("an instance-scoped token cannot create deployments")
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise _issue("name", "name is 3–50 lowercase letters, digits and '-', starting and ending with a letter or digit")
+        raise _issue("name", NAME_MESSAGE)
     if environment not in DeploymentEnvironment.values:
         raise _issue("environment", f"environment is one of {', '.join(DeploymentEnvironment.values)}")
     config = _check_config(config or {})

@@ -9,6 +9,7 @@ from orchestrio.api.strict import BodySerializer, StrictTypesMixin
 from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
 
 from ..choices import InstanceState, ProviderApi
+from ..deployments import NAME_MESSAGE as DEPLOYMENT_NAME_MESSAGE, NAME_RE as DEPLOYMENT_NAME_RE
 from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, Instance, LogLine, Operation
 
 INSTANCE_ID_FIELD = dict(regex=SLUG_PATTERN, min_length=3, max_length=63, error_messages={"invalid": SLUG_MESSAGE})
@@ -314,7 +315,7 @@ class DeploymentSerializer(serializers.Serializer):
 
 
 class DeploymentCreateSerializer(BodySerializer):
-    name = serializers.CharField(max_length=50)
+    name = serializers.RegexField(DEPLOYMENT_NAME_RE.pattern, max_length=50, error_messages={"invalid": DEPLOYMENT_NAME_MESSAGE})
     blueprint_name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63, default="OpenClaw")
     environment = serializers.ChoiceField(choices=["production", "staging", "development"], default="production")
     region = serializers.CharField(max_length=16, required=False, allow_null=True, default=None)
