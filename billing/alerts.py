@@ -123,18 +123,31 @@ def _delivery_id() -> str:
 def emit(tenant_id: str, event: str, data: dict, *, force: bool = False) -> AlertDelivery | None:
     """Queue an alert for the tenant's webhook (if it has one enabled). Call inside the transaction
     that made the change: the delivery is sent after it commits."""
-    config = AlertConfig.objects.filter(tenant_id=tenant_id).first()
-    if config is None or not config.webhook_url or not (config.enabled or force):
-        return None
-    delivery_id = _delivery_id()
-    now = timezone.now()
-    payload = {"id": delivery_id, "type": event, "created_at": now, "tenant_id": tenant_id, "summary": EVENTS.get(event, event), "data": data}
-    delivery = AlertDelivery.objects.create(
-        id=delivery_id, tenant_id=tenant_id, event=event, payload=json.loads(json.dumps(payload, cls=DjangoJSONEncoder)),
-        url=config.webhook_url, next_attempt_at=now, created_at=now,
-    )  # fmt: skip
-    enqueue_on_commit("billing.jobs.deliver_alert", delivery.pk)
-    return delivery
+    deliveries = emit_many([(tenant_id, event, data)], force=force)
+    return deliveries[0] if deliveries else None
+
+
+def emit_many(alerts: list[tuple[str, str, dict]], *, force: bool = False) -> list[AlertDelivery]:
+    """`emit` for many (tenant_id, event, data) at once: one query for the tenants' configs, one
+    bulk insert; returns the deliveries queued (alerts of tenants without an enabled webhook are
+    dropped)."""
+    configs = AlertConfig.objects.in_bulk({tenant_id for tenant_id, _, _ in alerts}, field_name="tenant_id")
+    deliveries = []
+    for tenant_id, event, data in alerts:
+        config = configs.get(tenant_id)
+        if config is None or not config.webhook_url or not (config.enabled or force):
+            continue
+        delivery_id = _delivery_id()
+        now = timezone.now()
+        payload = {"id": delivery_id, "type": event, "created_at": now, "tenant_id": tenant_id, "summary": EVENTS.get(event, event), "data": data}
+        deliveries.append(AlertDelivery(
+            id=delivery_id, tenant_id=tenant_id, event=event, payload=json.loads(json.dumps(payload, cls=DjangoJSONEncoder)),
+            url=config.webhook_url, next_attempt_at=now, created_at=now,
+        ))  # fmt: skip
+    AlertDelivery.objects.bulk_create(deliveries)
+    for delivery in deliveries:
+        enqueue_on_commit("billing.jobs.deliver_alert", delivery.pk)
+    return deliveries
 
 
 def _backoff(attempts: int) -> timedelta:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections import Counter, defaultdict
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +29,7 @@ from orchestrio import crypto
 from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, ValidationFailed
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
-from orchestrio.services import activity_record
+from orchestrio.services import activity_record, activity_record_many
 from orchestrio.tenancy import Actor, Principal
 
 from . import lifecycle
@@ -63,15 +64,33 @@ def log_append(
     instance: Instance, stage: str, message: str, *, level: str = LogLevel.INFO, operation: Operation | None = None
 ) -> LogLine:
     """Append a lifecycle log line with the instance's next `seq` (allocated atomically)."""
+    return log_append_many([LogLine(instance_id=instance.pk, operation=operation, stage=stage, level=level, message=message)])[0]
+
+
+def log_append_many(lines: list[LogLine]) -> list[LogLine]:
+    """Insert unsaved lines (instance_id, stage, level, message, operation) in one bulk insert, each
+    with its instance's next `seq`, in list order: every instance's block of numbers is allocated
+    atomically (`UPDATE … RETURNING`, one statement per batch of instances taking as many)."""
+    counts = Counter(line.instance_id for line in lines)
+    taking: dict[int, list[int]] = defaultdict(list)
+    for pk, count in counts.items():
+        taking[count].append(pk)
+    last: dict[int, int] = {}
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Instance._meta.db_table} SET log_seq = log_seq + 1 WHERE id = %s RETURNING log_seq",
-            [instance.pk],
-        )
-        seq = cursor.fetchone()[0]
-    return LogLine.objects.create(
-        instance_id=instance.pk, operation=operation, seq=seq, stage=stage[:32], level=level, message=message
-    )
+        for count, pks in taking.items():
+            size = connection.ops.bulk_batch_size(["id"], pks)
+            for batch in (pks[i : i + size] for i in range(0, len(pks), size)):
+                cursor.execute(
+                    f"UPDATE {Instance._meta.db_table} SET log_seq = log_seq + %s WHERE id IN ({', '.join(['%s'] * len(batch))}) RETURNING id, log_seq",
+                    [count, *batch],
+                )
+                last.update(cursor.fetchall())
+    following = {pk: seq - counts[pk] + 1 for pk, seq in last.items()}
+    for line in lines:
+        line.seq = following[line.instance_id]
+        following[line.instance_id] += 1
+        line.stage = line.stage[:32]
+    return LogLine.objects.bulk_create(lines)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -619,10 +638,14 @@ def operation_requeue(*, operation: Operation, actor: Actor, reason: str) -> boo
 
 # --- health ------------------------------------------------------------------------------------
 
+# Health changes are written in batches: one transaction each, holding its instances' row locks.
+HEALTH_CHANGE_BATCH = 500
+
 
 def health_record(results: list[dict]) -> dict[str, int]:
     """Record a sweep's probe results: bulk updates for the steady ones, a log line and an audit
-    event for each instance whose health changed. Each result: pk, ok, status (current), failures."""
+    event for each instance whose health changed (in batches of HEALTH_CHANGE_BATCH). Each result:
+    pk, ok, status (current), failures."""
     now = timezone.now()
     threshold = settings.HEALTH_FAILURE_THRESHOLD
     steady_ok, steady_fail, changes = [], [], []
@@ -645,36 +668,49 @@ def health_record(results: list[dict]) -> dict[str, int]:
         from django.db.models import F
 
         Instance.objects.filter(running, pk__in=steady_fail).update(last_health_check=now, health_failures=F("health_failures") + 1)
-    for r, status, failures in changes:
-        _health_change(r, status, failures, now)
+    for start in range(0, len(changes), HEALTH_CHANGE_BATCH):
+        _health_changes(changes[start : start + HEALTH_CHANGE_BATCH], now)
     return {"healthy": len(steady_ok) + sum(1 for c in changes if c[1] == HealthStatus.HEALTHY), "failing": len(steady_fail) + sum(1 for c in changes if c[1] == HealthStatus.UNHEALTHY), "changed": len(changes)}
 
 
 @transaction.atomic
-def _health_change(result: dict, status: str, failures: int, now) -> None:
-    instance = Instance.objects.select_for_update(of=("self",)).filter(pk=result["pk"], state=InstanceState.RUNNING, destroyed_at__isnull=True).first()
-    if instance is None:
-        return
-    previous = instance.health_status
-    instance.health_status = status
-    instance.health_failures = failures
-    instance.last_health_check = now
-    instance.save(update_fields=["health_status", "health_failures", "last_health_check", "updated_at"])
-    detail = result.get("detail") or ""
-    if status == HealthStatus.UNHEALTHY:
-        alerts.emit(instance.tenant_id, "instance.health_down", {"instance_id": instance.instance_id, "failures": failures, "detail": detail})
-    elif previous == HealthStatus.UNHEALTHY:
-        alerts.emit(instance.tenant_id, "instance.health_up", {"instance_id": instance.instance_id})
-    level = LogLevel.INFO if status == HealthStatus.HEALTHY else LogLevel.WARNING
-    log_append(instance, "health", f"health {previous} → {status}" + (f": {detail}" if detail else ""), level=level)
-    activity_record(
-        actor=Actor.system("health-checker"),
-        action=f"instance.health.{status}",
-        tenant=instance.tenant_id,
-        object_type="instance",
-        object_id=instance.instance_id,
-        data={"previous": previous, "failures": failures, "detail": detail[:200]},
-    )
+def _health_changes(changes: list[tuple[dict, str, int]], now) -> None:
+    """Apply (result, new status, failures) changes: lock those instances still running (the others
+    are skipped), update them (one UPDATE per new status and failure count: in practice two), and
+    write each one's alert, log line and audit event in bulk."""
+    locked = Instance.objects.select_for_update(of=("self",)).filter(
+        pk__in=[result["pk"] for result, _, _ in changes], state=InstanceState.RUNNING, destroyed_at__isnull=True
+    ).order_by("pk").values_list("pk", "instance_id", "tenant_id", "health_status")
+    instances = {pk: (instance_id, tenant_id, previous) for pk, instance_id, tenant_id, previous in locked}
+    actor = Actor.system("health-checker")
+    changed, raised, lines, events = defaultdict(list), [], [], []
+    for result, status, failures in changes:
+        if result["pk"] not in instances:
+            continue
+        instance_id, tenant_id, previous = instances[result["pk"]]
+        changed[status, failures].append(result["pk"])
+        detail = result.get("detail") or ""
+        if status == HealthStatus.UNHEALTHY:
+            raised.append((tenant_id, "instance.health_down", {"instance_id": instance_id, "failures": failures, "detail": detail}))
+        elif previous == HealthStatus.UNHEALTHY:
+            raised.append((tenant_id, "instance.health_up", {"instance_id": instance_id}))
+        level = LogLevel.INFO if status == HealthStatus.HEALTHY else LogLevel.WARNING
+        lines.append(LogLine(instance_id=result["pk"], stage="health", level=level, message=f"health {previous} → {status}" + (f": {detail}" if detail else "")))
+        events.append(
+            {
+                "actor": actor,
+                "action": f"instance.health.{status}",
+                "tenant": tenant_id,
+                "object_type": "instance",
+                "object_id": instance_id,
+                "data": {"previous": previous, "failures": failures, "detail": detail[:200]},
+            }
+        )
+    for (status, failures), pks in changed.items():
+        Instance.objects.filter(pk__in=pks).update(health_status=status, health_failures=failures, last_health_check=now, updated_at=timezone.now())
+    alerts.emit_many(raised)
+    log_append_many(lines)
+    activity_record_many(events)
 
 
 # --- blueprints --------------------------------------------------------------------------------

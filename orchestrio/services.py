@@ -36,8 +36,27 @@ def activity_record(
     data: dict[str, Any] | None = None,
 ) -> ActivityEvent:
     """Append one audit-log row. Callers pass only non-secret data."""
+    event = _activity_event(actor=actor, action=action, tenant=tenant, object_type=object_type, object_id=object_id, data=data)
+    event.save(force_insert=True)
+    return event
+
+
+def activity_record_many(records: list[dict[str, Any]]) -> list[ActivityEvent]:
+    """Append many audit-log rows in one bulk insert; each record holds `activity_record`'s arguments."""
+    return ActivityEvent.objects.bulk_create([_activity_event(**record) for record in records])
+
+
+def _activity_event(
+    *,
+    actor: Actor,
+    action: str,
+    tenant: Tenant | str | None,
+    object_type: str = "",
+    object_id: Any = "",
+    data: dict[str, Any] | None = None,
+) -> ActivityEvent:
     tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
-    return ActivityEvent.objects.create(
+    return ActivityEvent(
         tenant_id=tenant_id,
         actor_type=actor.type,
         actor_user=actor.user if actor.type in (ActorType.USER, ActorType.STAFF) else None,
