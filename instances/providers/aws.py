@@ -25,7 +25,15 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 from django.conf import settings
 
 from ..agent_client import key_sha256
@@ -39,6 +47,8 @@ SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "agent_scripts"
 USER_DATA_LIMIT = 16 * 1024
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
+# Failures where no answer arrived: retried like throttling.
+TRANSIENT = (ConnectionClosedError, EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)
 THROTTLING = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException", "ThrottledException", "PriorRequestNotComplete"}
 CAPACITY = {"InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity", "InsufficientAddressCapacity"}
 AUTH = {
@@ -184,6 +194,10 @@ class AwsProvider(Provider):
             return self._clients[key]
 
     def call(self, service: str, region: str, method: str, *, action: str, spec: MachineSpec | None = None, **kwargs):
+        """One AWS API call. Throttling and transient connection failures (no answer received) are
+        retried with exponential backoff and full jitter, as AWS's SDKs do in standard mode: every
+        call we make is idempotent (RunInstances carries its ClientToken), so a retry after a lost
+        answer returns the first result."""
         attempts = settings.AWS_THROTTLE_RETRIES + 1
         for attempt in range(attempts):
             try:
@@ -191,14 +205,22 @@ class AwsProvider(Provider):
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code in THROTTLING and attempt + 1 < attempts:
-                    delay = random.uniform(0, min(settings.AWS_BACKOFF_CAP_SECONDS, settings.AWS_BACKOFF_BASE_SECONDS * 2**attempt))
-                    logger.info("AWS throttled %s.%s (%s); retry %d in %.2fs", service, method, code, attempt + 1, delay)
-                    self.sleep(delay)
+                    self._backoff(attempt, f"AWS throttled {service}.{method} ({code})")
+                    continue
+                raise translate(exc, action=action, spec=spec) from None
+            except TRANSIENT as exc:
+                if attempt + 1 < attempts:
+                    self._backoff(attempt, f"no answer from AWS to {service}.{method} ({type(exc).__name__})")
                     continue
                 raise translate(exc, action=action, spec=spec) from None
             except (BotoCoreError, NoCredentialsError) as exc:
                 raise translate(exc, action=action, spec=spec) from None
         raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int, why: str) -> None:
+        delay = random.uniform(0, min(settings.AWS_BACKOFF_CAP_SECONDS, settings.AWS_BACKOFF_BASE_SECONDS * 2**attempt))
+        logger.info("%s; retry %d in %.2fs", why, attempt + 1, delay)
+        self.sleep(delay)
 
     def ec2(self, spec: MachineSpec, method: str, *, action: str, **kwargs):
         return self.call("ec2", spec.region, method, action=action, spec=spec, **kwargs)

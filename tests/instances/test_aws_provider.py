@@ -276,6 +276,34 @@ def test_throttling_storm_becomes_a_typed_failure(aws, make_instance, settings):
     assert raised.value.code == "provider_throttled" and raised.value.retryable
 
 
+def test_a_lost_answer_is_retried_then_a_typed_failure(aws, make_instance, settings, monkeypatch):  # noqa: F811
+    """No answer from AWS (connection closed, timeouts) is retried like throttling: every call is
+    idempotent. When it keeps happening, the failure is typed and retryable."""
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+
+    settings.AWS_THROTTLE_RETRIES = 2
+    delays = []
+    aws.provider.sleep = delays.append
+    instance = make_instance(instance_id="aws-lost", provider="aws", region_id="iad")
+    client = aws.provider.client("ec2", "us-east-1")
+    real = client.describe_instances
+    failures = [ConnectionClosedError(endpoint_url="https://ec2"), ReadTimeoutError(endpoint_url="https://ec2")]
+
+    def flaky(**kwargs):
+        if failures:
+            raise failures.pop(0)
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "describe_instances", flaky)
+    assert aws.provider.describe(spec_for(instance)).state == MachineState.MISSING
+    assert len(delays) == 2
+
+    monkeypatch.setattr(client, "describe_instances", lambda **kw: (_ for _ in ()).throw(ConnectionClosedError(endpoint_url="https://ec2")))
+    with pytest.raises(ProviderError) as raised:
+        aws.provider.describe(spec_for(instance))
+    assert raised.value.code == "provider_error" and raised.value.retryable and "AWS" in raised.value.message
+
+
 def test_backoff_is_exponential_with_full_jitter(aws, make_instance, settings, monkeypatch):
     settings.AWS_BACKOFF_BASE_SECONDS = 1.0
     settings.AWS_BACKOFF_CAP_SECONDS = 5.0
