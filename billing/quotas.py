@@ -9,11 +9,11 @@ from django.utils import timezone
 from orchestrio.errors import PlanLimitReached
 
 
-def current_period(tenant) -> tuple[datetime, datetime]:
+def current_period(tenant_id: str) -> tuple[datetime, datetime]:
     """The usage period: the Stripe subscription's current period, else the calendar month (UTC)."""
     from .models import Subscription
 
-    subscription = Subscription.objects.filter(tenant=tenant).only("current_period_start", "current_period_end").first()
+    subscription = Subscription.objects.filter(tenant_id=tenant_id).only("current_period_start", "current_period_end").first()
     now = timezone.now().astimezone(dt_timezone.utc)
     if subscription and subscription.current_period_start and subscription.current_period_end and subscription.current_period_start <= now < subscription.current_period_end:
         return subscription.current_period_start, subscription.current_period_end
@@ -22,7 +22,7 @@ def current_period(tenant) -> tuple[datetime, datetime]:
     return start, end
 
 
-def executions_used(tenant, start: datetime, end: datetime) -> int:
+def executions_used(tenant_id: str, start: datetime, end: datetime) -> int:
     """Executions in [start, end): tasks dispatched, plus proxied gateway/tunnel requests (counted
     in UsageCounter, and those not flushed from Redis yet)."""
     from django.db.models import Sum
@@ -32,17 +32,17 @@ def executions_used(tenant, start: datetime, end: datetime) -> int:
     from .metering import pending_counts
     from .models import UsageCounter
 
-    tasks = Task.objects.filter(tenant=tenant, created_at__gte=start, created_at__lt=end).count()
-    proxied = UsageCounter.objects.filter(tenant=tenant, kind="executions", day__gte=start.date(), day__lt=end.date()).aggregate(n=Sum("count"))["n"] or 0
-    return tasks + proxied + pending_counts(tenant.pk, start.date(), end.date())
+    tasks = Task.objects.filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end).count()
+    proxied = UsageCounter.objects.filter(tenant_id=tenant_id, kind="executions", day__gte=start.date(), day__lt=end.date()).aggregate(n=Sum("count"))["n"] or 0
+    return tasks + proxied + pending_counts(tenant_id, start.date(), end.date())
 
 
 def check_execution_quota(tenant) -> None:
     plan = tenant.plan
     if plan.executions_per_month is None:
         return
-    start, end = current_period(tenant)
-    if executions_used(tenant, start, end) >= plan.executions_per_month:
+    start, end = current_period(tenant.pk)
+    if executions_used(tenant.pk, start, end) >= plan.executions_per_month:
         raise PlanLimitReached(
             f"the {plan.name} plan includes {plan.executions_per_month} executions a month and they are used up; "
             f"they renew on {end:%Y-%m-%d}, or upgrade",
@@ -51,30 +51,30 @@ def check_execution_quota(tenant) -> None:
         )
 
 
-def execution_quota_exceeded(tenant):
-    """For the proxies: a 402 response when the tenant's executions are used up, else None.
+def execution_quota_exceeded(tenant_id: str, plan_id: str, plan_name: str, quota: int | None):
+    """For the proxies: a 402 response when the tenant's executions (`quota` a month on its plan)
+    are used up, else None.
 
     Counting costs queries, so the verdict is cached for a short while per tenant (the quota can
     be overshot by at most the requests of that window)."""
     from django.core.cache import cache
     from django.http import JsonResponse
 
-    plan = tenant.plan
-    if plan.executions_per_month is None:
+    if quota is None:
         return None
-    key = f"quota:executions:{tenant.pk}:{plan.pk}"
+    key = f"quota:executions:{tenant_id}:{plan_id}"
     try:
         verdict = cache.get(key)
         if verdict is None:
-            start, end = current_period(tenant)
-            verdict = "over" if executions_used(tenant, start, end) >= plan.executions_per_month else "ok"
+            start, end = current_period(tenant_id)
+            verdict = "over" if executions_used(tenant_id, start, end) >= quota else "ok"
             cache.set(key, verdict, 10)
     except Exception:  # noqa: BLE001 - a cache outage must not stop traffic
         return None
     if verdict == "ok":
         return None
     return JsonResponse(
-        {"detail": f"the {plan.name} plan's {plan.executions_per_month} executions this month are used up; upgrade to continue", "limit": "executions", "plan": plan.pk},
+        {"detail": f"the {plan_name} plan's {quota} executions this month are used up; upgrade to continue", "limit": "executions", "plan": plan_id},
         status=402,
     )
 
@@ -97,9 +97,9 @@ def quota_alerts() -> int:
     active |= set(Task.objects.filter(created_at__gte=timezone.now() - timedelta(days=1)).values_list("tenant_id", flat=True))
     sent = 0
     for tenant in Tenant.objects.filter(pk__in=active, plan__executions_per_month__isnull=False).select_related("plan"):
-        start, end = current_period(tenant)
+        start, end = current_period(tenant.pk)
         quota = tenant.plan.executions_per_month
-        used = executions_used(tenant, start, end)
+        used = executions_used(tenant.pk, start, end)
         for threshold in (80, 100):
             if quota and used * 100 >= quota * threshold:
                 try:

@@ -54,8 +54,8 @@ def instance_hours(*, filters: dict, start: datetime, end: datetime) -> float:
 
 
 def usage_current(tenant) -> dict:
-    start, end = current_period(tenant)
-    used = executions_used(tenant, start, end)
+    start, end = current_period(tenant.pk)
+    used = executions_used(tenant.pk, start, end)
     quota = tenant.plan.executions_per_month
     return {
         "period_start": start,

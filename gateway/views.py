@@ -4,16 +4,18 @@ the console's gateway-policy pages."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.views.decorators.csrf import csrf_exempt
 
 from billing.metering import record_execution
 from instances.choices import InstanceState
 from instances.models import Instance
 from orchestrio.api.ratelimit import Counter, attach, count
+from orchestrio.db import CompiledQuery
 
 from . import proxy
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
@@ -42,25 +44,43 @@ def _rate_limited(request, caller):
     return None
 
 
-# What a proxied request reads of its instance (the columns of the per-request query).
-ROUTE_FIELDS = (
-    "instance_id", "tenant_id", "blueprint_id", "state", "ip_address", "port", "agent_key_encrypted",
-    "tenant__plan__name", "tenant__plan__executions_per_month",
+@dataclass(frozen=True)
+class Route:
+    """What a proxied request reads of its live instance, its tenant's plan, and whether an enabled
+    policy applies: one query (ROUTE), compiled once per connection. The policies themselves are
+    only read when one applies (a tunnel without catch-all policies takes API tokens)."""
+
+    pk: int
+    instance_id: str
+    tenant_id: str
+    state: str
+    ip_address: str | None
+    port: int | None
+    agent_port: int  # the blueprint's, when the instance has no recorded port
+    agent_key_encrypted: str
+    tenant_plan_id: str
+    tenant_plan_name: str
+    executions_per_month: int | None
+    has_policies: bool
+
+
+ROUTE = CompiledQuery(
+    Instance,
+    lambda instance_id, slug: Instance.objects.filter(instance_id=instance_id, destroyed_at__isnull=True).values(
+        "pk", "instance_id", "tenant_id", "state", "ip_address", "port", "agent_key_encrypted",
+        agent_port=F("blueprint__agent_port"), tenant_plan_id=F("tenant__plan_id"), tenant_plan_name=F("tenant__plan__name"),
+        executions_per_month=F("tenant__plan__executions_per_month"),
+        has_policies=Exists(GatewayPolicy.objects.filter(instance=OuterRef("pk"), slug=slug, enabled=True)),
+    )[:1],
 )  # fmt: skip
 
 
 def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
-    # One query for the instance, its tenant's plan, and whether any policy applies; the policies
-    # are only read when one does (a tunnel without catch-all policies takes API tokens).
-    policies_here = GatewayPolicy.objects.filter(instance=OuterRef("pk"), slug=slug, enabled=True)
-    try:
-        instance = (
-            Instance.objects.select_related("tenant__plan").only(*ROUTE_FIELDS).annotate(has_policies=Exists(policies_here))
-            .get(instance_id=instance_id, destroyed_at__isnull=True)
-        )  # fmt: skip
-    except Instance.DoesNotExist:
+    row = ROUTE.row(instance_id=instance_id, slug=slug)
+    if row is None:
         return proxy.error(404, f"no instance {instance_id!r}")
-    policies = list(GatewayPolicy.objects.filter(instance=instance, slug=slug, enabled=True).order_by()) if instance.has_policies else []
+    instance = Route(**row)
+    policies = list(GatewayPolicy.objects.filter(instance_id=instance.pk, slug=slug, enabled=True).order_by()) if instance.has_policies else []
     if slug is not None and not policies:
         return proxy.error(404, f"no enabled gateway policy for {slug!r} on {instance_id}")
     try:
@@ -74,7 +94,7 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
         return limited
     from billing.quotas import execution_quota_exceeded
 
-    exceeded = execution_quota_exceeded(instance.tenant)
+    exceeded = execution_quota_exceeded(instance.tenant_id, instance.tenant_plan_id, instance.tenant_plan_name, instance.executions_per_month)
     if exceeded is not None:
         return exceeded
     if instance.state != InstanceState.RUNNING:

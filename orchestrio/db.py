@@ -1,0 +1,68 @@
+"""Queries that run on every proxied request, compiled once.
+
+Building and compiling a queryset costs Django far more than running it: the tunnel's route
+lookup (a join, an EXISTS for the gateway policies) took 0.8 ms to build and compile against
+0.03 ms to run on SQLite. A `CompiledQuery` builds its `values()` queryset once per database
+connection, with markers in place of the parameters, keeps the SQL, and then only runs it with
+new values, converting the columns as the ORM does (aware datetimes, booleans, JSON).
+
+Parameters must be strings compared exactly (`field=value`); None is passed through to the
+queryset (`field=None` compiles to IS NULL), so each pattern of None parameters is compiled on
+its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from weakref import WeakKeyDictionary
+
+from django.db import connections, router
+from django.db.models import Model, QuerySet
+
+
+class CompiledQuery:
+    def __init__(self, model: type[Model], build: Callable[..., QuerySet]) -> None:
+        """`build(**params)` returns the `values()` queryset for those parameters."""
+        self.model = model
+        self.build = build
+        self._compiled: WeakKeyDictionary = WeakKeyDictionary()  # connection -> {None pattern: plan}
+
+    def rows(self, **params) -> list[dict]:
+        connection = connections[router.db_for_read(self.model)]
+        pattern = frozenset(name for name, value in params.items() if value is None)
+        per_connection = self._compiled.setdefault(connection, {})
+        plan = per_connection.get(pattern)
+        if plan is None:
+            plan = per_connection[pattern] = self._compile(connection, params)
+        sql, slots, names, compiler, converters = plan
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [params[slot.name] if isinstance(slot, _Param) else slot for slot in slots])
+            rows = cursor.fetchall()
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        return [dict(zip(names, row)) for row in rows]
+
+    def row(self, **params) -> dict | None:
+        rows = self.rows(**params)
+        return rows[0] if rows else None
+
+    def _compile(self, connection, params: dict) -> tuple:
+        markers = {f"\x00{name}\x00": _Param(name) for name, value in params.items() if value is not None}
+        query = self.build(**{name: (None if value is None else f"\x00{name}\x00") for name, value in params.items()}).query
+        compiler = query.get_compiler(connection=connection)
+        sql, constants = compiler.as_sql()
+        slots = [markers.get(value, value) if isinstance(value, str) else value for value in constants]
+        missing = set(markers.values()) - set(slots)
+        if missing:
+            raise ValueError(f"parameters not compared exactly (field=value): {sorted(param.name for param in missing)}")
+        names = list(query.selected) if query.selected else [*query.extra_select, *query.values_select, *query.annotation_select]
+        converters = compiler.get_converters([select[0] for select in compiler.select[: compiler.col_count]])
+        return sql, slots, names, compiler, converters
+
+
+@dataclass(frozen=True)
+class _Param:
+    """Where a parameter's value goes among the compiled query's parameters."""
+
+    name: str

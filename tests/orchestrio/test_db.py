@@ -1,0 +1,45 @@
+"""CompiledQuery: a queryset compiled once and run with new values must answer exactly what the
+ORM answers for those values."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from orchestrio.db import CompiledQuery
+from orchestrio.models import ApiToken
+
+from ..factories import ApiTokenFactory
+
+BY_NAME = CompiledQuery(ApiToken, lambda name, tenant_id: ApiToken.objects.filter(name=name, tenant_id=tenant_id).values("pk", "name", "created_at", "revoked_at", "role").order_by("pk"))
+
+
+@pytest.mark.django_db
+def test_same_rows_as_the_orm_for_each_new_value(tenant):
+    ApiTokenFactory(tenant=tenant, name="alpha")
+    second = ApiTokenFactory(tenant=tenant, name="beta")
+    ApiToken.objects.filter(pk=second.pk).update(revoked_at=timezone.now() - timedelta(hours=1))
+    for name in ("alpha", "beta", "gamma", "alpha"):
+        expected = list(ApiToken.objects.filter(name=name, tenant_id=tenant.pk).values("pk", "name", "created_at", "revoked_at", "role").order_by("pk"))
+        assert BY_NAME.rows(name=name, tenant_id=tenant.pk) == expected
+    row = BY_NAME.row(name="beta", tenant_id=tenant.pk)
+    assert row["revoked_at"].tzinfo is not None  # converted as the ORM does: aware datetimes
+    assert BY_NAME.row(name="gamma", tenant_id=tenant.pk) is None
+
+
+@pytest.mark.django_db
+def test_none_compiles_to_is_null_separately(tenant):
+    token = ApiTokenFactory(tenant=tenant, name="alpha")
+    by_prefix = CompiledQuery(ApiToken, lambda name, prefix: ApiToken.objects.filter(name=name, prefix=prefix).values("pk"))
+    assert by_prefix.rows(name=None, prefix=token.prefix) == []  # name IS NULL
+    assert by_prefix.rows(name="alpha", prefix=token.prefix) == [{"pk": token.pk}]
+    assert by_prefix.rows(name=None, prefix=token.prefix) == []
+
+
+@pytest.mark.django_db
+def test_a_parameter_not_compared_exactly_is_refused(tenant):
+    contains = CompiledQuery(ApiToken, lambda name: ApiToken.objects.filter(name__contains=name).values("pk"))
+    with pytest.raises(ValueError, match="not compared exactly"):
+        contains.rows(name="alp")
