@@ -65,28 +65,56 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         return f'{self.keyword} realm="api"'
 
 
-_TOKEN_FIELDS = [field.attname for field in ApiToken._meta.concrete_fields]
+def _attnames(model) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+# The token lookup runs on every API and tunnel request: compiled once per connection. The API's
+# reads the tenant, its plan and the token's creator in the same query (joined).
+_TOKEN_FIELDS = _attnames(ApiToken)
+_TENANT_FIELDS = _attnames(ApiToken.tenant.field.related_model)
+_PLAN_FIELDS = _attnames(ApiToken.tenant.field.related_model.plan.field.related_model)
+_USER_FIELDS = _attnames(ApiToken.created_by.field.related_model)
 _TOKEN_BY_HASH = CompiledQuery(ApiToken, lambda token_hash: ApiToken.objects.filter(token_hash=token_hash).values(*_TOKEN_FIELDS)[:1])
+_TOKEN_WITH_TENANT_BY_HASH = CompiledQuery(
+    ApiToken,
+    lambda token_hash: ApiToken.objects.filter(token_hash=token_hash).values(
+        *_TOKEN_FIELDS, *(f"tenant__{name}" for name in _TENANT_FIELDS), *(f"tenant__plan__{name}" for name in _PLAN_FIELDS),
+        *(f"created_by__{name}" for name in _USER_FIELDS),
+    )[:1],
+)  # fmt: skip
+
+
+def _build(model, db: str, names: list[str], row: dict, prefix: str = ""):
+    return model.from_db(db, names, [row[prefix + name] for name in names])
+
+
+def _token_from_row(row: dict, *, with_tenant: bool) -> ApiToken:
+    db = router.db_for_read(ApiToken)
+    token = _build(ApiToken, db, _TOKEN_FIELDS, row)
+    if with_tenant:
+        tenant = _build(ApiToken.tenant.field.related_model, db, _TENANT_FIELDS, row, "tenant__")
+        tenant.plan = _build(tenant._meta.get_field("plan").related_model, db, _PLAN_FIELDS, row, "tenant__plan__")
+        token.tenant = tenant
+        token.created_by = None if token.created_by_id is None else _build(ApiToken.created_by.field.related_model, db, _USER_FIELDS, row, "created_by__")
+    return token
 
 
 def resolve_token(credentials: str, *, with_tenant: bool = True) -> ApiToken:
     """The active ApiToken for a plaintext `ork_` token, or AuthenticationFailed with the reason.
     Shape and checksum are checked first, so junk never costs a database query. Never cached: a
-    revoked token fails on its next request. `with_tenant=False` leaves out the tenant, its plan
-    and the token's creator (the gateway has the instance's tenant already; its lookup, on every
-    proxied request, is compiled once)."""
+    revoked token fails on its next request. With `with_tenant` the token comes with its tenant,
+    the tenant's plan and the token's creator; without, alone (the gateway has the instance's
+    tenant already)."""
     try:
         tokens.validate(credentials)
     except tokens.TokenFormatError as exc:
         raise exceptions.AuthenticationFailed(str(exc)) from exc
-    token_hash = tokens.hash_token(credentials)
-    if with_tenant:
-        token = ApiToken.objects.select_related("tenant__plan", "created_by").filter(token_hash=token_hash).first()
-    else:
-        row = _TOKEN_BY_HASH.row(token_hash=token_hash)
-        token = None if row is None else ApiToken.from_db(router.db_for_read(ApiToken), _TOKEN_FIELDS, list(row.values()))
-    if token is None:
+    lookup = _TOKEN_WITH_TENANT_BY_HASH if with_tenant else _TOKEN_BY_HASH
+    row = lookup.row(token_hash=tokens.hash_token(credentials))
+    if row is None:
         raise exceptions.AuthenticationFailed("unknown token")
+    token = _token_from_row(row, with_tenant=with_tenant)
     if token.revoked_at is not None:
         raise exceptions.AuthenticationFailed("token has been revoked")
     if token.expires_at is not None and token.expires_at <= timezone.now():
