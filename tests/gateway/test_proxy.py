@@ -151,6 +151,42 @@ def test_refused_is_502_and_silence_is_504(api, host, settings):
         silent.close()
 
 
+def test_an_instances_cookie_for_one_caller_never_reaches_it_with_the_next(api, host):
+    """The proxy keeps no cookie jar: Set-Cookie goes back to the caller it was meant for, and
+    what the next caller sends upstream is only what that caller sent (cookies never)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str | None] = []
+
+    class Instance_(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            seen.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            if self.path == "/login":
+                self.send_header("Set-Cookie", "session=alice-secret; Path=/")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Instance_)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        Instance.objects.filter(pk=host.pk).update(port=server.server_address[1])
+        login = call("GET", "/tunnel/gw-host/login", token=api.token)
+        assert login.status_code == 200 and "alice-secret" in login["Set-Cookie"]
+        other = ApiTokenFactory(tenant=host.tenant)
+        assert call("GET", "/tunnel/gw-host/me", token=other.plaintext).status_code == 200
+        assert seen == [None, None]
+    finally:
+        server.shutdown()
+
+
 # --- path tricks ----------------------------------------------------------------------------------
 
 
