@@ -5,13 +5,12 @@ Both resolve exactly one tenant and set `request.auth` to a `Principal`.
 
 from __future__ import annotations
 
-from django.db import router
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from . import tokens
 from .api.ratelimit import RateLimited, attach, auth_failures_exceeded
-from .db import CompiledQuery
+from .db import CompiledQuery, model_fields, model_from_row
 from .models import ApiToken, Membership
 from .services import api_token_touch
 from .tenancy import Principal, client_ip
@@ -65,38 +64,28 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         return f'{self.keyword} realm="api"'
 
 
-def _attnames(model) -> list[str]:
-    return [field.attname for field in model._meta.concrete_fields]
-
-
 # The token lookup runs on every API and tunnel request: compiled once per connection. The API's
 # reads the tenant, its plan and the token's creator in the same query (joined).
-_TOKEN_FIELDS = _attnames(ApiToken)
-_TENANT_FIELDS = _attnames(ApiToken.tenant.field.related_model)
-_PLAN_FIELDS = _attnames(ApiToken.tenant.field.related_model.plan.field.related_model)
-_USER_FIELDS = _attnames(ApiToken.created_by.field.related_model)
-_TOKEN_BY_HASH = CompiledQuery(ApiToken, lambda token_hash: ApiToken.objects.filter(token_hash=token_hash).values(*_TOKEN_FIELDS)[:1])
+_Tenant = ApiToken.tenant.field.related_model
+_Plan = _Tenant.plan.field.related_model
+_User = ApiToken.created_by.field.related_model
+_TOKEN_BY_HASH = CompiledQuery(ApiToken, lambda token_hash: ApiToken.objects.filter(token_hash=token_hash).values(*model_fields(ApiToken))[:1])
 _TOKEN_WITH_TENANT_BY_HASH = CompiledQuery(
     ApiToken,
     lambda token_hash: ApiToken.objects.filter(token_hash=token_hash).values(
-        *_TOKEN_FIELDS, *(f"tenant__{name}" for name in _TENANT_FIELDS), *(f"tenant__plan__{name}" for name in _PLAN_FIELDS),
-        *(f"created_by__{name}" for name in _USER_FIELDS),
+        *model_fields(ApiToken), *(f"tenant__{name}" for name in model_fields(_Tenant)),
+        *(f"tenant__plan__{name}" for name in model_fields(_Plan)), *(f"created_by__{name}" for name in model_fields(_User)),
     )[:1],
 )  # fmt: skip
 
 
-def _build(model, db: str, names: list[str], row: dict, prefix: str = ""):
-    return model.from_db(db, names, [row[prefix + name] for name in names])
-
-
 def _token_from_row(row: dict, *, with_tenant: bool) -> ApiToken:
-    db = router.db_for_read(ApiToken)
-    token = _build(ApiToken, db, _TOKEN_FIELDS, row)
+    token = model_from_row(ApiToken, row)
     if with_tenant:
-        tenant = _build(ApiToken.tenant.field.related_model, db, _TENANT_FIELDS, row, "tenant__")
-        tenant.plan = _build(tenant._meta.get_field("plan").related_model, db, _PLAN_FIELDS, row, "tenant__plan__")
+        tenant = model_from_row(_Tenant, row, "tenant__")
+        tenant.plan = model_from_row(_Plan, row, "tenant__plan__")
         token.tenant = tenant
-        token.created_by = None if token.created_by_id is None else _build(ApiToken.created_by.field.related_model, db, _USER_FIELDS, row, "created_by__")
+        token.created_by = None if token.created_by_id is None else model_from_row(_User, row, "created_by__")
     return token
 
 

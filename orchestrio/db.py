@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from weakref import WeakKeyDictionary
 
 from django.db import connections, router
@@ -59,6 +60,19 @@ class CompiledQuery:
         names = list(query.selected) if query.selected else [*query.extra_select, *query.values_select, *query.annotation_select]
         converters = compiler.get_converters([select[0] for select in compiler.select[: compiler.col_count]])
         return sql, slots, names, compiler, converters
+
+
+@cache
+def model_fields(model: type[Model]) -> tuple[str, ...]:
+    """The attnames of a model's concrete fields: what `values()` selects to rebuild it."""
+    return tuple(field.attname for field in model._meta.concrete_fields)
+
+
+def model_from_row(model: type[Model], row: dict, prefix: str = "") -> Model:
+    """A model instance from a CompiledQuery row that selected `model_fields(model)` (under
+    `prefix`, for a joined model), as the ORM builds one from a database row."""
+    names = model_fields(model)
+    return model.from_db(router.db_for_read(model), names, [row[prefix + name] for name in names])
 
 
 @dataclass(frozen=True)

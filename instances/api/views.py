@@ -78,8 +78,18 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             queryset = queryset.filter(instance_id=self.principal.instance_scope)
         return queryset
 
+    def get_object(self):
+        """The tenant's live instance (within a scoped token's instance), by compiled queries."""
+        instance_id = self.kwargs["instance_id"]
+        scope = self.principal.instance_scope
+        instance = None if scope not in (None, instance_id) else selectors.instance_get(tenant_id=self.principal.tenant.pk, instance_id=instance_id)
+        if instance is None:
+            raise NotFound(f"no instance {instance_id!r} in this tenant")
+        self.check_object_permissions(self.request, instance)
+        return instance
+
     def _record(self, instance) -> dict:
-        fresh = self.get_queryset().filter(pk=instance.pk).first()
+        fresh = selectors.instance_get(tenant_id=instance.tenant_id, instance_id=instance.instance_id)
         return s.InstanceSerializer(fresh or instance).data
 
     def _latest(self, instance_id: str):
