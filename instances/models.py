@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
+from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, api_datetime
 
 from .choices import (
     UNFINISHED_OPERATION_STATUSES,
@@ -231,17 +231,14 @@ class Operation(models.Model):
     def summary(self) -> dict:
         """The operation as the API shows it (also the `operation` of a 409 body)."""
 
-        def iso(value):
-            return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
-
         return {
             "id": self.pk,
             "kind": self.kind,
             "status": self.status,
             "requested_by": self.requested_by,
-            "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
+            "created_at": api_datetime(self.created_at),
+            "started_at": api_datetime(self.started_at),
+            "finished_at": api_datetime(self.finished_at),
             "error_code": self.error_code or None,
             "error_message": self.error_message or None,
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.conf import settings
 from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
@@ -11,6 +13,15 @@ from .choices import ActorType, IdempotencyStatus, Role, TokenMode
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*[a-z0-9]$"
 SLUG_MESSAGE = "use 3–63 lowercase letters, digits and hyphens, starting and ending with a letter or digit"
+
+
+def api_datetime(value):
+    """A datetime as the API writes it (DRF's DATETIME_FORMAT, in UTC); None stays None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime(settings.REST_FRAMEWORK["DATETIME_FORMAT"])
+
+
 slug_validators = [
     RegexValidator(SLUG_PATTERN, SLUG_MESSAGE),
     MinLengthValidator(3, SLUG_MESSAGE),

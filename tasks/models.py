@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from orchestrio.models import api_datetime
+
 from .choices import ACTIVE_TASK_STATUSES, TaskStatus
 
 OUTPUT_LIMIT = 64 * 1024
@@ -60,7 +62,4 @@ class Task(models.Model):
         return self.status not in ACTIVE_TASK_STATUSES
 
     def summary(self) -> dict:
-        def iso(value):
-            return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
-
-        return {"task_id": self.task_id, "operation_code": self.operation_code, "status": self.status, "created_at": iso(self.created_at), "started_at": iso(self.started_at)}
+        return {"task_id": self.task_id, "operation_code": self.operation_code, "status": self.status, "created_at": api_datetime(self.created_at), "started_at": api_datetime(self.started_at)}

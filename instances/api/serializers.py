@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orchestrio.api.strict import BodySerializer, StrictTypesMixin
-from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
+from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, api_datetime
 
 from ..choices import InstanceState, ProviderApi
 from ..deployments import NAME_MESSAGE as DEPLOYMENT_NAME_MESSAGE, NAME_RE as DEPLOYMENT_NAME_RE
@@ -46,6 +46,32 @@ class InstanceSerializer(serializers.ModelSerializer):
             "operation", "error_message", "labels", "last_health_check", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        """The record the fields above declare, written directly: DRF's ModelSerializer builds
+        its fields from the model on every instantiation, a third of an API GET's time.
+        tests/instances/test_api_instances.py proves this equals DRF's own rendering."""
+        return {
+            "instance_id": instance.instance_id,
+            "tenant_id": instance.tenant_id,
+            "blueprint_name": instance.blueprint.name,
+            "plan_id": instance.plan_id,
+            "instance_type": instance.instance_type,
+            "region": instance.region_id,
+            "provider": instance.provider,
+            "provider_instance_id": instance.provider_instance_id,
+            "ip_address": instance.ip_address,
+            "state": instance.state,
+            "health_status": instance.health_status,
+            "access_url": instance.access_url,
+            "custom_domain": self.get_custom_domain(instance),
+            "operation": self.get_operation(instance),
+            "error_message": self.get_error_message(instance),
+            "labels": instance.labels,
+            "last_health_check": api_datetime(instance.last_health_check),
+            "created_at": api_datetime(instance.created_at),
+            "updated_at": api_datetime(instance.updated_at),
+        }
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_custom_domain(self, instance):

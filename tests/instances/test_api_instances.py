@@ -142,6 +142,36 @@ def test_get_and_404(api, running):
     assert_error(api.post("instances/nope-123/stop"), 404)
 
 
+def test_instance_record_is_what_drf_renders_from_the_declared_fields(tenant, make_instance):
+    """InstanceSerializer writes its record directly (speed); it must equal DRF's rendering of
+    the declared fields, for a plain instance, and for one with an operation, a custom domain,
+    an error, labels and a health check, read both by the compiled get and the list queryset."""
+    from datetime import datetime, timezone as tz
+
+    from instances import selectors
+    from instances.api.serializers import InstanceSerializer
+    from instances.models import CustomDomain
+    from rest_framework import serializers
+
+    plain = make_instance(instance_id="plain-01", state="pending")
+    full = make_instance(
+        instance_id="full-01", state="error", error_message="boom", ip_address="10.0.0.7", labels={"env": "prod"}, provider="aws", region_id="iad",
+        last_health_check=datetime(2026, 1, 2, 3, 4, 5, tzinfo=tz.utc), provider_instance_id="i-0abc",
+    )  # fmt: skip
+    Operation.objects.create(instance=full, tenant=tenant, kind="start", requested_by="a@example.com", requested_by_type="user")
+    CustomDomain.objects.create(instance=full, tenant=tenant, domain="app.example.com", verification_token="t")
+    reads = [selectors.instance_get(tenant_id=tenant.pk, instance_id=i) for i in ("plain-01", "full-01")]
+    reads += list(selectors.instance_queryset().filter(tenant=tenant))
+    assert len(reads) == 4
+    for instance in reads:
+        serializer = InstanceSerializer(instance)
+        assert serializer.data == serializers.ModelSerializer.to_representation(serializer, instance)
+        assert list(serializer.data) == InstanceSerializer.Meta.fields
+    record = InstanceSerializer(reads[1]).data
+    assert record["custom_domain"] == "app.example.com" and record["operation"]["kind"] == "start" and record["error_message"] == "boom"
+    assert InstanceSerializer(plain).data["custom_domain"] is None
+
+
 def test_delete_then_again_reports_already_deleted(api, running):
     assert api.delete("instances/web-01").status_code == 202
     again = api.delete("instances/web-01")
