@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, FilteredRelation, Prefetch, Q
 
 from orchestrio.db import CompiledQuery, model_fields, model_from_row
 
@@ -69,19 +69,23 @@ def instance_queryset():
     )
 
 
-# The three queries of `instance_get`, compiled once per connection (orchestrio/db.py): building
-# and compiling the prefetching queryset of `instance_queryset()` cost more than half of an API GET.
-def _of_live_instance(queryset, tenant_id, instance_id):
-    return queryset.filter(instance__tenant_id=tenant_id, instance__instance_id=instance_id, instance__destroyed_at__isnull=True)
-
-
+# `instance_get` is one query, compiled once per connection (orchestrio/db.py): building and
+# compiling the prefetching queryset of `instance_queryset()` cost more than half of an API GET.
+# An instance has at most one unfinished operation and one live custom domain (both enforced by
+# unique constraints), so both are LEFT JOINs of the instance's row.
 _LIVE_INSTANCE = CompiledQuery(
     Instance,
     lambda tenant_id, instance_id: Instance.objects.filter(tenant_id=tenant_id, instance_id=instance_id, destroyed_at__isnull=True)
-    .values(*model_fields(Instance), *(f"blueprint__{name}" for name in model_fields(Blueprint)))[:1],
-)
-_UNFINISHED_OPERATIONS = CompiledQuery(Operation, lambda **ids: _of_live_instance(_unfinished_operations(), **ids).values(*model_fields(Operation)))
-_CURRENT_DOMAINS = CompiledQuery(CustomDomain, lambda **ids: _of_live_instance(_current_domains(), **ids).values(*model_fields(CustomDomain)))
+    .order_by()
+    .annotate(
+        unfinished=FilteredRelation("operations", condition=Q(operations__status__in=UNFINISHED_OPERATION_STATUSES)),
+        live_domain=FilteredRelation("custom_domains", condition=Q(custom_domains__removed_at__isnull=True)),
+    )
+    .values(
+        *model_fields(Instance), *(f"blueprint__{name}" for name in model_fields(Blueprint)),
+        *(f"unfinished__{name}" for name in model_fields(Operation)), *(f"live_domain__{name}" for name in model_fields(CustomDomain)),
+    )[:1],
+)  # fmt: skip
 
 
 def instance_get(*, tenant_id: str, instance_id: str) -> Instance | None:
@@ -92,9 +96,8 @@ def instance_get(*, tenant_id: str, instance_id: str) -> Instance | None:
         return None
     instance = model_from_row(Instance, row)
     instance.blueprint = model_from_row(Blueprint, row, "blueprint__")
-    ids = {"tenant_id": tenant_id, "instance_id": instance_id}
-    instance.unfinished_operations = [model_from_row(Operation, op) for op in _UNFINISHED_OPERATIONS.rows(**ids)]
-    instance.current_domains = [model_from_row(CustomDomain, domain) for domain in _CURRENT_DOMAINS.rows(**ids)]
+    instance.unfinished_operations = [] if row["unfinished__id"] is None else [model_from_row(Operation, row, "unfinished__")]
+    instance.current_domains = [] if row["live_domain__id"] is None else [model_from_row(CustomDomain, row, "live_domain__")]
     return instance
 
 

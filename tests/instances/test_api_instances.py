@@ -161,7 +161,10 @@ def test_instance_record_is_what_drf_renders_from_the_declared_fields(tenant, ma
     Operation.objects.create(instance=full, tenant=tenant, kind="start", requested_by="a@example.com", requested_by_type="user")
     CustomDomain.objects.create(instance=full, tenant=tenant, domain="app.example.com", verification_token="t")
     reads = [selectors.instance_get(tenant_id=tenant.pk, instance_id=i) for i in ("plain-01", "full-01")]
-    reads += list(selectors.instance_queryset().filter(tenant=tenant))
+    listed = {instance.instance_id: instance for instance in selectors.instance_queryset().filter(tenant=tenant)}
+    for got in reads:  # the compiled single read and the list's prefetching queryset agree
+        assert InstanceSerializer(got).data == InstanceSerializer(listed[got.instance_id]).data
+    reads += list(listed.values())
     assert len(reads) == 4
     for instance in reads:
         serializer = InstanceSerializer(instance)
