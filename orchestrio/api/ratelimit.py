@@ -102,30 +102,39 @@ class RateLimited(Throttled):
         self.reason = reason
 
 
-def caller_key(request) -> str:
-    principal = request.auth
+def caller_key(request, principal: Principal | None = None) -> str:
+    principal = principal if principal is not None else request.auth
     if isinstance(principal, Principal):
         return principal.ratelimit_key
     return f"ip:{client_ip(request) or 'unknown'}"
 
 
 class EndpointRateThrottle(BaseThrottle):
+    """The endpoint's counter for the caller, and the plan's per-minute ceiling for a tenant
+    caller. A token request's counters were already counted by the authentication, in the same
+    round trip as its auth-failure check (`count_for_token`)."""
+
     def __init__(self) -> None:
         self._wait: int | None = None
 
-    def allow_request(self, request, view) -> bool:
+    @staticmethod
+    def counters(request, view, principal: Principal | None) -> list[Counter]:
         rate_class = view.get_rate_class() if hasattr(view, "get_rate_class") else None
         if rate_class is None:
-            return True
-        key = caller_key(request)
+            return []
+        key = caller_key(request, principal)
         action = getattr(view, "action", None) or request.method.lower()
         counters = [Counter(group=f"ep:{view.__class__.__name__}.{action}", key=key, rate=settings.RATE_LIMITS[rate_class])]
-        principal = request.auth
         if isinstance(principal, Principal):
             per_minute = principal.tenant.plan.api_requests_per_minute
             if per_minute:
                 counters.append(Counter(group="plan", key=key, rate=f"{per_minute}/m"))
-        usages = count(counters)
+        return counters
+
+    def allow_request(self, request, view) -> bool:
+        usages = getattr(request._request, "ratelimit_counted", None)
+        if usages is None:
+            usages = count(self.counters(request, view, request.auth))
         for usage in usages:
             attach(request, usage)
         limited = [u for u in usages if u is not None and u.limited]
@@ -138,16 +147,34 @@ class EndpointRateThrottle(BaseThrottle):
         return self._wait
 
 
-def _auth_failure_usage(request, *, increment: bool) -> Usage | None:
+def _auth_failure_counter(request, *, increment: bool) -> Counter:
     key = f"ip:{client_ip(request) or 'unknown'}"
-    return count([Counter(group="auth-failure", key=key, rate=settings.RATE_LIMITS["auth_failure"], increment=increment)])[0]
+    return Counter(group="auth-failure", key=key, rate=settings.RATE_LIMITS["auth_failure"], increment=increment)
+
+
+def _blocked(usage: Usage | None) -> Usage | None:
+    return usage if usage is not None and usage.remaining <= 0 else None
 
 
 def auth_failures_exceeded(request) -> Usage | None:
     """The usage when this IP has failed authentication too often in the current window, else None."""
-    usage = _auth_failure_usage(request, increment=False)
-    return usage if usage is not None and usage.remaining <= 0 else None
+    return _blocked(count([_auth_failure_counter(request, increment=False)])[0])
+
+
+def count_for_token(request, principal: Principal) -> Usage | None:
+    """After a token resolved: one round trip that reads this IP's auth-failure counter and, when
+    the view is rate limited, counts the request against the endpoint and the plan (kept on the
+    request for EndpointRateThrottle, which DRF runs after the permissions). Returns the
+    auth-failure usage when the IP is blocked: then the request is refused, valid token or not,
+    so that a blocked guesser learns nothing."""
+    view = (request.parser_context or {}).get("view")
+    throttled = view is not None and EndpointRateThrottle in getattr(view, "throttle_classes", ())
+    counters = EndpointRateThrottle.counters(request, view, principal) if throttled else []
+    failures, *usages = count([_auth_failure_counter(request, increment=False), *counters])
+    if throttled:
+        request._request.ratelimit_counted = usages
+    return _blocked(failures)
 
 
 def record_auth_failure(request) -> None:
-    attach(request, _auth_failure_usage(request, increment=True))
+    attach(request, count([_auth_failure_counter(request, increment=True)])[0])

@@ -150,15 +150,20 @@ def test_write_class_limit(api, settings):
     assert_error(api.post("api-tokens", {"name": "c"}), 429)
 
 
-def test_failed_authentication_is_limited_per_ip(anon_api, api, settings):
+def test_failed_authentication_is_limited_per_ip(anon_api, api, member_api, settings):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "auth_failure": "3/m"}
     from orchestrio import tokens
 
+    assert_error(member_api.post("instances/cleanup"), 403)
     for _ in range(3):
         assert anon_api.get("tenant", headers={"Authorization": f"Bearer {tokens.generate('live').plaintext}"}).status_code == 401
     response = anon_api.get("tenant", headers={"Authorization": f"Bearer {tokens.generate('live').plaintext}"})
     assert_error(response, 429, contains="failed authentication")
     assert int(response["Retry-After"]) >= 1
+    # A good token from the blocked address is refused the same way (a guesser learns nothing),
+    # before the permissions (a member's admin-only request is 429, not 403).
+    assert_error(api.get("tenant"), 429, contains="failed authentication")
+    assert_error(member_api.post("instances/cleanup"), 429, contains="failed authentication")
 
 
 # --- Idempotency-Key ---------------------------------------------------------------------------
