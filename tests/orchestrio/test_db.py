@@ -43,3 +43,22 @@ def test_a_parameter_not_compared_exactly_is_refused(tenant):
     contains = CompiledQuery(ApiToken, lambda name: ApiToken.objects.filter(name__contains=name).values("pk"))
     with pytest.raises(ValueError, match="not compared exactly"):
         contains.rows(name="alp")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_hot_queries_are_prepared_statements_on_postgresql(api, tenant):
+    """DATABASE_PREPARED_STATEMENTS (on): after a few requests, the token lookup and the instance
+    read run as prepared statements on the connection (PostgreSQL plans them once)."""
+    from django.db import connection
+
+    from ..factories import InstanceFactory
+
+    InstanceFactory(tenant=tenant, instance_id="web-01")
+    for _ in range(7):
+        assert api.get("instances/web-01").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any('FROM "orchestrio_apitoken"' in sql for sql in prepared), prepared
+    assert any('FROM "instances_instance"' in sql and "LEFT OUTER JOIN" in sql for sql in prepared), prepared
