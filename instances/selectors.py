@@ -50,7 +50,7 @@ def agent_client_for(instance, *, timeout: float = 10.0):
 
 
 def _unfinished_operations():
-    return Operation.objects.filter(status__in=UNFINISHED_OPERATION_STATUSES).order_by("-created_at")
+    return Operation.objects.filter(status__in=UNFINISHED_OPERATION_STATUSES)
 
 
 def _current_domains():
@@ -58,7 +58,8 @@ def _current_domains():
 
 
 def instance_queryset():
-    """Live instances with what their API record needs, in a constant number of queries."""
+    """Live instances with what their API record needs (the blueprint, `unfinished_operations` and
+    `current_domains`), in a constant number of queries."""
     return (
         Instance.objects.filter(destroyed_at__isnull=True)
         .select_related("blueprint")
@@ -69,36 +70,67 @@ def instance_queryset():
     )
 
 
-# `instance_get` is one query, compiled once per connection (orchestrio/db.py): building and
-# compiling the prefetching queryset of `instance_queryset()` cost more than half of an API GET.
-# An instance has at most one unfinished operation and one live custom domain (both enforced by
-# unique constraints), so both are LEFT JOINs of the instance's row.
+class _RecordRead:
+    """How instances are read with what their API record shows: the instance's row and its
+    blueprint, and its unfinished operation and live custom domain as LEFT JOINs (an instance has
+    at most one of each: unique constraints in the database), in one `values()` query, built into
+    models as `instance_queryset()` gives them. Fields not read are deferred."""
+
+    def __init__(self, instance: tuple[str, ...], blueprint: tuple[str, ...], operation: tuple[str, ...], domain: tuple[str, ...]) -> None:
+        self.fields = {Instance: instance, Blueprint: blueprint, Operation: operation, CustomDomain: domain}
+
+    def values(self, queryset):
+        return queryset.annotate(
+            unfinished=FilteredRelation("operations", condition=Q(operations__status__in=UNFINISHED_OPERATION_STATUSES)),
+            live_domain=FilteredRelation("custom_domains", condition=Q(custom_domains__removed_at__isnull=True)),
+        ).values(
+            *self.fields[Instance], *(f"blueprint__{name}" for name in self.fields[Blueprint]),
+            *(f"unfinished__{name}" for name in self.fields[Operation]), *(f"live_domain__{name}" for name in self.fields[CustomDomain]),
+        )  # fmt: skip
+
+    def build(self, row: dict) -> Instance:
+        instance = model_from_row(Instance, row, names=self.fields[Instance])
+        instance.blueprint = model_from_row(Blueprint, row, "blueprint__", self.fields[Blueprint])
+        operation, domain = (row["unfinished__id"] is not None), (row["live_domain__id"] is not None)
+        instance.unfinished_operations = [model_from_row(Operation, row, "unfinished__", self.fields[Operation])] if operation else []
+        instance.current_domains = [model_from_row(CustomDomain, row, "live_domain__", self.fields[CustomDomain])] if domain else []
+        return instance
+
+
+# Every API request that names an instance reads it whole (its actions may need any field), in one
+# query compiled once per connection (orchestrio/db.py): building and compiling the prefetching
+# queryset cost more than half of an API GET.
+_WHOLE = _RecordRead(model_fields(Instance), model_fields(Blueprint), model_fields(Operation), model_fields(CustomDomain))
 _LIVE_INSTANCE = CompiledQuery(
     Instance,
-    lambda tenant_id, instance_id: Instance.objects.filter(tenant_id=tenant_id, instance_id=instance_id, destroyed_at__isnull=True)
-    .order_by()
-    .annotate(
-        unfinished=FilteredRelation("operations", condition=Q(operations__status__in=UNFINISHED_OPERATION_STATUSES)),
-        live_domain=FilteredRelation("custom_domains", condition=Q(custom_domains__removed_at__isnull=True)),
-    )
-    .values(
-        *model_fields(Instance), *(f"blueprint__{name}" for name in model_fields(Blueprint)),
-        *(f"unfinished__{name}" for name in model_fields(Operation)), *(f"live_domain__{name}" for name in model_fields(CustomDomain)),
-    )[:1],
-)  # fmt: skip
+    lambda tenant_id, instance_id: _WHOLE.values(Instance.objects.filter(tenant_id=tenant_id, instance_id=instance_id, destroyed_at__isnull=True).order_by())[:1],
+)
 
 
 def instance_get(*, tenant_id: str, instance_id: str) -> Instance | None:
-    """The tenant's live instance with this id, as `instance_queryset()` gives it (with its
-    blueprint, `unfinished_operations` and `current_domains`), else None."""
+    """The tenant's live instance with this id, as `instance_queryset()` gives it, else None."""
     row = _LIVE_INSTANCE.row(tenant_id=tenant_id, instance_id=instance_id)
-    if row is None:
-        return None
-    instance = model_from_row(Instance, row)
-    instance.blueprint = model_from_row(Blueprint, row, "blueprint__")
-    instance.unfinished_operations = [] if row["unfinished__id"] is None else [model_from_row(Operation, row, "unfinished__")]
-    instance.current_domains = [] if row["live_domain__id"] is None else [model_from_row(CustomDomain, row, "live_domain__")]
-    return instance
+    return None if row is None else _WHOLE.build(row)
+
+
+# A page of the list reads only what the record shows (InstanceSerializer): decoding the JSON it
+# never shows (config, provider data, the blueprint's) and building whole blueprints cost more
+# than anything else on a page of 50.
+_RECORD = _RecordRead(
+    ("id", "instance_id", "tenant_id", "blueprint_id", "plan_id", "instance_type", "region_id", "provider", "provider_instance_id",
+     "ip_address", "state", "health_status", "error_message", "labels", "last_health_check", "created_at", "updated_at"),
+    ("id", "name"),
+    ("id", "instance_id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message"),
+    ("id", "instance_id", "domain"),
+)  # fmt: skip
+
+
+def instance_records(ids) -> list[Instance]:
+    """The instances with these primary keys, in that order, loaded for their API record (a page
+    of the list: its ids are an index range, then this is one query)."""
+    ids = list(ids)
+    rows = {row["id"]: row for row in _RECORD.values(Instance.objects.filter(pk__in=ids).order_by())}
+    return [_RECORD.build(rows[pk]) for pk in ids if pk in rows]
 
 
 def instance_latest(*, tenant, instance_id: str):

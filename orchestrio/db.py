@@ -68,11 +68,21 @@ def model_fields(model: type[Model]) -> tuple[str, ...]:
     return tuple(field.attname for field in model._meta.concrete_fields)
 
 
-def model_from_row(model: type[Model], row: dict, prefix: str = "") -> Model:
-    """A model instance from a CompiledQuery row that selected `model_fields(model)` (under
-    `prefix`, for a joined model), as the ORM builds one from a database row."""
-    names = model_fields(model)
+def model_from_row(model: type[Model], row: dict, prefix: str = "", names: tuple[str, ...] | None = None) -> Model:
+    """A model instance from a `values()` row that selected `names` (default: `model_fields(model)`)
+    under `prefix` (for a joined model), as the ORM builds one from a database row; fields not
+    selected are deferred."""
+    names = model_fields(model) if names is None else _in_field_order(model, names)
     return model.from_db(router.db_for_read(model), names, [row[prefix + name] for name in names])
+
+
+@cache
+def _in_field_order(model: type[Model], names: tuple[str, ...]) -> tuple[str, ...]:
+    """`Model.from_db` takes a subset of the fields' values in the model's field order."""
+    unknown = set(names) - set(model_fields(model))
+    if unknown:
+        raise ValueError(f"not fields of {model.__name__}: {sorted(unknown)}")
+    return tuple(name for name in model_fields(model) if name in names)
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
-        queryset = selectors.instance_queryset().filter(tenant=self.principal.tenant)
+        queryset = selectors.instance_live(tenant=self.principal.tenant)
         if self.principal.instance_scope is not None:
             queryset = queryset.filter(instance_id=self.principal.instance_scope)
         return queryset
@@ -102,7 +102,8 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(summary="List live instances")
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        ids = self.paginate_queryset(self.filter_queryset(self.get_queryset()).values_list("pk", flat=True))
+        return self.get_paginated_response(s.InstanceSerializer(selectors.instance_records(ids), many=True).data)
 
     @extend_schema(summary="An instance's full record")
     def retrieve(self, request, *args, **kwargs):

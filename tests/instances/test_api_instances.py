@@ -145,7 +145,7 @@ def test_get_and_404(api, running):
 def test_instance_record_is_what_drf_renders_from_the_declared_fields(tenant, make_instance):
     """InstanceSerializer writes its record directly (speed); it must equal DRF's rendering of
     the declared fields, for a plain instance, and for one with an operation, a custom domain,
-    an error, labels and a health check, read both by the compiled get and the list queryset."""
+    an error, labels and a health check, read by each of the selectors that load records."""
     from datetime import datetime, timezone as tz
 
     from instances import selectors
@@ -162,10 +162,12 @@ def test_instance_record_is_what_drf_renders_from_the_declared_fields(tenant, ma
     CustomDomain.objects.create(instance=full, tenant=tenant, domain="app.example.com", verification_token="t")
     reads = [selectors.instance_get(tenant_id=tenant.pk, instance_id=i) for i in ("plain-01", "full-01")]
     listed = {instance.instance_id: instance for instance in selectors.instance_queryset().filter(tenant=tenant)}
-    for got in reads:  # the compiled single read and the list's prefetching queryset agree
+    paged = selectors.instance_records([full.pk, plain.pk])
+    assert [instance.instance_id for instance in paged] == ["full-01", "plain-01"]  # in the order asked
+    for got in reads + paged:  # the compiled single read, the list's page and the prefetching queryset agree
         assert InstanceSerializer(got).data == InstanceSerializer(listed[got.instance_id]).data
-    reads += list(listed.values())
-    assert len(reads) == 4
+    reads += paged + list(listed.values())
+    assert len(reads) == 6
     for instance in reads:
         serializer = InstanceSerializer(instance)
         assert serializer.data == serializers.ModelSerializer.to_representation(serializer, instance)

@@ -45,6 +45,19 @@ def test_a_parameter_not_compared_exactly_is_refused(tenant):
         contains.rows(name="alp")
 
 
+@pytest.mark.django_db
+def test_model_from_row_with_some_fields_in_any_order_defers_the_rest(tenant):
+    from orchestrio.db import model_from_row
+
+    token = ApiTokenFactory(tenant=tenant, name="partial")
+    row = ApiToken.objects.filter(pk=token.pk).values("role", "name", "id", "created_at").get()
+    built = model_from_row(ApiToken, row, names=("role", "name", "id", "created_at"))
+    assert (built.pk, built.name, built.role, built.created_at) == (token.pk, "partial", token.role, token.created_at)
+    assert "prefix" in built.get_deferred_fields()
+    with pytest.raises(ValueError, match="not fields of ApiToken"):
+        model_from_row(ApiToken, row, names=("role", "nope"))
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_hot_queries_are_prepared_statements_on_postgresql(api, tenant):
