@@ -88,9 +88,14 @@ class _RecordRead:
             *(f"unfinished__{name}" for name in self.fields[Operation]), *(f"live_domain__{name}" for name in self.fields[CustomDomain]),
         )  # fmt: skip
 
-    def build(self, row: dict) -> Instance:
+    def build(self, row: dict, blueprints: dict | None = None) -> Instance:
+        """`blueprints`: the ones built so far, by id (a page's instances share a few)."""
         instance = model_from_row(Instance, row, names=self.fields[Instance])
-        instance.blueprint = model_from_row(Blueprint, row, "blueprint__", self.fields[Blueprint])
+        blueprints = {} if blueprints is None else blueprints
+        blueprint = blueprints.get(row["blueprint__id"])
+        if blueprint is None:
+            blueprint = blueprints[row["blueprint__id"]] = model_from_row(Blueprint, row, "blueprint__", self.fields[Blueprint])
+        instance.blueprint = blueprint
         operation, domain = (row["unfinished__id"] is not None), (row["live_domain__id"] is not None)
         instance.unfinished_operations = [model_from_row(Operation, row, "unfinished__", self.fields[Operation])] if operation else []
         instance.current_domains = [model_from_row(CustomDomain, row, "live_domain__", self.fields[CustomDomain])] if domain else []
@@ -130,7 +135,8 @@ def instance_records(ids) -> list[Instance]:
     of the list: its ids are an index range, then this is one query)."""
     ids = list(ids)
     rows = {row["id"]: row for row in _RECORD.values(Instance.objects.filter(pk__in=ids).order_by())}
-    return [_RECORD.build(rows[pk]) for pk in ids if pk in rows]
+    blueprints: dict = {}
+    return [_RECORD.build(rows[pk], blueprints) for pk in ids if pk in rows]
 
 
 def instance_latest(*, tenant, instance_id: str):
