@@ -47,7 +47,7 @@ def main() -> None:
 
         from billing.models import SubscriptionPlan
         from instances.models import Blueprint, CustomDomain, Instance, Operation
-        from instances.selectors import _RECORD, instance_live
+        from instances.selectors import _PAGE_RECORDS, instance_live
         from orchestrio import services
         from orchestrio.crypto import encrypt
         from orchestrio.models import Tenant
@@ -97,8 +97,9 @@ def main() -> None:
                 cursor.execute("VACUUM ANALYZE")
         rows_seconds = time.perf_counter() - started
 
-        page = instance_live(tenant=tenant).values_list("pk", flat=True)[:50]
-        plan = page.explain() + "\nplan of the page's records:\n" + _RECORD.values(Instance.objects.filter(pk__in=list(page)).order_by()).explain()
+        page = instance_live(tenant=tenant).values_list("instance_id", flat=True)[:50]
+        records = _PAGE_RECORDS.build(instance_ids=list(page))
+        plan = page.explain() + "\nplan of the page's records:\n" + records.explain()
         single_id = Instance.objects.filter(tenant=tenant).order_by("pk").values_list("instance_id", flat=True)[args.tenant_instances // 2]
         check = Client(HTTP_HOST="127.0.0.1").get("/api/v1/instances", {"limit": 50}, HTTP_AUTHORIZATION=auth["Authorization"]).json()
         assert check["count"] == args.tenant_instances and len(check["results"]) == 50, check.get("count")

@@ -130,13 +130,26 @@ _RECORD = _RecordRead(
 )  # fmt: skip
 
 
-def instance_records(ids) -> list[Instance]:
-    """The instances with these primary keys, in that order, loaded for their API record (a page
-    of the list: its ids are an index range, then this is one query)."""
-    ids = list(ids)
-    rows = {row["id"]: row for row in _RECORD.values(Instance.objects.filter(pk__in=ids).order_by())}
+# By instance_id alone, unique among live instances (its index answers each id): with the tenant
+# in the WHERE clause too, SQLite without statistics scanned the tenant's index instead, 4 ms for
+# 10,000 instances. The tenant is checked on every row.
+_PAGE_RECORDS = CompiledQuery(
+    Instance,
+    lambda instance_ids: _RECORD.values(Instance.objects.filter(instance_id__in=instance_ids, destroyed_at__isnull=True).order_by()),
+)
+
+
+def instance_records(*, tenant_id: str, instance_ids) -> list[Instance]:
+    """The tenant's live instances with these ids, in that order, loaded for their API record: a
+    page of the list (its ids are an index range; this is one query, compiled once per page
+    length and connection: building and compiling it cost as much as running it and building
+    the 50 records)."""
+    instance_ids = list(instance_ids)
+    if not instance_ids:
+        return []
+    rows = {row["instance_id"]: row for row in _PAGE_RECORDS.rows(instance_ids=instance_ids) if row["tenant_id"] == tenant_id}
     blueprints: dict = {}
-    return [_RECORD.build(rows[pk], blueprints) for pk in ids if pk in rows]
+    return [_RECORD.build(rows[instance_id], blueprints) for instance_id in instance_ids if instance_id in rows]
 
 
 def instance_latest(*, tenant, instance_id: str):

@@ -6,9 +6,10 @@ lookup (a join, an EXISTS for the gateway policies) took 0.8 ms to build and com
 connection, with markers in place of the parameters, keeps the SQL, and then only runs it with
 new values, converting the columns as the ORM does (aware datetimes, booleans, JSON).
 
-Parameters must be strings compared exactly (`field=value`); None is passed through to the
-queryset (`field=None` compiles to IS NULL), so each pattern of None parameters is compiled on
-its own.
+Parameters must be strings compared exactly (`field=value`), or lists of strings for
+`field__in=values` (compiled once per length); None is passed through to the queryset
+(`field=None` compiles to IS NULL). Each pattern of None parameters and list lengths is compiled
+on its own.
 """
 
 from __future__ import annotations
@@ -31,14 +32,16 @@ class CompiledQuery:
 
     def rows(self, **params) -> list[dict]:
         connection = connections[router.db_for_read(self.model)]
-        pattern = frozenset(name for name, value in params.items() if value is None)
+        pattern = tuple(
+            (name, None if value is None else len(value) if isinstance(value, list | tuple) else -1) for name, value in sorted(params.items())
+        )
         per_connection = self._compiled.setdefault(connection, {})
         plan = per_connection.get(pattern)
         if plan is None:
             plan = per_connection[pattern] = self._compile(connection, params)
         sql, slots, names, compiler, converters = plan
         with connection.cursor() as cursor:
-            cursor.execute(sql, [params[slot.name] if isinstance(slot, _Param) else slot for slot in slots])
+            cursor.execute(sql, [slot.value(params) if isinstance(slot, _Param) else slot for slot in slots])
             rows = cursor.fetchall()
         if converters:
             rows = compiler.apply_converters(rows, converters)
@@ -49,14 +52,26 @@ class CompiledQuery:
         return rows[0] if rows else None
 
     def _compile(self, connection, params: dict) -> tuple:
-        markers = {f"\x00{name}\x00": _Param(name) for name, value in params.items() if value is not None}
-        query = self.build(**{name: (None if value is None else f"\x00{name}\x00") for name, value in params.items()}).query
+        markers: dict[str, _Param] = {}
+        stand_ins = {}
+        for name, value in params.items():
+            if isinstance(value, list | tuple):
+                if not value:
+                    raise ValueError(f"{name}: an empty list matches nothing; do not run the query")
+                stand_ins[name] = [f"\x00{name}\x00{i}" for i in range(len(value))]
+                markers.update({marker: _Param(name, i) for i, marker in enumerate(stand_ins[name])})
+            elif value is not None:
+                stand_ins[name] = f"\x00{name}\x00"
+                markers[stand_ins[name]] = _Param(name)
+            else:
+                stand_ins[name] = None
+        query = self.build(**stand_ins).query
         compiler = query.get_compiler(connection=connection)
         sql, constants = compiler.as_sql()
         slots = [markers.get(value, value) if isinstance(value, str) else value for value in constants]
         missing = set(markers.values()) - set(slots)
         if missing:
-            raise ValueError(f"parameters not compared exactly (field=value): {sorted(param.name for param in missing)}")
+            raise ValueError(f"parameters not compared exactly (field=value): {sorted({param.name for param in missing})}")
         names = list(query.selected) if query.selected else [*query.extra_select, *query.values_select, *query.annotation_select]
         converters = compiler.get_converters([select[0] for select in compiler.select[: compiler.col_count]])
         return sql, slots, names, compiler, converters
@@ -87,6 +102,12 @@ def _in_field_order(model: type[Model], names: tuple[str, ...]) -> tuple[str, ..
 
 @dataclass(frozen=True)
 class _Param:
-    """Where a parameter's value goes among the compiled query's parameters."""
+    """Where a parameter's value (or, for a list, its `index`th item) goes among the compiled
+    query's parameters."""
 
     name: str
+    index: int | None = None
+
+    def value(self, params: dict):
+        value = params[self.name]
+        return value if self.index is None else value[self.index]

@@ -102,8 +102,9 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(summary="List live instances")
     def list(self, request, *args, **kwargs):
-        ids = self.paginate_queryset(self.filter_queryset(self.get_queryset()).values_list("pk", flat=True))
-        return self.get_paginated_response(s.InstanceSerializer(selectors.instance_records(ids), many=True).data)
+        ids = self.paginate_queryset(self.filter_queryset(self.get_queryset()).values_list("instance_id", flat=True))
+        records = selectors.instance_records(tenant_id=self.principal.tenant.pk, instance_ids=ids)
+        return self.get_paginated_response(s.InstanceSerializer(records, many=True).data)
 
     @extend_schema(summary="An instance's full record")
     def retrieve(self, request, *args, **kwargs):

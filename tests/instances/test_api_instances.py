@@ -162,8 +162,9 @@ def test_instance_record_is_what_drf_renders_from_the_declared_fields(tenant, ma
     CustomDomain.objects.create(instance=full, tenant=tenant, domain="app.example.com", verification_token="t")
     reads = [selectors.instance_get(tenant_id=tenant.pk, instance_id=i) for i in ("plain-01", "full-01")]
     listed = {instance.instance_id: instance for instance in selectors.instance_queryset().filter(tenant=tenant)}
-    paged = selectors.instance_records([full.pk, plain.pk])
+    paged = selectors.instance_records(tenant_id=tenant.pk, instance_ids=["full-01", "plain-01"])
     assert [instance.instance_id for instance in paged] == ["full-01", "plain-01"]  # in the order asked
+    assert selectors.instance_records(tenant_id="someone-else", instance_ids=["full-01", "plain-01"]) == []
     for got in reads + paged:  # the compiled single read, the list's page and the prefetching queryset agree
         assert InstanceSerializer(got).data == InstanceSerializer(listed[got.instance_id]).data
     reads += paged + list(listed.values())

@@ -39,6 +39,19 @@ def test_none_compiles_to_is_null_separately(tenant):
 
 
 @pytest.mark.django_db
+def test_list_parameters_compile_once_per_length(tenant):
+    for name in ("a", "b", "c", "d"):
+        ApiTokenFactory(tenant=tenant, name=name)
+    by_names = CompiledQuery(ApiToken, lambda names, tenant_id: ApiToken.objects.filter(name__in=names, tenant_id=tenant_id).values("name").order_by("name"))
+    assert by_names.rows(names=["a", "c"], tenant_id=tenant.pk) == [{"name": "a"}, {"name": "c"}]
+    assert by_names.rows(names=["d", "b"], tenant_id=tenant.pk) == [{"name": "b"}, {"name": "d"}]  # same length, new values
+    assert by_names.rows(names=["b", "c", "x"], tenant_id=tenant.pk) == [{"name": "b"}, {"name": "c"}]  # another length
+    assert by_names.rows(names=["a"], tenant_id="no-such-tenant") == []
+    with pytest.raises(ValueError, match="empty list"):
+        by_names.rows(names=[], tenant_id=tenant.pk)
+
+
+@pytest.mark.django_db
 def test_a_parameter_not_compared_exactly_is_refused(tenant):
     contains = CompiledQuery(ApiToken, lambda name: ApiToken.objects.filter(name__contains=name).values("pk"))
     with pytest.raises(ValueError, match="not compared exactly"):
