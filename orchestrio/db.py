@@ -20,7 +20,7 @@ from functools import cache
 from weakref import WeakKeyDictionary
 
 from django.db import connections, router
-from django.db.models import Model, QuerySet
+from django.db.models import DEFERRED, Model, QuerySet
 
 
 class CompiledQuery:
@@ -87,17 +87,20 @@ def model_from_row(model: type[Model], row: dict, prefix: str = "", names: tuple
     """A model instance from a `values()` row that selected `names` (default: `model_fields(model)`)
     under `prefix` (for a joined model), as the ORM builds one from a database row; fields not
     selected are deferred."""
-    names = model_fields(model) if names is None else _in_field_order(model, names)
-    return model.from_db(router.db_for_read(model), names, [row[prefix + name] for name in names])
+    keys = _row_keys(model, prefix, names)
+    return model.from_db(router.db_for_read(model), model_fields(model), [DEFERRED if key is None else row[key] for key in keys])
 
 
 @cache
-def _in_field_order(model: type[Model], names: tuple[str, ...]) -> tuple[str, ...]:
-    """`Model.from_db` takes a subset of the fields' values in the model's field order."""
+def _row_keys(model: type[Model], prefix: str, names: tuple[str, ...] | None) -> tuple[str | None, ...]:
+    """For each of the model's fields, in order, its key in the row, or None when deferred (given
+    every field's value, `Model.from_db` does not search the names for each field)."""
+    if names is None:
+        return tuple(prefix + name for name in model_fields(model))
     unknown = set(names) - set(model_fields(model))
     if unknown:
         raise ValueError(f"not fields of {model.__name__}: {sorted(unknown)}")
-    return tuple(name for name in model_fields(model) if name in names)
+    return tuple(prefix + name if name in names else None for name in model_fields(model))
 
 
 @dataclass(frozen=True)

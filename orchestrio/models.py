@@ -19,7 +19,9 @@ def api_datetime(value):
     """A datetime as the API writes it (DRF's DATETIME_FORMAT, in UTC); None stays None."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime(settings.REST_FRAMEWORK["DATETIME_FORMAT"])
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.strftime(settings.REST_FRAMEWORK["DATETIME_FORMAT"])
 
 
 slug_validators = [
