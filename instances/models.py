@@ -167,9 +167,10 @@ class Instance(models.Model):
         ]
         indexes = [
             models.Index(fields=["tenant", "destroyed_at", "state"], name="instance_tenant_live_state"),
-            # The API's list: a tenant's live instances, newest first, a page at a time (no sort).
+            # The API's list: a tenant's live instances, newest first, a page of their ids at a time
+            # from the index alone (no sort, and no table reads for the rows an offset skips).
             models.Index(
-                fields=["tenant", "-created_at", "-id"], condition=Q(destroyed_at__isnull=True), name="instance_tenant_live_recent"
+                fields=["tenant", "-created_at", "-id", "instance_id"], condition=Q(destroyed_at__isnull=True), name="instance_tenant_live_page"
             ),
             models.Index(fields=["state", "provider"], name="instance_state_provider"),
             models.Index(fields=["tenant", "idempotency_key"], name="instance_tenant_idem"),
