@@ -33,6 +33,13 @@ PRODUCTION_ENV = {
 }
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # runs the benchmark's `finally`: its processes are stopped
+
+
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
 def production_env() -> None:
     os.environ.update(PRODUCTION_ENV)
     static_root = tempfile.mkdtemp(prefix="orchestrio-bench-static-")  # an (empty) collectstatic target
