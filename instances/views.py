@@ -18,7 +18,7 @@ from .choices import InstanceState, OperationKind
 from .filtersets import InstanceFilterSet
 from .forms import ConfigForm, InstanceCreateForm, ResizeForm
 from .models import LogLine
-from .selectors import instance_queryset
+from .selectors import instance_get, instance_queryset
 
 VERBS = {
     "start": OperationKind.START,
@@ -30,7 +30,7 @@ VERBS = {
 
 
 def _instance(request, instance_id: str):
-    instance = instance_queryset().filter(tenant=request.principal.tenant, instance_id=instance_id).first()
+    instance = instance_get(tenant_id=request.principal.tenant.pk, instance_id=instance_id)
     if instance is None:
         raise Http404(f"no instance {instance_id}")
     return instance

@@ -78,13 +78,18 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             queryset = queryset.filter(instance_id=self.principal.instance_scope)
         return queryset
 
-    def get_object(self):
-        """The tenant's live instance (within a scoped token's instance), by compiled queries."""
-        instance_id = self.kwargs["instance_id"]
+    def _in_scope(self, instance_id: str, read):
+        """`read(instance_id)` when a scoped token's instance is this one (or the token is not
+        scoped), else None; NotFound when there is nothing."""
         scope = self.principal.instance_scope
-        instance = None if scope not in (None, instance_id) else selectors.instance_get(tenant_id=self.principal.tenant.pk, instance_id=instance_id)
+        instance = read(instance_id) if scope in (None, instance_id) else None
         if instance is None:
             raise NotFound(f"no instance {instance_id!r} in this tenant")
+        return instance
+
+    def get_object(self):
+        """The tenant's live instance, by one compiled query."""
+        instance = self._in_scope(self.kwargs["instance_id"], lambda instance_id: selectors.instance_get(tenant_id=self.principal.tenant.pk, instance_id=instance_id))
         self.check_object_permissions(self.request, instance)
         return instance
 
@@ -94,11 +99,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     def _latest(self, instance_id: str):
         """Including destroyed instances (DELETE answers `already_deleted`, wait can see `destroyed`)."""
-        scope = self.principal.instance_scope
-        instance = None if scope not in (None, instance_id) else selectors.instance_latest(tenant=self.principal.tenant, instance_id=instance_id)
-        if instance is None:
-            raise NotFound(f"no instance {instance_id!r} in this tenant")
-        return instance
+        return self._in_scope(instance_id, lambda instance_id: selectors.instance_latest(tenant=self.principal.tenant, instance_id=instance_id))
 
     @extend_schema(summary="List live instances")
     def list(self, request, *args, **kwargs):

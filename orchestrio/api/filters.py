@@ -16,9 +16,7 @@ class FilterBackend(DjangoFilterBackend):
             # A filterset filters only by the parameters it names: with none given it would build
             # and validate its form (3 ms for the instance list) to change nothing.
             return queryset
-        filterset = self.get_filterset(request, queryset, view)
-        if filterset is None:
-            return queryset
+        filterset = filterset_class(**self.get_filterset_kwargs(request, queryset, view))
         if not filterset.is_valid():
             raise QueryValidationError(dict(filterset.errors))
         return filterset.qs
