@@ -9,7 +9,7 @@ custom domains here and there; the other tenants' rows fill the table), then on 
 (Procfile settings, DEBUG off, a private redis-server) times sequential requests over one
 keep-alive connection: `GET /api/v1/instances?limit=50` (the first page), a deep page
 (`offset=5000`), and `GET /api/v1/instances/{id}`; reports p50/p99 and the ratio of the list's
-p50 to the single get's. Also prints the database's plan for the page query. Bounded: fixed
+p50 to the single get's. Also prints the database's plans for the list's queries (count, page of ids, records). Bounded: fixed
 counts, timeouts, every process stopped at the end.
 """
 
@@ -47,7 +47,7 @@ def main() -> None:
 
         from billing.models import SubscriptionPlan
         from instances.models import Blueprint, CustomDomain, Instance, Operation
-        from instances.selectors import _PAGE_RECORDS, instance_live
+        from instances.selectors import _LISTED_IDS, _PAGE_RECORDS
         from orchestrio import services
         from orchestrio.crypto import encrypt
         from orchestrio.models import Tenant
@@ -104,9 +104,12 @@ def main() -> None:
                 cursor.execute("VACUUM ANALYZE")
         rows_seconds = time.perf_counter() - started
 
-        page = instance_live(tenant=tenant).values_list("instance_id", flat=True)[:50]
-        records = _PAGE_RECORDS.build(instance_ids=list(page))
-        plan = page.explain() + "\nplan of the page's records:\n" + records.explain()
+        listed = {"tenant_id": tenant.pk, "instance_scope": None}
+        page = [row["instance_id"] for row in _LISTED_IDS.page(50, 0, **listed)]
+        plan = "\n".join((
+            "the count:", _LISTED_IDS.explain("count", **listed), "the page's ids:", _LISTED_IDS.explain("page", **listed),
+            "the page's records:", _PAGE_RECORDS.explain(instance_ids=page),
+        ))  # fmt: skip
         single_id = Instance.objects.filter(tenant=tenant).order_by("pk").values_list("instance_id", flat=True)[args.tenant_instances // 2]
         check = Client(HTTP_HOST="127.0.0.1").get("/api/v1/instances", {"limit": 50}, HTTP_AUTHORIZATION=auth["Authorization"]).json()
         assert check["count"] == args.tenant_instances and len(check["results"]) == 50, check.get("count")
@@ -124,7 +127,7 @@ def main() -> None:
         db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         print(f"machine: {_django.machine()}; database: {db}; gunicorn gthread 2x8, DEBUG off, redis-server")
         print(f"rows: {args.tenant_instances} instances in the tenant ({len(mine)} with an unfinished operation, {len(mine[::4])} with a domain), {Instance.objects.count()} in the database; created in {rows_seconds:.1f} s")
-        print("plan of the page query (its ids):\n  " + plan.replace("\n", "\n  "))
+        print("plans of the list's queries:\n  " + plan.replace("\n", "\n  "))
         print(f"{args.requests} sequential requests each over one keep-alive connection:")
         for name, latencies in results.items():
             print(f"  {name:28}: p50 {statistics.median(latencies):6.2f} ms, p99 {_serve.percentile(latencies, 99):6.2f} ms")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db.models import Count, FilteredRelation, Prefetch, Q
 
-from orchestrio.db import CompiledQuery, model_fields, model_from_row
+from orchestrio.db import CompiledQuery, model_fields, model_loader
 
 from .choices import UNFINISHED_OPERATION_STATUSES, InstanceState
 from .models import Blueprint, CustomDomain, Instance, Operation
@@ -23,6 +23,34 @@ RUNNING_STATES = (
 
 def instance_live(*, tenant):
     return Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True)
+
+
+def instance_listed(*, tenant, instance_scope: str | None = None):
+    """The live instances a principal lists (a token scoped to one instance sees only it), in
+    the list's order (the model's)."""
+    queryset = instance_live(tenant=tenant)
+    return queryset if instance_scope is None else queryset.filter(instance_id=instance_scope)
+
+
+# The unfiltered list's count and page of ids, compiled: building and compiling the two queries
+# cost Django more than running them (0.37 ms of a page's 0.45 on SQLite).
+_LISTED_IDS = CompiledQuery(Instance, lambda tenant_id, instance_scope: instance_listed(tenant=tenant_id, instance_scope=instance_scope).values("instance_id"))
+
+
+class ListedInstanceIds:
+    """The ids `instance_listed` orders, as the paginator takes them from a queryset (`count()`
+    and a slice), by compiled queries."""
+
+    def __init__(self, *, tenant_id: str, instance_scope: str | None = None) -> None:
+        self.params = {"tenant_id": tenant_id, "instance_scope": instance_scope}
+
+    def count(self) -> int:
+        return _LISTED_IDS.count(**self.params)
+
+    def __getitem__(self, page: slice) -> list[str]:
+        if not isinstance(page, slice) or page.step is not None or page.start is None or page.stop is None:
+            raise TypeError("only [offset:offset + limit] slices")
+        return [row["instance_id"] for row in _LISTED_IDS.page(max(0, page.stop - page.start), page.start, **self.params)]
 
 
 def instance_exists(*, tenant, instance_id: str) -> bool:
@@ -78,6 +106,10 @@ class _RecordRead:
 
     def __init__(self, instance: tuple[str, ...], blueprint: tuple[str, ...], operation: tuple[str, ...], domain: tuple[str, ...]) -> None:
         self.fields = {Instance: instance, Blueprint: blueprint, Operation: operation, CustomDomain: domain}
+        self.load_instance = model_loader(Instance, "", instance)
+        self.load_blueprint = model_loader(Blueprint, "blueprint__", blueprint)
+        self.load_operation = model_loader(Operation, "unfinished__", operation)
+        self.load_domain = model_loader(CustomDomain, "live_domain__", domain)
 
     def values(self, queryset):
         return queryset.annotate(
@@ -90,15 +122,14 @@ class _RecordRead:
 
     def build(self, row: dict, blueprints: dict | None = None) -> Instance:
         """`blueprints`: the ones built so far, by id (a page's instances share a few)."""
-        instance = model_from_row(Instance, row, names=self.fields[Instance])
+        instance = self.load_instance(row)
         blueprints = {} if blueprints is None else blueprints
         blueprint = blueprints.get(row["blueprint__id"])
         if blueprint is None:
-            blueprint = blueprints[row["blueprint__id"]] = model_from_row(Blueprint, row, "blueprint__", self.fields[Blueprint])
+            blueprint = blueprints[row["blueprint__id"]] = self.load_blueprint(row)
         instance.blueprint = blueprint
-        operation, domain = (row["unfinished__id"] is not None), (row["live_domain__id"] is not None)
-        instance.unfinished_operations = [model_from_row(Operation, row, "unfinished__", self.fields[Operation])] if operation else []
-        instance.current_domains = [model_from_row(CustomDomain, row, "live_domain__", self.fields[CustomDomain])] if domain else []
+        instance.unfinished_operations = [self.load_operation(row)] if row["unfinished__id"] is not None else []
+        instance.current_domains = [self.load_domain(row)] if row["live_domain__id"] is not None else []
         return instance
 
 

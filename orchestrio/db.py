@@ -1,4 +1,5 @@
-"""Queries that run on every proxied request, compiled once.
+"""Queries that run on every request (the token, the tunnel's route, an instance, a page of the
+instance list), compiled once.
 
 Building and compiling a queryset costs Django far more than running it: the tunnel's route
 lookup (a join, an EXISTS for the gateway policies) took 0.8 ms to build and compile against
@@ -9,7 +10,8 @@ new values, converting the columns as the ORM does (aware datetimes, booleans, J
 Parameters must be strings compared exactly (`field=value`), or lists of strings for
 `field__in=values` (compiled once per length); None is passed through to the queryset
 (`field=None` compiles to IS NULL). Each pattern of None parameters and list lengths is compiled
-on its own.
+on its own. Besides its rows, a query gives their `count()` and, when ordered, a `page()` of
+them (LIMIT and OFFSET as parameters): what a paginated list runs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from weakref import WeakKeyDictionary
 
 from django.db import connections, router
 from django.db.models import DEFERRED, Model, QuerySet
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 
 class CompiledQuery:
@@ -31,27 +35,50 @@ class CompiledQuery:
         self._compiled: WeakKeyDictionary = WeakKeyDictionary()  # connection -> {None pattern: plan}
 
     def rows(self, **params) -> list[dict]:
-        connection = connections[router.db_for_read(self.model)]
-        pattern = tuple(
-            (name, None if value is None else len(value) if isinstance(value, list | tuple) else -1) for name, value in sorted(params.items())
-        )
-        per_connection = self._compiled.setdefault(connection, {})
-        plan = per_connection.get(pattern)
-        if plan is None:
-            plan = per_connection[pattern] = self._compile(connection, params)
-        sql, slots, names, compiler, converters = plan
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [slot.value(params) if isinstance(slot, _Param) else slot for slot in slots])
-            rows = cursor.fetchall()
-        if converters:
-            rows = compiler.apply_converters(rows, converters)
-        return [dict(zip(names, row)) for row in rows]
+        return self._run("rows", params)
 
     def row(self, **params) -> dict | None:
         rows = self.rows(**params)
         return rows[0] if rows else None
 
-    def _compile(self, connection, params: dict) -> tuple:
+    def page(self, limit: int, offset: int = 0, **params) -> list[dict]:
+        """`rows()` from the `offset`th, at most `limit` of them (the queryset must be ordered and
+        not sliced): LIMIT and OFFSET are parameters, so every page runs the same statement."""
+        return self._run("page", params, [int(limit), int(offset)])
+
+    def count(self, **params) -> int:
+        """How many rows `rows()` would return."""
+        return self._run("count", params)[0]["count"]
+
+    def explain(self, kind: str = "rows", **params) -> str:
+        """The database's plan for `rows()`, `count()` or `page()` (of 50 from the start)."""
+        connection, (sql, slots, *_) = self._plan(kind, params)
+        values = [slot.value(params) if isinstance(slot, _Param) else slot for slot in slots] + ([50, 0] if kind == "page" else [])
+        with connection.cursor() as cursor:
+            cursor.execute(f"{connection.ops.explain_query_prefix()} {sql}", values)
+            return "\n".join(" ".join(str(column) for column in row) for row in cursor.fetchall())
+
+    def _plan(self, kind: str, params: dict) -> tuple:
+        connection = connections[router.db_for_read(self.model)]
+        pattern = tuple(
+            (name, None if value is None else len(value) if isinstance(value, list | tuple) else -1) for name, value in sorted(params.items())
+        )
+        per_connection = self._compiled.setdefault(connection, {})
+        plan = per_connection.get((kind, pattern))
+        if plan is None:
+            plan = per_connection[kind, pattern] = self._compile(connection, params, kind)
+        return connection, plan
+
+    def _run(self, kind: str, params: dict, extra: list | tuple = ()) -> list[dict]:
+        connection, (sql, slots, names, compiler, converters) = self._plan(kind, params)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [slot.value(params) if isinstance(slot, _Param) else slot for slot in slots] + list(extra))
+            rows = cursor.fetchall()
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        return [dict(zip(names, row)) for row in rows]
+
+    def _compile(self, connection, params: dict, kind: str) -> tuple:
         markers: dict[str, _Param] = {}
         stand_ins = {}
         for name, value in params.items():
@@ -65,13 +92,26 @@ class CompiledQuery:
                 markers[stand_ins[name]] = _Param(name)
             else:
                 stand_ins[name] = None
-        query = self.build(**stand_ins).query
+        queryset = self.build(**stand_ins)
+        if kind != "rows" and queryset.query.is_sliced:
+            raise ValueError(f"{kind}() of a sliced queryset")
+        if kind == "count":
+            queryset = queryset.order_by()
+        query = queryset.query
         compiler = query.get_compiler(connection=connection)
         sql, constants = compiler.as_sql()
         slots = [markers.get(value, value) if isinstance(value, str) else value for value in constants]
         missing = set(markers.values()) - set(slots)
         if missing:
             raise ValueError(f"parameters not compared exactly (field=value): {sorted({param.name for param in missing})}")
+        if kind == "count":
+            # As the ORM counts a queryset it cannot count in place: over it as a subquery (the
+            # databases flatten it; on PostgreSQL still an index-only scan where one applies).
+            return f"SELECT COUNT(*) FROM ({sql}) counted", slots, ["count"], compiler, []
+        if kind == "page":
+            if not (query.order_by or query.default_ordering and query.get_meta().ordering):
+                raise ValueError("page() of an unordered queryset")
+            sql += " LIMIT %s OFFSET %s"
         names = list(query.selected) if query.selected else [*query.extra_select, *query.values_select, *query.annotation_select]
         converters = compiler.get_converters([select[0] for select in compiler.select[: compiler.col_count]])
         return sql, slots, names, compiler, converters
@@ -87,20 +127,43 @@ def model_from_row(model: type[Model], row: dict, prefix: str = "", names: tuple
     """A model instance from a `values()` row that selected `names` (default: `model_fields(model)`)
     under `prefix` (for a joined model), as the ORM builds one from a database row; fields not
     selected are deferred."""
-    keys = _row_keys(model, prefix, names)
-    return model.from_db(router.db_for_read(model), model_fields(model), [DEFERRED if key is None else row[key] for key in keys])
+    return model_loader(model, prefix, names)(row)
 
 
 @cache
-def _row_keys(model: type[Model], prefix: str, names: tuple[str, ...] | None) -> tuple[str | None, ...]:
-    """For each of the model's fields, in order, its key in the row, or None when deferred (given
-    every field's value, `Model.from_db` does not search the names for each field)."""
+def model_loader(model: type[Model], prefix: str = "", names: tuple[str, ...] | None = None) -> Callable[[dict], Model]:
+    """`model_from_row` for one model, prefix and selection, prepared once: the function that
+    builds an instance from a row."""
+    fields = model_fields(model)
     if names is None:
-        return tuple(prefix + name for name in model_fields(model))
-    unknown = set(names) - set(model_fields(model))
+        names = fields
+    unknown = set(names) - set(fields)
     if unknown:
         raise ValueError(f"not fields of {model.__name__}: {sorted(unknown)}")
-    return tuple(prefix + name if name in names else None for name in model_fields(model))
+    keys = [prefix + name if name in names else None for name in fields]
+    selected = [(attname, key) for attname, key in zip(fields, keys) if key is not None]
+
+    def from_db(row: dict) -> Model:
+        return model.from_db(router.db_for_read(model), fields, [DEFERRED if key is None else row[key] for key in keys])
+
+    def direct(row: dict) -> Model:
+        # What Model.__init__ does with positional values for a new object when nothing listens
+        # for its init signals: each selected field's value in the instance's __dict__ (for a new
+        # object its descriptors' __set__ does no more), the rest deferred. A page of 50
+        # instances spent more time in __init__ than in its query.
+        instance = model.__new__(model)
+        instance._state = state = ModelState()
+        state.adding = False
+        state.db = router.db_for_read(model)
+        instance.__dict__.update({attname: row[key] for attname, key in selected})
+        return instance
+
+    def load(row: dict) -> Model:
+        if pre_init.has_listeners(model) or post_init.has_listeners(model):
+            return from_db(row)
+        return direct(row)
+
+    return load
 
 
 @dataclass(frozen=True)

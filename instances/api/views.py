@@ -73,10 +73,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
-        queryset = selectors.instance_live(tenant=self.principal.tenant)
-        if self.principal.instance_scope is not None:
-            queryset = queryset.filter(instance_id=self.principal.instance_scope)
-        return queryset
+        return selectors.instance_listed(tenant=self.principal.tenant, instance_scope=self.principal.instance_scope)
 
     def _in_scope(self, instance_id: str, read):
         """`read(instance_id)` when a scoped token's instance is this one (or the token is not
@@ -103,7 +100,12 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(summary="List live instances")
     def list(self, request, *args, **kwargs):
-        ids = self.paginate_queryset(self.filter_queryset(self.get_queryset()).values_list("instance_id", flat=True))
+        queryset = self.get_queryset()
+        filtered = self.filter_queryset(queryset)
+        if filtered is queryset:  # no filter given: the same rows, by compiled queries
+            ids = self.paginate_queryset(selectors.ListedInstanceIds(tenant_id=self.principal.tenant.pk, instance_scope=self.principal.instance_scope))
+        else:
+            ids = self.paginate_queryset(filtered.values_list("instance_id", flat=True))
         records = selectors.instance_records(tenant_id=self.principal.tenant.pk, instance_ids=ids)
         return self.get_paginated_response(s.InstanceSerializer(records, many=True).data)
 

@@ -60,3 +60,42 @@ def test_the_page_size_does_not_change_the_queries(api, tenant):
     counts = {limit: _list_queries(api, limit)[0] for limit in (5, 50, 200)}
     assert len(set(counts.values())) == 1, counts
     assert Instance.objects.filter(tenant=tenant).count() == 50
+
+
+def test_unfiltered_pages_walk_the_same_rows_as_the_orm(api, tenant, other_api):
+    """Without filters the list counts and pages by compiled queries; with them, through the ORM:
+    both must give the listed instances in the same order, every page, for a scoped token too."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from instances.selectors import instance_listed
+
+    from ..helpers import Api
+
+    _fleet(tenant, 12)
+    now = timezone.now()
+    for i, instance in enumerate(Instance.objects.filter(tenant=tenant).order_by("pk")):
+        # Ties in created_at are ordered by id, like everything else.
+        Instance.objects.filter(pk=instance.pk).update(created_at=now - timedelta(seconds=i // 3))
+    InstanceFactory(tenant=tenant, instance_id="gone-01", destroyed_at=now, state="destroyed")
+    InstanceFactory(tenant=other_api.tenant, instance_id="theirs-01")
+    expected = list(instance_listed(tenant=tenant).values_list("instance_id", flat=True))
+    assert len(expected) == 12 and "gone-01" not in expected
+
+    def walk(client, **filters):
+        seen, offset = [], 0
+        while True:
+            body = client.get("instances", limit=5, offset=offset, **filters).json()
+            seen += [row["instance_id"] for row in body["results"]]
+            if body["next"] is None:
+                return body["count"], seen
+            offset += 5
+
+    assert walk(api) == (12, expected)
+    assert walk(api, state=["running", "stopped", "stopping"]) == (12, expected)  # the ORM's path
+    beyond = api.get("instances", limit=5, offset=40).json()
+    assert (beyond["count"], beyond["next"], beyond["results"]) == (12, None, [])
+    body = api.post("api-tokens", {"name": "one", "instance_id": expected[7]}).json()
+    assert walk(Api(body["token"])) == (1, [expected[7]])
+    assert walk(other_api) == (1, ["theirs-01"])

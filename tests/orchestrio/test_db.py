@@ -71,6 +71,51 @@ def test_model_from_row_with_some_fields_in_any_order_defers_the_rest(tenant):
         model_from_row(ApiToken, row, names=("role", "nope"))
 
 
+@pytest.mark.django_db
+def test_count_and_pages_equal_the_orms(tenant):
+    for name in ("e", "b", "d", "a", "c"):
+        ApiTokenFactory(tenant=tenant, name=name)
+    ApiTokenFactory(name="z")  # another tenant's
+
+    def orm(tenant_id):
+        return ApiToken.objects.filter(tenant_id=tenant_id).values("name").order_by("name", "pk")
+
+    names = CompiledQuery(ApiToken, orm)
+    assert names.count(tenant_id=tenant.pk) == orm(tenant.pk).count() == 5
+    assert names.count(tenant_id="no-such-tenant") == 0
+    for limit, offset in ((2, 0), (2, 2), (2, 4), (3, 4), (10, 0), (1, 5), (5, 50)):
+        assert names.page(limit, offset, tenant_id=tenant.pk) == list(orm(tenant.pk)[offset : offset + limit]), (limit, offset)
+    with pytest.raises(ValueError, match="unordered"):
+        CompiledQuery(ApiToken, lambda tenant_id: ApiToken.objects.filter(tenant_id=tenant_id).values("name").order_by()).page(2, tenant_id=tenant.pk)
+    with pytest.raises(ValueError, match="sliced"):
+        CompiledQuery(ApiToken, lambda tenant_id: orm(tenant_id)[:2]).count(tenant_id=tenant.pk)
+
+
+@pytest.mark.django_db
+def test_model_loader_runs_init_signals_when_something_listens(tenant):
+    """Building a model without Model.__init__ is only for models nothing observes being built."""
+    from django.db.models.signals import post_init
+
+    from orchestrio.db import model_from_row
+
+    token = ApiTokenFactory(tenant=tenant, name="watched")
+    row = ApiToken.objects.filter(pk=token.pk).values("id", "name").get()
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=ApiToken)
+    try:
+        built = model_from_row(ApiToken, row, names=("id", "name"))
+    finally:
+        post_init.disconnect(receiver, sender=ApiToken)
+    assert seen == [built] and built.name == "watched"
+    unobserved = model_from_row(ApiToken, row, names=("id", "name"))
+    assert seen == [built] and (unobserved.pk, unobserved.name, unobserved._state.adding, unobserved._state.db) == (token.pk, "watched", False, "default")
+    assert unobserved.get_deferred_fields() >= {"prefix", "role"} and unobserved.role == token.role  # deferred fields still load
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_hot_queries_are_prepared_statements_on_postgresql(api, tenant):
