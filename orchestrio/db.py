@@ -8,7 +8,7 @@ connection, with markers in place of the parameters, keeps the SQL, and then onl
 new values, converting the columns as the ORM does (aware datetimes, booleans, JSON).
 
 Parameters must be strings compared exactly (`field=value`), or lists of strings for
-`field__in=values` (compiled once per length); None is passed through to the queryset
+`field__in=values` or `field__any_of=values` (compiled once per length); None is passed through to the queryset
 (`field=None` compiles to IS NULL). Each pattern of None parameters and list lengths is compiled
 on its own. Besides its rows, a query gives their `count()` and, when ordered, a `page()` of
 them (LIMIT and OFFSET as parameters): what a paginated list runs.
@@ -24,7 +24,8 @@ from functools import cache
 from weakref import WeakKeyDictionary
 
 from django.db import connections, router
-from django.db.models import DEFERRED, Model, QuerySet
+from django.db.models import DEFERRED, CharField, Lookup, Model, QuerySet
+from django.db.models.lookups import In
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
@@ -101,8 +102,13 @@ class CompiledQuery:
         query = queryset.query
         compiler = query.get_compiler(connection=connection)
         sql, constants = compiler.as_sql()
-        slots = [markers.get(value, value) if isinstance(value, str) else value for value in constants]
-        missing = set(markers.values()) - set(slots)
+        lists = {tuple(stand_in): _Param(name) for name, stand_in in stand_ins.items() if isinstance(stand_in, list)}
+        slots = [
+            markers.get(value, value) if isinstance(value, str) else lists.get(tuple(value), value) if isinstance(value, list) else value
+            for value in constants
+        ]  # fmt: skip
+        used = {slot for slot in slots if isinstance(slot, _Param)}
+        missing = {marker for marker in markers.values() if marker not in used and _Param(marker.name) not in used}
         if missing:
             raise ValueError(f"parameters not compared exactly (field=value): {sorted({param.name for param in missing})}")
         if kind == "count":
@@ -136,6 +142,26 @@ def _values(slots: list, params: dict, extra) -> dict:
     values = [slot.value(params) if isinstance(slot, _Param) else slot for slot in slots]
     values.extend(extra)
     return {f"p{i}": value for i, value in enumerate(values)}
+
+
+class AnyOf(Lookup):
+    """`field__any_of=values`: on PostgreSQL `field = ANY(%s)` with the list as one array
+    parameter, elsewhere `field IN (%s, …)`. One statement for any number of values, so
+    PostgreSQL can keep one generic plan for a prepared one: with fifty parameters in an IN list
+    it planned a page's records query again on every execution (0.3 ms of its 1 ms)."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        return compiler.compile(In(self.lhs, self.rhs))
+
+    def as_postgresql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        return f"{lhs} = ANY(%s)", (*lhs_params, list(self.rhs))
+
+
+CharField.register_lookup(AnyOf)
 
 
 @cache

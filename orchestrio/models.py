@@ -15,13 +15,18 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*[a-z0-9]$"
 SLUG_MESSAGE = "use 3–63 lowercase letters, digits and hyphens, starting and ending with a letter or digit"
 
 
+API_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # DRF's DATETIME_FORMAT (settings.REST_FRAMEWORK)
+
+
 def api_datetime(value):
-    """A datetime as the API writes it (DRF's DATETIME_FORMAT, in UTC); None stays None."""
+    """A datetime as the API writes it (API_DATETIME_FORMAT, in UTC); None stays None. Written
+    with `isoformat`, which gives the same text at half `strftime`'s cost: three of these were
+    most of rendering an instance (tests/orchestrio/test_conventions.py checks they agree)."""
     if value is None:
         return None
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.strftime(settings.REST_FRAMEWORK["DATETIME_FORMAT"])
+    return value.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 slug_validators = [

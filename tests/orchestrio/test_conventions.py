@@ -282,3 +282,22 @@ def test_direct_ip_allowed_for_hostnames_and_health(api, settings):
 def test_direct_ip_allowed_when_setting_off(api, settings):
     settings.DENY_DIRECT_IP = False
     assert api.get("tenant", headers={"Host": "127.0.0.1"}).status_code == 200
+
+
+def test_api_datetimes_are_written_as_drfs_datetime_fields_write_them():
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from django.conf import settings
+    from rest_framework.fields import DateTimeField
+
+    from orchestrio.models import API_DATETIME_FORMAT, api_datetime
+
+    assert settings.REST_FRAMEWORK["DATETIME_FORMAT"] == API_DATETIME_FORMAT
+    now = timezone.now()
+    for value in (
+        now, now.replace(microsecond=0), datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 29, 2, 30, 0, 7, tzinfo=ZoneInfo("Europe/Paris")), datetime(2026, 11, 1, 1, 30, tzinfo=ZoneInfo("America/New_York")),
+    ):  # fmt: skip
+        assert api_datetime(value) == value.astimezone(UTC).strftime(API_DATETIME_FORMAT) == DateTimeField().to_representation(value), value
+    assert api_datetime(None) is None

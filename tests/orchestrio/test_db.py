@@ -39,10 +39,13 @@ def test_none_compiles_to_is_null_separately(tenant):
 
 
 @pytest.mark.django_db
-def test_list_parameters_compile_once_per_length(tenant):
+@pytest.mark.parametrize("lookup", ["in", "any_of"])
+def test_list_parameters_compile_once_per_length(tenant, lookup):
+    """`any_of` is `IN (…)` on SQLite and `= ANY(array)` on PostgreSQL: the same rows either way."""
     for name in ("a", "b", "c", "d"):
         ApiTokenFactory(tenant=tenant, name=name)
-    by_names = CompiledQuery(ApiToken, lambda names, tenant_id: ApiToken.objects.filter(name__in=names, tenant_id=tenant_id).values("name").order_by("name"))
+    assert list(ApiToken.objects.filter(**{f"name__{lookup}": ["d", "b", "x"]}).values_list("name", flat=True).order_by("name")) == ["b", "d"]
+    by_names = CompiledQuery(ApiToken, lambda names, tenant_id: ApiToken.objects.filter(**{f"name__{lookup}": names}, tenant_id=tenant_id).values("name").order_by("name"))
     assert by_names.rows(names=["a", "c"], tenant_id=tenant.pk) == [{"name": "a"}, {"name": "c"}]
     assert by_names.rows(names=["d", "b"], tenant_id=tenant.pk) == [{"name": "b"}, {"name": "d"}]  # same length, new values
     assert by_names.rows(names=["b", "c", "x"], tenant_id=tenant.pk) == [{"name": "b"}, {"name": "c"}]  # another length
