@@ -127,26 +127,53 @@ def stop_all(processes: list) -> None:
             proc.wait()
 
 
-def _client(url: str, headers: dict, count: int, start, out) -> None:
-    """One keep-alive connection, `count` sequential GETs; latencies (ms) go to `out`."""
+def _client(targets: list[tuple[str, dict]], rounds: int, block: int, start, out) -> None:
+    """One keep-alive connection, `rounds` rounds of sequential GETs: `block` to each target (URL
+    on the same server, headers) in turn; each target's latencies (ms) go to `out`."""
     import http.client
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    first = urlsplit(targets[0][0])
+    paths = [(urlsplit(url), headers) for url, headers in targets]
+    paths = [(parts.path + (f"?{parts.query}" if parts.query else ""), headers) for parts, headers in paths]
+    conn = http.client.HTTPConnection(first.hostname, first.port, timeout=30)
     start.wait()
-    latencies = []
-    for _ in range(count):
-        t = time.perf_counter()
-        conn.request("GET", target, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        latencies.append((time.perf_counter() - t) * 1000)
-        if response.status != 200:
-            raise SystemExit(f"GET {url}: {response.status}")
+    latencies: list[list[float]] = [[] for _ in targets]
+    for _ in range(rounds):
+        for i, (path, headers) in enumerate(paths):
+            for _ in range(block):
+                t = time.perf_counter()
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                latencies[i].append((time.perf_counter() - t) * 1000)
+                if response.status != 200:
+                    raise SystemExit(f"GET {path}: {response.status}")
     conn.close()
     out.put(latencies)
+
+
+def load_blocks(targets: list[tuple[str, dict]], *, requests: int, block: int = 100, warmup: int = 50) -> list[list[float]]:
+    """`requests` sequential GETs to each target over one keep-alive connection, in blocks of
+    `block` taken in turn (A×100, B×100, A×100, B×100, …): each target's latencies in ms. Within
+    a block a target runs hot, as it would alone; across blocks, whatever else the machine does
+    slows every target alike, so their ratio holds better than from runs one after another."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Event()
+    start.set()
+    latencies: list[list[float]] = []
+    for rounds, size in ((1, warmup), (max(1, requests // block), min(block, requests))):
+        if size:
+            out = ctx.Queue()
+            proc = ctx.Process(target=_client, args=(targets, rounds, size, start, out))
+            proc.start()
+            latencies = out.get(timeout=600)
+            proc.join(timeout=10)
+            if proc.exitcode != 0:
+                raise SystemExit(f"a load client failed (exit {proc.exitcode})")
+    return latencies
 
 
 def load(url: str, headers: dict, *, requests: int, connections: int = 1, warmup: int = 50) -> tuple[list[float], float]:
@@ -159,7 +186,7 @@ def load(url: str, headers: dict, *, requests: int, connections: int = 1, warmup
         load(url, headers, requests=warmup, connections=1, warmup=0)
     start, out = ctx.Event(), ctx.Queue()
     share = [requests // connections + (1 if i < requests % connections else 0) for i in range(connections)]
-    clients = [ctx.Process(target=_client, args=(url, headers, n, start, out)) for n in share]
+    clients = [ctx.Process(target=_client, args=([(url, headers)], 1, n, start, out)) for n in share]
     for proc in clients:
         proc.start()
     time.sleep(0.2)
@@ -167,7 +194,7 @@ def load(url: str, headers: dict, *, requests: int, connections: int = 1, warmup
     start.set()
     latencies: list[float] = []
     for _ in clients:
-        latencies += out.get(timeout=300)
+        latencies += out.get(timeout=300)[0]
     elapsed = time.perf_counter() - started
     for proc in clients:
         proc.join(timeout=10)

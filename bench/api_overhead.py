@@ -8,8 +8,10 @@ endpoint and plan rate-limit counters in Redis, the instance's queries and seria
 `GET /bench/bare`, a Django view answering the same JSON without authentication or database
 (bench/urls.py), on the same server process with the same settings and middleware. A private
 redis-server holds the counters; the database is a throwaway SQLite file (or DATABASE_URL's).
-For each server: sequential requests over one keep-alive connection (p50/p99 latency), then
-`--connections` concurrent keep-alive connections (requests/s), and the ratio API / bare.
+For each server: sequential requests over one keep-alive connection, in blocks of 100 taken in
+turn so that the machine's other work slows both alike (p50/p99 latency; sequential requests/s
+is one over the mean latency), then `--connections` concurrent keep-alive connections in alternating
+quarters (requests/s), and the ratio API / bare.
 Bounded: fixed counts, timeouts on every call, every process stopped at the end.
 """
 
@@ -73,13 +75,18 @@ def main() -> None:
             api_url, bare_url = f"{base}/api/v1/instances/bench-api", f"{base}/bench/bare"
             assert httpx.get(api_url, headers=auth, timeout=10).json() == body
             assert httpx.get(bare_url, timeout=10).json() == body
-            results = {}
-            for name, url, headers in (("bare view", bare_url, {}), ("API GET", api_url, auth)):
-                seq, seq_rps = _serve.load(url, headers, requests=args.requests)
-                _, rps = _serve.load(url, headers, requests=args.requests, connections=args.connections)
-                results[name] = (seq, seq_rps, rps)
+            targets = {"bare view": (bare_url, {}), "API GET": (api_url, auth)}
+            sequential = dict(zip(targets, _serve.load_blocks(list(targets.values()), requests=args.requests)))
+            # Concurrent: in alternating quarters (bare, API, bare, API, …), for the same reason.
+            served = {name: [0, 0.0] for name in targets}
+            for _ in range(4):
+                for name, (url, headers) in targets.items():
+                    _, rps = _serve.load(url, headers, requests=args.requests // 4, connections=args.connections, warmup=0)
+                    served[name][0] += args.requests // 4
+                    served[name][1] += (args.requests // 4) / rps
+            results = {name: (sequential[name], 1000 / statistics.fmean(sequential[name]), count / seconds) for name, (count, seconds) in served.items()}
             desc = "gunicorn gthread, 2 workers x 8 threads" if kind == "gunicorn" else "waitress (manage.py serve), 8 threads"
-            print(f"{desc}: {args.requests} requests sequential (one keep-alive connection), then over {args.connections} connections")
+            print(f"{desc}: {args.requests} requests of each sequential (one keep-alive connection, blocks of 100 in turn), then over {args.connections} connections")
             for name, (seq, seq_rps, rps) in results.items():
                 print(f"  {name:9}: p50 {statistics.median(seq):.2f} ms, p99 {_serve.percentile(seq, 99):.2f} ms, {seq_rps:.0f} req/s sequential, {rps:.0f} req/s concurrent")
             bare, api = results["bare view"], results["API GET"]
