@@ -8,9 +8,9 @@ connection, with markers in place of the parameters, keeps the SQL, and then onl
 new values, converting the columns as the ORM does (aware datetimes, booleans, JSON).
 
 Parameters must be strings compared exactly (`field=value`), or lists of strings for
-`field__in=values` or `field__any_of=values` (compiled once per length); None is passed through to the queryset
-(`field=None` compiles to IS NULL). Each pattern of None parameters and list lengths is compiled
-on its own. Besides its rows, a query gives their `count()` and, when ordered, a `page()` of
+`field__in=values` or `field__any_of=values` (compiled once per length); None is passed through
+to the queryset (`field=None` compiles to IS NULL). Each pattern of None parameters and list
+lengths is compiled on its own. Besides its rows, a query gives their `count()` and, when ordered, a `page()` of
 them (LIMIT and OFFSET as parameters): what a paginated list runs.
 """
 
@@ -35,7 +35,7 @@ class CompiledQuery:
         """`build(**params)` returns the `values()` queryset for those parameters."""
         self.model = model
         self.build = build
-        self._compiled: WeakKeyDictionary = WeakKeyDictionary()  # connection -> {None pattern: plan}
+        self._compiled: WeakKeyDictionary = WeakKeyDictionary()  # connection -> {(kind, pattern): plan}
 
     def rows(self, **params) -> list[dict]:
         return self._run("rows", params)
@@ -114,26 +114,29 @@ class CompiledQuery:
         if kind == "count":
             # As the ORM counts a queryset it cannot count in place: over it as a subquery (the
             # databases flatten it; on PostgreSQL still an index-only scan where one applies).
-            return _named(f"SELECT COUNT(*) FROM ({sql}) counted"), slots, ["count"], compiler, []
+            return _named(f"SELECT COUNT(*) FROM ({sql}) counted", len(slots)), slots, ["count"], compiler, []
         if kind == "page":
             if not (query.order_by or query.default_ordering and query.get_meta().ordering):
                 raise ValueError("page() of an unordered queryset")
             sql += " LIMIT %s OFFSET %s"
         names = list(query.selected) if query.selected else [*query.extra_select, *query.values_select, *query.annotation_select]
         converters = compiler.get_converters([select[0] for select in compiler.select[: compiler.col_count]])
-        return _named(sql), slots, names, compiler, converters
+        return _named(sql, len(slots) + (2 if kind == "page" else 0)), slots, names, compiler, converters
 
 
 _FORMAT_PLACEHOLDER = re.compile(r"(?<!%)%s")  # what Django's SQLite backend rewrites
 
 
-def _named(sql: str) -> str:
-    """The compiled SQL with named placeholders (`%(p0)s`, `%(p1)s`, …) for its `%s` ones, once:
-    Django's SQLite backend rewrites `%s` with a regular expression on every execution (27 µs
-    for the 3 KB of a page's records query); named ones it fills with one `%` formatting.
-    PostgreSQL's driver takes both."""
+def _named(sql: str, expected: int) -> str:
+    """The compiled SQL with named placeholders (`%(p0)s`, `%(p1)s`, …) for its `expected` `%s`
+    ones, once: Django's SQLite backend rewrites `%s` with a regular expression on every
+    execution (27 µs for the 3 KB of a page's records query); named ones it fills with one `%`
+    formatting. PostgreSQL's driver takes both."""
     numbers = itertools.count()
-    return _FORMAT_PLACEHOLDER.sub(lambda match: f"%(p{next(numbers)})s", sql)
+    named = _FORMAT_PLACEHOLDER.sub(lambda match: f"%(p{next(numbers)})s", sql)
+    if next(numbers) != expected:
+        raise ValueError(f"the compiled SQL has a different number of placeholders than parameters ({expected})")
+    return named
 
 
 def _values(slots: list, params: dict, extra) -> dict:
