@@ -43,6 +43,32 @@ def setup() -> None:
         instance_catalogue.seed(InstancePlan, Region, Blueprint)
 
 
+def tenant_with_token(**plan_changes) -> tuple:
+    """The benchmarks' tenant ("bench", on the Team plan changed by `plan_changes`) and an owner's
+    API token for it (plaintext)."""
+    from billing.models import SubscriptionPlan
+    from orchestrio import services
+    from orchestrio.tenancy import Actor, Principal
+
+    if plan_changes:
+        SubscriptionPlan.objects.filter(pk="team").update(**plan_changes)
+    tenant = services.tenant_create(tenant_id="bench", name="bench", owner_email="bench@example.com", plan_id="team", actor=Actor.system("bench"))
+    owner = tenant.memberships.get().user
+    _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
+    return tenant, token
+
+
+def api_instance(tenant):
+    """The running instance `bench-api` whose record the API benchmarks read."""
+    from instances.models import Blueprint, Instance
+
+    return Instance.objects.create(
+        instance_id="bench-api", tenant=tenant, blueprint=Blueprint.objects.get(name="OpenClaw", tenant=None), plan_id="openclaw-basic",
+        region_id="local", provider="local", instance_type="t3.small", state="running", ip_address="127.0.0.1", port=9,
+        labels={"env": "bench", "team": "core"},
+    )  # fmt: skip
+
+
 def machine() -> str:
     import platform
 

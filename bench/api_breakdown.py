@@ -50,26 +50,15 @@ def main() -> None:
         from rest_framework.response import Response
         from rest_framework.views import APIView
 
-        from billing.models import SubscriptionPlan
         from instances.api.serializers import InstanceSerializer
-        from instances.models import Blueprint, Instance
         from instances.selectors import instance_get
-        from orchestrio import services
         from orchestrio.api import ratelimit
         from orchestrio.api.renderers import JSONRenderer
         from orchestrio.api.viewsets import TenantApiView
         from orchestrio.auth import resolve_token
-        from orchestrio.tenancy import Actor, Principal
 
-        SubscriptionPlan.objects.filter(pk="team").update(api_requests_per_minute=1_000_000_000)
-        tenant = services.tenant_create(tenant_id="bench", name="bench", owner_email="bench@example.com", plan_id="team", actor=Actor.system("bench"))
-        owner = tenant.memberships.get().user
-        _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
-        Instance.objects.create(
-            instance_id="bench-api", tenant=tenant, blueprint=Blueprint.objects.get(name="OpenClaw", tenant=None), plan_id="openclaw-basic",
-            region_id="local", provider="local", instance_type="t3.small", state="running", ip_address="127.0.0.1", port=9,
-            labels={"env": "bench", "team": "core"},
-        )  # fmt: skip
+        tenant, token = _django.tenant_with_token(api_requests_per_minute=1_000_000_000)
+        _django.api_instance(tenant)
         body = InstanceSerializer(instance_get(tenant_id="bench", instance_id="bench-api")).data
         record.write_text(json.dumps(body))
 

@@ -45,21 +45,9 @@ def main() -> None:
         _django.setup()
         from django.conf import settings
 
-        from billing.models import SubscriptionPlan
-        from instances.models import Blueprint, Instance
-        from orchestrio import services
-        from orchestrio.tenancy import Actor, Principal
-
         # The plan's per-minute ceiling stays on (its counter is part of the work), just high.
-        SubscriptionPlan.objects.filter(pk="team").update(api_requests_per_minute=1_000_000_000)
-        tenant = services.tenant_create(tenant_id="bench", name="bench", owner_email="bench@example.com", plan_id="team", actor=Actor.system("bench"))
-        owner = tenant.memberships.get().user
-        _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
-        Instance.objects.create(
-            instance_id="bench-api", tenant=tenant, blueprint=Blueprint.objects.get(name="OpenClaw", tenant=None), plan_id="openclaw-basic",
-            region_id="local", provider="local", instance_type="t3.small", state="running", ip_address="127.0.0.1", port=9,
-            labels={"env": "bench", "team": "core"},
-        )  # fmt: skip
+        tenant, token = _django.tenant_with_token(api_requests_per_minute=1_000_000_000)
+        _django.api_instance(tenant)
         auth = {"Authorization": f"Bearer {token}"}
         from django.test import Client
 

@@ -80,15 +80,9 @@ def main() -> None:
         _django.setup()
         from django.conf import settings
 
-        from billing.models import SubscriptionPlan
         from instances.models import Blueprint, Instance, Operation
-        from orchestrio import services
-        from orchestrio.tenancy import Actor, Principal
 
-        SubscriptionPlan.objects.filter(pk="team").update(api_requests_per_minute=None, max_instances=None, max_running_instances=None)
-        tenant = services.tenant_create(tenant_id="bench", name="bench", owner_email="bench@example.com", plan_id="team", actor=Actor.system("bench"))
-        owner = tenant.memberships.get().user
-        _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
+        tenant, token = _django.tenant_with_token(api_requests_per_minute=None, max_instances=None, max_running_instances=None)
         Blueprint.objects.create(tenant=tenant, name="OnAws", key_name="", **aws_network())
         auth = {"Authorization": f"Bearer {token}"}
 

@@ -46,19 +46,13 @@ def main() -> None:
         from django.test import Client
         from django.utils import timezone
 
-        from billing.models import SubscriptionPlan
         from instances.models import Blueprint, CustomDomain, Instance, Operation
         from instances.selectors import _LISTED_IDS, _PAGE_RECORDS
-        from orchestrio import services
         from orchestrio.crypto import encrypt
         from orchestrio.models import Tenant
-        from orchestrio.tenancy import Actor, Principal
 
         postgres = connection.vendor == "postgresql"
-        SubscriptionPlan.objects.filter(pk="team").update(api_requests_per_minute=1_000_000_000)
-        tenant = services.tenant_create(tenant_id="bench", name="bench", owner_email="bench@example.com", plan_id="team", actor=Actor.system("bench"))
-        owner = tenant.memberships.get().user
-        _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
+        tenant, token = _django.tenant_with_token(api_requests_per_minute=1_000_000_000)
         auth = {"Authorization": f"Bearer {token}"}
 
         started = time.perf_counter()

@@ -105,17 +105,11 @@ def main() -> None:
 
     from django.conf import settings
 
-    from billing.models import SubscriptionPlan
     from gateway.proxy import gateway_key
     from instances.models import Instance
-    from orchestrio import services
     from orchestrio.crypto import decrypt
-    from orchestrio.tenancy import Actor, Principal
 
-    SubscriptionPlan.objects.filter(pk="team").update(api_requests_per_minute=None)
-    tenant = services.tenant_create(tenant_id="bench", name="bench", owner_email="bench@example.com", plan_id="team", actor=Actor.system("bench"))
-    owner = tenant.memberships.get().user
-    _, token = services.api_token_create(principal=Principal(tenant=tenant, role="owner", user=owner), name="bench")
+    tenant, token = _django.tenant_with_token(api_requests_per_minute=None)
     auth = {"Authorization": f"Bearer {token}"}
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orchestrio.settings"}

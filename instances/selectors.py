@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.db.models import Count, FilteredRelation, Prefetch, Q
+from django.db.models import Count, FilteredRelation, Q
 
 from orchestrio.db import CompiledQuery, model_fields, model_loader
 
@@ -77,32 +77,12 @@ def agent_client_for(instance, *, timeout: float = 10.0):
     return AgentClient(instance.ip_address or "127.0.0.1", instance.port or instance.blueprint.agent_port, decrypt(instance.agent_key_encrypted), timeout=timeout)
 
 
-def _unfinished_operations():
-    return Operation.objects.filter(status__in=UNFINISHED_OPERATION_STATUSES)
-
-
-def _current_domains():
-    return CustomDomain.objects.filter(removed_at__isnull=True)
-
-
-def instance_queryset():
-    """Live instances with what their API record needs (the blueprint, `unfinished_operations` and
-    `current_domains`), in a constant number of queries."""
-    return (
-        Instance.objects.filter(destroyed_at__isnull=True)
-        .select_related("blueprint")
-        .prefetch_related(
-            Prefetch("operations", queryset=_unfinished_operations(), to_attr="unfinished_operations"),
-            Prefetch("custom_domains", queryset=_current_domains(), to_attr="current_domains"),
-        )
-    )
-
-
 class _RecordRead:
     """How instances are read with what their API record shows: the instance's row and its
     blueprint, and its unfinished operation and live custom domain as LEFT JOINs (an instance has
     at most one of each: unique constraints in the database), in one `values()` query, built into
-    models as `instance_queryset()` gives them. Fields not read are deferred."""
+    models with `unfinished_operations` and `current_domains` lists (empty or of one).
+    Fields not read are deferred."""
 
     def __init__(self, instance: tuple[str, ...], blueprint: tuple[str, ...], operation: tuple[str, ...], domain: tuple[str, ...]) -> None:
         self.fields = {Instance: instance, Blueprint: blueprint, Operation: operation, CustomDomain: domain}
@@ -144,17 +124,17 @@ _LIVE_INSTANCE = CompiledQuery(
 
 
 def instance_get(*, tenant_id: str, instance_id: str) -> Instance | None:
-    """The tenant's live instance with this id, as `instance_queryset()` gives it, else None."""
+    """The tenant's live instance with this id, read whole (`_RecordRead`), else None."""
     row = _LIVE_INSTANCE.row(tenant_id=tenant_id, instance_id=instance_id)
     return None if row is None else _WHOLE.build(row)
 
 
-# A page of the list reads only what the record shows (InstanceSerializer): decoding the JSON it
-# never shows (config, provider data, the blueprint's) and building whole blueprints cost more
-# than anything else on a page of 50.
+# A page of the list reads only what the record shows (InstanceSerializer, and the console's
+# list: its port too): decoding the JSON it never shows (config, provider data, the blueprint's)
+# and building whole blueprints cost more than anything else on a page of 50.
 _RECORD = _RecordRead(
     ("id", "instance_id", "tenant_id", "blueprint_id", "plan_id", "instance_type", "region_id", "provider", "provider_instance_id",
-     "ip_address", "state", "health_status", "error_message", "labels", "last_health_check", "created_at", "updated_at"),
+     "ip_address", "port", "state", "health_status", "error_message", "labels", "last_health_check", "created_at", "updated_at"),
     ("id", "name"),
     ("id", "instance_id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message"),
     ("id", "instance_id", "domain"),

@@ -18,7 +18,7 @@ from .choices import InstanceState, OperationKind
 from .filtersets import InstanceFilterSet
 from .forms import ConfigForm, InstanceCreateForm, ResizeForm
 from .models import LogLine
-from .selectors import instance_get, instance_queryset
+from .selectors import instance_get, instance_listed, instance_records
 
 VERBS = {
     "start": OperationKind.START,
@@ -47,9 +47,11 @@ def _errors_to_form(form, exc: DomainError) -> None:
 
 @console_view
 def instance_list(request):
-    filterset = InstanceFilterSet(request.GET, queryset=instance_queryset().filter(tenant=request.principal.tenant).select_related("region", "plan"))
+    tenant = request.principal.tenant
+    filterset = InstanceFilterSet(request.GET, queryset=instance_listed(tenant=tenant))
     queryset = filterset.qs if filterset.is_valid() else filterset.queryset.none()
-    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    page = Paginator(queryset.values_list("instance_id", flat=True), 50).get_page(request.GET.get("page"))
+    page.object_list = instance_records(tenant_id=tenant.pk, instance_ids=page.object_list)  # as the API's list reads them
     return render(request, "instances/list.html", {"page": page, "filterset": filterset, "states": InstanceState.choices})
 
 

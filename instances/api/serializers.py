@@ -8,7 +8,7 @@ from rest_framework import serializers
 from orchestrio.api.strict import BodySerializer, StrictTypesMixin
 from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, api_datetime
 
-from ..choices import InstanceState, ProviderApi
+from ..choices import UNFINISHED_OPERATION_STATUSES, InstanceState, ProviderApi
 from ..deployments import NAME_MESSAGE as DEPLOYMENT_NAME_MESSAGE, NAME_RE as DEPLOYMENT_NAME_RE
 from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, Instance, LogLine, Operation
 
@@ -84,7 +84,7 @@ class InstanceSerializer(serializers.ModelSerializer):
     def get_operation(self, instance):
         unfinished = getattr(instance, "unfinished_operations", None)
         if unfinished is None:
-            unfinished = list(instance.operations.filter(status__in=("queued", "running")))
+            unfinished = list(instance.operations.filter(status__in=UNFINISHED_OPERATION_STATUSES))
         return unfinished[0].summary() if unfinished else None
 
     @extend_schema_field(serializers.CharField(allow_null=True))

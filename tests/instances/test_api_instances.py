@@ -148,10 +148,12 @@ def test_instance_record_is_what_drf_renders_from_the_declared_fields(tenant, ma
     an error, labels and a health check, read by each of the selectors that load records."""
     from datetime import datetime, timezone as tz
 
+    from django.db.models import Prefetch
+    from rest_framework import serializers
+
     from instances import selectors
     from instances.api.serializers import InstanceSerializer
     from instances.models import CustomDomain
-    from rest_framework import serializers
 
     plain = make_instance(instance_id="plain-01", state="pending")
     full = make_instance(
@@ -161,11 +163,16 @@ def test_instance_record_is_what_drf_renders_from_the_declared_fields(tenant, ma
     Operation.objects.create(instance=full, tenant=tenant, kind="start", requested_by="a@example.com", requested_by_type="user")
     CustomDomain.objects.create(instance=full, tenant=tenant, domain="app.example.com", verification_token="t")
     reads = [selectors.instance_get(tenant_id=tenant.pk, instance_id=i) for i in ("plain-01", "full-01")]
-    listed = {instance.instance_id: instance for instance in selectors.instance_queryset().filter(tenant=tenant)}
+    # The oracle: the same rule (the unfinished operation, the live domain) through the plain ORM.
+    prefetching = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).select_related("blueprint").prefetch_related(
+        Prefetch("operations", queryset=Operation.objects.filter(status__in=("queued", "running")), to_attr="unfinished_operations"),
+        Prefetch("custom_domains", queryset=CustomDomain.objects.filter(removed_at__isnull=True), to_attr="current_domains"),
+    )  # fmt: skip
+    listed = {instance.instance_id: instance for instance in prefetching}
     paged = selectors.instance_records(tenant_id=tenant.pk, instance_ids=["full-01", "plain-01"])
     assert [instance.instance_id for instance in paged] == ["full-01", "plain-01"]  # in the order asked
     assert selectors.instance_records(tenant_id="someone-else", instance_ids=["full-01", "plain-01"]) == []
-    for got in reads + paged:  # the compiled single read, the list's page and the prefetching queryset agree
+    for got in reads + paged:  # the compiled single read and the list's page agree with the oracle
         assert InstanceSerializer(got).data == InstanceSerializer(listed[got.instance_id]).data
     reads += paged + list(listed.values())
     assert len(reads) == 6

@@ -99,3 +99,20 @@ def test_unfiltered_pages_walk_the_same_rows_as_the_orm(api, tenant, other_api):
     body = api.post("api-tokens", {"name": "one", "instance_id": expected[7]}).json()
     assert walk(Api(body["token"])) == (1, [expected[7]])
     assert walk(other_api) == (1, ["theirs-01"])
+
+
+def test_the_console_list_reads_its_page_like_the_api(client, owner, tenant, django_assert_num_queries):
+    """The console's list reads a page's records as the API's list does: the same number of
+    queries for 5 instances as for 50, with the unfinished operation, blueprint and address."""
+    client.force_login(owner)
+    _fleet(tenant, 5)
+    client.get("/instances/")  # the session's first request may write (last login, session)
+    with CaptureQueriesContext(connection) as few:
+        page = client.get("/instances/")
+    assert page.status_code == 200 and page.content.count(b"data-instance=") == 5
+    _fleet(tenant, 45)
+    Instance.objects.filter(instance_id="fleet45-002").update(ip_address="10.0.0.2", port=18789)
+    with django_assert_num_queries(len(few)):
+        page = client.get("/instances/")
+    html = page.content.decode()
+    assert html.count("data-instance=") == 50 and "stop running" in html and "10.0.0.2:18789" in html and "Own45" in html

@@ -25,7 +25,7 @@ WHEN = datetime.datetime(2026, 11, 30, 14, 1, 2, 345678, tzinfo=datetime.UTC)
 SAME_BYTES = [
     {"results": [{"id": 1, "name": "ünïcödé ✓ 🚀", "ok": True, "none": None, "nested": {"a": [1, 2, {"b": "c"}]}}], "count": 1},
     {"separators": "line\u2028paragraph\u2029end", "quote": 'say "hi"\n\t\\', "control": "\x00\x1f"},
-    {1: "int key", True: "bool key", None: "none key"},
+    {1: "int key", False: "bool key", None: "none key", 2.5: "float key"},
     {"when": WHEN, "date": WHEN.date(), "time": WHEN.time(), "naive": WHEN.replace(tzinfo=None)},
     {"uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"), "decimal": decimal.Decimal("12.50"), "lazy": gettext_lazy("Not found.")},
     {"bytes": b"raw", "set": {3}, "tuple": (1, "two"), "frozen": frozenset({"x"})},
