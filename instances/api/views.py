@@ -103,9 +103,10 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         queryset = self.get_queryset()
         filtered = self.filter_queryset(queryset)
         if filtered is queryset:  # no filter given: the same rows, by compiled queries
-            ids = self.paginate_queryset(selectors.ListedInstanceIds(tenant_id=self.principal.tenant.pk, instance_scope=self.principal.instance_scope))
+            listed = selectors.ListedInstanceIds(tenant_id=self.principal.tenant.pk, instance_scope=self.principal.instance_scope)
         else:
-            ids = self.paginate_queryset(filtered.values_list("instance_id", flat=True))
+            listed = filtered.values_list("instance_id", flat=True)
+        ids = self.paginate_queryset(listed)
         records = selectors.instance_records(tenant_id=self.principal.tenant.pk, instance_ids=ids)
         return self.get_paginated_response(s.InstanceSerializer(records, many=True).data)
 
