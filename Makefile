@@ -24,10 +24,12 @@ $(STAMP): pyproject.toml constraints.txt | check-python
 
 # Development server: console, API, a worker and the scheduler in one process (SQLite, local
 # provider, embedded queue). Set DATABASE_URL / REDIS_URL to use PostgreSQL / Redis instead.
+run: export DEBUG := $(or $(DEBUG),1)
+run: export PUBLIC_URL := $(or $(PUBLIC_URL),http://$(HOST):$(PORT))
 run: install
-	@DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
-	@DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seeddemo
-	@DEBUG=$${DEBUG:-1} exec $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
+	@$(BIN)/python manage.py migrate --noinput
+	@$(BIN)/python manage.py seeddemo
+	@exec $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 # The whole suite. With DATABASE_URL / REDIS_URL set (as .ci/run does) it runs against them.
 test: install

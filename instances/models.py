@@ -6,6 +6,8 @@ the services and jobs in this app.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MinLengthValidator, RegexValidator
@@ -124,6 +126,15 @@ class Blueprint(models.Model):
         return self.tenant_id is None
 
 
+def instance_url(hostname: str) -> str:
+    """The URL of an instance hostname: served by the same edge as the console, so with
+    PUBLIC_URL's scheme and port (`https://web-01.instances.example.com` in production,
+    `http://web-01.instances.localhost:8000` under `make run`)."""
+    public = urlsplit(settings.PUBLIC_URL)
+    port = f":{public.port}" if public.port else ""
+    return f"{public.scheme or 'https'}://{hostname}{port}"
+
+
 class Instance(models.Model):
     instance_id = models.CharField(
         max_length=63, validators=[RegexValidator(SLUG_PATTERN, SLUG_MESSAGE), MinLengthValidator(3, SLUG_MESSAGE)]
@@ -185,7 +196,7 @@ class Instance(models.Model):
 
     @property
     def access_url(self) -> str:
-        return f"https://{self.hostname}"
+        return instance_url(self.hostname)
 
     @property
     def is_live(self) -> bool:

@@ -22,13 +22,27 @@ def test_create_answers_201_pending_with_a_queued_operation(api):
     assert body["blueprint_name"] == "OpenClaw" and body["plan_id"] == "openclaw-basic"
     assert body["region"] == "local" and body["provider"] == "local"
     assert body["health_status"] == "unknown"
-    assert body["access_url"] == "https://acme-prod-01.instances.localhost"
+    assert body["access_url"] == "http://acme-prod-01.instances.localhost:8000"  # PUBLIC_URL's scheme and port
     assert body["operation"]["kind"] == "create" and body["operation"]["status"] == "queued"
     assert body["labels"] == {"env": "prod"}
     assert body["created_at"].endswith("Z")
     import django_rq
 
     assert django_rq.get_queue("default").count == 1
+
+
+@pytest.mark.parametrize(
+    "public_url, access_url",
+    [
+        ("https://orchestrio.example.com", "https://web-01.instances.localhost"),
+        ("https://orchestrio.example.com:8443/", "https://web-01.instances.localhost:8443"),
+        ("http://127.0.0.1:8765", "http://web-01.instances.localhost:8765"),
+    ],
+)
+def test_access_url_is_served_where_the_console_is(api, settings, public_url, access_url):
+    settings.PUBLIC_URL = public_url.rstrip("/")
+    InstanceFactory(tenant=api.tenant, instance_id="web-01")
+    assert api.get("instances/web-01").json()["access_url"] == access_url
 
 
 @pytest.mark.parametrize(
@@ -52,6 +66,7 @@ def test_create_answers_201_pending_with_a_queued_operation(api):
         ({"instance_id": "good-id", "config": [1, 2]}, ("body", "config")),
     ],
 )
+
 def test_create_validation(api, body, loc):
     assert_validation_error(api.post("instances", body), loc)
     assert not Instance.objects.exists()

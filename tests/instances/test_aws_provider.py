@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from instances.jobs import reconcile, run_operation
-from instances.models import Instance, LogLine, Operation
+from instances.models import Instance, LogLine, Operation, instance_url
 from instances.providers import MachineState, ProviderError, spec_for
 from instances.providers.aws import render_user_data
 from orchestrio.models import ActivityEvent
@@ -188,7 +188,7 @@ def test_route53_records_follow_the_instance(api, aws, settings):
 
     instance = _create(api, "aws-dns")
     assert record() == instance.ip_address
-    assert api.get("instances/aws-dns").json()["access_url"] == f"https://aws-dns.{settings.BASE_DOMAIN}"
+    assert api.get("instances/aws-dns").json()["access_url"] == instance_url(f"aws-dns.{settings.BASE_DOMAIN}")
     # An IP change (set it behind our back) is corrected on the next start.
     r53.change_resource_record_sets(
         HostedZoneId=zone,

@@ -1,5 +1,6 @@
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -38,6 +39,6 @@ class Command(BaseCommand):
             f"    console login:  {DEMO_EMAIL}\n"
             f"    password:       {password}\n"
             f"    API token:      {token}\n"
-            f"  Try:  curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8000/api/v1/tenant\n"
+            f"  Try:  curl -H 'Authorization: Bearer {token}' {settings.PUBLIC_URL}/api/v1/tenant\n"
             f"{rule}\n"
         )
