@@ -8,7 +8,7 @@ from instances.internal import tls_ask
 
 from . import health
 from .metrics import metrics_view
-from .views import api_not_found
+from .views import api_not_found, favicon
 
 api_v1 = [
     path("", include("orchestrio.api.urls")),
@@ -21,6 +21,7 @@ api_v1 = [
 urlpatterns = [
     path("health", health.health_view, name="health"),
     path("metrics", metrics_view, name="metrics"),
+    path("favicon.ico", favicon),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

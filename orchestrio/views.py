@@ -14,9 +14,10 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpResponse, HttpResponsePermanentRedirect, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -210,3 +211,8 @@ def handler500(request):
     if is_api_path(request.path):
         return JsonResponse({"detail": "internal error; it has been logged"}, status=500)
     return HttpResponse(render_to_string("console/500.html"), status=500)
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico on pages that declare no icon (the admin, the API docs)."""
+    return HttpResponsePermanentRedirect(static("console/favicon.svg"))

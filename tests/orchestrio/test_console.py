@@ -153,3 +153,12 @@ def test_console_pages_send_a_content_security_policy(logged_in):
 def test_logout(logged_in):
     assert logged_in.post("/logout").status_code == 302
     assert logged_in.get("/").status_code == 302
+
+
+def test_the_console_has_an_icon(logged_in, client):
+    page = logged_in.get("/")
+    assert b'rel="icon" href="/static/console/favicon.svg"' in page.content
+    redirect = client.get("/favicon.ico")
+    assert redirect.status_code == 301 and redirect["Location"] == "/static/console/favicon.svg"
+    icon = client.get(redirect["Location"])
+    assert icon.status_code == 200 and b"<svg" in b"".join(icon.streaming_content)
