@@ -9,16 +9,51 @@ socket has something to read: an idle connection is never sent anything, so a re
 means the server has closed it (a restart, `pg_terminate_backend`, an idle timeout) or said
 something unasked, and then the real check runs. A connection idle for longer (where a failover or
 a dropped route could have left it half-open without a word) always gets the real check.
+
+It also reads `timestamptz` values with psycopg's C loader. Django registers a loader of its own
+(to give every value the connection's timezone) that subclasses psycopg's pure-Python one, since
+the C class cannot be subclassed (Django ticket #36960, psycopg issue #1273): parsing a timestamp
+cost ~2.5 µs instead of ~0.3 µs, 0.3 ms of a 50-instance page. `FastTzLoader` keeps Django's
+contract (the same class attributes, the same `replace(tzinfo=…)`) and hands the parsing to the C
+loader.
 """
 
 from __future__ import annotations
 
 import select
 import time
+from functools import lru_cache
 
+import psycopg
 from django.db.backends.postgresql import base
+from django.db.backends.postgresql.psycopg_any import BaseTzLoader
+from psycopg.adapt import AdaptersMap
+from psycopg.postgres import types
+from psycopg.pq import Format
 
 HEALTH_CHECK_BYPASS_SECONDS = 0.5
+
+
+_TIMESTAMPTZ_OID = types["timestamptz"].oid
+# The loader psycopg itself uses: the C one with psycopg[binary] or [c], else the Python one.
+_PARSER = psycopg.adapters.get_loader(_TIMESTAMPTZ_OID, Format.TEXT)
+
+
+class FastTzLoader(BaseTzLoader):
+    def __init__(self, oid, context=None):
+        super().__init__(oid, context)
+        self._parse = _PARSER(oid, context).load
+
+    def load(self, data):
+        return self._parse(data).replace(tzinfo=self.timezone)
+
+
+@lru_cache
+def _adapters(template: AdaptersMap, tz) -> AdaptersMap:
+    """Django's adapters for the connection (`get_adapters_template`) with `FastTzLoader`."""
+    adapters = AdaptersMap(template)
+    adapters.register_loader("timestamptz", type("TzLoader", (FastTzLoader,), {"timezone": tz}))
+    return adapters
 
 
 def _note_answer(execute, sql, params, many, context):
@@ -32,6 +67,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super().__init__(*args, **kwargs)
         self.last_answered_at: float | None = None  # when a query last came back without error
         self.execute_wrappers.append(_note_answer)
+
+    def get_connection_params(self) -> dict:
+        params = super().get_connection_params()
+        params["context"] = _adapters(params["context"], self.timezone)
+        return params
 
     def connect(self) -> None:
         self.last_answered_at = None

@@ -77,3 +77,54 @@ def test_a_connection_the_server_closed_is_replaced_before_the_next_request_uses
     connection.last_answered_at = time.monotonic()
     connection.health_check_done = False  # as at the start of a request
     assert _backend_pid() != old_pid
+
+
+# --- timestamptz values through psycopg's C loader ------------------------------------------------
+
+_TIMESTAMPS = [
+    "0001-01-03 00:00:00+00", "9999-12-30 23:59:59.999999+00", "2026-11-30 16:30:28.891189+00", "2026-11-30 10:00:00-08",
+    "2026-03-29 00:59:59.5+00", "2026-03-29 01:00:00+00", "2026-10-25 00:30:00+00", "2026-10-25 01:30:00+00", "1970-01-01 00:00:00+00",
+]  # fmt: skip
+
+
+def _read(context, timezone_name: str) -> list:
+    params = connection.get_connection_params() | {"context": context, "autocommit": True, "options": f"-c TimeZone={timezone_name}"}
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params) as raw:
+        values = ", ".join(f"'{value}'::timestamptz" for value in _TIMESTAMPS)
+        return list(raw.execute(f"SELECT {values}, NULL::timestamptz").fetchone())
+
+
+@pytest.mark.parametrize("timezone_name", ["UTC", "Europe/Paris", "America/St_Johns"])
+def test_timestamps_read_exactly_as_djangos_loader_reads_them(timezone_name):
+    from datetime import timezone
+    from zoneinfo import ZoneInfo
+
+    from django.db.backends.postgresql.psycopg_any import get_adapters_template
+
+    from orchestrio.postgresql.base import _adapters
+
+    tz = timezone.utc if timezone_name == "UTC" else ZoneInfo(timezone_name)
+    djangos = _read(get_adapters_template(True, tz), timezone_name)
+    ours = _read(_adapters(get_adapters_template(True, tz), tz), timezone_name)
+    assert ours == djangos
+    assert [v.tzinfo for v in ours[:-1]] == [v.tzinfo for v in djangos[:-1]] == [tz] * len(_TIMESTAMPS)
+    assert [v.fold for v in ours[:-1]] == [v.fold for v in djangos[:-1]]
+    assert [v.utcoffset() for v in ours[:-1]] == [v.utcoffset() for v in djangos[:-1]]
+    assert ours[-1] is None
+
+
+def test_the_connection_reads_timestamps_with_the_c_loader():
+    from psycopg.postgres import types
+    from psycopg.pq import Format
+
+    from orchestrio.postgresql.base import _PARSER, FastTzLoader
+
+    assert psycopg.pq.__impl__ in ("binary", "c") and _PARSER.__module__.startswith(("psycopg_binary", "psycopg_c"))
+    connection.ensure_connection()
+    loader = connection.connection.adapters.get_loader(types["timestamptz"].oid, Format.TEXT)
+    assert issubclass(loader, FastTzLoader) and loader.timezone is connection.timezone
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT '2026-11-30 16:30:28.891189+00'::timestamptz")
+        value = cursor.fetchone()[0]
+    assert value.isoformat() == "2026-11-30T16:30:28.891189+00:00" and value.tzinfo is connection.timezone
