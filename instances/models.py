@@ -6,6 +6,7 @@ the services and jobs in this app.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -130,9 +131,14 @@ def instance_url(hostname: str) -> str:
     """The URL of an instance hostname: served by the same edge as the console, so with
     PUBLIC_URL's scheme and port (`https://web-01.instances.example.com` in production,
     `http://web-01.instances.localhost:8000` under `make run`)."""
-    public = urlsplit(settings.PUBLIC_URL)
-    port = f":{public.port}" if public.port else ""
-    return f"{public.scheme or 'https'}://{hostname}{port}"
+    scheme, port = _scheme_and_port(settings.PUBLIC_URL)
+    return f"{scheme}://{hostname}{port}"
+
+
+@lru_cache(maxsize=4)
+def _scheme_and_port(public_url: str) -> tuple[str, str]:
+    public = urlsplit(public_url)
+    return public.scheme or "https", f":{public.port}" if public.port else ""
 
 
 class Instance(models.Model):
