@@ -9,8 +9,11 @@ view of bench/urls.py (the same JSON, no authentication or database); a DRF view
 same JSON with nothing to check; one with the API's authentication and permission but no rate
 limit; one with the rate limit too; `GET /api/v1/instances/{id}` itself; and then the parts on
 their own: the token lookup, the rate-limit round trip (three counters) to a private
-redis-server, the instance read, its serialization and rendering, and a `SELECT 1`. Bounded:
-fixed counts, every process stopped at the end.
+redis-server, the instance read, its serialization and rendering, and a `SELECT 1`. Last, what
+each round trip costs inside a request: the token-authenticated DRF view again with the token
+query, then the Redis round trip, replaced by its answer (a round trip costs more there than in a
+loop of its own: the other process has gone to sleep in between). Bounded: fixed counts, every
+process stopped at the end.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def main() -> None:
         from orchestrio.api import ratelimit
         from orchestrio.api.renderers import JSONRenderer
         from orchestrio.api.viewsets import TenantApiView
+        from orchestrio import auth as token_auth
         from orchestrio.auth import resolve_token
 
         tenant, token = _django.tenant_with_token(api_requests_per_minute=1_000_000_000)
@@ -141,6 +145,23 @@ def main() -> None:
                 cursor.fetchall()
 
         p50("SELECT 1 (a database round trip)", select_one)
+        print("inside a request (the token-authenticated DRF view, each twice, in turn):")
+        resolved = resolve_token(token)
+        stubs = {
+            "as it is": {},
+            "the token query replaced by its answer": {"resolve_token": lambda credentials: resolved},
+            "the Redis round trip replaced by its answer": {"count_for_token": lambda request, principal: None},
+        }
+        real = {name: getattr(token_auth, name) for name in ("resolve_token", "count_for_token")}
+        try:
+            for _ in range(2):
+                for label, stub in stubs.items():
+                    for name, function in real.items():
+                        setattr(token_auth, name, stub.get(name, function))
+                    p50(label, lambda: call("/bench/drf-auth"))
+        finally:
+            for name, function in real.items():
+                setattr(token_auth, name, function)
     finally:
         _serve.stop_all(processes)
 
