@@ -34,7 +34,7 @@ def instance_tasks(request, instance_id: str):
             _errors_to_form(form, exc)
         else:
             if not created:
-                messages.info(request, f"That idempotency key was used before: this is the task it started.")
+                messages.info(request, "That idempotency key was used before: this is the task it started.")
             return redirect("tasks:detail", task_id=task.task_id)
     page = Paginator(Task.objects.filter(instance=instance), 25).get_page(request.GET.get("page"))
     return render(request, "tasks/instance_tasks.html", {"instance": instance, "form": form, "page": page, "samples": SAMPLE_SCRIPTS})

@@ -7,7 +7,6 @@ import pytest
 
 from billing.models import SubscriptionPlan
 
-from ..factories import InstanceFactory
 from ..helpers import CommitClient, assert_error
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from billing.models import StripeEvent, Subscription
-from orchestrio.models import ActivityEvent, Tenant
+from orchestrio.models import ActivityEvent
 
 from ..helpers import assert_error, assert_validation_error
 from .conftest import event, post_webhook, signed

@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from billing.models import SubscriptionPlan
 from instances.models import Instance, Operation
 
-from ..factories import ApiTokenFactory, InstanceFactory
+from ..factories import InstanceFactory
 from ..helpers import Api, assert_error, assert_validation_error
 from ..isolation import TenantIsolationContract
 

@@ -9,13 +9,11 @@ import gzip
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from instances.jobs import reconcile, run_operation
 from instances.models import Instance, LogLine, Operation, instance_url
 from instances.providers import MachineState, ProviderError, spec_for
-from instances.providers.aws import render_user_data
 from orchestrio.models import ActivityEvent
 
 from ..helpers import assert_error, call_job, run_jobs

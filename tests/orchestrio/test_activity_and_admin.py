@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from orchestrio.models import ActivityEvent, ApiToken, Tenant
+from orchestrio.models import ActivityEvent
 
 from ..helpers import assert_validation_error
 

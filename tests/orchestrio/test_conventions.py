@@ -3,7 +3,6 @@ direct-IP denial."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest

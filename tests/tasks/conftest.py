@@ -7,7 +7,6 @@ import time
 import pytest
 
 from instances.models import Instance
-from tasks.models import Task
 
 from ..helpers import run_jobs
 from ..instances.conftest import live, make_instance, running  # noqa: F401 - fixtures
