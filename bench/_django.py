@@ -6,6 +6,7 @@ database of their own (`createdb -h 127.0.0.1 -U postgres orchestrio_bench`)."""
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import sys
@@ -58,15 +59,37 @@ def tenant_with_token(**plan_changes) -> tuple:
     return tenant, token
 
 
-def api_instance(tenant):
-    """The running instance `bench-api` whose record the API benchmarks read."""
-    from instances.models import Blueprint, Instance
+def api_bench(processes: list) -> tuple[str, dict]:
+    """The common start of the API benchmarks (api_overhead, api_breakdown): production settings
+    with the read rate limit out of the way (the plan's per-minute ceiling stays on, just high: its
+    counter is part of the work), a private redis-server (appended to `processes`), Django, the
+    tenant `bench` with an owner's token, and its running instance `bench-api`. The instance's API
+    record is written to the file BENCH_BARE_JSON names, which bench/urls.py's bare view answers.
+    Returns the token (plaintext) and the record."""
+    import _serve
 
-    return Instance.objects.create(
+    _serve.production_env()
+    os.environ["RATE_LIMIT_READ"] = "1000000000/m"
+    record_dir = tempfile.mkdtemp(prefix="orchestrio-bench-record-")
+    atexit.register(shutil.rmtree, record_dir, ignore_errors=True)
+    record = Path(record_dir) / "record.json"
+    os.environ["BENCH_BARE_JSON"] = str(record)
+    os.environ["REDIS_URL"] = _serve.start_redis(processes)
+    setup()
+    from instances.api.serializers import InstanceSerializer
+    from instances.models import Blueprint, Instance
+    from instances.selectors import instance_get
+
+    tenant, token = tenant_with_token(api_requests_per_minute=1_000_000_000)
+    Instance.objects.create(
         instance_id="bench-api", tenant=tenant, blueprint=Blueprint.objects.get(name="OpenClaw", tenant=None), plan_id="openclaw-basic",
         region_id="local", provider="local", instance_type="t3.small", state="running", ip_address="127.0.0.1", port=9,
         labels={"env": "bench", "team": "core"},
     )  # fmt: skip
+    # As the API reads and renders it (json round trip: the plain types a client gets back).
+    body = json.loads(json.dumps(InstanceSerializer(instance_get(tenant_id="bench", instance_id="bench-api")).data))
+    record.write_text(json.dumps(body))
+    return token, body
 
 
 def machine() -> str:

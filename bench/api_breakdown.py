@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,15 +35,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
-    _serve.production_env()
-    os.environ["RATE_LIMIT_READ"] = "1000000000/m"
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
-    record = Path(tempfile.mkdtemp(prefix="orchestrio-bench-")) / "record.json"
-    os.environ["BENCH_BARE_JSON"] = str(record)
     processes: list = []
     try:
-        os.environ["REDIS_URL"] = _serve.start_redis(processes)
-        _django.setup()
+        token, body = _django.api_bench(processes)
         from django.core.handlers.wsgi import WSGIHandler
         from django.db import connection
         from django.urls import clear_url_caches, path
@@ -60,11 +53,6 @@ def main() -> None:
         from orchestrio.api.viewsets import TenantApiView
         from orchestrio import auth as token_auth
         from orchestrio.auth import resolve_token
-
-        tenant, token = _django.tenant_with_token(api_requests_per_minute=1_000_000_000)
-        _django.api_instance(tenant)
-        body = InstanceSerializer(instance_get(tenant_id="bench", instance_id="bench-api")).data
-        record.write_text(json.dumps(body))
 
         class Plain(APIView):
             authentication_classes: list = []

@@ -18,7 +18,6 @@ Bounded: fixed counts, timeouts on every call, every process stopped at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,24 +36,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args()
-    _serve.production_env()
-    os.environ["RATE_LIMIT_READ"] = "1000000000/m"
     processes: list = []
     try:
-        os.environ["REDIS_URL"] = _serve.start_redis(processes)
-        _django.setup()
+        token, body = _django.api_bench(processes)
         from django.conf import settings
 
-        # The plan's per-minute ceiling stays on (its counter is part of the work), just high.
-        tenant, token = _django.tenant_with_token(api_requests_per_minute=1_000_000_000)
-        _django.api_instance(tenant)
         auth = {"Authorization": f"Bearer {token}"}
-        from django.test import Client
-
-        body = Client(HTTP_HOST="127.0.0.1").get("/api/v1/instances/bench-api", HTTP_AUTHORIZATION=auth["Authorization"]).json()
-        record = Path(os.environ["ORCHESTRIO_VAR_DIR"]) / "record.json"  # removed with the throwaway database
-        record.write_text(json.dumps(body))
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "BENCH_BARE_JSON": str(record)}
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"}  # BENCH_BARE_JSON set by api_bench
         servers = ["gunicorn", "waitress"] if args.server == "both" else [args.server]
         db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         print(f"machine: {_django.machine()}; database: {db}; Redis: redis-server; DEBUG off")
