@@ -14,17 +14,15 @@ requests, and adds headers of its own (User-Agent, Accept-Encoding: gzip); it al
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import threading
-from functools import lru_cache
+from collections import OrderedDict
 
 import httpcore
 from django.conf import settings
 from django.http import JsonResponse, StreamingHttpResponse
 
-from orchestrio.crypto import decrypt
+from instances.agent_client import GATEWAY_HEADER, Endpoint, gateway_key_for
 from orchestrio.tenancy import client_ip
 
 logger = logging.getLogger(__name__)
@@ -40,34 +38,37 @@ DROPPED_REQUEST = HOP_BY_HOP | {
     "x-orchestrio-gateway-key",
 }  # fmt: skip
 DROPPED_RESPONSE = HOP_BY_HOP | {"content-length", "server", "date"}
-GATEWAY_HEADER = "X-Orchestrio-Gateway-Key"
+
 # What can go wrong talking to an instance (httpcore's exceptions share no base class).
 UPSTREAM_ERRORS = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError)
 
 _pool: httpcore.ConnectionPool | None = None
+_socket_pools: OrderedDict[str, httpcore.ConnectionPool] = OrderedDict()
 _pool_lock = threading.Lock()
+SOCKET_POOLS = 256  # local instances kept connected at once; the least recently used is closed
 
 
-def pool() -> httpcore.ConnectionPool:
-    """One connection pool per process (keep-alive connections to instances). It never reads
-    proxies from the environment and never follows redirects."""
+def pool(socket_path: str | None = None) -> httpcore.ConnectionPool:
+    """Connection pools per process (keep-alive connections to instances): one for TCP
+    addresses, one per local instance's unix socket. They never read proxies from the
+    environment and never follow redirects."""
     global _pool
     with _pool_lock:
-        if _pool is None:
-            _pool = httpcore.ConnectionPool(max_connections=settings.GATEWAY_MAX_CONNECTIONS, max_keepalive_connections=50, keepalive_expiry=30)
-        return _pool
-
-
-def gateway_key(agent_key: str) -> str:
-    """The key that opens the agent's traffic routes (not its management routes)."""
-    return hmac.new(hashlib.sha256(agent_key.encode()).digest(), b"orchestrio-gateway", hashlib.sha256).hexdigest()
-
-
-@lru_cache(maxsize=4096)
-def _gateway_key_for(agent_key_encrypted: str) -> str:
-    """Decrypting costs more than the rest of the header work: remembered per ciphertext (a new
-    agent key is a new ciphertext, so rotation needs no invalidation)."""
-    return gateway_key(decrypt(agent_key_encrypted))
+        if socket_path is None:
+            if _pool is None:
+                _pool = httpcore.ConnectionPool(max_connections=settings.GATEWAY_MAX_CONNECTIONS, max_keepalive_connections=50, keepalive_expiry=30)
+            return _pool
+        found = _socket_pools.get(socket_path)
+        if found is not None:
+            _socket_pools.move_to_end(socket_path)
+            return found
+        found = _socket_pools[socket_path] = httpcore.ConnectionPool(
+            uds=socket_path, max_connections=settings.GATEWAY_MAX_CONNECTIONS, max_keepalive_connections=8, keepalive_expiry=30
+        )
+        evicted = _socket_pools.popitem(last=False)[1] if len(_socket_pools) > SOCKET_POOLS else None
+    if evicted is not None:
+        evicted.close()
+    return found
 
 
 def _request_headers(request, caller) -> list[tuple[str, str]]:
@@ -120,12 +121,14 @@ def forward(request, instance, upstream_path: str, caller, on_response=None):
     """Send the request to the instance and stream its answer back (502/504 on failure)."""
     if not upstream_path.startswith("/"):
         upstream_path = "/" + upstream_path
-    host = instance.ip_address or "127.0.0.1"
-    port = instance.port or instance.agent_port
+    endpoint = Endpoint.of(ip_address=instance.ip_address, port=instance.port, socket_path=instance.socket_path) or Endpoint(
+        host=instance.ip_address or "127.0.0.1", port=instance.port or instance.agent_port
+    )
+    host, port = (endpoint.host, endpoint.port) if endpoint.socket_path is None else ("instance", 80)
     path, _, query = upstream_path.partition("?")
     target = (path + ("?" + query if query else "")).encode("ascii", "strict")
     headers = _request_headers(request, caller)
-    headers += [("Host", (f"[{host}]" if ":" in host else host) + ("" if port == 80 else f":{port}")), (GATEWAY_HEADER, _gateway_key_for(instance.agent_key_encrypted))]
+    headers += [("Host", (f"[{host}]" if ":" in host else host) + ("" if port == 80 else f":{port}")), (GATEWAY_HEADER, gateway_key_for(instance.agent_key_encrypted))]
     body, length = _body(request)
     if length is not None:
         headers.append(("Content-Length", str(length)))
@@ -141,7 +144,7 @@ def forward(request, instance, upstream_path: str, caller, on_response=None):
         }},
     )  # fmt: skip
     try:
-        upstream = pool().handle_request(upstream_request)
+        upstream = pool(endpoint.socket_path).handle_request(upstream_request)
     except httpcore.ConnectTimeout:
         return error(504, f"{instance.instance_id} did not accept the connection within {settings.GATEWAY_CONNECT_TIMEOUT_SECONDS:g}s")
     except httpcore.TimeoutException:

@@ -56,6 +56,7 @@ class Route:
     state: str
     ip_address: str | None
     port: int | None
+    socket_path: str
     agent_port: int  # the blueprint's, when the instance has no recorded port
     agent_key_encrypted: str
     tenant_plan_id: str
@@ -67,7 +68,7 @@ class Route:
 ROUTE = CompiledQuery(
     Instance,
     lambda instance_id, slug: Instance.objects.filter(instance_id=instance_id, destroyed_at__isnull=True).values(
-        "pk", "instance_id", "tenant_id", "state", "ip_address", "port", "agent_key_encrypted",
+        "pk", "instance_id", "tenant_id", "state", "ip_address", "port", "socket_path", "agent_key_encrypted",
         agent_port=F("blueprint__agent_port"), tenant_plan_id=F("tenant__plan_id"), tenant_plan_name=F("tenant__plan__name"),
         executions_per_month=F("tenant__plan__executions_per_month"),
         has_policies=Exists(GatewayPolicy.objects.filter(instance=OuterRef("pk"), slug=slug, enabled=True)),

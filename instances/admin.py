@@ -12,6 +12,7 @@ from orchestrio.errors import DomainError
 from . import services
 from .health import probe_one
 from .models import Blueprint, CustomDomain, Deployment, DeploymentRevision, Instance, InstancePlan, LogLine, Operation, Region
+from .providers.sandbox import sandbox_report
 
 
 @admin.register(InstancePlan)
@@ -59,13 +60,29 @@ class InstanceAdmin(AuditedModelAdmin):
     actions = ["run_health_check", "retry_failed_operation", "force_destroy"]
     readonly_fields = [
         "instance_id", "tenant", "blueprint", "plan", "region", "provider", "instance_type", "provider_instance_id",
-        "ip_address", "port", "state", "state_changed_at", "health_status", "health_failures", "last_health_check",
-        "error_message", "provider_data", "idempotency_key", "created_at", "updated_at", "destroyed_at", "recent_log",
+        "ip_address", "port", "socket_path", "state", "state_changed_at", "health_status", "health_failures", "last_health_check",
+        "error_message", "sandbox", "provider_data", "idempotency_key", "created_at", "updated_at", "destroyed_at", "recent_log",
     ]  # fmt: skip
     fields = [*readonly_fields[:-1], "labels", "config", "recent_log"]
 
     def has_add_permission(self, request):
         return False  # instances are created through the API or the console (the service enforces limits)
+
+    def changelist_view(self, request, extra_context=None):
+        report = sandbox_report()
+        if report is not None and not report["enabled"]:
+            messages.warning(request, f"The local provider's sandbox is OFF: {report['reason']}. Local instances run only the bundled agent; tenant commands are refused.")
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Sandbox")
+    def sandbox(self, obj):
+        if obj.provider != "local":
+            return "— (a machine of its own)"
+        data = obj.provider_data or {}
+        mode = data.get("sandbox") or "unknown"
+        if mode == "off":
+            return f"off: bundled agent only (uid {data.get('uid') or 'of the control plane'})"
+        return f"bubblewrap ({mode}), uid/gid {data.get('uid')}"
 
     @admin.display(description="Recent lifecycle log (last 50 lines)")
     def recent_log(self, obj):

@@ -5,9 +5,9 @@ Standard library only (Python 3.8+), one file, so that EC2 user data can install
 single `cat` and the local provider can run it as a child process.
 
     GET  /health                 liveness, no authentication
-    GET  /api/status             uptime, version, config digest, running tasks
+    GET  /api/status             uptime, version, config digest, running tasks, the app's process
     GET  /config, POST /config   the instance's platform config (JSON object)
-    POST /secrets                the deployment's secrets (JSON object of strings; stored 0600)
+    POST /secrets                the deployment's secrets (JSON object of strings)
     POST /agent-key              replace the key (authenticated with the current one)
     POST /tasks                  run a script: {"task_id", "script_path", "args", "timeout_seconds"}
     GET  /tasks/{id}             its status, exit code and the last 64 KiB of stdout/stderr
@@ -17,11 +17,23 @@ single `cat` and the local provider can run it as a child process.
     GET  /_orchestrio/blob?bytes=N   N bytes, streamed (for proxy tests and benchmarks)
 
 Every call but /health needs `X-Orchestrio-Agent-Key: <key>`; the agent keeps only the key's
-SHA-256 (in `<state-dir>/agent-key.sha256`). Traffic the control plane's gateway proxies
-(`/webhooks/…` and the echo) may instead carry `X-Orchestrio-Gateway-Key`, a key derived from
-that hash which opens those routes only: a gateway caller can never reach the management routes.
-Script arguments reach the script as data: JSON on
-stdin, and `--key value` pairs in argv (the script is executed directly, never through a shell).
+SHA-256 (given by the launcher in ORCHESTRIO_AGENT_KEY_SHA256, then kept in
+`<state-dir>/agent-key.sha256` across rotations). Traffic the control plane's gateway proxies
+(`/webhooks/…` and the echo) carries `X-Orchestrio-Gateway-Key` instead, a key derived from that
+hash which opens those routes only: a gateway caller can never reach the management routes.
+Script arguments reach the script as data: JSON on stdin, and `--key value` pairs in argv (the
+script is executed directly, never through a shell).
+
+App mode (`--app-command '<JSON argv>'`): the agent supervises the instance's own program (a
+blueprint's `command`), started with PORT=<--app-port> and the deployment's secrets in its
+environment, and forwards every request that is not a management call to it on 127.0.0.1. When
+the program exits on its own the agent exits with its code: the instance's process is gone, as
+the control plane expects. New secrets restart the program.
+
+Listening: on TCP (`--host/--port`, on a machine of its own) or on a listening socket the launcher
+bound and handed over (`--listen-fd N`, the local provider's sandbox: the socket's file lives in a
+directory only the control plane can reach). Secrets are written only under `--secrets-dir`
+(a tmpfs: never on disk), readable by the agent's user alone.
 """
 
 from __future__ import annotations
@@ -48,6 +60,10 @@ GATEWAY_HEADER = "X-Orchestrio-Gateway-Key"
 OUTPUT_TAIL = 64 * 1024
 MAX_JSON_BODY = 1024 * 1024
 KILL_GRACE_SECONDS = 3
+APP_TIMEOUT_SECONDS = 120
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade"}
+)
 
 
 def now_iso() -> str:
@@ -157,9 +173,10 @@ class Task:
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
-            "HOME": self.agent.root_path("/"),
+            "HOME": self.agent.home,
             "ORCHESTRIO_TASK_ID": self.id,
             "ORCHESTRIO_INSTANCE_ID": self.agent.instance_id,
+            "ORCHESTRIO_SECRETS_FILE": self.agent.secrets_file,
         }
         try:
             self.proc = subprocess.Popen(
@@ -220,22 +237,124 @@ class Task:
         stream.close()
 
 
+class App:
+    """The instance's own program (app mode): started with PORT and the secrets in its
+    environment, restarted when the secrets change. When it exits on its own, `on_exit(code)`
+    runs (the agent then exits with that code)."""
+
+    def __init__(self, agent: "Agent", argv: list, port: int, home: str, health_path: str = "/health") -> None:
+        self.agent = agent
+        self.argv = argv
+        self.port = port
+        self.home = home
+        self.health_path = health_path
+        self.proc = None
+        self.lock = threading.Lock()
+        self.restarting = False
+        self.restarts = 0
+        self.started_at = None
+        self.on_exit = lambda code: None
+
+    def env(self) -> dict:
+        env = {key: value for key, value in self.agent.secrets().items() if isinstance(value, str)}
+        env.update({
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self.home, "PORT": str(self.port),
+            "PYTHONUNBUFFERED": "1", "ORCHESTRIO_INSTANCE_ID": self.agent.instance_id,
+        })  # fmt: skip
+        return env
+
+    def start(self) -> None:
+        with self.lock:
+            self.proc = proc = subprocess.Popen(
+                self.argv, cwd=self.home, env=self.env(), stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True
+            )
+            self.started_at = now_iso()
+        threading.Thread(target=self._watch, args=(proc,), name="app-watch", daemon=True).start()
+
+    def _watch(self, proc) -> None:
+        code = proc.wait()
+        with self.lock:
+            if proc is not self.proc or self.restarting:
+                return
+        sys.stderr.write(f"orchestrio-agent: the instance's program exited with code {code}\n")
+        sys.stderr.flush()
+        self.on_exit(code)
+
+    def _stop(self, proc) -> None:
+        for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def restart(self) -> None:
+        with self.lock:
+            self.restarting, proc = True, self.proc
+        try:
+            if proc is not None:
+                self._stop(proc)
+            self.restarts += 1
+            self.start()
+        finally:
+            with self.lock:
+                self.restarting = False
+
+    def stop(self) -> None:
+        with self.lock:
+            self.restarting, proc = True, self.proc
+        if proc is not None:
+            self._stop(proc)
+
+    def listening(self) -> bool:
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    def status(self) -> dict:
+        proc = self.proc
+        running = proc is not None and proc.poll() is None
+        return {
+            "pid": proc.pid if proc else None,
+            "running": running,
+            "listening": running and self.listening(),
+            "exit_code": proc.returncode if proc is not None else None,
+            "restarts": self.restarts,
+            "started_at": self.started_at,
+            "port": self.port,
+        }
+
+
 class Agent:
     def __init__(self, args: argparse.Namespace) -> None:
         self.instance_id = args.instance_id or ""
         self.tenant_id = args.tenant_id or ""
         self.state_dir = os.path.abspath(args.state_dir)
         self.root = os.path.abspath(args.root)
+        self.home = os.path.abspath(args.home)
         self.started = time.time()
         self.tasks: dict = {}
         self.tasks_lock = threading.Lock()
         os.makedirs(os.path.join(self.state_dir, "tasks"), exist_ok=True)
         self.key_file = os.path.join(self.state_dir, "agent-key.sha256")
         self.config_file = os.path.join(self.state_dir, "config.json")
-        self.secrets_file = os.path.join(self.state_dir, "secrets.json")
+        secrets_dir = os.path.abspath(args.secrets_dir or self.state_dir)
+        os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
+        self.secrets_file = os.path.join(secrets_dir, "secrets.json")
         self.reloads = 0
+        self.app = None  # set by main() in app mode
+        # The launcher's hash is the control plane's current key: it wins over what a previous
+        # run left on disk (a rotation while stopped, or a file the instance's own code changed).
         env_hash = os.environ.pop("ORCHESTRIO_AGENT_KEY_SHA256", "")
-        if env_hash and not os.path.exists(self.key_file):
+        if env_hash:
             _atomic_write(self.key_file, env_hash.encode())
 
     # --- keys and config -------------------------------------------------------------------
@@ -278,7 +397,9 @@ class Agent:
         _atomic_write(self.config_file, data)
         return hashlib.sha256(data).hexdigest()
 
-    def set_secrets(self, values: dict) -> str:
+    def set_secrets(self, values: dict) -> int:
+        """Store the secrets (0600, in the secrets dir); returns how many. No digest of them is
+        ever given out: a hash of a short secret is a way to guess it."""
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
             raise ValueError("secrets must be an object of strings")
         data = json.dumps(values, sort_keys=True, separators=(",", ":")).encode("utf-8")
@@ -288,14 +409,17 @@ class Agent:
         finally:
             os.umask(old)
         os.chmod(self.secrets_file, 0o600)
-        return hashlib.sha256(data).hexdigest()
+        if self.app is not None:
+            self.app.restart()  # the program reads its secrets from its environment
+        return len(values)
 
-    def secrets_digest(self) -> str:
+    def secrets(self) -> dict:
         try:
             with open(self.secrets_file, "rb") as fh:
-                return hashlib.sha256(fh.read()).hexdigest()
-        except FileNotFoundError:
-            return ""
+                values = json.loads(fh.read() or b"{}")
+        except (FileNotFoundError, ValueError):
+            return {}
+        return values if isinstance(values, dict) else {}
 
     def health(self) -> tuple[bool, str]:
         """Unhealthy when the config says so ({"health": {"fail": true}}): the stand-in for a
@@ -317,7 +441,7 @@ class Agent:
             return {"ran": False}
         self.reloads += 1
         try:
-            proc = subprocess.run([hook], capture_output=True, timeout=60, cwd=os.path.dirname(hook), env={"PATH": "/usr/local/bin:/usr/bin:/bin", "ORCHESTRIO_STATE_DIR": self.state_dir})
+            proc = subprocess.run([hook], capture_output=True, timeout=60, cwd=os.path.dirname(hook), env={"PATH": "/usr/local/bin:/usr/bin:/bin", "ORCHESTRIO_STATE_DIR": self.state_dir, "ORCHESTRIO_SECRETS_FILE": self.secrets_file})
         except subprocess.TimeoutExpired:
             return {"ran": True, "exit_code": None, "error": "the reload hook timed out after 60s"}
         return {"ran": True, "exit_code": proc.returncode, "output": (proc.stdout + proc.stderr)[-2000:].decode("utf-8", "replace")}
@@ -402,10 +526,10 @@ class Agent:
             "started_at": datetime.fromtimestamp(self.started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "uptime_seconds": round(time.time() - self.started, 3),
             "config_digest": self.config_digest(),
-            "secrets_digest": self.secrets_digest(),
             "reloads": self.reloads,
             "tasks_running": self.running_tasks(),
             "python": sys.version.split()[0],
+            "app": self.app.status() if self.app is not None else None,
         }
 
 
@@ -419,6 +543,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet; one line per request to stderr is enough
         sys.stderr.write("%s %s\n" % (self.log_date_time_string(), fmt % args))
+
+    def setup(self) -> None:
+        import socket
+
+        if self.request.family == socket.AF_UNIX:
+            self.disable_nagle_algorithm = False  # no Nagle on a unix socket (and no TCP_NODELAY)
+        super().setup()
+
+    def address_string(self) -> str:
+        # On a unix socket the peer has no address (client_address is '').
+        return self.client_address[0] if isinstance(self.client_address, tuple) and self.client_address else "local"
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -487,11 +622,16 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path
         method = self.command
-        if path == "/health" and method in ("GET", "HEAD"):
+        if path == "/health" and method in ("GET", "HEAD") and self.agent.app is None:
             healthy, reason = self.agent.health()
             self._send(200 if healthy else 503, {"status": "ok" if healthy else "unhealthy", "instance_id": self.agent.instance_id, "reason": reason})
             return
+        if self.agent.app is not None and path == self.agent.app.health_path and method in ("GET", "HEAD"):
+            self._forward()  # the program's health check is open, as /health is in the agent's own mode
+            return
         management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks") or path.startswith("/tasks/")
+        if management and self.agent.app is not None and not self.agent.check_key(self.headers.get(KEY_HEADER)):
+            management = False  # in app mode, the program's own route of that name
         if not self._authorized(gateway_ok=not management):
             return
         try:
@@ -509,8 +649,8 @@ class Handler(BaseHTTPRequestHandler):
                 body = self._json_body()
                 if not isinstance(body, dict):
                     raise ValueError("secrets must be a JSON object")
-                digest = self.agent.set_secrets(body)
-                self._send(200, {"digest": digest, "reload": self.agent.run_reload_hook()})
+                stored = self.agent.set_secrets(body)
+                self._send(200, {"stored": stored, "reload": self.agent.run_reload_hook()})
             elif path == "/agent-key" and method == "POST":
                 body = self._json_body()
                 value = body.get("key_sha256", "") if isinstance(body, dict) else ""
@@ -529,6 +669,8 @@ class Handler(BaseHTTPRequestHandler):
             elif path.startswith("/tasks/") and method == "GET":
                 task = self.agent.load_task(path[len("/tasks/") :])
                 self._send(200, task) if task else self._error(404, "no such task")
+            elif self.agent.app is not None:
+                self._forward()
             elif path == "/_orchestrio/blob" and method == "GET":
                 self._blob(url.query)
             else:
@@ -565,6 +707,67 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _forward(self) -> None:
+        """Pass the request to the instance's program and stream its answer back."""
+        import http.client
+
+        app = self.agent.app
+        connection_tokens = {t.strip().lower() for t in self.headers.get("Connection", "").split(",")}
+        skip = HOP_BY_HOP | connection_tokens | {KEY_HEADER.lower(), GATEWAY_HEADER.lower(), "content-length"}
+        length = self.headers.get("Content-Length")
+        chunked_in = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        upstream = http.client.HTTPConnection("127.0.0.1", app.port, timeout=APP_TIMEOUT_SECONDS)
+        try:
+            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for name, value in self.headers.items():
+                if name.lower() not in skip:
+                    upstream.putheader(name, value)
+            if chunked_in:
+                upstream.putheader("Transfer-Encoding", "chunked")
+            elif length:
+                upstream.putheader("Content-Length", length)
+            upstream.endheaders()
+            for chunk in self._iter_body():
+                upstream.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked_in else chunk)
+            if chunked_in:
+                upstream.send(b"0\r\n\r\n")
+            response = upstream.getresponse()
+        except ConnectionRefusedError:
+            upstream.close()
+            for _ in self._iter_body():
+                pass
+            self._error(HTTPStatus.BAD_GATEWAY, f"the instance's program is not listening on its port ({app.port})")
+            return
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            upstream.close()
+            self.close_connection = True
+            self._error(HTTPStatus.GATEWAY_TIMEOUT if isinstance(exc, TimeoutError) else HTTPStatus.BAD_GATEWAY,
+                        f"the instance's program did not answer ({type(exc).__name__})")
+            return
+        try:
+            self.send_response(response.status, response.reason)
+            out_length = response.getheader("Content-Length")
+            chunked_out = out_length is None and self.command != "HEAD" and response.status not in (204, 304) and response.status >= 200
+            for name, value in response.getheaders():
+                if name.lower() not in HOP_BY_HOP and name.lower() not in ("content-length", "server", "date"):
+                    self.send_header(name, value)
+            if out_length is not None:
+                self.send_header("Content-Length", out_length)
+            elif chunked_out:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            while True:
+                chunk = response.read1(65536) if hasattr(response, "read1") else response.read(65536)
+                if not chunk:
+                    break
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked_out else chunk)
+            if chunked_out:
+                self.wfile.write(b"0\r\n\r\n")
+        finally:
+            upstream.close()
+
     def _blob(self, query: str) -> None:
         size = int(parse_qs(query).get("bytes", ["0"])[0])
         if not 0 <= size <= 1 << 34:
@@ -588,39 +791,73 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+class InheritedSocketServer(Server):
+    """Serves on a listening socket the launcher bound and passed down (socket activation)."""
+
+    def __init__(self, fd: int, handler) -> None:
+        import socket
+
+        listener = socket.socket(fileno=fd)
+        self.address_family = listener.family
+        super().__init__(listener.getsockname() or ("", 0), handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listener
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Orchestrio instance agent")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: pick a free port and write it to --port-file")
+    parser.add_argument("--listen-fd", type=int, help="serve on this inherited listening socket instead of --host/--port")
     parser.add_argument("--port-file")
     parser.add_argument("--pid-file")
     parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--secrets-dir", help="where secrets are kept (a tmpfs); default: the state dir")
     parser.add_argument("--root", default="/", help="where script paths are resolved (/ on a real machine)")
     parser.add_argument("--instance-id", default="")
     parser.add_argument("--tenant-id", default="")
     parser.add_argument("--instance-pk", default="", help="the control plane's tag for this process")
+    parser.add_argument("--app-command", help="app mode: the JSON argv of the program to supervise")
+    parser.add_argument("--app-port", type=int, default=8080, help="app mode: the program's PORT")
+    parser.add_argument("--home", default="/", help="HOME (and working directory) of tasks and of the program in app mode")
+    parser.add_argument("--health-path", default="/health", help="app mode: the program's health path (open, without a key)")
     args = parser.parse_args(argv)
 
     agent = Agent(args)
     Handler.agent = agent
-    server = Server((args.host, args.port), Handler)
-    port = server.server_address[1]
+    server = InheritedSocketServer(args.listen_fd, Handler) if args.listen_fd is not None else Server((args.host, args.port), Handler)
+    where = "the inherited socket" if args.listen_fd is not None else f"{args.host}:{server.server_address[1]}"
     if args.pid_file:
         _atomic_write(args.pid_file, str(os.getpid()).encode())
-    if args.port_file:
-        _atomic_write(args.port_file, str(port).encode())
+    if args.port_file and args.listen_fd is None:
+        _atomic_write(args.port_file, str(server.server_address[1]).encode())
+    exit_code = [0]
 
-    def _stop(signum, frame):
+    def _shutdown(code: int = 0) -> None:
+        exit_code[0] = code
         agent.shutdown_tasks()
+        if agent.app is not None:
+            agent.app.stop()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    sys.stderr.write(f"orchestrio-agent {VERSION} for {agent.instance_id} listening on {args.host}:{port}\n")
+    signal.signal(signal.SIGTERM, lambda signum, frame: _shutdown())
+    signal.signal(signal.SIGINT, lambda signum, frame: _shutdown())
+    if args.app_command:
+        app_argv = json.loads(args.app_command)
+        if not isinstance(app_argv, list) or not app_argv or not all(isinstance(part, str) for part in app_argv):
+            parser.error("--app-command must be a JSON list of strings")
+        agent.app = App(agent, app_argv, args.app_port, args.home, args.health_path)
+        agent.app.on_exit = _shutdown
+        try:
+            agent.app.start()
+        except OSError as exc:
+            sys.stderr.write(f"orchestrio-agent: cannot start {app_argv[0]}: {exc.strerror}\n")
+            return 127 if isinstance(exc, FileNotFoundError) else 126
+    sys.stderr.write(f"orchestrio-agent {VERSION} for {agent.instance_id} listening on {where}\n")
     sys.stderr.flush()
     server.serve_forever(poll_interval=0.2)
     server.server_close()
-    return 0
+    return exit_code[0]
 
 
 if __name__ == "__main__":

@@ -1,13 +1,75 @@
-"""The control plane's client for the instance agent (HTTP, authenticated by the agent key)."""
+"""The control plane's client for the instance agent (HTTP, authenticated by the agent key), and
+the address every caller reaches an instance at (`Endpoint`: TCP, or the local provider's unix
+socket)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import httpx
 
 KEY_HEADER = "X-Orchestrio-Agent-Key"
+GATEWAY_HEADER = "X-Orchestrio-Gateway-Key"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an instance's agent listens: `host`:`port`, or a unix `socket_path`."""
+
+    host: str | None = None
+    port: int | None = None
+    socket_path: str | None = None
+
+    @classmethod
+    def of(cls, *, ip_address: str | None, port: int | None, socket_path: str | None = None) -> Endpoint | None:
+        """The endpoint of recorded address facts, or None when there is none to reach."""
+        if socket_path:
+            return cls(socket_path=socket_path)
+        if ip_address and port:
+            return cls(host=ip_address, port=port)
+        return None
+
+    @property
+    def base_url(self) -> str:
+        if self.socket_path:
+            return "http://instance"  # the socket is the address; the URL's host is only the Host header
+        host = f"[{self.host}]" if ":" in (self.host or "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def host_header(self) -> str:
+        return self.base_url.split("://", 1)[1]
+
+    def client(self, *, timeout: float) -> httpx.Client:
+        """An httpx client for this endpoint that never follows redirects or reads proxy settings."""
+        transport = httpx.HTTPTransport(uds=self.socket_path) if self.socket_path else None
+        return httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+
+    def __str__(self) -> str:
+        return "its agent's unix socket" if self.socket_path else self.host_header
+
+
+def endpoint_for(instance) -> Endpoint | None:
+    return Endpoint.of(ip_address=instance.ip_address, port=instance.port, socket_path=getattr(instance, "socket_path", "") or None)
+
+
+def gateway_key(agent_key: str) -> str:
+    """The key that opens the agent's traffic routes (not its management routes): what the
+    gateway and the control plane's health probes present."""
+    return hmac.new(hashlib.sha256(agent_key.encode()).digest(), b"orchestrio-gateway", hashlib.sha256).hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def gateway_key_for(agent_key_encrypted: str) -> str:
+    """Decrypting costs more than the rest of a proxied request's header work: remembered per
+    ciphertext (a new agent key is a new ciphertext, so rotation needs no invalidation)."""
+    from orchestrio.crypto import decrypt
+
+    return gateway_key(decrypt(agent_key_encrypted))
 
 
 class AgentError(Exception):
@@ -32,19 +94,23 @@ def key_sha256(key: str) -> str:
 
 
 class AgentClient:
-    def __init__(self, host: str, port: int, key: str, *, timeout: float = 10.0) -> None:
-        self.base_url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    def __init__(self, endpoint: Endpoint, key: str, *, timeout: float = 10.0) -> None:
+        self.endpoint = endpoint
         self.key = key
         self.timeout = timeout
 
+    @classmethod
+    def for_socket(cls, socket_path: str, key: str, *, timeout: float = 10.0) -> AgentClient:
+        return cls(Endpoint(socket_path=socket_path), key, timeout=timeout)
+
     def _request(self, method: str, path: str, *, json: Any = None, timeout: float | None = None) -> Any:
         try:
-            with httpx.Client(timeout=timeout or self.timeout, follow_redirects=False) as client:
-                response = client.request(method, self.base_url + path, json=json, headers={KEY_HEADER: self.key})
+            with self.endpoint.client(timeout=timeout or self.timeout) as client:
+                response = client.request(method, path, json=json, headers={KEY_HEADER: self.key})
         except httpx.TimeoutException as exc:
-            raise AgentTimeout(f"the agent at {self.base_url} did not answer within {timeout or self.timeout}s") from exc
+            raise AgentTimeout(f"the agent at {self.endpoint} did not answer within {timeout or self.timeout}s") from exc
         except httpx.TransportError as exc:
-            raise AgentUnreachable(f"cannot reach the agent at {self.base_url}: {type(exc).__name__}") from exc
+            raise AgentUnreachable(f"cannot reach the agent at {self.endpoint}: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text[:200])

@@ -291,19 +291,42 @@ def _configure(instance: Instance, revision: DeploymentRevision) -> str:
     if failed:
         raise StepFailed("configure", f"the instance's reload hook failed (exit {failed[0].get('exit_code')}): {failed[0].get('output') or failed[0].get('error', '')}".strip())
     hook = f"reload hook ran {len(reloads)}×" if reloads else "no reload hook installed"
-    return f"config {config_result.get('digest', '')[:12]} and {len(revision.secret_keys)} secret(s) {secrets_result.get('digest', '')[:12]} applied; {hook}"
+    return f"config {config_result.get('digest', '')[:12]} and {len(revision.secret_keys)} secret(s) applied; {hook}"
+
+
+def deployment_reapply_secrets(instance: Instance) -> str | None:
+    """After the instance of a deployment (re)starts: push its revision's secrets again. They
+    live only in the instance's memory (a tmpfs), so a stop/start loses them."""
+    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
+    from .selectors import agent_client_for
+
+    deployment = Deployment.objects.filter(instance=instance, deleted_at__isnull=True, current_revision__gt=0).first()
+    if deployment is None:
+        return None
+    revision = deployment.revisions.filter(number=deployment.current_revision).first()
+    if revision is None or not revision.secret_keys:
+        return None
+    fresh = Instance.objects.select_related("blueprint").get(pk=instance.pk)
+    try:
+        agent_client_for(fresh, timeout=30).put_secrets(revision_secrets(revision))
+    except (AgentError, AgentUnreachable, AgentTimeout) as exc:
+        return f"deployment {deployment.name}: its secrets could not be restored ({exc})"
+    return f"deployment {deployment.name}: {len(revision.secret_keys)} secret(s) of revision {revision.number} restored"
 
 
 def _health_check(instance: Instance) -> str:
     needed = settings.DEPLOY_HEALTH_SUCCESSES
     deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
-    host = f"[{instance.ip_address}]" if ":" in (instance.ip_address or "") else instance.ip_address
-    url = f"http://{host}:{instance.port}{instance.blueprint.health_path}"
+    from .agent_client import endpoint_for
+
+    endpoint = endpoint_for(instance)
+    if endpoint is None:
+        raise StepFailed("health_check", f"instance {instance.instance_id} has no address recorded")
     streak, last = 0, "no answer"
-    with httpx.Client(timeout=3, follow_redirects=False) as client:
+    with endpoint.client(timeout=3) as client:
         while time.monotonic() < deadline:
             try:
-                response = client.get(url)
+                response = client.get(instance.blueprint.health_path)
                 ok = 200 <= response.status_code < 300
                 last = f"HTTP {response.status_code}" + (f": {response.text[:200]}" if not ok else "")
             except httpx.HTTPError as exc:

@@ -11,12 +11,9 @@ from urllib.parse import quote
 import httpx
 from django.conf import settings
 
+from .agent_client import Endpoint, endpoint_for
+
 MAX_BODY = 4096
-
-
-def _url(ip: str, port: int, path: str) -> str:
-    host = f"[{ip}]" if ":" in ip else ip
-    return f"http://{host}:{port}{path if path.startswith('/') else '/' + path}"
 
 
 def _verdict(status_code: int | None, error: str | None) -> tuple[bool, str]:
@@ -27,15 +24,24 @@ def _verdict(status_code: int | None, error: str | None) -> tuple[bool, str]:
     return False, f"HTTP {status_code}"
 
 
-async def _status(ip: str, port: int, path: str) -> int:
-    """The status code of `GET path` on ip:port: one request on a fresh connection, read up to
-    the status line. A plain asyncio exchange costs a fraction of an HTTP client's per-request
-    work, which is what bounds a sweep over thousands of instances."""
-    target = quote(path if path.startswith("/") else "/" + path, safe="/:@!$&'()*+,;=-._~?%")
-    host = f"[{ip}]" if ":" in ip else ip
-    reader, writer = await asyncio.open_connection(ip, port)
+def _target(path: str) -> str:
+    return quote(path if path.startswith("/") else "/" + path, safe="/:@!$&'()*+,;=-._~?%")
+
+
+async def _status(endpoint: Endpoint, path: str) -> int:
+    """The status code of `GET path` at the endpoint: one request on a fresh connection, read up
+    to the status line. A plain asyncio exchange costs a fraction of an HTTP client's per-request
+    work, which is what bounds a sweep over thousands of instances. Probes carry no credentials:
+    the health path is open (the agent passes it to the instance's program in app mode)."""
+    if endpoint.socket_path:
+        reader, writer = await asyncio.open_unix_connection(endpoint.socket_path)
+    else:
+        reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
     try:
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: orchestrio-health\r\nConnection: close\r\n\r\n".encode("ascii"))
+        writer.write(
+            f"GET {_target(path)} HTTP/1.1\r\nHost: {endpoint.host_header}\r\nUser-Agent: orchestrio-health\r\n"
+            "Connection: close\r\n\r\n".encode("ascii")
+        )
         line = await reader.readline()
     finally:
         writer.close()
@@ -52,7 +58,7 @@ async def _probe(semaphore: asyncio.Semaphore, row: dict) -> dict:
         status_code = None
         error = None
         try:
-            status_code = await asyncio.wait_for(_status(row["ip_address"], row["port"], row["health_path"]), settings.HEALTH_CHECK_TIMEOUT_SECONDS)
+            status_code = await asyncio.wait_for(_status(row["endpoint"], row["health_path"]), settings.HEALTH_CHECK_TIMEOUT_SECONDS)
         except asyncio.TimeoutError:
             error = f"no answer within {settings.HEALTH_CHECK_TIMEOUT_SECONDS:g}s"
         except (OSError, ValueError) as exc:  # refused, reset, unreachable, not HTTP (or a status line over 64 KiB)
@@ -75,13 +81,15 @@ async def _probe_all(rows: list[dict]) -> list[dict]:
 
 
 def probe_many(rows: list[dict]) -> list[dict]:
-    """rows: pk, ip_address, port, health_path, health_status, health_failures."""
-    probeable = [row for row in rows if row["ip_address"] and row["port"]]
+    """rows: pk, ip_address, port, socket_path, health_path, health_status, health_failures."""
+    for row in rows:
+        row["endpoint"] = Endpoint.of(ip_address=row["ip_address"], port=row["port"], socket_path=row.get("socket_path"))
+    probeable = [row for row in rows if row["endpoint"] is not None]
     results = asyncio.run(_probe_all(probeable)) if probeable else []
     missing = [
         {"pk": row["pk"], "ok": False, "status": row["health_status"], "failures": row["health_failures"],
          "status_code": None, "latency_ms": None, "detail": "no address recorded"}
-        for row in rows if not (row["ip_address"] and row["port"])
+        for row in rows if row["endpoint"] is None
     ]  # fmt: skip
     return results + missing
 
@@ -92,10 +100,10 @@ def probe_one(instance) -> dict:
     status_code = None
     body = None
     error = None
-    url = _url(instance.ip_address or "127.0.0.1", instance.port or instance.blueprint.agent_port, instance.blueprint.health_path)
+    endpoint = endpoint_for(instance) or Endpoint(host=instance.ip_address or "127.0.0.1", port=instance.port or instance.blueprint.agent_port)
     try:
-        with httpx.Client(timeout=settings.HEALTH_CHECK_TIMEOUT_SECONDS, follow_redirects=False) as client:
-            response = client.get(url)
+        with endpoint.client(timeout=settings.HEALTH_CHECK_TIMEOUT_SECONDS) as client:
+            response = client.get(_target(instance.blueprint.health_path))
         status_code = response.status_code
         body = response.text[:MAX_BODY]
     except httpx.TimeoutException:

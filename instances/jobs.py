@@ -19,7 +19,8 @@ from django.db.models import F
 from orchestrio.faults import fault_point
 from orchestrio.queue import lease, singleton
 
-from . import services
+from . import hooks, services
+from .agent_client import endpoint_for
 from .choices import ErrorCode, InstanceState, OperationKind
 from .health import probe_many
 from .models import Instance, Operation
@@ -65,7 +66,7 @@ def _provider(operation: Operation):
 
 
 def _describe_machine(machine) -> str:
-    where = f" at {machine.ip_address}:{machine.port}" if machine.ip_address and machine.port else ""
+    where = f" at {machine.ip_address}:{machine.port}" if machine.ip_address and machine.port else " (reached through its agent's unix socket)" if machine.socket_path else ""
     return f"{machine.provider_instance_id or 'machine'} is {machine.state}{where}"
 
 
@@ -74,21 +75,19 @@ def wait_ready(operation: Operation) -> None:
     instance = Instance.objects.select_related("blueprint").get(pk=operation.instance_id)
     if not settings.INSTANCE_READY_CHECK:
         return
-    url_host = instance.ip_address
-    if not url_host or not instance.port:
+    endpoint = endpoint_for(instance)
+    if endpoint is None:
         raise ProviderError(ErrorCode.HEALTH_CHECK_FAILED, "the provider reported no address for the instance")
     timeout = settings.INSTANCE_READY_TIMEOUT_SECONDS
     deadline = time.monotonic() + timeout
     path = instance.blueprint.health_path
-    host = f"[{url_host}]" if ":" in url_host else url_host
-    url = f"http://{host}:{instance.port}{path}"
     last = "no answer"
-    with httpx.Client(timeout=2.0, follow_redirects=False) as client:
+    with endpoint.client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             if not services.operation_is_current(operation):
                 raise ProviderError(ErrorCode.SUPERSEDED, "the operation was finished elsewhere while waiting")
             try:
-                response = client.get(url)
+                response = client.get(path)
                 if 200 <= response.status_code < 300:
                     return
                 last = f"HTTP {response.status_code}"
@@ -105,10 +104,18 @@ def _running_and_healthy(operation: Operation, message: str) -> None:
         services.health_record([{"pk": instance.pk, "ok": True, "status": "unknown", "failures": 0, "detail": "ready after " + operation.kind}])
 
 
+def _launched(operation: Operation, machine, message: str) -> None:
+    """Record a machine that was just launched, tell the apps that keep state in it, then wait
+    until it is ready."""
+    instance = services.instance_record_machine(operation=operation, machine=machine, message=message)
+    for note in hooks.machine_started(instance):
+        services.log_append(instance, "provider", note, operation=operation)
+    wait_ready(operation)
+
+
 def _start_machine(operation: Operation, provider, *, verb: str) -> None:
     machine = provider.start(spec_for(operation.instance, operation=operation))
-    services.instance_record_machine(operation=operation, machine=machine, message=f"{verb}: {_describe_machine(machine)}")
-    wait_ready(operation)
+    _launched(operation, machine, f"{verb}: {_describe_machine(machine)}")
 
 
 # --- handlers, one per operation kind ----------------------------------------------------------
@@ -120,8 +127,7 @@ def _create(operation: Operation) -> None:
         services.instance_advance(operation=operation, to_state=InstanceState.PROVISIONING, stage="provisioning", message=f"provisioning on {provider.name}")
     machine = provider.create(spec_for(operation.instance, operation=operation))
     fault_point("operation.create.after_provider")
-    services.instance_record_machine(operation=operation, machine=machine, message=f"launched: {_describe_machine(machine)}")
-    wait_ready(operation)
+    _launched(operation, machine, f"launched: {_describe_machine(machine)}")
     _running_and_healthy(operation, "running and healthy")
 
 
@@ -133,8 +139,7 @@ def _start(operation: Operation) -> None:
         # Retrying a create that failed before any machine was recorded: launch it now (the
         # provider finds a machine the failed attempt did launch instead of a second one).
         machine = provider.create(spec_for(operation.instance, operation=operation))
-        services.instance_record_machine(operation=operation, machine=machine, message=f"launched: {_describe_machine(machine)}")
-        wait_ready(operation)
+        _launched(operation, machine, f"launched: {_describe_machine(machine)}")
     _running_and_healthy(operation, "running and healthy")
 
 
@@ -178,7 +183,7 @@ def _resize(operation: Operation) -> None:
     machine = _provider(operation).resize(
         spec_for(operation.instance, operation=operation), instance_type=target_type, restart=previous == InstanceState.RUNNING
     )
-    services.instance_record_machine(
+    instance = services.instance_record_machine(
         operation=operation,
         machine=machine,
         instance_type=target_type,
@@ -186,6 +191,8 @@ def _resize(operation: Operation) -> None:
         message=f"resized to {target_type}: {_describe_machine(machine)}",
     )
     if previous == InstanceState.RUNNING:
+        for note in hooks.machine_started(instance):
+            services.log_append(instance, "provider", note, operation=operation)
         wait_ready(operation)
         _running_and_healthy(operation, f"resized to {target_type}; running and healthy")
     else:
@@ -228,7 +235,8 @@ def health_sweep() -> dict:
         started = time.perf_counter()
         rows = list(
             Instance.objects.filter(state=InstanceState.RUNNING, destroyed_at__isnull=True).values(
-                "pk", "ip_address", "port", "health_status", "health_failures", health_path=F("blueprint__health_path")
+                "pk", "ip_address", "port", "socket_path", "health_status", "health_failures",
+                health_path=F("blueprint__health_path"),
             )
         )
         results = probe_many(rows)

@@ -154,6 +154,9 @@ class Instance(models.Model):
     provider_instance_id = models.CharField(max_length=64, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     port = models.PositiveIntegerField(null=True, blank=True, help_text="The agent's port on ip_address.")
+    # Local instances have no address on the host's network (a namespace of their own): the
+    # control plane reaches their agent through this unix socket.
+    socket_path = models.CharField(max_length=255, blank=True, help_text="The agent's unix socket (local provider).")
     state = models.CharField(max_length=16, choices=InstanceState.choices, default=InstanceState.PENDING)
     state_changed_at = models.DateTimeField(default=timezone.now)
     health_status = models.CharField(max_length=16, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN)

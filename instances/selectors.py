@@ -72,9 +72,10 @@ def blueprint_visible(*, tenant):
 def agent_client_for(instance, *, timeout: float = 10.0):
     from orchestrio.crypto import decrypt
 
-    from .agent_client import AgentClient
+    from .agent_client import AgentClient, Endpoint, endpoint_for
 
-    return AgentClient(instance.ip_address or "127.0.0.1", instance.port or instance.blueprint.agent_port, decrypt(instance.agent_key_encrypted), timeout=timeout)
+    endpoint = endpoint_for(instance) or Endpoint(host=instance.ip_address or "127.0.0.1", port=instance.port or instance.blueprint.agent_port)
+    return AgentClient(endpoint, decrypt(instance.agent_key_encrypted), timeout=timeout)
 
 
 class _RecordRead:
@@ -134,7 +135,7 @@ def instance_get(*, tenant_id: str, instance_id: str) -> Instance | None:
 # and building whole blueprints cost more than anything else on a page of 50.
 _RECORD = _RecordRead(
     ("id", "instance_id", "tenant_id", "blueprint_id", "plan_id", "instance_type", "region_id", "provider", "provider_instance_id",
-     "ip_address", "port", "state", "health_status", "error_message", "labels", "last_health_check", "created_at", "updated_at"),
+     "ip_address", "port", "socket_path", "state", "health_status", "error_message", "labels", "last_health_check", "created_at", "updated_at"),
     ("id", "name"),
     ("id", "instance_id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message"),
     ("id", "instance_id", "domain"),

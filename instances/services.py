@@ -45,6 +45,7 @@ from .choices import (
     OperationStatus,
 )
 from .models import Blueprint, CustomDomain, Instance, InstancePlan, LogLine, Operation, Region
+from .providers.sandbox import refuse_command_reason
 from .selectors import RUNNING_STATES, blueprint_visible
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,8 @@ def instance_create(
             f"region {region_id!r} is not available on this installation (provider {region_row.provider} is not enabled)",
             field="region",
         )
+    if region_row.provider == "local":
+        _refuse_command(blueprint.command, field="blueprint_name")
 
     # Lock the tenant: concurrent creates of one tenant count against the limit one at a time.
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
@@ -556,6 +559,9 @@ def instance_record_machine(*, operation: Operation, machine, message: str | Non
     if machine.port and machine.port != instance.port:
         instance.port = machine.port
         fields.append("port")
+    if machine.socket_path and machine.socket_path != instance.socket_path:
+        instance.socket_path = machine.socket_path
+        fields.append("socket_path")
     if machine.provider_data:
         instance.provider_data = {**(instance.provider_data or {}), **machine.provider_data}
         fields.append("provider_data")
@@ -721,10 +727,26 @@ BLUEPRINT_FIELDS = (
 )  # fmt: skip
 
 
+def blueprint_command_problem(command) -> str | None:
+    """Why a blueprint's `command` cannot run here (None: it can). A tenant's command runs only
+    inside the local provider's sandbox; without one it would run with the control plane's
+    access to this host."""
+    if command and "local" in settings.ENABLED_PROVIDERS:
+        return refuse_command_reason()
+    return None
+
+
+def _refuse_command(command, *, field: str) -> None:
+    problem = blueprint_command_problem(command)
+    if problem:
+        raise ValidationFailed(problem, field=field)
+
+
 @transaction.atomic
 def blueprint_create(*, principal: Principal, name: str, actor: Actor | None = None, **fields: Any) -> Blueprint:
     if principal.instance_scope is not None:
         raise Forbidden("an instance-scoped token cannot manage blueprints")
+    _refuse_command(fields.get("command"), field="command")
     if blueprint_visible(tenant=principal.tenant).filter(name=name).exists():
         raise Conflict(f"a blueprint named {name!r} exists (built-in names are reserved)")
     blueprint = Blueprint(tenant=principal.tenant, name=name, **{k: v for k, v in fields.items() if k in BLUEPRINT_FIELDS})
@@ -747,6 +769,8 @@ def _own_blueprint(principal: Principal, blueprint: Blueprint) -> None:
 @transaction.atomic
 def blueprint_update(*, principal: Principal, blueprint: Blueprint, fields: dict[str, Any]) -> Blueprint:
     _own_blueprint(principal, blueprint)
+    if "command" in fields:
+        _refuse_command(fields["command"], field="command")
     blueprint = Blueprint.objects.select_for_update(of=("self",)).get(pk=blueprint.pk)
     changed = []
     for key, value in fields.items():

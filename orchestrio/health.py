@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from django.db import connection
 from django.http import JsonResponse
@@ -50,6 +51,19 @@ def check_workers(redis_status: str) -> str:
     return "ok"
 
 
+# Facts the apps above the core add to /health without making it fail (registered in their
+# AppConfig.ready): name -> function returning a JSON-able value.
+_details: dict[str, Callable[[], object]] = {}
+
+
+def register_detail(name: str, func: Callable[[], object]) -> None:
+    _details[name] = func
+
+
+def health_details() -> dict[str, object]:
+    return {name: func() for name, func in _details.items()}
+
+
 def health_report() -> tuple[bool, dict[str, str]]:
     redis_status = check_redis()
     checks = {
@@ -66,6 +80,6 @@ def health_report() -> tuple[bool, dict[str, str]]:
 def health_view(request):
     healthy, checks = health_report()
     return JsonResponse(
-        {"status": "healthy" if healthy else "degraded", "checks": checks},
+        {"status": "healthy" if healthy else "degraded", "checks": checks, **health_details()},
         status=200 if healthy else 503,
     )

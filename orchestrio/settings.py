@@ -322,6 +322,10 @@ OIDC_FETCH_TIMEOUT_SECONDS = float(env("OIDC_FETCH_TIMEOUT_SECONDS", "5"))
 # Instances
 LOCAL_PROVIDER_DIR = Path(env("LOCAL_PROVIDER_DIR", str(VAR_DIR / "instances")))
 LOCAL_STOP_GRACE_SECONDS = float(env("LOCAL_STOP_GRACE_SECONDS", "5"))
+# The sandbox (instances/providers/sandbox.py): on wherever it can be (root, bubblewrap); 0 turns
+# it off, and then tenant commands are refused. Instance n runs as uid/gid LOCAL_SANDBOX_UID_BASE+n.
+LOCAL_SANDBOX = env_bool("LOCAL_SANDBOX", True)
+LOCAL_SANDBOX_UID_BASE = env_int("LOCAL_SANDBOX_UID_BASE", 2_000_000)
 # A create/start waits this long for the instance's health endpoint before failing.
 INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 120)
 INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)

@@ -153,3 +153,47 @@ class CommitClient(Client):
     def request(self, **request):
         with TestCase.captureOnCommitCallbacks(execute=True):
             return super().request(**request)
+
+
+def local_instance(instance_id: str):
+    """The live local instance's row (with its directory in provider_data["dir"])."""
+    from instances.models import Instance
+
+    return Instance.objects.select_related("blueprint").get(instance_id=instance_id, destroyed_at__isnull=True)
+
+
+def local_pid(instance_id: str) -> int:
+    """The pid of the local instance's process tree (its sandbox), as the provider recorded it."""
+    import os
+
+    with open(os.path.join(local_instance(instance_id).provider_data["dir"], "process.json")) as fh:
+        return json.load(fh)["pid"]
+
+
+def instance_http(instance_id: str, *, timeout: float = 2.0, gateway_key: bool = True):
+    """An httpx client talking straight to the instance's agent (its unix socket), presenting the
+    gateway key as the control plane's probes do."""
+    from instances.agent_client import GATEWAY_HEADER, endpoint_for, gateway_key_for
+
+    instance = local_instance(instance_id)
+    client = endpoint_for(instance).client(timeout=timeout)
+    if gateway_key:
+        client.headers[GATEWAY_HEADER] = gateway_key_for(instance.agent_key_encrypted)
+    return client
+
+
+def run_in_instance(api, instance_id: str, body: str, *, name: str = "probe.sh", timeout_seconds: int = 30) -> dict:
+    """Run a shell script inside the live local instance (as one of its tasks, through the API)
+    and return the finished task: what the instance itself can see and do."""
+    import os
+    import stat
+
+    path = f"/opt/orchestrio/scripts/{name}"
+    full = os.path.join(local_instance(instance_id).provider_data["dir"], "root", path.lstrip("/"))
+    with open(full, "w") as fh:
+        fh.write("#!/bin/sh\n" + body)
+    os.chmod(full, os.stat(full).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    response = api.post(f"instances/{instance_id}/tasks", {"operation_code": "probe", "script_path": path, "timeout_seconds": timeout_seconds})
+    assert response.status_code in (200, 202), response.content
+    run_jobs()
+    return api.get(f"tasks/{response.json()['task_id']}").json()

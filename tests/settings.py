@@ -12,7 +12,11 @@ from urllib.parse import urlsplit, urlunsplit
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("ORCHESTRIO_VAR_DIR", tempfile.mkdtemp(prefix="orchestrio-test-"))
+if "ORCHESTRIO_VAR_DIR" not in os.environ:
+    os.environ["ORCHESTRIO_VAR_DIR"] = tempfile.mkdtemp(prefix="orchestrio-test-")
+    # Traversable (not listable), as an installation's var/ is: the sandbox of a local instance is
+    # started as the instance's own uid, which must reach its directory to bind it.
+    os.chmod(os.environ["ORCHESTRIO_VAR_DIR"], 0o711)
 # moto loads this short AMI list instead of its full catalogue (seconds per test).
 os.environ.setdefault("MOTO_AMIS_PATH", os.path.join(os.path.dirname(__file__), "instances", "moto_amis.json"))
 os.environ.setdefault("ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE=")

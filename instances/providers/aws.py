@@ -122,7 +122,8 @@ def render_user_data(spec: MachineSpec) -> str:
     args = " ".join(
         shlex.quote(part)
         for part in [
-            "--host", "0.0.0.0", "--port", str(spec.agent_port), "--state-dir", "/var/lib/orchestrio/state", "--root", "/",
+            "--host", "0.0.0.0", "--port", str(spec.agent_port), "--state-dir", "/var/lib/orchestrio/state",
+            "--secrets-dir", "/run/orchestrio", "--root", "/",
             "--instance-id", spec.instance_id, "--tenant-id", spec.tenant_id, "--instance-pk", str(spec.instance_pk),
         ]
     )  # fmt: skip

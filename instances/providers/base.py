@@ -63,6 +63,7 @@ class Machine:
     state: str
     ip_address: str | None = None
     port: int | None = None
+    socket_path: str | None = None  # local: the agent's unix socket (its address then)
     instance_type: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     provider_data: dict[str, Any] = field(default_factory=dict)

@@ -1,14 +1,24 @@
-"""The local provider: every instance is a real process on this host, the bundled instance agent
-(or the blueprint's `command`) on a free loopback port.
+"""The local provider: every instance is a real, sandboxed process tree on this host.
 
-Each instance has a directory `<LOCAL_PROVIDER_DIR>/<instance_id>-<pk>/` holding the agent's
-state (`state/`), the filesystem its task scripts live in (`root/`), its log, and the pid and
-port files the agent writes itself. The directory is the provider's record: a worker or web
-process that restarts finds every process again from it (the pid is checked against the OS,
-including the process start time so a recycled pid is not mistaken for ours).
+Each instance has a directory `<LOCAL_PROVIDER_DIR>/<instance_id>-<pk>/`:
 
-stop: SIGTERM to the process group, SIGKILL after a grace period. suspend/resume: SIGSTOP/SIGCONT.
-resize: records the new size and restarts (a process has no size to change).
+    meta.json, process.json   the control plane's records (which instance; which processes)
+    agent.sock                the listening socket the control plane binds and the agent serves
+    console.log               the sandbox's stdout and stderr
+    agent.py, etc/            the agent's code and the instance's passwd/group/hosts (read-only)
+    state/  home/  root/opt/  the instance's own writable files (owned by its uid, mode 0700)
+
+The directory itself belongs to the control plane (root, not writable by the instance); only the
+three subdirectories are the instance's, bound into its sandbox (instances/providers/sandbox.py).
+After it is created, the control plane never opens, follows or connects to a path the instance
+can write: it launches with fresh arguments, talks to the agent over the socket it bound itself,
+and passes the agent key's hash in the environment. It is also the provider's record: a worker or
+web process that restarts finds every instance's processes again from `process.json` (pids
+checked against their start times, so a recycled pid is never taken for ours).
+
+stop: SIGTERM to the agent (which stops the instance's program and tasks), SIGKILL to the whole
+tree after a grace period. suspend/resume: SIGSTOP/SIGCONT to every process of the tree. resize:
+records the new size and restarts (a process has no size to change).
 """
 
 from __future__ import annotations
@@ -25,10 +35,12 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 from django.conf import settings
 
 from ..agent_client import AgentClient, AgentError, AgentTimeout, AgentUnreachable, key_sha256
 from ..choices import ErrorCode
+from . import sandbox
 from .base import Machine, MachineSpec, MachineState, Provider, ProviderError, TaskRequest, TaskResult
 
 logger = logging.getLogger(__name__)
@@ -37,45 +49,45 @@ AGENT_PATH = Path(__file__).resolve().parent.parent / "agent.py"
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "agent_scripts"
 HOOKS_DIR = SCRIPTS_DIR / "hooks"
 START_TIMEOUT_SECONDS = 15
+SOCKET_NAME = "agent.sock"
+OWN_DIRS = ("state", "home", "root")  # the instance's; everything else in its directory is ours
 
 
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state letter, start time) from /proc, or None when the process does not exist."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    rest = raw[raw.rfind(")") + 2 :].split()
-    return rest[0], rest[19]
-
-
-HAVE_PROC = Path("/proc/self/stat").exists()
-
-
-def process_state(pid: int | None, start_time: str | None) -> str | None:
-    """'running', 'suspended', or None when the process is gone (or the pid was recycled)."""
+def _process(pid: int | None, start_time: float | None) -> psutil.Process | None:
+    """The process with this pid if it is the one we started (same start time), alive."""
     if not pid:
         return None
-    if HAVE_PROC:
-        stat = _proc_stat(pid)
-        if stat is None:
+    try:
+        proc = psutil.Process(pid)
+        if start_time is not None and abs(proc.create_time() - start_time) > 0.01:
             return None
-        state, started = stat
-        if start_time and started != start_time:
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return None
-        if state in ("Z", "X", "x"):
-            return None
-        return "suspended" if state in ("T", "t") else "running"
-    try:  # no /proc (macOS): existence only
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    except PermissionError:
-        pass
-    return "running"
+    return proc
+
+
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    """The process and its descendants, parents first (the sandbox reparents orphans to its own
+    pid 1, which is a descendant: nothing escapes the tree)."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def process_state(pid: int | None, start_time: float | None = None) -> str | None:
+    """'running', 'suspended', or None when the process is gone (or the pid was recycled)."""
+    proc = _process(pid, start_time)
+    if proc is None:
+        return None
+    processes = _tree(proc)
+    try:
+        stopped = [p.status() == psutil.STATUS_STOPPED for p in processes]
+    except psutil.NoSuchProcess:
+        return process_state(pid, start_time)
+    return "suspended" if stopped and all(stopped) else "running"
 
 
 def _reap(proc: subprocess.Popen) -> None:
@@ -94,66 +106,117 @@ class LocalProvider(Provider):
         return self.base_dir / f"{spec.instance_id}-{spec.instance_pk}"
 
     @staticmethod
-    def _read_int(path: Path) -> int | None:
+    def _record(directory: Path) -> dict:
         try:
-            return int(path.read_text().strip())
+            record = json.loads((directory / "process.json").read_text())
         except (FileNotFoundError, ValueError):
-            return None
+            return {}
+        return record if isinstance(record, dict) else {}
 
-    def _pid(self, directory: Path) -> tuple[int | None, str | None]:
-        pid = self._read_int(directory / "agent.pid")
-        try:
-            meta = json.loads((directory / "process.json").read_text())
-        except (FileNotFoundError, ValueError):
-            meta = {}
-        start_time = meta.get("start_time") if meta.get("pid") == pid else None
-        return pid, start_time
+    def _root_process(self, directory: Path) -> psutil.Process | None:
+        record = self._record(directory)
+        return _process(record.get("pid"), record.get("start_time"))
 
     def _machine(self, spec: MachineSpec, directory: Path) -> Machine:
         if not directory.exists():
             return Machine(provider_instance_id="", state=MachineState.MISSING)
-        pid, start_time = self._pid(directory)
-        state = process_state(pid, start_time)
-        port = self._read_int(directory / "agent.port")
-        machine_state = {
-            "running": MachineState.RUNNING,
-            "suspended": MachineState.SUSPENDED,
-            None: MachineState.STOPPED,
-        }[state]
+        record = self._record(directory)
+        state = process_state(record.get("pid"), record.get("start_time"))
+        machine_state = {"running": MachineState.RUNNING, "suspended": MachineState.SUSPENDED, None: MachineState.STOPPED}[state]
         return Machine(
             provider_instance_id=f"local-{spec.instance_pk}",
             state=machine_state,
-            ip_address="127.0.0.1" if state else None,
-            port=port if state else None,
+            socket_path=str(directory / SOCKET_NAME) if state else None,
             instance_type=spec.instance_type,
             tags=spec.tag_set,
-            provider_data={"pid": pid if state else None, "dir": str(directory)},
+            provider_data={
+                "pid": record.get("pid") if state else None, "dir": str(directory),
+                "uid": record.get("uid"), "sandbox": record.get("sandbox", "off"),
+            },  # fmt: skip
         )
 
-    def _prepare(self, spec: MachineSpec, directory: Path) -> None:
-        (directory / "state").mkdir(parents=True, exist_ok=True)
-        scripts = directory / "root" / "opt" / "orchestrio" / "scripts"
-        scripts.mkdir(parents=True, exist_ok=True)
-        (directory / "root" / "opt" / "openclaw" / "scripts").mkdir(parents=True, exist_ok=True)
-        hooks = directory / "root" / "opt" / "orchestrio" / "hooks"
-        hooks.mkdir(parents=True, exist_ok=True)
-        if not (hooks / "reload").exists():
+    def _prepare(self, spec: MachineSpec, directory: Path, uid: int | None) -> None:
+        """The instance's directory: made once, fresh, before anything of the instance runs.
+        The control plane's own files in it are rewritten on every launch (the directory is not
+        the instance's to write); the instance's subdirectories are only ever created here."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base_dir, 0o711)  # traversable (the sandbox is started as the instance's uid), not listable
+        fresh = not directory.exists()
+        directory.mkdir(mode=0o711, exist_ok=True)
+        if fresh:
+            state, home, root = (directory / name for name in OWN_DIRS)
+            state.mkdir(mode=0o700)
+            home.mkdir(mode=0o700)
+            scripts = root / "opt" / "orchestrio" / "scripts"
+            hooks = root / "opt" / "orchestrio" / "hooks"
+            for path in (scripts, hooks, root / "opt" / "openclaw" / "scripts"):
+                path.mkdir(parents=True)
+            for script in SCRIPTS_DIR.glob("*.sh"):
+                shutil.copy2(script, scripts / script.name)
+                (scripts / script.name).chmod(0o755)
             shutil.copy2(HOOKS_DIR / "reload", hooks / "reload")
             (hooks / "reload").chmod(0o755)
-        for script in SCRIPTS_DIR.glob("*.sh"):
-            target = scripts / script.name
-            if not target.exists():
-                shutil.copy2(script, target)
-                target.chmod(0o755)
-        # The instance runs its own copy of the agent, as a machine would (installed, not imported).
+            (state / "config.json").write_text(json.dumps(spec.config, sort_keys=True, separators=(",", ":")))
+            if uid is not None:
+                for top in (state, home, root):
+                    for path in (top, *top.rglob("*")):
+                        os.chown(path, uid, uid, follow_symlinks=False)
+        # Ours, rewritten each time: the directory is root's, the instance cannot have replaced them.
         shutil.copy2(AGENT_PATH, directory / "agent.py")
+        os.chmod(directory / "agent.py", 0o644)
+        etc = directory / "etc"
+        etc.mkdir(mode=0o755, exist_ok=True)
+        user = uid if uid is not None else os.getuid()
+        (etc / "passwd").write_text(f"root:x:0:0:root:/root:/usr/sbin/nologin\ninstance:x:{user}:{user}:{spec.instance_id}:{sandbox.HOME}:/bin/sh\n")
+        (etc / "group").write_text(f"root:x:0:\ninstance:x:{user}:\n")
+        (etc / "hosts").write_text(f"127.0.0.1 localhost {spec.instance_id}\n::1 localhost\n")
         (directory / "meta.json").write_text(
             json.dumps({"instance_pk": spec.instance_pk, "instance_id": spec.instance_id, "tenant_id": spec.tenant_id})
         )
-        # The key the control plane holds now: the agent keeps only its hash.
-        (directory / "state" / "agent-key.sha256").write_text(key_sha256(spec.agent_key))
-        if not (directory / "state" / "config.json").exists():
-            (directory / "state" / "config.json").write_text(json.dumps(spec.config, sort_keys=True, separators=(",", ":")))
+
+    def _listen(self, directory: Path) -> socket.socket:
+        """A fresh listening socket at `<dir>/agent.sock` (the directory is ours: no one else can
+        put anything at that path)."""
+        path = directory / SOCKET_NAME
+        path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        os.chmod(path, 0o600)
+        listener.listen(128)
+        return listener
+
+    def _argv(self, spec: MachineSpec, directory: Path, listen_fd: int, support: sandbox.Support, uid: int | None) -> tuple[list[str], str | None]:
+        """The agent's command line (wrapped in the sandbox when there is one) and the secrets dir
+        it uses outside a sandbox."""
+        app = (
+            ["--app-command", json.dumps(list(spec.command)), "--app-port", str(sandbox.APP_PORT), "--health-path", spec.health_path]
+            if spec.command else []
+        )  # fmt: skip
+        common = ["--listen-fd", str(listen_fd), "--instance-id", spec.instance_id, "--tenant-id", spec.tenant_id, "--instance-pk", str(spec.instance_pk)]
+        if support.enabled:
+            agent = [
+                "{python}", "-I", sandbox.AGENT, "--state-dir", sandbox.STATE, "--secrets-dir", sandbox.SECRETS,
+                "--root", "/", "--home", sandbox.HOME, *common, *app,
+            ]  # fmt: skip
+            binds = [
+                (str(directory / "agent.py"), sandbox.AGENT, False),
+                (str(directory / "etc" / "passwd"), "/etc/passwd", False),
+                (str(directory / "etc" / "group"), "/etc/group", False),
+                (str(directory / "etc" / "hosts"), "/etc/hosts", False),
+                (str(directory / "state"), sandbox.STATE, True),
+                (str(directory / "home"), sandbox.HOME, True),
+                (str(directory / "root" / "opt"), sandbox.OPT, True),
+            ]
+            return sandbox.wrap(uid=uid, hostname=spec.instance_id, binds=binds, argv=agent, mode=support.mode), None
+        # No sandbox: only the bundled agent, confined to its own directory (tasks run only
+        # scripts under root/); secrets in memory-backed /dev/shm when the host has it.
+        shm = Path("/dev/shm")
+        secrets_dir = str(shm / f"orchestrio-{spec.instance_id}-{spec.instance_pk}") if shm.is_dir() else str(directory / "state")
+        python = sandbox.interpreter()[0] if uid is not None else sys.executable
+        return [
+            python, "-I", str(directory / "agent.py"), "--state-dir", str(directory / "state"), "--secrets-dir", secrets_dir,
+            "--root", str(directory / "root"), "--home", str(directory / "home"), *common,
+        ], secrets_dir  # fmt: skip
 
     def _launch(self, spec: MachineSpec, directory: Path) -> Machine:
         existing = self._machine(spec, directory)
@@ -161,92 +224,90 @@ class LocalProvider(Provider):
             return existing  # idempotent: an earlier attempt started it
         if existing.state == MachineState.SUSPENDED:
             return self.resume(spec)
-        self._prepare(spec, directory)
-        for name in ("agent.port", "agent.pid"):
-            (directory / name).unlink(missing_ok=True)
+        support = sandbox.support()
+        if spec.command and not support.enabled:
+            raise ProviderError(ErrorCode.PROVIDER_INVALID_REQUEST, sandbox.refuse_command_reason())
+        uid = sandbox.uid_for(spec.instance_pk) if os.geteuid() == 0 else None
+        self._prepare(spec, directory, uid)
+        listener = self._listen(directory)
+        argv, secrets_dir = self._argv(spec, directory, listener.fileno(), support, uid)
+        if secrets_dir and uid is not None:
+            Path(secrets_dir).mkdir(mode=0o700, exist_ok=True)
+            os.chown(secrets_dir, uid, uid, follow_symlinks=False)
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "ORCHESTRIO_INSTANCE_ID": spec.instance_id,
-        }
-        if spec.command:
-            port = _free_port()
-            argv = list(spec.command)
-            env["PORT"] = str(port)
-            (directory / "agent.port").write_text(str(port))
-        else:
-            argv = [
-                sys.executable, "-I", str(directory / "agent.py"),
-                "--state-dir", str(directory / "state"),
-                "--root", str(directory / "root"),
-                "--port-file", str(directory / "agent.port"),
-                "--pid-file", str(directory / "agent.pid"),
-                "--instance-id", spec.instance_id,
-                "--tenant-id", spec.tenant_id,
-                "--instance-pk", str(spec.instance_pk),
-            ]  # fmt: skip
-        with open(directory / "agent.log", "ab") as log:
-            try:
-                proc = subprocess.Popen(
-                    argv, cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    start_new_session=True, close_fds=True,
-                )
-            except OSError as exc:
-                raise ProviderError(ErrorCode.PROVIDER_INVALID_REQUEST, f"cannot start {argv[0]}: {exc.strerror}") from exc
+            "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+            "ORCHESTRIO_INSTANCE_ID": spec.instance_id, "ORCHESTRIO_AGENT_KEY_SHA256": key_sha256(spec.agent_key),
+        }  # fmt: skip
+        demote = None
+        if uid is not None and not support.enabled:
+            def demote() -> None:  # no sandbox, but still not root
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+        try:
+            with open(directory / "console.log", "ab") as log:
+                os.chmod(directory / "console.log", 0o600)
+                try:
+                    proc = subprocess.Popen(
+                        argv, cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                        close_fds=True, pass_fds=(listener.fileno(),), preexec_fn=demote,
+                    )  # fmt: skip
+                except OSError as exc:
+                    raise ProviderError(ErrorCode.PROVIDER_INVALID_REQUEST, f"cannot start {argv[0]}: {exc.strerror}") from exc
+        finally:
+            listener.close()  # the agent holds it now
         _reap(proc)
-        if spec.command:
-            (directory / "agent.pid").write_text(str(proc.pid))
-        start_time = _proc_stat(proc.pid)[1] if HAVE_PROC and _proc_stat(proc.pid) else None
-        (directory / "process.json").write_text(json.dumps({"pid": proc.pid, "start_time": start_time}))
+        record = {"pid": proc.pid, "start_time": _process(proc.pid, None).create_time() if _process(proc.pid, None) else None,
+                  "uid": uid, "sandbox": support.mode}  # fmt: skip
+        (directory / "process.json").write_text(json.dumps(record))
 
+        client = AgentClient.for_socket(str(directory / SOCKET_NAME), spec.agent_key, timeout=1)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise ProviderError(
-                    ErrorCode.PROVIDER_ERROR,
-                    f"the instance process exited at start (code {proc.returncode}): {self._log_tail(directory)}",
+                    ErrorCode.PROVIDER_ERROR, f"the instance process exited at start (code {proc.returncode}): {self._log_tail(directory)}"
                 )
-            port = self._read_int(directory / "agent.port")
-            if port and self._read_int(directory / "agent.pid") == proc.pid and _port_open(port):
+            try:
+                status = client.status()
+            except (AgentUnreachable, AgentTimeout, AgentError):
+                time.sleep(0.05)
+                continue
+            app = status.get("app")
+            if app is None or app.get("listening"):
                 return self._machine(spec, directory)
             time.sleep(0.05)
-        self._kill(proc.pid)
-        raise ProviderError(ErrorCode.TIMEOUT, f"the instance process did not listen within {START_TIMEOUT_SECONDS}s")
+        self._kill_tree(directory)
+        raise ProviderError(ErrorCode.TIMEOUT, f"the instance process did not listen within {START_TIMEOUT_SECONDS}s: {self._log_tail(directory)}")
 
     @staticmethod
     def _log_tail(directory: Path, limit: int = 500) -> str:
         try:
-            return (directory / "agent.log").read_text(errors="replace")[-limit:].strip() or "(no output)"
+            text = (directory / "console.log").read_text(errors="replace")
         except FileNotFoundError:
             return "(no log)"
+        lines = [line for line in text.splitlines() if not line.startswith("orchestrio-agent")]
+        return "\n".join(lines)[-limit:].strip() or "(no output)"
 
-    @staticmethod
-    def _kill(pid: int, grace: float | None = None) -> None:
+    def _kill_tree(self, directory: Path, grace: float | None = None) -> None:
+        """SIGTERM to the agent (it stops the program and tasks), then SIGKILL to what is left."""
         grace = settings.LOCAL_STOP_GRACE_SECONDS if grace is None else grace
-        try:
-            os.killpg(pid, signal.SIGCONT)  # a suspended process cannot handle SIGTERM
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
+        root = self._root_process(directory)
+        if root is None:
             return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if process_state(pid, None) is None:
-                return
-            time.sleep(0.05)
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and process_state(pid, None) is not None:
-            time.sleep(0.05)
+        processes = _tree(root)
+        _signal_all(processes, signal.SIGCONT)  # a suspended process cannot handle SIGTERM
+        agent = _agent_process(processes)
+        if agent is not None:
+            _signal_all([agent], signal.SIGTERM)
+        _, alive = psutil.wait_procs([root], timeout=grace)
+        remaining = [p for p in _tree(root) if p.is_running()] if alive else [p for p in processes if _alive(p)]
+        _signal_all(remaining, signal.SIGKILL)
+        psutil.wait_procs(remaining, timeout=5)
 
     def _stop_process(self, spec: MachineSpec, directory: Path) -> None:
-        pid, start_time = self._pid(directory)
-        if process_state(pid, start_time) is not None:
-            self._kill(pid)
-        (directory / "agent.port").unlink(missing_ok=True)
+        self._kill_tree(directory)
+        (directory / SOCKET_NAME).unlink(missing_ok=True)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -264,25 +325,22 @@ class LocalProvider(Provider):
 
     def suspend(self, spec: MachineSpec) -> Machine:
         directory = self.instance_dir(spec)
-        pid, start_time = self._pid(directory)
-        if process_state(pid, start_time) is None:
+        root = self._root_process(directory)
+        if root is None:
             raise ProviderError(ErrorCode.MACHINE_VANISHED, "the instance process is not running; it cannot be suspended")
-        os.killpg(pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 5
-        while HAVE_PROC and time.monotonic() < deadline and process_state(pid, start_time) != "suspended":
-            time.sleep(0.02)
+        _freeze(root)
         machine = self._machine(spec, directory)
         machine.provider_data["hibernated"] = False
         return machine
 
     def resume(self, spec: MachineSpec) -> Machine:
         directory = self.instance_dir(spec)
-        pid, start_time = self._pid(directory)
-        if process_state(pid, start_time) is None:
+        root = self._root_process(directory)
+        if root is None:
             raise ProviderError(ErrorCode.MACHINE_VANISHED, "the suspended instance process is gone; start it again")
-        os.killpg(pid, signal.SIGCONT)
+        _signal_all(_tree(root), signal.SIGCONT)
         deadline = time.monotonic() + 5
-        while HAVE_PROC and time.monotonic() < deadline and process_state(pid, start_time) != "running":
+        while time.monotonic() < deadline and process_state(root.pid, root.create_time()) != "running":
             time.sleep(0.02)
         return self._machine(spec, directory)
 
@@ -298,7 +356,7 @@ class LocalProvider(Provider):
         directory = self.instance_dir(spec)
         if directory.exists():
             self._stop_process(spec, directory)
-            shutil.rmtree(directory, ignore_errors=True)
+            _remove(directory)
 
     def describe(self, spec: MachineSpec) -> Machine:
         return self._machine(spec, self.instance_dir(spec))
@@ -320,20 +378,16 @@ class LocalProvider(Provider):
         directory = Path(machine.provider_data["dir"])
         if not directory.is_relative_to(self.base_dir):
             raise ValueError(f"{directory} is not under {self.base_dir}")
-        pid, start_time = self._pid(directory)
-        if process_state(pid, start_time) is not None:
-            self._kill(pid)
-        shutil.rmtree(directory, ignore_errors=True)
+        self._kill_tree(directory)
+        _remove(directory)
 
     # --- tasks (run by the agent) ----------------------------------------------------------
 
     def _agent(self, spec: MachineSpec) -> AgentClient:
         machine = self.describe(spec)
-        if machine.state != MachineState.RUNNING or not machine.port:
+        if machine.state != MachineState.RUNNING or not machine.socket_path:
             raise ProviderError(ErrorCode.MACHINE_VANISHED, f"the instance is not running (process {machine.state})")
-        if spec.command:
-            raise ProviderError(ErrorCode.PROVIDER_INVALID_REQUEST, "this instance runs a custom command without the agent: tasks are not available")
-        return AgentClient(machine.ip_address, machine.port, spec.agent_key)
+        return AgentClient.for_socket(machine.socket_path, spec.agent_key)
 
     def run_task(self, spec: MachineSpec, task: TaskRequest) -> str:
         try:
@@ -378,22 +432,58 @@ class LocalProvider(Provider):
             raise ProviderError(ErrorCode.PROVIDER_ERROR, str(exc), retryable=True) from exc
 
 
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _signal_all(processes: list[psutil.Process], sig: int) -> None:
+    for proc in processes:
+        try:
+            proc.send_signal(sig)
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            continue
+
+
+def _agent_process(processes: list[psutil.Process]) -> psutil.Process | None:
+    """The agent among the instance's processes: the first one running agent.py."""
+    for proc in processes:
+        try:
+            if any(part.endswith("agent.py") for part in proc.cmdline()):
+                return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None
+
+
+def _freeze(root: psutil.Process) -> None:
+    """SIGSTOP every process of the tree, parents first, until no unstopped one is left (a child
+    forked between two looks is stopped on the next)."""
+    for _ in range(20):
+        pending = [p for p in _tree(root) if _status(p) not in (psutil.STATUS_STOPPED, None)]
+        if not pending:
+            return
+        _signal_all(pending, signal.SIGSTOP)
+        time.sleep(0.01)
+
+
+def _status(proc: psutil.Process) -> str | None:
+    try:
+        return proc.status()
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _remove(directory: Path) -> None:
+    """Delete an instance's directory. shutil.rmtree never follows the symlinks the instance may
+    have left in its own dirs (it removes the links)."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _spec_from_meta(meta: dict) -> MachineSpec:
     return MachineSpec(
         instance_pk=int(meta["instance_pk"]), instance_id=meta["instance_id"], tenant_id=meta["tenant_id"],
         operation_id=None, region="", instance_type="", agent_key="", agent_port=0, health_path="/health",
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True

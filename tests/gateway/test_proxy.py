@@ -132,7 +132,7 @@ def test_refused_is_502_and_silence_is_504(api, host, settings):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         free = closed.getsockname()[1]
-    Instance.objects.filter(pk=host.pk).update(port=free)
+    Instance.objects.filter(pk=host.pk).update(ip_address="127.0.0.1", port=free, socket_path="")
     response = call("GET", "/tunnel/gw-host/", token=api.token)
     assert response.status_code == 502 and "refused" in _json(response)["detail"]
 
@@ -141,7 +141,7 @@ def test_refused_is_502_and_silence_is_504(api, host, settings):
     silent.listen(5)
     accepted = []
     threading.Thread(target=lambda: accepted.append(silent.accept()), daemon=True).start()
-    Instance.objects.filter(pk=host.pk).update(port=silent.getsockname()[1])
+    Instance.objects.filter(pk=host.pk).update(ip_address="127.0.0.1", port=silent.getsockname()[1], socket_path="")
     settings.GATEWAY_READ_TIMEOUT_SECONDS = 0.5  # read on every request
     try:
         started = time.monotonic()
@@ -177,7 +177,7 @@ def test_an_instances_cookie_for_one_caller_never_reaches_it_with_the_next(api, 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Instance_)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        Instance.objects.filter(pk=host.pk).update(port=server.server_address[1])
+        Instance.objects.filter(pk=host.pk).update(ip_address="127.0.0.1", port=server.server_address[1], socket_path="")
         login = call("GET", "/tunnel/gw-host/login", token=api.token)
         assert login.status_code == 200 and "alice-secret" in login["Set-Cookie"]
         other = ApiTokenFactory(tenant=host.tenant)

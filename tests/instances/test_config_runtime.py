@@ -87,11 +87,11 @@ def test_rotate_agent_key(api, live):
     new_key = decrypt(instance.agent_key_encrypted)
     assert new_key != old_key
     assert old_key not in response.content.decode() and new_key not in response.content.decode()
-    from instances.agent_client import AgentClient, AgentError
+    from instances.agent_client import AgentClient, AgentError, endpoint_for
 
-    assert AgentClient("127.0.0.1", instance.port, new_key).status()["instance_id"] == "keyed-1"
+    assert AgentClient(endpoint_for(instance), new_key).status()["instance_id"] == "keyed-1"
     with pytest.raises(AgentError) as refused:
-        AgentClient("127.0.0.1", instance.port, old_key).status()
+        AgentClient(endpoint_for(instance), old_key).status()
     assert refused.value.status_code == 401
     # The new key survives a restart (the local provider hands the current key to the agent).
     api.post("instances/keyed-1/restart")
@@ -105,12 +105,11 @@ def test_rotate_needs_a_running_instance(api, make_instance):
 
 
 def test_agent_refuses_requests_without_the_key(api, live):
-    import httpx
+    from ..helpers import instance_http
 
     live("locked-1")
-    instance = Instance.objects.get(instance_id="locked-1")
-    base = f"http://127.0.0.1:{instance.port}"
-    assert httpx.get(f"{base}/health").status_code == 200
-    for path in ("/api/status", "/config", "/tasks/x", "/anything"):
-        assert httpx.get(base + path).status_code == 401
-        assert httpx.get(base + path, headers={"X-Orchestrio-Agent-Key": "wrong"}).status_code == 401
+    with instance_http("locked-1", gateway_key=False) as agent:
+        assert agent.get("/health").status_code == 200
+        for path in ("/api/status", "/config", "/tasks/x", "/anything"):
+            assert agent.get(path).status_code == 401
+            assert agent.get(path, headers={"X-Orchestrio-Agent-Key": "wrong"}).status_code == 401

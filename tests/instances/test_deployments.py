@@ -15,7 +15,7 @@ from instances.models import Deployment, DeploymentRevision, Instance
 from instances.selectors import agent_client_for
 from orchestrio.models import ActivityEvent
 
-from ..helpers import assert_error, assert_validation_error, run_jobs
+from ..helpers import run_in_instance, assert_error, assert_validation_error, run_jobs
 from ..isolation import TenantIsolationContract
 
 pytestmark = pytest.mark.slow
@@ -47,8 +47,11 @@ def test_create_provisions_configures_and_checks_health(api):
     assert agent_config(body["id"]) == {"timeout": 30}
     instance = Instance.objects.get(instance_id=body["instance_id"])
     state_dir = os.path.join(instance.provider_data["dir"], "state")
-    assert json.load(open(os.path.join(state_dir, "secrets.json"))) == {"api_key": SECRET}
-    assert oct(os.stat(os.path.join(state_dir, "secrets.json")).st_mode & 0o777) == "0o600"
+    # The instance has its secrets, readable by its own user only, in memory (never on disk).
+    inside = run_in_instance(api, instance.instance_id, 'cat "$ORCHESTRIO_SECRETS_FILE"; echo; stat -c "%a %u" "$ORCHESTRIO_SECRETS_FILE"; id -u')
+    secrets_json, mode_owner, uid = inside["stdout"].splitlines()
+    assert json.loads(secrets_json) == {"api_key": SECRET}
+    assert mode_owner == f"600 {uid}" and uid != "0"
     assert "reloaded" in open(os.path.join(state_dir, "reloads.log")).read()  # the reload hook ran
     logs = api.get(f"deployments/{body['id']}/logs").json()["results"]
     assert any("in force and healthy" in line["message"] for line in logs)

@@ -13,27 +13,24 @@ import pytest
 from instances.models import Instance, LogLine, Operation, StateChange
 from instances.providers.local import process_state
 
-from ..helpers import assert_error, call_job, run_jobs
+from ..helpers import assert_error, call_job, instance_http, local_pid, run_jobs
 
 pytestmark = pytest.mark.slow
 
 
-def _pid(instance_id: str) -> int:
-    instance = Instance.objects.get(instance_id=instance_id, destroyed_at__isnull=True)
-    directory = instance.provider_data["dir"]
-    with open(os.path.join(directory, "agent.pid")) as fh:
-        return int(fh.read())
+_pid = local_pid
 
 
 def _health(record) -> int:
-    instance = Instance.objects.get(instance_id=record["instance_id"], destroyed_at__isnull=True)
-    return httpx.get(f"http://127.0.0.1:{instance.port}/health", timeout=2).status_code
+    with instance_http(record["instance_id"]) as client:
+        return client.get("/health").status_code
 
 
 def test_full_lifecycle_with_real_processes(api, live):
     record = live("e2e-01")
     assert record["health_status"] == "healthy"
-    assert record["provider_instance_id"].startswith("local-") and record["ip_address"] == "127.0.0.1"
+    # A network namespace of its own: no address on the host's network, reached through its socket.
+    assert record["provider_instance_id"].startswith("local-") and record["ip_address"] is None
     pid = _pid("e2e-01")
     assert process_state(pid, None) == "running"
     assert _health(record) == 200
@@ -60,8 +57,8 @@ def test_full_lifecycle_with_real_processes(api, live):
     run_jobs()
     assert api.get("instances/e2e-01").json()["state"] == "suspended"
     assert process_state(pid, None) == "suspended"
-    with pytest.raises(httpx.TimeoutException):
-        httpx.get(f"http://127.0.0.1:{Instance.objects.get(instance_id='e2e-01').port}/health", timeout=0.5)
+    with pytest.raises(httpx.TimeoutException), instance_http("e2e-01", timeout=0.5) as client:
+        client.get("/health")
     api.post("instances/e2e-01/resume")
     run_jobs()
     assert api.get("instances/e2e-01").json()["state"] == "running"

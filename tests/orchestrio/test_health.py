@@ -19,10 +19,22 @@ def registered_worker():
 def test_healthy_when_everything_answers(client, db, registered_worker):
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    assert {key: body[key] for key in ("status", "checks")} == {
         "status": "healthy",
         "checks": {"api": "ok", "database": "ok", "redis": "ok", "workers": "ok"},
     }
+    # Whether local instances are sandboxed is said, and never fails the health check.
+    assert set(body["sandbox"]) == {"enabled", "mode", "reason"}
+
+
+def test_health_says_when_the_sandbox_is_off(client, db, registered_worker, monkeypatch):
+    from instances.providers import sandbox
+
+    monkeypatch.setattr(sandbox, "support", lambda: sandbox.Support(False, "off", "bubblewrap is not installed"))
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["sandbox"] == {"enabled": False, "mode": "off", "reason": "bubblewrap is not installed"}
 
 
 def test_degraded_without_workers(client, db):

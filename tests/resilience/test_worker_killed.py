@@ -58,7 +58,7 @@ def test_worker_killed_mid_create_stop_and_task_is_finished_by_the_reconciler(st
     root = instance.provider_data["dir"] + "/root"
     script = f"{root}/opt/openclaw/scripts/count.sh"
     with open(script, "w") as fh:
-        fh.write(f"#!/bin/sh\necho ran >> {root}/runs.txt\necho counted\n")
+        fh.write('#!/bin/sh\necho ran >> "$HOME/runs.txt"\necho counted\n')
     import os
 
     os.chmod(script, 0o755)
@@ -68,7 +68,7 @@ def test_worker_killed_mid_create_stop_and_task_is_finished_by_the_reconciler(st
     s.wait_until(lambda: client.get(f"tasks/{task_id}").json()["status"] == "succeeded", what="the task to finish")
     task = Task.objects.get(task_id=task_id)
     assert task.attempts == 2 and task.stdout.strip() == "counted"
-    with open(f"{root}/runs.txt") as fh:
+    with open(instance.provider_data["dir"] + "/home/runs.txt") as fh:
         assert fh.read() == "ran\n"  # the script ran once, not once per attempt
     assert s.workers[0].restarts == 3
     assert not Operation.objects.exclude(status__in=("succeeded",)).exists()

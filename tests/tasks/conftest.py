@@ -34,6 +34,23 @@ def instance_root(instance_id: str) -> str:
     return os.path.join(instance.provider_data["dir"], "root")
 
 
+def instance_home(instance_id: str) -> str:
+    """Where the instance's $HOME is on this host (tasks write there)."""
+    instance = Instance.objects.get(instance_id=instance_id, destroyed_at__isnull=True)
+    return os.path.join(instance.provider_data["dir"], "home")
+
+
+def host_processes(*argv: str) -> list:
+    """This host's processes running exactly `argv` (an instance's pids are its own namespace's)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["cmdline"] == list(argv) and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
 @pytest.fixture
 def dispatch(api):
     def go(instance_id: str, *, wait: bool = True, **body):

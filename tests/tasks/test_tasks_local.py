@@ -10,7 +10,7 @@ import pytest
 from tasks.models import Task
 
 from ..helpers import assert_error, run_jobs
-from .conftest import instance_root, wait_for
+from .conftest import host_processes, instance_home, instance_root, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def test_success_with_args_as_data(live, dispatch):
 
 def test_shell_metacharacters_arrive_literally(live, dispatch, script):
     live("literal")
-    marker = os.path.join(instance_root("literal"), "pwned")
+    marker = "$HOME/pwned"  # a path the script could write, if an argument were ever run
     hostile = {
         "semicolon": f"; touch {marker}",
         "subshell": f"$(touch {marker})",
@@ -43,7 +43,7 @@ def test_shell_metacharacters_arrive_literally(live, dispatch, script):
         first_line = value.split("\n")[0]
         assert f"arg={first_line}" in task["stdout"]
     assert json.loads(task["stdout"].split("stdin=", 1)[1].strip()) == hostile
-    assert not os.path.exists(marker)
+    assert not os.path.exists(os.path.join(instance_home("literal"), "pwned"))
 
 
 def test_non_zero_exit_is_failed(live, dispatch):
@@ -55,15 +55,12 @@ def test_non_zero_exit_is_failed(live, dispatch):
 
 def test_timeout_kills_the_whole_process_group(live, dispatch, script):
     live("slowpoke")
-    root = instance_root("slowpoke")
-    path = script("slowpoke", "spawn.sh", "#!/bin/sh\nsleep 300 &\necho $! > \"$HOME/child.pid\"\necho started\nwait\n")
+    path = script("slowpoke", "spawn.sh", "#!/bin/sh\nsleep 301 &\necho $! > \"$HOME/child.pid\"\necho started\nwait\n")
     task = dispatch("slowpoke", script_path=path, timeout_seconds=1)
     assert task["status"] == "timed_out"
     assert "timed out after 1s" in task["error_message"]
-    child = int(open(os.path.join(root, "child.pid")).read())
-    from instances.providers.local import process_state
-
-    assert wait_for(lambda: process_state(child, None) is None, timeout=10), "the script's child survived the timeout"
+    assert os.path.exists(os.path.join(instance_home("slowpoke"), "child.pid"))
+    assert wait_for(lambda: not host_processes("sleep", "301"), timeout=10), "the script's child survived the timeout"
 
 
 def test_cancel_while_running(api, live, dispatch, script, monkeypatch):
@@ -72,8 +69,8 @@ def test_cancel_while_running(api, live, dispatch, script, monkeypatch):
     from tasks import services
 
     live("cancelme")
-    root = instance_root("cancelme")
-    path = script("cancelme", "long.sh", "#!/bin/sh\nsleep 300 &\necho $! > \"$HOME/child.pid\"\nwait\n")
+    home = instance_home("cancelme")
+    path = script("cancelme", "long.sh", "#!/bin/sh\nsleep 302 &\necho $! > \"$HOME/child.pid\"\nwait\n")
     queued = dispatch("cancelme", script_path=path, wait=False)
     provider = get_provider("local")
     real_status = provider.task_status
@@ -82,7 +79,7 @@ def test_cancel_while_running(api, live, dispatch, script, monkeypatch):
         # A cancel request arrives (as from the API) once the script is running.
         result = real_status(spec, request, command)
         task = Task.objects.get(task_id=queued["task_id"])
-        if result.status == "running" and os.path.exists(os.path.join(root, "child.pid")) and task.cancel_requested_at is None:
+        if result.status == "running" and os.path.exists(os.path.join(home, "child.pid")) and task.cancel_requested_at is None:
             services.task_cancel(task=task, actor=Actor.system("test"))
         return result
 
@@ -90,10 +87,7 @@ def test_cancel_while_running(api, live, dispatch, script, monkeypatch):
     run_jobs()
     task = api.get(f"tasks/{queued['task_id']}").json()
     assert task["status"] == "cancelled" and task["error_message"] == "cancelled on request"
-    child = int(open(os.path.join(root, "child.pid")).read())
-    from instances.providers.local import process_state
-
-    assert wait_for(lambda: process_state(child, None) is None, timeout=10)
+    assert wait_for(lambda: not host_processes("sleep", "302"), timeout=10)
     assert_error(api.post(f"tasks/{queued['task_id']}/cancel"), 400, contains="already finished")
 
 
@@ -158,5 +152,5 @@ def test_worker_death_is_recovered_without_running_twice(api, live, dispatch, sc
     run_jobs()
     task.refresh_from_db()
     assert task.status == "succeeded" and task.attempts == 2
-    runs = open(os.path.join(instance_root("phoenix-task"), "runs.txt")).read().splitlines()
+    runs = open(os.path.join(instance_home("phoenix-task"), "runs.txt")).read().splitlines()
     assert runs == ["run"]
