@@ -354,17 +354,23 @@ class Agent:
         # The launcher's hash is the control plane's current key: it wins over what a previous
         # run left on disk (a rotation while stopped, or a file the instance's own code changed).
         env_hash = os.environ.pop("ORCHESTRIO_AGENT_KEY_SHA256", "")
+        self._key_hash = env_hash or self._read_key_file()
         if env_hash:
             _atomic_write(self.key_file, env_hash.encode())
 
     # --- keys and config -------------------------------------------------------------------
 
-    def key_hash(self) -> str:
+    def _read_key_file(self) -> str:
         try:
             with open(self.key_file, encoding="ascii") as fh:
                 return fh.read().strip()
-        except FileNotFoundError:
+        except (OSError, UnicodeError):
             return ""
+
+    def key_hash(self) -> str:
+        """Held in memory: the file only carries it across restarts of the agent (on a machine of
+        its own, where no launcher passes it), so nothing written there later changes it."""
+        return self._key_hash
 
     def check_key(self, presented: str | None) -> bool:
         expected = self.key_hash()
@@ -380,6 +386,7 @@ class Agent:
         return hmac.compare_digest(derived, presented)
 
     def set_key_hash(self, value: str) -> None:
+        self._key_hash = value
         _atomic_write(self.key_file, value.encode("ascii"))
 
     def config_bytes(self) -> bytes:

@@ -26,11 +26,23 @@ def _after_all_last(items):
     items[:] = [item for item in items if not item.get_closest_marker("after_all")] + last
 
 
+def _sandbox_enabled() -> bool:
+    from instances.providers.sandbox import support
+
+    return support().enabled
+
+
 def pytest_report_header(config):
+    from instances.providers.sandbox import support
+
     db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     redis = "Redis at REDIS_URL" if settings.REDIS_URL else "embedded in-memory Redis"
     browser = CHROMIUM or "NOT INSTALLED: browser tests will be skipped (apt-get install -y chromium)"
-    return [f"orchestrio: database={db}, queue={redis}, chromium={browser}, CI={IN_CI}"]
+    sandbox = support()
+    return [
+        f"orchestrio: database={db}, queue={redis}, chromium={browser}, CI={IN_CI}",
+        f"orchestrio: local sandbox={sandbox.mode if sandbox.enabled else 'OFF'} ({sandbox.reason})",
+    ]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -42,6 +54,11 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.xfail(reason="CI must run PostgreSQL tests on PostgreSQL", run=False, strict=True))
             else:
                 item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL; CI always does)"))
+        if item.get_closest_marker("sandbox") and not _sandbox_enabled():
+            if IN_CI:
+                item.add_marker(pytest.mark.xfail(reason="CI must run the sandbox tests (root and bubblewrap)", run=False, strict=True))
+            else:
+                item.add_marker(pytest.mark.skip(reason="needs the sandbox: run as root with bubblewrap installed (apt-get install bubblewrap)"))
         if item.get_closest_marker("browser") and not CHROMIUM:
             if IN_CI:
                 item.add_marker(pytest.mark.xfail(reason="CI must run browser tests (chromium missing)", run=False, strict=True))

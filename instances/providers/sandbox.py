@@ -5,7 +5,7 @@ Tenants are untrusted, and so is everything their instances run. A local instanc
     setpriv --reuid N --regid N --clear-groups            (its own unprivileged uid and gid)
       bwrap --unshare-user --disable-userns               (a user namespace: no nested ones)
             --unshare-pid --unshare-ipc --unshare-uts --unshare-net --unshare-cgroup-try
-            --ro-bind /usr …                              (the system, read-only)
+            --ro-bind /usr …                              (the system, read-only; its root too)
             --bind <instance>/state /var/lib/orchestrio    (its own writable dirs, nothing else)
             --tmpfs /run/orchestrio                        (secrets: memory only, mode 0700)
         python3 agent.py --listen-fd K …                   (the bundled agent, or it supervising
@@ -136,13 +136,13 @@ def wrap(*, uid: int, hostname: str, binds: list[tuple[str, str, bool]], argv: l
         # bwrap itself starts as the instance's uid: the tmpfs it mounts is the instance's.
         return [
             *_drop(uid), bwrap, "--unshare-user", "--uid", str(uid), "--gid", str(uid), "--disable-userns", *mounts,
-            "--perms", "0700", "--size", str(SECRETS_BYTES), "--tmpfs", SECRETS,
+            "--perms", "0700", "--size", str(SECRETS_BYTES), "--tmpfs", SECRETS, "--remount-ro", "/",
             *_namespaces(hostname), "--chdir", chdir, "--", *command,
         ]  # fmt: skip
     # root mode: bwrap mounts as root, so the secrets tmpfs is sticky and world-writable like /tmp
     # (the instance's uid is the only one inside that could write it); the agent's file is 0600.
     return [
-        bwrap, *mounts, "--perms", "1777", "--size", str(SECRETS_BYTES), "--tmpfs", SECRETS,
+        bwrap, *mounts, "--perms", "1777", "--size", str(SECRETS_BYTES), "--tmpfs", SECRETS, "--remount-ro", "/",
         *_namespaces(hostname), "--chdir", chdir, "--", *_drop(uid), "--no-new-privs", *command,
     ]  # fmt: skip
 

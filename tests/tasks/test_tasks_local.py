@@ -10,7 +10,7 @@ import pytest
 from tasks.models import Task
 
 from ..helpers import assert_error, run_jobs
-from .conftest import host_processes, instance_home, instance_root, wait_for
+from .conftest import host_processes, instance_home, wait_for
 
 pytestmark = pytest.mark.slow
 
