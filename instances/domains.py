@@ -132,7 +132,10 @@ def domain_attach(*, instance: Instance, domain: str, actor: Actor) -> CustomDom
     holder = _active_claim(name)
     if holder is not None and holder.tenant_id != locked.tenant_id:
         raise Conflict(IN_USE)  # not whose, nor which instance: another tenant's business
-    own = holder or CustomDomain.objects.filter(domain=name, tenant_id=locked.tenant_id, removed_at__isnull=True).select_related("instance").first()
+    own = holder or (
+        CustomDomain.objects.filter(domain=name, tenant_id=locked.tenant_id, removed_at__isnull=True)
+        .exclude(status=DomainStatus.REMOVING).select_related("instance").first()
+    )  # fmt: skip
     if own is not None:
         raise Conflict(f"{name} is attached to another instance of yours, {own.instance.instance_id}; remove it there first")
     record = CustomDomain(instance=locked, tenant_id=locked.tenant_id, domain=name, verification_token="orchestrio-verify=" + secrets.token_urlsafe(24), next_check_at=timezone.now())

@@ -136,6 +136,13 @@ def test_one_tenant_cannot_claim_one_name_twice(api, running, make_instance):
     assert_error(api.post("instances/web-02/custom-domain", {"domain": NAME}), 409, contains="web-01")
 
 
+def test_a_claim_being_removed_does_not_hold_the_name_within_the_tenant(api, running, make_instance):
+    claim(api, "web-01")
+    api.delete("instances/web-01")  # its claim is `removing` until the destroy job has run
+    make_instance(instance_id="web-02", state="running")
+    assert claim(api, "web-02")["status"] == "pending_dns"
+
+
 def test_unverified_claims_expire(api, running, other_api, theirs, dns_server, settings):
     settings.DOMAIN_VERIFY_HOURS = 2
     claim(api, "web-01")
