@@ -25,7 +25,9 @@ class IsTenantMember(BasePermission):
         if not roles.allows(principal.role, capability):
             # Another tenant's (or no) object is 404 before it is 403: the refusal must not be
             # the first thing a caller learns about an id that is not theirs.
-            view.check_route_objects()
+            lookup = getattr(view, "check_route_objects", None)  # (ApiViewMixin's; every API view has it)
+            if lookup is not None:
+                lookup()
             roles.require(principal, capability)
         allowed = getattr(view, "allows_scoped_tokens", False)
         action = action or request.method.lower()
