@@ -53,7 +53,7 @@ def billing_overview(request):
 
 
 @require_POST
-@console_view
+@console_view(capabilities="billing")
 def billing_checkout(request, plan_id: str):
     try:
         return HttpResponseRedirect(services.checkout_session_create(principal=request.principal, plan_id=plan_id))
@@ -63,7 +63,7 @@ def billing_checkout(request, plan_id: str):
 
 
 @require_POST
-@console_view
+@console_view(capabilities="billing")
 def billing_portal(request):
     try:
         return HttpResponseRedirect(services.portal_session_create(principal=request.principal))
@@ -77,19 +77,9 @@ class AlertForm(forms.Form):
     enabled = forms.BooleanField(required=False)
 
 
-def _admin_only(request):
-    if not request.principal.is_admin:
-        messages.error(request, "Alerts are managed by the tenant's owner or admins.")
-        return redirect("console:home")
-    return None
-
-
 @require_http_methods(["GET", "POST"])
-@console_view
+@console_view(capabilities="alerts")
 def alerts_page(request):
-    refusal = _admin_only(request)
-    if refusal:
-        return refusal
     tenant = request.principal.tenant
     config = AlertConfig.objects.filter(tenant=tenant).first()
     form = AlertForm(request.POST or None, initial={"webhook_url": config.webhook_url if config else "", "enabled": config.enabled if config else False})
@@ -110,11 +100,8 @@ def alerts_page(request):
 
 
 @require_POST
-@console_view
+@console_view(capabilities="alerts")
 def alerts_action(request, action: str):
-    refusal = _admin_only(request)
-    if refusal:
-        return refusal
     tenant = request.principal.tenant
     try:
         if action == "test":

@@ -8,9 +8,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from instances.models import Instance
+from orchestrio import roles
 from orchestrio.errors import Conflict, PlanLimitReached, ValidationFailed
 from orchestrio.services import activity_record
-from orchestrio.tenancy import Actor
+from orchestrio.tenancy import Actor, Principal
 
 from .choices import OIDC_PROVIDERS, GatewayProvider
 from .models import GatewayPolicy
@@ -89,6 +90,21 @@ def policy_warnings(policy: GatewayPolicy) -> list[str]:
     return warnings
 
 
+def policy_is_public(policy: dict[str, Any]) -> bool:
+    """Whether an (enabled) policy lets anyone on the internet through: `anonymous`, or an OIDC
+    policy whose rules pin no caller (anyone who can get a token from that issuer passes)."""
+    if not policy.get("enabled", True):
+        return False
+    return policy["provider"] == GatewayProvider.ANONYMOUS or bool(pinning_warnings(policy["provider"], policy.get("allow") or []))
+
+
+def _check_exposure(principal: Principal, policy: dict[str, Any]) -> None:
+    """Making an instance public is the `expose` capability; any other policy is `operate`
+    (checked by the API and console declarations)."""
+    if policy_is_public(policy):
+        roles.require(principal, roles.EXPOSE)
+
+
 def _check_plan(instance: Instance, provider: str) -> None:
     plan = instance.tenant.plan
     if provider in OIDC_PROVIDERS and not plan.feature_oidc_gateway:
@@ -105,11 +121,13 @@ def _normalise(data: dict) -> dict:
 
 
 @transaction.atomic
-def policy_create(*, instance: Instance, actor: Actor, data: dict) -> GatewayPolicy:
+def policy_create(*, instance: Instance, principal: Principal, data: dict) -> GatewayPolicy:
+    actor = principal.actor
     data = {"slug": None, "audience": "", "issuer": "", "allow": [], "config": {}, "enabled": True, **_normalise(data)}
     issues = validate_policy(data)
     if issues:
         raise ValidationFailed(issues)
+    _check_exposure(principal, data)
     _check_plan(instance, data["provider"])
     if GatewayPolicy.objects.filter(instance=instance, slug=data["slug"], provider=data["provider"]).exists():
         raise Conflict(f"{instance.instance_id} already has a {data['provider']} policy for {data['slug'] or 'the catch-all'}")
@@ -127,7 +145,8 @@ def policy_create(*, instance: Instance, actor: Actor, data: dict) -> GatewayPol
 
 
 @transaction.atomic
-def policy_update(*, policy: GatewayPolicy, actor: Actor, data: dict) -> GatewayPolicy:
+def policy_update(*, policy: GatewayPolicy, principal: Principal, data: dict) -> GatewayPolicy:
+    actor = principal.actor
     locked = GatewayPolicy.objects.select_for_update(of=("self",)).select_related("instance__tenant__plan").get(pk=policy.pk)
     changes = _normalise(data)
     merged = {field: getattr(locked, field) for field in FIELDS}
@@ -135,6 +154,7 @@ def policy_update(*, policy: GatewayPolicy, actor: Actor, data: dict) -> Gateway
     issues = validate_policy(merged)
     if issues:
         raise ValidationFailed(issues)
+    _check_exposure(principal, merged)  # a change that leaves (or makes) the policy public
     if "provider" in changes:
         _check_plan(locked.instance, merged["provider"])
     clash = GatewayPolicy.objects.filter(instance=locked.instance, slug=merged["slug"], provider=merged["provider"]).exclude(pk=locked.pk)

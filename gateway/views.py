@@ -149,7 +149,7 @@ def instance_gateway(request, instance_id: str):
     form = PolicyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            created = services.policy_create(instance=instance, actor=request.principal.actor, data=form.cleaned_data)
+            created = services.policy_create(instance=instance, principal=request.principal, data=form.cleaned_data)
         except DomainError as exc:
             _errors_to_form(form, exc)
         else:
@@ -162,7 +162,7 @@ def instance_gateway(request, instance_id: str):
     return render(request, "gateway/instance_gateway.html", {"instance": instance, "form": form, "policies": policies, "public_url": settings.PUBLIC_URL})
 
 
-def _policy(request, policy_id: str) -> GatewayPolicy:
+def _policy(request, policy_id: str, **_) -> GatewayPolicy:
     policy = GatewayPolicy.objects.filter(tenant=request.principal.tenant, pk=policy_id, instance__destroyed_at__isnull=True).select_related("instance").first()
     if policy is None:
         raise Http404(f"no policy {policy_id}")
@@ -174,7 +174,7 @@ def _policy(request, policy_id: str) -> GatewayPolicy:
 def policy_toggle(request, policy_id: str):
     policy = _policy(request, policy_id)
     try:
-        services.policy_update(policy=policy, actor=request.principal.actor, data={"enabled": not policy.enabled})
+        services.policy_update(policy=policy, principal=request.principal, data={"enabled": not policy.enabled})
         messages.success(request, f"Policy {policy.pk} {'disabled' if policy.enabled else 'enabled'}.")
     except DomainError as exc:
         domain_error_message(request, exc)
@@ -182,7 +182,7 @@ def policy_toggle(request, policy_id: str):
 
 
 @require_POST
-@console_view
+@console_view(capabilities="destroy", objects=_policy)
 def policy_delete(request, policy_id: str):
     policy = _policy(request, policy_id)
     services.policy_delete(policy=policy, actor=request.principal.actor)

@@ -155,7 +155,9 @@ class CustomDomainAdmin(AuditedModelAdmin):
     list_filter = ["status", ("removed_at", admin.EmptyFieldListFilter)]
     search_fields = ["domain", "instance__instance_id", "tenant__id"]
     list_select_related = ["instance", "tenant"]
-    readonly_fields = ["instance", "tenant", "domain", "verification_token", "resolved", "attempts", "last_checked_at", "next_check_at", "activated_at", "created_at", "updated_at", "removed_at"]
+    # `status` too: a claim becomes active only by proving the name in DNS (domains.domain_check),
+    # which also ends the other tenants' claims on it.
+    readonly_fields = ["instance", "tenant", "domain", "status", "verification_token", "resolved", "attempts", "last_checked_at", "next_check_at", "activated_at", "created_at", "updated_at", "removed_at"]
     actions = ["check_now"]
 
     def has_add_permission(self, request):

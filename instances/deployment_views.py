@@ -79,7 +79,7 @@ class UpdateForm(forms.Form):
         return _secret_lines(self.cleaned_data["secrets"], allow_removal=True)
 
 
-def _deployment(request, deployment_id: str) -> Deployment:
+def _deployment(request, deployment_id: str, **_) -> Deployment:
     deployment = Deployment.objects.filter(tenant=request.principal.tenant, pk=deployment_id, deleted_at__isnull=True).select_related("instance", "blueprint").first()
     if deployment is None:
         raise Http404("no such deployment")
@@ -164,7 +164,7 @@ def deployment_rollback(request, deployment_id: str):
 
 
 @require_POST
-@console_view
+@console_view(capabilities="destroy", objects=_deployment)
 def deployment_delete(request, deployment_id: str):
     deployment = _deployment(request, deployment_id)
     try:

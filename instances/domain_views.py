@@ -8,6 +8,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from orchestrio import roles
 from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
@@ -16,11 +17,15 @@ from .selectors import instance_live
 from .views import _errors_to_form
 
 
+# The capability each action of `instance_domain_action` needs beyond `operate` (orchestrio/roles.py).
+ACTION_CAPABILITIES = {"remove": "destroy"}
+
+
 class DomainForm(forms.Form):
     domain = forms.CharField(max_length=300, help_text="A name you control, e.g. app.example.com.")
 
 
-def _instance(request, instance_id):
+def _instance(request, instance_id, **_):
     instance = instance_live(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("tenant__plan").first()
     if instance is None:
         raise Http404(f"no instance {instance_id}")
@@ -28,7 +33,7 @@ def _instance(request, instance_id):
 
 
 @require_http_methods(["GET", "POST"])
-@console_view
+@console_view(capabilities={"POST": "expose"}, objects=_instance)
 def instance_domain(request, instance_id: str):
     instance = _instance(request, instance_id)
     current = instance.custom_domains.filter(removed_at__isnull=True).first()
@@ -52,6 +57,7 @@ def instance_domain_action(request, instance_id: str, action: str):
     current = instance.custom_domains.filter(removed_at__isnull=True).first()
     if current is None:
         raise Http404("no custom domain")
+    roles.require(request.principal, ACTION_CAPABILITIES.get(action, "operate"))
     try:
         if action == "check":
             checked = domains.domain_check(current.pk, actor=request.principal.actor)

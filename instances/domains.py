@@ -4,9 +4,16 @@ and the edge proxy's "may I issue a certificate for this name?" question.
 A domain is `pending_dns` until a check finds both records: the name points at the instance (a
 CNAME to `<instance_id>.<BASE_DOMAIN>`, or, at a zone apex, A/AAAA records equal to the edge's
 addresses) and `_orchestrio-challenge.<domain>` has a TXT record with the domain's token. Checks
-run in the background with backoff for up to DOMAIN_VERIFY_HOURS (72 h), then the domain is
-`failed` with the last reason; `POST …/custom-domain/check` runs one at once. Once `active`, the
-edge (Caddy's on-demand TLS) gets a certificate for it the first time someone visits.
+run in the background with backoff for up to DOMAIN_VERIFY_HOURS (72 h), then the claim expires
+(`failed`, with the last reason); `POST …/custom-domain/check` runs one at once. Once `active`,
+the edge (Caddy's on-demand TLS) gets a certificate for it the first time someone visits.
+
+A row is a tenant's *claim* on a name. Tenants are untrusted and anyone can sign up, so asking
+first proves nothing: several tenants may hold pending claims on one name, each with its own
+token, and the first to prove ownership in DNS wins. Its claim becomes the only active one (the
+`custom_domain_active_unique` constraint) and every other claim on the name is ended with a reason
+its owner can read. Only an active name is refused to others (409), with a detail that says
+nothing about who holds it; the edge and the routing by Host consider active names only.
 """
 
 from __future__ import annotations
@@ -94,6 +101,21 @@ def dns_records(domain: CustomDomain) -> list[dict]:
 
 # --- services --------------------------------------------------------------------------------------
 
+IN_USE = "this domain is already in use"
+# What the owner of an ended claim reads: that the name is proven elsewhere, never by whom.
+TAKEN = "another account proved ownership of this domain first (its DNS records point there); remove this claim"
+
+
+def _active_claim(name: str) -> CustomDomain | None:
+    return CustomDomain.objects.filter(domain=name, status=DomainStatus.ACTIVE, removed_at__isnull=True).select_related("instance").first()
+
+
+def _end(domain: CustomDomain, reason: str) -> None:
+    """A claim that can no longer win: failed with the reason, no more background checks."""
+    domain.status, domain.error, domain.next_check_at = DomainStatus.FAILED, reason, None
+    domain.save(update_fields=["status", "error", "next_check_at", "updated_at"])
+
+
 
 @transaction.atomic
 def domain_attach(*, instance: Instance, domain: str, actor: Actor) -> CustomDomain:
@@ -107,14 +129,21 @@ def domain_attach(*, instance: Instance, domain: str, actor: Actor) -> CustomDom
     current = CustomDomain.objects.filter(instance=locked, removed_at__isnull=True).first()
     if current is not None:
         raise Conflict(f"{locked.instance_id} already has the domain {current.domain}; remove it first (one domain per instance)")
-    if CustomDomain.objects.filter(domain=name, removed_at__isnull=True).exists():
-        raise Conflict(f"{name} is attached to another instance")
+    holder = _active_claim(name)
+    if holder is not None and holder.tenant_id != locked.tenant_id:
+        raise Conflict(IN_USE)  # not whose, nor which instance: another tenant's business
+    own = holder or (
+        CustomDomain.objects.filter(domain=name, tenant_id=locked.tenant_id, removed_at__isnull=True)
+        .exclude(status=DomainStatus.REMOVING).select_related("instance").first()
+    )  # fmt: skip
+    if own is not None:
+        raise Conflict(f"{name} is attached to another instance of yours, {own.instance.instance_id}; remove it there first")
     record = CustomDomain(instance=locked, tenant_id=locked.tenant_id, domain=name, verification_token="orchestrio-verify=" + secrets.token_urlsafe(24), next_check_at=timezone.now())
     try:
         with transaction.atomic():
             record.save(force_insert=True)
     except IntegrityError as exc:
-        raise Conflict(f"{name} is attached to another instance") from exc
+        raise Conflict(f"{locked.instance_id} already has a custom domain; remove it first (one domain per instance)") from exc
     log_append(locked, "domain", f"custom domain {name} attached; waiting for its DNS records")
     activity_record(actor=actor, action="custom_domain.attach", tenant=locked.tenant_id, object_type="custom_domain", object_id=name, data={"instance_id": locked.instance_id})
     return record
@@ -226,39 +255,65 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def domain_check(domain_pk: int, *, actor: Actor | None = None) -> CustomDomain:
-    """Check the DNS of one domain now and record the outcome."""
+    """Check the DNS of one claim now and record the outcome; the first claim on a name to pass
+    becomes its active one and ends the others."""
     with transaction.atomic():
         domain = CustomDomain.objects.select_for_update(of=("self",)).select_related("instance").get(pk=domain_pk)
         if domain.removed_at is not None or domain.status == DomainStatus.REMOVING:
             raise InvalidState(f"{domain.domain} is being removed")
         if domain.status != DomainStatus.ACTIVE:
+            holder = _active_claim(domain.domain)
+            if holder is not None:
+                _end(domain, TAKEN)  # no DNS needed: the name is proven elsewhere
+                return domain
             domain.status = DomainStatus.VERIFYING
             domain.save(update_fields=["status", "updated_at"])
+        started = domain.status
     result = check_dns(domain)  # outside the transaction: DNS may take seconds
     now = timezone.now()
+    ended: list[CustomDomain] = []
     with transaction.atomic():
-        domain = CustomDomain.objects.select_for_update(of=("self",)).select_related("instance").get(pk=domain_pk)
-        if domain.removed_at is not None or domain.status == DomainStatus.REMOVING:
-            return domain
+        # Every live claim on the name, locked in one order: two claims that pass at once are
+        # decided one after the other (and without a deadlock), never both active.
+        claims = {
+            claim.pk: claim
+            for claim in CustomDomain.objects.select_for_update(of=("self",)).select_related("instance")
+            .filter(domain=domain.domain, removed_at__isnull=True).order_by("pk")
+        }  # fmt: skip
+        domain = claims.get(domain_pk)
+        if domain is None or domain.status != started:
+            # Removed, or ended by a rival that proved the name, while DNS was being asked.
+            return domain or CustomDomain.objects.get(pk=domain_pk)
         domain.resolved = result.resolved
         domain.last_checked_at = now
         domain.attempts += 1
         previous = domain.status
-        if result.reason is None:
+        if result.reason is None and previous != DomainStatus.ACTIVE and any(c.status == DomainStatus.ACTIVE for c in claims.values()):
+            domain.status, domain.error, domain.next_check_at = DomainStatus.FAILED, TAKEN, None
+        elif result.reason is None:
             domain.status, domain.error, domain.next_check_at = DomainStatus.ACTIVE, "", None
             domain.activated_at = domain.activated_at or now
             if previous != DomainStatus.ACTIVE:
                 log_append(domain.instance, "domain", f"{domain.domain} verified: DNS is right; TLS is issued on the first visit")
                 activity_record(actor=actor or Actor.system("domains"), action="custom_domain.active", tenant=domain.tenant_id, object_type="custom_domain", object_id=domain.domain)
+                ended = [claim for claim in claims.values() if claim.pk != domain.pk and claim.status != DomainStatus.REMOVING]
         elif domain.status == DomainStatus.ACTIVE and result.transient:
             pass  # an active domain keeps serving through a resolver hiccup
         elif now - domain.created_at > timedelta(hours=settings.DOMAIN_VERIFY_HOURS):
-            domain.status, domain.error, domain.next_check_at = DomainStatus.FAILED, result.reason, None
+            reason = f"not verified within {settings.DOMAIN_VERIFY_HOURS} h, so this claim expired and is no longer checked (last check: {result.reason}); fix the records and check again, or remove it"
+            domain.status, domain.error, domain.next_check_at = DomainStatus.FAILED, reason, None
             log_append(domain.instance, "domain", f"{domain.domain} failed verification after {settings.DOMAIN_VERIFY_HOURS} h: {result.reason}", level=LogLevel.WARNING)
         else:
             domain.status, domain.error = DomainStatus.PENDING_DNS, result.reason
             domain.next_check_at = now + _backoff(domain.attempts)
         domain.save(update_fields=["status", "error", "resolved", "last_checked_at", "attempts", "next_check_at", "activated_at", "updated_at"])
+        for claim in ended:
+            _end(claim, TAKEN)
+            activity_record(actor=Actor.system("domains"), action="custom_domain.ended", tenant=claim.tenant_id, object_type="custom_domain", object_id=claim.domain, data={"reason": "proven by another account"})
+    # The log lines of the ended claims' instances, after the claims' locks are released (a
+    # log line takes its instance's row, which a destroy holds while it takes the claim's).
+    for claim in ended:
+        log_append(claim.instance, "domain", f"{claim.domain}: claim ended: {TAKEN}", level=LogLevel.WARNING)
     return domain
 
 

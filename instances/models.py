@@ -305,7 +305,9 @@ class StateChange(models.Model):
 
 
 class CustomDomain(models.Model):
-    """A customer's own hostname for an instance, verified in DNS, served with TLS by the edge."""
+    """A tenant's claim on a hostname for an instance: verified in DNS, then served with TLS by the
+    edge. Claims on one name by several tenants may be pending at once; the first to prove it
+    becomes the only active one."""
 
     instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="custom_domains")
     tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="custom_domains")
@@ -325,8 +327,12 @@ class CustomDomain(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            # A domain belongs to one live instance at a time; an instance has one domain.
-            models.UniqueConstraint(fields=["domain"], condition=Q(removed_at__isnull=True), name="custom_domain_live_unique"),
+            # A name is served for one instance at a time: the claim that proved it first. Pending
+            # and failed claims block nobody (several tenants may claim one name; see domains.py).
+            # An instance has one domain.
+            models.UniqueConstraint(
+                fields=["domain"], condition=Q(status="active", removed_at__isnull=True), name="custom_domain_active_unique"
+            ),
             models.UniqueConstraint(fields=["instance"], condition=Q(removed_at__isnull=True), name="custom_domain_one_per_instance"),
         ]
         indexes = [models.Index(fields=["domain", "status"], name="custom_domain_ask")]

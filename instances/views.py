@@ -10,6 +10,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from orchestrio import roles
 from orchestrio.errors import DomainError, ValidationFailed
 from orchestrio.views import console_view, domain_error_message
 
@@ -27,9 +28,11 @@ VERBS = {
     "suspend": OperationKind.SUSPEND,
     "resume": OperationKind.RESUME,
 }
+# The capability each action of `instance_action` needs beyond `operate` (orchestrio/roles.py).
+ACTION_CAPABILITIES = {"rotate-agent-key": "tokens"}
 
 
-def _instance(request, instance_id: str):
+def _instance(request, instance_id: str, **_):
     instance = instance_get(tenant_id=request.principal.tenant.pk, instance_id=instance_id)
     if instance is None:
         raise Http404(f"no instance {instance_id}")
@@ -95,6 +98,7 @@ def instance_detail(request, instance_id: str):
 @console_view
 def instance_action(request, instance_id: str, verb: str):
     instance = _instance(request, instance_id)
+    roles.require(request.principal, ACTION_CAPABILITIES.get(verb, "operate"))
     actor = request.principal.actor
     try:
         if verb in VERBS:
@@ -117,7 +121,7 @@ def instance_action(request, instance_id: str, verb: str):
 
 
 @require_http_methods(["GET", "POST"])
-@console_view
+@console_view(capabilities="destroy", objects=_instance)
 def instance_destroy(request, instance_id: str):
     instance = _instance(request, instance_id)
     if request.method == "POST":

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import tokens
+from . import roles, tokens
 from .choices import ActorType, Role
 from .errors import Conflict, Forbidden, PlanLimitReached, ValidationFailed
 from .models import ActivityEvent, ApiToken, Membership, Tenant
@@ -200,15 +200,17 @@ def api_token_create(
 def api_token_revoke(*, token: ApiToken, actor: Actor, principal: Principal | None = None) -> ApiToken:
     """Revoke at once: the very next request with this token is refused (no caching of tokens).
 
-    `principal` is the API or console caller; members may revoke only tokens they created. Staff
-    acting in the admin pass only `actor`.
+    `principal` is the API or console caller: anyone may revoke a token they created, someone
+    else's needs the `tokens` capability (orchestrio/roles.py). Staff acting in the admin pass
+    only `actor`.
     """
     token = ApiToken.objects.select_for_update(of=("self",)).get(pk=token.pk)
     if principal is not None:
         if principal.instance_scope is not None and principal.token.pk != token.pk:
             raise Forbidden("an instance-scoped token can only revoke itself")
-        if not principal.is_admin and token.created_by_id != getattr(principal.user, "pk", None):
-            raise Forbidden("members may revoke only the tokens they created")
+        own = principal.user is not None and token.created_by_id == principal.user.pk
+        if not own:
+            roles.require(principal, roles.TOKENS)
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from .choices import ActorType, Role
+from .choices import ActorType
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -70,13 +70,6 @@ class Principal:
         if self.token is not None:
             return f"token:{self.token.pk}"
         return f"user:{self.user.pk}"
-
-    def has_role(self, *roles: str) -> bool:
-        return self.role in roles
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role in (Role.OWNER, Role.ADMIN)
 
     @property
     def actor(self) -> Actor:

@@ -23,9 +23,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
 
-from . import selectors, services
+from . import roles, selectors, services
 from .auth import SESSION_TENANT_KEY, membership_for_session
-from .errors import DomainError
+from .errors import DomainError, Forbidden
 from .forms import ApiTokenForm, LoginForm, SignupForm
 from .middleware import is_api_path, unavailable_response
 from .models import ActivityEvent, Membership
@@ -34,21 +34,41 @@ from .tenancy import Actor, Principal, client_ip
 logger = logging.getLogger(__name__)
 
 
-def console_view(view):
-    """Login required; sets `request.principal` for the user's current tenant."""
+def console_view(view=None, *, capabilities: roles.Declaration = None, objects=None):
+    """Login required; sets `request.principal` for the user's current tenant; and the role
+    check of orchestrio/roles.py, as the API's: `capabilities` is the one a page needs (or, by
+    HTTP method, `{"POST": "destroy"}`), by default `read` for GET and `operate` for POST.
 
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        membership = membership_for_session(request, request.user)
-        if membership is None:
-            return render(request, "console/no_tenant.html", status=403)
-        request.principal = Principal(
-            tenant=membership.tenant, role=membership.role, user=request.user, ip=client_ip(request)
-        )
-        return view(request, *args, **kwargs)
+    `objects(request, **url_kwargs)` looks up what the URL names (Http404 when it is not the
+    tenant's): a refusal calls it first, so another tenant's object is 404, never 403. A view
+    whose capability depends on its input calls `roles.require` itself, after its lookup; a
+    Forbidden that leaves the view is answered like the decorator's own refusal.
+    """
 
-    return wrapper
+    def decorate(view):
+        @login_required
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            membership = membership_for_session(request, request.user)
+            if membership is None:
+                return render(request, "console/no_tenant.html", status=403)
+            request.principal = Principal(
+                tenant=membership.tenant, role=membership.role, user=request.user, ip=client_ip(request)
+            )
+            try:
+                capability = roles.needed(capabilities, request.method)
+                if not roles.allows(request.principal.role, capability):
+                    if objects is not None:
+                        objects(request, *args, **kwargs)
+                    roles.require(request.principal, capability)
+                return view(request, *args, **kwargs)
+            except Forbidden as exc:
+                return render(request, "console/forbidden.html", {"detail": exc.detail}, status=403)
+
+        wrapper.capabilities = capabilities
+        return wrapper
+
+    return decorate(view) if view is not None else decorate
 
 
 def domain_error_message(request, exc: DomainError) -> None:
@@ -136,7 +156,7 @@ def account(request):
 
 
 @require_POST
-@console_view
+@console_view(capabilities="read")  # the user's own session, not the tenant
 def switch_tenant(request):
     tenant_id = request.POST.get("tenant_id", "")
     if Membership.objects.filter(user=request.user, tenant_id=tenant_id).exists():

@@ -8,18 +8,15 @@ from rest_framework.response import Response
 
 from orchestrio.api.schema import ERR_400, ERR_403, ERR_502, ERR_503, ERR_504
 from orchestrio.api.viewsets import TenantApiView, TenantScopedViewSet
-from orchestrio.choices import Role
 
 from .. import alerts, services
 from ..models import AlertConfig, AlertDelivery
 from ..selectors import usage_current
 from . import serializers as s
 
-ADMIN_ROLES = (Role.OWNER, Role.ADMIN)
-
-
 class CheckoutView(TenantApiView):
     rate_class = "write"
+    capabilities = {"post": "billing"}
 
     @extend_schema(tags=["billing"], summary="A Stripe Checkout session to subscribe to a plan", request=s.CheckoutSerializer,
                    responses={200: s.UrlSerializer, 400: ERR_400, 403: ERR_403, 502: ERR_502, 503: ERR_503, 504: ERR_504})  # fmt: skip
@@ -31,6 +28,7 @@ class CheckoutView(TenantApiView):
 
 class PortalView(TenantApiView):
     rate_class = "write"
+    capabilities = {"post": "billing"}
 
     @extend_schema(tags=["billing"], summary="A Stripe Customer Portal session to manage the subscription", request=None,
                    responses={200: s.UrlSerializer, 400: ERR_400, 403: ERR_403, 502: ERR_502, 503: ERR_503, 504: ERR_504})  # fmt: skip
@@ -45,7 +43,7 @@ class UsageCurrentView(TenantApiView):
 
 
 class AlertConfigView(TenantApiView):
-    action_roles = {"get": ADMIN_ROLES, "patch": ADMIN_ROLES}
+    capabilities = {"get": "alerts", "patch": "alerts"}
 
     def _config(self):
         return AlertConfig.objects.filter(tenant=self.principal.tenant).first() or AlertConfig(tenant=self.principal.tenant)
@@ -72,7 +70,7 @@ class AlertDeliveryViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     not_found_label = "alert delivery"
     filter_backends: list = []
     lookup_value_regex = "[^/]+"
-    action_roles = {name: ADMIN_ROLES for name in ("list", "redeliver", "test", "rotate_secret")}
+    capabilities = {name: "alerts" for name in ("list", "redeliver", "test", "rotate_secret")}
     rate_classes = {"redeliver": "write", "test": "write", "rotate_secret": "write"}
 
     def get_queryset(self):

@@ -42,6 +42,9 @@ class InstancePolicyViewSet(mixins.ListModelMixin, _PolicyBase):
             raise NotFound(f"no instance {instance_id!r} in this tenant")
         return instance
 
+    def check_route_objects(self) -> None:
+        self._instance()
+
     def get_queryset(self):
         queryset = super().get_queryset()
         if getattr(self, "swagger_fake_view", False):
@@ -57,7 +60,7 @@ class InstancePolicyViewSet(mixins.ListModelMixin, _PolicyBase):
     def create(self, request, instance_id=None):
         body = GatewayPolicyWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        policy = services.policy_create(instance=self._instance(), actor=self.principal.actor, data=body.validated_data)
+        policy = services.policy_create(instance=self._instance(), principal=self.principal, data=body.validated_data)
         return Response(GatewayPolicySerializer(policy).data, status=status.HTTP_201_CREATED)
 
 
@@ -66,6 +69,7 @@ class PolicyViewSet(mixins.RetrieveModelMixin, _PolicyBase):
     """/api/v1/gateway-policies/{id}"""
 
     lookup_value_regex = "[^/]+"
+    capabilities = {"destroy": "destroy"}
 
     @extend_schema(summary="A gateway policy")
     def retrieve(self, request, *args, **kwargs):
@@ -75,7 +79,7 @@ class PolicyViewSet(mixins.RetrieveModelMixin, _PolicyBase):
     def partial_update(self, request, pk=None):
         body = GatewayPolicyWriteSerializer(data=request.data, partial=True)
         body.is_valid(raise_exception=True)
-        policy = services.policy_update(policy=self.get_object(), actor=self.principal.actor, data=body.validated_data)
+        policy = services.policy_update(policy=self.get_object(), principal=self.principal, data=body.validated_data)
         return Response(GatewayPolicySerializer(policy).data)
 
     @extend_schema(summary="Delete a policy", responses={204: None})

@@ -9,7 +9,6 @@ from rest_framework.response import Response
 from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_502, ERR_504
 from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
-from orchestrio.choices import Role
 from orchestrio.errors import InvalidState, NotFound, ValidationFailed
 
 from .. import selectors, services
@@ -21,9 +20,6 @@ from ..waiting import wait_for_state
 from billing.api.serializers import InstanceUsageSerializer, UsageQuerySerializer
 
 from . import serializers as s
-
-ADMIN_ROLES = (Role.OWNER, Role.ADMIN)
-
 
 def _query(serializer_class, request):
     query = serializer_class(data=request.query_params)
@@ -58,7 +54,10 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         "stop", "start", "restart", "suspend", "resume", "resize", "by_idempotency_key", "custom_domain", "usage",
         "custom_domain_check",
     }  # fmt: skip
-    action_roles = {"cleanup": ADMIN_ROLES, "rotate_agent_key": ADMIN_ROLES}
+    capabilities = {
+        "destroy": "destroy", "cleanup": "destroy", "rotate_agent_key": "tokens",
+        "custom_domain": {"POST": "expose", "DELETE": "destroy"},
+    }  # fmt: skip
     rate_classes = {
         "create": "write", "destroy": "write", "resize": "write", "cleanup": "write", "rotate_agent_key": "write",
         "stop": "lifecycle", "start": "lifecycle", "restart": "lifecycle", "suspend": "lifecycle", "resume": "lifecycle",
@@ -83,6 +82,10 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         if instance is None:
             raise NotFound(f"no instance {instance_id!r} in this tenant")
         return instance
+
+    def check_route_objects(self) -> None:
+        if "instance_id" in self.kwargs:
+            self._latest(self.kwargs["instance_id"])
 
     def get_object(self):
         """The tenant's live instance, by one compiled query."""
@@ -329,6 +332,7 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
     not_found_label = "blueprint"
+    capabilities = {"destroy": "destroy", "validate": "read"}
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -418,6 +422,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     not_found_label = "deployment"
     lookup_value_regex = "[^/]+"
     filter_backends: list = []
+    capabilities = {"destroy": "destroy"}
     rate_classes = {"create": "write", "partial_update": "write", "destroy": "write", "rollback": "write"}
 
     def get_queryset(self):

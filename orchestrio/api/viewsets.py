@@ -8,6 +8,7 @@ from rest_framework import viewsets
 from rest_framework.permissions import SAFE_METHODS, AllowAny
 from rest_framework.views import APIView
 
+from orchestrio import roles
 from orchestrio.errors import NotFound
 from orchestrio.tenancy import Principal
 
@@ -26,13 +27,19 @@ class ApiViewMixin:
     # `public`), or per action in `rate_classes`; default: `read` for safe methods, else `write`.
     rate_class: str | None = None
     rate_classes: dict[str, str | None] = {}
-    action_roles: dict[str, tuple[str, ...]] = {}
+    # The capability each action needs (orchestrio/roles.py): reads `read`, writes `operate`
+    # unless declared here, by action (a plain APIView: by method name).
+    capabilities: dict[str, roles.Declaration] = {}
     allows_scoped_tokens = False
     parser_classes = [JSONParser]
 
     @property
     def principal(self) -> Principal:
         return self.request.auth
+
+    def check_route_objects(self) -> None:
+        """Raise NotFound when the URL names an object this tenant does not have (the role
+        check calls it before refusing). Views whose paths name objects override it."""
 
     def get_rate_class(self) -> str | None:
         action = getattr(self, "action", None)
@@ -81,6 +88,10 @@ class TenantScopedViewSet(ApiViewMixin, viewsets.GenericViewSet):
     """Every query is filtered by the caller's tenant; another tenant's object is 404."""
 
     not_found_label = "object"
+
+    def check_route_objects(self) -> None:
+        if (self.lookup_url_kwarg or self.lookup_field) in self.kwargs:
+            self.get_object()
 
     def get_queryset(self):
         return super().get_queryset().filter(tenant=self.principal.tenant)

@@ -44,6 +44,9 @@ class InstanceTaskViewSet(mixins.ListModelMixin, _TaskBase):
             raise NotFound(f"no instance {instance_id!r} in this tenant")
         return instance
 
+    def check_route_objects(self) -> None:
+        self._instance()
+
     def get_queryset(self):
         queryset = super().get_queryset()
         if getattr(self, "swagger_fake_view", False):

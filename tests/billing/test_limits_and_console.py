@@ -102,7 +102,7 @@ def test_member_cannot_open_alerts(client, tenant):
     member = UserFactory(username="m2@example.com")
     MembershipFactory(user=member, tenant=tenant, role="member")
     client.force_login(member)
-    assert client.get("/billing/alerts").status_code == 302
+    assert client.get("/billing/alerts").status_code == 403
 
 
 def test_admin_billing_pages(client, tenant, api):

@@ -75,10 +75,20 @@ def test_revoked_and_expired_tokens_do_not_count_against_the_limit(api, tenant, 
 
 
 def test_member_may_revoke_only_own_tokens(api, member_api, token):
-    assert_error(member_api.delete(f"api-tokens/{token.pk}"), 403, contains="only the tokens they created")
+    assert_error(member_api.delete(f"api-tokens/{token.pk}"), 403, contains="needs the owner or admin role; you are member")
     own = member_api.post("api-tokens", {"name": "mine"}).json()
     assert own["role"] == "member"
     assert member_api.delete(f"api-tokens/{own['id']}").status_code == 204
+
+
+def test_a_token_without_a_creator_is_nobody_s_own(api, member_api, tenant):
+    """A token whose creator's account was deleted (created_by NULL) is someone else's token for
+    every caller: an API token acting for a deleted user (also NULL) must not count as its owner."""
+    orphan = ApiTokenFactory(tenant=tenant, created_by=None, role="admin")
+    orphaned_member = Api(ApiTokenFactory(tenant=tenant, created_by=None, role="member").plaintext)
+    assert_error(orphaned_member.delete(f"api-tokens/{orphan.pk}"), 403)
+    assert_error(member_api.delete(f"api-tokens/{orphan.pk}"), 403)
+    assert api.delete(f"api-tokens/{orphan.pk}").status_code == 204
 
 
 def test_token_inherits_the_creators_role(member_api):

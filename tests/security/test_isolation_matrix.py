@@ -17,7 +17,7 @@ real objects, so B's 404s mean something.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import django_rq
@@ -86,6 +86,11 @@ class Route:
     parameters: tuple[str, ...]
     methods: tuple[str, ...]
     view: str
+    view_class: type | None = field(default=None, compare=False)
+    actions: tuple[tuple[str, str], ...] = ()  # a viewset's (method, action) pairs
+
+    def action(self, method: str) -> str | None:
+        return dict(self.actions).get(method)
 
     def objects(self) -> dict[str, str | None]:
         """Path parameter → the kind of tenant A's object it names (None: unmapped)."""
@@ -126,6 +131,8 @@ def api_routes() -> list[Route]:
                     parameters=tuple(pattern.pattern.regex.groupindex),
                     methods=methods,
                     view=view.__name__ if view is not None else callback.__name__,
+                    view_class=view,
+                    actions=tuple((m, a) for m, a in (actions or {}).items() if m in METHODS),
                 )
             )
 
@@ -260,3 +267,212 @@ def test_other_tenant_lists_and_writes_never_show_or_touch_tenant_a(seeded, tena
 
     assert tenant_rows(a.api.tenant) == before, "tenant B's requests changed tenant A's rows"
     assert queued_jobs() > jobs_before  # B's own creates were queued: the queue is really observed
+
+
+# --- the role dimension ------------------------------------------------------------------------
+#
+# Inside one tenant, what each role may do (docs/roles.md). The capability every route and method
+# needs is written out here, and compared with what the views declare (orchestrio/roles.py reads
+# the same declarations for every request): a change to one without the other fails. Then a
+# member, an admin and an owner each call every route: refused exactly where their role lacks the
+# capability (403, changing nothing), allowed everywhere else.
+
+PUBLIC = "public"  # no authentication at all
+EXPECTED_CAPABILITIES = {
+    ("api:tenant", "get"): "read",
+    ("api:plans", "get"): PUBLIC,
+    ("api:regions", "get"): PUBLIC,
+    ("api:api-token-list", "get"): "read",
+    ("api:api-token-list", "post"): "operate",  # a token acts with its creator's role, never more
+    ("api:api-token-detail", "get"): "read",
+    ("api:api-token-detail", "delete"): "operate",  # one's own; someone else's needs "tokens" (service)
+    ("api:activity-list", "get"): "read",
+    ("api:instance-list", "get"): "read",
+    ("api:instance-list", "post"): "operate",
+    ("api:instance-by-idempotency-key", "get"): "read",
+    ("api:instance-cleanup", "post"): "destroy",
+    ("api:instance-detail", "get"): "read",
+    ("api:instance-detail", "delete"): "destroy",
+    ("api:instance-config", "get"): "read",
+    ("api:instance-config", "patch"): "operate",
+    ("api:instance-custom-domain", "get"): "read",
+    ("api:instance-custom-domain", "post"): "expose",
+    ("api:instance-custom-domain", "delete"): "destroy",
+    ("api:instance-custom-domain-check", "post"): "operate",
+    ("api:instance-health", "get"): "read",
+    ("api:instance-logs", "get"): "read",
+    ("api:instance-operations", "get"): "read",
+    ("api:instance-resize", "put"): "operate",
+    ("api:instance-restart", "post"): "operate",
+    ("api:instance-resume", "post"): "operate",
+    ("api:instance-rotate-agent-key", "post"): "tokens",
+    ("api:instance-runtime", "get"): "read",
+    ("api:instance-start", "post"): "operate",
+    ("api:instance-stop", "post"): "operate",
+    ("api:instance-suspend", "post"): "operate",
+    ("api:instance-usage", "get"): "read",
+    ("api:instance-wait", "get"): "read",
+    ("api:blueprint-list", "get"): "read",
+    ("api:blueprint-list", "post"): "operate",
+    ("api:blueprint-validate", "post"): "read",  # a POST that changes nothing
+    ("api:blueprint-detail", "get"): "read",
+    ("api:blueprint-detail", "put"): "operate",
+    ("api:blueprint-detail", "patch"): "operate",
+    ("api:blueprint-detail", "delete"): "destroy",
+    ("api:deployment-list", "get"): "read",
+    ("api:deployment-list", "post"): "operate",  # its instance and an api-key webhook policy
+    ("api:deployment-detail", "get"): "read",
+    ("api:deployment-detail", "patch"): "operate",
+    ("api:deployment-detail", "delete"): "destroy",
+    ("api:deployment-logs", "get"): "read",
+    ("api:deployment-revisions", "get"): "read",
+    ("api:deployment-rollback", "post"): "operate",
+    ("api:instance-task-list", "get"): "read",
+    ("api:instance-task-list", "post"): "operate",
+    ("api:task-detail", "get"): "read",
+    ("api:task-cancel", "post"): "operate",
+    ("api:instance-gateway-policy-list", "get"): "read",
+    ("api:instance-gateway-policy-list", "post"): "operate",  # a public policy needs "expose" (service)
+    ("api:gateway-policy-detail", "get"): "read",
+    ("api:gateway-policy-detail", "patch"): "operate",  # making it public needs "expose" (service)
+    ("api:gateway-policy-detail", "delete"): "destroy",
+    ("api:billing-checkout", "post"): "billing",
+    ("api:billing-portal", "post"): "billing",
+    ("api:usage-current", "get"): "read",
+    ("api:dashboard-summary", "get"): "read",
+    ("api:alerts", "get"): "alerts",
+    ("api:alerts", "patch"): "alerts",
+    ("api:alerts-test", "post"): "alerts",
+    ("api:alerts-rotate-secret", "post"): "alerts",
+    ("api:alert-delivery-list", "get"): "alerts",
+    ("api:alert-delivery-test", "post"): "alerts",
+    ("api:alert-delivery-rotate-secret", "post"): "alerts",
+    ("api:alert-delivery-redeliver", "post"): "alerts",
+}
+# The same roles by name, so that the table above is checked against a second statement of the
+# matrix and not only against orchestrio/roles.py.
+ROLES_HOLDING = {
+    "read": {"member", "admin", "owner"},
+    "operate": {"member", "admin", "owner"},
+    "destroy": {"admin", "owner"},
+    "expose": {"admin", "owner"},
+    "tokens": {"admin", "owner"},
+    "billing": {"admin", "owner"},
+    "alerts": {"admin", "owner"},
+    "members": {"owner"},
+    "tenant": {"owner"},
+}
+# In the live sweep, where the object or the body asks for more than the route declares.
+EFFECTIVE_CAPABILITIES = {
+    ("api:api-token-detail", "delete"): "tokens",  # the seeded token is the owner's
+    ("api:instance-gateway-policy-list", "post"): "expose",  # the body asks for an anonymous policy
+}
+ROLE_BODIES = {
+    **BODIES,
+    ("api:instance-gateway-policy-list", "post"): {"slug": "public-hook", "provider": "anonymous"},
+    ("api:instance-custom-domain", "post"): {"domain": "www.acme-corp.example"},
+    ("api:instance-list", "post"): {"instance_id": "acme-corp-second"},
+    ("api:blueprint-list", "post"): {"name": "acme-corp-bp2"},
+    ("api:deployment-list", "post"): {"name": "acme-corp-dep2", "environment": "staging"},
+}
+
+
+def role_api(seeded: Seeded, role: str):
+    """A token of `role` in the seeded tenant (the seeded owner's own for "owner")."""
+    from ..factories import ApiTokenFactory, MembershipFactory, UserFactory
+    from ..helpers import Api
+
+    if role == "owner":
+        return seeded.api
+    user = UserFactory(username=f"{role}@acme.example")
+    MembershipFactory(user=user, tenant=seeded.api.tenant, role=role)
+    return Api(ApiTokenFactory(tenant=seeded.api.tenant, created_by=user, role=role).plaintext, tenant=seeded.api.tenant, user=user)
+
+
+def test_role_declarations_match_the_expected_matrix():
+    from orchestrio import roles
+    from orchestrio.api.viewsets import PublicApiView
+
+    assert {name: set(roles.roles_for(name)) for name in roles.CAPABILITIES} == ROLES_HOLDING
+    seen, mismatches, stale_keys = set(), [], []
+    for route in ROUTES:
+        for method in route.methods:
+            key = (route.name, method)
+            seen.add(key)
+            if key not in EXPECTED_CAPABILITIES:
+                mismatches.append(f"{key}: add it to EXPECTED_CAPABILITIES (and docs/roles.md)")
+                continue
+            if EXPECTED_CAPABILITIES[key] == PUBLIC:
+                assert issubclass(route.view_class, PublicApiView), key
+                continue
+            declared = roles.needed_by_view(route.view_class, route.action(method), method)
+            if declared != EXPECTED_CAPABILITIES[key]:
+                mismatches.append(f"{key}: the view declares {declared!r}, the matrix says {EXPECTED_CAPABILITIES[key]!r}")
+    assert not mismatches, mismatches
+    assert not set(EXPECTED_CAPABILITIES) - seen, f"entries for routes that no longer exist: {set(EXPECTED_CAPABILITIES) - seen}"
+    # Every declaration names an action (or a method) of its view, and a known capability.
+    keys: dict[type, set[str]] = {}
+    for route in ROUTES:
+        keys.setdefault(route.view_class, set()).update(dict(route.actions).values() if route.actions else route.methods)
+    for view, valid in keys.items():
+        for key, declaration in getattr(view, "capabilities", {}).items():
+            if key not in valid:
+                stale_keys.append(f"{view.__name__}.capabilities[{key!r}]: no such action")
+            for capability in declaration.values() if isinstance(declaration, dict) else [declaration]:
+                roles.roles_for(capability)
+    assert not stale_keys, stale_keys
+
+
+def _sweep(api, seeded: Seeded, routes, *, bodies):
+    """Each route with `api`, pointed at `seeded`'s objects: reads, then writes, deletions last."""
+    order = {"get": 0, "post": 1, "put": 1, "patch": 1, "delete": 2}
+    calls = sorted(((order[m], route, m) for route, m in routes), key=lambda c: (c[0], c[1].name, c[2]))
+    for _, route, method in calls:
+        yield route, method, api.request(method.upper(), route.path(seeded), bodies.get((route.name, method)))
+
+
+@pytest.mark.parametrize("role", ["member", "admin", "owner"])
+def test_each_role_is_allowed_or_refused_exactly_as_the_matrix_says(seeded, role):
+    api = role_api(seeded, role)
+    api.get("tenant")  # the token's first use is recorded (last_used_at) before the snapshot
+    calls = [(route, m) for route in ROUTES for m in route.methods if EXPECTED_CAPABILITIES[(route.name, m)] != PUBLIC]
+    needs = {(route.name, m): EFFECTIVE_CAPABILITIES.get((route.name, m), EXPECTED_CAPABILITIES[(route.name, m)]) for route, m in calls}
+    refused = [(route, m) for route, m in calls if role not in ROLES_HOLDING[needs[(route.name, m)]]]
+    allowed = [(route, m) for route, m in calls if role in ROLES_HOLDING[needs[(route.name, m)]]]
+    assert bool(refused) == (role == "member")  # no API route is for owners only (yet)
+
+    before, jobs_before = tenant_rows(seeded.api.tenant), queued_jobs()
+    wrong = []
+    for route, method, response in _sweep(api, seeded, refused, bodies=ROLE_BODIES):
+        holders = " or ".join(sorted(ROLES_HOLDING[needs[(route.name, method)]], key=["owner", "admin", "member"].index))
+        if response.status_code != 403 or f"needs the {holders} role" not in response.json().get("detail", ""):
+            wrong.append((method.upper(), route.name, response.status_code, response.content[:200]))
+    assert not wrong, f"a {role} was not refused (403 naming the role it needs): {wrong}"
+    assert tenant_rows(seeded.api.tenant) == before, f"refused requests of a {role} changed the tenant's rows"
+    assert queued_jobs() == jobs_before, f"refused requests of a {role} queued jobs"
+
+    for route, method, response in _sweep(api, seeded, allowed, bodies=ROLE_BODIES):
+        assert response.status_code not in (403, 404), (role, method.upper(), route.name, response.status_code, response.content[:300])
+
+
+def test_another_tenants_object_is_404_for_every_role(seeded, tenant_b):
+    """A role refusal never comes before the tenant lookup: a member of B pointing at A's objects
+    learns nothing more than B's owner does."""
+    member = role_api(tenant_b, "member")
+    wrong = []
+    for route in ID_ROUTES:
+        if route.name in NOT_FOUND_BODIES:
+            continue
+        for method in route.methods:
+            response = member.request(method.upper(), route.path(seeded), ROLE_BODIES.get((route.name, method)))
+            if response.status_code != 404:
+                wrong.append((method.upper(), route.name, response.status_code))
+    assert not wrong, wrong
+
+
+def test_head_needs_what_get_needs(seeded):
+    """HEAD runs the GET handler: an admins-only read stays admins-only without its body."""
+    member = role_api(seeded, "member")
+    for path in ("alerts", "alerts/deliveries"):
+        assert member.request("HEAD", path).status_code == 403, path
+    assert seeded.api.request("HEAD", "alerts").status_code == 200

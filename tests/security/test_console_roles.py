@@ -1,0 +1,190 @@
+"""The role matrix in the console (docs/roles.md): every page and action, for a member, an admin
+and an owner, refused (403) or allowed exactly as the API's routes are.
+
+The console's pages are enumerated from the URL configuration: a new page fails here until it is
+in EXPECTED with the capability it needs. Pages whose capability is declared by HTTP method
+(`@console_view(capabilities=…)`) are compared with the declaration; pages that decide by an
+argument of the URL (`instances:action`, `instances:domain-action`, `billing:alerts-action`)
+are checked by the sweep, argument by argument.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import URLResolver, get_resolver, reverse
+
+from orchestrio import roles
+
+from ..factories import ApiTokenFactory, MembershipFactory, UserFactory
+from ..helpers import CommitClient
+from .test_isolation_matrix import ROLES_HOLDING, queued_jobs, tenant_b, tenant_rows  # noqa: F401 - a fixture
+
+# Routes that are not tenant pages (no tenant, or not the console at all).
+OUTSIDE = {"console:login", "console:logout", "console:signup", "console:password-change"}
+NOT_CONSOLE = ("api/", "admin/", "tunnel/", "gateway/", "internal/", "billing/stripe/", "health", "metrics", "favicon", "docs", "redoc")
+
+# (route, method, the URL's verb or action argument or None, capability), in the order of the
+# sweep: reads, then changes, destruction last.
+EXPECTED = [
+    ("console:home", "GET", None, "read"),
+    ("console:account", "GET", None, "read"),
+    ("console:activity", "GET", None, "read"),
+    ("console:tokens", "GET", None, "read"),
+    ("console:token-revoke", "GET", None, "read"),
+    ("instances:list", "GET", None, "read"),
+    ("instances:create", "GET", None, "read"),
+    ("instances:detail", "GET", None, "read"),
+    ("instances:tasks", "GET", None, "read"),
+    ("instances:gateway", "GET", None, "read"),
+    ("instances:domain", "GET", None, "read"),
+    ("deployments:list", "GET", None, "read"),
+    ("deployments:create", "GET", None, "read"),
+    ("deployments:detail", "GET", None, "read"),
+    ("tasks:detail", "GET", None, "read"),
+    ("billing:overview", "GET", None, "read"),
+    ("billing:alerts", "GET", None, "alerts"),
+    ("instances:destroy", "GET", None, "destroy"),  # the confirmation page of a destroy
+    ("console:switch-tenant", "POST", None, "read"),  # the user's own session
+    ("console:tokens", "POST", None, "operate"),
+    ("console:token-revoke", "POST", None, "operate"),  # one's own; someone else's needs "tokens"
+    ("instances:create", "POST", None, "operate"),
+    ("instances:config", "POST", None, "operate"),
+    ("instances:tasks", "POST", None, "operate"),
+    ("instances:gateway", "POST", None, "operate"),  # a public policy needs "expose" (service)
+    ("instances:domain", "POST", None, "expose"),
+    ("instances:domain-action", "POST", "check", "operate"),
+    *[("instances:action", "POST", verb, "operate") for verb in ("stop", "start", "restart", "suspend", "resume", "resize")],
+    ("instances:action", "POST", "rotate-agent-key", "tokens"),
+    ("deployments:create", "POST", None, "operate"),
+    ("deployments:detail", "POST", None, "operate"),
+    ("deployments:rollback", "POST", None, "operate"),
+    ("tasks:cancel", "POST", None, "operate"),
+    ("gateway:policy-toggle", "POST", None, "operate"),  # enabling a public policy needs "expose"
+    ("billing:checkout", "POST", None, "billing"),
+    ("billing:portal", "POST", None, "billing"),
+    ("billing:alerts", "POST", None, "alerts"),
+    ("billing:alerts-action", "POST", "test", "alerts"),
+    ("billing:alerts-action", "POST", "rotate", "alerts"),
+    ("billing:alerts-action", "POST", "redeliver", "alerts"),
+    ("instances:domain-action", "POST", "remove", "destroy"),
+    ("gateway:policy-delete", "POST", None, "destroy"),
+    ("deployments:delete", "POST", None, "destroy"),
+    ("instances:destroy", "POST", None, "destroy"),
+]
+ARGUMENT = {"instances:action": "verb", "instances:domain-action": "action", "billing:alerts-action": "action"}
+
+
+def console_routes() -> dict[str, object]:
+    """Every console page in the URLconf: name → view."""
+    found = {}
+
+    def walk(patterns, prefix: str, namespace: str | None) -> None:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                inner = ":".join(part for part in (namespace, pattern.namespace) if part) or None
+                walk(pattern.url_patterns, prefix + str(pattern.pattern), inner)
+            elif not (prefix + str(pattern.pattern)).lstrip("^").startswith(NOT_CONSOLE) and pattern.name:
+                found[f"{namespace}:{pattern.name}" if namespace else pattern.name] = pattern.callback
+
+    walk(get_resolver().url_patterns, "", None)
+    return found
+
+
+def test_console_declarations_match_the_expected_matrix():
+    pages = {name: view for name, view in console_routes().items() if name not in OUTSIDE}
+    listed = {name for name, *_ in EXPECTED}
+    assert set(pages) == listed, f"console pages missing from EXPECTED: {set(pages) - listed}; stale: {listed - set(pages)}"
+    mismatches = []
+    for name, method, argument, capability in EXPECTED:
+        view = pages[name]
+        assert hasattr(view, "capabilities"), f"{name} is not a @console_view"
+        if name in ARGUMENT:
+            continue  # decided by the argument: the sweep checks it
+        declared = roles.needed(view.capabilities, method)
+        if declared != capability:
+            mismatches.append(f"{name} {method}: the view declares {declared!r}, the matrix says {capability!r}")
+    assert not mismatches, mismatches
+
+
+def _url(name: str, argument: str | None, ids: dict) -> str:
+    kwargs = {
+        "console:token-revoke": {"token_pk": ids["own_token"]},
+        "instances:detail": {"instance_id": ids["instance"]},
+        "instances:destroy": {"instance_id": ids["instance"]},
+        "instances:config": {"instance_id": ids["instance"]},
+        "instances:tasks": {"instance_id": ids["instance"]},
+        "instances:gateway": {"instance_id": ids["instance"]},
+        "instances:domain": {"instance_id": ids["instance"]},
+        "instances:domain-action": {"instance_id": ids["instance"], "action": argument},
+        "instances:action": {"instance_id": ids["instance"], "verb": argument},
+        "deployments:detail": {"deployment_id": ids["deployment"]},
+        "deployments:rollback": {"deployment_id": ids["deployment"]},
+        "deployments:delete": {"deployment_id": ids["deployment"]},
+        "tasks:detail": {"task_id": ids["task"]},
+        "tasks:cancel": {"task_id": ids["task"]},
+        "gateway:policy-toggle": {"policy_id": ids["gateway_policy"]},
+        "gateway:policy-delete": {"policy_id": ids["gateway_policy"]},
+        "billing:checkout": {"plan_id": "team"},
+        "billing:alerts-action": {"action": f"redeliver-{ids['alert_delivery']}" if argument == "redeliver" else argument},
+    }.get(name, {})
+    return reverse(name, kwargs=kwargs)
+
+
+FORMS = {
+    ("console:switch-tenant", None): {"tenant_id": "acme-corp"},
+    ("console:tokens", None): {"name": "console-made", "mode": "live"},
+    ("instances:action", "resize"): {"plan_id": "openclaw-pro"},
+    ("instances:domain", None): {"domain": "www.acme-corp.example"},
+    ("instances:destroy", None): {"confirm": "acme-corp-web"},
+    ("deployments:rollback", None): {"revision": "1"},
+}
+
+
+@pytest.mark.parametrize("role", ["member", "admin", "owner"])
+def test_each_role_is_allowed_or_refused_in_the_console_as_the_matrix_says(seeded, role):
+    tenant = seeded.api.tenant
+    if role == "owner":
+        user = seeded.api.user
+    else:
+        user = UserFactory(username=f"{role}@acme.example")
+        MembershipFactory(user=user, tenant=tenant, role=role)
+    ids = {kind: values[0] for kind, values in seeded.ids.items()}
+    ids["own_token"] = ApiTokenFactory(tenant=tenant, created_by=user, role=role).pk
+    client = CommitClient()
+    client.force_login(user)
+
+    refused = [row for row in EXPECTED if role not in ROLES_HOLDING[row[3]]]
+    allowed = [row for row in EXPECTED if role in ROLES_HOLDING[row[3]]]
+    assert bool(refused) == (role == "member")
+
+    before, jobs_before = tenant_rows(tenant), queued_jobs()
+    wrong = []
+    for name, method, argument, capability in refused:
+        response = client.generic(method, _url(name, argument, ids)) if method == "GET" else client.post(_url(name, argument, ids), FORMS.get((name, argument), {}))
+        holders = " or ".join(roles.roles_for(capability))
+        if response.status_code != 403 or f"needs the {holders} role".encode() not in response.content:
+            wrong.append((method, name, argument, response.status_code))
+    assert not wrong, f"a {role} was not refused: {wrong}"
+    assert tenant_rows(tenant) == before, f"refused console requests of a {role} changed the tenant's rows"
+    assert queued_jobs() == jobs_before
+
+    for name, method, argument, capability in allowed:
+        url = _url(name, argument, ids)
+        response = client.get(url) if method == "GET" else client.post(url, FORMS.get((name, argument), {}))
+        assert response.status_code not in (403, 404), (role, method, name, argument, response.status_code, response.content[:300])
+
+
+def test_a_refusal_in_the_console_comes_after_the_tenant_lookup(seeded, tenant_b):
+    """A member of another tenant pointing the console at A's objects gets 404, as from the API."""
+    user = UserFactory(username="member@other.example")
+    MembershipFactory(user=user, tenant=tenant_b.api.tenant, role="member")
+    client = CommitClient()
+    client.force_login(user)
+    ids = {kind: values[0] for kind, values in seeded.ids.items()}
+    ids["own_token"] = ApiTokenFactory(tenant=seeded.api.tenant, created_by=seeded.api.user).pk
+    for name, method, argument, _ in EXPECTED:
+        if name.startswith(("console:", "billing:")) and name != "console:token-revoke" or name in ("instances:list", "instances:create", "deployments:list", "deployments:create"):
+            continue  # the page names none of A's objects
+        url = _url(name, argument, ids)
+        response = client.get(url) if method == "GET" else client.post(url, FORMS.get((name, argument), {}))
+        assert response.status_code == 404, (method, name, argument, response.status_code)
