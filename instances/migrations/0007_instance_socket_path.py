@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('instances', '0005_instance_list_page_index'),
+        ('instances', '0006_custom_domain_claims'),
     ]
 
     operations = [
