@@ -190,7 +190,8 @@ def test_an_instances_cookie_for_one_caller_never_reaches_it_with_the_next(api, 
 # --- path tricks ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/tunnel/gw-host/../../admin/", "/tunnel/gw-host//evil.example/x", "/tunnel/gw-host/a%2F..%2F..%2Fx", "/tunnel/gw-host/%2F%2Fevil.example:25/", "/tunnel/gw-host/@evil.example/"])
+# Dot-segments are refused before proxying: tests/gateway/test_traversal.py.
+@pytest.mark.parametrize("path", ["/tunnel/gw-host//evil.example/x", "/tunnel/gw-host/a%2Fb%2F%2Fx", "/tunnel/gw-host/%2F%2Fevil.example:25/", "/tunnel/gw-host/@evil.example/"])
 def test_path_tricks_stay_on_the_instance(api, host, path):
     response = call("GET", path, token=api.token)
     assert response.status_code == 200, path
