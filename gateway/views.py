@@ -12,7 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from billing.metering import record_execution
 from instances.choices import InstanceState
-from instances.models import Instance
+from instances.models import Instance, gateway_url
 from orchestrio.api.ratelimit import Counter, attach, count
 from orchestrio.db import CompiledQuery
 
@@ -151,7 +151,7 @@ def instance_gateway(request, instance_id: str):
         {"policy": p, "warnings": policy_warnings(p), "issuer": policy_issuer(p)}
         for p in GatewayPolicy.objects.filter(instance=instance).order_by("slug", "provider")
     ]
-    return render(request, "gateway/instance_gateway.html", {"instance": instance, "form": form, "policies": policies, "public_url": settings.PUBLIC_URL})
+    return render(request, "gateway/instance_gateway.html", {"instance": instance, "form": form, "policies": policies, "public_url": gateway_url()})
 
 
 def _policy(request, policy_id: str) -> GatewayPolicy:
