@@ -155,3 +155,30 @@ def test_the_reported_attack_no_longer_reads_a_file_the_tunnel_protects(api):
         assert b"tenant secret" not in _body(response)
         refused(response)
     assert [r["target"] for r in seen(api, "files-01")] == ["/webhooks/open"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_server_forwards_the_raw_target_and_refuses_its_dot_segments(agent):
+    """The same through `manage.py serve` (waitress): what counts is the request line as sent."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from ..processes import child_env, server_process
+
+    with server_process(child_env(None)) as base:
+        server = urlsplit(base)
+
+        def raw_get(target: str) -> tuple[int, dict]:
+            connection = http.client.HTTPConnection(server.hostname, server.port, timeout=20)
+            try:
+                connection.request("GET", target)  # sent as is: http.client resolves nothing
+                response = connection.getresponse()
+                return response.status, json.loads(response.read())
+            finally:
+                connection.close()
+
+        for tail in ("../../private.txt", "%2e%2e/%2E%2E/private.txt", "%252e%252e/x", "..%2f..%2fx", "..;/x", "..\\x"):
+            status, body = raw_get(f"/gateway/gw-host/open/{tail}")
+            assert status == 404 and "dot-segment" in body["detail"], (tail, status, body)
+        status, body = raw_get("/gateway/gw-host/open/a%2Fb/.well-known/x?q=1")
+        assert status == 200 and body["path"] == "/webhooks/open/a%2Fb/.well-known/x" and body["raw_query"] == "q=1"
