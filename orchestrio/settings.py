@@ -247,6 +247,12 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    # A browser takes a `__Host-` cookie only from this very host, Secure, for `/`, without a
+    # Domain: a sibling host (an instance's `<id>.<BASE_DOMAIN>` under the console's parent
+    # domain, whose pages tenants write) cannot plant a session or CSRF cookie that the console
+    # would read as its own (docs/gateway.md, "Origins").
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT else None
 
 # --- REST framework and OpenAPI -----------------------------------------------------------------
