@@ -183,3 +183,16 @@ def test_the_layout_is_checked_at_startup(settings):
     assert [m.id for m in trusted] == ["orchestrio.gateway.E002"]
     shared = _security_errors(settings, CSRF_TRUSTED_ORIGINS=["https://console.example.com"], SESSION_COOKIE_DOMAIN=".example.net")
     assert [m.id for m in shared] == ["orchestrio.gateway.W001"]
+
+
+def test_deployment_webhook_urls_name_the_gateway_host(api, gateway_host):
+    created = api.post("deployments", {"name": "web", "environment": "staging"})
+    assert created.status_code == 201, created.content
+    assert created.json()["webhook_url"] == f"http://gateway.localhost:8000/gateway/{created.json()['instance_id']}/web"
+
+
+@pytest.mark.parametrize("host", ["instances.localhost", "a.b.instances.localhost", "-x-.instances.localhost", "UPPER.Instances.Localhost."])
+def test_every_name_under_base_domain_is_an_instances_never_the_consoles(db, host):
+    """No console page (the login form, say) is ever served beside instance pages."""
+    response = get("/login", host=host)
+    assert response.status_code == 404 and "detail" in json.loads(response.content), (host, response.status_code)
