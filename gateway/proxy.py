@@ -25,6 +25,8 @@ from django.http import JsonResponse, StreamingHttpResponse
 from instances.agent_client import GATEWAY_HEADER, Endpoint, gateway_key_for
 from orchestrio.tenancy import client_ip
 
+from . import origin
+
 logger = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
@@ -38,7 +40,9 @@ DROPPED_REQUEST = HOP_BY_HOP | {
     "x-orchestrio-gateway-key",
 }  # fmt: skip
 DROPPED_RESPONSE = HOP_BY_HOP | {"content-length", "server", "date"}
-
+# Where the origin is shared (the console's host, the gateway host), nothing an instance answers
+# may change what the browser keeps for that origin (gateway/origin.py).
+DROPPED_RESPONSE_SHARED = DROPPED_RESPONSE | origin.ORIGIN_STATE_HEADERS
 # What can go wrong talking to an instance (httpcore's exceptions share no base class).
 UPSTREAM_ERRORS = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError)
 
@@ -71,7 +75,9 @@ def pool(socket_path: str | None = None) -> httpcore.ConnectionPool:
     return found
 
 
-def _request_headers(request, caller) -> list[tuple[str, str]]:
+def _request_headers(request, caller, where: origin.Origin) -> list[tuple[str, str]]:
+    """The caller's headers but its credentials (its cookies reach only an instance's own host,
+    without the console's), plus the gateway's."""
     connection_tokens = {t.strip().lower() for t in request.headers.get("Connection", "").split(",") if t.strip()}
     headers = []
     for name, value in request.headers.items():
@@ -79,6 +85,10 @@ def _request_headers(request, caller) -> list[tuple[str, str]]:
         if lower in DROPPED_REQUEST or lower in connection_tokens or lower.startswith("x-gateway-"):
             continue
         headers.append((name, value))
+    if not where.shared and "HTTP_COOKIE" in request.META:
+        cookies = origin.instance_cookies(request.META["HTTP_COOKIE"])
+        if cookies:
+            headers.append(("Cookie", cookies))
     headers += [
         ("x-gateway-provider", caller.provider),
         ("x-gateway-subject", caller.subject),
@@ -127,7 +137,8 @@ def forward(request, instance, upstream_path: str, caller, on_response=None):
     host, port = (endpoint.host, endpoint.port) if endpoint.socket_path is None else ("instance", 80)
     path, _, query = upstream_path.partition("?")
     target = (path + ("?" + query if query else "")).encode("ascii", "strict")
-    headers = _request_headers(request, caller)
+    where = origin.of(request)
+    headers = _request_headers(request, caller, where)
     headers += [("Host", (f"[{host}]" if ":" in host else host) + ("" if port == 80 else f":{port}")), (GATEWAY_HEADER, gateway_key_for(instance.agent_key_encrypted))]
     body, length = _body(request)
     if length is not None:
@@ -165,6 +176,7 @@ def forward(request, instance, upstream_path: str, caller, on_response=None):
     reason = upstream.extensions.get("reason_phrase", b"").decode("ascii", "replace")
     response = StreamingHttpResponse(stream() if request.method != "HEAD" else iter(()), status=upstream.status, reason=reason or None)
     content_length, chunked = None, False
+    dropped = DROPPED_RESPONSE_SHARED if where.shared else DROPPED_RESPONSE
     for raw_name, raw_value in upstream.headers:
         name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
         lower = name.lower()
@@ -172,13 +184,15 @@ def forward(request, instance, upstream_path: str, caller, on_response=None):
             content_length = value
         elif lower == "transfer-encoding":
             chunked = chunked or "chunked" in value.lower()
-        if lower in DROPPED_RESPONSE:
+        if lower in dropped:
             continue
         if lower == "set-cookie" and "Set-Cookie" in response:
             continue  # Django's responses hold one value per header name: the first cookie is kept
         response[name] = value
     if content_length and not chunked:
         response["Content-Length"] = content_length
+    if where.shared:
+        origin.sandbox(response)
     if request.method == "HEAD":
         upstream.close()
     if on_response is not None:

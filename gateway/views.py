@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from django.conf import settings
 from django.db.models import Exists, F, OuterRef
@@ -13,27 +12,15 @@ from django.views.decorators.csrf import csrf_exempt
 
 from billing.metering import record_execution
 from instances.choices import InstanceState
-from instances.models import Instance
+from instances.models import Instance, gateway_url
 from orchestrio.api.ratelimit import Counter, attach, count
 from orchestrio.db import CompiledQuery
 
-from . import proxy
+from . import paths, proxy
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
 from .models import GatewayPolicy
 
 logger = logging.getLogger(__name__)
-
-
-def _raw_tail(request, prefix: str) -> str:
-    """The request's path after `prefix`, as the client sent it (still percent-encoded)."""
-    raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
-    if raw:
-        path = raw.split("?", 1)[0]
-    else:
-        path = quote(request.path, safe="/:@!$&'()*+,;=-._~")
-    query = request.META.get("QUERY_STRING", "")
-    tail = path[len(prefix):] if path.startswith(prefix) else ""
-    return (tail or "/") + (f"?{query}" if query else "")
 
 
 def _rate_limited(request, caller):
@@ -104,23 +91,29 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
     return proxy.forward(request, instance, upstream_path, caller)
 
 
+def _proxied(request, instance_id: str, *, slug: str | None, prefix: tuple[str, ...], base: str = ""):
+    """Refuses dot-segments (gateway/paths.py) before anything is looked up or forwarded."""
+    try:
+        target = paths.upstream_target(request, prefix, base)
+    except paths.Refused as exc:
+        return proxy.error(404, exc.detail)
+    return _serve(request, instance_id, slug=slug, upstream_path=target)
+
+
 def serve_host(request, instance_id: str):
     """A request to the instance's own hostname or custom domain: the tunnel, path as sent."""
-    raw = request.META.get("RAW_URI") or request.META.get("REQUEST_URI") or quote(request.path, safe="/:@!$&'()*+,;=-._~")
-    path = raw.split("?", 1)[0] or "/"
-    query = request.META.get("QUERY_STRING", "")
-    return _serve(request, instance_id, slug=None, upstream_path=path + (f"?{query}" if query else ""))
+    return _proxied(request, instance_id, slug=None, prefix=())
 
 
 @csrf_exempt
 def tunnel(request, instance_id: str, path: str = ""):
-    return _serve(request, instance_id, slug=None, upstream_path=_raw_tail(request, f"/tunnel/{instance_id}"))
+    return _proxied(request, instance_id, slug=None, prefix=("tunnel", instance_id))
 
 
 @csrf_exempt
 def gateway(request, instance_id: str, slug: str, rest: str = ""):
-    tail = _raw_tail(request, f"/gateway/{instance_id}/{slug}")
-    return _serve(request, instance_id, slug=slug, upstream_path=f"/webhooks/{slug}" + ("" if tail == "/" else tail))
+    """Forwards to `/webhooks/{slug}` and below, never elsewhere."""
+    return _proxied(request, instance_id, slug=slug, prefix=("gateway", instance_id, slug), base=f"/webhooks/{slug}")
 
 
 # --- console ------------------------------------------------------------------------------------
@@ -159,7 +152,7 @@ def instance_gateway(request, instance_id: str):
         {"policy": p, "warnings": policy_warnings(p), "issuer": policy_issuer(p)}
         for p in GatewayPolicy.objects.filter(instance=instance).order_by("slug", "provider")
     ]
-    return render(request, "gateway/instance_gateway.html", {"instance": instance, "form": form, "policies": policies, "public_url": settings.PUBLIC_URL})
+    return render(request, "gateway/instance_gateway.html", {"instance": instance, "form": form, "policies": policies, "public_url": gateway_url()})
 
 
 def _policy(request, policy_id: str, **_) -> GatewayPolicy:

@@ -29,7 +29,7 @@ from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
 from .choices import DEPLOYMENT_BUSY_STATUSES, DeploymentEnvironment, DeploymentStatus, InstanceState, LogLevel, StepStatus
-from .models import Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep, Instance
+from .models import Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep, Instance, gateway_url
 from .services import instance_create, instance_destroy, merge_patch
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def _new_revision(deployment: Deployment, *, config: dict, secrets_encrypted: st
 def webhook_url(deployment: Deployment) -> str | None:
     if deployment.instance is None:
         return None
-    return f"{settings.PUBLIC_URL}/gateway/{deployment.instance.instance_id}/{deployment.name}"
+    return f"{gateway_url()}/gateway/{deployment.instance.instance_id}/{deployment.name}"
 
 
 # --- use cases ---------------------------------------------------------------------------------

@@ -135,6 +135,16 @@ def instance_url(hostname: str) -> str:
     return f"{scheme}://{hostname}{port}"
 
 
+def gateway_url() -> str:
+    """Where callers reach `/gateway/…` and `/tunnel/…`: the gateway host when there is one (with
+    PUBLIC_URL's scheme and port, like instance hostnames), else the console's PUBLIC_URL."""
+    host = getattr(settings, "GATEWAY_HOST", "")
+    if not host:
+        return settings.PUBLIC_URL
+    scheme, port = _scheme_and_port(settings.PUBLIC_URL)
+    return f"{scheme}://{host}{port}"
+
+
 @lru_cache(maxsize=4)
 def _scheme_and_port(public_url: str) -> tuple[str, str]:
     public = urlsplit(public_url)

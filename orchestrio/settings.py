@@ -9,6 +9,7 @@ provides `SECRET_KEY`, `DATABASE_URL`, `REDIS_URL`, `ALLOWED_HOSTS` and `PUBLIC_
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -68,6 +69,14 @@ ALLOWED_HOSTS = env_list(
 PUBLIC_URL = (env("PUBLIC_URL", "http://127.0.0.1:8000") or "").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
 BASE_DOMAIN = env("BASE_DOMAIN", "instances.localhost")
+# The gateway's own hostname (production: `gateway.example-instances.net`, no scheme or port). It
+# serves /gateway/… and /tunnel/… only, never the console, the API or the admin; unset, the
+# proxies are served on the console's host alone (sandboxed, as there). See docs/gateway.md.
+GATEWAY_HOST = (env("GATEWAY_HOST", "") or "").strip().lower().rstrip(".")
+if GATEWAY_HOST and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", GATEWAY_HOST):
+    raise ImproperlyConfigured(f"GATEWAY_HOST must be a hostname (no scheme, port or path), not {GATEWAY_HOST!r}")
+if GATEWAY_HOST and GATEWAY_HOST not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(GATEWAY_HOST)
 DENY_DIRECT_IP = env_bool("DENY_DIRECT_IP", False)
 # Number of reverse proxies in front of the web processes whose X-Forwarded-For we trust.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
@@ -238,6 +247,12 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    # A browser takes a `__Host-` cookie only from this very host, Secure, for `/`, without a
+    # Domain: a sibling host (an instance's `<id>.<BASE_DOMAIN>` under the console's parent
+    # domain, whose pages tenants write) cannot plant a session or CSRF cookie that the console
+    # would read as its own (docs/gateway.md, "Origins").
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT else None
 
 # --- REST framework and OpenAPI -----------------------------------------------------------------

@@ -42,6 +42,9 @@ ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1", "[::1]", ".localhost"]
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# Plain HTTP here: browsers refuse `__Host-` cookies that are not Secure.
+SESSION_COOKIE_NAME = "sessionid"
+CSRF_COOKIE_NAME = "csrftoken"
 SECURE_HSTS_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 OIDC_ALLOW_HTTP_LOOPBACK = True

@@ -30,9 +30,9 @@ class GatewayPolicySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField())
     def get_endpoint(self, policy):
-        from django.conf import settings
+        from instances.models import gateway_url
 
-        base = settings.PUBLIC_URL
+        base = gateway_url()
         if policy.slug:
             return f"{base}/gateway/{policy.instance.instance_id}/{policy.slug}"
         return f"{base}/tunnel/{policy.instance.instance_id}/"

@@ -3,8 +3,9 @@
 "use strict";
 
 (function () {
+  // Production names it `__Host-csrftoken` (which no other host can plant); development, `csrftoken`.
   function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    const match = document.cookie.match(/(?:^|;\s*)__Host-csrftoken=([^;]+)/) || document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
     return match ? decodeURIComponent(match[1]) : "";
   }
 

@@ -153,7 +153,8 @@ def test_refused_is_502_and_silence_is_504(api, host, settings):
 
 def test_an_instances_cookie_for_one_caller_never_reaches_it_with_the_next(api, host):
     """The proxy keeps no cookie jar: Set-Cookie goes back to the caller it was meant for, and
-    what the next caller sends upstream is only what that caller sent (cookies never)."""
+    what the next caller sends upstream is only what that caller sent. (On the instance's own
+    hostname, where its cookies pass at all: tests/gateway/test_origin.py.)"""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -178,10 +179,11 @@ def test_an_instances_cookie_for_one_caller_never_reaches_it_with_the_next(api, 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         Instance.objects.filter(pk=host.pk).update(ip_address="127.0.0.1", port=server.server_address[1], socket_path="")
-        login = call("GET", "/tunnel/gw-host/login", token=api.token)
+        own_host = "gw-host.instances.localhost"
+        login = call("GET", "/login", token=api.token, HTTP_HOST=own_host)
         assert login.status_code == 200 and "alice-secret" in login["Set-Cookie"]
         other = ApiTokenFactory(tenant=host.tenant)
-        assert call("GET", "/tunnel/gw-host/me", token=other.plaintext).status_code == 200
+        assert call("GET", "/me", token=other.plaintext, HTTP_HOST=own_host).status_code == 200
         assert seen == [None, None]
     finally:
         server.shutdown()
@@ -190,7 +192,8 @@ def test_an_instances_cookie_for_one_caller_never_reaches_it_with_the_next(api, 
 # --- path tricks ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/tunnel/gw-host/../../admin/", "/tunnel/gw-host//evil.example/x", "/tunnel/gw-host/a%2F..%2F..%2Fx", "/tunnel/gw-host/%2F%2Fevil.example:25/", "/tunnel/gw-host/@evil.example/"])
+# Dot-segments are refused before proxying: tests/gateway/test_traversal.py.
+@pytest.mark.parametrize("path", ["/tunnel/gw-host//evil.example/x", "/tunnel/gw-host/a%2Fb%2F%2Fx", "/tunnel/gw-host/%2F%2Fevil.example:25/", "/tunnel/gw-host/@evil.example/"])
 def test_path_tricks_stay_on_the_instance(api, host, path):
     response = call("GET", path, token=api.token)
     assert response.status_code == 200, path

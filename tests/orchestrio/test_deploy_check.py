@@ -18,6 +18,9 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         "SECRET_KEY": "prod-" + "k3y" * 20 + "-0123456789abcdef",
         "ALLOWED_HOSTS": "orchestrio.example.com",
         "PUBLIC_URL": "https://orchestrio.example.com",
+        # The documented production layout: the gateway and instances on a domain of their own.
+        "GATEWAY_HOST": "gateway.example-hosted.net",
+        "BASE_DOMAIN": "instances.example-hosted.net",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "ORCHESTRIO_VAR_DIR": str(tmp_path),
         "ENCRYPTION_KEYS": "dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE=",

@@ -1,6 +1,6 @@
 """The hardening a production deployment gets, checked on a real server process run with
 production settings (DEBUG off) behind a TLS-terminating proxy: HTTPS redirect, HSTS, the console's
-CSP, frame denial, nosniff, Referrer-Policy, and Secure/HttpOnly/SameSite cookies."""
+CSP, frame denial, nosniff, Referrer-Policy, and `__Host-` Secure/HttpOnly/SameSite cookies."""
 
 from __future__ import annotations
 
@@ -51,18 +51,19 @@ def test_console_pages_carry_the_security_headers_and_secure_cookies(production)
         assert headers["X-Frame-Options"] == "DENY"
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "same-origin"
-        csrf_cookie = next(c for c in login.headers.get_list("set-cookie") if c.startswith("csrftoken="))
-        assert "Secure" in csrf_cookie and "SameSite=Lax" in csrf_cookie
+        # `__Host-` names: no other host (an instance's, under the same parent domain) can plant them.
+        csrf_cookie = next(c for c in login.headers.get_list("set-cookie") if c.startswith("__Host-csrftoken="))
+        assert "Secure" in csrf_cookie and "SameSite=Lax" in csrf_cookie and "Path=/" in csrf_cookie and "Domain" not in csrf_cookie
 
-        token = client.cookies["csrftoken"]
+        token = client.cookies["__Host-csrftoken"]
         # The cookie is Secure and this hop is plain HTTP (TLS ended at the proxy): send it as the browser would.
         response = client.post(
             "/login", data={"username": "prod@example.com", "password": "a-long-enough-password", "csrfmiddlewaretoken": token},
-            headers={"Referer": production.replace("http://", "https://") + "/login", "Cookie": f"csrftoken={token}"},
+            headers={"Referer": production.replace("http://", "https://") + "/login", "Cookie": f"__Host-csrftoken={token}"},
         )  # fmt: skip
         assert response.status_code == 302, response.text[response.text.find("<h1>"):][:600]
-        session = next(c for c in response.headers.get_list("set-cookie") if c.startswith("sessionid="))
-        assert "Secure" in session and "HttpOnly" in session and "SameSite=Lax" in session
+        session = next(c for c in response.headers.get_list("set-cookie") if c.startswith("__Host-sessionid="))
+        assert "Secure" in session and "HttpOnly" in session and "SameSite=Lax" in session and "Domain" not in session
 
 
 def test_api_responses_are_hardened_too(production):
