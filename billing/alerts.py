@@ -16,7 +16,6 @@ import random
 import secrets
 import time
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -24,7 +23,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrio import crypto
+from orchestrio import crypto, outbound
 from orchestrio.errors import InvalidState, NotFound, ValidationFailed
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record
@@ -48,17 +47,16 @@ RETRY_WINDOW = timedelta(hours=24)
 
 
 def validate_url(url: str) -> str:
+    """The webhook URL rules: at most 2048 characters, and orchestrio.outbound's rules for every URL
+    a tenant controls (https to public addresses only)."""
     if not isinstance(url, str) or not url:
         raise ValidationFailed("webhook_url is required", field="webhook_url")
     if len(url) > 2048:
         raise ValidationFailed("webhook_url is at most 2048 characters", field="webhook_url")
-    parts = urlsplit(url)
-    loopback = parts.hostname in ("localhost", "127.0.0.1")
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and loopback:
-        return url
-    raise ValidationFailed("webhook_url must be https:// (or http://localhost / http://127.0.0.1)", field="webhook_url")
+    try:
+        return outbound.validate_outbound_url(url, what="webhook_url")
+    except outbound.OutboundRefused as exc:
+        raise ValidationFailed(str(exc), field="webhook_url") from None
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -181,13 +179,18 @@ def deliver(delivery_id: str) -> str:
     started = time.perf_counter()
     code, error = None, ""
     try:
-        with httpx.Client(timeout=settings.ALERT_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client:
-            response = client.post(delivery.url, content=body, headers=headers)
-        code = response.status_code
+        # The URL passed validation when it was set; its form is checked again (rows from before
+        # the rule) and its addresses at the connection (the DNS answer may have changed since).
+        outbound.validate_outbound_url(delivery.url, resolve_host=False)
+        with outbound.outbound_client(timeout=settings.ALERT_TIMEOUT_SECONDS) as client:
+            # Streamed and never read: the receiver's body is not ours to keep or show.
+            with client.stream("POST", delivery.url, content=body, headers=headers) as response:
+                code = response.status_code
         if not 200 <= code < 300:
-            error = f"HTTP {code}: {response.text[:300]}"
+            error = f"HTTP {code}"
     except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+        # A fixed reason only: exception text can carry what an internal service said.
+        error = outbound.failure_reason(exc)
     duration = int((time.perf_counter() - started) * 1000)
     now = timezone.now()
     with transaction.atomic():

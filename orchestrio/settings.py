@@ -8,6 +8,7 @@ provides `SECRET_KEY`, `DATABASE_URL`, `REDIS_URL`, `ALLOWED_HOSTS` and `PUBLIC_
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -312,9 +313,21 @@ IDEMPOTENCY_KEY_TTL_HOURS = 24
 IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 120)
 # API tokens record last use at most once per this many seconds (no write on every request).
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
-OIDC_ALLOW_HTTP_LOOPBACK = env_bool("OIDC_ALLOW_HTTP_LOOPBACK", DEBUG)
-# Issuers must resolve to public addresses (no SSRF into the private network) unless this is on.
-OIDC_ALLOW_PRIVATE_ISSUERS = env_bool("OIDC_ALLOW_PRIVATE_ISSUERS", False)
+# Outbound requests to URLs a tenant controls (alert webhooks, OIDC issuers and key sets) go only
+# to public addresses, checked when the URL is set and again at every connection
+# (orchestrio/outbound.py). Loopback, and plain http:// to it, only for development.
+OUTBOUND_ALLOW_LOOPBACK = env_bool("OUTBOUND_ALLOW_LOOPBACK", DEBUG)
+# Networks (CIDRs) the operator opens to every tenant's outbound URLs, e.g. an identity provider
+# on the private network. Empty: none.
+OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS", [])
+for _network in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.20.0.0/16)") from _exc
+for _old, _new in (("OIDC_ALLOW_HTTP_LOOPBACK", "OUTBOUND_ALLOW_LOOPBACK"), ("OIDC_ALLOW_PRIVATE_ISSUERS", "OUTBOUND_ALLOWED_NETWORKS")):
+    if os.environ.get(_old):
+        raise ImproperlyConfigured(f"{_old} is gone: use {_new} (docs/configuration.md)")
 OIDC_CACHE_SECONDS = env_int("OIDC_CACHE_SECONDS", 3600)
 OIDC_REFETCH_INTERVAL_SECONDS = env_int("OIDC_REFETCH_INTERVAL_SECONDS", 30)
 OIDC_FETCH_TIMEOUT_SECONDS = float(env("OIDC_FETCH_TIMEOUT_SECONDS", "5"))
