@@ -9,7 +9,6 @@ at most once per interval, when a token names a key id the cache does not know (
 
 from __future__ import annotations
 
-import json
 import logging
 
 import httpx
@@ -17,6 +16,8 @@ import jwt
 from django.conf import settings
 from django.core.cache import cache
 
+from orchestrio import jsoninput
+from orchestrio.errors import ValidationFailed
 from orchestrio.outbound import OutboundRefused, failure_reason, outbound_client, validate_outbound_url
 
 from .choices import GatewayProvider
@@ -83,9 +84,9 @@ def _fetch_json(url: str) -> dict:
     except httpx.HTTPError as exc:
         raise OIDCError(f"cannot fetch {url}: {failure_reason(exc)}") from None
     try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise OIDCError(f"{url} is not JSON") from exc
+        document = jsoninput.loads(body)  # a tenant's server wrote it: the API's JSON rules
+    except ValidationFailed as exc:
+        raise OIDCError(f"{url} is not JSON we can use: {exc.errors[0]['msg']}") from None
     if not isinstance(document, dict):
         raise OIDCError(f"{url} is not a JSON object")
     return document
@@ -102,7 +103,8 @@ def discovery(issuer: str) -> dict:
     document = cache.get(key)
     if document is None:
         document = _fetch_json(issuer + "/.well-known/openid-configuration")
-        if document.get("issuer", "").rstrip("/") != issuer:
+        named = document.get("issuer")
+        if not isinstance(named, str) or named.rstrip("/") != issuer:
             raise OIDCError(f"the discovery document of {issuer} names another issuer ({document.get('issuer')!r})")
         if not isinstance(document.get("jwks_uri"), str):
             raise OIDCError(f"the discovery document of {issuer} has no jwks_uri")

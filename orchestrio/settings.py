@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "gateway.middleware.InstanceHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "orchestrio.middleware.RequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -254,7 +255,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["orchestrio.api.filters.FilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["orchestrio.api.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["orchestrio.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "orchestrio.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "orchestrio.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -286,6 +287,17 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }
+
+# --- Input limits (docs/configuration.md) -------------------------------------------------------
+
+# Request bodies larger than this are 413 before any view reads them: API JSON, console forms,
+# Stripe's webhook. The gateway and the tunnel stream bodies to the instance and are not capped by
+# it (orchestrio.middleware.RequestLimitsMiddleware).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_MAX_BODY_BYTES", 1024 * 1024)
+# JSON (API bodies, console JSON fields, fetched OIDC documents) nested deeper than this is 422.
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
+# An instance's or a deployment's config, as JSON.
+CONFIG_MAX_BYTES = env_int("CONFIG_MAX_BYTES", 64 * 1024)
 
 # --- Rate limits (per token or user, per endpoint, per minute) -----------------------------------
 

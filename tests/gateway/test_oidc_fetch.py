@@ -63,3 +63,10 @@ def test_an_issuers_error_body_is_not_passed_on(db, rogue):
     with pytest.raises(oidc.OIDCError) as caught:
         oidc.verify(_token(rogue.url), issuer=rogue.url, audience="orchestrio")
     assert "HTTP 500" in str(caught.value) and "TOP-SECRET" not in str(caught.value)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"issuer": "\\ud800"}', b'{"issuer": 1e400}', b'{"issuer": 5, "jwks_uri": 7}'])
+def test_a_document_that_cannot_be_kept_is_refused(db, rogue, body):
+    rogue.answer = lambda server: (200, body)
+    with pytest.raises(oidc.OIDCError, match="not JSON we can use|names another issuer"):
+        oidc.verify(_token(rogue.url), issuer=rogue.url, audience="orchestrio")
