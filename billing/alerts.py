@@ -84,6 +84,7 @@ def _new_secret() -> str:
 def alert_config_update(*, tenant, actor: Actor, data: dict) -> tuple[AlertConfig, str | None]:
     """Apply a partial update; returns (config, the signing secret when one was just created)."""
     config, _ = AlertConfig.objects.select_for_update(of=("self",)).get_or_create(tenant=tenant)
+    previous_url = config.webhook_url
     if "webhook_url" in data:
         url = data["webhook_url"]
         config.webhook_url = validate_url(url) if url else ""
@@ -97,7 +98,12 @@ def alert_config_update(*, tenant, actor: Actor, data: dict) -> tuple[AlertConfi
         config.signing_secret_encrypted = crypto.encrypt(new_secret)
         config.signing_secret_prefix = new_secret[:12]
     config.save()
-    activity_record(actor=actor, action="alerts.update", tenant=tenant, object_type="alert_config", object_id=tenant.pk, data={"webhook_url": config.webhook_url, "enabled": config.enabled})
+    # Whether the URL changed, not the URL: members read the audit log, and only owners and admins
+    # may see where alerts go (each delivery keeps its URL, for them).
+    activity_record(
+        actor=actor, action="alerts.update", tenant=tenant, object_type="alert_config", object_id=tenant.pk,
+        data={"webhook_url_changed": config.webhook_url != previous_url, "enabled": config.enabled},
+    )  # fmt: skip
     return config, new_secret
 
 
