@@ -139,6 +139,9 @@ REFUSED = [
     "https://[::ffff:127.0.0.1]/",
     "https://[::ffff:a9fe:a9fe]/",
     "https://[::127.0.0.1]/",
+    "https://[::ffff:0:7f00:1]/",
+    "https://[100::1]/",
+    "https://[2001:db8::1]/",
     "https://[64:ff9b::a9fe:a9fe]/",
     "https://[64:ff9b:1::a00:1]/",
     "https://[2002:7f00:1::1]/",
@@ -324,3 +327,18 @@ def test_oidc_issuer_rebinding_is_refused_at_fetch(api, running, fake_dns, liste
     with pytest.raises(oidc.OIDCError, match="not allowed"):
         oidc.verify(token, issuer=issuer, audience="orchestrio")
     assert listener.connections == 0
+
+
+def test_operator_allowed_networks(api, settings, fake_dns):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["10.20.0.0/16"]
+    assert api.patch("alerts", {"webhook_url": "https://10.20.1.2/hook"}).status_code == 200
+    for url in ("https://10.21.0.1/hook", "https://127.0.0.1/hook", "http://10.20.1.2/hook"):
+        assert_validation_error(api.patch("alerts", {"webhook_url": url}), ("body", "webhook_url"))
+
+
+def test_check_deploy_warns_when_loopback_is_allowed_in_production(settings):
+    from orchestrio.outbound import check_outbound
+
+    assert check_outbound() == []
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
+    assert [message.id for message in check_outbound()] == ["orchestrio.W020"]
