@@ -342,3 +342,55 @@ def test_check_deploy_warns_when_loopback_is_allowed_in_production(settings):
     assert check_outbound() == []
     settings.OUTBOUND_ALLOW_LOOPBACK = True
     assert [message.id for message in check_outbound()] == ["orchestrio.W020"]
+
+
+@pytest.fixture
+def tls_receiver(tmp_path, monkeypatch):
+    """An https receiver on loopback with a certificate for hooks.test only, and the outbound
+    client trusting that certificate (as it trusts the public CAs)."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from orchestrio import outbound
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("hooks.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    server = InternalService()
+    server.answer = (200, {})
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_file, key_file)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    client_context = ssl.create_default_context(cafile=str(cert_file))
+    monkeypatch.setattr(outbound, "_ssl_context", lambda: client_context)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_verifies_the_hostname_while_connecting_to_the_checked_address(api, tenant, settings, fake_dns, tls_receiver):
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
+    fake_dns.answers["hooks.test"] = ["127.0.0.1"]
+    fake_dns.answers["other.test"] = ["127.0.0.1"]
+    delivery = _deliver(tenant, f"https://hooks.test:{tls_receiver.port}/hook")
+    assert delivery.status == "succeeded", delivery.last_error
+    assert tls_receiver.requests == [{"path": "/hook", "host": f"hooks.test:{tls_receiver.port}"}]
+    AlertDelivery.objects.all().delete()
+    # Same address, another name: the certificate does not match it.
+    assert _deliver(tenant, f"https://other.test:{tls_receiver.port}/hook").last_error == "TLS handshake failed"
