@@ -19,6 +19,7 @@ class SubscriptionPlanAdmin(AuditedModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(AuditedModelAdmin):
+    audit_exclude = ("stripe_customer_id", "stripe_subscription_id")  # billing is for owners and admins
     list_display = ["tenant", "status", "stripe_customer_id", "stripe_subscription_id", "current_period_end", "last_payment_failed_at"]
     list_filter = ["status", "cancel_at_period_end"]
     search_fields = ["tenant__id", "stripe_customer_id", "stripe_subscription_id"]
@@ -57,6 +58,7 @@ class AlertConfigAdmin(AuditedModelAdmin):
     list_filter = ["enabled"]
     search_fields = ["tenant__id", "webhook_url"]
     fields = ["tenant", "webhook_url", "enabled", "signing_secret_prefix"]  # never the secret
+    audit_exclude = ("webhook_url", "signing_secret_prefix")  # alerts are for owners and admins
     readonly_fields = ["tenant", "signing_secret_prefix"]
 
 

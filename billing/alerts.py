@@ -16,7 +16,6 @@ import random
 import secrets
 import time
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -24,7 +23,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrio import crypto
+from orchestrio import crypto, outbound
 from orchestrio.errors import InvalidState, NotFound, ValidationFailed
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record
@@ -48,17 +47,16 @@ RETRY_WINDOW = timedelta(hours=24)
 
 
 def validate_url(url: str) -> str:
+    """The webhook URL rules: at most 2048 characters, and orchestrio.outbound's rules for every URL
+    a tenant controls (https to public addresses only)."""
     if not isinstance(url, str) or not url:
         raise ValidationFailed("webhook_url is required", field="webhook_url")
     if len(url) > 2048:
         raise ValidationFailed("webhook_url is at most 2048 characters", field="webhook_url")
-    parts = urlsplit(url)
-    loopback = parts.hostname in ("localhost", "127.0.0.1")
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and loopback:
-        return url
-    raise ValidationFailed("webhook_url must be https:// (or http://localhost / http://127.0.0.1)", field="webhook_url")
+    try:
+        return outbound.validate_outbound_url(url, what="webhook_url")
+    except outbound.OutboundRefused as exc:
+        raise ValidationFailed(str(exc), field="webhook_url") from None
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -86,6 +84,7 @@ def _new_secret() -> str:
 def alert_config_update(*, tenant, actor: Actor, data: dict) -> tuple[AlertConfig, str | None]:
     """Apply a partial update; returns (config, the signing secret when one was just created)."""
     config, _ = AlertConfig.objects.select_for_update(of=("self",)).get_or_create(tenant=tenant)
+    previous_url = config.webhook_url
     if "webhook_url" in data:
         url = data["webhook_url"]
         config.webhook_url = validate_url(url) if url else ""
@@ -99,7 +98,12 @@ def alert_config_update(*, tenant, actor: Actor, data: dict) -> tuple[AlertConfi
         config.signing_secret_encrypted = crypto.encrypt(new_secret)
         config.signing_secret_prefix = new_secret[:12]
     config.save()
-    activity_record(actor=actor, action="alerts.update", tenant=tenant, object_type="alert_config", object_id=tenant.pk, data={"webhook_url": config.webhook_url, "enabled": config.enabled})
+    # Whether the URL changed, not the URL: members read the audit log, and only owners and admins
+    # may see where alerts go (each delivery keeps its URL, for them).
+    activity_record(
+        actor=actor, action="alerts.update", tenant=tenant, object_type="alert_config", object_id=tenant.pk,
+        data={"webhook_url_changed": config.webhook_url != previous_url, "enabled": config.enabled},
+    )  # fmt: skip
     return config, new_secret
 
 
@@ -181,13 +185,18 @@ def deliver(delivery_id: str) -> str:
     started = time.perf_counter()
     code, error = None, ""
     try:
-        with httpx.Client(timeout=settings.ALERT_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client:
-            response = client.post(delivery.url, content=body, headers=headers)
-        code = response.status_code
+        # The URL passed validation when it was set; its form is checked again (rows from before
+        # the rule) and its addresses at the connection (the DNS answer may have changed since).
+        outbound.validate_outbound_url(delivery.url, resolve_host=False)
+        with outbound.outbound_client(timeout=settings.ALERT_TIMEOUT_SECONDS) as client:
+            # Streamed and never read: the receiver's body is not ours to keep or show.
+            with client.stream("POST", delivery.url, content=body, headers=headers) as response:
+                code = response.status_code
         if not 200 <= code < 300:
-            error = f"HTTP {code}: {response.text[:300]}"
+            error = f"HTTP {code}"
     except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+        # A fixed reason only: exception text can carry what an internal service said.
+        error = outbound.failure_reason(exc)
     duration = int((time.perf_counter() - started) * 1000)
     now = timezone.now()
     with transaction.atomic():

@@ -140,7 +140,8 @@ class AlertConfig(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
-        return f"{self.tenant_id}: {self.webhook_url or '-'} ({'on' if self.enabled else 'off'})"
+        # Not the URL: this text lands in the audit log (an admin delete), which members read.
+        return f"{self.tenant_id}: alert webhook {'on' if self.enabled else 'off'}"
 
 
 class AlertDelivery(models.Model):

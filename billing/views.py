@@ -73,7 +73,7 @@ def billing_portal(request):
 
 
 class AlertForm(forms.Form):
-    webhook_url = forms.CharField(max_length=2048, required=False, label="Webhook URL", help_text="https://… (or http://localhost for testing)")
+    webhook_url = forms.CharField(max_length=2048, required=False, label="Webhook URL", help_text="https://… on a public address")
     enabled = forms.BooleanField(required=False)
 
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import json
-
 from django import forms
+
+from orchestrio.forms import json_field_value
 
 from .choices import GatewayProvider
 
@@ -21,14 +21,7 @@ class PolicyForm(forms.Form):
     enabled = forms.BooleanField(required=False, initial=True)
 
     def _json(self, name, kind):
-        raw = self.cleaned_data[name] or ("[]" if kind is list else "{}")
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise forms.ValidationError(f"not valid JSON: {exc}") from exc
-        if not isinstance(value, kind):
-            raise forms.ValidationError(f"must be a JSON {'list' if kind is list else 'object'}")
-        return value
+        return json_field_value(self.cleaned_data[name], kind=kind, what=name)
 
     def clean_allow(self):
         return self._json("allow", list)

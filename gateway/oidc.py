@@ -9,16 +9,16 @@ at most once per interval, when a token names a key id the cache does not know (
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
-import socket
-from urllib.parse import urlsplit
 
 import httpx
 import jwt
 from django.conf import settings
 from django.core.cache import cache
+
+from orchestrio import jsoninput
+from orchestrio.errors import ValidationFailed
+from orchestrio.outbound import OutboundRefused, failure_reason, outbound_client, validate_outbound_url
 
 from .choices import GatewayProvider
 
@@ -55,44 +55,24 @@ def expected_issuer(provider: str, issuer: str = "", config: dict | None = None)
 
 
 def check_issuer_url(url: str) -> str | None:
-    """None when the URL may be fetched; else why not. https only, except loopback http when
-    OIDC_ALLOW_HTTP_LOOPBACK is on (development and tests)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    loopback = host in ("localhost", "127.0.0.1", "::1")
-    if parts.scheme == "https" and host:
-        return None
-    if parts.scheme == "http" and loopback and settings.OIDC_ALLOW_HTTP_LOOPBACK:
-        return None
-    if parts.scheme == "http" and loopback:
-        return "http:// issuers are accepted only for 127.0.0.1/localhost with OIDC_ALLOW_HTTP_LOOPBACK on"
-    return "the issuer must be an https:// URL"
-
-
-def _refuse_private_address(url: str) -> None:
-    """Do not let a policy's issuer turn the control plane against internal services (SSRF)."""
-    host = urlsplit(url).hostname or ""
-    if settings.OIDC_ALLOW_HTTP_LOOPBACK and host in ("localhost", "127.0.0.1", "::1"):
-        return
-    if settings.OIDC_ALLOW_PRIVATE_ISSUERS:
-        return
+    """None when an issuer URL may be fetched; else why not (orchestrio.outbound's rules for every
+    URL a tenant controls: https to public addresses)."""
     try:
-        infos = socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise OIDCError(f"cannot resolve the issuer's host {host!r}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved or address.is_multicast:
-            raise OIDCError(f"the issuer's host {host!r} resolves to a non-public address; refusing to fetch it")
+        validate_outbound_url(url, what="the issuer")
+    except OutboundRefused as exc:
+        return str(exc)
+    return None
 
 
 def _fetch_json(url: str) -> dict:
-    problem = check_issuer_url(url)
-    if problem:
-        raise OIDCError(f"refusing to fetch {url}: {problem}")
-    _refuse_private_address(url)
+    """GET a discovery document or key set through the outbound guard: the address is checked at
+    the connection, and what a refused or failing server said is never passed on."""
     try:
-        with httpx.Client(timeout=settings.OIDC_FETCH_TIMEOUT_SECONDS, follow_redirects=False) as client:
+        validate_outbound_url(url, what=url, resolve_host=False)
+    except OutboundRefused as exc:
+        raise OIDCError(f"refusing to fetch it: {exc}") from None
+    try:
+        with outbound_client(timeout=settings.OIDC_FETCH_TIMEOUT_SECONDS) as client:
             with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
                 if response.status_code != 200:
                     raise OIDCError(f"{url} answered HTTP {response.status_code}")
@@ -102,11 +82,11 @@ def _fetch_json(url: str) -> dict:
                     if len(body) > MAX_DOCUMENT_BYTES:
                         raise OIDCError(f"{url} is too large")
     except httpx.HTTPError as exc:
-        raise OIDCError(f"cannot fetch {url}: {type(exc).__name__}") from exc
+        raise OIDCError(f"cannot fetch {url}: {failure_reason(exc)}") from None
     try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise OIDCError(f"{url} is not JSON") from exc
+        document = jsoninput.loads(body)  # a tenant's server wrote it: the API's JSON rules
+    except ValidationFailed as exc:
+        raise OIDCError(f"{url} is not JSON we can use: {exc.errors[0]['msg']}") from None
     if not isinstance(document, dict):
         raise OIDCError(f"{url} is not a JSON object")
     return document
@@ -123,7 +103,8 @@ def discovery(issuer: str) -> dict:
     document = cache.get(key)
     if document is None:
         document = _fetch_json(issuer + "/.well-known/openid-configuration")
-        if document.get("issuer", "").rstrip("/") != issuer:
+        named = document.get("issuer")
+        if not isinstance(named, str) or named.rstrip("/") != issuer:
             raise OIDCError(f"the discovery document of {issuer} names another issuer ({document.get('issuer')!r})")
         if not isinstance(document.get("jwks_uri"), str):
             raise OIDCError(f"the discovery document of {issuer} has no jwks_uri")

@@ -70,6 +70,11 @@ def validate_policy(data: dict[str, Any]) -> list[dict]:
             problem = check_issuer_url(issuer)
             if problem:
                 issues.append(_issue("issuer", problem))
+        elif provider == GatewayProvider.TERRAFORM and isinstance(config.get("hostname"), str) and HOSTNAME_RE.match(config["hostname"]):
+            # The tenant names the issuer's host here: the same rules as an issuer URL.
+            problem = check_issuer_url(expected_issuer(provider, "", config))
+            if problem:
+                issues.append(_issue("config", problem, "value_error", "hostname"))
     else:
         if audience:
             issues.append(_issue("audience", f"audience applies to OIDC providers, not {provider}"))

@@ -12,6 +12,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from orchestrio.forms import json_field_value
 from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
@@ -23,13 +24,7 @@ from .views import _errors_to_form
 
 
 def _json_object(raw: str, what: str) -> dict:
-    try:
-        value = json.loads(raw or "{}")
-    except ValueError as exc:
-        raise forms.ValidationError(f"not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise forms.ValidationError(f"the {what} must be a JSON object")
-    return value
+    return json_field_value(raw, what=f"the {what}")
 
 
 def _secret_lines(raw: str, *, allow_removal: bool) -> dict:

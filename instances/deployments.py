@@ -30,14 +30,13 @@ from orchestrio.tenancy import Actor, Principal
 
 from .choices import DEPLOYMENT_BUSY_STATUSES, DeploymentEnvironment, DeploymentStatus, InstanceState, LogLevel, StepStatus
 from .models import Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep, Instance, gateway_url
-from .services import instance_create, instance_destroy, merge_patch
+from .services import config_check_size, instance_create, instance_destroy, merge_patch
 
 logger = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$")
 NAME_MESSAGE = "name is 3–50 lowercase letters, digits and '-', starting and ending with a letter or digit"
 SECRET_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
-MAX_CONFIG_BYTES = 64 * 1024
 MAX_SECRET_BYTES = 8 * 1024
 
 
@@ -48,8 +47,7 @@ def _issue(field: str, message: str, *extra) -> ValidationFailed:
 def _check_config(config) -> dict:
     if not isinstance(config, dict):
         raise _issue("config", "config must be an object")
-    if len(json.dumps(config)) > MAX_CONFIG_BYTES:
-        raise _issue("config", f"config must be at most {MAX_CONFIG_BYTES // 1024} KiB as JSON")
+    config_check_size(config, loc=["body", "config"])
     return config
 
 

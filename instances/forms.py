@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.conf import settings
 from django.core.validators import MinLengthValidator, RegexValidator
 
+from orchestrio.forms import json_field_value
 from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
 
 from .models import InstancePlan, Region
@@ -64,10 +63,4 @@ class ConfigForm(forms.Form):
     apply = forms.BooleanField(required=False, label="Apply to the running instance now")
 
     def clean_config(self):
-        try:
-            value = json.loads(self.cleaned_data["config"] or "{}")
-        except ValueError as exc:
-            raise forms.ValidationError(f"not valid JSON: {exc}") from exc
-        if not isinstance(value, dict):
-            raise forms.ValidationError("the config must be a JSON object")
-        return value
+        return json_field_value(self.cleaned_data["config"], what="the config")

@@ -52,7 +52,6 @@ logger = logging.getLogger(__name__)
 
 LABEL_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 MAX_LABELS = 32
-MAX_CONFIG_BYTES = 64 * 1024
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 # Path segments of the instances API that cannot double as instance ids.
 RESERVED_INSTANCE_IDS = frozenset({"cleanup", "by-idempotency-key", "new", "www", "api", "admin"})
@@ -435,16 +434,22 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-@transaction.atomic
-def instance_config_update(*, instance: Instance, patch: dict, actor: Actor) -> Instance:
+def config_check_size(config: Any, *, loc: list[str]) -> None:
+    """An instance's or a deployment's config is at most CONFIG_MAX_BYTES as JSON (a merge patch
+    can grow it past what one body carries)."""
     import json
 
+    if len(json.dumps(config)) > settings.CONFIG_MAX_BYTES:
+        raise ValidationFailed([{"loc": loc, "msg": f"the config must be at most {settings.CONFIG_MAX_BYTES // 1024} KiB as JSON", "type": "value_error"}])
+
+
+@transaction.atomic
+def instance_config_update(*, instance: Instance, patch: dict, actor: Actor) -> Instance:
     if not isinstance(patch, dict):
         raise ValidationFailed("the body must be a JSON object (a JSON merge patch)")
     locked = _lock(instance)
     merged = merge_patch(locked.config or {}, patch)
-    if len(json.dumps(merged)) > MAX_CONFIG_BYTES:
-        raise ValidationFailed(f"the config would exceed {MAX_CONFIG_BYTES // 1024} KiB")
+    config_check_size(merged, loc=["body"])
     locked.config = merged
     locked.save(update_fields=["config", "updated_at"])
     activity_record(

@@ -29,6 +29,8 @@ def _tenant_of(obj):
 class AuditedModelAdmin(admin.ModelAdmin):
     """Writes an ActivityEvent (actor type `staff`) for every add, change and delete."""
 
+    # Fields whose values the audit never records, only that they changed: every member of the
+    # tenant reads the audit log, so a value only owners and admins may see (or a secret) stays out.
     audit_exclude: tuple[str, ...] = ()
 
     def _audit(self, request, obj, action: str, data: dict | None = None) -> None:
@@ -43,12 +45,9 @@ class AuditedModelAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        changed = {
-            name: value
-            for name, value in model_to_dict(obj, fields=form.changed_data).items()
-            if name not in self.audit_exclude
-        }
-        self._audit(request, obj, "change" if change else "add", {"fields": sorted(changed), "values": _jsonable(changed)})
+        changed = model_to_dict(obj, fields=form.changed_data)
+        values = {name: value for name, value in changed.items() if name not in self.audit_exclude}
+        self._audit(request, obj, "change" if change else "add", {"fields": sorted(changed), "values": _jsonable(values)})
 
     def delete_model(self, request, obj):
         self._audit(request, obj, "delete", {"repr": str(obj)})

@@ -7,7 +7,7 @@ class OrchestrioConfig(AppConfig):
     verbose_name = "Tenancy and access"
 
     def ready(self) -> None:
-        from . import faults  # noqa: F401 - registers its system check
+        from . import faults, outbound  # noqa: F401 - register their system checks
         from .api import schema  # noqa: F401 - registers the OpenAPI authentication extensions
 
         if settings.EMBEDDED_REDIS:

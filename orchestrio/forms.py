@@ -5,8 +5,24 @@ from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import MinLengthValidator, RegexValidator
 
+from . import jsoninput
+from .errors import ValidationFailed
 from .models import SLUG_MESSAGE, SLUG_PATTERN
 from .services import TOKEN_EXPIRY_CHOICES
+
+
+def json_field_value(raw: str, *, kind: type = dict, what: str = "the value"):
+    """A console textarea's JSON: the API parser's rules (orchestrio.jsoninput — valid Unicode, no
+    NUL, finite numbers, bounded nesting), and a JSON object (`kind=dict`) or list."""
+    try:
+        value = jsoninput.loads(raw or ("[]" if kind is list else "{}"), loc=())
+    except ValidationFailed as exc:
+        first = exc.errors[0]
+        where = "".join(f"[{part!r}]" for part in first["loc"])
+        raise forms.ValidationError(f"not valid JSON: {first['msg']}" + (f" (at {where})" if where else "")) from None
+    if not isinstance(value, kind):
+        raise forms.ValidationError(f"{what} must be a JSON {'list' if kind is list else 'object'}")
+    return value
 
 
 class LoginForm(AuthenticationForm):

@@ -49,6 +49,51 @@ class DenyDirectIPMiddleware:
         return self.get_response(request)
 
 
+class RequestLimitsMiddleware:
+    """What every request must be before a view sees it, checked once here:
+
+    - a body of at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes, else 413 before anything reads it
+      (Django would raise RequestDataTooBig wherever the body is first touched: a 500). The gateway
+      and the tunnel are exempt: they stream bodies to the instance, whose own limits apply.
+    - no NUL (`%00`) in the path (404) or, outside the gateway and the tunnel, in the query
+      string (422 at its loc): PostgreSQL can neither store nor compare one, so it would be a 500
+      at the first query that uses the value. (A path or query cannot carry a lone surrogate:
+      Django decodes them with replacement characters. JSON bodies are the parser's.)
+    """
+
+    STREAMED_PREFIXES = ("/gateway/", "/tunnel/")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        api = is_api_path(request.path)
+        if "\x00" in request.path_info:
+            return _refuse(api, 404, "no such path: paths contain no NUL characters")
+        if not request.path.startswith(self.STREAMED_PREFIXES):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0  # Django reads no body then either
+            if limit is not None and length > limit:
+                return _refuse(api, 413, f"the request body is {length} bytes; the limit is {limit}")
+            if "%00" in request.META.get("QUERY_STRING", ""):
+                names = [name for name, values in request.GET.lists() if "\x00" in name or any("\x00" in value for value in values)]
+                issues = [{"loc": ["query", name], "msg": "Null characters are not allowed.", "type": "null_characters_not_allowed"} for name in names]
+                if issues and api:
+                    return JsonResponse({"detail": issues}, status=422)
+                if issues:
+                    return HttpResponse("Null characters are not allowed in the query string.", status=400, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
+def _refuse(api: bool, status: int, detail: str) -> HttpResponse:
+    if api:
+        return JsonResponse({"detail": detail}, status=status)
+    return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
+
+
 class SecurityHeadersMiddleware:
     """Content-Security-Policy for console pages, and the rate-limit headers for API responses."""
 

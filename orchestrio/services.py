@@ -35,7 +35,10 @@ def activity_record(
     object_id: Any = "",
     data: dict[str, Any] | None = None,
 ) -> ActivityEvent:
-    """Append one audit-log row. Callers pass only non-secret data."""
+    """Append one audit-log row. Every member of the tenant reads the log (the API's /activity, the
+    dashboard, the console), so `data` carries only what every member may read: never a secret's
+    value (names are fine), nor values only owners and admins see (alert webhook URLs, billing's
+    Stripe ids). Leave such values out here rather than redact them on each read path."""
     event = _activity_event(actor=actor, action=action, tenant=tenant, object_type=object_type, object_id=object_id, data=data)
     event.save(force_insert=True)
     return event

@@ -8,6 +8,7 @@ provides `SECRET_KEY`, `DATABASE_URL`, `REDIS_URL`, `ALLOWED_HOSTS` and `PUBLIC_
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -107,6 +108,7 @@ MIDDLEWARE = [
     "gateway.middleware.InstanceHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "orchestrio.middleware.RequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -268,7 +270,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["orchestrio.api.filters.FilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["orchestrio.api.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["orchestrio.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "orchestrio.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "orchestrio.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -301,6 +303,17 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }
 
+# --- Input limits (docs/configuration.md) -------------------------------------------------------
+
+# Request bodies larger than this are 413 before any view reads them: API JSON, console forms,
+# Stripe's webhook. The gateway and the tunnel stream bodies to the instance and are not capped by
+# it (orchestrio.middleware.RequestLimitsMiddleware).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("REQUEST_MAX_BODY_BYTES", 1024 * 1024)
+# JSON (API bodies, console JSON fields, fetched OIDC documents) nested deeper than this is 422.
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
+# An instance's or a deployment's config, as JSON.
+CONFIG_MAX_BYTES = env_int("CONFIG_MAX_BYTES", 64 * 1024)
+
 # --- Rate limits (per token or user, per endpoint, per minute) -----------------------------------
 
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
@@ -327,9 +340,21 @@ IDEMPOTENCY_KEY_TTL_HOURS = 24
 IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 120)
 # API tokens record last use at most once per this many seconds (no write on every request).
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
-OIDC_ALLOW_HTTP_LOOPBACK = env_bool("OIDC_ALLOW_HTTP_LOOPBACK", DEBUG)
-# Issuers must resolve to public addresses (no SSRF into the private network) unless this is on.
-OIDC_ALLOW_PRIVATE_ISSUERS = env_bool("OIDC_ALLOW_PRIVATE_ISSUERS", False)
+# Outbound requests to URLs a tenant controls (alert webhooks, OIDC issuers and key sets) go only
+# to public addresses, checked when the URL is set and again at every connection
+# (orchestrio/outbound.py). Loopback, and plain http:// to it, only for development.
+OUTBOUND_ALLOW_LOOPBACK = env_bool("OUTBOUND_ALLOW_LOOPBACK", DEBUG)
+# Networks (CIDRs) the operator opens to every tenant's outbound URLs, e.g. an identity provider
+# on the private network. Empty: none.
+OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS", [])
+for _network in OUTBOUND_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_NETWORKS: {_network!r} is not a network (e.g. 10.20.0.0/16)") from _exc
+for _old, _new in (("OIDC_ALLOW_HTTP_LOOPBACK", "OUTBOUND_ALLOW_LOOPBACK"), ("OIDC_ALLOW_PRIVATE_ISSUERS", "OUTBOUND_ALLOWED_NETWORKS")):
+    if os.environ.get(_old):
+        raise ImproperlyConfigured(f"{_old} is gone: use {_new} (docs/configuration.md)")
 OIDC_CACHE_SECONDS = env_int("OIDC_CACHE_SECONDS", 3600)
 OIDC_REFETCH_INTERVAL_SECONDS = env_int("OIDC_REFETCH_INTERVAL_SECONDS", 30)
 OIDC_FETCH_TIMEOUT_SECONDS = float(env("OIDC_FETCH_TIMEOUT_SECONDS", "5"))

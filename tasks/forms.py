@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import json
-
 from django import forms
+
+from orchestrio.forms import json_field_value
 
 
 class TaskDispatchForm(forms.Form):
@@ -21,14 +21,7 @@ class TaskDispatchForm(forms.Form):
     idempotency_key = forms.CharField(max_length=255, required=False, help_text="Optional: the same key never runs twice on this instance.")
 
     def clean_script_args(self):
-        raw = self.cleaned_data["script_args"] or "{}"
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise forms.ValidationError(f"not valid JSON: {exc}") from exc
-        if not isinstance(value, dict):
-            raise forms.ValidationError("the arguments must be a JSON object")
-        return value
+        return json_field_value(self.cleaned_data["script_args"], what="the arguments")
 
     def clean_idempotency_key(self):
         return self.cleaned_data["idempotency_key"] or None

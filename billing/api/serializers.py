@@ -56,7 +56,7 @@ class AlertConfigSerializer(serializers.ModelSerializer):
 
 
 class AlertConfigUpdateSerializer(BodySerializer):
-    webhook_url = serializers.CharField(max_length=2048, allow_blank=True, required=False, help_text="https://…, or http://localhost / http://127.0.0.1.")
+    webhook_url = serializers.CharField(max_length=2048, allow_blank=True, required=False, help_text="https://… on a public address (no private, loopback or link-local ones; no user:password@). Empty removes it.")
     enabled = serializers.BooleanField(required=False)
 
 

@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
+from django.conf import settings
 from rest_framework import parsers
 
+from orchestrio import jsoninput
 from orchestrio.errors import ValidationFailed
 
 
-def _nul_locations(value: Any, loc: list) -> Iterator[list]:
-    if isinstance(value, str):
-        if "\x00" in value:
-            yield loc
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                yield [*loc, key]
-            else:
-                yield from _nul_locations(item, [*loc, key])
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _nul_locations(item, [*loc, index])
-
-
 class JSONParser(parsers.JSONParser):
-    """JSON, without NUL characters: PostgreSQL stores none (in text or in jsonb), so a `\\u0000`
-    anywhere in a body is refused here (422 at its loc) instead of failing at the database (500)."""
+    """JSON the database, the renderer and the jobs can all take (orchestrio.jsoninput): no lone
+    surrogates or NUL in any string or key, finite numbers, nesting within API_MAX_JSON_DEPTH.
+    Anything else is refused here, once, with a 422 at its loc — never stored to fail later. The
+    body's size was checked before (RequestLimitsMiddleware: 413)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
-        errors = [
-            {"loc": loc, "msg": "Null characters are not allowed.", "type": "null_characters_not_allowed"}
-            for loc in _nul_locations(data, ["body"])
-        ]
-        if errors:
-            raise ValidationFailed(errors)
-        return data
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        raw = stream.read()
+        if encoding.lower().replace("-", "") != "utf8":
+            try:
+                raw = raw.decode(encoding)
+            except (LookupError, UnicodeDecodeError) as exc:
+                raise ValidationFailed([{"loc": ["body"], "msg": f"JSON parse error - {exc}", "type": "json_invalid"}]) from None
+        return jsoninput.loads(raw)

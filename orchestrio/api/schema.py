@@ -1,7 +1,7 @@
 """OpenAPI: the error bodies of API.md, and the responses every endpoint documents by default.
 
-Each operation gets 401/403 (authenticated endpoints), 404 (paths with a parameter), 422
-(bodies and query strings) and 429 (rate-limited endpoints) without repeating them in every
+Each operation gets 401/403 (authenticated endpoints), 404 (paths with a parameter), 413
+(bodies), 422 (bodies and query strings) and 429 (rate-limited endpoints) without repeating them in every
 `extend_schema`; state-specific errors (400, 402, 409, 502–504) are declared where they happen,
 with the constants below.
 """
@@ -56,6 +56,7 @@ ERR_403 = _error(ErrorSerializer, "Authenticated but not allowed (role, token sc
 ERR_404 = _error(ErrorSerializer, "No such object in this tenant.")
 ERR_408 = _error(ErrorSerializer, "The wait timed out first.")
 ERR_409 = _error(ConflictErrorSerializer, "Another operation is running, the name is taken, or an idempotency-key conflict.")
+ERR_413 = _error(ErrorSerializer, "The request body is over the size limit (REQUEST_MAX_BODY_BYTES).")
 ERR_422 = _error(ValidationErrorSerializer, "The request body or query fails validation.")
 ERR_429 = _error(ErrorSerializer, "Rate limit exceeded; see Retry-After.")
 ERR_502 = _error(ErrorSerializer, "The instance (or Stripe) answered badly.")
@@ -104,6 +105,8 @@ class AutoSchema(SpectacularAutoSchema):
         if "{" in self.path:
             defaults["404"] = ERR_404
         takes_body = self.method in ("POST", "PUT", "PATCH")
+        if takes_body:
+            defaults["413"] = ERR_413
         if takes_body or self._takes_query():
             defaults["422"] = ERR_422
         view_rate = self.view.get_rate_class() if hasattr(self.view, "get_rate_class") else None

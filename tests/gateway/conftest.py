@@ -20,7 +20,9 @@ def oidc_server():
 
 
 @pytest.fixture
-def issuer(oidc_server):
+def issuer(oidc_server, settings):
+    settings.OUTBOUND_ALLOW_LOOPBACK = True  # the issuer listens on loopback (tests/security: off)
+
     def make(name: str | None = None):
         return oidc_server.add(name or f"iss-{uuid.uuid4().hex[:6]}")
 

@@ -54,9 +54,9 @@ def test_validation(api, running, body, loc):
 
 def test_http_loopback_issuer_needs_the_setting(api, running, settings):
     body = {"provider": "oidc", "audience": "a", "issuer": "http://127.0.0.1:9/idp"}
-    settings.OIDC_ALLOW_HTTP_LOOPBACK = False
+    settings.OUTBOUND_ALLOW_LOOPBACK = False
     assert_validation_error(api.post("instances/web-01/gateway-policies", body), ("body", "issuer"))
-    settings.OIDC_ALLOW_HTTP_LOOPBACK = True
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
     assert api.post("instances/web-01/gateway-policies", body).status_code == 201
 
 

@@ -419,6 +419,17 @@ def test_large_bodies_stream_through_and_match(api, host):
     assert total == size
 
 
+def test_the_request_body_limit_does_not_cap_proxied_bodies(api, host, settings):
+    """DATA_UPLOAD_MAX_MEMORY_SIZE is the API's and the console's limit (413); the gateway and the
+    tunnel stream bodies to the instance."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    payload = b"x" * (64 * 1024)
+    policy(api, slug="big", provider="api-key")
+    for path, extra in (("/tunnel/gw-host/upload", {}), ("/upload", {"HTTP_HOST": "gw-host.instances.localhost:8000"}), ("/gateway/gw-host/big", {})):
+        response = call("POST", path, token=api.token, body=payload, **extra)
+        assert response.status_code == 200 and _json(response)["body_length"] == len(payload), path
+
+
 # --- by Host: the instance's hostname and its custom domain ---------------------------------------
 
 

@@ -10,7 +10,7 @@ from gateway.devissuer import IssuerServer
 class Command(BaseCommand):
     help = (
         "Run a development OIDC issuer on 127.0.0.1 and print a token it signed, to try OIDC gateway "
-        "policies locally (needs OIDC_ALLOW_HTTP_LOOPBACK, on with make run). Never for production."
+        "policies locally (needs OUTBOUND_ALLOW_LOOPBACK, on with make run). Never for production."
     )
 
     def add_arguments(self, parser):
@@ -21,8 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--lifetime", type=int, default=3600, help="token lifetime in seconds")
 
     def handle(self, *args, **options):
-        if not settings.OIDC_ALLOW_HTTP_LOOPBACK:
-            raise CommandError("OIDC_ALLOW_HTTP_LOOPBACK is off: policies would refuse an http:// issuer (run with DEBUG=1)")
+        if not settings.OUTBOUND_ALLOW_LOOPBACK:
+            raise CommandError("OUTBOUND_ALLOW_LOOPBACK is off: policies would refuse an http:// issuer (run with DEBUG=1)")
         claims = {}
         for item in options["claim"]:
             name, sep, value = item.partition("=")
