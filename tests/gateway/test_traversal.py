@@ -43,7 +43,8 @@ def refused(response) -> dict:
     assert response.status_code == 404, (response.status_code, _body(response)[:300])
     assert response["Content-Type"] == "application/json"
     body = json.loads(_body(response))
-    assert set(body) == {"detail"} and "dot-segment" in body["detail"], body
+    # NUL is refused on every path by the request-limits middleware, before the proxies' own check.
+    assert set(body) == {"detail"} and ("dot-segment" in body["detail"] or "NUL" in body["detail"]), body
     return body
 
 
