@@ -303,10 +303,14 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         query = _query(UsageQuerySerializer, request)
         return Response(InstanceUsageSerializer(instance_usage(self.get_object(), query["days"])).data)
 
-    @extend_schema(summary="Find the instance a create with this Idempotency-Key made", responses=s.ByIdempotencyKeySerializer)
+    @extend_schema(
+        summary="Find the instance a create with this Idempotency-Key made",
+        description="Keys are the caller's own (per API token, or per console user): another principal's create with the same key is not found.",
+        responses=s.ByIdempotencyKeySerializer,
+    )
     @action(detail=False, methods=["get"], url_path=r"by-idempotency-key/(?P<key>[^/]{1,255})", filterset_class=None)
     def by_idempotency_key(self, request, key=None):
-        instance = Instance.objects.filter(tenant=self.principal.tenant, idempotency_key=key).order_by("-created_at").first()
+        instance = selectors.instance_by_idempotency_key(principal=self.principal, key=key)
         if instance is None or (self.principal.instance_scope not in (None, instance.instance_id)):
             return Response({"found": False, "instance_id": None, "state": None, "provisioning_stage": None, "logs": []})
         logs = list(LogLine.objects.filter(instance=instance).order_by("seq")[:200])

@@ -105,7 +105,7 @@ class RateLimited(Throttled):
 def caller_key(request, principal: Principal | None = None) -> str:
     principal = principal if principal is not None else request.auth
     if isinstance(principal, Principal):
-        return principal.ratelimit_key
+        return principal.key
     return f"ip:{client_ip(request) or 'unknown'}"
 
 

@@ -186,9 +186,9 @@ def test_idempotency_key_with_a_different_body_is_409(api):
     assert not ApiToken.objects.filter(name="two").exists()
 
 
-def test_idempotency_key_in_flight_is_409(api, tenant):
+def test_idempotency_key_in_flight_is_409(api, tenant, token):
     IdempotencyKey.objects.create(
-        tenant=tenant, key="busy", fingerprint="x" * 64, method="POST", path="/api/v1/api-tokens",
+        tenant=tenant, principal=f"token:{token.pk}", key="busy", fingerprint="x" * 64, method="POST", path="/api/v1/api-tokens",
         locked_until=timezone.now() + timedelta(minutes=1),
     )
     # Same fingerprint as the in-flight one: compute it by replaying through the real code path.
@@ -203,7 +203,7 @@ def test_idempotency_key_in_flight_is_409(api, tenant):
     assert_error(api.post("api-tokens", {"name": "slow"}, headers={"Idempotency-Key": "busy"}), 409, contains="still being processed")
 
 
-def test_stale_in_flight_key_is_taken_over(api, tenant):
+def test_stale_in_flight_key_is_taken_over(api, tenant, token):
     from orchestrio.api import idempotency
 
     class FakeRequest:
@@ -212,7 +212,7 @@ def test_stale_in_flight_key_is_taken_over(api, tenant):
         data = {"name": "retry"}
 
     IdempotencyKey.objects.create(
-        tenant=tenant, key="dead", fingerprint=idempotency._fingerprint(FakeRequest), method="POST",
+        tenant=tenant, principal=f"token:{token.pk}", key="dead", fingerprint=idempotency._fingerprint(FakeRequest), method="POST",
         path="/api/v1/api-tokens", locked_until=timezone.now() - timedelta(seconds=1),
     )
     response = api.post("api-tokens", {"name": "retry"}, headers={"Idempotency-Key": "dead"})
