@@ -86,9 +86,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         request = context.get("request")
         view = context.get("view")
         if request is not None and view is not None:
-            from .ratelimit import record_auth_failure
-
-            record_auth_failure(request)
+            # Bad credentials were counted where they were refused (orchestrio.auth); missing ones
+            # guess nothing and are not counted.
             header = view.get_authenticate_header(request)
             if header:
                 headers["WWW-Authenticate"] = header
