@@ -7,17 +7,18 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from orchestrio.api.exceptions import QueryValidationError
-from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_502, ERR_504
+from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_429_LONG_POLL, ERR_502, ERR_504
 from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
 from orchestrio.choices import Role
 from orchestrio.errors import InvalidState, NotFound, ValidationFailed
+from orchestrio.longpoll import long_poll_slot
 
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
 from ..health import probe_one
 from ..models import Blueprint, Deployment, Instance, LogLine
-from ..waiting import wait_for_state
+from ..waiting import DEAD_ENDS, wait_for_state
 from billing.api.serializers import InstanceUsageSerializer, UsageQuerySerializer
 
 from . import serializers as s
@@ -161,21 +162,27 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(
         summary="Long-poll until the instance is in `state`",
+        description="Open waits are capped per token (or console user), per tenant and per server (429 with Retry-After beyond); "
+        "a wait that can answer at once takes no slot.",
         parameters=[s.WaitQuerySerializer],
-        responses={200: s.InstanceSerializer, 400: ERR_400, 408: ERR_408},
+        responses={200: s.InstanceSerializer, 400: ERR_400, 408: ERR_408, 429: ERR_429_LONG_POLL},
     )
     @action(detail=True, methods=["get"], url_path="wait")
     def wait(self, request, instance_id=None):
         query = _query(s.WaitQuerySerializer, request)
         instance = self._latest(instance_id)
         target = query["state"]
-        state, reached = wait_for_state(instance.pk, target, query["timeout"])
+        state, reached = instance.state, instance.state == target
+        if not reached and state not in DEAD_ENDS:
+            # Only a request that must wait holds a slot (and its thread) while it waits.
+            with long_poll_slot(self.principal, "wait") as slot:
+                state, reached = wait_for_state(instance.pk, target, query["timeout"], heartbeat=slot.renew)
         if reached:
             instance.refresh_from_db()
             if instance.destroyed_at is not None:
                 return Response(s.InstanceSerializer(instance).data)
             return Response(self._record(instance))
-        if state in (InstanceState.ERROR, InstanceState.DESTROYED):
+        if state in DEAD_ENDS:
             raise InvalidState(f"{instance.instance_id} is {state} and can no longer become {target}")
         return Response(
             {"detail": f"timed out after {query['timeout']}s waiting for {target}; {instance.instance_id} is {state}"},

@@ -12,7 +12,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from orchestrio.errors import DomainError
+from orchestrio.errors import DomainError, TooManyRequests
 from orchestrio.http import carries_secret
 
 logger = logging.getLogger("orchestrio.api")
@@ -68,7 +68,9 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, DomainError):
         if exc.status_code >= 500:
             logger.warning("upstream failure: %s", exc.detail)
-        return Response(exc.body(), status=exc.status_code)
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
+        return Response(exc.body(), status=exc.status_code, headers=headers)
 
     if isinstance(exc, QueryValidationError):
         return validation_response(flatten_errors(exc.detail, ["query"]))
