@@ -241,6 +241,9 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @action(detail=True, methods=["get", "patch"], url_path="config", filterset_class=None)
     def config(self, request, instance_id=None):
         instance = self.get_object()
+        if instance.state in (InstanceState.DESTROYING, InstanceState.DESTROYED):
+            # DELETE took the config with it: neither readable nor writable from then on.
+            raise NotFound(f"{instance.instance_id} is {instance.state}: its config was deleted with it")
         if request.method == "GET":
             return Response({"instance_id": instance.instance_id, "config": instance.config or {}})
         query = _query(s.ConfigQuerySerializer, request)
