@@ -115,3 +115,37 @@ def test_a_key_recorded_before_keys_had_principals_is_replayed_to_nobody(api, me
         body = assert_error(response, 409, contains="before")
         assert "ork_live_leaked" not in str(body)
     assert not ApiToken.objects.filter(name="legacy").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_of_two_principals_with_one_key(live_server):
+    """Racing requests (real server, real threads): each principal's key makes exactly one token,
+    the rest of its requests are replays or 409 (still in flight), and neither sees the other's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from ..factories import TenantFactory
+
+    tenant = TenantFactory(id="race-idem")
+    plaintexts = {}
+    for role in ("admin", "member"):
+        user = UserFactory(username=f"{role}@race.example")
+        MembershipFactory(user=user, tenant=tenant, role=role)
+        plaintexts[role] = ApiTokenFactory(tenant=tenant, created_by=user, role=role).plaintext
+
+    def post(role):
+        return role, httpx.post(
+            f"{live_server.url}/api/v1/api-tokens", json={"name": "raced"}, timeout=30,
+            headers={"Authorization": f"Bearer {plaintexts[role]}", "Idempotency-Key": "same-key"},
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(post, ["admin", "member"] * 4))
+    by_role = {role: [r for who, r in results if who == role] for role in plaintexts}
+    for role, responses in by_role.items():
+        assert {r.status_code for r in responses} <= {201, 409}, [(r.status_code, r.text) for r in responses]
+        created = {r.json()["token"] for r in responses if r.status_code == 201}
+        assert len(created) == 1, (role, created)
+    assert not ({r.json()["token"] for r in by_role["admin"] if r.status_code == 201} & {r.json()["token"] for r in by_role["member"] if r.status_code == 201})
+    assert list(ApiToken.objects.filter(name="raced").order_by("role").values_list("role", flat=True)) == ["admin", "member"]
