@@ -18,6 +18,7 @@ API_PREFIXES = ("/api/", "/gateway/", "/tunnel/", "/internal/", "/billing/stripe
 CSP_EXEMPT_PREFIXES = (*API_PREFIXES, "/health", "/metrics")
 DOCS_PREFIXES = ("/docs", "/redoc")
 
+
 def is_api_path(path: str) -> bool:
     return path.startswith(API_PREFIXES)
 
@@ -103,9 +104,9 @@ class SecurityHeadersMiddleware:
     def docs_csp(cls) -> str:
         # Swagger UI and ReDoc (drf-spectacular-sidecar, served from this host) run only scripts
         # from here, but style their pages with inline styles (ReDoc's styled-components inserts
-        # <style> elements), and ReDoc's search runs in a worker made from a blob: URL. No form
-        # posts anywhere; "Try it out" calls this host's API.
-        return f"{cls.BASE}; script-src 'self'; style-src 'self' 'unsafe-inline'; font-src 'self' data:; worker-src 'self' blob:; form-action 'none'"
+        # <style> elements), and ReDoc's search runs in a worker made from a blob: URL. "Try it
+        # out" calls this host's API.
+        return f"{cls.BASE}; script-src 'self'; style-src 'self' 'unsafe-inline'; font-src 'self' data:; worker-src 'self' blob:; form-action 'self'"
 
     @classmethod
     def csp_for(cls, path: str) -> str | None:
