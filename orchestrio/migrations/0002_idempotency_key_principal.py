@@ -5,9 +5,16 @@ replayed to nobody, and orchestrio/api/idempotency.py answers 409 for their keys
 expire (IDEMPOTENCY_KEY_TTL_HOURS), so a retry across the upgrade does not run twice. The old
 constraint (tenant, key) is stricter than the new one, so existing rows satisfy it. Both columns
 have constant defaults: on PostgreSQL 11+ adding them does not rewrite the table.
+
+Since existing rows are never replayed again, their stored responses are dropped: some are new
+API tokens in plaintext, which are now only ever kept encrypted (`response_body_encrypted`).
 """
 
 from django.db import migrations, models
+
+
+def drop_unreplayable_responses(apps, schema_editor):
+    apps.get_model("orchestrio", "IdempotencyKey").objects.filter(principal="").update(response_body=None)
 
 
 class Migration(migrations.Migration):
@@ -35,4 +42,5 @@ class Migration(migrations.Migration):
             model_name='idempotencykey',
             name='idempotency_tenant_key_unique',
         ),
+        migrations.RunPython(drop_unreplayable_responses, migrations.RunPython.noop),
     ]

@@ -149,3 +149,29 @@ def test_concurrent_requests_of_two_principals_with_one_key(live_server):
         assert len(created) == 1, (role, created)
     assert not ({r.json()["token"] for r in by_role["admin"] if r.status_code == 201} & {r.json()["token"] for r in by_role["member"] if r.status_code == 201})
     assert list(ApiToken.objects.filter(name="raced").order_by("role").values_list("role", flat=True)) == ["admin", "member"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_existing_keys_safe(tenant, member_api):
+    """Rows recorded before the migration (a completed token create, plaintext and all) become
+    principal "" with their response dropped: their key is answered 409, replayed to nobody."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("orchestrio", "0001_initial")], [("orchestrio", "0002_idempotency_key_principal")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old_model = executor.loader.project_state(before).apps.get_model("orchestrio", "IdempotencyKey")
+        old_model.objects.create(
+            tenant_id=tenant.pk, key="pre-upgrade", fingerprint="0" * 64, method="POST", path="/api/v1/api-tokens",
+            status="completed", response_status=201, response_body={"token": "ork_live_plaintext"},
+        )  # fmt: skip
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(after)
+    row = IdempotencyKey.objects.get(key="pre-upgrade")
+    assert (row.principal, row.response_body, row.response_body_encrypted) == ("", None, "")
+    response = member_api.post("api-tokens", {"name": "x"}, headers={"Idempotency-Key": "pre-upgrade"})
+    assert_error(response, 409, contains="before keys were scoped")
