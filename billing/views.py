@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from orchestrio.errors import DomainError
+from orchestrio.http import carries_secret
 from orchestrio.selectors import over_limits, tenant_usage
 from orchestrio.views import console_view, domain_error_message
 
@@ -94,9 +95,7 @@ def alerts_page(request):
             _errors_to_form(form, exc)
     page = Paginator(AlertDelivery.objects.filter(tenant=tenant).prefetch_related("attempt_log"), 25).get_page(request.GET.get("page"))
     response = render(request, "billing/alerts.html", {"form": form, "config": config, "new_secret": new_secret, "page": page, "events": alerts.EVENTS})
-    if new_secret:
-        response["Cache-Control"] = "no-store"
-    return response
+    return carries_secret(response) if new_secret else response
 
 
 @require_POST
@@ -109,9 +108,7 @@ def alerts_action(request, action: str):
             messages.success(request, f"Test alert {delivery.pk} queued.")
         elif action == "rotate":
             secret = alerts.alert_secret_rotate(tenant=tenant, actor=request.principal.actor)
-            response = render(request, "billing/secret.html", {"secret": secret})
-            response["Cache-Control"] = "no-store"
-            return response
+            return carries_secret(render(request, "billing/secret.html", {"secret": secret}))
         elif action.startswith("redeliver-"):
             copy = alerts.redeliver(delivery=alerts.delivery_for(tenant, action[len("redeliver-"):]), actor=request.principal.actor)
             messages.success(request, f"Redelivering as {copy.pk}.")

@@ -32,8 +32,11 @@ class Caller:
 
 
 class GatewayUnauthorized(Exception):
-    def __init__(self, reasons: list[str]) -> None:
+    def __init__(self, reasons: list[str], *, presented: bool) -> None:
         self.reasons = reasons
+        # Credentials were sent and refused (a failed attempt, throttled per source), rather
+        # than missing.
+        self.presented = presented
         super().__init__("; ".join(reasons))
 
 
@@ -57,7 +60,7 @@ def _api_key_caller(token_value: str, instance, policy: GatewayPolicy | None) ->
     try:
         token = resolve_token(token_value, with_tenant=False)
     except AuthenticationFailed as exc:
-        raise GatewayUnauthorized([f"API key rejected: {exc.detail}"]) from None
+        raise GatewayUnauthorized([f"API key rejected: {exc.detail}"], presented=True) from None
     if token.tenant_id != instance.tenant_id or (token.instance_id and token.instance_id != instance.instance_id):
         # Another tenant's (or another instance's) token: the instance does not exist for it.
         raise GatewayNotFound()
@@ -73,9 +76,9 @@ def authenticate(request, instance, policies: list[GatewayPolicy], *, implicit_a
     if implicit_api_key:
         # The tunnel of an instance without catch-all policies: the tenant's API tokens, no rules.
         if token is None:
-            raise GatewayUnauthorized(["this instance's tunnel needs an API token of its tenant (Authorization: Bearer ork_…)"])
+            raise GatewayUnauthorized(["this instance's tunnel needs an API token of its tenant (Authorization: Bearer ork_…)"], presented=False)
         if not token.startswith("ork_"):
-            raise GatewayUnauthorized(["this instance has no catch-all gateway policy: only its tenant's API tokens are accepted"])
+            raise GatewayUnauthorized(["this instance has no catch-all gateway policy: only its tenant's API tokens are accepted"], presented=True)
         return _api_key_caller(token, instance, None)
 
     if token is not None and token.startswith("ork_"):
@@ -110,4 +113,4 @@ def authenticate(request, instance, policies: list[GatewayPolicy], *, implicit_a
     if token is None:
         providers = ", ".join(sorted({p.provider for p in policies}))
         reasons.append(f"missing credentials: send Authorization: Bearer <token> accepted by {providers}")
-    raise GatewayUnauthorized(reasons)
+    raise GatewayUnauthorized(reasons, presented=token is not None)

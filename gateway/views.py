@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from billing.metering import record_execution
 from instances.choices import InstanceState
 from instances.models import Instance, gateway_url
-from orchestrio.api.ratelimit import Counter, attach, count
+from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
 from orchestrio.db import CompiledQuery
 
 from . import paths, proxy
@@ -76,6 +76,9 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
     except GatewayNotFound:
         return proxy.error(404, f"no instance {instance_id!r}")
     except GatewayUnauthorized as exc:
+        throttled = auth_failure(request) if exc.presented else None
+        if throttled is not None:
+            return proxy.error(429, f"{AUTH_FAILURE_DETAIL}; retry after {throttled.reset} seconds", Retry_After=str(throttled.reset))
         return proxy.error(401, "; ".join(exc.reasons), WWW_Authenticate='Bearer realm="gateway", error="invalid_token"')
     limited = _rate_limited(request, caller)
     if limited is not None:

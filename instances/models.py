@@ -181,6 +181,9 @@ class Instance(models.Model):
     # Provider-specific facts (local: pid, process start time, state dir; aws: client token, hibernated).
     provider_data = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # Whose Idempotency-Key it is (`Principal.key`): keys are scoped per principal. "" on instances
+    # created before that.
+    idempotency_principal = models.CharField(max_length=64, blank=True, default="")
     log_seq = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

@@ -165,6 +165,16 @@ def instance_records(*, tenant_id: str, instance_ids) -> list[Instance]:
     return [_RECORD.build(rows[instance_id], blueprints) for instance_id in instance_ids if instance_id in rows]
 
 
+def instance_by_idempotency_key(*, principal, key: str):
+    """The newest instance this principal created with this Idempotency-Key (keys are per
+    principal), or one created before keys had principals, else None."""
+    return (
+        Instance.objects.filter(tenant=principal.tenant, idempotency_key=key, idempotency_principal__in=(principal.key, ""))
+        .order_by("-created_at")
+        .first()
+    )
+
+
 def instance_latest(*, tenant, instance_id: str):
     """The live instance with this id, else the most recently destroyed one (DELETE, wait)."""
     rows = Instance.objects.filter(tenant=tenant, instance_id=instance_id).select_related("blueprint", "tenant")

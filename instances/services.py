@@ -248,6 +248,7 @@ def instance_create(
         config=config or {},
         agent_key_encrypted=crypto.encrypt(new_agent_key()),
         idempotency_key=idempotency_key,
+        idempotency_principal=principal.key if idempotency_key else "",
         state=InstanceState.PENDING,
     )
     try:

@@ -4,13 +4,16 @@ The waiter subscribes to the instance's Redis channel (state changes are publish
 checks the database once, closes its connection, and sleeps on the subscription; each
 notification (or a periodic safety re-check, in case a message was missed or Redis is down)
 costs one short query. The request's thread is the only resource held, which is what a threaded
-WSGI server's concurrency model needs for any request.
+WSGI server's concurrency model needs for any request; how many threads waits may hold is capped
+(orchestrio/longpoll.py, used by the view), and `heartbeat` (the slot's renewal) is called every
+few seconds while it waits.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import redis
 from django.db import connection
@@ -33,7 +36,7 @@ def _state(pk: int) -> str:
     return state
 
 
-def wait_for_state(pk: int, target: str, timeout: float) -> tuple[str, bool]:
+def wait_for_state(pk: int, target: str, timeout: float, *, heartbeat: Callable[[], None] | None = None) -> tuple[str, bool]:
     """(current state, reached). Returns early when the instance reaches a dead end instead."""
     deadline = time.monotonic() + timeout
     pubsub = None
@@ -53,6 +56,8 @@ def wait_for_state(pk: int, target: str, timeout: float) -> tuple[str, bool]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return state, False
+            if heartbeat is not None:
+                heartbeat()
             pause = min(remaining, RECHECK_SECONDS)
             if pubsub is not None:
                 try:

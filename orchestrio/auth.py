@@ -9,7 +9,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from . import tokens
-from .api.ratelimit import RateLimited, attach, auth_failures_exceeded, count_for_token
+from .api.ratelimit import AUTH_FAILURE_DETAIL, RateLimited, auth_failure
 from .db import CompiledQuery, model_fields, model_from_row
 from .models import ApiToken, Membership
 from .services import api_token_touch
@@ -40,12 +40,6 @@ class TokenUser:
         return f"token {self.token.prefix}…"
 
 
-def _refuse_if_blocked(request, blocked) -> None:
-    if blocked is not None:
-        attach(request, blocked)
-        raise RateLimited(blocked.reset, "too many failed authentication attempts from this address")
-
-
 class ApiTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -60,12 +54,12 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
                 raise exceptions.AuthenticationFailed("malformed Authorization header: expected 'Bearer ork_live_…'")
             token = resolve_token(credentials)
         except exceptions.AuthenticationFailed:
-            _refuse_if_blocked(request, auth_failures_exceeded(request))
+            # Bad credentials count against their source; past its limit, 429 instead of 401.
+            throttled = auth_failure(request)
+            if throttled is not None:
+                raise RateLimited(throttled.reset, AUTH_FAILURE_DETAIL) from None
             raise
         principal = Principal(tenant=token.tenant, role=token.role, user=token.created_by, token=token, ip=client_ip(request))
-        # A blocked address is refused whether or not its token is good; the check shares its
-        # Redis round trip with the request's rate counters.
-        _refuse_if_blocked(request, count_for_token(request, principal))
         api_token_touch(token)
         return TokenUser(token), principal
 

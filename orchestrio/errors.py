@@ -49,6 +49,16 @@ class Conflict(DomainError):
     default_detail = "Conflict."
 
 
+class TooManyRequests(DomainError):
+    """Too many at once (open long polls), not too many per minute (the rate limits): 429."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class ValidationFailed(DomainError):
     """Input that passed the serializer but fails a rule only the service knows (→ 422)."""
 

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import logging
+import re
+from functools import lru_cache
+from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -9,7 +14,9 @@ from django.http import HttpResponse, JsonResponse
 logger = logging.getLogger("orchestrio.api")
 
 API_PREFIXES = ("/api/", "/gateway/", "/tunnel/", "/internal/", "/billing/stripe/")
-CONSOLE_EXEMPT_PREFIXES = (*API_PREFIXES, "/admin/", "/docs", "/redoc", "/django-rq/", "/health", "/metrics")
+# JSON and metrics: no page to protect with a CSP (proxied content gets its own, from the gateway).
+CSP_EXEMPT_PREFIXES = (*API_PREFIXES, "/health", "/metrics")
+DOCS_PREFIXES = ("/docs", "/redoc")
 
 
 def is_api_path(path: str) -> bool:
@@ -94,17 +101,69 @@ def _refuse(api: bool, status: int, detail: str) -> HttpResponse:
     return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
 
 
-class SecurityHeadersMiddleware:
-    """Content-Security-Policy for console pages, and the rate-limit headers for API responses."""
+def _inline_script_hashes(package: str) -> tuple[str, ...]:
+    """CSP hashes of the inline <script> blocks in a package's templates (django-rq's admin pages
+    each carry one that wires up the job list's select-all), so that they run and nothing else
+    inline does."""
+    import importlib.util
 
-    @staticmethod
-    def console_csp() -> str:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    hashes = set()
+    for root in spec.submodule_search_locations:
+        for template in Path(root, "templates").rglob("*.html"):
+            for body in re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", template.read_text(encoding="utf-8"), re.S):
+                if "{%" not in body and "{{" not in body:  # rendered as written: its hash is known now
+                    digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
+                    hashes.add(f"'sha256-{digest}'")
+    return tuple(sorted(hashes))
+
+
+class SecurityHeadersMiddleware:
+    """A Content-Security-Policy on every HTML page (the console, the admin, the API docs), and
+    the rate-limit headers for API responses."""
+
+    BASE = "default-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'"
+
+    @classmethod
+    def console_csp(cls) -> str:
         # Forms may end in a redirect to Stripe's hosted Checkout and Portal pages.
         form_action = " ".join(["'self'", *settings.CSP_FORM_ACTION_EXTRA])
-        return (
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'self'; object-src 'none'"
-        )
+        return f"{cls.BASE}; script-src 'self'; style-src 'self'; form-action {form_action}"
+
+    @classmethod
+    def admin_csp(cls) -> str:
+        # Django's admin runs no inline script and has no inline style.
+        return f"{cls.BASE}; script-src 'self'; style-src 'self'; form-action 'self'"
+
+    @classmethod
+    @lru_cache(maxsize=1)
+    def django_rq_csp(cls) -> str:
+        # django-rq's pages in the admin each run one inline script (allowed by its hash, nothing
+        # else inline runs) and style themselves with inline <style> blocks and attributes.
+        scripts = " ".join(["'self'", *_inline_script_hashes("django_rq")])
+        return f"{cls.BASE}; script-src {scripts}; style-src 'self' 'unsafe-inline'; form-action 'self'"
+
+    @classmethod
+    def docs_csp(cls) -> str:
+        # Swagger UI and ReDoc (drf-spectacular-sidecar, served from this host) run only scripts
+        # from here, but style their pages with inline styles (ReDoc's styled-components inserts
+        # <style> elements), and ReDoc's search runs in a worker made from a blob: URL. "Try it
+        # out" calls this host's API.
+        return f"{cls.BASE}; script-src 'self'; style-src 'self' 'unsafe-inline'; font-src 'self' data:; worker-src 'self' blob:; form-action 'self'"
+
+    @classmethod
+    def csp_for(cls, path: str) -> str | None:
+        if path.startswith(CSP_EXEMPT_PREFIXES):
+            return None
+        if path.startswith("/admin/django-rq/"):
+            return cls.django_rq_csp()
+        if path.startswith("/admin/"):
+            return cls.admin_csp()
+        if path.startswith(DOCS_PREFIXES):
+            return cls.docs_csp()
+        return cls.console_csp()
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -116,8 +175,13 @@ class SecurityHeadersMiddleware:
             response["X-RateLimit-Limit"] = str(usage.limit)
             response["X-RateLimit-Remaining"] = str(usage.remaining)
             response["X-RateLimit-Reset"] = str(usage.reset)
-        if not request.path.startswith(CONSOLE_EXEMPT_PREFIXES) and "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = self.console_csp()
+        csp = self.csp_for(request.path)
+        if csp is not None and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = csp
+        if request.path.startswith(DOCS_PREFIXES):
+            # Swagger UI's init script carries the session's CSRF token: no other site may load it
+            # with <script src> (and read the token out of it).
+            response.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         return response
 
 

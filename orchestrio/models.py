@@ -126,9 +126,14 @@ class ActivityEvent(models.Model):
 
 
 class IdempotencyKey(models.Model):
-    """One `Idempotency-Key` of one tenant: the request's fingerprint and, once done, its response."""
+    """One `Idempotency-Key` of one principal (an API token, or a console user; `Principal.key`)
+    in one tenant: the request's fingerprint and, once done, its response. A response that carries
+    a secret (a new token's plaintext) is kept encrypted, in `response_body_encrypted`."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    # "" on rows recorded before keys were scoped per principal: replayed to nobody (see
+    # orchestrio/api/idempotency.py); they expire with IDEMPOTENCY_KEY_TTL_HOURS.
+    principal = models.CharField(max_length=64, blank=True, default="")
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64)
     method = models.CharField(max_length=8)
@@ -136,11 +141,12 @@ class IdempotencyKey(models.Model):
     status = models.CharField(max_length=12, choices=IdempotencyStatus.choices, default=IdempotencyStatus.PROCESSING)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
+    response_body_encrypted = models.TextField(blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     locked_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "key"], name="idempotency_tenant_key_unique")]
+        constraints = [models.UniqueConstraint(fields=["tenant", "principal", "key"], name="idempotency_principal_key_unique")]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id}:{self.key}"
+        return f"{self.tenant_id}:{self.principal}:{self.key}"

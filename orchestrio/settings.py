@@ -331,6 +331,21 @@ RATE_LIMITS = {
     "login": env("RATE_LIMIT_LOGIN", "10/m"),
 }
 
+# --- Long-lived requests (orchestrio/longpoll.py; docs/operations.md, "Long polls") ---------------
+
+# Open long polls and streams at once, per principal (API token or console user) and per tenant,
+# across every web process; beyond either, 429.
+LONG_POLL_MAX_PER_PRINCIPAL = env_int("LONG_POLL_MAX_PER_PRINCIPAL", 4)
+LONG_POLL_MAX_PER_TENANT = env_int("LONG_POLL_MAX_PER_TENANT", 8)
+# Threads of each web process that long-lived requests never hold: /health, the console and every
+# other request are served on them. A process holds at most (its threads - this) long polls.
+LONG_POLL_RESERVED_THREADS = env_int("LONG_POLL_RESERVED_THREADS", 4)
+# A slot's lease in Redis, renewed while its request waits: how long a killed process's slots
+# stay taken.
+LONG_POLL_LEASE_SECONDS = env_int("LONG_POLL_LEASE_SECONDS", 30)
+if LONG_POLL_LEASE_SECONDS < 15:
+    raise ImproperlyConfigured("LONG_POLL_LEASE_SECONDS must be at least 15: a wait renews its lease every few seconds")
+
 # --- Product settings ---------------------------------------------------------------------------
 
 DEFAULT_REGION = env("DEFAULT_REGION", "local")

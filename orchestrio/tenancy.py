@@ -66,7 +66,9 @@ class Principal:
         return self.token.instance_id if self.token is not None else None
 
     @property
-    def ratelimit_key(self) -> str:
+    def key(self) -> str:
+        """Who this is, across requests: the API token (`token:<id>`), or the console user
+        (`user:<id>`). Idempotency keys, rate-limit counters and long-poll slots are scoped by it."""
         if self.token is not None:
             return f"token:{self.token.pk}"
         return f"user:{self.user.pk}"

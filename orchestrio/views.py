@@ -27,6 +27,7 @@ from . import roles, selectors, services
 from .auth import SESSION_TENANT_KEY, membership_for_session
 from .errors import DomainError, Forbidden
 from .forms import ApiTokenForm, LoginForm, SignupForm
+from .http import carries_secret
 from .middleware import is_api_path, unavailable_response
 from .models import ActivityEvent, Membership
 from .tenancy import Actor, Principal, client_ip
@@ -184,9 +185,7 @@ def tokens(request):
     queryset = selectors.api_token_list(tenant=principal.tenant).select_related("created_by")
     page = Paginator(queryset, 50).get_page(request.GET.get("page"))
     response = render(request, "console/tokens.html", {"form": form, "page": page, "created": created})
-    if created:
-        response["Cache-Control"] = "no-store"  # the plaintext must not stay in a cache
-    return response
+    return carries_secret(response) if created else response
 
 
 @require_http_methods(["GET", "POST"])

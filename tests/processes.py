@@ -90,10 +90,12 @@ def child_env(redis_url: str | None, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def server_process(env: dict[str, str], *, worker: bool = False, scheduler: bool = False):
+def server_process(env: dict[str, str], *, worker: bool = False, scheduler: bool = False, threads: int | None = None):
     """`manage.py serve` in a child process; yields its base URL."""
     port = free_port()
     args = [sys.executable, "manage.py", "serve", "--port", str(port)]
+    if threads is not None:
+        args += ["--threads", str(threads)]
     if not worker:
         args.append("--no-worker")
     if not scheduler:

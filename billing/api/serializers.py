@@ -48,6 +48,7 @@ class UsageQuerySerializer(serializers.Serializer):
 
 class AlertConfigSerializer(serializers.ModelSerializer):
     signing_secret_prefix = serializers.CharField(help_text="The start of the signing secret (the whole one is shown once).")
+    updated_at = serializers.DateTimeField(allow_null=True, help_text="When these settings last changed; null until they are first set.")
 
     class Meta:
         model = AlertConfig

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from orchestrio.api.schema import ERR_400, ERR_403, ERR_502, ERR_503, ERR_504
 from orchestrio.api.viewsets import TenantApiView, TenantScopedViewSet
+from orchestrio.http import carries_secret
 
 from .. import alerts, services
 from ..models import AlertConfig, AlertDelivery
@@ -60,6 +61,7 @@ class AlertConfigView(TenantApiView):
         data = s.AlertConfigSerializer(config).data
         if secret:
             data["signing_secret"] = secret
+            return carries_secret(Response(data))
         return Response(data)
 
 
@@ -97,7 +99,7 @@ class AlertDeliveryViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     @extend_schema(summary="Issue a new signing secret (shown once)", request=None, responses={200: s.SigningSecretSerializer, 400: ERR_400})
     @action(detail=False, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request):
-        return Response({"signing_secret": alerts.alert_secret_rotate(tenant=self.principal.tenant, actor=self.principal.actor)})
+        return carries_secret(Response({"signing_secret": alerts.alert_secret_rotate(tenant=self.principal.tenant, actor=self.principal.actor)}))
 
 
 class DashboardView(TenantApiView):

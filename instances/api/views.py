@@ -7,16 +7,17 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from orchestrio.api.exceptions import QueryValidationError
-from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_502, ERR_504
+from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_429_LONG_POLL, ERR_502, ERR_504
 from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
 from orchestrio.errors import InvalidState, NotFound, ValidationFailed
+from orchestrio.longpoll import long_poll_slot
 
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
 from ..health import probe_one
 from ..models import Blueprint, Deployment, Instance, LogLine
-from ..waiting import wait_for_state
+from ..waiting import DEAD_ENDS, wait_for_state
 from billing.api.serializers import InstanceUsageSerializer, UsageQuerySerializer
 
 from . import serializers as s
@@ -164,21 +165,27 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(
         summary="Long-poll until the instance is in `state`",
+        description="Open waits are capped per token (or console user), per tenant and per server (429 with Retry-After beyond); "
+        "a wait that can answer at once takes no slot.",
         parameters=[s.WaitQuerySerializer],
-        responses={200: s.InstanceSerializer, 400: ERR_400, 408: ERR_408},
+        responses={200: s.InstanceSerializer, 400: ERR_400, 408: ERR_408, 429: ERR_429_LONG_POLL},
     )
     @action(detail=True, methods=["get"], url_path="wait")
     def wait(self, request, instance_id=None):
         query = _query(s.WaitQuerySerializer, request)
         instance = self._latest(instance_id)
         target = query["state"]
-        state, reached = wait_for_state(instance.pk, target, query["timeout"])
+        state, reached = instance.state, instance.state == target
+        if not reached and state not in DEAD_ENDS:
+            # Only a request that must wait holds a slot (and its thread) while it waits.
+            with long_poll_slot(self.principal, "wait") as slot:
+                state, reached = wait_for_state(instance.pk, target, query["timeout"], heartbeat=slot.renew)
         if reached:
             instance.refresh_from_db()
             if instance.destroyed_at is not None:
                 return Response(s.InstanceSerializer(instance).data)
             return Response(self._record(instance))
-        if state in (InstanceState.ERROR, InstanceState.DESTROYED):
+        if state in DEAD_ENDS:
             raise InvalidState(f"{instance.instance_id} is {state} and can no longer become {target}")
         return Response(
             {"detail": f"timed out after {query['timeout']}s waiting for {target}; {instance.instance_id} is {state}"},
@@ -237,6 +244,9 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @action(detail=True, methods=["get", "patch"], url_path="config", filterset_class=None)
     def config(self, request, instance_id=None):
         instance = self.get_object()
+        if instance.state in (InstanceState.DESTROYING, InstanceState.DESTROYED):
+            # DELETE took the config with it: neither readable nor writable from then on.
+            raise NotFound(f"{instance.instance_id} is {instance.state}: its config was deleted with it")
         if request.method == "GET":
             return Response({"instance_id": instance.instance_id, "config": instance.config or {}})
         query = _query(s.ConfigQuerySerializer, request)
@@ -306,10 +316,14 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         query = _query(UsageQuerySerializer, request)
         return Response(InstanceUsageSerializer(instance_usage(self.get_object(), query["days"])).data)
 
-    @extend_schema(summary="Find the instance a create with this Idempotency-Key made", responses=s.ByIdempotencyKeySerializer)
+    @extend_schema(
+        summary="Find the instance a create with this Idempotency-Key made",
+        description="Keys are the caller's own (per API token, or per console user): another principal's create with the same key is not found.",
+        responses=s.ByIdempotencyKeySerializer,
+    )
     @action(detail=False, methods=["get"], url_path=r"by-idempotency-key/(?P<key>[^/]{1,255})", filterset_class=None)
     def by_idempotency_key(self, request, key=None):
-        instance = Instance.objects.filter(tenant=self.principal.tenant, idempotency_key=key).order_by("-created_at").first()
+        instance = selectors.instance_by_idempotency_key(principal=self.principal, key=key)
         if instance is None or (self.principal.instance_scope not in (None, instance.instance_id)):
             return Response({"found": False, "instance_id": None, "state": None, "provisioning_stage": None, "logs": []})
         logs = list(LogLine.objects.filter(instance=instance).order_by("seq")[:200])

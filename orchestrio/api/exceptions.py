@@ -12,7 +12,8 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from orchestrio.errors import DomainError
+from orchestrio.errors import DomainError, TooManyRequests
+from orchestrio.http import carries_secret
 
 logger = logging.getLogger("orchestrio.api")
 
@@ -24,9 +25,10 @@ class QueryValidationError(exceptions.ValidationError):
 class IdempotentReplay(Exception):
     """Carries the stored response of an earlier request with the same Idempotency-Key."""
 
-    def __init__(self, status_code: int, body: Any) -> None:
+    def __init__(self, status_code: int, body: Any, *, secret: bool = False) -> None:
         self.status_code = status_code
         self.body = body
+        self.secret = secret  # the first response carried a secret: so does its replay
 
 
 def flatten_errors(detail: Any, loc: list, default_type: str = "value_error") -> list[dict[str, Any]]:
@@ -60,12 +62,15 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     headers: dict[str, str] = {}
 
     if isinstance(exc, IdempotentReplay):
-        return Response(exc.body, status=exc.status_code, headers={"Idempotent-Replayed": "true"})
+        response = Response(exc.body, status=exc.status_code, headers={"Idempotent-Replayed": "true"})
+        return carries_secret(response) if exc.secret else response
 
     if isinstance(exc, DomainError):
         if exc.status_code >= 500:
             logger.warning("upstream failure: %s", exc.detail)
-        return Response(exc.body(), status=exc.status_code)
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
+        return Response(exc.body(), status=exc.status_code, headers=headers)
 
     if isinstance(exc, QueryValidationError):
         return validation_response(flatten_errors(exc.detail, ["query"]))
@@ -83,9 +88,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         request = context.get("request")
         view = context.get("view")
         if request is not None and view is not None:
-            from .ratelimit import record_auth_failure
-
-            record_auth_failure(request)
+            # Bad credentials were counted where they were refused (orchestrio.auth); missing ones
+            # guess nothing and are not counted.
             header = view.get_authenticate_header(request)
             if header:
                 headers["WWW-Authenticate"] = header

@@ -1,8 +1,13 @@
 """`Idempotency-Key` with Stripe's semantics, stored in the database.
 
-Same key, same request within 24 h: the first response is replayed with `Idempotent-Replayed:
-true`. Same key, different request: 409. Same key while the first request is still running: 409.
-A request that ends in a 5xx or 429 releases its key, so a retry runs again.
+A key belongs to the principal that sent it (the API token, or the console user: `Principal.key`),
+as Stripe scopes keys per API key: another principal of the same tenant using the same key makes
+a fresh request, and never sees the first one's response (which may be an admin's new token).
+Same principal, key and request within 24 h: the first response is replayed with
+`Idempotent-Replayed: true`. Same key, different request: 409. Same key while the first request
+is still running: 409. A request that ends in a 5xx or 429 releases its key, so a retry runs
+again. A response that carries a secret (`orchestrio.http.carries_secret`) is stored encrypted
+and replayed with `Cache-Control: no-store`.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from orchestrio import crypto
 from orchestrio.choices import IdempotencyStatus
 from orchestrio.errors import Conflict, ValidationFailed
+from orchestrio.http import is_secret
 from orchestrio.models import IdempotencyKey
+from orchestrio.tenancy import Principal
 
 from .exceptions import IdempotentReplay
 
@@ -45,18 +53,31 @@ def requested_key(request) -> str | None:
     return key
 
 
-def begin(request, tenant) -> IdempotencyKey | None:
-    """Claim the request's key, or raise IdempotentReplay / Conflict. None when no key was sent."""
+# The principal of rows recorded before keys were scoped per principal (migration 0002).
+UNKNOWN_PRINCIPAL = ""
+
+
+def begin(request, principal: Principal) -> IdempotencyKey | None:
+    """Claim the request's key for its principal, or raise IdempotentReplay / Conflict. None when
+    no key was sent."""
     key = requested_key(request)
     if key is None:
         return None
+    tenant, who = principal.tenant, principal.key
     fingerprint = _fingerprint(request)
     now = timezone.now()
     lock_until = now + timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
     expired_before = now - timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
+    mine = IdempotencyKey.objects.select_for_update(of=("self",)).filter(tenant=tenant, key=key)
 
     with transaction.atomic():
-        record = IdempotencyKey.objects.select_for_update(of=("self",)).filter(tenant=tenant, key=key).first()
+        rows = {row.principal: row for row in mine.filter(principal__in=(who, UNKNOWN_PRINCIPAL))}
+        legacy = rows.get(UNKNOWN_PRINCIPAL)
+        if legacy is not None and legacy.created_at >= expired_before:
+            # Whose it was is unknown: replay it to nobody, and run nothing twice. (Such rows are
+            # gone IDEMPOTENCY_KEY_TTL_HOURS after the upgrade; this branch can go with them.)
+            raise Conflict("this Idempotency-Key was used before keys were scoped per principal; use a new key for a new request")
+        record = rows.get(who)
         if record is not None and record.created_at < expired_before:
             record.delete()
             record = None
@@ -65,6 +86,7 @@ def begin(request, tenant) -> IdempotencyKey | None:
                 with transaction.atomic():
                     return IdempotencyKey.objects.create(
                         tenant=tenant,
+                        principal=who,
                         key=key,
                         fingerprint=fingerprint,
                         method=request.method,
@@ -74,7 +96,7 @@ def begin(request, tenant) -> IdempotencyKey | None:
                     )
             except IntegrityError:
                 # A concurrent request inserted it first; PostgreSQL waited for it to commit.
-                record = IdempotencyKey.objects.select_for_update(of=("self",)).get(tenant=tenant, key=key)
+                record = mine.get(principal=who)
 
         if record.fingerprint != fingerprint:
             raise Conflict(
@@ -82,6 +104,8 @@ def begin(request, tenant) -> IdempotencyKey | None:
                 f"({record.method} {record.path}); use a new key for a new request"
             )
         if record.status == IdempotencyStatus.COMPLETED:
+            if record.response_body_encrypted:
+                raise IdempotentReplay(record.response_status, json.loads(crypto.decrypt(record.response_body_encrypted)), secret=True)
             raise IdempotentReplay(record.response_status, record.response_body)
         if record.locked_until is not None and record.locked_until > now:
             raise Conflict("a request with this Idempotency-Key is still being processed; retry later")
@@ -96,11 +120,15 @@ def finish(record: IdempotencyKey, response) -> None:
         IdempotencyKey.objects.filter(pk=record.pk).delete()
         return
     body = json.loads(json.dumps(getattr(response, "data", None), cls=DjangoJSONEncoder))
+    stored = {"response_body": body, "response_body_encrypted": ""}
+    if is_secret(response):
+        # The replay shows the secret again, to the same principal; at rest it is encrypted.
+        stored = {"response_body": None, "response_body_encrypted": crypto.encrypt(json.dumps(body))}
     IdempotencyKey.objects.filter(pk=record.pk).update(
         status=IdempotencyStatus.COMPLETED,
         response_status=response.status_code,
-        response_body=body,
         locked_until=None,
+        **stored,
     )
 
 

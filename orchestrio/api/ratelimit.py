@@ -8,6 +8,13 @@ from its subscription plan. The tighter of the two is reported in `X-RateLimit-L
 All the counters a request needs are read and incremented in one pipeline (one round trip to
 Redis). As in django-ratelimit, whose windows these are, each caller's window is offset by a hash
 of its key so that windows do not all end at once.
+
+Failed authentication is counted per source address, with one counter shared by every surface
+that takes credentials (the API, the tunnel, the gateway, an instance's hostname): past
+`RATE_LIMITS["auth_failure"]`, further bad credentials from that source get 429 instead of 401.
+Only failures touch that counter, and only after the credentials were checked: a valid token is
+never refused for its neighbours' failures (a NAT'd office shares one address), and a valid
+request costs no extra round trip for it.
 """
 
 from __future__ import annotations
@@ -105,14 +112,13 @@ class RateLimited(Throttled):
 def caller_key(request, principal: Principal | None = None) -> str:
     principal = principal if principal is not None else request.auth
     if isinstance(principal, Principal):
-        return principal.ratelimit_key
+        return principal.key
     return f"ip:{client_ip(request) or 'unknown'}"
 
 
 class EndpointRateThrottle(BaseThrottle):
     """The endpoint's counter for the caller, and the plan's per-minute ceiling for a tenant
-    caller. A token request's counters were already counted by the authentication, in the same
-    round trip as its auth-failure check (`count_for_token`)."""
+    caller, in one round trip."""
 
     def __init__(self) -> None:
         self._wait: int | None = None
@@ -132,9 +138,7 @@ class EndpointRateThrottle(BaseThrottle):
         return counters
 
     def allow_request(self, request, view) -> bool:
-        usages = getattr(request._request, "ratelimit_counted", None)
-        if usages is None:
-            usages = count(self.counters(request, view, request.auth))
+        usages = count(self.counters(request, view, request.auth))
         for usage in usages:
             attach(request, usage)
         limited = [u for u in usages if u is not None and u.limited]
@@ -147,34 +151,17 @@ class EndpointRateThrottle(BaseThrottle):
         return self._wait
 
 
-def _auth_failure_counter(request, *, increment: bool) -> Counter:
+AUTH_FAILURE_DETAIL = "too many failed authentication attempts from this address"
+
+
+def auth_failure(request) -> Usage | None:
+    """Count one failed authentication (credentials presented and refused: malformed, unknown,
+    expired, revoked, or not accepted here) against the request's source, on any surface, in one
+    round trip. Returns the usage when the source is now past its limit: the caller answers 429
+    (`AUTH_FAILURE_DETAIL`, `Retry-After: usage.reset`) instead of 401. Never called for valid
+    credentials."""
     key = f"ip:{client_ip(request) or 'unknown'}"
-    return Counter(group="auth-failure", key=key, rate=settings.RATE_LIMITS["auth_failure"], increment=increment)
+    usage = count([Counter(group="auth-failure", key=key, rate=settings.RATE_LIMITS["auth_failure"])])[0]
+    attach(request, usage)
+    return usage if usage is not None and usage.limited else None
 
-
-def _blocked(usage: Usage | None) -> Usage | None:
-    return usage if usage is not None and usage.remaining <= 0 else None
-
-
-def auth_failures_exceeded(request) -> Usage | None:
-    """The usage when this IP has failed authentication too often in the current window, else None."""
-    return _blocked(count([_auth_failure_counter(request, increment=False)])[0])
-
-
-def count_for_token(request, principal: Principal) -> Usage | None:
-    """After a token resolved: one round trip that reads this IP's auth-failure counter and, when
-    the view is rate limited, counts the request against the endpoint and the plan (kept on the
-    request for EndpointRateThrottle, which DRF runs after the permissions). Returns the
-    auth-failure usage when the IP is blocked: then the request is refused, valid token or not,
-    so that a blocked guesser learns nothing."""
-    view = (request.parser_context or {}).get("view")
-    throttled = view is not None and EndpointRateThrottle in getattr(view, "throttle_classes", ())
-    counters = EndpointRateThrottle.counters(request, view, principal) if throttled else []
-    failures, *usages = count([_auth_failure_counter(request, increment=False), *counters])
-    if throttled:
-        request._request.ratelimit_counted = usages
-    return _blocked(failures)
-
-
-def record_auth_failure(request) -> None:
-    attach(request, count([_auth_failure_counter(request, increment=True)])[0])

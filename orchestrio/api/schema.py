@@ -59,6 +59,7 @@ ERR_409 = _error(ConflictErrorSerializer, "Another operation is running, the nam
 ERR_413 = _error(ErrorSerializer, "The request body is over the size limit (REQUEST_MAX_BODY_BYTES).")
 ERR_422 = _error(ValidationErrorSerializer, "The request body or query fails validation.")
 ERR_429 = _error(ErrorSerializer, "Rate limit exceeded; see Retry-After.")
+ERR_429_LONG_POLL = _error(ErrorSerializer, "Rate limit exceeded, or too many open long polls for this token, its tenant or this server; see Retry-After.")
 ERR_502 = _error(ErrorSerializer, "The instance (or Stripe) answered badly.")
 ERR_503 = _error(ErrorSerializer, "A dependency is down or disabled.")
 ERR_504 = _error(ErrorSerializer, "The instance (or Stripe) did not answer in time.")

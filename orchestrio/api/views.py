@@ -9,6 +9,7 @@ from billing.models import SubscriptionPlan
 from instances.models import InstancePlan, Region
 from orchestrio import selectors, services
 from orchestrio.filtersets import ActivityEventFilterSet, ApiTokenFilterSet
+from orchestrio.http import carries_secret
 from orchestrio.models import ActivityEvent, ApiToken
 
 from . import serializers
@@ -74,7 +75,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         token, plaintext = services.api_token_create(principal=self.principal, **body.validated_data)
         data = serializers.ApiTokenSerializer(token).data
         data["token"] = plaintext
-        return Response(data, status=status.HTTP_201_CREATED)
+        return carries_secret(Response(data, status=status.HTTP_201_CREATED))
 
     @extend_schema(summary="Revoke a token: it fails with 401 on the very next request", responses={204: None, 403: ERR_403})
     def destroy(self, request, pk=None):

@@ -61,7 +61,7 @@ class ApiViewMixin:
             raise NotFound("no such object: ids contain no NUL characters")  # and PostgreSQL cannot compare one
         if request.method == "POST" and getattr(self._handler(), "idempotent", False):
             if isinstance(request.auth, Principal):
-                request._request.idempotency_record = idempotency.begin(request, request.auth.tenant)
+                request._request.idempotency_record = idempotency.begin(request, request.auth)
 
     def finalize_response(self, request, response, *args: Any, **kwargs: Any):
         response = super().finalize_response(request, response, *args, **kwargs)

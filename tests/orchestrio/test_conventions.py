@@ -149,20 +149,51 @@ def test_write_class_limit(api, settings):
     assert_error(api.post("api-tokens", {"name": "c"}), 429)
 
 
-def test_failed_authentication_is_limited_per_ip(anon_api, api, member_api, settings):
+def test_failed_authentication_is_limited_per_source_without_refusing_valid_tokens(anon_api, api, member_api, settings):
+    """Issue 14, finding 14: a source that keeps presenting bad tokens gets 429 for further bad
+    ones, but a valid token from the same address (a NAT'd office) still works."""
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "auth_failure": "3/m"}
     from orchestrio import tokens
 
-    assert_error(member_api.post("instances/cleanup"), 403)
+    def bad():
+        return anon_api.get("tenant", headers={"Authorization": f"Bearer {tokens.generate('live').plaintext}"})
+
     for _ in range(3):
-        assert anon_api.get("tenant", headers={"Authorization": f"Bearer {tokens.generate('live').plaintext}"}).status_code == 401
-    response = anon_api.get("tenant", headers={"Authorization": f"Bearer {tokens.generate('live').plaintext}"})
+        assert bad().status_code == 401
+    response = bad()
     assert_error(response, 429, contains="failed authentication")
     assert int(response["Retry-After"]) >= 1
-    # A good token from the blocked address is refused the same way (a guesser learns nothing),
-    # before the permissions (a member's admin-only request is 429, not 403).
-    assert_error(api.get("tenant"), 429, contains="failed authentication")
-    assert_error(member_api.post("instances/cleanup"), 429, contains="failed authentication")
+    assert_error(anon_api.get("tenant", headers={"Authorization": "Bearer not-even-a-token"}), 429, contains="failed authentication")
+    # Valid tokens from the throttled address are served, and get their own answers (a member's
+    # admin-only request is 403, not 429).
+    assert api.get("tenant").status_code == 200
+    assert api.post("api-tokens", {"name": "still-works"}).status_code == 201
+    assert_error(member_api.post("instances/cleanup"), 403)
+    # Further bad attempts are still refused.
+    assert_error(bad(), 429, contains="failed authentication")
+
+
+def test_failed_authentication_is_counted_per_source(anon_api, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "auth_failure": "2/m"}
+    from orchestrio import tokens
+
+    guess = {"Authorization": f"Bearer {tokens.generate('live').plaintext}"}
+    for _ in range(3):
+        anon_api.get("tenant", headers=guess)
+    assert anon_api.get("tenant", headers=guess).status_code == 429
+    other_source = Client(REMOTE_ADDR="198.51.100.7")
+    assert other_source.get("/api/v1/tenant", HTTP_AUTHORIZATION=guess["Authorization"]).status_code == 401
+
+
+def test_requests_without_credentials_are_not_failed_attempts(anon_api, settings):
+    """Nothing is guessed without credentials: they get 401 however many there are, and do not
+    use up the source's allowance for bad ones."""
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "auth_failure": "2/m"}
+    from orchestrio import tokens
+
+    for _ in range(5):
+        assert anon_api.get("tenant").status_code == 401
+    assert anon_api.get("tenant", headers={"Authorization": f"Bearer {tokens.generate('live').plaintext}"}).status_code == 401
 
 
 # --- Idempotency-Key ---------------------------------------------------------------------------
@@ -186,9 +217,9 @@ def test_idempotency_key_with_a_different_body_is_409(api):
     assert not ApiToken.objects.filter(name="two").exists()
 
 
-def test_idempotency_key_in_flight_is_409(api, tenant):
+def test_idempotency_key_in_flight_is_409(api, tenant, token):
     IdempotencyKey.objects.create(
-        tenant=tenant, key="busy", fingerprint="x" * 64, method="POST", path="/api/v1/api-tokens",
+        tenant=tenant, principal=f"token:{token.pk}", key="busy", fingerprint="x" * 64, method="POST", path="/api/v1/api-tokens",
         locked_until=timezone.now() + timedelta(minutes=1),
     )
     # Same fingerprint as the in-flight one: compute it by replaying through the real code path.
@@ -203,7 +234,7 @@ def test_idempotency_key_in_flight_is_409(api, tenant):
     assert_error(api.post("api-tokens", {"name": "slow"}, headers={"Idempotency-Key": "busy"}), 409, contains="still being processed")
 
 
-def test_stale_in_flight_key_is_taken_over(api, tenant):
+def test_stale_in_flight_key_is_taken_over(api, tenant, token):
     from orchestrio.api import idempotency
 
     class FakeRequest:
@@ -212,7 +243,7 @@ def test_stale_in_flight_key_is_taken_over(api, tenant):
         data = {"name": "retry"}
 
     IdempotencyKey.objects.create(
-        tenant=tenant, key="dead", fingerprint=idempotency._fingerprint(FakeRequest), method="POST",
+        tenant=tenant, principal=f"token:{token.pk}", key="dead", fingerprint=idempotency._fingerprint(FakeRequest), method="POST",
         path="/api/v1/api-tokens", locked_until=timezone.now() - timedelta(seconds=1),
     )
     response = api.post("api-tokens", {"name": "retry"}, headers={"Idempotency-Key": "dead"})

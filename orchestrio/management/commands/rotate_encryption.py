@@ -11,11 +11,17 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        from billing.models import AlertConfig
         from instances.models import DeploymentRevision, Instance
+        from orchestrio.models import IdempotencyKey
 
+        encrypted = (
+            (Instance, "agent_key_encrypted"), (DeploymentRevision, "secrets_encrypted"),
+            (AlertConfig, "signing_secret_encrypted"), (IdempotencyKey, "response_body_encrypted"),
+        )  # fmt: skip
         counts = {}
         with transaction.atomic():
-            for model, field in ((Instance, "agent_key_encrypted"), (DeploymentRevision, "secrets_encrypted")):
+            for model, field in encrypted:
                 done = 0
                 for row in model.objects.exclude(**{field: ""}).only("pk", field).iterator():
                     model.objects.filter(pk=row.pk).update(**{field: rotate(getattr(row, field))})

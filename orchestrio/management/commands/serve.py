@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from django.core.wsgi import get_wsgi_application
 from waitress.server import create_server
 
+from orchestrio.longpoll import set_server_threads
 from orchestrio.schedule import build_scheduler
 from orchestrio.worker import build_worker
 
@@ -22,11 +23,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--threads", type=int, default=16, help="web server threads")
+        parser.add_argument(
+            "--threads", type=int, default=16,
+            help="web server threads; long polls may hold all but LONG_POLL_RESERVED_THREADS of them",
+        )  # fmt: skip
         parser.add_argument("--no-worker", action="store_true", help="do not run a worker in this process")
         parser.add_argument("--no-scheduler", action="store_true", help="do not run the scheduler in this process")
 
     def handle(self, *args, **options):
+        # Waitress serves each request on one of these threads until it ends, long polls too:
+        # they get at most all but the reserve (orchestrio/longpoll.py).
+        set_server_threads(options["threads"])
         server = create_server(
             get_wsgi_application(),
             host=options["host"],
