@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.test import Client
 from django.utils import timezone
 
-from gateway.middleware import instance_for_host
+from gateway.origin import classify
 from instances.jobs import check_custom_domains
 from instances.models import CustomDomain
 
@@ -171,6 +171,11 @@ def test_the_edge_and_host_routing_see_active_names_only(api, running, other_api
 
     other_api.delete("instances/theirs-1/custom-domain")  # removing: no longer served
     assert _ask(NAME) == 404 and instance_for_host(NAME) is None
+
+
+def instance_for_host(host: str) -> str | None:
+    """The instance a request with this Host header is routed to, if any (gateway/origin.py)."""
+    return classify(host).instance_id
 
 
 def test_the_database_allows_one_active_claim_per_name(api, running, other_api, theirs):
