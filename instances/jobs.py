@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 import httpx
 from django.conf import settings
 from django.db.models import F
+from django.utils import timezone
 
 from orchestrio.faults import fault_point
 from orchestrio.queue import lease, singleton
 
 from . import hooks, services
 from .agent_client import endpoint_for
-from .choices import ErrorCode, InstanceState, OperationKind
+from .choices import ErrorCode, InstanceState, OperationKind, OperationStatus
 from .health import probe_many
 from .models import Instance, Operation
 from .providers import MachineState, ProviderError, get_provider, spec_for
@@ -70,31 +72,48 @@ def _describe_machine(machine) -> str:
     return f"{machine.provider_instance_id or 'machine'} is {machine.state}{where}"
 
 
-def wait_ready(operation: Operation) -> None:
-    """Wait until the instance's health endpoint answers 2xx, or fail with health_check_failed."""
-    instance = Instance.objects.select_related("blueprint").get(pk=operation.instance_id)
-    if not settings.INSTANCE_READY_CHECK:
-        return
+def _probe_until(instance: Instance, deadline: float) -> tuple[bool, str]:
+    """Probe the instance's health path until it answers 2xx (True) or `deadline` (monotonic)
+    passes (False); the second value says what it last answered."""
     endpoint = endpoint_for(instance)
     if endpoint is None:
-        raise ProviderError(ErrorCode.HEALTH_CHECK_FAILED, "the provider reported no address for the instance")
-    timeout = settings.INSTANCE_READY_TIMEOUT_SECONDS
-    deadline = time.monotonic() + timeout
-    path = instance.blueprint.health_path
+        return False, "the provider reported no address for the instance"
     last = "no answer"
     with endpoint.client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if not services.operation_is_current(operation):
-                raise ProviderError(ErrorCode.SUPERSEDED, "the operation was finished elsewhere while waiting")
+        while True:
             try:
-                response = client.get(path)
+                response = client.get(instance.blueprint.health_path)
                 if 200 <= response.status_code < 300:
-                    return
+                    return True, ""
                 last = f"HTTP {response.status_code}"
             except httpx.TransportError as exc:
                 last = type(exc).__name__
+            if time.monotonic() + 0.2 >= deadline:
+                return False, last
             time.sleep(0.2)
-    raise ProviderError(ErrorCode.HEALTH_CHECK_FAILED, f"the instance did not answer {path} within {timeout}s (last: {last})")
+
+
+def _not_ready_message(instance: Instance, detail: str) -> str:
+    return f"the instance did not answer {instance.blueprint.health_path} within {settings.INSTANCE_READY_TIMEOUT_SECONDS}s (last: {detail})"
+
+
+def _await_ready(operation: Operation, message: str) -> None:
+    """Finish the operation as running once the instance answers its health path. Probed here
+    for up to JOB_INLINE_WAIT_SECONDS (most instances are ready by then); a slower one is handed
+    to the readiness sweep, so no worker waits on one tenant's instance while others queue."""
+    if not settings.INSTANCE_READY_CHECK:
+        _running_and_healthy(operation, message)
+        return
+    instance = Instance.objects.select_related("blueprint").get(pk=operation.instance_id)
+    timeout = settings.INSTANCE_READY_TIMEOUT_SECONDS
+    inline = min(timeout, settings.JOB_INLINE_WAIT_SECONDS)
+    ready, detail = _probe_until(instance, time.monotonic() + inline)
+    if ready:
+        _running_and_healthy(operation, message)
+    elif inline >= timeout:
+        raise ProviderError(ErrorCode.HEALTH_CHECK_FAILED, _not_ready_message(instance, detail))
+    else:
+        services.operation_await_ready(operation=operation, deadline=timezone.now() + timedelta(seconds=timeout - inline), message=message, detail=detail)
 
 
 def _running_and_healthy(operation: Operation, message: str) -> None:
@@ -105,12 +124,10 @@ def _running_and_healthy(operation: Operation, message: str) -> None:
 
 
 def _launched(operation: Operation, machine, message: str) -> None:
-    """Record a machine that was just launched, tell the apps that keep state in it, then wait
-    until it is ready."""
+    """Record a machine that was just launched and tell the apps that keep state in it."""
     instance = services.instance_record_machine(operation=operation, machine=machine, message=message)
     for note in hooks.machine_started(instance):
         services.log_append(instance, "provider", note, operation=operation)
-    wait_ready(operation)
 
 
 def _start_machine(operation: Operation, provider, *, verb: str) -> None:
@@ -128,7 +145,7 @@ def _create(operation: Operation) -> None:
     machine = provider.create(spec_for(operation.instance, operation=operation))
     fault_point("operation.create.after_provider")
     _launched(operation, machine, f"launched: {_describe_machine(machine)}")
-    _running_and_healthy(operation, "running and healthy")
+    _await_ready(operation, "running and healthy")
 
 
 def _start(operation: Operation) -> None:
@@ -140,7 +157,7 @@ def _start(operation: Operation) -> None:
         # provider finds a machine the failed attempt did launch instead of a second one).
         machine = provider.create(spec_for(operation.instance, operation=operation))
         _launched(operation, machine, f"launched: {_describe_machine(machine)}")
-    _running_and_healthy(operation, "running and healthy")
+    _await_ready(operation, "running and healthy")
 
 
 def _stop(operation: Operation) -> None:
@@ -159,7 +176,7 @@ def _restart(operation: Operation) -> None:
     if operation.instance.state == InstanceState.STOPPED:
         services.instance_advance(operation=operation, to_state=InstanceState.STARTING, stage="restart", message="starting")
     _start_machine(operation, provider, verb="restarted")
-    _running_and_healthy(operation, "restarted, running and healthy")
+    _await_ready(operation, "restarted, running and healthy")
 
 
 def _suspend(operation: Operation) -> None:
@@ -172,8 +189,7 @@ def _suspend(operation: Operation) -> None:
 def _resume(operation: Operation) -> None:
     machine = _provider(operation).resume(spec_for(operation.instance, operation=operation))
     services.instance_record_machine(operation=operation, machine=machine, message=f"resumed: {_describe_machine(machine)}")
-    wait_ready(operation)
-    _running_and_healthy(operation, "resumed, running and healthy")
+    _await_ready(operation, "resumed, running and healthy")
 
 
 def _resize(operation: Operation) -> None:
@@ -193,8 +209,7 @@ def _resize(operation: Operation) -> None:
     if previous == InstanceState.RUNNING:
         for note in hooks.machine_started(instance):
             services.log_append(instance, "provider", note, operation=operation)
-        wait_ready(operation)
-        _running_and_healthy(operation, f"resized to {target_type}; running and healthy")
+        _await_ready(operation, f"resized to {target_type}; running and healthy")
     else:
         services.operation_succeed(operation=operation, to_state=previous, message=f"resized to {target_type}; {previous}")
 
@@ -245,6 +260,40 @@ def health_sweep() -> dict:
         summary["seconds"] = round(time.perf_counter() - started, 3)
         record_health_sweep(seconds=summary["seconds"], instances=len(rows))
         logger.info("health sweep: %s", summary)
+        return summary
+
+
+def readiness_sweep() -> dict:
+    """Finish the operations whose machine is up and waits for its health path (handed over by
+    `_await_ready`): every such instance is probed at once, with the health sweep's bounded
+    concurrency and timeouts; the ready ones finish as running, the ones past their deadline fail
+    with health_check_failed."""
+    with singleton("readiness-sweep", ttl=max(settings.READINESS_SWEEP_SECONDS * 10, 60)) as mine:
+        if not mine:
+            return {"skipped": "another sweep is running"}
+        waiting = list(
+            Operation.objects.filter(status=OperationStatus.RUNNING, ready_deadline__isnull=False).select_related(
+                "instance__blueprint", "instance__plan", "instance__region", "instance__tenant__plan"
+            )
+        )
+        rows = [
+            {"pk": op.instance.pk, "ip_address": op.instance.ip_address, "port": op.instance.port, "socket_path": op.instance.socket_path,
+             "health_path": op.instance.blueprint.health_path, "health_status": op.instance.health_status, "health_failures": 0}
+            for op in waiting
+        ]  # fmt: skip
+        results = {result["pk"]: result for result in probe_many(rows)} if rows else {}
+        summary = {"ready": 0, "failed": 0, "waiting": 0}
+        now = timezone.now()
+        for op in waiting:
+            result = results.get(op.instance.pk, {"ok": False, "detail": "not probed"})
+            if result["ok"]:
+                _running_and_healthy(op, op.params.get("ready_message") or "running and healthy")
+                summary["ready"] += 1
+            elif now >= op.ready_deadline:
+                services.operation_fail(operation=op, code=ErrorCode.HEALTH_CHECK_FAILED, message=_not_ready_message(op.instance, result["detail"]))
+                summary["failed"] += 1
+            else:
+                summary["waiting"] += 1
         return summary
 
 

@@ -242,10 +242,16 @@ class Operation(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=32, choices=ErrorCode.choices, blank=True)
     error_message = models.TextField(blank=True)
+    # Set while the machine is up and the operation waits for its health path with no worker
+    # holding it: the readiness sweep finishes it, or fails it at this time.
+    ready_deadline = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["instance", "status"], name="operation_instance_status")]
+        indexes = [
+            models.Index(fields=["instance", "status"], name="operation_instance_status"),
+            models.Index(fields=["ready_deadline"], condition=Q(ready_deadline__isnull=False), name="operation_awaiting_ready"),
+        ]
         constraints = [
             # The database itself refuses a second unfinished operation on one instance.
             models.UniqueConstraint(

@@ -79,6 +79,8 @@ def reconcile_operations(summary: dict) -> None:
             alive = job_is_alive(op.rq_job_id) if op.rq_job_id else False
             if alive is False:
                 _requeue_or_fail(op, "its queued job is gone (Redis restarted or was unreachable)", summary)
+        elif op.ready_deadline is not None:
+            continue  # no worker holds it by design: the readiness sweep finishes or fails it
         else:  # running
             started = op.started_at or op.created_at
             if now - started < lease_grace:

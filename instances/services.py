@@ -589,7 +589,22 @@ def _finish_operation(op: Operation, status: str, *, code: str = "", message: st
     op.finished_at = timezone.now()
     op.error_code = code
     op.error_message = message
-    op.save(update_fields=["status", "finished_at", "error_code", "error_message"])
+    op.ready_deadline = None
+    op.save(update_fields=["status", "finished_at", "error_code", "error_message", "ready_deadline"])
+
+
+@transaction.atomic
+def operation_await_ready(*, operation: Operation, deadline, message: str, detail: str) -> bool:
+    """The machine is up but not answering its health path yet: leave the operation running with
+    no worker, for the readiness sweep to finish (as `message`) or fail at `deadline`."""
+    op = Operation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
+    if op.is_finished:
+        return False
+    op.ready_deadline = deadline
+    op.params = {**(op.params or {}), "ready_message": message}
+    op.save(update_fields=["ready_deadline", "params"])
+    log_append(op.instance, "health", f"waiting for {op.instance.blueprint.health_path} to answer (last: {detail}); checked every {settings.READINESS_SWEEP_SECONDS}s until {deadline:%H:%M:%S}Z", operation=op)
+    return True
 
 
 @transaction.atomic

@@ -384,6 +384,11 @@ LOCAL_SANDBOX_UID_BASE = env_int("LOCAL_SANDBOX_UID_BASE", 2_000_000)
 # A create/start waits this long for the instance's health endpoint before failing.
 INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 120)
 INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)
+# A job waits this long in place for what an instance must do next (its health path, a task's
+# end); after that it hands the wait to a periodic sweep and frees its worker, so one tenant's
+# slow instance never holds the workers everyone shares (docs/operations.md, "Queues").
+JOB_INLINE_WAIT_SECONDS = float(env("JOB_INLINE_WAIT_SECONDS", "5"))
+READINESS_SWEEP_SECONDS = env_int("READINESS_SWEEP_SECONDS", 2)
 HEALTH_CHECK_INTERVAL_SECONDS = env_int("HEALTH_CHECK_INTERVAL_SECONDS", 30)
 HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS", "3"))
 HEALTH_CHECK_CONCURRENCY = env_int("HEALTH_CHECK_CONCURRENCY", 200)

@@ -3,6 +3,8 @@ embedded queue only exists in this process, and by the test suite."""
 
 from __future__ import annotations
 
+import threading
+
 from django.db import connections
 from rq import SimpleWorker as RQSimpleWorker
 
@@ -16,6 +18,12 @@ def close_old_connections() -> None:
 
 
 class SimpleWorker(RQSimpleWorker):
+    def _install_signal_handlers(self) -> None:
+        # `manage.py serve` runs several workers as threads: only the main thread's handles the
+        # process's signals (and Python allows handlers only there).
+        if threading.current_thread() is threading.main_thread():
+            super()._install_signal_handlers()
+
     def perform_job(self, job, queue, execution=None):
         # Jobs share this process's database connections: drop broken or expired ones around each.
         close_old_connections()
@@ -26,7 +34,13 @@ class SimpleWorker(RQSimpleWorker):
 
 
 def build_worker(*queue_names: str) -> SimpleWorker:
+    """A worker for this thread. Job timeouts use SIGALRM in the main thread, a timer elsewhere
+    (signals reach only the main thread)."""
     import django_rq
+    from rq.timeouts import TimerDeathPenalty
 
     queues = [django_rq.get_queue(name) for name in (queue_names or ("default", "periodic"))]
-    return SimpleWorker(queues, connection=queues[0].connection)
+    worker = SimpleWorker(queues, connection=queues[0].connection)
+    if threading.current_thread() is not threading.main_thread():
+        worker.death_penalty_class = TimerDeathPenalty
+    return worker

@@ -114,14 +114,18 @@ class LocalProvider(Provider):
         return record if isinstance(record, dict) else {}
 
     def _root_process(self, directory: Path) -> psutil.Process | None:
+        """The top of the instance's process tree: the sandbox (bwrap) we started, or, should it
+        have been killed on its own, the sandbox's init, which goes on holding every process of
+        the instance (they are its descendants in their pid namespace)."""
         record = self._record(directory)
-        return _process(record.get("pid"), record.get("start_time"))
+        return _process(record.get("pid"), record.get("start_time")) or _process(record.get("init_pid"), record.get("init_start"))
 
     def _machine(self, spec: MachineSpec, directory: Path) -> Machine:
         if not directory.exists():
             return Machine(provider_instance_id="", state=MachineState.MISSING)
         record = self._record(directory)
-        state = process_state(record.get("pid"), record.get("start_time"))
+        root = self._root_process(directory)
+        state = process_state(root.pid, root.create_time()) if root is not None else None
         machine_state = {"running": MachineState.RUNNING, "suspended": MachineState.SUSPENDED, None: MachineState.STOPPED}[state]
         return Machine(
             provider_instance_id=f"local-{spec.instance_pk}",
@@ -130,7 +134,7 @@ class LocalProvider(Provider):
             instance_type=spec.instance_type,
             tags=spec.tag_set,
             provider_data={
-                "pid": record.get("pid") if state else None, "dir": str(directory),
+                "pid": root.pid if state else None, "dir": str(directory),
                 "uid": record.get("uid"), "sandbox": record.get("sandbox", "off"),
             },  # fmt: skip
         )
@@ -257,8 +261,13 @@ class LocalProvider(Provider):
         finally:
             listener.close()  # the agent holds it now
         _reap(proc)
-        record = {"pid": proc.pid, "start_time": _process(proc.pid, None).create_time() if _process(proc.pid, None) else None,
-                  "uid": uid, "sandbox": support.mode}  # fmt: skip
+        started = _process(proc.pid, None)
+        init = _sandbox_init(started) if support.enabled and started is not None else None
+        record = {
+            "pid": proc.pid, "start_time": started.create_time() if started else None,
+            "init_pid": init.pid if init else None, "init_start": init.create_time() if init else None,
+            "uid": uid, "sandbox": support.mode,
+        }  # fmt: skip
         (directory / "process.json").write_text(json.dumps(record))
 
         client = AgentClient.for_socket(str(directory / SOCKET_NAME), spec.agent_key, timeout=1)
@@ -432,6 +441,20 @@ class LocalProvider(Provider):
             raise ProviderError(ErrorCode.PROVIDER_ERROR, str(exc), retryable=True) from exc
 
 
+def _sandbox_init(outer: psutil.Process, timeout: float = 5.0) -> psutil.Process | None:
+    """The sandbox's init (pid 1 of its namespace): bwrap's first child, forked at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            children = outer.children()
+        except psutil.NoSuchProcess:
+            return None
+        if children:
+            return children[0]
+        time.sleep(0.005)
+    return None
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -447,11 +470,16 @@ def _signal_all(processes: list[psutil.Process], sig: int) -> None:
             continue
 
 
+def is_agent_command(argv: list[str]) -> bool:
+    """`python -I …/agent.py …`: the agent itself (bwrap's own argv names agent.py too)."""
+    return len(argv) > 2 and argv[1] == "-I" and argv[2].endswith("agent.py")
+
+
 def _agent_process(processes: list[psutil.Process]) -> psutil.Process | None:
-    """The agent among the instance's processes: the first one running agent.py."""
+    """The agent among the instance's processes."""
     for proc in processes:
         try:
-            if any(part.endswith("agent.py") for part in proc.cmdline()):
+            if is_agent_command(proc.cmdline()):
                 return proc
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

@@ -27,6 +27,10 @@ class Command(BaseCommand):
             "--threads", type=int, default=16,
             help="web server threads; long polls may hold all but LONG_POLL_RESERVED_THREADS of them",
         )  # fmt: skip
+        parser.add_argument(
+            "--workers", type=int, default=4,
+            help="job workers (threads of this process): a slow job of one tenant never holds them all",
+        )  # fmt: skip
         parser.add_argument("--no-worker", action="store_true", help="do not run a worker in this process")
         parser.add_argument("--no-scheduler", action="store_true", help="do not run the scheduler in this process")
 
@@ -61,6 +65,9 @@ class Command(BaseCommand):
             if options["no_worker"]:
                 threading.Event().wait()
             else:
+                self.stdout.write(f"Workers: {max(1, options['workers'])}.")
+                for number in range(1, max(1, options["workers"])):
+                    threading.Thread(target=lambda: build_worker().work(logging_level="WARNING"), name=f"worker-{number}", daemon=True).start()
                 build_worker().work(logging_level="WARNING")  # main thread: RQ installs its signal handlers
         except KeyboardInterrupt:
             pass
