@@ -127,8 +127,22 @@ def error(status: int, detail: str, **headers) -> JsonResponse:
     return response
 
 
-def forward(request, instance, upstream_path: str, caller, on_response=None):
-    """Send the request to the instance and stream its answer back (502/504 on failure)."""
+def forward(request, instance, upstream_path: str, caller, on_close=None):
+    """Send the request to the instance and stream its answer back (502/504 on failure).
+    `on_close` runs once the answer has been sent (or could not be): when the response's stream
+    ends or is closed, or at once when there is nothing to stream."""
+    try:
+        response = _forward(request, instance, upstream_path, caller, on_close)
+    except BaseException:
+        if on_close is not None:
+            on_close()
+        raise
+    if on_close is not None and not response.streaming:
+        on_close()  # the instance did not answer (502/504): nothing left to send
+    return response
+
+
+def _forward(request, instance, upstream_path: str, caller, on_close):
     if not upstream_path.startswith("/"):
         upstream_path = "/" + upstream_path
     endpoint = Endpoint.of(ip_address=instance.ip_address, port=instance.port, socket_path=instance.socket_path) or Endpoint(
@@ -172,6 +186,8 @@ def forward(request, instance, upstream_path: str, caller, on_response=None):
             logger.warning("gateway: %s stream from %s broke: %s", request.method, instance.instance_id, exc)
         finally:
             upstream.close()
+            if on_close is not None:
+                on_close()
 
     reason = upstream.extensions.get("reason_phrase", b"").decode("ascii", "replace")
     response = StreamingHttpResponse(stream() if request.method != "HEAD" else iter(()), status=upstream.status, reason=reason or None)
@@ -195,6 +211,6 @@ def forward(request, instance, upstream_path: str, caller, on_response=None):
         origin.sandbox(response)
     if request.method == "HEAD":
         upstream.close()
-    if on_response is not None:
-        on_response(upstream.status)
+        if on_close is not None:
+            on_close()
     return response

@@ -15,6 +15,8 @@ from instances.choices import InstanceState
 from instances.models import Instance, gateway_url
 from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
 from orchestrio.db import CompiledQuery
+from orchestrio.errors import TooManyRequests
+from orchestrio.longpoll import proxy_slot
 
 from . import paths, proxy
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
@@ -90,8 +92,12 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
         return exceeded
     if instance.state != InstanceState.RUNNING:
         return proxy.error(409, f"{instance_id} is {instance.state}, not running")
+    try:
+        release = proxy_slot(tenant_id=instance.tenant_id)
+    except TooManyRequests as exc:
+        return proxy.error(429, exc.detail, Retry_After=str(exc.retry_after))
     record_execution(instance.tenant_id, instance.pk)
-    return proxy.forward(request, instance, upstream_path, caller)
+    return proxy.forward(request, instance, upstream_path, caller, on_close=release)
 
 
 def _proxied(request, instance_id: str, *, slug: str | None, prefix: tuple[str, ...], base: str = ""):

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -136,16 +136,28 @@ def _script(source: str):
     return get_redis().register_script(source)
 
 
+def _server_full(capacity: int, kind: str) -> TooManyRequests:
+    return TooManyRequests(
+        f"this server is holding as many long polls and streams as it allows ({capacity}); its other threads are kept "
+        f"for everyone's other requests. Retry this {kind} after {RETRY_AFTER_SECONDS} seconds",
+        retry_after=RETRY_AFTER_SECONDS,
+    )
+
+
+def _check_here(kind: str) -> None:
+    """Refuse at once when this process is full (before anything is taken elsewhere)."""
+    capacity = process_capacity()
+    with _lock:
+        if capacity is not None and _held_here >= capacity:
+            raise _server_full(capacity, kind)
+
+
 def _take_here(kind: str) -> None:
     global _held_here
     capacity = process_capacity()
     with _lock:
         if capacity is not None and _held_here >= capacity:
-            raise TooManyRequests(
-                f"this server is holding as many long polls and streams as it allows ({capacity}); its other threads are kept "
-                f"for everyone's other requests. Retry this {kind} after {RETRY_AFTER_SECONDS} seconds",
-                retry_after=RETRY_AFTER_SECONDS,
-            )
+            raise _server_full(capacity, kind)
         _held_here += 1
 
 
@@ -186,15 +198,74 @@ def long_lived_slot(*, tenant_id: str, caller_key: str, caller_label: str, kind:
     reached. The caller is whoever the caps count per (`Principal.key` in the API; a gateway
     caller's rate-limit key, say, for a proxied stream); `caller_label` and `kind` ("wait", "log
     follow", …) are what the refusal says."""
-    _take_here(kind)
+    # This process is counted only once the shared slots are taken, so a request that a shared
+    # cap refuses is never counted here, even for a moment (a concurrent request could take that
+    # moment's count for a full server). Rechecked as it is taken: two may race past the first look.
+    _check_here(kind)
+    slot = _take_shared(tenant_id, caller_key, caller_label, kind)
     try:
-        slot = _take_shared(tenant_id, caller_key, caller_label, kind)
-        try:
-            yield slot
-        finally:
-            slot.release()
+        _take_here(kind)
+    except TooManyRequests:
+        slot.release()
+        raise
+    try:
+        yield slot
     finally:
+        slot.release()
         _release_here()
+
+
+_held_by_tenant: dict[str, int] = {}
+
+
+def proxy_share() -> int | None:
+    """How many proxied requests of one tenant this process serves at once: PROXY_MAX_PER_TENANT,
+    or by default half of what long-lived requests may hold (so two tenants' slow instances
+    cannot take every thread between them either); None when the server's threads are unknown."""
+    capacity = process_capacity()
+    if settings.PROXY_MAX_PER_TENANT:
+        return settings.PROXY_MAX_PER_TENANT if capacity is None else min(settings.PROXY_MAX_PER_TENANT, capacity)
+    return None if capacity is None else max(1, capacity // 2)
+
+
+def proxy_slot(*, tenant_id: str) -> Callable[[], None]:
+    """Admit one proxied request (gateway, tunnel, an instance's hostname) to a tenant's instance,
+    which holds this thread for as long as the instance takes to answer: it counts against this
+    process's long-lived capacity (the reserve stays free) and against the tenant's share of it.
+    No network round trip: the threads being protected are this process's. Returns the release
+    (call it when the response is closed; calling it again does nothing), or raises
+    TooManyRequests."""
+    global _held_here
+    capacity, share = process_capacity(), proxy_share()
+    with _lock:
+        held = _held_by_tenant.get(tenant_id, 0)
+        if share is not None and held >= share:
+            raise TooManyRequests(
+                f"{held} requests to this tenant's instances are already in progress on this server, the most it serves at "
+                f"once for one tenant; retry after {RETRY_AFTER_SECONDS} seconds",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
+        if capacity is not None and _held_here >= capacity:
+            raise _server_full(capacity, "request")
+        _held_here += 1
+        _held_by_tenant[tenant_id] = held + 1
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        global _held_here
+        with _lock:
+            if released:
+                return
+            released = True
+            _held_here -= 1
+            left = _held_by_tenant.get(tenant_id, 1) - 1
+            if left > 0:
+                _held_by_tenant[tenant_id] = left
+            else:
+                _held_by_tenant.pop(tenant_id, None)
+
+    return release
 
 
 def long_poll_slot(principal: Principal, kind: str):

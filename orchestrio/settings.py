@@ -343,6 +343,9 @@ LONG_POLL_RESERVED_THREADS = env_int("LONG_POLL_RESERVED_THREADS", 4)
 # A slot's lease in Redis, renewed while its request waits: how long a killed process's slots
 # stay taken.
 LONG_POLL_LEASE_SECONDS = env_int("LONG_POLL_LEASE_SECONDS", 30)
+# Proxied requests in progress at once per tenant and web process (0: half of what long-lived
+# requests may hold there). A proxied request holds its thread until the instance has answered.
+PROXY_MAX_PER_TENANT = env_int("PROXY_MAX_PER_TENANT", 0)
 if LONG_POLL_LEASE_SECONDS < 15:
     raise ImproperlyConfigured("LONG_POLL_LEASE_SECONDS must be at least 15: a wait renews its lease every few seconds")
 

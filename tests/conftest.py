@@ -102,6 +102,19 @@ def _log_scan():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_process_slots():
+    """Every test starts with none of this process's long-lived slots held: the test client
+    closes a streaming response only when the test reads it to the end (a WSGI server always
+    closes it), so a proxied request whose body a test ignores would keep its slot."""
+    from orchestrio import longpoll
+
+    with longpoll._lock:
+        longpoll._held_here = 0
+        longpoll._held_by_tenant.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _clean_redis():
     """Every test starts with an empty queue, cache and rate-limit counters."""
     from orchestrio.redis import get_redis

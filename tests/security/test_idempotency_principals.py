@@ -158,7 +158,7 @@ def test_the_migration_keeps_existing_keys_safe(tenant, member_api):
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    before, after = [("orchestrio", "0001_initial")], [("orchestrio", "0002_idempotency_key_principal")]
+    before = [("orchestrio", "0001_initial")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     try:
@@ -168,9 +168,11 @@ def test_the_migration_keeps_existing_keys_safe(tenant, member_api):
             status="completed", response_status=201, response_body={"token": "ork_live_plaintext"},
         )  # fmt: skip
     finally:
+        # Forward to every app's latest migration, not just `after`: going back to 0001 also
+        # unapplied the later migrations that depend on it, and every later test needs them.
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
-        executor.migrate(after)
+        executor.migrate(executor.loader.graph.leaf_nodes())
     row = IdempotencyKey.objects.get(key="pre-upgrade")
     assert (row.principal, row.response_body, row.response_body_encrypted) == ("", None, "")
     response = member_api.post("api-tokens", {"name": "x"}, headers={"Idempotency-Key": "pre-upgrade"})
