@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test audit install lock check-python collectstatic clean
+.PHONY: run test audit install lock check-python collectstatic clean sandbox
 
 install: $(STAMP)
 
@@ -22,17 +22,31 @@ $(STAMP): pyproject.toml constraints.txt | check-python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[test]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# The local provider runs each instance in a bubblewrap sandbox as a user of its own: that needs
+# bwrap and root. Installed here where that is possible (root with apt); elsewhere local instances
+# run only the bundled agent and tenant commands are refused (docs/security.md), which we say.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing bubblewrap (the local provider's sandbox)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1 \
+	      || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1; } \
+	      || echo "NOTE: could not install bubblewrap: local instances run without the sandbox (tenant commands are refused)"; \
+	  else \
+	    echo "NOTE: the local sandbox needs root and bubblewrap (apt-get install bubblewrap): without them local instances run only the bundled agent and tenant commands are refused (docs/security.md)"; \
+	  fi; }
+
 # Development server: console, API, a worker and the scheduler in one process (SQLite, local
 # provider, embedded queue). Set DATABASE_URL / REDIS_URL to use PostgreSQL / Redis instead.
 run: export DEBUG := $(or $(DEBUG),1)
 run: export PUBLIC_URL := $(or $(PUBLIC_URL),http://$(HOST):$(PORT))
-run: install
+run: install sandbox
 	@$(BIN)/python manage.py migrate --noinput
 	@$(BIN)/python manage.py seeddemo
 	@exec $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 # The whole suite. With DATABASE_URL / REDIS_URL set (as .ci/run does) it runs against them.
-test: install
+test: install sandbox
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # pip-audit of the lock (needs the network to reach a vulnerability database; see .ci/audit).
