@@ -166,6 +166,11 @@ def _poll_in_flight(pk: int, job_id: str) -> bool:
     return job_is_waiting(job_id) is not False
 
 
+def _past_deadline(row: dict, now) -> bool:
+    started = row["started_at"] or now
+    return now > started + timedelta(seconds=row["timeout_seconds"] + settings.TASK_FOLLOW_GRACE_SECONDS)
+
+
 def poll_due_tasks() -> dict:
     """Enqueue a poll job for each handed-off task whose next poll is due.
 
@@ -185,12 +190,19 @@ def poll_due_tasks() -> dict:
         awaiting = Task.objects.filter(status=TaskStatus.RUNNING, next_poll_at__isnull=False)
         outstanding = Counter(awaiting.exclude(poll_job_id="").values_list("tenant_id", flat=True))
         by_tenant: dict[str, list[dict]] = {}  # in order of each tenant's longest-due task
-        for row in awaiting.filter(next_poll_at__lte=now).order_by("next_poll_at", "pk").values("pk", "task_id", "tenant_id", "poll_job_id"):
+        due = awaiting.filter(next_poll_at__lte=now).order_by("next_poll_at", "pk")
+        for row in due.values("pk", "task_id", "tenant_id", "poll_job_id", "started_at", "timeout_seconds"):
             if row["poll_job_id"]:
                 if _poll_in_flight(row["pk"], row["poll_job_id"]):
                     summary["busy"] += 1
                     continue
                 outstanding[row["tenant_id"]] -= 1
+                if _past_deadline(row, now):
+                    # Its poll jobs keep dying (a poll that answers enforces the deadline itself).
+                    summary["lost"] += 1
+                    task = Task.objects.get(pk=row["pk"])
+                    services.task_finish(task, TaskStatus.FAILED, error_message=f"its poll job was lost past the task's deadline ({row['timeout_seconds']}s +{settings.TASK_FOLLOW_GRACE_SECONDS}s grace); gave up (worker_lost)")
+                    continue
             by_tenant.setdefault(row["tenant_id"], []).append(row)
         allowed = {tenant: max(0, settings.TASK_POLLS_PER_TENANT - outstanding[tenant]) for tenant in by_tenant}
         picks = []

@@ -248,3 +248,20 @@ def test_a_lost_poll_job_is_enqueued_again_from_the_database(api, live, dispatch
 
 def _sweep_shape() -> dict:
     return {"enqueued": 0, "deferred": 0, "lost": 0, "busy": 0}
+
+
+def test_a_task_whose_poll_jobs_keep_dying_fails_at_its_deadline(api, tenant, settings):
+    """A poll that answers enforces the task's deadline itself; one whose jobs never get to
+    answer (they crash, their workers die) must not be enqueued again forever."""
+    from ..factories import InstanceFactory
+
+    instance = InstanceFactory(tenant=tenant, instance_id="doomed-1", state="running")
+    started = timezone.now() - timedelta(seconds=60 + settings.TASK_FOLLOW_GRACE_SECONDS + 1)
+    task = Task.objects.create(
+        task_id="tsk_doomed", instance=instance, tenant=tenant, operation_code="x", script_path="/x", timeout_seconds=60, status="running",
+        started_at=started, next_poll_at=timezone.now() - timedelta(seconds=1), poll_job_id="tsk_doomed-poll-gone", requested_by="t", requested_by_type="user",
+    )  # fmt: skip
+    assert _sweep() == {**_sweep_shape(), "lost": 1}
+    task.refresh_from_db()
+    assert task.status == "failed" and "worker_lost" in task.error_message and task.next_poll_at is None
+    assert _queued() == 0
