@@ -377,10 +377,11 @@ def _health_check(instance: Instance) -> str:
 
 def run_deployment(deployment_pk: str, number: int) -> str:
     """Apply revision `number`. Only the provision step may wait long, and it hands the wait off
-    (`_provision`). The later steps run in place, bounded: configure by the agent client's
-    timeout (90 s per call; the agent stops the product's reload hook at 60 s), health_check by
-    DEPLOY_HEALTH_TIMEOUT_SECONDS (60 s) — about a minute for an instance that misbehaves, a
-    second or two for one that works."""
+    (`_provision`). The later steps run in place because they are bounded: health_check by
+    DEPLOY_HEALTH_TIMEOUT_SECONDS (60 s), configure by the product's reload hook, which the agent
+    stops at 60 s (the agent client gives up on each of its two calls at 90 s, should an instance
+    hold a call open itself). About a minute for an instance that misbehaves, at worst a few;
+    a second or two for one that works."""
     with lease(f"deployment:{deployment_pk}", settings.OPERATION_LEASE_SECONDS):
         deployment = Deployment.objects.filter(pk=deployment_pk).first()
         revision = DeploymentRevision.objects.filter(deployment_id=deployment_pk, number=number).first()
