@@ -12,4 +12,5 @@ class InstancesConfig(AppConfig):
         from .providers.sandbox import sandbox_report
 
         hooks.on_machine_started(deployments.deployment_reapply_secrets)
+        hooks.on_instance_running(deployments.deployment_instance_running)
         register_detail("sandbox", sandbox_report)

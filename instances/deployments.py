@@ -6,6 +6,12 @@ config and secrets to the agent, whose reload hook restarts what needs restartin
 done — each recorded with its status and times, and the deployment's log. A revision whose health
 check fails marks the deployment failed and, if an earlier revision was healthy, is rolled back
 automatically (as a new revision that says why).
+
+The provision step holds no worker while the instance comes up (up to
+DEPLOY_PROVISION_TIMEOUT_SECONDS, 900 s, on a tenant's slow instance): the job records that the
+revision waits (`Deployment.instance_deadline`) and returns. The instances app's
+`instance_running` hook enqueues the job again once the instance runs; the reconciler resumes a
+revision whose enqueue was lost and fails one whose instance failed or whose deadline passed.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 import re
 import secrets as pysecrets
 import time
+from datetime import timedelta
 
 import httpx
 from django.conf import settings
@@ -83,7 +90,7 @@ def _new_revision(deployment: Deployment, *, config: dict, secrets_encrypted: st
         DeploymentStep.objects.create(deployment=deployment, revision=revision, name=name, position=position)
     deployment.target_revision = number
     deployment.save(update_fields=["target_revision", "status", "error", "updated_at"])
-    enqueue_on_commit("instances.jobs.run_deployment", deployment.pk, number, job_id=f"{deployment.pk}-r{number}-{pysecrets.token_hex(3)}")
+    enqueue_on_commit("instances.jobs.run_deployment", deployment.pk, number, job_id=_job_id(deployment.pk, number))
     return revision
 
 
@@ -225,8 +232,8 @@ def deployment_delete(*, deployment: Deployment, actor: Actor, confirm: str | No
         raise NotFound("no such deployment in this tenant")
     if locked.environment == DeploymentEnvironment.PRODUCTION and confirm != locked.name:
         raise InvalidState(f"{locked.name} is a production deployment: repeat its name to delete it (?confirm={locked.name})")
-    locked.status, locked.deleted_at, locked.target_revision = DeploymentStatus.DELETED, timezone.now(), None
-    locked.save(update_fields=["status", "deleted_at", "target_revision", "updated_at"])
+    locked.status, locked.deleted_at, locked.target_revision, locked.instance_deadline = DeploymentStatus.DELETED, timezone.now(), None, None
+    locked.save(update_fields=["status", "deleted_at", "target_revision", "instance_deadline", "updated_at"])
     if locked.instance is not None and locked.instance.destroyed_at is None:
         instance_destroy(instance=locked.instance, actor=actor, force=True)
     deployment_log(locked, f"deleted by {actor.label}; its instance is being destroyed")
@@ -238,13 +245,16 @@ def deployment_delete(*, deployment: Deployment, actor: Actor, confirm: str | No
 
 
 def _step(revision: DeploymentRevision, name: str, status: str, message: str = "") -> None:
+    """Record a step's status. A step started again (a resumed or re-run job) keeps its first
+    start: the provision step's deadline counts from it."""
     now = timezone.now()
+    steps = DeploymentStep.objects.filter(revision=revision, name=name)
     fields = {"status": status, "message": message}
     if status == StepStatus.RUNNING:
-        fields["started_at"] = now
+        steps.filter(started_at__isnull=True).update(started_at=now)
     elif status in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED):
         fields["finished_at"] = now
-    DeploymentStep.objects.filter(revision=revision, name=name).update(**fields)
+    steps.update(**fields)
 
 
 class StepFailed(Exception):
@@ -258,19 +268,48 @@ def _current(deployment_pk: str, number: int) -> bool:
     return Deployment.objects.filter(pk=deployment_pk, target_revision=number, deleted_at__isnull=True).exists()
 
 
-def _wait_running(deployment: Deployment, revision: DeploymentRevision) -> Instance:
-    deadline = time.monotonic() + settings.DEPLOY_PROVISION_TIMEOUT_SECONDS
-    while True:
-        instance = Instance.objects.select_related("blueprint").get(pk=deployment.instance_id)
-        if instance.state == InstanceState.RUNNING:
-            return instance
-        if instance.state in (InstanceState.ERROR, InstanceState.DESTROYED, InstanceState.DESTROYING):
-            raise StepFailed("provision", f"instance {instance.instance_id} is {instance.state}: {instance.error_message or 'see its log'}")
-        if time.monotonic() > deadline:
-            raise StepFailed("provision", f"instance {instance.instance_id} was still {instance.state} after {settings.DEPLOY_PROVISION_TIMEOUT_SECONDS}s")
-        if not _current(deployment.pk, revision.number):
+def _provision_failure(instance: Instance | None, deadline) -> str | None:
+    """Why the provision step fails now, or None while the instance may still come up to run."""
+    if instance is None:
+        return "the deployment's instance is gone"
+    if instance.state in (InstanceState.ERROR, InstanceState.DESTROYED, InstanceState.DESTROYING):
+        return f"instance {instance.instance_id} is {instance.state}: {instance.error_message or 'see its log'}"
+    if timezone.now() >= deadline:
+        return f"instance {instance.instance_id} was still {instance.state} after {settings.DEPLOY_PROVISION_TIMEOUT_SECONDS}s"
+    return None
+
+
+def _provision(deployment: Deployment, revision: DeploymentRevision) -> Instance | None:
+    """The provision step: the instance once it runs. Until then no worker waits for it (a
+    tenant's instance may take up to DEPLOY_PROVISION_TIMEOUT_SECONDS): the revision is recorded
+    as waiting and None returned; `deployment_instance_running` resumes it.
+
+    The instance row is locked while its state is read, so that the operation making it run
+    either commits first (and this sees it running) or after the wait is recorded (and its
+    `instance_running` hook sees the wait)."""
+    started = DeploymentStep.objects.filter(revision=revision, name="provision").values_list("started_at", flat=True).first()
+    deadline = (started or timezone.now()) + timedelta(seconds=settings.DEPLOY_PROVISION_TIMEOUT_SECONDS)
+    with transaction.atomic():
+        locked = Deployment.objects.select_for_update(of=("self",)).get(pk=deployment.pk)
+        if locked.target_revision != revision.number or locked.deleted_at is not None:
             raise StepFailed("provision", "superseded")
-        time.sleep(settings.DEPLOY_POLL_SECONDS)
+        instance = Instance.objects.select_for_update(of=("self",)).select_related("blueprint").filter(pk=locked.instance_id).first()
+        if instance is not None and instance.state == InstanceState.RUNNING:
+            if locked.instance_deadline is not None:
+                locked.instance_deadline = None
+                locked.save(update_fields=["instance_deadline", "updated_at"])
+            return instance
+        failure = _provision_failure(instance, deadline)
+        if failure:
+            raise StepFailed("provision", failure)
+        first = locked.instance_deadline is None
+        locked.instance_deadline = deadline
+        locked.save(update_fields=["instance_deadline", "updated_at"])
+        message = f"waiting for instance {instance.instance_id} ({instance.state}) to run, until {deadline:%H:%M:%S}Z; no worker waits on it"
+        _step(revision, "provision", StepStatus.RUNNING, message)
+        if first:
+            deployment_log(locked, f"revision {revision.number}: {message}")
+    return None
 
 
 def _configure(instance: Instance, revision: DeploymentRevision) -> str:
@@ -337,6 +376,12 @@ def _health_check(instance: Instance) -> str:
 
 
 def run_deployment(deployment_pk: str, number: int) -> str:
+    """Apply revision `number`. Only the provision step may wait long, and it hands the wait off
+    (`_provision`). The later steps run in place because they are bounded: health_check by
+    DEPLOY_HEALTH_TIMEOUT_SECONDS (60 s), configure by the product's reload hook, which the agent
+    stops at 60 s (the agent client gives up on each of its two calls at 90 s, should an instance
+    hold a call open itself). About a minute for an instance that misbehaves, at worst a few;
+    a second or two for one that works."""
     with lease(f"deployment:{deployment_pk}", settings.OPERATION_LEASE_SECONDS):
         deployment = Deployment.objects.filter(pk=deployment_pk).first()
         revision = DeploymentRevision.objects.filter(deployment_id=deployment_pk, number=number).first()
@@ -345,7 +390,9 @@ def run_deployment(deployment_pk: str, number: int) -> str:
         step = "provision"
         try:
             _step(revision, "provision", StepStatus.RUNNING)
-            instance = _wait_running(deployment, revision)
+            instance = _provision(deployment, revision)
+            if instance is None:
+                return "waiting for the instance"
             _step(revision, "provision", StepStatus.SUCCEEDED, f"instance {instance.instance_id} is running")
             step = "configure"
             _step(revision, "configure", StepStatus.RUNNING)
@@ -373,8 +420,8 @@ def _finish(deployment: Deployment, revision: DeploymentRevision) -> None:
     now = timezone.now()
     DeploymentRevision.objects.filter(pk=revision.pk).update(status="applied", applied_at=now, healthy=True, error="")
     _step(revision, "done", StepStatus.SUCCEEDED, f"revision {revision.number} is in force")
-    locked.status, locked.current_revision, locked.target_revision, locked.error = DeploymentStatus.ACTIVE, revision.number, None, ""
-    locked.save(update_fields=["status", "current_revision", "target_revision", "error", "updated_at"])
+    locked.status, locked.current_revision, locked.target_revision, locked.error, locked.instance_deadline = DeploymentStatus.ACTIVE, revision.number, None, "", None
+    locked.save(update_fields=["status", "current_revision", "target_revision", "error", "instance_deadline", "updated_at"])
     deployment_log(locked, f"revision {revision.number} is in force and healthy")
 
 
@@ -388,8 +435,8 @@ def _fail(deployment: Deployment, revision: DeploymentRevision, step: str, messa
     for later in DeploymentStep.STEPS[DeploymentStep.STEPS.index(step) + 1 :]:
         _step(revision, later, StepStatus.SKIPPED)
     reason = f"revision {revision.number} failed at {step}: {message}"
-    locked.status, locked.error, locked.target_revision = DeploymentStatus.FAILED, reason, None
-    locked.save(update_fields=["status", "error", "target_revision", "updated_at"])
+    locked.status, locked.error, locked.target_revision, locked.instance_deadline = DeploymentStatus.FAILED, reason, None, None
+    locked.save(update_fields=["status", "error", "target_revision", "instance_deadline", "updated_at"])
     deployment_log(locked, reason, level=LogLevel.ERROR)
     activity_record(actor=Actor.system("deployments"), action="deployment.failed", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"revision": revision.number, "step": step, "reason": message[:300]})
     # Automatic rollback to the last healthy revision, unless this run was itself one.
@@ -403,21 +450,81 @@ def _fail(deployment: Deployment, revision: DeploymentRevision, step: str, messa
         deployment_log(locked, f"rolling back automatically to revision {healthy.number} (as revision {rollback.number})", level=LogLevel.WARNING)
 
 
-def reconcile_deployments(summary: dict) -> None:
-    """A deployment whose job died (busy, with no lease) is applied again: the steps are idempotent."""
-    from datetime import timedelta
+def _job_id(deployment_pk: str, number: int) -> str:
+    return f"{deployment_pk}-r{number}-{pysecrets.token_hex(3)}"
 
+
+@transaction.atomic
+def _resume(deployment_pk: str, why: str) -> bool:
+    """Enqueue the job of a revision that waits for its instance, once: the wait is cleared as
+    the job is enqueued (a lost enqueue is then a busy deployment with no live job, which
+    `reconcile_deployments` applies again)."""
+    locked = Deployment.objects.select_for_update(of=("self",)).filter(pk=deployment_pk).first()
+    if locked is None or locked.instance_deadline is None or locked.target_revision is None or locked.deleted_at is not None:
+        return False
+    number = locked.target_revision
+    locked.instance_deadline = None
+    locked.save(update_fields=["instance_deadline", "updated_at"])
+    deployment_log(locked, f"{why}; resuming revision {number}")
+    enqueue_on_commit("instances.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
+    return True
+
+
+def deployment_instance_running(instance: Instance) -> str | None:
+    """The `instance_running` hook: resume the revisions waiting for this instance."""
+    waiting = Deployment.objects.filter(instance_id=instance.pk, instance_deadline__isnull=False, deleted_at__isnull=True).values_list("pk", "name")
+    resumed = [name for pk, name in waiting if _resume(pk, f"instance {instance.instance_id} is running")]
+    return f"deployment {', '.join(resumed)}: resumed" if resumed else None
+
+
+@transaction.atomic
+def _fail_waiting(deployment_pk: str, number: int, failure: str) -> bool:
+    locked = Deployment.objects.select_for_update(of=("self",)).filter(pk=deployment_pk).first()
+    if locked is None or locked.instance_deadline is None or locked.target_revision != number or locked.deleted_at is not None:
+        return False  # resumed or finished meanwhile
+    revision = locked.revisions.filter(number=number).first()
+    if revision is None:
+        return False
+    _fail(locked, revision, "provision", failure)
+    return True
+
+
+@transaction.atomic
+def _requeue_stale(deployment_pk: str, number: int) -> bool:
+    locked = Deployment.objects.select_for_update(of=("self",)).filter(pk=deployment_pk).first()
+    if locked is None or locked.target_revision != number or locked.instance_deadline is not None or locked.deleted_at is not None or locked.status not in DEPLOYMENT_BUSY_STATUSES:
+        return False  # finished, or handed to its instance's hook meanwhile
+    enqueue_on_commit("instances.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
+    deployment_log(locked, f"revision {number}: its job stopped; applying it again", level=LogLevel.WARNING)
+    locked.save(update_fields=["updated_at"])
+    return True
+
+
+def reconcile_deployments(summary: dict) -> None:
+    """A deployment whose job died (busy, with no lease) is applied again: the steps are
+    idempotent. A revision waiting for its instance holds no job by design: it is resumed if its
+    instance runs (the hook's enqueue was lost, or no hook ran), and failed at its deadline or
+    when its instance failed."""
     from orchestrio.queue import lease_alive
 
     summary.setdefault("deployments_requeued", 0)
+    waiting = Deployment.objects.filter(instance_deadline__isnull=False, deleted_at__isnull=True, target_revision__isnull=False).select_related("instance")
+    for deployment in waiting:
+        instance = deployment.instance
+        if instance is not None and instance.state == InstanceState.RUNNING:
+            if _resume(deployment.pk, f"instance {instance.instance_id} is running (found by the reconciler)"):
+                summary["deployments_requeued"] += 1
+            continue
+        failure = _provision_failure(instance, deployment.instance_deadline)
+        if failure:
+            _fail_waiting(deployment.pk, deployment.target_revision, failure)
+
     stale = timezone.now() - timedelta(seconds=max(settings.OPERATION_LEASE_SECONDS, 15))
-    busy = Deployment.objects.filter(status__in=DEPLOYMENT_BUSY_STATUSES, target_revision__isnull=False, deleted_at__isnull=True, updated_at__lt=stale)
+    busy = Deployment.objects.filter(
+        status__in=DEPLOYMENT_BUSY_STATUSES, target_revision__isnull=False, instance_deadline__isnull=True, deleted_at__isnull=True, updated_at__lt=stale
+    )
     for deployment in busy:
         if lease_alive(f"deployment:{deployment.pk}") is not False:
             continue
-        number = deployment.target_revision
-        enqueue_on_commit("instances.jobs.run_deployment", deployment.pk, number, job_id=f"{deployment.pk}-r{number}-{pysecrets.token_hex(3)}")
-        with transaction.atomic():
-            deployment_log(deployment, f"revision {number}: its job stopped; applying it again", level=LogLevel.WARNING)
-            Deployment.objects.filter(pk=deployment.pk).update(updated_at=timezone.now())
-        summary["deployments_requeued"] += 1
+        if _requeue_stale(deployment.pk, deployment.target_revision):
+            summary["deployments_requeued"] += 1

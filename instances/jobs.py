@@ -117,10 +117,15 @@ def _await_ready(operation: Operation, message: str) -> None:
 
 
 def _running_and_healthy(operation: Operation, message: str) -> None:
-    """Finish as running; the readiness probe just passed, so health starts out healthy."""
-    if services.operation_succeed(operation=operation, to_state=InstanceState.RUNNING, message=message) and settings.INSTANCE_READY_CHECK:
-        instance = operation.instance
+    """Finish as running (the readiness probe just passed, so health starts out healthy), then
+    tell the apps that wait for the instance to run."""
+    if not services.operation_succeed(operation=operation, to_state=InstanceState.RUNNING, message=message):
+        return
+    instance = operation.instance
+    if settings.INSTANCE_READY_CHECK:
         services.health_record([{"pk": instance.pk, "ok": True, "status": "unknown", "failures": 0, "detail": "ready after " + operation.kind}])
+    for note in hooks.instance_running(instance):
+        services.log_append(instance, "done", note, operation=operation)
 
 
 def _launched(operation: Operation, machine, message: str) -> None:

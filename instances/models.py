@@ -387,6 +387,9 @@ class Deployment(models.Model):
     current_revision = models.PositiveIntegerField(default=0, help_text="The revision in force on the instance.")
     target_revision = models.PositiveIntegerField(null=True, blank=True, help_text="The revision being applied.")
     error = models.TextField(blank=True)
+    # Set while the target revision waits for its instance to run, with no job holding it: the
+    # instances app's `instance_running` hook resumes it, the reconciler fails it at this time.
+    instance_deadline = models.DateTimeField(null=True, blank=True)
     created_by = models.CharField(max_length=254)
     log_seq = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
@@ -398,6 +401,7 @@ class Deployment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], condition=Q(deleted_at__isnull=True), name="deployment_tenant_name_unique"),
         ]
+        indexes = [models.Index(fields=["instance_deadline"], condition=Q(instance_deadline__isnull=False), name="deployment_awaiting_instance")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.environment}, {self.status})"

@@ -36,19 +36,35 @@ def enqueue_on_commit(func: Callable | str, *args: Any, **kwargs: Any) -> None:
     transaction.on_commit(lambda: enqueue(func, *args, **kwargs), robust=True)
 
 
-def job_is_alive(job_id: str) -> bool | None:
-    """Whether RQ still has this job queued or started (None when Redis is unreachable)."""
+def _job_status(job_id: str):
+    """RQ's status of the job; "" when RQ has no such job, None when Redis is unreachable."""
     from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
+    from rq.job import Job
 
     try:
-        job = Job.fetch(job_id, connection=django_rq.get_connection("default"))
-        status = job.get_status(refresh=True)
+        return Job.fetch(job_id, connection=django_rq.get_connection("default")).get_status(refresh=True)
     except NoSuchJobError:
-        return False
+        return ""
     except (redis.ConnectionError, redis.TimeoutError):
         return None
-    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+
+
+def job_is_alive(job_id: str) -> bool | None:
+    """Whether RQ still has this job queued or started (None when Redis is unreachable)."""
+    from rq.job import JobStatus
+
+    status = _job_status(job_id)
+    return None if status is None else status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+
+
+def job_is_waiting(job_id: str) -> bool | None:
+    """Whether RQ still has this job waiting for a worker (None when Redis is unreachable). Unlike
+    `job_is_alive`, a started job is not waiting: if its worker died, RQ reports it started for a
+    long while, so a caller that must tell a dead job from a live one reads the job's lease."""
+    from rq.job import JobStatus
+
+    status = _job_status(job_id)
+    return None if status is None else status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 LEASE_PREFIX = "orchestrio:lease:"

@@ -389,7 +389,7 @@ INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 120)
 INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)
 # A job waits this long in place for what an instance must do next (its health path, a task's
 # end); after that it hands the wait to a periodic sweep and frees its worker, so one tenant's
-# slow instance never holds the workers everyone shares (docs/operations.md, "Queues").
+# slow instance never holds the workers everyone shares (docs/operations.md, "Queues and workers").
 JOB_INLINE_WAIT_SECONDS = float(env("JOB_INLINE_WAIT_SECONDS", "5"))
 READINESS_SWEEP_SECONDS = env_int("READINESS_SWEEP_SECONDS", 2)
 HEALTH_CHECK_INTERVAL_SECONDS = env_int("HEALTH_CHECK_INTERVAL_SECONDS", 30)
@@ -427,15 +427,21 @@ DOMAIN_CHECK_MAX_INTERVAL_SECONDS = env_int("DOMAIN_CHECK_MAX_INTERVAL_SECONDS",
 # Who may ask /internal/tls/ask (the edge proxy). Checked against the socket's address.
 TLS_ASK_ALLOWED_IPS = env_list("TLS_ASK_ALLOWED_IPS", ["127.0.0.1", "::1"])
 
-# Deployments
+# Deployments. A revision waits for its instance with no worker held (the instance_running hook
+# resumes it; the reconciler fails it after this long).
 DEPLOY_PROVISION_TIMEOUT_SECONDS = env_int("DEPLOY_PROVISION_TIMEOUT_SECONDS", 900)
 DEPLOY_HEALTH_TIMEOUT_SECONDS = env_int("DEPLOY_HEALTH_TIMEOUT_SECONDS", 60)
 DEPLOY_HEALTH_SUCCESSES = env_int("DEPLOY_HEALTH_SUCCESSES", 3)
 DEPLOY_POLL_SECONDS = float(env("DEPLOY_POLL_SECONDS", "1"))
 
-# Tasks
+# Tasks. A task job follows its task in place for JOB_INLINE_WAIT_SECONDS; a longer task is then
+# followed by the task poll sweep: every TASK_POLL_SWEEP_SECONDS it enqueues one short poll job
+# per task due, with at most TASK_POLLS_PER_TENANT of one tenant's queued or running at once
+# (docs/operations.md, "Queues and workers").
 TASK_POLL_SECONDS = float(env("TASK_POLL_SECONDS", "1"))
 TASK_FOLLOW_GRACE_SECONDS = env_int("TASK_FOLLOW_GRACE_SECONDS", 120)
+TASK_POLL_SWEEP_SECONDS = env_int("TASK_POLL_SWEEP_SECONDS", 2)
+TASK_POLLS_PER_TENANT = env_int("TASK_POLLS_PER_TENANT", 2)
 
 # AWS (credentials, region endpoints and AWS_ENDPOINT_URL come from the standard boto3 chain)
 ROUTE53_HOSTED_ZONE_ID = env("ROUTE53_HOSTED_ZONE_ID")  # unset: no DNS records are managed

@@ -20,7 +20,8 @@ class TaskAdmin(admin.ModelAdmin):
     readonly_fields = [
         "task_id", "instance", "tenant", "operation_code", "script_path", "argument_names", "timeout_seconds",
         "idempotency_key", "status", "exit_code", "stdout", "stderr", "error_message", "provider_command_id",
-        "rq_job_id", "attempts", "requested_by", "requested_by_type", "cancel_requested_at", "created_at", "started_at", "finished_at",
+        "rq_job_id", "attempts", "requested_by", "requested_by_type", "cancel_requested_at", "cancel_sent_at", "next_poll_at", "poll_job_id",
+        "poll_errors", "created_at", "started_at", "finished_at",
     ]  # fmt: skip
 
     @admin.display(description="Arguments")

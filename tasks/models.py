@@ -33,6 +33,15 @@ class Task(models.Model):
     requested_by = models.CharField(max_length=254)
     requested_by_type = models.CharField(max_length=8)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_sent_at = models.DateTimeField(null=True, blank=True, help_text="When the cancel request reached the provider.")
+    # Set once the task has run longer than its job follows it in place (JOB_INLINE_WAIT_SECONDS):
+    # no worker holds it, and the task poll sweep enqueues a short poll job when this time comes.
+    # While such a job is enqueued (`poll_job_id`), it is when the sweep asks whether it was lost.
+    # The columns below have database defaults: during an upgrade the previous release still
+    # inserts tasks without them (docs/operations.md, "Upgrades").
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    poll_job_id = models.CharField(max_length=64, blank=True, default="", db_default="", help_text="The poll job enqueued for it and not yet done.")
+    poll_errors = models.PositiveSmallIntegerField(default=0, db_default=0, help_text="Polls in a row that could not reach the instance.")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -52,6 +61,7 @@ class Task(models.Model):
         indexes = [
             models.Index(fields=["instance", "status"], name="task_instance_status"),
             models.Index(fields=["tenant", "created_at"], name="task_tenant_created"),
+            models.Index(fields=["next_poll_at"], condition=Q(next_poll_at__isnull=False), name="task_awaiting_poll"),
         ]
 
     def __str__(self) -> str:

@@ -1,5 +1,7 @@
 """Tasks whose job died are followed again (their command is found, never re-run), or failed as
-lost after too many attempts; tasks whose queued job vanished are enqueued again."""
+lost after too many attempts; tasks whose queued job vanished are enqueued again. A task handed
+to the task poll sweep (`next_poll_at` set) is followed by no worker by design, and is left to the
+sweep, which enqueues its poll again from the database if that job is lost."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ def reconcile_tasks(summary: dict) -> None:
             if job_is_alive(task.rq_job_id) is not False:
                 continue
             reason = "its queued job is gone"
+        elif task.next_poll_at is not None:
+            continue  # no worker holds it by design: the task poll sweep follows it
         else:
             if now - (task.started_at or task.created_at) < timedelta(seconds=settings.OPERATION_LEASE_SECONDS):
                 continue

@@ -10,6 +10,7 @@ import re
 import secrets
 import string
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -172,17 +173,23 @@ def task_cancel(*, task: Task, actor: Actor) -> Task:
 # --- called by the task job --------------------------------------------------------------------
 
 
+def task_for_job(pk: int) -> Task:
+    return Task.objects.select_related("instance__blueprint", "instance__region", "instance__plan", "instance__tenant__plan").get(pk=pk)
+
+
 def task_begin(task: Task) -> Task | None:
+    """Mark the task running (counting the attempt). None when it finished already, or when the
+    task poll sweep follows it (a task job never follows a handed-off task a second time)."""
     with transaction.atomic():
         locked = Task.objects.select_for_update(of=("self",)).filter(pk=task.pk).first()
-        if locked is None or locked.is_finished:
+        if locked is None or locked.is_finished or locked.next_poll_at is not None:
             return None
         locked.status = TaskStatus.RUNNING
         locked.attempts += 1
         if locked.started_at is None:
             locked.started_at = timezone.now()
         locked.save(update_fields=["status", "attempts", "started_at"])
-    return Task.objects.select_related("instance__blueprint", "instance__region", "instance__plan", "instance__tenant__plan").get(pk=locked.pk)
+    return task_for_job(locked.pk)
 
 
 def task_record_command(task: Task, command_id: str) -> None:
@@ -198,11 +205,40 @@ def task_cancel_requested(task: Task) -> bool:
     return Task.objects.filter(pk=task.pk, cancel_requested_at__isnull=False).exists()
 
 
+def task_cancel_sent(task: Task) -> None:
+    """The provider has the cancel request: later polls do not send it again."""
+    Task.objects.filter(pk=task.pk, cancel_sent_at__isnull=True).update(cancel_sent_at=timezone.now())
+
+
+def task_await_poll(task: Task, *, due, errors: int, claim: str = "") -> bool:
+    """The task still runs and no job follows it now: the task poll sweep polls it at `due`.
+    `claim` is the poll job handing it back (blank for the task job's first hand-off); a claim
+    the sweep has since replaced changes nothing. Returns whether it was recorded."""
+    first = not claim
+    updated = Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, poll_job_id=claim).update(next_poll_at=due, poll_job_id="", poll_errors=errors)
+    if updated and first:
+        log_append(
+            task.instance, "task",
+            f"task {task.task_id} ({task.operation_code}) still running after {settings.JOB_INLINE_WAIT_SECONDS:g}s; "
+            f"polled every {max(settings.TASK_POLL_SECONDS, settings.TASK_POLL_SWEEP_SECONDS):g}s from now on, with no worker waiting on it",
+        )  # fmt: skip
+    return bool(updated)
+
+
+def task_claim_poll(*, pk: int, previous: str, claim: str, until) -> bool:
+    """Mark a due task as having poll job `claim` enqueued (replacing `previous`, a lost one), so
+    that no other sweep enqueues it again before `until`. False when someone else got there."""
+    return bool(
+        Task.objects.filter(pk=pk, status=TaskStatus.RUNNING, poll_job_id=previous, next_poll_at__isnull=False).update(poll_job_id=claim, next_poll_at=until)
+    )
+
+
 def _finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=None, error_message: str = "") -> None:
     task.status = status
     task.finished_at = timezone.now()
     task.exit_code = exit_code
-    fields = ["status", "finished_at", "exit_code", "error_message"]
+    task.next_poll_at, task.poll_job_id = None, ""
+    fields = ["status", "finished_at", "exit_code", "error_message", "next_poll_at", "poll_job_id"]
     task.error_message = error_message
     if stdout is not None:
         task.stdout = clean_output(stdout)
@@ -236,8 +272,8 @@ def task_finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=
 def task_requeue(*, task: Task, actor: Actor, reason: str) -> bool:
     with transaction.atomic():
         locked = Task.objects.select_for_update(of=("self",)).get(pk=task.pk)
-        if locked.is_finished:
-            return False
+        if locked.is_finished or locked.next_poll_at is not None:
+            return False  # finished, or followed by the task poll sweep (no worker holds it by design)
         locked.rq_job_id = f"{locked.task_id}-{locked.attempts + 1}-{secrets.token_hex(3)}"
         locked.save(update_fields=["rq_job_id"])
         log_append(locked.instance, "reconciler", f"task {locked.task_id}: {reason}; following it again", level=LogLevel.WARNING)

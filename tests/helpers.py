@@ -107,7 +107,13 @@ def call_job(func, *args, **kwargs):
 
 
 class BackgroundWorker:
-    """A worker in a thread, as `manage.py serve` runs one (for browser and live-server tests)."""
+    """A worker in a thread, as `manage.py serve` runs one (for browser and live-server tests).
+
+    It also runs what serve's scheduler would for waits a job handed off (an instance's health
+    path, a long task): the sweeps that finish them, each turn. The other periodic jobs are left
+    to the tests that call them."""
+
+    SWEEPS = ("instances.jobs.readiness_sweep", "tasks.jobs.poll_due_tasks")
 
     def __init__(self, interval: float = 0.2) -> None:
         import threading
@@ -118,6 +124,7 @@ class BackgroundWorker:
 
     def _run(self) -> None:
         from django.db import connection
+        from django.utils.module_loading import import_string
         from rq.timeouts import TimerDeathPenalty
 
         from orchestrio.worker import SimpleWorker
@@ -128,8 +135,11 @@ class BackgroundWorker:
             def _install_signal_handlers(self):
                 pass
 
+        sweeps = [import_string(path) for path in self.SWEEPS]
         try:
             while not self.stop.is_set():
+                for sweep in sweeps:
+                    sweep()
                 queues = [django_rq.get_queue(name) for name in ("default", "periodic")]
                 if any(q.count for q in queues):
                     ThreadWorker(queues, connection=queues[0].connection).work(burst=True, logging_level="WARNING")
