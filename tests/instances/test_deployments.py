@@ -209,3 +209,16 @@ class TestDeploymentIsolation(TenantIsolationContract):
 
     def make_object(self, api):
         return {"id": create(api, name="hidden")["id"]}
+
+
+def test_the_runtime_gives_out_nothing_derived_from_the_secrets(api):
+    """/runtime used to carry secrets_digest, an unsalted SHA-256 of the secrets: a member who may
+    not read them could test guesses of a short secret against it (issue 14, finding 12)."""
+    import hashlib
+
+    body = create(api)
+    run_jobs()
+    status = api.get(f"instances/{body['instance_id']}/runtime").json()["agent"]["status"]
+    assert not [key for key in status if "secret" in key]
+    digest = hashlib.sha256(json.dumps({"api_key": SECRET}, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert digest not in json.dumps(status) and SECRET not in json.dumps(status)
