@@ -60,21 +60,6 @@ def get_redis() -> redis.Redis:
     return client
 
 
-def _django_rq_connection(config=None, use_strict_redis=False):  # noqa: ARG001 - django-rq's signature
-    return get_redis()
-
-
-def install_embedded_queue() -> None:
-    """Point django-rq at the embedded Redis (called from AppConfig.ready when REDIS_URL is unset)."""
-    import django_rq.connection_utils
-    import django_rq.cron
-    import django_rq.queues
-    import django_rq.utils
-
-    for module in (django_rq.connection_utils, django_rq.queues, django_rq.cron, django_rq.utils):
-        module.get_redis_connection = _django_rq_connection
-
-
 class _EmbeddedCacheClient(RedisCacheClient):
     def get_client(self, key=None, *, write=False):
         return _embedded_client(fakeredis.FakeRedis)
@@ -90,3 +75,9 @@ class EmbeddedRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = _EmbeddedCacheClient
+
+    def get_master_client(self) -> redis.Redis:
+        """The client django-rq uses for a queue configured with `USE_REDIS_CACHE` (the interface
+        it looks for on a cache backend, as django-redis-cache offers): the same one as
+        `get_redis()`, with bytes responses as RQ expects."""
+        return _embedded_client(fakeredis.FakeStrictRedis)

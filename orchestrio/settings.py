@@ -191,10 +191,12 @@ else:
         }
     }
 
-_QUEUE_URL = REDIS_URL or "redis://embedded/0"
+# Embedded mode: django-rq takes its connection from the cache above (its USE_REDIS_CACHE
+# option), so the queue, the scheduler and the workers share the one in-memory Redis.
+_QUEUE_CONNECTION = {"URL": REDIS_URL} if REDIS_URL else {"USE_REDIS_CACHE": "default"}
 RQ_QUEUES = {
-    "default": {"URL": _QUEUE_URL, "DEFAULT_TIMEOUT": 900},
-    "periodic": {"URL": _QUEUE_URL, "DEFAULT_TIMEOUT": 600},
+    "default": {**_QUEUE_CONNECTION, "DEFAULT_TIMEOUT": 900},
+    "periodic": {**_QUEUE_CONNECTION, "DEFAULT_TIMEOUT": 600},
 }
 RQ = {"COMMIT_MODE": "auto"}
 RQ_SHOW_ADMIN_LINK = True
