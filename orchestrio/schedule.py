@@ -17,7 +17,7 @@ import redis
 
 from django.conf import settings
 from django.utils.module_loading import import_string
-from rq.cron import CronScheduler
+from django_rq.cron import DjangoCronScheduler
 from rq.exceptions import StopRequested
 
 from .redis import get_redis
@@ -45,15 +45,18 @@ def periodic_jobs() -> list[PeriodicJob]:
     ]
 
 
-class Scheduler(CronScheduler):
-    """RQ's cron scheduler, kept alive through Redis outages.
+class Scheduler(DjangoCronScheduler):
+    """django-rq's cron scheduler (RQ's CronScheduler checked against RQ_QUEUES), kept alive
+    through Redis outages.
 
-    RQ's own loop ends on the first Redis error, which would leave the deployment without a
-    reconciler exactly when one is needed. This loop waits (with backoff) and carries on, so once
-    Redis answers again the reconciler re-enqueues whatever the outage left queued. In a non-main
-    thread it leaves signal handling to the main thread.
+    RQ's `start()` is the loop; it ends on the first Redis error, which would leave the deployment
+    without a reconciler exactly when one is needed. So a Redis error restarts it (with backoff):
+    once Redis answers again the scheduler registers again and the reconciler re-enqueues whatever
+    the outage left queued. A job whose enqueue failed is still due and goes out on the restart.
+    In a non-main thread it leaves signal handling to the main thread.
     """
 
+    first_backoff_seconds = 0.5
     max_backoff_seconds = 10.0
 
     def _install_signal_handlers(self) -> None:
@@ -61,37 +64,26 @@ class Scheduler(CronScheduler):
             super()._install_signal_handlers()
 
     def start(self) -> None:
-        self.log.info("CronScheduler %s: starting...", self.name)
-        self._install_signal_handlers()
-        backoff = 0.5
-        born = False
-        try:
-            while True:
-                try:
-                    if not born:
-                        self.register_birth()
-                        born = True
-                    if self.enqueue_jobs():
-                        self.save()
-                    self.heartbeat()
-                    backoff = 0.5
-                    sleep_time = self.calculate_sleep_interval()
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    self.log.warning("scheduler: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
-                    sleep_time, backoff = backoff, min(backoff * 2, self.max_backoff_seconds)
-                    born = False  # a restarted Redis has forgotten this scheduler
-                if sleep_time > 0:
-                    time.sleep(sleep_time)
-        except (KeyboardInterrupt, StopRequested):
-            self.log.info("CronScheduler %s: stopping", self.name)
-        finally:
+        backoff = self.first_backoff_seconds
+        while True:
+            started = time.monotonic()
             try:
-                self.register_death()
-            except (redis.ConnectionError, redis.TimeoutError):
-                pass
+                super().start()
+                return  # stopped: a signal or Ctrl-C
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() - started > self.max_backoff_seconds:
+                    backoff = self.first_backoff_seconds  # it ran a while: a new outage
+                self.log.warning("scheduler: Redis unavailable (%s); restarting in %.1fs", exc, backoff)
+            try:
+                time.sleep(backoff)
+            except (KeyboardInterrupt, StopRequested):
+                return
+            backoff = min(backoff * 2, self.max_backoff_seconds)
 
 
 def build_scheduler() -> Scheduler:
+    # Our client (with its socket timeouts, so a Redis that stops answering raises instead of
+    # hanging the loop); django-rq checks each job's queue is on the same server.
     scheduler = Scheduler(connection=get_redis(), logging_level=logging.INFO)
     for job in periodic_jobs():
         scheduler.register(
