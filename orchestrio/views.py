@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from functools import wraps
-
-import redis
 
 from django.contrib import messages
 from django.conf import settings
@@ -21,9 +18,10 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
-from django_ratelimit.core import is_ratelimited
 
 from . import roles, selectors, services
+from .api import ratelimit
+from .api.ratelimit import Counter, Usage
 from .auth import SESSION_TENANT_KEY, membership_for_session
 from .errors import DomainError, Forbidden
 from .forms import ApiTokenForm, LoginForm, SignupForm
@@ -31,8 +29,6 @@ from .http import carries_secret
 from .middleware import is_api_path, unavailable_response
 from .models import ActivityEvent, Membership
 from .tenancy import Actor, Principal, client_ip
-
-logger = logging.getLogger(__name__)
 
 
 def console_view(view=None, *, capabilities: roles.Declaration = None, objects=None):
@@ -88,25 +84,25 @@ def home(request):
     return render(request, "console/home.html", context)
 
 
-def _console_auth_limited(request, *, per_username: bool) -> bool:
-    """Brute-force guard for the console's login and signup (django-ratelimit): POSTs per client
-    IP, and for the login also per username (a distributed guess at one account). Fails open
-    when Redis is unreachable, like the API's limits."""
+def _console_auth_limited(request, *, per_username: bool) -> Usage | None:
+    """Brute-force guard for the console's login and signup, on the API's limiter (one key
+    scheme, one Redis round trip): POSTs per client IP, and for the login also per username (a
+    distributed guess at one account; hashed into the counter's name like every key). Returns the
+    usage that is over its limit, if any. Fails open when Redis is unreachable, like the API's
+    limits."""
     rate = settings.RATE_LIMITS["login"]
-    try:
-        limited = is_ratelimited(request, group="console-auth-ip", key=lambda _g, r: client_ip(r) or "unknown", rate=rate, increment=True)
-        if per_username:
-            limited = is_ratelimited(request, group="console-login-user", key=lambda _g, r: r.POST.get("username", "").strip().lower(), rate=rate, increment=True) or limited
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        logger.warning("console rate limit unavailable: %s", exc)
-        return False
-    return limited
+    counters = [Counter(group="console-auth", key=f"ip:{client_ip(request) or 'unknown'}", rate=rate)]
+    if per_username:
+        username = request.POST.get("username", "").strip().lower()
+        counters.append(Counter(group="console-login", key=f"username:{username}", rate=rate))
+    limited = [usage for usage in ratelimit.count(counters) if usage is not None and usage.limited]
+    return max(limited, key=lambda usage: usage.reset) if limited else None
 
 
-def _too_many_attempts(request, template: str, form) -> HttpResponse:
+def _too_many_attempts(request, template: str, form, usage: Usage) -> HttpResponse:
     context = {"form": form, "rate_limited": "Too many attempts from here; wait a minute and try again."}
     response = render(request, template, context, status=429)
-    response["Retry-After"] = "60"
+    response["Retry-After"] = str(usage.reset)
     return response
 
 
@@ -114,8 +110,8 @@ _login_view = auth_views.LoginView.as_view(authentication_form=LoginForm, redire
 
 
 def console_login(request):
-    if request.method == "POST" and _console_auth_limited(request, per_username=True):
-        return _too_many_attempts(request, "registration/login.html", LoginForm(request))
+    if request.method == "POST" and (usage := _console_auth_limited(request, per_username=True)):
+        return _too_many_attempts(request, "registration/login.html", LoginForm(request), usage)
     return _login_view(request)
 
 
@@ -123,8 +119,8 @@ def console_login(request):
 def signup(request):
     if request.user.is_authenticated:
         return redirect("console:home")
-    if request.method == "POST" and _console_auth_limited(request, per_username=False):
-        return _too_many_attempts(request, "console/signup.html", SignupForm())
+    if request.method == "POST" and (usage := _console_auth_limited(request, per_username=False)):
+        return _too_many_attempts(request, "console/signup.html", SignupForm(), usage)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
