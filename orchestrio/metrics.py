@@ -8,8 +8,8 @@ workers in processes of their own:
   one directory per host) adds up the host's processes; `gunicorn.conf.py` empties it at start.
 - Periodic jobs (the health sweep, the reconciler) run in workers, which serve no HTTP: they write
   their figures to one Redis hash (`record_*`), read back at scrape time.
-- Fleet state (queue depth, operations, tasks, instances) is read from Redis and the database at
-  scrape time, by `FleetCollector`.
+- Fleet state (queues, operations, tasks, instances) is read from Redis and the database at
+  scrape time, by `FleetCollector`; the queues' series are django-rq's own (`RQCollector`).
 
 The last two are global: every web process reports the same values for them.
 """
@@ -31,10 +31,10 @@ from django.db.models import Count
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django_rq.contrib.prometheus import RQCollector
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
-from rq import Queue
 
 from .redis import get_redis
 
@@ -124,8 +124,8 @@ def record_reconcile(summary: dict) -> None:
 
 
 class FleetCollector:
-    """Queue depth from Redis, the periodic jobs' figures, and operations, tasks and instances
-    from the database (one aggregate query each). A source that does not answer reports
+    """Queues from Redis (django-rq's collector), the periodic jobs' figures, and operations,
+    tasks and instances from the database (one aggregate query each). A source that does not answer reports
     `orchestrio_<source>_up 0` and leaves its series out; the scrape still succeeds."""
 
     def describe(self):
@@ -136,17 +136,12 @@ class FleetCollector:
         yield from self._from_database()
 
     def _from_redis(self):
+        """The queues (django-rq's RQCollector: `rq_jobs` by queue and status, `rq_workers`, and
+        each worker's job counters) and the periodic jobs' figures."""
         up = GaugeMetricFamily("orchestrio_redis_up", "1 when Redis answered this scrape.")
         try:
-            client = get_redis()
-            pipe = client.pipeline(transaction=False)
-            names = list(settings.RQ_QUEUES)
-            for name in names:
-                queue = Queue(name, connection=client)
-                pipe.llen(queue.key)
-                pipe.zcard(queue.failed_job_registry.key)
-            pipe.hgetall(JOB_FIGURES_KEY)
-            *counts, raw = pipe.execute()
+            queues = list(RQCollector().collect())
+            raw = get_redis().hgetall(JOB_FIGURES_KEY)
         except redis.RedisError as exc:
             logger.warning("metrics: Redis unavailable: %s", exc)
             up.add_metric([], 0)
@@ -154,13 +149,7 @@ class FleetCollector:
             return
         up.add_metric([], 1)
         yield up
-        depth = GaugeMetricFamily("orchestrio_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
-        failed = GaugeMetricFamily("orchestrio_queue_failed_jobs", "Jobs in each RQ queue's failed registry.", labels=["queue"])
-        for index, name in enumerate(names):
-            depth.add_metric([name], counts[2 * index])
-            failed.add_metric([name], counts[2 * index + 1])
-        yield depth
-        yield failed
+        yield from queues
         yield from self._job_figures({key.decode(): float(value) for key, value in raw.items()})
 
     @staticmethod

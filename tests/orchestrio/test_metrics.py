@@ -90,22 +90,28 @@ def test_requests_are_counted_by_url_pattern_not_path(client, api, metrics_on):
 
 
 def test_queue_depth_reflects_enqueued_jobs(client, metrics_on):
-    assert value(scrape(client), "orchestrio_queue_depth", queue="default") == 0
+    # The queues' series are django-rq's (RQCollector): rq_jobs by queue and status.
+    assert value(scrape(client), "rq_jobs", queue="default", status="queued") == 0
     for _ in range(2):
         enqueue("orchestrio.jobs.purge_idempotency_keys")
     enqueue("orchestrio.jobs.purge_idempotency_keys", queue="periodic")
     families = scrape(client)
     assert value(families, "orchestrio_redis_up") == 1
-    assert value(families, "orchestrio_queue_depth", queue="default") == 2
-    assert value(families, "orchestrio_queue_depth", queue="periodic") == 1
-    assert value(families, "orchestrio_queue_failed_jobs", queue="default") == 0
+    assert value(families, "rq_jobs", queue="default", status="queued") == 2
+    assert value(families, "rq_jobs", queue="periodic", status="queued") == 1
+    assert value(families, "rq_jobs", queue="default", status="failed") == 0
+    assert "rq_workers" in families
 
 
-def test_redis_down_still_answers_with_the_database_figures(client, metrics_on):
-    metrics_on.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+def test_redis_down_still_answers_with_the_database_figures(client, metrics_on, monkeypatch):
+    import django_rq.settings
+
+    dead = "redis://127.0.0.1:1/0"  # nothing listens there
+    metrics_on.REDIS_URL = dead
+    monkeypatch.setattr(django_rq.settings, "QUEUES", {name: {"URL": dead} for name in metrics_on.RQ_QUEUES})
     families = scrape(client)
     assert value(families, "orchestrio_redis_up") == 0
-    assert "orchestrio_queue_depth" not in families
+    assert "rq_jobs" not in families
     assert value(families, "orchestrio_database_up") == 1
     assert value(families, "orchestrio_instances", state="running") == 0
 
@@ -120,7 +126,7 @@ def test_database_down_still_answers_with_the_redis_figures(client, metrics_on, 
     families = scrape(client)
     assert value(families, "orchestrio_database_up") == 0
     assert "orchestrio_operations" not in families
-    assert value(families, "orchestrio_queue_depth", queue="default") == 0
+    assert value(families, "rq_jobs", queue="default", status="queued") == 0
 
 
 def test_operations_tasks_and_instances_reflect_the_database(client, metrics_on):
