@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _django  # noqa: E402
@@ -37,21 +38,20 @@ import _serve  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def tree_rss_kib(pid: int) -> int:
-    """RSS of a process and its children (gunicorn's master and workers)."""
-    total = rss_kib(pid)
+    """RSS of a process and its descendants (gunicorn's master and workers)."""
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    return total + sum(tree_rss_kib(int(child)) for child in children)
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in processes:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue  # a worker that exited between the two looks
+    return total // 1024
 
 
 class Sampler:
