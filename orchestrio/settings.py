@@ -448,10 +448,23 @@ TASK_POLLS_PER_TENANT = env_int("TASK_POLLS_PER_TENANT", 2)
 # AWS (credentials, region endpoints and AWS_ENDPOINT_URL come from the standard boto3 chain)
 ROUTE53_HOSTED_ZONE_ID = env("ROUTE53_HOSTED_ZONE_ID")  # unset: no DNS records are managed
 AWS_USE_PUBLIC_IP = env_bool("AWS_USE_PUBLIC_IP", False)  # reach agents on public IPs (else private)
-AWS_WAIT_TIMEOUT_SECONDS = env_int("AWS_WAIT_TIMEOUT_SECONDS", 600)
-AWS_THROTTLE_RETRIES = env_int("AWS_THROTTLE_RETRIES", 5)
-AWS_BACKOFF_BASE_SECONDS = float(env("AWS_BACKOFF_BASE_SECONDS", "0.5"))
-AWS_BACKOFF_CAP_SECONDS = float(env("AWS_BACKOFF_CAP_SECONDS", "20"))
+AWS_WAIT_TIMEOUT_SECONDS = env_int("AWS_WAIT_TIMEOUT_SECONDS", 600)  # boto3's waiters, for running/stopped/terminated
+# botocore's retries, under the names (and meaning) boto3 itself reads from the environment, with
+# our defaults: its "standard" mode (or "adaptive": also rate-limits this client when throttled),
+# and the attempts per call, the first included (docs/aws.md).
+AWS_RETRY_MODE = env("AWS_RETRY_MODE", "standard")
+if AWS_RETRY_MODE not in ("standard", "adaptive"):
+    raise ImproperlyConfigured(f"AWS_RETRY_MODE must be standard or adaptive (botocore's retry modes), not {AWS_RETRY_MODE!r}")
+AWS_MAX_ATTEMPTS = env_int("AWS_MAX_ATTEMPTS", 6)
+if AWS_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured(f"AWS_MAX_ATTEMPTS must be at least 1 (the first attempt counts), not {AWS_MAX_ATTEMPTS}")
+for _old, _instead in (
+    ("AWS_THROTTLE_RETRIES", "set AWS_MAX_ATTEMPTS (attempts per call, the first included: retries + 1)"),
+    ("AWS_BACKOFF_BASE_SECONDS", "botocore's retry mode sets the backoff (AWS_RETRY_MODE)"),
+    ("AWS_BACKOFF_CAP_SECONDS", "botocore's retry mode sets the backoff (AWS_RETRY_MODE)"),
+):
+    if os.environ.get(_old):
+        raise ImproperlyConfigured(f"{_old} is gone: AWS calls are retried by botocore; {_instead} (docs/aws.md)")
 
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")

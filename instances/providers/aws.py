@@ -7,8 +7,12 @@ machine is tagged `orchestrio:instance_id`, `orchestrio:tenant_id`, `orchestrio:
 for a live machine already tagged with this instance (a retried job, or one re-run after its
 worker died, finds the machine the first attempt launched).
 
-AWS errors become typed `ProviderError`s with a message a user can act on; throttling is retried
-here with exponential backoff and full jitter before it is reported.
+Retries are botocore's own (its `standard` or `adaptive` retry mode, `AWS_RETRY_MODE`, with
+`AWS_MAX_ATTEMPTS` attempts): throttling, 5xx answers and calls that got no answer are retried
+with exponential backoff and jitter; every call we make is idempotent (RunInstances carries its
+`ClientToken`), so a retry after a lost answer returns the first result. Waits for a machine's
+state are boto3's EC2 waiters. What still fails becomes a typed `ProviderError` with a message a
+user can act on.
 """
 
 from __future__ import annotations
@@ -17,10 +21,9 @@ import base64
 import gzip
 import json
 import logging
-import random
+import math
 import shlex
 import threading
-import time
 from pathlib import Path
 
 import boto3
@@ -33,6 +36,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
     ReadTimeoutError,
+    WaiterError,
 )
 from django.conf import settings
 
@@ -47,8 +51,8 @@ SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "agent_scripts"
 USER_DATA_LIMIT = 16 * 1024
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
-# Failures where no answer arrived: retried like throttling.
-TRANSIENT = (ConnectionClosedError, EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)
+# Failures where no answer arrived (botocore retried them already).
+NO_ANSWER = (ConnectionClosedError, EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)
 THROTTLING = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException", "ThrottledException", "PriorRequestNotComplete"}
 CAPACITY = {"InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity", "InsufficientAddressCapacity"}
 AUTH = {
@@ -58,6 +62,10 @@ AUTH = {
 }  # fmt: skip
 QUOTA = {"InstanceLimitExceeded", "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "ResourceLimitExceeded", "VolumeLimitExceeded", "AddressLimitExceeded"}
 NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed", "InvalidInstanceId"}
+
+# boto3's EC2 waiters, by the state they wait for; they poll every WAIT_DELAY_SECONDS.
+WAITERS = {"running": "instance_running", "stopped": "instance_stopped", "terminated": "instance_terminated"}
+WAIT_DELAY_SECONDS = 5
 
 EC2_STATES = {
     "pending": MachineState.PENDING,
@@ -89,6 +97,8 @@ def translate(error: Exception, *, action: str, spec: MachineSpec | None = None)
         return ProviderError(ErrorCode.PROVIDER_AUTH, "no AWS credentials were found (the standard boto3 chain); see docs/aws.md")
     if isinstance(error, EndpointConnectionError):
         return ProviderError(ErrorCode.PROVIDER_ERROR, f"cannot reach the AWS endpoint to {action}; retry shortly", retryable=True)
+    if isinstance(error, NO_ANSWER):
+        return ProviderError(ErrorCode.PROVIDER_ERROR, f"no answer from AWS to {action} even after retries ({type(error).__name__}); retry shortly", retryable=True)
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "Unknown")
         message = error.response.get("Error", {}).get("Message", "")
@@ -181,7 +191,6 @@ class AwsProvider(Provider):
     def __init__(self) -> None:
         self._clients: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
-        self.sleep = time.sleep  # tests replace it to avoid waiting
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -189,39 +198,18 @@ class AwsProvider(Provider):
         key = (service, region)
         with self._lock:
             if key not in self._clients:
-                # Our own retry loop handles throttling (with jitter); botocore makes one attempt.
-                config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+                retries = {"mode": settings.AWS_RETRY_MODE, "total_max_attempts": settings.AWS_MAX_ATTEMPTS}
+                config = Config(retries=retries, connect_timeout=10, read_timeout=60)
                 self._clients[key] = boto3.session.Session().client(service, region_name=region or None, config=config)
             return self._clients[key]
 
     def call(self, service: str, region: str, method: str, *, action: str, spec: MachineSpec | None = None, **kwargs):
-        """One AWS API call. Throttling and transient connection failures (no answer received) are
-        retried with exponential backoff and full jitter, as AWS's SDKs do in standard mode: every
-        call we make is idempotent (RunInstances carries its ClientToken), so a retry after a lost
-        answer returns the first result."""
-        attempts = settings.AWS_THROTTLE_RETRIES + 1
-        for attempt in range(attempts):
-            try:
-                return getattr(self.client(service, region), method)(**kwargs)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in THROTTLING and attempt + 1 < attempts:
-                    self._backoff(attempt, f"AWS throttled {service}.{method} ({code})")
-                    continue
-                raise translate(exc, action=action, spec=spec) from None
-            except TRANSIENT as exc:
-                if attempt + 1 < attempts:
-                    self._backoff(attempt, f"no answer from AWS to {service}.{method} ({type(exc).__name__})")
-                    continue
-                raise translate(exc, action=action, spec=spec) from None
-            except (BotoCoreError, NoCredentialsError) as exc:
-                raise translate(exc, action=action, spec=spec) from None
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int, why: str) -> None:
-        delay = random.uniform(0, min(settings.AWS_BACKOFF_CAP_SECONDS, settings.AWS_BACKOFF_BASE_SECONDS * 2**attempt))
-        logger.info("%s; retry %d in %.2fs", why, attempt + 1, delay)
-        self.sleep(delay)
+        """One AWS API call, retried by botocore (see the module's docstring); what still fails
+        is raised as a typed ProviderError."""
+        try:
+            return getattr(self.client(service, region), method)(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, action=action, spec=spec) from None
 
     def ec2(self, spec: MachineSpec, method: str, *, action: str, **kwargs):
         return self.call("ec2", spec.region, method, action=action, spec=spec, **kwargs)
@@ -262,24 +250,41 @@ class AwsProvider(Provider):
         found.sort(key=lambda raw: raw.get("LaunchTime", ""))
         return found[0] if found else None
 
-    def _wait(self, spec: MachineSpec, instance_id: str, wanted: set[str], *, action: str) -> dict:
-        deadline = time.monotonic() + settings.AWS_WAIT_TIMEOUT_SECONDS
-        delay = 1.0
-        while True:
-            reservations = self.ec2(spec, "describe_instances", action=action, InstanceIds=[instance_id])["Reservations"]
-            raw = reservations[0]["Instances"][0]
-            state = raw["State"]["Name"]
-            if state in wanted:
-                return raw
-            if state in ("terminated", "shutting-down") and "terminated" not in wanted:
-                raise ProviderError(ErrorCode.MACHINE_VANISHED, f"the machine {instance_id} was terminated while waiting to {action}")
-            if time.monotonic() > deadline:
-                raise ProviderError(ErrorCode.TIMEOUT, f"the machine {instance_id} was still {state} after {settings.AWS_WAIT_TIMEOUT_SECONDS}s waiting to {action}")
-            self.sleep(delay)
-            delay = min(delay * 1.5, 10.0)
+    def _wait(self, spec: MachineSpec, instance_id: str, wanted: str, *, action: str) -> dict:
+        """Wait with boto3's EC2 waiter until the machine is `wanted` (running, stopped or
+        terminated), for at most AWS_WAIT_TIMEOUT_SECONDS; returns the machine as described then."""
+        waiter = self.client("ec2", spec.region).get_waiter(WAITERS[wanted])
+        config = {"Delay": WAIT_DELAY_SECONDS, "MaxAttempts": max(1, math.ceil(settings.AWS_WAIT_TIMEOUT_SECONDS / WAIT_DELAY_SECONDS))}
+        try:
+            waiter.wait(InstanceIds=[instance_id], WaiterConfig=config)
+        except WaiterError as exc:
+            raise self._wait_failed(exc, spec, instance_id, wanted, action=action) from None
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, action=action, spec=spec) from None
+        if wanted == "terminated":
+            return {"InstanceId": instance_id, "State": {"Name": "terminated"}}
+        # The waiter does not hand back its last answer: one more look for the machine's details.
+        reservations = self.ec2(spec, "describe_instances", action=action, InstanceIds=[instance_id])["Reservations"]
+        return reservations[0]["Instances"][0]
+
+    @staticmethod
+    def _wait_failed(exc: WaiterError, spec: MachineSpec, instance_id: str, wanted: str, *, action: str) -> ProviderError:
+        last = exc.last_response or {}
+        if "Error" in last:  # AWS refused to describe it (after botocore's retries)
+            return translate(ClientError(last, "DescribeInstances"), action=action, spec=spec)
+        try:
+            state = last["Reservations"][0]["Instances"][0]["State"]["Name"]
+        except (KeyError, IndexError, TypeError):
+            state = "unknown"
+        if str(exc.kwargs.get("reason", "")).startswith("Max attempts exceeded"):
+            return ProviderError(ErrorCode.TIMEOUT, f"the machine {instance_id} was still {state} after {settings.AWS_WAIT_TIMEOUT_SECONDS}s waiting to {action}")
+        if state in ("terminated", "shutting-down"):
+            return ProviderError(ErrorCode.MACHINE_VANISHED, f"the machine {instance_id} was terminated while waiting to {action}")
+        # Another hand changed it meanwhile (stopped while we waited for it to run, …).
+        return ProviderError(ErrorCode.PROVIDER_ERROR, f"the machine {instance_id} became {state} while waiting to {action}; retry", retryable=True)
 
     def _running(self, spec: MachineSpec, raw: dict, *, action: str) -> Machine:
-        raw = self._wait(spec, raw["InstanceId"], {"running"}, action=action)
+        raw = self._wait(spec, raw["InstanceId"], "running", action=action)
         machine = self._machine(raw, spec)
         if machine.ip_address:
             self._dns_upsert(spec, machine.ip_address)
@@ -355,7 +360,7 @@ class AwsProvider(Provider):
     def start(self, spec: MachineSpec) -> Machine:
         raw = self._require(spec, action="start")
         if raw["State"]["Name"] == "stopping":
-            raw = self._wait(spec, raw["InstanceId"], {"stopped"}, action="start (waiting for the stop to finish)")
+            raw = self._wait(spec, raw["InstanceId"], "stopped", action="start (waiting for the stop to finish)")
         if raw["State"]["Name"] != "running":
             self.ec2(spec, "start_instances", action="start the machine", InstanceIds=[raw["InstanceId"]])
         return self._running(spec, raw, action="start the machine")
@@ -365,7 +370,7 @@ class AwsProvider(Provider):
         if raw["State"]["Name"] in ("pending", "running"):
             kwargs = {"Hibernate": True} if hibernate else {}
             self.ec2(spec, "stop_instances", action=action, InstanceIds=[raw["InstanceId"]], **kwargs)
-        raw = self._wait(spec, raw["InstanceId"], {"stopped"}, action=action)
+        raw = self._wait(spec, raw["InstanceId"], "stopped", action=action)
         return self._machine(raw, spec)
 
     def stop(self, spec: MachineSpec) -> Machine:
@@ -397,14 +402,14 @@ class AwsProvider(Provider):
         if restart:
             self.ec2(spec, "start_instances", action="start the resized machine", InstanceIds=[raw["InstanceId"]])
             return self._running(spec, raw, action="start the resized machine")
-        raw = self._wait(spec, raw["InstanceId"], {"stopped"}, action="resize the machine")
+        raw = self._wait(spec, raw["InstanceId"], "stopped", action="resize the machine")
         return self._machine(raw, spec)
 
     def destroy(self, spec: MachineSpec) -> None:
         raw = self._find(spec)
         if raw is not None and raw["State"]["Name"] != "terminated":
             self.ec2(spec, "terminate_instances", action="terminate the machine", InstanceIds=[raw["InstanceId"]])
-            self._wait(spec, raw["InstanceId"], {"terminated"}, action="terminate the machine")
+            self._wait(spec, raw["InstanceId"], "terminated", action="terminate the machine")
         self._dns_delete(spec)
 
     def describe(self, spec: MachineSpec) -> Machine:

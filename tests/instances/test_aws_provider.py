@@ -17,7 +17,7 @@ from instances.providers import MachineState, ProviderError, spec_for
 from orchestrio.models import ActivityEvent
 
 from ..helpers import assert_error, call_job, run_jobs
-from .aws_fixtures import aws, machines  # noqa: F401 - fixture
+from .aws_fixtures import answer_with, aws, error_answer, machines  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -246,78 +246,91 @@ def test_missing_credentials_is_provider_auth(api, aws, monkeypatch):
     assert op.error_code == "provider_auth" and "no AWS credentials" in op.error_message
 
 
-def test_throttling_is_retried_with_backoff_then_succeeds(aws, make_instance):
-    delays = []
-    aws.provider.sleep = delays.append
+def test_throttling_is_retried_by_botocore_then_succeeds(aws, make_instance, answer_with):
     instance = make_instance(instance_id="aws-throttle", provider="aws", region_id="iad")
-    spec = spec_for(instance)
-    stubber = _stubbed(aws)
-    for _ in range(3):
-        stubber.add_client_error("describe_instances", service_error_code="RequestLimitExceeded", service_message="slow down")
-    stubber.add_response("describe_instances", {"Reservations": []})
-    with stubber:
-        machine = aws.provider.describe(spec)
-    assert machine.state == MachineState.MISSING
-    assert len(delays) == 3 and all(d >= 0 for d in delays)
-    stubber.assert_no_pending_responses()
+    pending = answer_with("DescribeInstances", *[error_answer("RequestLimitExceeded") for _ in range(3)])
+    machine = aws.provider.describe(spec_for(instance))
+    assert machine.state == MachineState.MISSING  # the fourth attempt reached AWS
+    assert pending["DescribeInstances"] == [] and len(aws.retry_delays) == 3
 
 
-def test_throttling_storm_becomes_a_typed_failure(aws, make_instance, settings):
-    settings.AWS_THROTTLE_RETRIES = 2
-    aws.provider.sleep = lambda s: None
+def test_throttling_storm_becomes_a_typed_failure(aws, make_instance, settings, answer_with):
+    settings.AWS_MAX_ATTEMPTS = 3
     instance = make_instance(instance_id="aws-storm", provider="aws", region_id="iad")
-    stubber = _stubbed(aws)
-    for _ in range(3):
-        stubber.add_client_error("describe_instances", service_error_code="Throttling", service_message="rate exceeded")
-    with stubber, pytest.raises(ProviderError) as raised:
+    pending = answer_with("DescribeInstances", *[error_answer("Throttling") for _ in range(4)])
+    with pytest.raises(ProviderError) as raised:
         aws.provider.describe(spec_for(instance))
     assert raised.value.code == "provider_throttled" and raised.value.retryable
+    assert len(pending["DescribeInstances"]) == 1  # three attempts in all, as configured
 
 
-def test_a_lost_answer_is_retried_then_a_typed_failure(aws, make_instance, settings, monkeypatch):  # noqa: F811
+def test_a_5xx_answer_is_retried(aws, make_instance, answer_with):
+    instance = make_instance(instance_id="aws-5xx", provider="aws", region_id="iad")
+    answer_with("DescribeInstances", error_answer("Unavailable", status=503), error_answer("InternalError", status=500))
+    assert aws.provider.describe(spec_for(instance)).state == MachineState.MISSING
+    assert len(aws.retry_delays) == 2
+
+
+def test_a_lost_answer_is_retried_then_a_typed_failure(aws, make_instance, settings, answer_with):
     """No answer from AWS (connection closed, timeouts) is retried like throttling: every call is
     idempotent. When it keeps happening, the failure is typed and retryable."""
     from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
-    settings.AWS_THROTTLE_RETRIES = 2
-    delays = []
-    aws.provider.sleep = delays.append
+    settings.AWS_MAX_ATTEMPTS = 3
     instance = make_instance(instance_id="aws-lost", provider="aws", region_id="iad")
-    client = aws.provider.client("ec2", "us-east-1")
-    real = client.describe_instances
-    failures = [ConnectionClosedError(endpoint_url="https://ec2"), ReadTimeoutError(endpoint_url="https://ec2")]
-
-    def flaky(**kwargs):
-        if failures:
-            raise failures.pop(0)
-        return real(**kwargs)
-
-    monkeypatch.setattr(client, "describe_instances", flaky)
+    answer_with("DescribeInstances", ConnectionClosedError(endpoint_url="https://ec2"), ReadTimeoutError(endpoint_url="https://ec2"))
     assert aws.provider.describe(spec_for(instance)).state == MachineState.MISSING
-    assert len(delays) == 2
+    assert len(aws.retry_delays) == 2
 
-    monkeypatch.setattr(client, "describe_instances", lambda **kw: (_ for _ in ()).throw(ConnectionClosedError(endpoint_url="https://ec2")))
+    answer_with("DescribeInstances", *[ConnectionClosedError(endpoint_url="https://ec2") for _ in range(3)])
     with pytest.raises(ProviderError) as raised:
         aws.provider.describe(spec_for(instance))
     assert raised.value.code == "provider_error" and raised.value.retryable and "AWS" in raised.value.message
 
 
-def test_backoff_is_exponential_with_full_jitter(aws, make_instance, settings, monkeypatch):
-    settings.AWS_BACKOFF_BASE_SECONDS = 1.0
-    settings.AWS_BACKOFF_CAP_SECONDS = 5.0
-    bounds = []
-    import random
+@pytest.mark.parametrize("mode", ["standard", "adaptive"])
+def test_clients_use_botocore_retry_mode_from_settings(aws, settings, mode):
+    from instances.providers import get_provider, reset_providers
 
-    monkeypatch.setattr(random, "uniform", lambda low, high: bounds.append((low, high)) or high)
-    aws.provider.sleep = lambda s: None
+    settings.AWS_RETRY_MODE = mode
+    settings.AWS_MAX_ATTEMPTS = 4
+    reset_providers()
+    retries = get_provider("aws").client("ec2", "us-east-1").meta.config.retries
+    assert retries["mode"] == mode and retries["total_max_attempts"] == 4
+
+
+def test_backoff_is_botocores_exponential_with_jitter(aws, make_instance, answer_with):
     instance = make_instance(instance_id="aws-jitter", provider="aws", region_id="iad")
-    stubber = _stubbed(aws)
-    for _ in range(4):
-        stubber.add_client_error("describe_instances", service_error_code="RequestLimitExceeded", service_message="x")
-    stubber.add_response("describe_instances", {"Reservations": []})
-    with stubber:
-        aws.provider.describe(spec_for(instance))
-    assert bounds == [(0, 1.0), (0, 2.0), (0, 4.0), (0, 5.0)]
+    answer_with("DescribeInstances", *[error_answer("RequestLimitExceeded") for _ in range(5)])
+    aws.provider.describe(spec_for(instance))
+    # Full jitter below a ceiling that doubles from 1 s and stops at 20 s (botocore's standard mode).
+    assert len(aws.retry_delays) == 5
+    assert all(0 <= delay <= min(20, 2**attempt) for attempt, delay in enumerate(aws.retry_delays)), aws.retry_delays
+
+
+def test_waiting_past_the_timeout_is_a_typed_timeout(aws, api, settings):
+    instance = _create(api, "aws-slow")
+    aws.ec2.stop_instances(InstanceIds=[instance.provider_instance_id])  # it will never run by itself
+    settings.AWS_WAIT_TIMEOUT_SECONDS = 1  # one look
+    with pytest.raises(ProviderError) as raised:
+        aws.provider._wait(spec_for(instance), instance.provider_instance_id, "running", action="start the machine")
+    assert raised.value.code == "timeout" and "still stopped after 1s" in raised.value.message
+
+
+def test_a_machine_terminated_while_waiting_has_vanished(aws, api):
+    instance = _create(api, "aws-gone")
+    aws.ec2.terminate_instances(InstanceIds=[instance.provider_instance_id])
+    with pytest.raises(ProviderError) as raised:
+        aws.provider._wait(spec_for(instance), instance.provider_instance_id, "stopped", action="stop the machine")
+    assert raised.value.code == "machine_vanished" and "terminated while waiting to stop the machine" in raised.value.message
+
+
+def test_throttled_while_waiting_is_a_typed_failure(aws, api, settings, answer_with):
+    instance = _create(api, "aws-wait-throttle")
+    answer_with("DescribeInstances", *[error_answer("RequestLimitExceeded") for _ in range(settings.AWS_MAX_ATTEMPTS)])
+    with pytest.raises(ProviderError) as raised:
+        aws.provider._wait(spec_for(instance), instance.provider_instance_id, "running", action="start the machine")
+    assert raised.value.code == "provider_throttled"
 
 
 # --- the reconciler with AWS --------------------------------------------------------------------

@@ -40,3 +40,17 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_the_removed_aws_retry_settings_stop_the_process_with_their_replacement(tmp_path):
+    base = {"PATH": os.environ.get("PATH", ""), "DEBUG": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "ORCHESTRIO_VAR_DIR": str(tmp_path)}
+    for name, replacement in (("AWS_THROTTLE_RETRIES", "AWS_MAX_ATTEMPTS"), ("AWS_BACKOFF_BASE_SECONDS", "AWS_RETRY_MODE"), ("AWS_BACKOFF_CAP_SECONDS", "AWS_RETRY_MODE")):
+        result = subprocess.run(
+            [sys.executable, "manage.py", "check"], cwd=ROOT, env={**base, name: "5"}, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode != 0
+        assert f"{name} is gone" in result.stderr and replacement in result.stderr, result.stderr[-500:]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env={**base, "AWS_RETRY_MODE": "legacy"}, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "AWS_RETRY_MODE must be standard or adaptive" in result.stderr

@@ -7,16 +7,16 @@ lost answers, no orphans)."""
 from __future__ import annotations
 
 import random
+from urllib.parse import parse_qs
 
 import pytest
-from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+from botocore.endpoint import Endpoint
 
 from instances.models import Instance, Operation
 from instances.reconciler import reconcile_all
 
 from ..helpers import run_jobs
-from ..instances.aws_fixtures import aws, machines  # noqa: F401 - fixture
+from ..instances.aws_fixtures import aws, error_answer, machines  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow]
 
@@ -25,26 +25,40 @@ TYPED = {"provider_throttled", "provider_error"}
 
 @pytest.fixture
 def storm(monkeypatch):
+    """Faults below botocore's retry handler, where a real endpoint's errors arrive, so botocore
+    retries them as it would AWS's. RunInstances is idempotent on its ClientToken as on AWS (moto
+    does not de-duplicate): a retry after a lost answer gets the first launch back."""
     rng = random.Random(20261122)
-    real = BaseClient._make_api_call
+    real = Endpoint._do_get_response
     weather = {"on": True, "throttled": 0, "failed": 0, "lost": 0}
+    launches: dict[str, tuple] = {}
 
-    def stormy(self, operation_name, api_params):
-        if weather["on"] and self.meta.service_model.service_name == "ec2":
+    def stormy(self, request, operation_model, context):
+        name = operation_model.name
+        token = None
+        if name == "RunInstances":
+            body = request.body.decode() if isinstance(request.body, bytes) else request.body or ""
+            token = (parse_qs(body).get("ClientToken") or [None])[0]
+            if token in launches:
+                return launches[token]
+        if weather["on"] and operation_model.service_model.service_name == "ec2":
             roll = rng.random()
             if roll < 0.35:
                 weather["throttled"] += 1
-                raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "storm"}}, operation_name)
-            if roll < 0.45 and operation_name == "RunInstances":
-                real(self, operation_name, api_params)  # AWS launched it; the answer never arrived
+                return error_answer("RequestLimitExceeded", message="storm")
+            if roll < 0.45 and name == "RunInstances":
+                launches[token] = real(self, request, operation_model, context)  # AWS launched it; the answer never arrived
                 weather["lost"] += 1
-                raise ClientError({"Error": {"Code": "InternalError", "Message": "lost answer"}}, operation_name)
+                return error_answer("InternalError", status=500, message="lost answer")
             if roll < 0.42:
                 weather["failed"] += 1
-                raise ClientError({"Error": {"Code": "Unavailable", "Message": "storm"}}, operation_name)
-        return real(self, operation_name, api_params)
+                return error_answer("Unavailable", status=503, message="storm")
+        answer = real(self, request, operation_model, context)
+        if token:
+            launches[token] = answer
+        return answer
 
-    monkeypatch.setattr(BaseClient, "_make_api_call", stormy)
+    monkeypatch.setattr(Endpoint, "_do_get_response", stormy)
     return weather
 
 
@@ -57,7 +71,7 @@ def _machines_by_instance(ec2) -> dict[str, list[str]]:
 
 
 def test_throttling_storm_ends_in_typed_failures_and_retries_leave_one_machine_each(api, aws, storm, settings):  # noqa: F811
-    settings.AWS_THROTTLE_RETRIES = 2
+    settings.AWS_MAX_ATTEMPTS = 3
     ids = [f"storm-{n:02d}" for n in range(10)]  # the pro plan's instance limit
     for instance_id in ids:
         assert api.post("instances", {"instance_id": instance_id, "blueprint_name": "OnAws", "region": "iad"}).status_code == 201
