@@ -59,9 +59,15 @@ class Scheduler(DjangoCronScheduler):
     first_backoff_seconds = 0.5
     max_backoff_seconds = 10.0
 
+    stopping = False
+
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():
             super()._install_signal_handlers()
+
+    def _request_stop(self, signum, frame):
+        self.stopping = True  # a stop stays a stop even if deregistering then fails on Redis
+        super()._request_stop(signum, frame)
 
     def start(self) -> None:
         backoff = self.first_backoff_seconds
@@ -71,6 +77,8 @@ class Scheduler(DjangoCronScheduler):
                 super().start()
                 return  # stopped: a signal or Ctrl-C
             except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if self.stopping:
+                    return
                 if time.monotonic() - started > self.max_backoff_seconds:
                     backoff = self.first_backoff_seconds  # it ran a while: a new outage
                 self.log.warning("scheduler: Redis unavailable (%s); restarting in %.1fs", exc, backoff)

@@ -82,3 +82,22 @@ def test_build_scheduler_registers_every_periodic_job():
     assert [(job.func_name, job.interval, job.queue_name) for job in scheduler.get_jobs()] == [
         (job.func, job.interval, "periodic") for job in periodic_jobs()
     ]
+
+
+def test_a_stop_during_an_outage_stops(embedded_server):
+    # SIGTERM while Redis is down: RQ's loop deregisters in its `finally`, which fails on Redis;
+    # that failure must not turn the stop into a restart.
+    scheduler = Scheduler(connection=embedded.get_redis())
+    scheduler.register(tick, queue_name="periodic", interval=60)
+
+    def heartbeat():
+        embedded_server.connected = False
+        scheduler._request_stop(15, None)
+
+    scheduler.heartbeat = heartbeat
+    thread = threading.Thread(target=scheduler.start, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive()
+    embedded_server.connected = True
+    Queue("periodic", connection=embedded.get_redis()).empty()
