@@ -38,9 +38,11 @@ sandbox:
 
 # Development server: console, API, a worker and the scheduler in one process (SQLite, local
 # provider, embedded queue). Set DATABASE_URL / REDIS_URL to use PostgreSQL / Redis instead.
-run: export DEBUG := $(or $(DEBUG),1)
+# The first run writes var/local.env (development mode, a generated SECRET_KEY and ENCRYPTION_KEYS;
+# orchestrio/localsettings.py), which every `manage.py` command reads afterwards.
 run: export PUBLIC_URL := $(or $(PUBLIC_URL),http://$(HOST):$(PORT))
 run: install sandbox
+	@$(BIN)/python -m orchestrio.localsettings
 	@$(BIN)/python manage.py migrate --noinput
 	@$(BIN)/python manage.py seeddemo
 	@exec $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)

@@ -5,6 +5,10 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrio.settings")
+    # The development settings `make run` wrote (var/local.env), if any; the environment wins.
+    from orchestrio import localsettings
+
+    localsettings.load()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

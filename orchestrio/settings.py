@@ -2,7 +2,7 @@
 
 The defaults are the embedded development setup that `make run` uses: SQLite under `var/`, the
 local provider, and an in-process queue (no Redis server). Production sets `DEBUG` off and
-provides `SECRET_KEY`, `DATABASE_URL`, `REDIS_URL`, `ALLOWED_HOSTS` and `PUBLIC_URL`; see
+provides `SECRET_KEY`, `ENCRYPTION_KEYS`, `DATABASE_URL`, `REDIS_URL`, `ALLOWED_HOSTS` and `PUBLIC_URL`; see
 `docs/configuration.md` for the whole list.
 """
 
@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -58,11 +59,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 
 _DEV_SECRET_KEY = "dev-insecure-only-for-DEBUG-never-in-production-0123456789abcdefghij"
-SECRET_KEY = env("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = _DEV_SECRET_KEY
+SECRET_KEY = env("SECRET_KEY") or (_DEV_SECRET_KEY if DEBUG else "")  # unset in production: see "Start-up checks"
 
 ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", ".localhost"] if DEBUG else []
@@ -493,6 +490,33 @@ METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
 # Fernet keys for secrets at rest, newest first (comma-separated). In DEBUG a key derived from
 # SECRET_KEY is used when none is set; production must set it.
 ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS", [])
+
+# --- Start-up checks ----------------------------------------------------------------------------
+
+# What a request would otherwise fail on (a 500 on the first secret to encrypt, a 400 for every
+# Host): with DEBUG off the process refuses to start, naming every setting it lacks. `make run`
+# writes them for development into var/local.env, which manage.py reads (orchestrio/localsettings.py).
+_REQUIRED = {
+    "SECRET_KEY": (SECRET_KEY, "Django's signing key (sessions, CSRF, password resets)"),
+    "ENCRYPTION_KEYS": (ENCRYPTION_KEYS, "Fernet keys for secrets at rest, newest first"),
+    "ALLOWED_HOSTS": (ALLOWED_HOSTS, "the host names this server answers for; every other Host gets 400"),
+    "PUBLIC_URL": (env("PUBLIC_URL"), "the console's public URL, in links, access URLs and Stripe's redirects"),
+}
+_missing = [f"  {name} must be set when DEBUG is off: {what}" for name, (value, what) in _REQUIRED.items() if not value and not DEBUG]
+if _missing:
+    raise ImproperlyConfigured(
+        "DEBUG is off (production) and settings are missing:\n" + "\n".join(_missing) + "\n"
+        "Set them in the environment (docs/configuration.md), or run `make run` once for the development setup "
+        "(it writes var/local.env, which manage.py reads)."
+    )
+for _number, _key in enumerate(ENCRYPTION_KEYS, 1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"ENCRYPTION_KEYS: key {_number} of {len(ENCRYPTION_KEYS)} is not a Fernet key (32 url-safe base64-encoded bytes; "
+            "make one with `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)"
+        ) from None
 
 # --- Logging ------------------------------------------------------------------------------------
 

@@ -20,6 +20,9 @@ if "ORCHESTRIO_VAR_DIR" not in os.environ:
 # moto loads this short AMI list instead of its full catalogue (seconds per test).
 os.environ.setdefault("MOTO_AMIS_PATH", os.path.join(os.path.dirname(__file__), "instances", "moto_amis.json"))
 os.environ.setdefault("ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE=")
+# DEBUG is off, so the production settings must all be there (orchestrio/settings.py, "Start-up checks").
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1,[::1],.localhost")
+os.environ.setdefault("PUBLIC_URL", "http://127.0.0.1:8000")
 
 from orchestrio.settings import *  # noqa: E402,F403
 from orchestrio.settings import CACHES, DATABASES, RQ_QUEUES, REDIS_URL, VAR_DIR  # noqa: E402

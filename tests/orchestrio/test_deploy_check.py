@@ -34,7 +34,8 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
-    env = {"PATH": os.environ.get("PATH", ""), "DEBUG": "0", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    # ORCHESTRIO_VAR_DIR: a checkout's own var/local.env (make run's) must not supply the key here.
+    env = {"PATH": os.environ.get("PATH", ""), "DEBUG": "0", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "ORCHESTRIO_VAR_DIR": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
