@@ -4,23 +4,40 @@ SHELL := /bin/bash
 PYTHON ?= $(shell for p in python3.12 python3.11 python3.13 python3; do $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
+UV := $(BIN)/uv
+# Stamps of what is installed: the runtime dependencies (`make run`), and those plus the `test`
+# extra (`make test`); a change to pyproject.toml or constraints.txt makes them stale.
+LOCK_SUM := $(shell cat pyproject.toml constraints.txt 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-run-$(LOCK_SUM)
+TEST_STAMP := $(VENV)/.installed-test-$(LOCK_SUM)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test audit install lock check-python collectstatic clean sandbox
+.PHONY: run test audit install install-test lock check-python collectstatic clean sandbox
 
 install: $(STAMP)
+install-test: $(TEST_STAMP)
 
 check-python:
 	@test -n "$(PYTHON)" || { echo "Orchestrio needs Python 3.11 or newer (python3.11, python3.12 or python3 on PATH)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0) if sys.version_info >= (3, 11) else sys.exit("Orchestrio needs Python 3.11 or newer; found " + sys.version.split()[0] + " at " + sys.executable)'
 
-$(STAMP): pyproject.toml constraints.txt | check-python
+# uv installs the dependencies (seconds, where pip took a minute): itself installed by pip into the
+# venv, at the version constraints.txt pins. The project is not built or installed (it is a Django
+# project, not a library): uv reads its dependencies straight from pyproject.toml.
+$(UV): | check-python
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[test]'
-	@rm -f $(VENV)/.installed-* && touch $@
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
+
+$(STAMP): pyproject.toml constraints.txt | $(UV)
+	@echo "Installing the dependencies (constraints.txt) into $(VENV)"
+	@$(UV) pip install --quiet --python $(BIN)/python -c constraints.txt -r pyproject.toml
+	@rm -f $(VENV)/.installed-run-* && touch $@
+
+$(TEST_STAMP): $(STAMP)
+	@echo "Installing the test dependencies (the test extra) into $(VENV)"
+	@$(UV) pip install --quiet --python $(BIN)/python -c constraints.txt -r pyproject.toml --extra test
+	@rm -f $(VENV)/.installed-test-* && touch $@
 
 # The local provider runs each instance in a bubblewrap sandbox as a user of its own: that needs
 # bwrap and root. Installed here where that is possible (root with apt); elsewhere local instances
@@ -48,18 +65,18 @@ run: install sandbox
 	@exec $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 # The whole suite. With DATABASE_URL / REDIS_URL set (as .ci/run does) it runs against them.
-test: install sandbox
+test: install-test sandbox
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # pip-audit of the lock (needs the network to reach a vulnerability database; see .ci/audit).
-audit: install
+audit: install-test
 	bash .ci/audit
 
 # Re-resolve dependencies from pyproject.toml into constraints.txt (the lock).
 lock: check-python
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade "pip>=24"
-	.venv-lock/bin/python -m pip install --quiet '.[test]'
+	.venv-lock/bin/python -m pip install --quiet '.[test]' uv
 	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^orchestrio' > constraints.txt
 	rm -rf .venv-lock
 
