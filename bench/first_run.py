@@ -63,6 +63,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="orchestrio-first-run-"))
+    workdir.chmod(0o755)  # as a checkout's parent: sandboxed instances must reach the clone's files
     clone = workdir / "clone"
     log = workdir / "make-run.log"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
