@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 FILE_NAME = "local.env"
+LEGACY_DATABASE = "orchestrio.sqlite3"  # the default DATABASE_URL's file (orchestrio/settings.py)
 
 
 def path() -> Path:
@@ -49,9 +50,13 @@ def write() -> Path | None:
         "# Development settings written by `make run` (orchestrio/localsettings.py); read by manage.py.",
         "# Never used in production, and never rewritten: ENCRYPTION_KEYS decrypts this database's secrets.",
         "DEBUG=1",
-        f"SECRET_KEY={secrets.token_urlsafe(50)}",
-        f"ENCRYPTION_KEYS={Fernet.generate_key().decode('ascii')}",
     ]
+    if (file.parent / LEGACY_DATABASE).exists():
+        # A development database from before this file: its secrets are encrypted with the key
+        # DEBUG derives from its fixed SECRET_KEY, which it keeps (`make clean` starts afresh).
+        lines.append("# No SECRET_KEY or ENCRYPTION_KEYS: var/ held a database already, encrypted with DEBUG's own key.")
+    else:
+        lines += [f"SECRET_KEY={secrets.token_urlsafe(50)}", f"ENCRYPTION_KEYS={Fernet.generate_key().decode('ascii')}"]
     try:
         # O_EXCL: never replace an existing file (its key encrypted what the database holds).
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -43,7 +43,6 @@ STATUS = re.compile(r"@@status (\d{3})@@")
 DONE = re.compile(r"^@@rc (\d+)@@$")
 COMMAND_TIMEOUT = 180
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @dataclass
@@ -181,6 +180,8 @@ def test_the_readme_parser_finds_the_walk_through():
     assert only.text == "curl -d '{\"a\": \"#1\"}' x" and only.expect_status == 409 and only.expect_words == ["busy"]
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_every_command_the_readme_shows_does_what_it_says(settings):
     var_dir = Path(tempfile.mkdtemp(prefix="orchestrio-readme-"))
     os.chmod(var_dir, 0o755)  # the sandboxed instances traverse it, as a checkout's var/

@@ -89,6 +89,15 @@ def test_the_local_settings_file_is_written_once_private_and_complete(tmp_path):
     assert (other / "local.env").read_text() != content  # generated, not a constant
 
 
+def test_an_existing_development_database_keeps_the_key_it_was_encrypted_with(tmp_path):
+    """A var/ from before var/local.env: its secrets were encrypted with the key DEBUG derives
+    from its fixed SECRET_KEY, so the file generates neither (they would no longer decrypt)."""
+    (tmp_path / "orchestrio.sqlite3").write_bytes(b"")
+    assert _run(["-m", "orchestrio.localsettings"], tmp_path).returncode == 0
+    values = [line.split("=", 1)[0] for line in (tmp_path / "local.env").read_text().splitlines() if line and not line.startswith("#")]
+    assert values == ["DEBUG"]
+
+
 @pytest.mark.slow
 def test_manage_py_commands_work_after_make_run_with_nothing_exported(tmp_path):
     """The README's operator commands, as written, with only the file `make run` writes."""
