@@ -220,6 +220,19 @@ def test_every_command_the_readme_shows_does_what_it_says(settings):
                     )
                     ran.append(command.text)
                 assert len(ran) >= 30, ran  # the walk-through, the tasks, gateway, domain, deployments, operators
+                # "then log in at /admin/ with its email": the account createsuperuser made, as written.
+                superuser = next(c.text for c in readme_commands(README.read_text()) if "createsuperuser" in c.text)
+                password = re.search(r"DJANGO_SUPERUSER_PASSWORD='([^']+)'", superuser).group(1)
+                email = re.search(r"--email (\S+)", superuser).group(1)
+                with httpx.Client(base_url=base, timeout=30) as browser:
+                    browser.get("/admin/login/")
+                    login = browser.post(
+                        "/admin/login/?next=/admin/",
+                        data={"username": email, "password": password, "csrfmiddlewaretoken": browser.cookies["csrftoken"], "next": "/admin/"},
+                        headers={"Referer": f"{base}/admin/login/"},
+                    )  # fmt: skip
+                    assert login.status_code == 302 and login.headers["Location"] == "/admin/", login.text[-2000:]
+                    assert browser.get("/admin/").status_code == 200
             finally:
                 shell.close()
                 # The README's last block destroys what it made; wait for that before the server stops.
