@@ -26,6 +26,8 @@ check-python:
 # venv, at the version constraints.txt pins. The project is not built or installed (it is a Django
 # project, not a library): uv reads its dependencies straight from pyproject.toml. Compiled to
 # bytecode at install, as pip does (uv does not by default): every later start imports faster.
+# uv reads its own settings, not pip.conf: a private index or CA bundle is UV_INDEX_URL,
+# UV_SYSTEM_CERTS=1 or SSL_CERT_FILE (https://docs.astral.sh/uv/reference/environment/).
 $(UV): | check-python
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
