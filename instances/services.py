@@ -31,10 +31,8 @@ from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record, activity_record_many
 from orchestrio.tenancy import Actor, Principal
-from domains.choices import DomainStatus
-from domains.models import CustomDomain
 
-from . import lifecycle
+from . import hooks, lifecycle
 from .choices import (
     SUPPORTED_PROVIDER_APIS,
     UNFINISHED_OPERATION_STATUSES,
@@ -352,8 +350,7 @@ def instance_destroy(*, instance: Instance, actor: Actor, force: bool = False) -
         )
     operation = _operation_create(locked, OperationKind.DESTROY, actor)
     lifecycle.transition(locked, InstanceState.DESTROYING)
-    # Its custom domain stops being served (and certified) from now on.
-    CustomDomain.objects.filter(instance=locked, removed_at__isnull=True).update(status=DomainStatus.REMOVING, updated_at=timezone.now())
+    hooks.instance_destroying(locked)  # e.g. its custom domain stops being served from now on
     log_append(locked, "accepted", f"destroy accepted (requested by {actor.label})", operation=operation)
     activity_record(
         actor=actor,
@@ -518,6 +515,12 @@ def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:
 # --- called by jobs ----------------------------------------------------------------------------
 
 
+def operation_lease_name(operation_id: int) -> str:
+    """The lease a worker holds while it runs the operation (jobs.run_operation); the reconciler
+    reads it to tell a live run from a dead worker's."""
+    return f"operation:{operation_id}"
+
+
 def operation_begin(*, operation: Operation) -> Operation | None:
     """Mark the operation running (counting the attempt). None when it already finished."""
     with transaction.atomic():
@@ -619,7 +622,7 @@ def operation_succeed(*, operation: Operation, to_state: str, message: str) -> b
     _finish_operation(op, OperationStatus.SUCCEEDED)
     log_append(instance, "done", message, operation=op)
     if to_state == InstanceState.DESTROYED:
-        CustomDomain.objects.filter(instance=instance, removed_at__isnull=True).update(removed_at=timezone.now(), updated_at=timezone.now())
+        hooks.instance_destroyed(instance)
         activity_record(actor=Actor.system(), action="instance.destroyed", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"operation": op.pk})
     return True
 

@@ -135,6 +135,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "orchestrio.context_processors.console",
+                "instances.pages.tabs",
             ],
         },
     },
