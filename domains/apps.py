@@ -14,3 +14,4 @@ class DomainsConfig(AppConfig):
         hooks.on_instance_destroyed(services.instance_destroyed)
         pages.register(route="domain", view=views.instance_domain, name="domain", tab="Domain")
         pages.register(route="domain/<str:action>", view=views.instance_domain_action, name="domain-action")
+        hooks.on_instance_for_host(services.instance_for_host)

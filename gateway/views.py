@@ -10,15 +10,15 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef
 from django.views.decorators.csrf import csrf_exempt
 
-from billing.metering import record_execution
 from instances.choices import InstanceState
 from instances.models import Instance, gateway_url
 from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
 from orchestrio.db import CompiledQuery
 from orchestrio.errors import TooManyRequests
 from orchestrio.longpoll import proxy_slot
+from orchestrio.quotas import execution_quota_exceeded
 
-from . import paths, proxy
+from . import hooks, paths, proxy
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
 from .models import GatewayPolicy
 
@@ -85,8 +85,6 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
     limited = _rate_limited(request, caller)
     if limited is not None:
         return limited
-    from billing.quotas import execution_quota_exceeded
-
     exceeded = execution_quota_exceeded(instance.tenant_id, instance.tenant_plan_id, instance.tenant_plan_name, instance.executions_per_month)
     if exceeded is not None:
         return exceeded
@@ -96,7 +94,7 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
         release = proxy_slot(tenant_id=instance.tenant_id)
     except TooManyRequests as exc:
         return proxy.error(429, exc.detail, Retry_After=str(exc.retry_after))
-    record_execution(instance.tenant_id, instance.pk)
+    hooks.request_proxied(instance.tenant_id, instance.pk)
     return proxy.forward(request, instance, upstream_path, caller, on_close=release)
 
 

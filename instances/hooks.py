@@ -17,6 +17,9 @@
 - `reconcile(summary)`: the reconciler's pass (instances.reconciler.reconcile_all), after the
   instances app has reconciled its operations and machines, under the reconciler's singleton.
   Each listener adds its corrections to `summary`; it runs in the order registered.
+- `instance_for_host(host)`: the id of the instance a host name outside BASE_DOMAIN serves, or
+  None (the domains app: an active custom domain). The gateway routes by it; the first resolver
+  that knows the name wins, and with none the host is the console's.
 """
 
 from __future__ import annotations
@@ -109,3 +112,18 @@ def on_reconcile(func: Callable) -> Callable:
 def reconcile(summary: dict) -> None:
     for func in _reconcile:
         func(summary)
+
+
+_host_resolvers: list[Callable] = []
+
+
+def on_instance_for_host(func: Callable) -> Callable:
+    return _register(_host_resolvers, func)
+
+
+def instance_for_host(host: str) -> str | None:
+    for func in _host_resolvers:
+        instance_id = func(host)
+        if instance_id:
+            return instance_id
+    return None

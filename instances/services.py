@@ -24,8 +24,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billing import alerts
 from orchestrio import crypto
+from orchestrio.hooks import tenant_event, tenant_events
 from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, ValidationFailed
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
@@ -636,7 +636,7 @@ def operation_fail(*, operation: Operation, code: str, message: str, actor: Acto
     _finish_operation(op, OperationStatus.FAILED, code=code, message=message)
     if instance.state not in (InstanceState.DESTROYED, InstanceState.ERROR):
         lifecycle.transition(instance, InstanceState.ERROR, error_message=message)
-        alerts.emit(instance.tenant_id, "instance.error", {"instance_id": instance.instance_id, "operation": op.kind, "error_code": code, "error_message": message})
+        tenant_event(instance.tenant_id, "instance.error", {"instance_id": instance.instance_id, "operation": op.kind, "error_code": code, "error_message": message})
     elif instance.state == InstanceState.ERROR:
         instance.error_message = message
         instance.save(update_fields=["error_message", "updated_at"])
@@ -739,7 +739,7 @@ def _health_changes(changes: list[tuple[dict, str, int]], now) -> None:
         )
     for (status, failures), pks in changed.items():
         Instance.objects.filter(pk__in=pks).update(health_status=status, health_failures=failures, last_health_check=now, updated_at=timezone.now())
-    alerts.emit_many(raised)
+    tenant_events(raised)
     log_append_many(lines)
     activity_record_many(events)
 
@@ -836,7 +836,7 @@ def instance_mark_machine_lost(*, instance: Instance, code: str, message: str, a
         return False
     previous = locked.state
     lifecycle.transition(locked, InstanceState.ERROR, error_message=message)
-    alerts.emit(locked.tenant_id, "instance.error", {"instance_id": locked.instance_id, "error_code": code, "error_message": message})
+    tenant_event(locked.tenant_id, "instance.error", {"instance_id": locked.instance_id, "error_code": code, "error_message": message})
     log_append(locked, "reconciler", message, level=LogLevel.ERROR)
     activity_record(
         actor=actor, action="instance.machine_lost", tenant=locked.tenant_id, object_type="instance",

@@ -4,19 +4,21 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
 from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_429_LONG_POLL, ERR_502, ERR_504
-from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
+from orchestrio.api.viewsets import PublicApiView, TenantScopedViewSet, idempotent
 from orchestrio.errors import InvalidState, NotFound, ValidationFailed
 from orchestrio.longpoll import long_poll_slot
+from orchestrio.models import SubscriptionPlan
 
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
 from ..health import probe_one
-from ..models import Blueprint, Instance, LogLine
+from ..models import Blueprint, Instance, InstancePlan, LogLine, Region
 from ..waiting import DEAD_ENDS, wait_for_state
 
 from . import serializers as s
@@ -380,3 +382,28 @@ def blueprint_warnings(data: dict) -> list[str]:
     if not data.get("task_roots"):
         warnings.append("no task_roots: tasks may run a script from any absolute path")
     return warnings
+
+
+class CatalogueView(PublicApiView):
+    @extend_schema(
+        operation_id="plans_list",
+        summary="Instance plans and subscription plans",
+        responses=s.CatalogueSerializer,
+        tags=["catalogue"],
+    )
+    def get(self, request):
+        data = {
+            "instance_plans": InstancePlan.objects.filter(available=True),
+            "subscription_plans": SubscriptionPlan.objects.filter(is_public=True),
+        }
+        return Response(s.CatalogueSerializer(data).data)
+
+
+class RegionListView(PublicApiView, ListAPIView):
+    serializer_class = s.RegionSerializer
+    queryset = Region.objects.all()
+    filter_backends: list = []
+
+    @extend_schema(operation_id="regions_list", summary="Regions and their providers", tags=["catalogue"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
