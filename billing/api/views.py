@@ -130,6 +130,7 @@ class DashboardView(TenantApiView):
 class InstanceUsageViewSet(InstanceScopedViewSet):
     """`instances/{instance_id}/usage`: an instance's metered usage."""
 
+    serializer_class = s.InstanceUsageSerializer
     allows_scoped_tokens = {"usage"}
 
     @extend_schema(summary="Daily executions and instance-hours", parameters=[s.UsageQuerySerializer], responses=s.InstanceUsageSerializer)

@@ -17,6 +17,7 @@ from . import serializers as s
 class InstanceCustomDomainViewSet(InstanceScopedViewSet):
     """`instances/{instance_id}/custom-domain`: an instance's custom domain."""
 
+    serializer_class = s.CustomDomainSerializer
     allows_scoped_tokens = {"custom_domain", "custom_domain_check"}
     capabilities = {"custom_domain": {"POST": "expose", "DELETE": "destroy"}}
     rate_classes = {"custom_domain_check": "write"}
