@@ -25,8 +25,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestrio import crypto
+from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, UpstreamError, UpstreamTimeout, ValidationFailed
 from orchestrio.hooks import tenant_event, tenant_events
-from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, ValidationFailed
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record, activity_record_many
@@ -473,12 +473,8 @@ def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
     try:
         result = client.put_config(instance.config or {})
     except AgentTimeout as exc:
-        from orchestrio.errors import UpstreamTimeout
-
         raise UpstreamTimeout(str(exc)) from exc
     except (AgentUnreachable, AgentError) as exc:
-        from orchestrio.errors import UpstreamError
-
         raise UpstreamError(f"the instance agent refused the config: {exc}") from exc
     log_append(instance, "config", f"config applied to the agent (digest {result.get('digest', '?')[:12]}) by {actor.label}")
     activity_record(actor=actor, action="instance.config.apply", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"digest": result.get("digest")})
@@ -487,8 +483,6 @@ def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
 
 def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:
     """Issue a new agent key and push it to the running agent (authenticated with the old one)."""
-    from orchestrio.errors import UpstreamError, UpstreamTimeout
-
     from .agent_client import AgentError, AgentTimeout, AgentUnreachable
     from .selectors import agent_client_for
 
