@@ -31,13 +31,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestrio.errors import Conflict, InvalidState, NotFound, PlanLimitReached, ValidationFailed
-from orchestrio.services import activity_record
-from orchestrio.tenancy import Actor
-
 from instances.choices import LogLevel
 from instances.models import Instance
 from instances.services import log_append
+from orchestrio.errors import Conflict, InvalidState, NotFound, PlanLimitReached, ValidationFailed
+from orchestrio.queue import enqueue_on_commit
+from orchestrio.services import activity_record
+from orchestrio.tenancy import Actor
 
 from .choices import DomainStatus
 from .models import CustomDomain
@@ -161,8 +161,6 @@ def domain_remove(*, domain: CustomDomain, actor: Actor) -> CustomDomain:
         locked.status = DomainStatus.REMOVING
         locked.save(update_fields=["status", "updated_at"])
         activity_record(actor=actor, action="custom_domain.remove", tenant=locked.tenant_id, object_type="custom_domain", object_id=locked.domain)
-        from orchestrio.queue import enqueue_on_commit
-
         enqueue_on_commit("domains.jobs.remove_custom_domain", locked.pk)
     return locked
 
@@ -346,3 +344,23 @@ def tls_allowed(name: str) -> bool:
         label = name[: -len(base)]
         return "." not in label and Instance.objects.filter(instance_id=label, destroyed_at__isnull=True).exists()
     return CustomDomain.objects.filter(domain=name, status=DomainStatus.ACTIVE, removed_at__isnull=True).exists()
+
+
+def instance_destroying(instance: Instance) -> None:
+    """The instances app's `instance_destroying` hook: the instance's custom domain stops being
+    served (and certified) from now on."""
+    CustomDomain.objects.filter(instance=instance, removed_at__isnull=True).update(status=DomainStatus.REMOVING, updated_at=timezone.now())
+
+
+def instance_destroyed(instance: Instance) -> None:
+    """The instances app's `instance_destroyed` hook: the instance's custom domain is removed."""
+    CustomDomain.objects.filter(instance=instance, removed_at__isnull=True).update(removed_at=timezone.now(), updated_at=timezone.now())
+
+
+def instance_for_host(host: str) -> str | None:
+    """The gateway's `instance_for_host` hook: the instance an active custom domain serves."""
+    return (
+        CustomDomain.objects.filter(domain=host, status=DomainStatus.ACTIVE, removed_at__isnull=True)
+        .values_list("instance__instance_id", flat=True)
+        .first()
+    )

@@ -13,7 +13,7 @@ from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
 from instances.selectors import instance_live
-from instances.views import _errors_to_form
+from orchestrio.forms import errors_to_form
 
 from . import services as domains
 
@@ -43,10 +43,10 @@ def instance_domain(request, instance_id: str):
         try:
             domains.domain_attach(instance=instance, domain=form.cleaned_data["domain"], actor=request.principal.actor)
         except DomainError as exc:
-            _errors_to_form(form, exc)
+            errors_to_form(form, exc)
         else:
             messages.success(request, "Domain attached: create the DNS records below.")
-            return redirect("domains:domain", instance_id=instance_id)
+            return redirect("instances:domain", instance_id=instance_id)
     context = {"instance": instance, "domain": current, "form": form, "records": domains.dns_records(current) if current else []}
     return render(request, "domains/domain.html", context)
 
@@ -73,4 +73,4 @@ def instance_domain_action(request, instance_id: str, action: str):
             raise Http404("no such action")
     except DomainError as exc:
         domain_error_message(request, exc)
-    return redirect("domains:domain", instance_id=instance_id)
+    return redirect("instances:domain", instance_id=instance_id)

@@ -10,15 +10,15 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef
 from django.views.decorators.csrf import csrf_exempt
 
-from billing.metering import record_execution
 from instances.choices import InstanceState
 from instances.models import Instance, gateway_url
 from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
 from orchestrio.db import CompiledQuery
 from orchestrio.errors import TooManyRequests
 from orchestrio.longpoll import proxy_slot
+from orchestrio.quotas import execution_quota_exceeded
 
-from . import paths, proxy
+from . import hooks, paths, proxy
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
 from .models import GatewayPolicy
 
@@ -85,8 +85,6 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
     limited = _rate_limited(request, caller)
     if limited is not None:
         return limited
-    from billing.quotas import execution_quota_exceeded
-
     exceeded = execution_quota_exceeded(instance.tenant_id, instance.tenant_plan_id, instance.tenant_plan_name, instance.executions_per_month)
     if exceeded is not None:
         return exceeded
@@ -96,7 +94,7 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
         release = proxy_slot(tenant_id=instance.tenant_id)
     except TooManyRequests as exc:
         return proxy.error(429, exc.detail, Retry_After=str(exc.retry_after))
-    record_execution(instance.tenant_id, instance.pk)
+    hooks.request_proxied(instance.tenant_id, instance.pk)
     return proxy.forward(request, instance, upstream_path, caller, on_close=release)
 
 
@@ -133,7 +131,7 @@ from django.shortcuts import redirect, render  # noqa: E402
 from django.views.decorators.http import require_http_methods, require_POST  # noqa: E402
 
 from instances.selectors import instance_live  # noqa: E402
-from instances.views import _errors_to_form  # noqa: E402
+from orchestrio.forms import errors_to_form  # noqa: E402
 from orchestrio.errors import DomainError  # noqa: E402
 from orchestrio.views import console_view, domain_error_message  # noqa: E402
 
@@ -153,7 +151,7 @@ def instance_gateway(request, instance_id: str):
         try:
             created = services.policy_create(instance=instance, principal=request.principal, data=form.cleaned_data)
         except DomainError as exc:
-            _errors_to_form(form, exc)
+            errors_to_form(form, exc)
         else:
             messages.success(request, f"Policy {created.pk} created.")
             return redirect("instances:gateway", instance_id=instance_id)

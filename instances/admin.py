@@ -8,6 +8,7 @@ from django.utils.html import format_html_join
 
 from orchestrio.admin import AuditedModelAdmin, staff_actor
 from orchestrio.errors import DomainError
+from orchestrio.services import activity_record
 
 from . import services
 from .health import probe_one
@@ -107,8 +108,6 @@ class InstanceAdmin(AuditedModelAdmin):
 
     @admin.action(description="Run a health check now")
     def run_health_check(self, request, queryset):
-        from orchestrio.services import activity_record
-
         def check(instance):
             if instance.state != "running":
                 raise DomainError(f"is {instance.state}, not running")

@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from orchestrio.faults import fault_point
+from orchestrio.metrics import record_health_sweep
 from orchestrio.queue import lease, singleton
 
 from . import hooks, services
@@ -27,19 +28,16 @@ from .choices import ErrorCode, InstanceState, OperationKind, OperationStatus
 from .health import probe_many
 from .models import Instance, Operation
 from .providers import MachineState, ProviderError, get_provider, spec_for
+from .reconciler import reconcile_all
 
 logger = logging.getLogger(__name__)
-
-
-def operation_lease_name(operation_id: int) -> str:
-    return f"operation:{operation_id}"
 
 
 def run_operation(operation_id: int) -> str:
     operation = Operation.objects.filter(pk=operation_id).first()
     if operation is None or operation.is_finished:
         return "nothing to do"
-    with lease(operation_lease_name(operation_id), settings.OPERATION_LEASE_SECONDS):
+    with lease(services.operation_lease_name(operation_id), settings.OPERATION_LEASE_SECONDS):
         operation = services.operation_begin(operation=operation)
         if operation is None:
             return "nothing to do"
@@ -247,8 +245,6 @@ HANDLERS = {
 
 def health_sweep() -> dict:
     """Probe every running instance's health endpoint (bounded concurrency, short timeouts)."""
-    from orchestrio.metrics import record_health_sweep
-
     with singleton("health-sweep", ttl=max(settings.HEALTH_CHECK_INTERVAL_SECONDS * 2, 60)) as mine:
         if not mine:
             return {"skipped": "another sweep is running"}
@@ -303,6 +299,4 @@ def readiness_sweep() -> dict:
 
 
 def reconcile() -> dict:
-    from .reconciler import reconcile_all
-
     return reconcile_all()

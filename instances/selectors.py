@@ -2,11 +2,16 @@ from __future__ import annotations
 
 from django.db.models import Count, FilteredRelation, Q
 
+from orchestrio.crypto import decrypt
 from orchestrio.db import CompiledQuery, model_fields, model_loader
 
 from .choices import UNFINISHED_OPERATION_STATUSES, InstanceState
 from .models import Blueprint, Instance, Operation
-from domains.models import CustomDomain
+
+# The record shows the instance's live custom domain: the domains app's rows, read through the
+# reverse relation its model declares on Instance (`custom_domains`), as Django reads any reverse
+# relation, without this app importing the domains app (docs/architecture.md).
+CustomDomain = Instance.custom_domains.rel.related_model
 
 # States that hold a running machine (or are about to), for the plan's running-instance limit.
 # Suspended and stopped instances count against the instance limit only.
@@ -71,8 +76,6 @@ def blueprint_visible(*, tenant):
 
 
 def agent_client_for(instance, *, timeout: float = 10.0):
-    from orchestrio.crypto import decrypt
-
     from .agent_client import AgentClient, Endpoint, endpoint_for
 
     endpoint = endpoint_for(instance) or Endpoint(host=instance.ip_address or "127.0.0.1", port=instance.port or instance.blueprint.agent_port)

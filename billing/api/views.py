@@ -6,13 +6,19 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from instances.api.views import InstanceScopedViewSet
+from instances.models import Instance
+from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_403, ERR_502, ERR_503, ERR_504
+from orchestrio.api.serializers import ActivityEventSerializer
 from orchestrio.api.viewsets import TenantApiView, TenantScopedViewSet
 from orchestrio.http import carries_secret
+from orchestrio.models import ActivityEvent
+from orchestrio.selectors import tenant_usage
 
 from .. import alerts, services
 from ..models import AlertConfig, AlertDelivery
-from ..selectors import usage_current
+from ..selectors import instance_usage, usage_current
 from . import serializers as s
 
 class CheckoutView(TenantApiView):
@@ -105,11 +111,6 @@ class AlertDeliveryViewSet(mixins.ListModelMixin, TenantScopedViewSet):
 class DashboardView(TenantApiView):
     @extend_schema(tags=["tenant"], summary="Counts by state, plan usage, recent activity", responses=s.DashboardSerializer)
     def get(self, request):
-        from instances.models import Instance
-        from orchestrio.api.serializers import ActivityEventSerializer
-        from orchestrio.models import ActivityEvent
-        from orchestrio.selectors import tenant_usage
-
         tenant = self.principal.tenant
         by_state = dict(Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).values_list("state").annotate(n=Count("id")).order_by())
         usage = tenant_usage(tenant=tenant)
@@ -122,3 +123,19 @@ class DashboardView(TenantApiView):
                 "recent_activity": ActivityEventSerializer(ActivityEvent.objects.filter(tenant=tenant)[:10], many=True).data,
             }
         )
+
+
+@extend_schema(tags=["instances"])
+class InstanceUsageViewSet(InstanceScopedViewSet):
+    """`instances/{instance_id}/usage`: an instance's metered usage."""
+
+    serializer_class = s.InstanceUsageSerializer
+    allows_scoped_tokens = {"usage"}
+
+    @extend_schema(summary="Daily executions and instance-hours", parameters=[s.UsageQuerySerializer], responses=s.InstanceUsageSerializer)
+    @action(detail=True, methods=["get"], url_path="usage")
+    def usage(self, request, instance_id=None):
+        query = s.UsageQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            raise QueryValidationError(query.errors)
+        return Response(s.InstanceUsageSerializer(instance_usage(self.get_object(), query.validated_data["days"])).data)
