@@ -10,6 +10,7 @@ from orchestrio.admin import AuditedModelAdmin, staff_actor
 from orchestrio.errors import DomainError
 
 from . import services
+from .choices import OperationKind
 from .health import probe_one
 from .models import Blueprint, CustomDomain, Deployment, DeploymentRevision, Instance, InstancePlan, LogLine, Operation, Region
 from .providers.sandbox import sandbox_report
@@ -131,7 +132,7 @@ class InstanceAdmin(AuditedModelAdmin):
 
     @admin.action(description="Force destroy (supersedes a running operation)")
     def force_destroy(self, request, queryset):
-        self._each(request, queryset, "Destroying", lambda i: services.instance_destroy(instance=i, actor=staff_actor(request), force=True))
+        self._each(request, queryset, "Destroying", lambda i: services.operation_accept(instance=i, kind=OperationKind.DESTROY, actor=staff_actor(request), force=True))
 
 
 @admin.register(Operation)

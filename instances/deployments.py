@@ -35,9 +35,9 @@ from orchestrio.queue import enqueue_on_commit, lease
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
-from .choices import DEPLOYMENT_BUSY_STATUSES, DeploymentEnvironment, DeploymentStatus, InstanceState, LogLevel, StepStatus
+from .choices import DEPLOYMENT_BUSY_STATUSES, DeploymentEnvironment, DeploymentStatus, InstanceState, LogLevel, OperationKind, StepStatus
 from .models import Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep, Instance, gateway_url
-from .services import config_check_size, instance_create, instance_destroy, merge_patch
+from .services import config_check_size, instance_create, merge_patch, operation_accept
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def deployment_delete(*, deployment: Deployment, actor: Actor, confirm: str | No
     locked.status, locked.deleted_at, locked.target_revision, locked.instance_deadline = DeploymentStatus.DELETED, timezone.now(), None, None
     locked.save(update_fields=["status", "deleted_at", "target_revision", "instance_deadline", "updated_at"])
     if locked.instance is not None and locked.instance.destroyed_at is None:
-        instance_destroy(instance=locked.instance, actor=actor, force=True)
+        operation_accept(instance=locked.instance, kind=OperationKind.DESTROY, actor=actor, force=True)
     deployment_log(locked, f"deleted by {actor.label}; its instance is being destroyed")
     activity_record(actor=actor, action="deployment.delete", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"name": locked.name})
     return locked

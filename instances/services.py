@@ -17,7 +17,7 @@ import logging
 import re
 import secrets
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -26,7 +26,8 @@ from django.utils import timezone
 
 from billing import alerts
 from orchestrio import crypto
-from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, ValidationFailed
+from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
+from orchestrio.limits import limit_check
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record, activity_record_many
@@ -140,21 +141,6 @@ def _operation_create(instance: Instance, kind: str, actor: Actor, params: dict 
     return operation
 
 
-def _check_running_limit(tenant: Tenant, *, exclude_pk: int | None = None) -> None:
-    plan = tenant.plan
-    if plan.max_running_instances is None:
-        return
-    running = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True, state__in=RUNNING_STATES)
-    if exclude_pk is not None:
-        running = running.exclude(pk=exclude_pk)
-    if running.count() >= plan.max_running_instances:
-        raise PlanLimitReached(
-            f"the {plan.name} plan allows {plan.max_running_instances} running instances; stop or suspend one, or upgrade",
-            limit="running_instances",
-            plan=plan.pk,
-        )
-
-
 def new_agent_key() -> str:
     return "oak_" + secrets.token_urlsafe(32)
 
@@ -225,16 +211,7 @@ def instance_create(
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
     if Instance.objects.filter(instance_id=instance_id, destroyed_at__isnull=True).exists():
         raise Conflict(f"instance_id {instance_id!r} is taken; instance ids are global because they name hostnames")
-    tenant_plan = tenant.plan
-    live = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True)
-    if tenant_plan.max_instances is not None and live.count() >= tenant_plan.max_instances:
-        raise PlanLimitReached(
-            f"the {tenant_plan.name} plan allows {tenant_plan.max_instances} instances (stopped and suspended ones count); "
-            "destroy one or upgrade",
-            limit="instances",
-            plan=tenant_plan.pk,
-        )
-    _check_running_limit(tenant)
+    limit_check(tenant=tenant, limit="instances", used=Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).count)
 
     instance = Instance(
         instance_id=instance_id,
@@ -257,20 +234,12 @@ def instance_create(
     except IntegrityError as exc:
         raise Conflict(f"instance_id {instance_id!r} is taken") from exc
     lifecycle.record_state_change(instance, "", InstanceState.PENDING, instance.created_at)
-    operation = _operation_create(instance, OperationKind.CREATE, actor)
-    log_append(
-        instance,
-        "accepted",
-        f"create accepted: {blueprint.name} on {plan.pk} ({instance.instance_type}) in {region_row.pk} by {actor.label}",
-        operation=operation,
-    )
-    activity_record(
+    operation_accept(
+        instance=instance,
+        kind=OperationKind.CREATE,
         actor=actor,
-        action="instance.create",
-        tenant=tenant,
-        object_type="instance",
-        object_id=instance.instance_id,
-        data={"blueprint": blueprint.name, "plan": plan.pk, "region": region_row.pk, "operation": operation.pk},
+        note=f"{blueprint.name} on {plan.pk} ({instance.instance_type}) in {region_row.pk}",
+        audit={"blueprint": blueprint.name, "plan": plan.pk, "region": region_row.pk},
     )
     lifecycle.publish_state(instance)
     return instance
@@ -279,38 +248,76 @@ def instance_create(
 # --- lifecycle requests ------------------------------------------------------------------------
 
 
+class Accepted(NamedTuple):
+    instance: Instance  # the locked row, in the state the operation entered
+    operation: Operation | None  # None: the rule's `done_states` — asked again, nothing new started
+
+
 @transaction.atomic
-def instance_request_operation(
-    *, instance: Instance, kind: str, actor: Actor, params: dict | None = None, retry: bool = False
-) -> Operation:
-    """Accept stop/start/restart/suspend/resume/resize: 409 when busy, 400 when the state is wrong."""
+def operation_accept(
+    *,
+    instance: Instance,
+    kind: str,
+    actor: Actor,
+    params: dict | None = None,
+    retry: bool = False,
+    force: bool = False,
+    audit: dict | None = None,
+    note: str = "",
+) -> Accepted:
+    """Accept a lifecycle operation, as `lifecycle.RULES[kind]` says: lock the row, answer
+    "already" in the rule's done states, refuse when another operation is unfinished (409; staff
+    `force` supersedes it where the rule allows), refuse a state the rule (or, for a staff
+    `retry`, its retry states) does not start from (400), check the plan has room (402), then
+    record the operation, enter the transitional state, log, audit and enqueue on commit.
+
+    `audit` adds to the audit row's data; `note` replaces the log line's default wording."""
     rule = lifecycle.RULES[kind]
     locked = _lock(instance)
+    if locked.state in rule.done_states:
+        return Accepted(locked, None)
     if locked.destroyed_at is not None or locked.state == InstanceState.DESTROYED:
         raise NotFound(f"no instance {instance.instance_id!r} in this tenant")
-    _refuse_if_busy(locked, rule.verb)
-    allowed = rule.from_states | ({InstanceState.ERROR} if retry else set())
-    if locked.state not in allowed:
+    running = _unfinished(locked)
+    if running is not None:
+        if not (force and rule.forceable):
+            raise Conflict(
+                f"cannot {rule.verb} {locked.instance_id}: a {running.kind} operation is {running.status}; wait for it to finish",
+                operation=running.summary(),
+            )
+        _finish_operation(running, OperationStatus.FAILED, code=ErrorCode.SUPERSEDED, message=f"superseded by a forced {rule.verb} ({actor.label})")
+    allowed = rule.from_states | (rule.retry_from if retry else frozenset())
+    entered = rule.entered(retry=retry)
+    if locked.state not in allowed or not (locked.state == entered or lifecycle.can_transition(locked.state, entered)):
         raise InvalidState(
-            f"cannot {rule.verb} {locked.instance_id}: it is {locked.state}; {rule.verb} needs an instance that is {rule.describe_from()}"
+            f"cannot {rule.verb} {locked.instance_id}: it is {locked.state}; {rule.verb} needs an instance that is "
+            + " or ".join(sorted(allowed))
         )
-    if kind in (OperationKind.START, OperationKind.RESUME) or (retry and kind == OperationKind.CREATE):
-        _check_running_limit(locked.tenant, exclude_pk=locked.pk)
-    params = dict(params or {})
-    if kind == OperationKind.RESIZE:
-        params.setdefault("previous_state", locked.state)
+    if rule.needs_room:
+        running_now = Instance.objects.filter(tenant_id=locked.tenant_id, destroyed_at__isnull=True, state__in=RUNNING_STATES).exclude(pk=locked.pk)
+        limit_check(tenant=locked.tenant, limit=rule.needs_room, used=running_now.count)
+    params = {k: v for k, v in (params or {}).items() if k != "previous_state"}
+    if rule.keeps_previous_state:
+        params["previous_state"] = locked.state
     operation = _operation_create(locked, kind, actor, params)
-    lifecycle.transition(locked, rule.via)
-    log_append(locked, "accepted", f"{rule.verb} accepted (requested by {actor.label})", operation=operation)
+    lifecycle.transition(locked, entered)
+    if kind == OperationKind.DESTROY:
+        # Its custom domain stops being served (and certified) from now on.
+        CustomDomain.objects.filter(instance=locked, removed_at__isnull=True).update(status=DomainStatus.REMOVING, updated_at=timezone.now())
+    verb = f"{rule.verb} retried" if retry else f"{rule.verb} accepted"
+    log_append(locked, "accepted", f"{verb}{': ' + note if note else ''} (requested by {actor.label})", operation=operation)
+    data = {"operation": operation.pk, **{k: v for k, v in params.items() if k != "previous_state"}, **(audit or {})}
+    if rule.forceable:
+        data["forced"] = force
     activity_record(
         actor=actor,
-        action=f"instance.{kind}",
+        action=f"instance.{kind}.retry" if retry else f"instance.{kind}",
         tenant=locked.tenant_id,
         object_type="instance",
         object_id=locked.instance_id,
-        data={"operation": operation.pk, **{k: v for k, v in params.items() if k != "previous_state"}},
+        data=data,
     )
-    return operation
+    return Accepted(locked, operation)
 
 
 def instance_resize(
@@ -330,39 +337,7 @@ def instance_resize(
         params = {"instance_type": new_instance_type}
     if params["instance_type"] == instance.instance_type and params.get("plan_id", instance.plan_id) == instance.plan_id:
         raise InvalidState(f"{instance.instance_id} is already {instance.instance_type}")
-    return instance_request_operation(instance=instance, kind=OperationKind.RESIZE, actor=actor, params=params)
-
-
-@transaction.atomic
-def instance_destroy(*, instance: Instance, actor: Actor, force: bool = False) -> tuple[Instance, bool]:
-    """Destroy; returns (instance, already_deleted). Staff may `force` past a running operation."""
-    locked = _lock(instance)
-    if locked.state in (InstanceState.DESTROYING, InstanceState.DESTROYED):
-        return locked, True
-    running = _unfinished(locked)
-    if running is not None:
-        if not force:
-            raise Conflict(
-                f"cannot destroy {locked.instance_id}: a {running.kind} operation is {running.status}; wait for it to finish",
-                operation=running.summary(),
-            )
-        _finish_operation(
-            running, OperationStatus.FAILED, code=ErrorCode.SUPERSEDED, message=f"superseded by a forced destroy ({actor.label})"
-        )
-    operation = _operation_create(locked, OperationKind.DESTROY, actor)
-    lifecycle.transition(locked, InstanceState.DESTROYING)
-    # Its custom domain stops being served (and certified) from now on.
-    CustomDomain.objects.filter(instance=locked, removed_at__isnull=True).update(status=DomainStatus.REMOVING, updated_at=timezone.now())
-    log_append(locked, "accepted", f"destroy accepted (requested by {actor.label})", operation=operation)
-    activity_record(
-        actor=actor,
-        action="instance.destroy",
-        tenant=locked.tenant_id,
-        object_type="instance",
-        object_id=locked.instance_id,
-        data={"operation": operation.pk, "forced": force},
-    )
-    return locked, False
+    return operation_accept(instance=instance, kind=OperationKind.RESIZE, actor=actor, params=params).operation
 
 
 def instance_cleanup(*, principal: Principal) -> dict[str, int]:
@@ -370,7 +345,7 @@ def instance_cleanup(*, principal: Principal) -> dict[str, int]:
     cleaned = errors = 0
     for instance in Instance.objects.filter(tenant=principal.tenant, destroyed_at__isnull=True, state=InstanceState.ERROR):
         try:
-            instance_destroy(instance=instance, actor=principal.actor)
+            operation_accept(instance=instance, kind=OperationKind.DESTROY, actor=principal.actor)
             cleaned += 1
         except (Conflict, NotFound):
             errors += 1
@@ -378,45 +353,11 @@ def instance_cleanup(*, principal: Principal) -> dict[str, int]:
 
 
 def instance_retry_operation(*, operation: Operation, actor: Actor) -> Operation:
-    """Staff action: run a failed operation again (the instance is usually in `error`)."""
+    """Staff action: run a failed operation again, with its parameters (the instance is usually in
+    `error`; which states a retry starts from is the rule's)."""
     if operation.status != OperationStatus.FAILED:
         raise InvalidState("only failed operations can be retried")
-    instance = operation.instance
-    if operation.kind == OperationKind.DESTROY:
-        return _retry_destroy(instance=instance, actor=actor)
-    if operation.kind == OperationKind.CREATE:
-        return _retry_create(instance=instance, actor=actor)
-    params = {k: v for k, v in operation.params.items() if k != "previous_state"}
-    if operation.kind == OperationKind.RESIZE:
-        params["previous_state"] = operation.params.get("previous_state", InstanceState.STOPPED)
-    return instance_request_operation(instance=instance, kind=operation.kind, actor=actor, params=params, retry=True)
-
-
-@transaction.atomic
-def _retry_destroy(*, instance: Instance, actor: Actor) -> Operation:
-    locked = _lock(instance)
-    _refuse_if_busy(locked, "destroy")
-    if locked.state != InstanceState.ERROR:
-        raise InvalidState(f"{locked.instance_id} is {locked.state}; a destroy can be retried from error")
-    operation = _operation_create(locked, OperationKind.DESTROY, actor)
-    lifecycle.transition(locked, InstanceState.DESTROYING)
-    log_append(locked, "accepted", f"destroy retried by {actor.label}", operation=operation)
-    activity_record(actor=actor, action="instance.destroy.retry", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id, data={"operation": operation.pk})
-    return operation
-
-
-@transaction.atomic
-def _retry_create(*, instance: Instance, actor: Actor) -> Operation:
-    locked = _lock(instance)
-    _refuse_if_busy(locked, "create")
-    if locked.state != InstanceState.ERROR:
-        raise InvalidState(f"{locked.instance_id} is {locked.state}; provisioning can be retried from error")
-    _check_running_limit(locked.tenant, exclude_pk=locked.pk)
-    operation = _operation_create(locked, OperationKind.CREATE, actor)
-    lifecycle.transition(locked, InstanceState.PROVISIONING)
-    log_append(locked, "accepted", f"provisioning retried by {actor.label}", operation=operation)
-    activity_record(actor=actor, action="instance.create.retry", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id, data={"operation": operation.pk})
-    return operation
+    return operation_accept(instance=operation.instance, kind=operation.kind, actor=actor, params=operation.params, retry=True).operation
 
 
 # --- config and agent key ----------------------------------------------------------------------

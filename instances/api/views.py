@@ -33,7 +33,7 @@ def _lifecycle_action(kind: str, summary: str):
     @idempotent
     def handler(self, request, instance_id=None):
         instance = self.get_object()
-        services.instance_request_operation(instance=instance, kind=kind, actor=self.principal.actor)
+        services.operation_accept(instance=instance, kind=kind, actor=self.principal.actor)
         return Response(self._record(instance), status=status.HTTP_202_ACCEPTED)
 
     handler.__name__ = kind
@@ -140,8 +140,8 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     )
     def destroy(self, request, instance_id=None):
         instance = self._latest(instance_id)
-        instance, already = services.instance_destroy(instance=instance, actor=self.principal.actor)
-        if already:
+        instance, operation = services.operation_accept(instance=instance, kind=OperationKind.DESTROY, actor=self.principal.actor)
+        if operation is None:
             return Response({"instance_id": instance.instance_id, "state": instance.state, "already_deleted": True})
         return Response({"instance_id": instance.instance_id, "state": instance.state}, status=status.HTTP_202_ACCEPTED)
 
