@@ -9,7 +9,7 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from orchestrio.errors import InvalidState, ServiceUnavailable, ValidationFailed
+from orchestrio.errors import BadRequest, InvalidState, ServiceUnavailable, ValidationFailed
 from orchestrio.models import Tenant
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
@@ -83,8 +83,8 @@ def portal_session_create(*, principal: Principal) -> str:
 # --- webhooks ----------------------------------------------------------------------------------
 
 
-class WebhookError(Exception):
-    """The request is not a genuine Stripe event (bad signature, too old, not JSON)."""
+class WebhookError(BadRequest):
+    """The request is not a genuine Stripe event (bad signature, too old, not JSON): 400."""
 
 
 def construct_event(payload: bytes, signature: str | None):

@@ -9,7 +9,8 @@ from django.db import IntegrityError, transaction
 
 from instances.models import Instance
 from orchestrio import roles
-from orchestrio.errors import Conflict, PlanLimitReached, ValidationFailed
+from orchestrio.errors import Conflict, ValidationFailed
+from orchestrio.limits import limit_check
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
@@ -111,9 +112,8 @@ def _check_exposure(principal: Principal, policy: dict[str, Any]) -> None:
 
 
 def _check_plan(instance: Instance, provider: str) -> None:
-    plan = instance.tenant.plan
-    if provider in OIDC_PROVIDERS and not plan.feature_oidc_gateway:
-        raise PlanLimitReached(f"OIDC gateway policies need a plan with the OIDC gateway; {plan.name} does not include it", limit="oidc_gateway", plan=plan.pk)
+    if provider in OIDC_PROVIDERS:
+        limit_check(tenant=instance.tenant, limit="oidc_gateway")
 
 
 def _normalise(data: dict) -> dict:

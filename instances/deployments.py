@@ -29,7 +29,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orchestrio import crypto
-from orchestrio.errors import Conflict, InvalidState, NotFound, PlanLimitReached, ValidationFailed
+from orchestrio.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from orchestrio.limits import limit_check
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit, lease
 from orchestrio.services import activity_record
@@ -129,9 +130,7 @@ def deployment_create(
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
     if Deployment.objects.filter(tenant=tenant, name=name, deleted_at__isnull=True).exists():
         raise Conflict(f"a deployment named {name!r} exists in this tenant")
-    plan = tenant.plan
-    if plan.max_deployments is not None and Deployment.objects.filter(tenant=tenant, deleted_at__isnull=True).count() >= plan.max_deployments:
-        raise PlanLimitReached(f"the {plan.name} plan allows {plan.max_deployments} deployments; delete one or upgrade", limit="deployments", plan=plan.pk)
+    limit_check(tenant=tenant, limit="deployments", used=Deployment.objects.filter(tenant=tenant, deleted_at__isnull=True).count)
 
     instance_id = f"{name}-{pysecrets.token_hex(2)}"
     # The instance starts with an empty config: the revision's config arrives in the configure step.
@@ -207,9 +206,7 @@ def deployment_update(*, deployment: Deployment, actor: Actor, config_patch=None
 @transaction.atomic
 def deployment_rollback(*, deployment: Deployment, actor: Actor, revision_number: int) -> DeploymentRevision:
     locked = _lock_live(deployment)
-    plan = locked.tenant.plan
-    if not plan.feature_deployment_rollback:
-        raise PlanLimitReached(f"rollback needs a plan that includes it; {plan.name} does not", limit="deployment_rollback", plan=plan.pk)
+    limit_check(tenant=locked.tenant, limit="deployment_rollback")
     source = locked.revisions.filter(number=revision_number).first()
     if source is None:
         raise _issue("revision", f"deployment {locked.name} has no revision {revision_number}")

@@ -31,7 +31,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestrio.errors import Conflict, InvalidState, NotFound, PlanLimitReached, ValidationFailed
+from orchestrio.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from orchestrio.limits import limit_check
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
 
@@ -120,9 +121,7 @@ def _end(domain: CustomDomain, reason: str) -> None:
 @transaction.atomic
 def domain_attach(*, instance: Instance, domain: str, actor: Actor) -> CustomDomain:
     name = normalise_domain(domain)
-    plan = instance.tenant.plan
-    if not plan.feature_custom_domains:
-        raise PlanLimitReached(f"custom domains need a plan that includes them; {plan.name} does not", limit="custom_domains", plan=plan.pk)
+    limit_check(tenant=instance.tenant, limit="custom_domains")
     locked = Instance.objects.select_for_update(of=("self",)).get(pk=instance.pk)
     if locked.destroyed_at is not None:
         raise NotFound(f"no instance {instance.instance_id!r} in this tenant")

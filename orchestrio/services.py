@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from . import roles, tokens
 from .choices import ActorType, Role
-from .errors import Conflict, Forbidden, PlanLimitReached, ValidationFailed
+from .errors import Conflict, Forbidden, ValidationFailed
+from .limits import limit_check
 from .models import ActivityEvent, ApiToken, Membership, Tenant
 from .tenancy import Actor, Principal
 
@@ -167,14 +168,8 @@ def api_token_create(
 
     # Lock the tenant row so two concurrent creates cannot both squeeze under the limit.
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
-    plan = tenant.plan
     active = ApiToken.objects.filter(tenant=tenant, revoked_at__isnull=True).exclude(expires_at__lte=timezone.now())
-    if plan.max_tokens is not None and active.count() >= plan.max_tokens:
-        raise PlanLimitReached(
-            f"the {plan.name} plan allows {plan.max_tokens} active API tokens; revoke one or upgrade",
-            limit="tokens",
-            plan=plan.pk,
-        )
+    limit_check(tenant=tenant, limit="tokens", used=active.count)
 
     generated = tokens.generate(mode)
     token = ApiToken.objects.create(

@@ -119,9 +119,9 @@ def task_dispatch(
             f"a task is already {active.status} on {locked.instance_id} ({active.task_id}, {active.operation_code}); one runs at a time",
             operation=active.summary(),
         )
-    from billing.quotas import check_execution_quota
+    from billing.quotas import execution_quota_check
 
-    check_execution_quota(locked.tenant)
+    execution_quota_check(tenant_id=locked.tenant_id, plan=locked.tenant.plan)
     task = Task(
         task_id=new_task_id(),
         instance=locked,

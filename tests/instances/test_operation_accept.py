@@ -15,7 +15,7 @@ from instances import lifecycle, services
 from instances.choices import InstanceState as S
 from instances.choices import OperationKind as K
 from instances.models import Operation
-from orchestrio.errors import DomainError, InvalidState, PlanLimitReached
+from orchestrio.errors import DomainError, PlanLimitReached
 from orchestrio.models import ActivityEvent
 from orchestrio.tenancy import Actor
 
