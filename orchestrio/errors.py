@@ -86,6 +86,16 @@ class TooManyRequests(DomainError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class RequestTimeout(DomainError):
+    """A wait ran out before its condition held (→ 408)."""
+
+    status_code = 408
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+
+
 class ValidationFailed(DomainError):
     """Input that passed the serializer but fails a rule only the service knows (→ 422)."""
 

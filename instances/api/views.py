@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_429_LONG_POLL, ERR_502, ERR_504
 from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
-from orchestrio.errors import InvalidState, NotFound, ValidationFailed
+from orchestrio.errors import InvalidState, NotFound, RequestTimeout, ValidationFailed
 from orchestrio.longpoll import long_poll_slot
 
 from .. import selectors, services
@@ -187,10 +187,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             return Response(self._record(instance))
         if state in DEAD_ENDS:
             raise InvalidState(f"{instance.instance_id} is {state} and can no longer become {target}")
-        return Response(
-            {"detail": f"timed out after {query['timeout']}s waiting for {target}; {instance.instance_id} is {state}"},
-            status=status.HTTP_408_REQUEST_TIMEOUT,
-        )
+        raise RequestTimeout(f"timed out after {query['timeout']}s waiting for {target}; {instance.instance_id} is {state}")
 
     @extend_schema(summary="The instance's operations, newest first", responses=s.OperationSerializer(many=True), parameters=[OpenApiParameter("status", str), OpenApiParameter("kind", str)])
     @action(detail=True, methods=["get"], url_path="operations", filterset_class=None)

@@ -78,7 +78,7 @@ def test_every_402_of_the_api_is_the_one_body(api, tenant):
 
 def test_no_code_but_orchestrio_limits_raises_plan_limit_reached():
     offenders = []
-    for path in ROOT.glob("*/**/*.py"):
+    for path in (path for app in sorted(ROOT.iterdir()) if app.is_dir() and not app.name.startswith(".") for path in app.rglob("*.py")):
         relative = path.relative_to(ROOT)
         if relative.parts[0] in {".venv", "tests", "bench"} or "migrations" in relative.parts or relative == Path("orchestrio/limits.py"):
             continue
