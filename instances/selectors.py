@@ -5,7 +5,8 @@ from django.db.models import Count, FilteredRelation, Q
 from orchestrio.db import CompiledQuery, model_fields, model_loader
 
 from .choices import UNFINISHED_OPERATION_STATUSES, InstanceState
-from .models import Blueprint, CustomDomain, Instance, Operation
+from .models import Blueprint, Instance, Operation
+from domains.models import CustomDomain
 
 # States that hold a running machine (or are about to), for the plan's running-instance limit.
 # Suspended and stopped instances count against the instance limit only.

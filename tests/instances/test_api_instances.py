@@ -168,7 +168,7 @@ def test_instance_record_is_what_drf_renders_from_the_declared_fields(tenant, ma
 
     from instances import selectors
     from instances.api.serializers import InstanceSerializer
-    from instances.models import CustomDomain
+    from domains.models import CustomDomain
 
     plain = make_instance(instance_id="plain-01", state="pending")
     full = make_instance(

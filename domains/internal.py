@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 from orchestrio.api.exceptions import json_errors
 from orchestrio.errors import Forbidden, NotFound
 
-from .domains import tls_allowed
+from .services import tls_allowed
 
 
 @require_GET
