@@ -174,6 +174,9 @@ class Instance(models.Model):
     # Fernet-encrypted key the control plane presents to the instance agent.
     agent_key_encrypted = models.TextField(blank=True, editable=False)
     agent_key_rotated_at = models.DateTimeField(null=True, blank=True)
+    # A rotation under way (encrypted like the key): recorded before the new key is sent to the
+    # agent, so that no row lock is held over the network and a rotation cut short is known.
+    agent_key_pending_encrypted = models.TextField(blank=True, editable=False)
     # Provider-specific facts (local: pid, process start time, state dir; aws: client token, hibernated).
     provider_data = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from billing import alerts
 from orchestrio import crypto
-from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
+from orchestrio.errors import Conflict, DomainError, Forbidden, InvalidState, NotFound, UpstreamError, UpstreamTimeout, ValidationFailed
 from orchestrio.limits import limit_check
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
@@ -417,12 +417,8 @@ def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
     try:
         result = client.put_config(instance.config or {})
     except AgentTimeout as exc:
-        from orchestrio.errors import UpstreamTimeout
-
         raise UpstreamTimeout(str(exc)) from exc
     except (AgentUnreachable, AgentError) as exc:
-        from orchestrio.errors import UpstreamError
-
         raise UpstreamError(f"the instance agent refused the config: {exc}") from exc
     log_append(instance, "config", f"config applied to the agent (digest {result.get('digest', '?')[:12]}) by {actor.label}")
     activity_record(actor=actor, action="instance.config.apply", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"digest": result.get("digest")})
@@ -430,30 +426,60 @@ def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
 
 
 def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:
-    """Issue a new agent key and push it to the running agent (authenticated with the old one)."""
-    from orchestrio.errors import UpstreamError, UpstreamTimeout
+    """Issue a new agent key and push it to the running agent, holding no row lock over the
+    network: lock → record the new key as pending → commit → tell the agent → lock → put the
+    pending key in force (or drop it when the agent refused) → commit.
 
-    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .selectors import agent_client_for
-
+    The agent arbitrates a rotation cut short (the process died after the agent took a key the
+    row never put in force): the next rotation finds the old key refused, presents the pending
+    one, and goes on from there."""
+    new_key = new_agent_key()
     with transaction.atomic():
         locked = _lock(instance)
         _refuse_if_busy(locked, "rotate the agent key of")
         if locked.state != InstanceState.RUNNING:
             raise InvalidState(f"rotate the agent key while the instance is running (it is {locked.state}): the new key is pushed to its agent")
-        new_key = new_agent_key()
-        try:
-            agent_client_for(locked).set_key(new_key)
-        except AgentTimeout as exc:
-            raise UpstreamTimeout(f"the agent did not confirm the new key: {exc}") from exc
-        except (AgentUnreachable, AgentError) as exc:
-            raise UpstreamError(f"the agent did not accept the new key; the old key stays in force: {exc}") from exc
-        locked.agent_key_encrypted = crypto.encrypt(new_key)
+        earlier = locked.agent_key_pending_encrypted
+        locked.agent_key_pending_encrypted = crypto.encrypt(new_key)
+        locked.save(update_fields=["agent_key_pending_encrypted", "updated_at"])
+    pending = locked.agent_key_pending_encrypted
+    try:
+        _agent_set_key(locked, new_key, earlier=earlier)
+    except DomainError:
+        with transaction.atomic():
+            Instance.objects.filter(pk=locked.pk, agent_key_pending_encrypted=pending).update(agent_key_pending_encrypted="")
+        raise
+    with transaction.atomic():
+        locked = _lock(instance)
+        if locked.agent_key_pending_encrypted != pending:
+            raise Conflict(f"another agent key rotation of {locked.instance_id} overtook this one; its key is in force")
+        locked.agent_key_encrypted, locked.agent_key_pending_encrypted = pending, ""
         locked.agent_key_rotated_at = timezone.now()
-        locked.save(update_fields=["agent_key_encrypted", "agent_key_rotated_at", "updated_at"])
+        locked.save(update_fields=["agent_key_encrypted", "agent_key_pending_encrypted", "agent_key_rotated_at", "updated_at"])
         log_append(locked, "agent-key", f"agent key rotated by {actor.label}")
         activity_record(actor=actor, action="instance.rotate_agent_key", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id)
     return locked
+
+
+def _agent_set_key(instance: Instance, new_key: str, *, earlier: str) -> None:
+    """Send `new_key` to the agent with the key in force (or, when the agent refuses that one and
+    an earlier rotation left a pending key, with that one). No lock is held here."""
+    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
+    from .selectors import agent_client_for
+
+    client = agent_client_for(instance)
+    try:
+        try:
+            client.set_key(new_key)
+        except AgentError as exc:
+            if exc.status_code != 401 or not earlier:
+                raise
+            client.key = crypto.decrypt(earlier)
+            client.set_key(new_key)
+    except AgentTimeout as exc:
+        raise UpstreamTimeout(f"the agent did not confirm the new key: {exc}") from exc
+    except (AgentUnreachable, AgentError) as exc:
+        raise UpstreamError(f"the agent did not accept the new key; the old key stays in force: {exc}") from exc
 
 
 # --- called by jobs ----------------------------------------------------------------------------

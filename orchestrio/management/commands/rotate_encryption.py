@@ -17,7 +17,7 @@ class Command(BaseCommand):
         from orchestrio.models import IdempotencyKey
 
         encrypted = (
-            (Instance, "agent_key_encrypted"), (DeploymentRevision, "secrets_encrypted"),
+            (Instance, "agent_key_encrypted"), (Instance, "agent_key_pending_encrypted"), (DeploymentRevision, "secrets_encrypted"),
             (AlertConfig, "signing_secret_encrypted"), (IdempotencyKey, "response_body_encrypted"),
         )  # fmt: skip
         counts = {}
