@@ -23,7 +23,6 @@ import secrets as pysecrets
 import time
 from datetime import timedelta
 
-import httpx
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -37,6 +36,7 @@ from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
 from instances.choices import InstanceState, LogLevel, OperationKind
+from instances.health import probe_until
 from instances.models import Instance, gateway_url
 from instances.services import config_check_size, instance_create, merge_patch, operation_accept
 
@@ -353,26 +353,14 @@ def deployment_reapply_secrets(instance: Instance) -> str | None:
 
 def _health_check(instance: Instance) -> str:
     needed = settings.DEPLOY_HEALTH_SUCCESSES
-    deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
-    from instances.agent_client import endpoint_for
-
-    endpoint = endpoint_for(instance)
-    if endpoint is None:
-        raise StepFailed("health_check", f"instance {instance.instance_id} has no address recorded")
-    streak, last = 0, "no answer"
-    with endpoint.client(timeout=3) as client:
-        while time.monotonic() < deadline:
-            try:
-                response = client.get(instance.blueprint.health_path)
-                ok = 200 <= response.status_code < 300
-                last = f"HTTP {response.status_code}" + (f": {response.text[:200]}" if not ok else "")
-            except httpx.HTTPError as exc:
-                ok, last = False, type(exc).__name__
-            streak = streak + 1 if ok else 0
-            if streak >= needed:
-                return f"{instance.blueprint.health_path} answered 2xx {needed} times in a row"
-            time.sleep(settings.DEPLOY_POLL_SECONDS)
-    raise StepFailed("health_check", f"{instance.blueprint.health_path} did not stay healthy within {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s (last: {last})")
+    path = instance.blueprint.health_path
+    result = probe_until(
+        instance, deadline=time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS, interval=settings.DEPLOY_POLL_SECONDS, timeout=3, successes=needed
+    )
+    if result.ok:
+        return f"{path} answered 2xx {needed} times in a row"
+    last = result.detail + (f": {result.body[:200]}" if result.body else "")
+    raise StepFailed("health_check", f"{path} did not stay healthy within {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s (last: {last})")
 
 
 def run_deployment(deployment_pk: str, number: int) -> str:

@@ -11,7 +11,6 @@ from orchestrio.errors import DomainError
 
 from . import services
 from .choices import OperationKind
-from .health import probe_one
 from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from .providers.sandbox import sandbox_report
 
@@ -108,14 +107,8 @@ class InstanceAdmin(AuditedModelAdmin):
 
     @admin.action(description="Run a health check now")
     def run_health_check(self, request, queryset):
-        from orchestrio.services import activity_record
-
         def check(instance):
-            if instance.state != "running":
-                raise DomainError(f"is {instance.state}, not running")
-            result = probe_one(instance)
-            services.health_record([{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}])
-            activity_record(actor=staff_actor(request), action="instance.health_check", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"healthy": result["healthy"]})
+            result = services.instance_health_check(instance=instance, audit_actor=staff_actor(request))
             self.message_user(request, f"{instance.instance_id}: {'healthy' if result['healthy'] else 'unhealthy: ' + (result['error'] or '')}")
 
         self._each(request, queryset, "Checked", check)

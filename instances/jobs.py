@@ -13,7 +13,6 @@ import logging
 import time
 from datetime import timedelta
 
-import httpx
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
@@ -22,9 +21,8 @@ from orchestrio.faults import fault_point
 from orchestrio.queue import lease, singleton
 
 from . import hooks, services
-from .agent_client import endpoint_for
 from .choices import ErrorCode, InstanceState, OperationKind, OperationStatus
-from .health import probe_many
+from .health import probe_many, probe_until
 from .models import Instance, Operation
 from .providers import MachineState, ProviderError, get_provider, spec_for
 
@@ -72,27 +70,6 @@ def _describe_machine(machine) -> str:
     return f"{machine.provider_instance_id or 'machine'} is {machine.state}{where}"
 
 
-def _probe_until(instance: Instance, deadline: float) -> tuple[bool, str]:
-    """Probe the instance's health path until it answers 2xx (True) or `deadline` (monotonic)
-    passes (False); the second value says what it last answered."""
-    endpoint = endpoint_for(instance)
-    if endpoint is None:
-        return False, "the provider reported no address for the instance"
-    last = "no answer"
-    with endpoint.client(timeout=2.0) as client:
-        while True:
-            try:
-                response = client.get(instance.blueprint.health_path)
-                if 200 <= response.status_code < 300:
-                    return True, ""
-                last = f"HTTP {response.status_code}"
-            except httpx.TransportError as exc:
-                last = type(exc).__name__
-            if time.monotonic() + 0.2 >= deadline:
-                return False, last
-            time.sleep(0.2)
-
-
 def _not_ready_message(instance: Instance, detail: str) -> str:
     return f"the instance did not answer {instance.blueprint.health_path} within {settings.INSTANCE_READY_TIMEOUT_SECONDS}s (last: {detail})"
 
@@ -107,8 +84,9 @@ def _await_ready(operation: Operation, message: str) -> None:
     instance = Instance.objects.select_related("blueprint").get(pk=operation.instance_id)
     timeout = settings.INSTANCE_READY_TIMEOUT_SECONDS
     inline = min(timeout, settings.JOB_INLINE_WAIT_SECONDS)
-    ready, detail = _probe_until(instance, time.monotonic() + inline)
-    if ready:
+    ready = probe_until(instance, deadline=time.monotonic() + inline, interval=0.2, timeout=2.0)
+    detail = ready.detail
+    if ready.ok:
         _running_and_healthy(operation, message)
     elif inline >= timeout:
         raise ProviderError(ErrorCode.HEALTH_CHECK_FAILED, _not_ready_message(instance, detail))

@@ -47,6 +47,7 @@ from .choices import (
     OperationStatus,
 )
 from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
+from .health import probe_one
 from .providers.sandbox import refuse_command_reason
 from .selectors import RUNNING_STATES, blueprint_visible
 
@@ -632,6 +633,18 @@ def operation_requeue(*, operation: Operation, actor: Actor, reason: str) -> boo
 
 
 # --- health ------------------------------------------------------------------------------------
+
+
+def instance_health_check(*, instance: Instance, audit_actor: Actor | None = None) -> dict:
+    """Probe a running instance now (no lock is held while it answers) and record the result like
+    the sweep does; the API's health body. A staff check names `audit_actor` and is audited."""
+    if instance.state != InstanceState.RUNNING:
+        raise InvalidState(f"{instance.instance_id} is {instance.state}; only a running instance can be probed")
+    result = probe_one(instance)
+    health_record([{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}])
+    if audit_actor is not None:
+        activity_record(actor=audit_actor, action="instance.health_check", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"healthy": result["healthy"]})
+    return result
 
 # Health changes are written in batches: one transaction each, holding its instances' row locks.
 HEALTH_CHANGE_BATCH = 500

@@ -15,7 +15,6 @@ from orchestrio.longpoll import long_poll_slot
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
-from ..health import probe_one
 from ..models import Blueprint, Instance, LogLine
 from ..waiting import DEAD_ENDS, wait_for_state
 from billing.api.serializers import InstanceUsageSerializer, UsageQuerySerializer
@@ -216,14 +215,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @extend_schema(summary="Probe the instance's health endpoint now", responses={200: s.HealthProbeSerializer, 400: ERR_400})
     @action(detail=True, methods=["get"], url_path="health", filterset_class=None)
     def health(self, request, instance_id=None):
-        instance = self.get_object()
-        if instance.state != InstanceState.RUNNING:
-            raise InvalidState(f"{instance.instance_id} is {instance.state}; only a running instance can be probed")
-        result = probe_one(instance)
-        services.health_record(
-            [{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}]
-        )
-        return Response(result)
+        return Response(services.instance_health_check(instance=self.get_object()))
 
     @extend_schema(summary="The agent's status merged with the control plane's view", responses=s.RuntimeSerializer)
     @action(detail=True, methods=["get"], url_path="runtime", filterset_class=None)
