@@ -36,6 +36,7 @@ from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
 from instances.choices import InstanceState, LogLevel, OperationKind
+from instances import hostnames
 from instances.health import probe_until
 from instances.models import Instance, gateway_url
 from instances.services import config_check_size, instance_create, merge_patch, operation_accept
@@ -45,7 +46,9 @@ from .models import Deployment, DeploymentLogLine, DeploymentRevision, Deploymen
 
 logger = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$")
+# A deployment's instance id is "<name>-<4 hex digits>": a name is a hostname label short enough
+# to leave room for the suffix (instances.hostnames).
+NAME_MAX_LENGTH = 50
 NAME_MESSAGE = "name is 3–50 lowercase letters, digits and '-', starting and ending with a letter or digit"
 SECRET_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 MAX_SECRET_BYTES = 8 * 1024
@@ -124,7 +127,7 @@ def deployment_create(
         from orchestrio.errors import Forbidden
 
         raise Forbidden("an instance-scoped token cannot create deployments")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not hostnames.is_label(name, max_length=NAME_MAX_LENGTH):
         raise _issue("name", NAME_MESSAGE)
     if environment not in DeploymentEnvironment.values:
         raise _issue("environment", f"environment is one of {', '.join(DeploymentEnvironment.values)}")

@@ -48,6 +48,7 @@ from .choices import (
 )
 from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from .health import probe_one
+from .hostnames import instance_id_problem
 from .providers.sandbox import refuse_command_reason
 from .selectors import RUNNING_STATES, blueprint_visible
 
@@ -56,8 +57,6 @@ logger = logging.getLogger(__name__)
 LABEL_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 MAX_LABELS = 32
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-# Path segments of the instances API that cannot double as instance ids.
-RESERVED_INSTANCE_IDS = frozenset({"cleanup", "by-idempotency-key", "new", "www", "api", "admin"})
 
 
 # --- log lines ---------------------------------------------------------------------------------
@@ -143,6 +142,12 @@ def _operation_create(instance: Instance, kind: str, actor: Actor, params: dict 
     return operation
 
 
+def _check_instance_type(value: str | None, *, field: str) -> None:
+    """An EC2-style instance type (family.size); empty: the plan's."""
+    if value and not INSTANCE_TYPE_RE.match(value):
+        raise ValidationFailed(f"{field} must look like t3.small", field=field)
+
+
 def new_agent_key() -> str:
     return "oak_" + secrets.token_urlsafe(32)
 
@@ -185,9 +190,10 @@ def instance_create(
     actor = actor or principal.actor
     if principal.instance_scope is not None:
         raise Forbidden("an instance-scoped token cannot create instances")
+    problem = instance_id_problem(instance_id)
+    if problem is not None:
+        raise ValidationFailed(problem, field="instance_id")
     labels = _validate_labels(labels)
-    if instance_id in RESERVED_INSTANCE_IDS:
-        raise ValidationFailed(f"{instance_id!r} is reserved; choose another instance_id", field="instance_id")
     region_id = region or settings.DEFAULT_REGION
 
     blueprint = blueprint_visible(tenant=principal.tenant).filter(name=blueprint_name).first()
@@ -334,8 +340,7 @@ def instance_resize(
             raise ValidationFailed(f"no available instance plan {plan_id!r}", field="plan_id")
         params = {"plan_id": plan.pk, "instance_type": plan.instance_type}
     else:
-        if not INSTANCE_TYPE_RE.match(new_instance_type):
-            raise ValidationFailed("new_instance_type must look like t3.large", field="new_instance_type")
+        _check_instance_type(new_instance_type, field="new_instance_type")
         params = {"instance_type": new_instance_type}
     if params["instance_type"] == instance.instance_type and params.get("plan_id", instance.plan_id) == instance.plan_id:
         raise InvalidState(f"{instance.instance_id} is already {instance.instance_type}")
@@ -748,6 +753,7 @@ def _refuse_command(command, *, field: str) -> None:
 def blueprint_create(*, principal: Principal, name: str, actor: Actor | None = None, **fields: Any) -> Blueprint:
     if principal.instance_scope is not None:
         raise Forbidden("an instance-scoped token cannot manage blueprints")
+    _check_instance_type(fields.get("instance_type"), field="instance_type")
     _refuse_command(fields.get("command"), field="command")
     if blueprint_visible(tenant=principal.tenant).filter(name=name).exists():
         raise Conflict(f"a blueprint named {name!r} exists (built-in names are reserved)")
@@ -771,6 +777,7 @@ def _own_blueprint(principal: Principal, blueprint: Blueprint) -> None:
 @transaction.atomic
 def blueprint_update(*, principal: Principal, blueprint: Blueprint, fields: dict[str, Any]) -> Blueprint:
     _own_blueprint(principal, blueprint)
+    _check_instance_type(fields.get("instance_type"), field="instance_type")
     if "command" in fields:
         _refuse_command(fields["command"], field="command")
     blueprint = Blueprint.objects.select_for_update(of=("self",)).get(pk=blueprint.pk)

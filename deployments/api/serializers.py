@@ -6,7 +6,8 @@ from instances.models import BLUEPRINT_NAME_PATTERN
 from orchestrio.api.strict import BodySerializer
 from orchestrio.models import SLUG_PATTERN
 
-from ..services import NAME_MESSAGE as DEPLOYMENT_NAME_MESSAGE, NAME_RE as DEPLOYMENT_NAME_RE, webhook_url
+from ..choices import DeploymentEnvironment
+from ..services import NAME_MAX_LENGTH, NAME_MESSAGE, webhook_url
 
 
 class DeploymentStepSerializer(serializers.Serializer):
@@ -54,9 +55,9 @@ class DeploymentSerializer(serializers.Serializer):
 
 
 class DeploymentCreateSerializer(BodySerializer):
-    name = serializers.RegexField(DEPLOYMENT_NAME_RE.pattern, max_length=50, error_messages={"invalid": DEPLOYMENT_NAME_MESSAGE})
+    name = serializers.CharField(max_length=NAME_MAX_LENGTH, help_text=NAME_MESSAGE + " (checked by the service).")
     blueprint_name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63, default="OpenClaw")
-    environment = serializers.ChoiceField(choices=["production", "staging", "development"], default="production")
+    environment = serializers.CharField(default=DeploymentEnvironment.PRODUCTION, help_text="One of " + ", ".join(DeploymentEnvironment.values) + " (checked by the service).")
     region = serializers.CharField(max_length=16, required=False, allow_null=True, default=None)
     plan_id = serializers.RegexField(SLUG_PATTERN, max_length=63, default="openclaw-basic")
     config = serializers.DictField(required=False, default=dict)
