@@ -35,7 +35,7 @@ def setup() -> None:
 
     if connection.vendor == "postgresql":
         from billing import catalogue as billing_catalogue
-        from billing.models import SubscriptionPlan
+        from orchestrio.models import SubscriptionPlan
         from instances import catalogue as instance_catalogue
         from instances.models import Blueprint, InstancePlan, Region
 
@@ -47,7 +47,7 @@ def setup() -> None:
 def tenant_with_token(**plan_changes) -> tuple:
     """The benchmarks' tenant ("bench", on the Team plan changed by `plan_changes`) and an owner's
     API token for it (plaintext)."""
-    from billing.models import SubscriptionPlan
+    from orchestrio.models import SubscriptionPlan
     from orchestrio import services
     from orchestrio.tenancy import Actor, Principal
 

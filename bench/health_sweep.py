@@ -34,7 +34,7 @@ def main() -> None:
 
     from django.conf import settings
 
-    from billing.models import SubscriptionPlan
+    from orchestrio.models import SubscriptionPlan
     from instances.jobs import health_sweep
     from instances.models import Blueprint, Instance
     from orchestrio.crypto import encrypt

@@ -4,17 +4,7 @@ from orchestrio.admin import AuditedModelAdmin, staff_actor
 from orchestrio.errors import DomainError
 
 from . import alerts
-from .models import AlertAttempt, AlertConfig, AlertDelivery, StripeEvent, Subscription, SubscriptionPlan, UsageCounter
-
-
-@admin.register(SubscriptionPlan)
-class SubscriptionPlanAdmin(AuditedModelAdmin):
-    list_display = [
-        "id", "name", "price_cents_per_month", "stripe_price_id", "max_instances", "max_running_instances",
-        "executions_per_month", "api_requests_per_minute", "max_tokens", "is_public",
-    ]  # fmt: skip
-    list_filter = ["is_public", "feature_custom_domains", "feature_oidc_gateway"]
-    search_fields = ["id", "name", "stripe_price_id"]
+from .models import AlertAttempt, AlertConfig, AlertDelivery, StripeEvent, Subscription, UsageCounter
 
 
 @admin.register(Subscription)

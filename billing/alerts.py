@@ -20,16 +20,18 @@ from datetime import timedelta
 import httpx
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from orchestrio import crypto, outbound
 from orchestrio.errors import InvalidState, NotFound, ValidationFailed
+from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
+from orchestrio.quotas import current_period, executing_tenants, executions_used
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
 
-from .models import AlertAttempt, AlertConfig, AlertDelivery
+from .models import AlertAttempt, AlertConfig, AlertDelivery, QuotaAlertMark
 
 logger = logging.getLogger(__name__)
 
@@ -249,3 +251,24 @@ def delivery_for(tenant, delivery_id: str) -> AlertDelivery:
     if delivery is None:
         raise NotFound(f"no alert delivery {delivery_id!r} in this tenant")
     return delivery
+
+
+def quota_alerts() -> int:
+    """Alert tenants at 80% and 100% of their monthly executions, once per period each. Looks at
+    tenants with executions since yesterday (the others' usage did not move)."""
+    active = executing_tenants(timezone.now() - timedelta(days=1))
+    sent = 0
+    for tenant in Tenant.objects.filter(pk__in=active, plan__executions_per_month__isnull=False).select_related("plan"):
+        start, end = current_period(tenant.pk)
+        quota = tenant.plan.executions_per_month
+        used = executions_used(tenant.pk, start, end)
+        for threshold in (80, 100):
+            if quota and used * 100 >= quota * threshold:
+                try:
+                    with transaction.atomic():
+                        QuotaAlertMark.objects.create(tenant=tenant, period_start=start, threshold=threshold)
+                        emit(tenant.pk, f"quota.{threshold}", {"executions": used, "quota": quota, "period_start": start, "period_end": end})
+                        sent += 1
+                except IntegrityError:
+                    continue
+    return sent

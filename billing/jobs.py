@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from . import alerts
 from .metering import flush_usage as _flush_usage
-from .quotas import quota_alerts
 
 
 def flush_usage() -> dict:
     """Move metered executions into the database, then send quota alerts that are due."""
     flushed = _flush_usage()
-    return {"flushed": flushed, "quota_alerts": quota_alerts()}
+    return {"flushed": flushed, "quota_alerts": alerts.quota_alerts()}
 
 
 def deliver_alert(delivery_id: str) -> str:

@@ -1,62 +1,10 @@
-"""Subscription plans (data, editable in the admin) and, later, subscriptions and usage."""
+"""Subscriptions, usage, Stripe events and alerts (the plans themselves are the core's:
+orchestrio.models.SubscriptionPlan)."""
 
 from __future__ import annotations
 
-from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
-
-
-class SubscriptionPlan(models.Model):
-    """What a tenant may do: limits and features. `None` in a limit means unlimited."""
-
-    id = models.CharField(
-        "plan id", primary_key=True, max_length=32, validators=[RegexValidator(r"^[a-z0-9][a-z0-9-]*$")]
-    )
-    name = models.CharField(max_length=64)
-    description = models.CharField(max_length=255, blank=True)
-    price_cents_per_month = models.PositiveIntegerField(default=0)
-    stripe_price_id = models.CharField(max_length=255, blank=True, help_text="Stripe Price id for Checkout.")
-    max_instances = models.PositiveIntegerField(null=True, blank=True, help_text="Live instances (any state).")
-    max_running_instances = models.PositiveIntegerField(null=True, blank=True)
-    executions_per_month = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: unlimited.")
-    api_requests_per_minute = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Per-caller ceiling across all endpoints."
-    )
-    max_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Active API tokens.")
-    max_deployments = models.PositiveIntegerField(null=True, blank=True)
-    feature_custom_domains = models.BooleanField(default=False)
-    feature_oidc_gateway = models.BooleanField(default=False)
-    feature_deployment_rollback = models.BooleanField(default=False)
-    feature_hibernation = models.BooleanField(default=False)
-    is_public = models.BooleanField(default=True, help_text="Listed in the public catalogue.")
-    sort_order = models.PositiveSmallIntegerField(default=0)
-
-    class Meta:
-        ordering = ["sort_order", "id"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def limits(self) -> dict:
-        return {
-            "instances": self.max_instances,
-            "running_instances": self.max_running_instances,
-            "executions_per_month": self.executions_per_month,
-            "api_requests_per_minute": self.api_requests_per_minute,
-            "tokens": self.max_tokens,
-            "deployments": self.max_deployments,
-        }
-
-    @property
-    def features(self) -> dict:
-        return {
-            "custom_domains": self.feature_custom_domains,
-            "oidc_gateway": self.feature_oidc_gateway,
-            "deployment_rollback": self.feature_deployment_rollback,
-            "hibernation": self.feature_hibernation,
-        }
 
 
 class UsageCounter(models.Model):

@@ -9,10 +9,13 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from orchestrio.quotas import current_period, executions_used
+from tasks.models import Task
+
 from instances.choices import InstanceState as S
 
 from .metering import pending_counts
-from .quotas import current_period, executions_used
+from .models import Subscription, UsageCounter
 
 # States in which an instance holds a machine that costs money.
 BILLABLE_STATES = frozenset({S.PROVISIONING, S.RUNNING, S.STARTING, S.STOPPING, S.SUSPENDING, S.RESUMING, S.RESIZING})
@@ -69,9 +72,6 @@ def usage_current(tenant) -> dict:
 
 def instance_usage(instance, days: int) -> dict:
     """A daily series (UTC days) of executions and instance-hours for one instance."""
-    from billing.models import UsageCounter
-    from tasks.models import Task
-
     today = timezone.now().astimezone(dt_timezone.utc).date()
     first = today - timedelta(days=days - 1)
     start = datetime.combine(first, time.min, tzinfo=dt_timezone.utc)
@@ -97,3 +97,31 @@ def instance_usage(instance, days: int) -> dict:
         "daily": daily,
         "totals": {"executions": sum(d["executions"] for d in daily), "instance_hours": round(sum(d["instance_hours"] for d in daily), 3)},
     }
+
+
+def subscription_status(tenant) -> str:
+    """The tenant's subscription status as the API shows it ("none" without a subscription)."""
+    subscription = Subscription.objects.filter(tenant=tenant).only("status").first()
+    return subscription.status if subscription else "none"
+
+
+def subscription_period(tenant_id: str):
+    """The Stripe subscription's current period, if it has one and now is in it (else None: the
+    core's quotas use the calendar month)."""
+    subscription = Subscription.objects.filter(tenant_id=tenant_id).only("current_period_start", "current_period_end").first()
+    now = timezone.now()
+    if subscription and subscription.current_period_start and subscription.current_period_end and subscription.current_period_start <= now < subscription.current_period_end:
+        return subscription.current_period_start, subscription.current_period_end
+    return None
+
+
+def proxied_executions(tenant_id: str, start: datetime, end: datetime) -> int:
+    """Proxied gateway/tunnel requests in [start, end): counted in UsageCounter, and those not
+    flushed from Redis yet."""
+    proxied = UsageCounter.objects.filter(tenant_id=tenant_id, kind="executions", day__gte=start.date(), day__lt=end.date()).aggregate(n=Sum("count"))["n"] or 0
+    return proxied + pending_counts(tenant_id, start.date(), end.date())
+
+
+def proxied_tenants(since: datetime) -> set[str]:
+    """Tenants with proxied requests counted since `since` (whole days)."""
+    return set(UsageCounter.objects.filter(day__gte=since.date()).values_list("tenant_id", flat=True))

@@ -10,12 +10,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from orchestrio.errors import BadRequest, InvalidState, ServiceUnavailable, ValidationFailed
-from orchestrio.models import Tenant
+from orchestrio.models import SubscriptionPlan, Tenant
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
 from . import alerts
-from .models import StripeEvent, Subscription, SubscriptionPlan
+from .models import StripeEvent, Subscription
 from .stripe_client import call, client
 
 logger = logging.getLogger(__name__)

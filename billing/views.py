@@ -13,9 +13,10 @@ from orchestrio.errors import DomainError
 from orchestrio.http import carries_secret
 from orchestrio.selectors import over_limits, tenant_usage
 from orchestrio.views import console_view, domain_error_message
+from orchestrio.models import SubscriptionPlan
 
 from . import alerts, services
-from .models import AlertConfig, AlertDelivery, Subscription, SubscriptionPlan
+from .models import AlertConfig, AlertDelivery, Subscription
 from .selectors import usage_current
 from .stripe_client import configured
 

@@ -12,3 +12,4 @@ class DeploymentsConfig(AppConfig):
 
         hooks.on_machine_started(services.deployment_reapply_secrets)
         hooks.on_instance_running(services.deployment_instance_running)
+        hooks.on_reconcile(services.reconcile_deployments)

@@ -345,3 +345,23 @@ def tls_allowed(name: str) -> bool:
         label = name[: -len(base)]
         return "." not in label and Instance.objects.filter(instance_id=label, destroyed_at__isnull=True).exists()
     return CustomDomain.objects.filter(domain=name, status=DomainStatus.ACTIVE, removed_at__isnull=True).exists()
+
+
+def instance_destroying(instance: Instance) -> None:
+    """The instances app's `instance_destroying` hook: the instance's custom domain stops being
+    served (and certified) from now on."""
+    CustomDomain.objects.filter(instance=instance, removed_at__isnull=True).update(status=DomainStatus.REMOVING, updated_at=timezone.now())
+
+
+def instance_destroyed(instance: Instance) -> None:
+    """The instances app's `instance_destroyed` hook: the instance's custom domain is removed."""
+    CustomDomain.objects.filter(instance=instance, removed_at__isnull=True).update(removed_at=timezone.now(), updated_at=timezone.now())
+
+
+def instance_for_host(host: str) -> str | None:
+    """The gateway's `instance_for_host` hook: the instance an active custom domain serves."""
+    return (
+        CustomDomain.objects.filter(domain=host, status=DomainStatus.ACTIVE, removed_at__isnull=True)
+        .values_list("instance__instance_id", flat=True)
+        .first()
+    )

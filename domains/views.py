@@ -46,7 +46,7 @@ def instance_domain(request, instance_id: str):
             _errors_to_form(form, exc)
         else:
             messages.success(request, "Domain attached: create the DNS records below.")
-            return redirect("domains:domain", instance_id=instance_id)
+            return redirect("instances:domain", instance_id=instance_id)
     context = {"instance": instance, "domain": current, "form": form, "records": domains.dns_records(current) if current else []}
     return render(request, "domains/domain.html", context)
 
@@ -73,4 +73,4 @@ def instance_domain_action(request, instance_id: str, action: str):
             raise Http404("no such action")
     except DomainError as exc:
         domain_error_message(request, exc)
-    return redirect("domains:domain", instance_id=instance_id)
+    return redirect("instances:domain", instance_id=instance_id)

@@ -6,4 +6,9 @@ class GatewayConfig(AppConfig):
     verbose_name = "Gateway"
 
     def ready(self):
+        from instances import pages
+
         from . import origin  # noqa: F401 - registers the origin layout's startup checks
+        from . import views
+
+        pages.register(route="gateway", view=views.instance_gateway, name="gateway", tab="Gateway")

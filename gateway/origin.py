@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import checks
 
+from instances import hooks
 from instances.hostnames import is_instance_label
 from orchestrio.middleware import _host_without_port
 
@@ -105,14 +106,7 @@ def classify(host_header: str) -> Origin:
         # no instance's answers 404 rather than fall through to console pages.
         label = host[: -len(base) - 1] if host != base else ""
         return Origin(Site.INSTANCE, label) if is_instance_label(label) else NO_INSTANCE
-    from domains.choices import DomainStatus
-    from domains.models import CustomDomain
-
-    instance_id = (
-        CustomDomain.objects.filter(domain=host, status=DomainStatus.ACTIVE, removed_at__isnull=True)
-        .values_list("instance__instance_id", flat=True)
-        .first()
-    )
+    instance_id = hooks.instance_for_host(host)  # a custom domain (the domains app)
     return Origin(Site.INSTANCE, instance_id) if instance_id else CONSOLE
 
 

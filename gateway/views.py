@@ -10,7 +10,6 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef
 from django.views.decorators.csrf import csrf_exempt
 
-from billing.metering import record_execution
 from instances.choices import InstanceState
 from instances.models import Instance, gateway_url
 from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
@@ -18,8 +17,9 @@ from orchestrio.db import CompiledQuery
 from orchestrio.api.exceptions import json_errors
 from orchestrio.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from orchestrio.longpoll import proxy_slot
+from orchestrio.quotas import execution_quota_check_proxied
 
-from . import paths, proxy
+from . import hooks, paths, proxy
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
 from .models import GatewayPolicy
 
@@ -83,15 +83,13 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
             raise TooManyRequests(f"{AUTH_FAILURE_DETAIL}; retry after {throttled.reset} seconds", retry_after=throttled.reset) from exc
         raise Unauthorized("; ".join(exc.reasons), challenge='Bearer realm="gateway", error="invalid_token"') from exc
     _refuse_if_rate_limited(request, caller)
-    from billing.quotas import execution_quota_check_proxied
-
     execution_quota_check_proxied(
         tenant_id=instance.tenant_id, plan_id=instance.tenant_plan_id, plan_name=instance.tenant_plan_name, quota=instance.executions_per_month
     )
     if instance.state != InstanceState.RUNNING:
         raise Conflict(f"{instance_id} is {instance.state}, not running")
     release = proxy_slot(tenant_id=instance.tenant_id)
-    record_execution(instance.tenant_id, instance.pk)
+    hooks.request_proxied(instance.tenant_id, instance.pk)
     return proxy.forward(request, instance, upstream_path, caller, on_close=release)
 
 

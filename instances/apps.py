@@ -6,8 +6,14 @@ class InstancesConfig(AppConfig):
     verbose_name = "Instances"
 
     def ready(self) -> None:
+        from orchestrio import hooks
         from orchestrio.health import register_detail
+        from orchestrio.metrics import register_database_figures
 
+        from . import metrics, selectors
         from .providers.sandbox import sandbox_report
 
         register_detail("sandbox", sandbox_report)
+        register_database_figures(metrics.database_figures)
+        hooks.on_tenant_usage(selectors.instance_counts)
+        hooks.provide("instance_exists", selectors.instance_exists)

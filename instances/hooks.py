@@ -8,6 +8,18 @@
 - `instance_running(instance)`: an operation has just finished with the instance running and
   healthy (create, start, restart, resume, a resize that restarts it; in its job, or in the
   readiness sweep). Whoever waits for an instance to run, with no worker held, resumes here.
+- `instance_destroying(instance)`: a destroy has just been accepted, inside its transaction (the
+  instance row is locked). Whoever serves something for the instance stops here (the domains app:
+  its custom domain stops being served and certified). A failure rolls the destroy back.
+- `instance_destroyed(instance)`: the destroy has finished, inside the transaction that records
+  it. Whoever keeps rows for the instance ends them here. A failure rolls the finish back (the
+  job runs it again).
+- `reconcile(summary)`: the reconciler's pass (instances.reconciler.reconcile_all), after the
+  instances app has reconciled its operations and machines, under the reconciler's singleton.
+  Each listener adds its corrections to `summary`; it runs in the order registered.
+- `instance_for_host(host)`: the id of the instance a host name outside BASE_DOMAIN serves, or
+  None (the domains app: an active custom domain). The gateway routes by it; the first resolver
+  that knows the name wins, and with none the host is the console's.
 """
 
 from __future__ import annotations
@@ -62,3 +74,56 @@ def instance_running(instance) -> list[str]:
         if note:
             notes.append(note)
     return notes
+
+
+_instance_destroying: list[Callable] = []
+_instance_destroyed: list[Callable] = []
+_reconcile: list[Callable] = []
+
+
+def _register(registry: list[Callable], func: Callable) -> Callable:
+    if func not in registry:
+        registry.append(func)
+    return func
+
+
+def on_instance_destroying(func: Callable) -> Callable:
+    return _register(_instance_destroying, func)
+
+
+def instance_destroying(instance) -> None:
+    for func in _instance_destroying:
+        func(instance)
+
+
+def on_instance_destroyed(func: Callable) -> Callable:
+    return _register(_instance_destroyed, func)
+
+
+def instance_destroyed(instance) -> None:
+    for func in _instance_destroyed:
+        func(instance)
+
+
+def on_reconcile(func: Callable) -> Callable:
+    return _register(_reconcile, func)
+
+
+def reconcile(summary: dict) -> None:
+    for func in _reconcile:
+        func(summary)
+
+
+_host_resolvers: list[Callable] = []
+
+
+def on_instance_for_host(func: Callable) -> Callable:
+    return _register(_host_resolvers, func)
+
+
+def instance_for_host(host: str) -> str | None:
+    for func in _host_resolvers:
+        instance_id = func(host)
+        if instance_id:
+            return instance_id
+    return None

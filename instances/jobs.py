@@ -25,19 +25,16 @@ from .choices import ErrorCode, InstanceState, OperationKind, OperationStatus
 from .health import probe_many, probe_until
 from .models import Instance, Operation
 from .providers import MachineState, ProviderError, get_provider, spec_for
+from .reconciler import reconcile_all
 
 logger = logging.getLogger(__name__)
-
-
-def operation_lease_name(operation_id: int) -> str:
-    return f"operation:{operation_id}"
 
 
 def run_operation(operation_id: int) -> str:
     operation = Operation.objects.filter(pk=operation_id).first()
     if operation is None or operation.is_finished:
         return "nothing to do"
-    with lease(operation_lease_name(operation_id), settings.OPERATION_LEASE_SECONDS):
+    with lease(services.operation_lease_name(operation_id), settings.OPERATION_LEASE_SECONDS):
         operation = services.operation_begin(operation=operation)
         if operation is None:
             return "nothing to do"
@@ -281,6 +278,4 @@ def readiness_sweep() -> dict:
 
 
 def reconcile() -> dict:
-    from .reconciler import reconcile_all
-
     return reconcile_all()

@@ -23,7 +23,7 @@ from orchestrio.queue import job_is_alive, lease_alive, singleton
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
 
-from . import services
+from . import hooks, services
 from .choices import UNFINISHED_OPERATION_STATUSES, ErrorCode, InstanceState, OperationStatus
 from .lifecycle import TRANSITIONAL_STATES
 from .models import Instance, Operation, Region
@@ -41,12 +41,7 @@ def reconcile_all() -> dict:
         summary = {"requeued": 0, "worker_lost": 0, "wedged": 0, "machines_lost": 0, "orphans": [], "orphans_terminated": 0, "errors": []}
         reconcile_operations(summary)
         reconcile_machines(summary)
-        from tasks.reconciler import reconcile_tasks
-
-        from deployments.services import reconcile_deployments
-
-        reconcile_tasks(summary)
-        reconcile_deployments(summary)
+        hooks.reconcile(summary)  # tasks, deployments: whatever the apps built on instances keep honest
         record_reconcile(summary)
         if any(summary[key] for key in ("requeued", "worker_lost", "wedged", "machines_lost", "orphans", "errors", "tasks_requeued", "tasks_lost")):
             logger.warning("reconciler corrections: %s", summary)
@@ -54,8 +49,6 @@ def reconcile_all() -> dict:
 
 
 def reconcile_operations(summary: dict) -> None:
-    from .jobs import operation_lease_name
-
     now = timezone.now()
     wedged_before = now - timedelta(seconds=settings.OPERATION_WEDGED_SECONDS)
     lease_grace = timedelta(seconds=settings.OPERATION_LEASE_SECONDS)
@@ -85,7 +78,7 @@ def reconcile_operations(summary: dict) -> None:
             started = op.started_at or op.created_at
             if now - started < lease_grace:
                 continue
-            alive = lease_alive(operation_lease_name(op.pk))
+            alive = lease_alive(services.operation_lease_name(op.pk))
             if alive is False:
                 _requeue_or_fail(op, "its worker stopped while running it", summary)
 

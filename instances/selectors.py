@@ -6,7 +6,11 @@ from orchestrio.db import CompiledQuery, model_fields, model_loader
 
 from .choices import UNFINISHED_OPERATION_STATUSES, InstanceState
 from .models import Blueprint, Instance, Operation
-from domains.models import CustomDomain
+
+# The record shows the instance's live custom domain: the domains app's rows, read through the
+# reverse relation its model declares on Instance (`custom_domains`), as Django reads any reverse
+# relation, without this app importing the domains app (docs/architecture.md).
+CustomDomain = Instance.custom_domains.rel.related_model
 
 # States that hold a running machine (or are about to), for the plan's running-instance limit.
 # Suspended and stopped instances count against the instance limit only.

@@ -24,18 +24,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billing import alerts
 from orchestrio import crypto
 from orchestrio.errors import Conflict, DomainError, Forbidden, InvalidState, NotFound, UpstreamError, UpstreamTimeout, ValidationFailed
+from orchestrio.hooks import tenant_event, tenant_events
 from orchestrio.limits import limit_check
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record, activity_record_many
 from orchestrio.tenancy import Actor, Principal
-from domains.choices import DomainStatus
-from domains.models import CustomDomain
 
-from . import lifecycle
+from . import hooks, lifecycle
 from .choices import (
     SUPPORTED_PROVIDER_APIS,
     UNFINISHED_OPERATION_STATUSES,
@@ -310,8 +308,7 @@ def operation_accept(
     operation = _operation_create(locked, kind, actor, params)
     lifecycle.transition(locked, entered)
     if kind == OperationKind.DESTROY:
-        # Its custom domain stops being served (and certified) from now on.
-        CustomDomain.objects.filter(instance=locked, removed_at__isnull=True).update(status=DomainStatus.REMOVING, updated_at=timezone.now())
+        hooks.instance_destroying(locked)  # e.g. its custom domain stops being served from now on
     verb = f"{rule.verb} retried" if retry else f"{rule.verb} accepted"
     log_append(locked, "accepted", f"{verb}{': ' + note if note else ''} (requested by {actor.label})", operation=operation)
     data = {"operation": operation.pk, **{k: v for k, v in params.items() if k != "previous_state"}, **(audit or {})}
@@ -491,6 +488,12 @@ def _agent_set_key(instance: Instance, new_key: str, *, earlier: str) -> None:
 # --- called by jobs ----------------------------------------------------------------------------
 
 
+def operation_lease_name(operation_id: int) -> str:
+    """The lease a worker holds while it runs the operation (jobs.run_operation); the reconciler
+    reads it to tell a live run from a dead worker's."""
+    return f"operation:{operation_id}"
+
+
 def operation_begin(*, operation: Operation) -> Operation | None:
     """Mark the operation running (counting the attempt). None when it already finished."""
     with transaction.atomic():
@@ -592,7 +595,7 @@ def operation_succeed(*, operation: Operation, to_state: str, message: str) -> b
     _finish_operation(op, OperationStatus.SUCCEEDED)
     log_append(instance, "done", message, operation=op)
     if to_state == InstanceState.DESTROYED:
-        CustomDomain.objects.filter(instance=instance, removed_at__isnull=True).update(removed_at=timezone.now(), updated_at=timezone.now())
+        hooks.instance_destroyed(instance)
         activity_record(actor=Actor.system(), action="instance.destroyed", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"operation": op.pk})
     return True
 
@@ -606,7 +609,7 @@ def operation_fail(*, operation: Operation, code: str, message: str, actor: Acto
     _finish_operation(op, OperationStatus.FAILED, code=code, message=message)
     if instance.state not in (InstanceState.DESTROYED, InstanceState.ERROR):
         lifecycle.transition(instance, InstanceState.ERROR, error_message=message)
-        alerts.emit(instance.tenant_id, "instance.error", {"instance_id": instance.instance_id, "operation": op.kind, "error_code": code, "error_message": message})
+        tenant_event(instance.tenant_id, "instance.error", {"instance_id": instance.instance_id, "operation": op.kind, "error_code": code, "error_message": message})
     elif instance.state == InstanceState.ERROR:
         instance.error_message = message
         instance.save(update_fields=["error_message", "updated_at"])
@@ -721,7 +724,7 @@ def _health_changes(changes: list[tuple[dict, str, int]], now) -> None:
         )
     for (status, failures), pks in changed.items():
         Instance.objects.filter(pk__in=pks).update(health_status=status, health_failures=failures, last_health_check=now, updated_at=timezone.now())
-    alerts.emit_many(raised)
+    tenant_events(raised)
     log_append_many(lines)
     activity_record_many(events)
 
@@ -820,7 +823,7 @@ def instance_mark_machine_lost(*, instance: Instance, code: str, message: str, a
         return False
     previous = locked.state
     lifecycle.transition(locked, InstanceState.ERROR, error_message=message)
-    alerts.emit(locked.tenant_id, "instance.error", {"instance_id": locked.instance_id, "error_code": code, "error_message": message})
+    tenant_event(locked.tenant_id, "instance.error", {"instance_id": locked.instance_id, "error_code": code, "error_message": message})
     log_append(locked, "reconciler", message, level=LogLevel.ERROR)
     activity_record(
         actor=actor, action="instance.machine_lost", tenant=locked.tenant_id, object_type="instance",

@@ -1,9 +1,6 @@
 from django.urls import path
 
-from gateway import views as gateway_views
-from tasks import views as task_views
-
-from . import views
+from . import pages, views
 
 app_name = "instances"
 
@@ -13,7 +10,6 @@ urlpatterns = [
     path("<str:instance_id>", views.instance_detail, name="detail"),
     path("<str:instance_id>/destroy", views.instance_destroy, name="destroy"),
     path("<str:instance_id>/config", views.instance_config, name="config"),
-    path("<str:instance_id>/tasks", task_views.instance_tasks, name="tasks"),
-    path("<str:instance_id>/gateway", gateway_views.instance_gateway, name="gateway"),
+    *pages.urlpatterns(),  # the pages other apps add (tasks, gateway, domain): before the catch-all
     path("<str:instance_id>/<str:verb>", views.instance_action, name="action"),
 ]

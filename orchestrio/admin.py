@@ -8,7 +8,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.forms.models import model_to_dict
 
 from . import services
-from .models import ActivityEvent, ApiToken, Membership, Tenant
+from .models import ActivityEvent, ApiToken, Membership, SubscriptionPlan, Tenant
 from .tenancy import Actor, client_ip
 
 admin.site.site_header = "Orchestrio support"
@@ -76,6 +76,16 @@ def _jsonable(values: dict) -> dict:
         else:
             out[key] = str(value)
     return out
+
+
+@admin.register(SubscriptionPlan)
+class SubscriptionPlanAdmin(AuditedModelAdmin):
+    list_display = [
+        "id", "name", "price_cents_per_month", "stripe_price_id", "max_instances", "max_running_instances",
+        "executions_per_month", "api_requests_per_minute", "max_tokens", "is_public",
+    ]  # fmt: skip
+    list_filter = ["is_public", "feature_custom_domains", "feature_oidc_gateway"]
+    search_fields = ["id", "name", "stripe_price_id"]
 
 
 class MembershipInline(admin.TabularInline):

@@ -27,7 +27,6 @@ import redis
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.db import DatabaseError
-from django.db.models import Count
 from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -189,16 +188,11 @@ class FleetCollector:
             )
 
     def _from_database(self):
-        from instances.choices import HealthStatus, InstanceState, OperationKind, OperationStatus
-        from instances.models import Instance, Operation
-        from tasks.choices import TaskStatus
-        from tasks.models import Task
-
+        """The figures the apps read from the database (`register_database_figures`), after all
+        their queries answered: `orchestrio_database_up` is 0 when one did not."""
         up = GaugeMetricFamily("orchestrio_database_up", "1 when the database answered this scrape.")
         try:
-            operations = list(Operation.objects.order_by().values_list("kind", "status").annotate(n=Count("pk")))
-            tasks = list(Task.objects.order_by().values_list("status").annotate(n=Count("pk")))
-            instances = list(Instance.objects.order_by().values_list("state", "health_status").annotate(n=Count("pk")))
+            families = [family for func in _database_figures for family in func()]
         except DatabaseError as exc:
             logger.warning("metrics: database unavailable: %s", exc)
             up.add_metric([], 0)
@@ -206,36 +200,18 @@ class FleetCollector:
             return
         up.add_metric([], 1)
         yield up
+        yield from families
 
-        # Every known label value is reported, 0 included, so an alert never waits for a series.
-        by_kind_status = {(kind, status): 0 for kind in OperationKind.values for status in OperationStatus.values}
-        for kind, status, n in operations:
-            by_kind_status[(kind, status)] = n
-        family = GaugeMetricFamily("orchestrio_operations", "Lifecycle operations by kind and status.", labels=["kind", "status"])
-        for labels, n in by_kind_status.items():
-            family.add_metric(list(labels), n)
-        yield family
 
-        by_status = dict.fromkeys(TaskStatus.values, 0) | dict(tasks)
-        family = GaugeMetricFamily("orchestrio_tasks", "Tasks by status.", labels=["status"])
-        for status, n in by_status.items():
-            family.add_metric([status], n)
-        yield family
+# Functions returning metric families read from the database, registered by the apps in their
+# AppConfig.ready (the instances app: operations, instances; tasks: tasks). Each reads all it
+# needs before it returns (a DatabaseError is raised then, not while yielding).
+_database_figures: list = []
 
-        by_state = dict.fromkeys(InstanceState.values, 0)
-        by_health = dict.fromkeys(HealthStatus.values, 0)
-        for state, health, n in instances:
-            by_state[state] = by_state.get(state, 0) + n
-            if state == InstanceState.RUNNING:
-                by_health[health] = by_health.get(health, 0) + n
-        family = GaugeMetricFamily("orchestrio_instances", "Instances by state.", labels=["state"])
-        for state, n in by_state.items():
-            family.add_metric([state], n)
-        yield family
-        family = GaugeMetricFamily("orchestrio_running_instances_health", "Running instances by their last health status.", labels=["health"])
-        for health, n in by_health.items():
-            family.add_metric([health], n)
-        yield family
+
+def register_database_figures(func) -> None:
+    if func not in _database_figures:
+        _database_figures.append(func)
 
 
 # --- The endpoint -------------------------------------------------------------------------------

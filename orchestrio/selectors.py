@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from . import hooks
 from .models import ApiToken, Tenant
 
 
@@ -18,9 +19,7 @@ def api_token_active_count(*, tenant: Tenant) -> int:
 
 
 def tenant_usage(*, tenant: Tenant) -> dict[str, int]:
-    from instances.selectors import instance_counts
-
-    return {**instance_counts(tenant=tenant), "tokens": api_token_active_count(tenant=tenant)}
+    return {**hooks.tenant_usage(tenant), "tokens": api_token_active_count(tenant=tenant)}
 
 
 def over_limits(*, tenant: Tenant, usage: dict | None = None) -> list[dict]:

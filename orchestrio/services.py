@@ -15,11 +15,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import roles, tokens
+from . import hooks, roles, tokens
 from .choices import ActorType, Role
 from .errors import Conflict, Forbidden, ValidationFailed
 from .limits import limit_check
-from .models import ActivityEvent, ApiToken, Membership, Tenant
+from .models import ActivityEvent, ApiToken, Membership, SubscriptionPlan, Tenant
 from .tenancy import Actor, Principal
 
 logger = logging.getLogger(__name__)
@@ -98,8 +98,6 @@ def tenant_create(
     actor: Actor,
 ) -> Tenant:
     """Create a tenant and its owner (a new user, or an existing one by email)."""
-    from billing.models import SubscriptionPlan
-
     plan = SubscriptionPlan.objects.filter(pk=plan_id).first()
     if plan is None:
         raise ValidationFailed(f"unknown plan {plan_id!r}", field="plan")
@@ -161,9 +159,7 @@ def api_token_create(
             field="expires_in_days",
         )
     if instance_id is not None:
-        from instances.selectors import instance_exists
-
-        if not instance_exists(tenant=principal.tenant, instance_id=instance_id):
+        if not hooks.instance_exists(tenant=principal.tenant, instance_id=instance_id):
             raise ValidationFailed(f"no instance {instance_id!r} in this tenant", field="instance_id")
 
     # Lock the tenant row so two concurrent creates cannot both squeeze under the limit.

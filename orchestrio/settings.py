@@ -95,13 +95,15 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    # The apps in their layers' order (docs/architecture.md): each one's AppConfig.ready registers
+    # its hooks with the apps below it, in this order.
     "orchestrio.apps.OrchestrioConfig",
-    "billing",
     "instances",
     "tasks",
     "gateway",
     "domains",
     "deployments",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -135,6 +137,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "orchestrio.context_processors.console",
+                "instances.pages.tabs",
             ],
         },
     },

@@ -13,6 +13,7 @@ from .views import api_not_found, favicon
 api_v1 = [
     path("", include("orchestrio.api.urls")),
     path("", include("instances.api.urls")),
+    path("", include("domains.api.urls")),
     path("", include("deployments.api.urls")),
     path("", include("tasks.api.urls")),
     path("", include("gateway.api.urls")),
@@ -37,7 +38,6 @@ urlpatterns = [
     re_path(r"^tunnel/(?P<instance_id>[^/]+)(?P<path>/.*)?$", gateway_views.tunnel, name="tunnel"),
     re_path(r"^gateway/(?P<instance_id>[^/]+)/(?P<slug>[^/]+)(?P<rest>/.*)?$", gateway_views.gateway, name="gateway"),
     re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),
-    path("instances/", include("domains.urls")),
     path("instances/", include("instances.urls")),
     path("tasks/", include("tasks.urls")),
     path("deployments/", include("deployments.urls")),

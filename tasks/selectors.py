@@ -8,3 +8,12 @@ def task_list(*, tenant, instance_scope: str | None = None):
     if instance_scope is not None:
         tasks = tasks.filter(instance__instance_id=instance_scope, instance__destroyed_at__isnull=True)
     return tasks
+
+
+def task_executions(tenant_id: str, start, end) -> int:
+    """Tasks dispatched in [start, end): each is an execution of the plan's quota."""
+    return Task.objects.filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end).count()
+
+
+def task_tenants(since) -> set[str]:
+    return set(Task.objects.filter(created_at__gte=since).values_list("tenant_id", flat=True))

@@ -14,11 +14,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing import alerts
 from instances.choices import InstanceState, LogLevel
 from instances.models import Instance
 from instances.services import log_append
 from orchestrio.errors import Conflict, InvalidState, ValidationFailed
+from orchestrio.hooks import tenant_event
+from orchestrio.quotas import execution_quota_check
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
@@ -119,8 +120,6 @@ def task_dispatch(
             f"a task is already {active.status} on {locked.instance_id} ({active.task_id}, {active.operation_code}); one runs at a time",
             operation=active.summary(),
         )
-    from billing.quotas import execution_quota_check
-
     execution_quota_check(tenant_id=locked.tenant_id, plan=locked.tenant.plan)
     task = Task(
         task_id=new_task_id(),
@@ -260,7 +259,7 @@ def task_finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=
         return False
     _finish(locked, status, exit_code=exit_code, stdout=stdout, stderr=stderr, error_message=error_message)
     if status in (TaskStatus.FAILED, TaskStatus.TIMED_OUT):
-        alerts.emit(locked.tenant_id, "task.failed", {"task_id": locked.task_id, "instance_id": locked.instance.instance_id, "operation_code": locked.operation_code, "status": status, "exit_code": exit_code, "reason": error_message[:300]})
+        tenant_event(locked.tenant_id, "task.failed", {"task_id": locked.task_id, "instance_id": locked.instance.instance_id, "operation_code": locked.operation_code, "status": status, "exit_code": exit_code, "reason": error_message[:300]})
     if status != TaskStatus.SUCCEEDED:
         activity_record(
             actor=Actor.system("tasks"), action=f"task.{status}", tenant=locked.tenant_id, object_type="task", object_id=locked.task_id,

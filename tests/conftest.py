@@ -133,7 +133,7 @@ def _catalogue(request):
     if transactional:
         request.getfixturevalue("transactional_db")
         from billing import catalogue as billing_catalogue
-        from billing.models import SubscriptionPlan
+        from orchestrio.models import SubscriptionPlan
         from instances import catalogue as instance_catalogue
         from instances.models import Blueprint, InstancePlan, Region
 

@@ -5,6 +5,8 @@ from . import views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("alerts/deliveries", views.AlertDeliveryViewSet, basename="alert-delivery")
+# Under the instance's path, with the instances app's names (`api:instance-usage`).
+router.register("instances", views.InstanceUsageViewSet, basename="instance")
 
 urlpatterns = [
     path("billing/checkout", views.CheckoutView.as_view(), name="billing-checkout"),

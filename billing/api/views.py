@@ -6,13 +6,15 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from instances.api.views import InstanceScopedViewSet
+from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_403, ERR_502, ERR_503, ERR_504
 from orchestrio.api.viewsets import TenantApiView, TenantScopedViewSet
 from orchestrio.http import carries_secret
 
 from .. import alerts, services
 from ..models import AlertConfig, AlertDelivery
-from ..selectors import usage_current
+from ..selectors import instance_usage, usage_current
 from . import serializers as s
 
 class CheckoutView(TenantApiView):
@@ -122,3 +124,19 @@ class DashboardView(TenantApiView):
                 "recent_activity": ActivityEventSerializer(ActivityEvent.objects.filter(tenant=tenant)[:10], many=True).data,
             }
         )
+
+
+@extend_schema(tags=["instances"])
+class InstanceUsageViewSet(InstanceScopedViewSet):
+    """`instances/{instance_id}/usage`: an instance's metered usage."""
+
+    serializer_class = s.InstanceUsageSerializer
+    allows_scoped_tokens = {"usage"}
+
+    @extend_schema(summary="Daily executions and instance-hours", parameters=[s.UsageQuerySerializer], responses=s.InstanceUsageSerializer)
+    @action(detail=True, methods=["get"], url_path="usage")
+    def usage(self, request, instance_id=None):
+        query = s.UsageQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            raise QueryValidationError(query.errors)
+        return Response(s.InstanceUsageSerializer(instance_usage(self.get_object(), query.validated_data["days"])).data)

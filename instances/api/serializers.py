@@ -5,12 +5,13 @@ import re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from orchestrio.api.serializers import SubscriptionPlanSerializer
 from orchestrio.api.strict import BodySerializer, StrictTypesMixin
 from orchestrio.models import SLUG_PATTERN, api_datetime
 
 from .. import hostnames
 from ..choices import UNFINISHED_OPERATION_STATUSES, InstanceState, ProviderApi
-from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, Instance, LogLine, Operation
+from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 
 
 
@@ -254,3 +255,25 @@ class BlueprintValidationSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     errors = serializers.ListField(child=serializers.DictField())
     warnings = serializers.ListField(child=serializers.CharField())
+
+
+class InstancePlanSerializer(serializers.ModelSerializer):
+    plan_id = serializers.CharField(source="id")
+    price_per_hour = serializers.DecimalField(max_digits=10, decimal_places=4, coerce_to_string=True)
+
+    class Meta:
+        model = InstancePlan
+        fields = ["plan_id", "name", "instance_type", "vcpus", "memory_mib", "price_per_hour", "supports_hibernation"]
+
+
+class CatalogueSerializer(serializers.Serializer):
+    instance_plans = InstancePlanSerializer(many=True)
+    subscription_plans = SubscriptionPlanSerializer(many=True)
+
+
+class RegionSerializer(serializers.ModelSerializer):
+    available = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Region
+        fields = ["id", "name", "provider", "provider_region", "available"]

@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from . import views
@@ -6,4 +7,8 @@ router = SimpleRouter(trailing_slash=False)
 router.register("instances", views.InstanceViewSet, basename="instance")
 router.register("blueprints", views.BlueprintViewSet, basename="blueprint")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("plans", views.CatalogueView.as_view(), name="plans"),
+    path("regions", views.RegionListView.as_view(), name="regions"),
+    *router.urls,
+]

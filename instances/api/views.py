@@ -4,22 +4,21 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
 from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_429_LONG_POLL, ERR_502, ERR_504
-from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
+from orchestrio.api.viewsets import PublicApiView, TenantScopedViewSet, idempotent
 from orchestrio.errors import InvalidState, NotFound, RequestTimeout, ValidationFailed
 from orchestrio.longpoll import long_poll_slot
+from orchestrio.models import SubscriptionPlan
 
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
-from ..models import Blueprint, Instance, LogLine
+from ..models import Blueprint, Instance, InstancePlan, LogLine, Region
 from ..waiting import DEAD_ENDS, wait_for_state
-from billing.api.serializers import InstanceUsageSerializer, UsageQuerySerializer
-from domains import services as domains
-from domains.api.serializers import CustomDomainRequestSerializer, CustomDomainSerializer
 
 from . import serializers as s
 
@@ -43,33 +42,15 @@ def _lifecycle_action(kind: str, summary: str):
     return extend_schema(summary=summary, request=None, responses={202: s.InstanceSerializer, 400: ERR_400, 402: ERR_402, 409: ERR_409})(routed)
 
 
-@extend_schema(tags=["instances"])
-class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class InstanceScopedViewSet(TenantScopedViewSet):
+    """Routes under `instances/{instance_id}`: the tenant's live instance, within a scoped token's
+    instance, else 404. The apps built on instances route their instance actions with it (the
+    domains app's custom domain, billing's usage)."""
+
     queryset = Instance.objects.none()  # for the schema; get_queryset scopes by tenant
-    serializer_class = s.InstanceSerializer
-    filterset_class = InstanceFilterSet
     lookup_field = "instance_id"
     lookup_value_regex = "[^/]+"
     not_found_label = "instance"
-    allows_scoped_tokens = {
-        "list", "retrieve", "destroy", "wait", "operations", "logs", "health", "runtime", "config",
-        "stop", "start", "restart", "suspend", "resume", "resize", "by_idempotency_key", "custom_domain", "usage",
-        "custom_domain_check",
-    }  # fmt: skip
-    capabilities = {
-        "destroy": "destroy", "cleanup": "destroy", "rotate_agent_key": "tokens",
-        "custom_domain": {"POST": "expose", "DELETE": "destroy"},
-    }  # fmt: skip
-    rate_classes = {
-        "create": "write", "destroy": "write", "resize": "write", "cleanup": "write", "rotate_agent_key": "write",
-        "stop": "lifecycle", "start": "lifecycle", "restart": "lifecycle", "suspend": "lifecycle", "resume": "lifecycle",
-        "custom_domain_check": "write",
-    }  # fmt: skip
-
-    def get_rate_class(self):
-        if getattr(self, "action", None) == "custom_domain":
-            return "domain_read" if self.request.method == "GET" else "write"
-        return super().get_rate_class()
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -95,13 +76,30 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         self.check_object_permissions(self.request, instance)
         return instance
 
-    def _record(self, instance) -> dict:
-        fresh = selectors.instance_get(tenant_id=instance.tenant_id, instance_id=instance.instance_id)
-        return s.InstanceSerializer(fresh or instance).data
-
     def _latest(self, instance_id: str):
         """Including destroyed instances (DELETE answers `already_deleted`, wait can see `destroyed`)."""
         return self._in_scope(instance_id, lambda instance_id: selectors.instance_latest(tenant=self.principal.tenant, instance_id=instance_id))
+
+
+@extend_schema(tags=["instances"])
+class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, InstanceScopedViewSet):
+    serializer_class = s.InstanceSerializer
+    filterset_class = InstanceFilterSet
+    allows_scoped_tokens = {
+        "list", "retrieve", "destroy", "wait", "operations", "logs", "health", "runtime", "config",
+        "stop", "start", "restart", "suspend", "resume", "resize", "by_idempotency_key",
+    }  # fmt: skip
+    capabilities = {
+        "destroy": "destroy", "cleanup": "destroy", "rotate_agent_key": "tokens",
+    }  # fmt: skip
+    rate_classes = {
+        "create": "write", "destroy": "write", "resize": "write", "cleanup": "write", "rotate_agent_key": "write",
+        "stop": "lifecycle", "start": "lifecycle", "restart": "lifecycle", "suspend": "lifecycle", "resume": "lifecycle",
+    }  # fmt: skip
+
+    def _record(self, instance) -> dict:
+        fresh = selectors.instance_get(tenant_id=instance.tenant_id, instance_id=instance.instance_id)
+        return s.InstanceSerializer(fresh or instance).data
 
     @extend_schema(summary="List live instances")
     def list(self, request, *args, **kwargs):
@@ -263,46 +261,6 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         instance = services.instance_rotate_agent_key(instance=self.get_object(), actor=self.principal.actor)
         return Response({"instance_id": instance.instance_id, "rotated_at": instance.agent_key_rotated_at})
 
-    def _domain(self, instance):
-        domain = instance.custom_domains.filter(removed_at__isnull=True).first()
-        if domain is None:
-            raise NotFound(f"{instance.instance_id} has no custom domain")
-        return domain
-
-    @extend_schema(methods=["GET"], summary="The instance's custom domain, its DNS records and status", responses={200: CustomDomainSerializer})
-    @extend_schema(
-        methods=["POST"], summary="Attach a custom domain (verified in the background)", request=CustomDomainRequestSerializer,
-        responses={202: CustomDomainSerializer, 402: ERR_402, 409: ERR_409},
-    )  # fmt: skip
-    @extend_schema(methods=["DELETE"], summary="Remove the custom domain", request=None, responses={202: CustomDomainSerializer})
-    @action(detail=True, methods=["get", "post", "delete"], url_path="custom-domain", filterset_class=None)
-    def custom_domain(self, request, instance_id=None):
-        instance = self.get_object()
-        if request.method == "POST":
-            body = CustomDomainRequestSerializer(data=request.data)
-            body.is_valid(raise_exception=True)
-            domain = domains.domain_attach(instance=instance, domain=body.validated_data["domain"], actor=self.principal.actor)
-            return Response(CustomDomainSerializer(domain).data, status=status.HTTP_202_ACCEPTED)
-        domain = self._domain(instance)
-        if request.method == "DELETE":
-            domain = domains.domain_remove(domain=domain, actor=self.principal.actor)
-            return Response(CustomDomainSerializer(domain).data, status=status.HTTP_202_ACCEPTED)
-        return Response(CustomDomainSerializer(domain).data)
-
-    @extend_schema(summary="Check the custom domain's DNS now and return what was resolved", request=None, responses={200: CustomDomainSerializer, 400: ERR_400})
-    @action(detail=True, methods=["post"], url_path="custom-domain/check", filterset_class=None)
-    def custom_domain_check(self, request, instance_id=None):
-        domain = domains.domain_check(self._domain(self.get_object()).pk, actor=self.principal.actor)
-        return Response(CustomDomainSerializer(domain).data)
-
-    @extend_schema(summary="Daily executions and instance-hours", parameters=[UsageQuerySerializer], responses=InstanceUsageSerializer)
-    @action(detail=True, methods=["get"], url_path="usage", filterset_class=None)
-    def usage(self, request, instance_id=None):
-        from billing.selectors import instance_usage
-
-        query = _query(UsageQuerySerializer, request)
-        return Response(InstanceUsageSerializer(instance_usage(self.get_object(), query["days"])).data)
-
     @extend_schema(
         summary="Find the instance a create with this Idempotency-Key made",
         description="Keys are the caller's own (per API token, or per console user): another principal's create with the same key is not found.",
@@ -413,3 +371,28 @@ def blueprint_warnings(data: dict) -> list[str]:
     if not data.get("task_roots"):
         warnings.append("no task_roots: tasks may run a script from any absolute path")
     return warnings
+
+
+class CatalogueView(PublicApiView):
+    @extend_schema(
+        operation_id="plans_list",
+        summary="Instance plans and subscription plans",
+        responses=s.CatalogueSerializer,
+        tags=["catalogue"],
+    )
+    def get(self, request):
+        data = {
+            "instance_plans": InstancePlan.objects.filter(available=True),
+            "subscription_plans": SubscriptionPlan.objects.filter(is_public=True),
+        }
+        return Response(s.CatalogueSerializer(data).data)
+
+
+class RegionListView(PublicApiView, ListAPIView):
+    serializer_class = s.RegionSerializer
+    queryset = Region.objects.all()
+    filter_backends: list = []
+
+    @extend_schema(operation_id="regions_list", summary="Regions and their providers", tags=["catalogue"])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

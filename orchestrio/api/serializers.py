@@ -3,10 +3,9 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.models import SubscriptionPlan
-from instances.models import InstancePlan, Region
+from orchestrio import hooks
 from orchestrio.api.strict import BodySerializer
-from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, ActivityEvent, ApiToken, Tenant
+from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, ActivityEvent, ApiToken, SubscriptionPlan, Tenant
 from orchestrio.services import TOKEN_EXPIRY_CHOICES
 
 
@@ -18,28 +17,6 @@ class SubscriptionPlanSerializer(serializers.ModelSerializer):
     class Meta:
         model = SubscriptionPlan
         fields = ["plan_id", "name", "description", "price_cents_per_month", "limits", "features"]
-
-
-class InstancePlanSerializer(serializers.ModelSerializer):
-    plan_id = serializers.CharField(source="id")
-    price_per_hour = serializers.DecimalField(max_digits=10, decimal_places=4, coerce_to_string=True)
-
-    class Meta:
-        model = InstancePlan
-        fields = ["plan_id", "name", "instance_type", "vcpus", "memory_mib", "price_per_hour", "supports_hibernation"]
-
-
-class CatalogueSerializer(serializers.Serializer):
-    instance_plans = InstancePlanSerializer(many=True)
-    subscription_plans = SubscriptionPlanSerializer(many=True)
-
-
-class RegionSerializer(serializers.ModelSerializer):
-    available = serializers.BooleanField(read_only=True)
-
-    class Meta:
-        model = Region
-        fields = ["id", "name", "provider", "provider_region", "available"]
 
 
 class TenantUsageSerializer(serializers.Serializer):
@@ -75,10 +52,7 @@ class TenantSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField())
     def get_subscription_status(self, tenant):
-        from billing.models import Subscription
-
-        subscription = Subscription.objects.filter(tenant=tenant).only("status").first()
-        return subscription.status if subscription else "none"
+        return hooks.subscription_status(tenant)
 
     @extend_schema_field(TenantUsageSerializer)
     def get_usage(self, tenant):

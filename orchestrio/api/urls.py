@@ -9,7 +9,5 @@ router.register("activity", views.ActivityViewSet, basename="activity")
 
 urlpatterns = [
     path("tenant", views.TenantView.as_view(), name="tenant"),
-    path("plans", views.CatalogueView.as_view(), name="plans"),
-    path("regions", views.RegionListView.as_view(), name="regions"),
     *router.urls,
 ]

@@ -2,11 +2,8 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
-from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
-from billing.models import SubscriptionPlan
-from instances.models import InstancePlan, Region
 from orchestrio import selectors, services
 from orchestrio.filtersets import ActivityEventFilterSet, ApiTokenFilterSet
 from orchestrio.http import carries_secret
@@ -14,32 +11,7 @@ from orchestrio.models import ActivityEvent, ApiToken
 
 from . import serializers
 from .schema import ERR_402, ERR_403
-from .viewsets import PublicApiView, TenantApiView, TenantScopedViewSet, idempotent
-
-
-class CatalogueView(PublicApiView):
-    @extend_schema(
-        operation_id="plans_list",
-        summary="Instance plans and subscription plans",
-        responses=serializers.CatalogueSerializer,
-        tags=["catalogue"],
-    )
-    def get(self, request):
-        data = {
-            "instance_plans": InstancePlan.objects.filter(available=True),
-            "subscription_plans": SubscriptionPlan.objects.filter(is_public=True),
-        }
-        return Response(serializers.CatalogueSerializer(data).data)
-
-
-class RegionListView(PublicApiView, ListAPIView):
-    serializer_class = serializers.RegionSerializer
-    queryset = Region.objects.all()
-    filter_backends: list = []
-
-    @extend_schema(operation_id="regions_list", summary="Regions and their providers", tags=["catalogue"])
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+from .viewsets import TenantApiView, TenantScopedViewSet, idempotent
 
 
 class TenantView(TenantApiView):

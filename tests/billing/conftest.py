@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 
 from ..instances.conftest import live, make_instance, running  # noqa: F401 - fixtures
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 
 from ..helpers import CommitClient, assert_error
 

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from billing import alerts
 from billing.metering import flush_usage, pending_counts, record_execution
-from billing.models import AlertAttempt, AlertDelivery, SubscriptionPlan, UsageCounter
+from billing.models import AlertAttempt, AlertDelivery, UsageCounter
+from orchestrio.models import SubscriptionPlan
 from billing.selectors import billable_seconds
 from orchestrio.tenancy import Actor
 

@@ -54,7 +54,7 @@ def test_create_watch_stop_destroy(logged_in_page, live_server, worker):
 
 
 def test_plan_limit_is_explained(logged_in_page, live_server, console_user):
-    from billing.models import SubscriptionPlan
+    from orchestrio.models import SubscriptionPlan
     from orchestrio.models import Tenant
 
     SubscriptionPlan.objects.filter(pk=Tenant.objects.get(pk="browser-co").plan_id).update(max_instances=0)

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from deployments.models import Deployment, DeploymentRevision
 from instances.models import Instance
 from instances.selectors import agent_client_for

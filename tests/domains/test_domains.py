@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from domains.jobs import check_custom_domains
 from domains.models import CustomDomain
 

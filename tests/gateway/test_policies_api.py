@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from gateway.models import GatewayPolicy
 from gateway.oidc import expected_issuer
 

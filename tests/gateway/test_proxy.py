@@ -11,7 +11,7 @@ import jwt
 import pytest
 from django.test import Client
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from instances.models import Instance
 
 from ..factories import ApiTokenFactory

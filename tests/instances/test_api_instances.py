@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from instances.models import Instance, Operation
 
 from ..factories import InstanceFactory

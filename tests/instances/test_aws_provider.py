@@ -144,7 +144,7 @@ def test_stop_start_suspend_resume_resize_destroy(api, aws, tenant):
 
 
 def test_suspend_without_hibernation_is_a_plain_stop(api, aws, tenant):
-    from billing.models import SubscriptionPlan
+    from orchestrio.models import SubscriptionPlan
 
     SubscriptionPlan.objects.filter(pk=tenant.plan_id).update(feature_hibernation=False)
     instance = _create(api, "aws-plain")

@@ -65,7 +65,7 @@ def test_retry_of_a_resize_takes_the_current_state_not_the_failed_ones(make_inst
 
 
 def test_start_needs_room_for_one_more_running_instance(make_instance, tenant):
-    from billing.models import SubscriptionPlan
+    from orchestrio.models import SubscriptionPlan
 
     make_instance(instance_id="acc-run", state=S.RUNNING)
     stopped = make_instance(instance_id="acc-stopped", state=S.STOPPED)

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from instances.models import Instance, Operation
 
 from ..factories import ApiTokenFactory, InstanceFactory, MembershipFactory, TenantFactory, UserFactory

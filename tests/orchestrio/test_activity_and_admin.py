@@ -80,7 +80,7 @@ def test_admin_lists_with_search_and_filters(staff_client, tenant, token):
         "/admin/orchestrio/tenant/?q=acme",
         "/admin/orchestrio/apitoken/?q=" + token.prefix,
         "/admin/orchestrio/activityevent/?actor_type=staff",
-        "/admin/billing/subscriptionplan/",
+        "/admin/orchestrio/subscriptionplan/",
         "/admin/instances/region/?provider=aws",
         "/admin/instances/instanceplan/",
         "/admin/auth/user/?q=example",

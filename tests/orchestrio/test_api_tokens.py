@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from orchestrio.models import ActivityEvent, ApiToken
 
 from ..factories import ApiTokenFactory

@@ -83,7 +83,7 @@ def test_tokens_page_creates_token_shown_once(logged_in):
 
 
 def test_tokens_page_shows_plan_limit_message(logged_in, tenant):
-    from billing.models import SubscriptionPlan
+    from orchestrio.models import SubscriptionPlan
 
     SubscriptionPlan.objects.filter(pk=tenant.plan_id).update(max_tokens=0)
     response = logged_in.post("/tokens", {"name": "over", "mode": "live", "expires_in_days": "", "instance_id": ""})

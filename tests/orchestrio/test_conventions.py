@@ -132,7 +132,7 @@ def test_rate_limits_are_per_token(api, tenant, owner, settings):
 
 
 def test_plan_ceiling_applies_across_endpoints(api, tenant):
-    from billing.models import SubscriptionPlan
+    from orchestrio.models import SubscriptionPlan
 
     SubscriptionPlan.objects.filter(pk=tenant.plan_id).update(api_requests_per_minute=2)
     assert api.get("tenant").status_code == 200
@@ -268,7 +268,7 @@ def test_expired_idempotency_key_runs_again(api, tenant):
 
 
 def test_error_responses_are_replayed_too(api, tenant):
-    from billing.models import SubscriptionPlan
+    from orchestrio.models import SubscriptionPlan
 
     SubscriptionPlan.objects.filter(pk=tenant.plan_id).update(max_tokens=1)
     headers = {"Idempotency-Key": "limited"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from orchestrio.errors import PlanLimitReached
 from orchestrio.limits import LIMITS, limit_check, limit_reached
 

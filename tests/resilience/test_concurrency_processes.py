@@ -12,7 +12,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from instances.models import Operation
 from orchestrio.models import ApiToken
 from tasks.models import Task

@@ -17,7 +17,7 @@ import pytest
 from django.db import transaction
 from django.test import override_settings
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from instances.services import log_append
 
 from ..billing.conftest import WEBHOOK_SECRET, StripeStub

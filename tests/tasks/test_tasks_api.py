@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.models import SubscriptionPlan
+from orchestrio.models import SubscriptionPlan
 from instances.models import Blueprint
 from tasks.models import Task
 

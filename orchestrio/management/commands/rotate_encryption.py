@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -10,16 +11,17 @@ class Command(BaseCommand):
         "a new key; then the old key can be removed)."
     )
 
-    def handle(self, *args, **options):
-        from billing.models import AlertConfig
-        from deployments.models import DeploymentRevision
-        from instances.models import Instance
-        from orchestrio.models import IdempotencyKey
+    # Every app stores a Fernet token in a text field named `*_encrypted` (orchestrio.crypto), and
+    # only those: the command finds them in every installed app's models, importing none.
+    SUFFIX = "_encrypted"
 
-        encrypted = (
-            (Instance, "agent_key_encrypted"), (Instance, "agent_key_pending_encrypted"), (DeploymentRevision, "secrets_encrypted"),
-            (AlertConfig, "signing_secret_encrypted"), (IdempotencyKey, "response_body_encrypted"),
-        )  # fmt: skip
+    def handle(self, *args, **options):
+        encrypted = [
+            (model, field.name)
+            for model in apps.get_models()
+            for field in model._meta.concrete_fields
+            if field.name.endswith(self.SUFFIX)
+        ]
         counts = {}
         with transaction.atomic():
             for model, field in encrypted:

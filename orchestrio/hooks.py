@@ -1,0 +1,72 @@
+"""Hooks the core offers the apps built on it. The core (this package) imports no app: an app
+that contributes to something the core shows or checks registers a function here in its
+`AppConfig.ready`, and the core calls whatever is registered (docs/architecture.md).
+
+- `tenant_usage(tenant)`: each registered function returns counts of what the tenant has
+  (`{"instances": 3, "running_instances": 1}`: the instances app); the core adds its own
+  (`tokens`) and compares them with the plan's limits.
+- `instance_exists(tenant, instance_id)`: whether the tenant has this live instance (an API
+  token may be confined to one). One provider, the instances app; none registered: no instance.
+- `subscription_status(tenant)`: the tenant's subscription status as the API shows it. One
+  provider, the billing app; none registered: "none".
+- `tenant_events(events)`: something a tenant may want to hear about happened, as
+  `(tenant_id, event, data)` (`instance.error`, `instance.health.unhealthy`, `task.failed`…).
+  Called inside the transaction that made the change; listeners (billing's alert webhooks) queue
+  what they send after it commits, and a failure rolls the change back, as any write in it would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_tenant_usage: list[Callable] = []
+_tenant_events: list[Callable] = []
+_providers: dict[str, Callable] = {}
+
+
+def on_tenant_usage(func: Callable) -> Callable:
+    if func not in _tenant_usage:
+        _tenant_usage.append(func)
+    return func
+
+
+def tenant_usage(tenant) -> dict[str, int]:
+    usage: dict[str, int] = {}
+    for func in _tenant_usage:
+        usage.update(func(tenant=tenant))
+    return usage
+
+
+def provide(name: str, func: Callable) -> Callable:
+    """Register the one provider of `name` (`instance_exists`, `subscription_status`)."""
+    if name not in ("instance_exists", "subscription_status"):
+        raise ValueError(f"the core has no hook {name!r}")
+    _providers[name] = func
+    return func
+
+
+def instance_exists(*, tenant, instance_id: str) -> bool:
+    provider = _providers.get("instance_exists")
+    return bool(provider and provider(tenant=tenant, instance_id=instance_id))
+
+
+def subscription_status(tenant) -> str:
+    provider = _providers.get("subscription_status")
+    return provider(tenant) if provider else "none"
+
+
+def on_tenant_events(func: Callable) -> Callable:
+    if func not in _tenant_events:
+        _tenant_events.append(func)
+    return func
+
+
+def tenant_events(events: list[tuple[str, str, dict]]) -> None:
+    if not events:
+        return
+    for func in _tenant_events:
+        func(events)
+
+
+def tenant_event(tenant_id: str, event: str, data: dict) -> None:
+    tenant_events([(tenant_id, event, data)])
