@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
 def stripe_webhook(request):
     """Billing not configured: 503; a signature or payload Stripe's SDK refuses: 400."""
     try:
-        event = services.construct_event(request.body, request.META.get("HTTP_STRIPE_SIGNATURE"))
+        event = services.construct_event(payload=request.body, signature=request.META.get("HTTP_STRIPE_SIGNATURE"))
     except services.WebhookError as exc:
         logger.warning("refused a Stripe webhook: %s", exc)
         raise
-    outcome = services.stripe_event_handle(event)
+    outcome = services.stripe_event_handle(event=event)
     return JsonResponse({"received": True, "outcome": outcome})

@@ -61,7 +61,7 @@ def _issue(field: str, message: str, *extra) -> ValidationFailed:
 def _check_config(config) -> dict:
     if not isinstance(config, dict):
         raise _issue("config", "config must be an object")
-    config_check_size(config, loc=["body", "config"])
+    config_check_size(config=config, loc=["body", "config"])
     return config
 
 
@@ -76,11 +76,11 @@ def _check_secrets(values) -> dict:
     return values
 
 
-def revision_secrets(revision: DeploymentRevision) -> dict:
+def revision_secrets(*, revision: DeploymentRevision) -> dict:
     return json.loads(crypto.decrypt(revision.secrets_encrypted)) if revision.secrets_encrypted else {}
 
 
-def deployment_log(deployment: Deployment, message: str, *, level: str = LogLevel.INFO) -> None:
+def deployment_log(*, deployment: Deployment, message: str, level: str = LogLevel.INFO) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {Deployment._meta.db_table} SET log_seq = log_seq + 1 WHERE id = %s RETURNING log_seq", [deployment.pk])
         seq = cursor.fetchone()[0]
@@ -101,7 +101,7 @@ def _new_revision(deployment: Deployment, *, config: dict, secrets_encrypted: st
     return revision
 
 
-def webhook_url(deployment: Deployment) -> str | None:
+def webhook_url(*, deployment: Deployment) -> str | None:
     if deployment.instance is None:
         return None
     return f"{gateway_url()}/gateway/{deployment.instance.instance_id}/{deployment.name}"
@@ -158,7 +158,7 @@ def deployment_create(
     from gateway.models import GatewayPolicy
 
     GatewayPolicy.objects.create(instance=instance, tenant=tenant, slug=name, provider="api-key")
-    deployment_log(deployment, f"deployment {name} ({environment}) created by {actor.label} on instance {instance_id}; revision 1")
+    deployment_log(deployment=deployment, message=f"deployment {name} ({environment}) created by {actor.label} on instance {instance_id}; revision 1")
     activity_record(
         actor=actor, action="deployment.create", tenant=tenant, object_type="deployment", object_id=deployment.pk,
         data={"name": name, "environment": environment, "instance_id": instance_id, "config_keys": sorted(config), "secret_keys": sorted(secrets)},
@@ -190,8 +190,8 @@ def deployment_update(*, deployment: Deployment, actor: Actor, config_patch=None
         raise _issue("secrets", "secrets must be an object (a JSON merge patch)")
     locked = _lock_live(deployment)
     base = _latest(locked)
-    config = _check_config(merge_patch(base.config, config_patch) if config_patch is not None else base.config)
-    old_secrets = revision_secrets(base)
+    config = _check_config(merge_patch(target=base.config, patch=config_patch) if config_patch is not None else base.config)
+    old_secrets = revision_secrets(revision=base)
     secrets = old_secrets
     if secrets_patch is not None:
         secrets = {k: v for k, v in {**old_secrets, **secrets_patch}.items() if v is not None}
@@ -204,7 +204,7 @@ def deployment_update(*, deployment: Deployment, actor: Actor, config_patch=None
         "config_keys": sorted(k for k in set(config) | set(base.config) if config.get(k) != base.config.get(k)),
         "secret_keys": sorted(k for k in set(secrets) | set(old_secrets) if secrets.get(k) != old_secrets.get(k)),
     }
-    deployment_log(locked, f"revision {revision.number} by {actor.label}: config {changed['config_keys'] or 'unchanged'}, secrets {changed['secret_keys'] or 'unchanged'}")
+    deployment_log(deployment=locked, message=f"revision {revision.number} by {actor.label}: config {changed['config_keys'] or 'unchanged'}, secrets {changed['secret_keys'] or 'unchanged'}")
     activity_record(actor=actor, action="deployment.update", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"revision": revision.number, **changed})
     return revision
 
@@ -223,7 +223,7 @@ def deployment_rollback(*, deployment: Deployment, actor: Actor, revision_number
         locked, config=source.config, secrets_encrypted=crypto.rotate(source.secrets_encrypted) if source.secrets_encrypted else "",
         secret_keys=source.secret_keys, reason=f"rollback to revision {revision_number} by {actor.label}", actor=actor,
     )  # fmt: skip
-    deployment_log(locked, f"revision {revision.number}: rollback to revision {revision_number} by {actor.label}")
+    deployment_log(deployment=locked, message=f"revision {revision.number}: rollback to revision {revision_number} by {actor.label}")
     activity_record(actor=actor, action="deployment.rollback", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"to": revision_number, "revision": revision.number})
     return revision
 
@@ -239,7 +239,7 @@ def deployment_delete(*, deployment: Deployment, actor: Actor, confirm: str | No
     locked.save(update_fields=["status", "deleted_at", "target_revision", "instance_deadline", "updated_at"])
     if locked.instance is not None and locked.instance.destroyed_at is None:
         operation_accept(instance=locked.instance, kind=OperationKind.DESTROY, actor=actor, force=True)
-    deployment_log(locked, f"deleted by {actor.label}; its instance is being destroyed")
+    deployment_log(deployment=locked, message=f"deleted by {actor.label}; its instance is being destroyed")
     activity_record(actor=actor, action="deployment.delete", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"name": locked.name})
     return locked
 
@@ -311,7 +311,7 @@ def _provision(deployment: Deployment, revision: DeploymentRevision) -> Instance
         message = f"waiting for instance {instance.instance_id} ({instance.state}) to run, until {deadline:%H:%M:%S}Z; no worker waits on it"
         _step(revision, "provision", StepStatus.RUNNING, message)
         if first:
-            deployment_log(locked, f"revision {revision.number}: {message}")
+            deployment_log(deployment=locked, message=f"revision {revision.number}: {message}")
     return None
 
 
@@ -322,7 +322,7 @@ def _configure(instance: Instance, revision: DeploymentRevision) -> str:
     client = agent_client_for(instance, timeout=90)
     try:
         config_result = client.put_config(revision.config)
-        secrets_result = client.put_secrets(revision_secrets(revision))
+        secrets_result = client.put_secrets(revision_secrets(revision=revision))
     except (AgentError, AgentUnreachable, AgentTimeout) as exc:
         raise StepFailed("configure", f"the instance agent did not take the revision: {exc}") from exc
     Instance.objects.filter(pk=instance.pk).update(config=revision.config, updated_at=timezone.now())
@@ -348,7 +348,7 @@ def deployment_reapply_secrets(instance: Instance) -> str | None:
         return None
     fresh = Instance.objects.select_related("blueprint").get(pk=instance.pk)
     try:
-        agent_client_for(fresh, timeout=30).put_secrets(revision_secrets(revision))
+        agent_client_for(fresh, timeout=30).put_secrets(revision_secrets(revision=revision))
     except (AgentError, AgentUnreachable, AgentTimeout) as exc:
         return f"deployment {deployment.name}: its secrets could not be restored ({exc})"
     return f"deployment {deployment.name}: {len(revision.secret_keys)} secret(s) of revision {revision.number} restored"
@@ -366,7 +366,7 @@ def _health_check(instance: Instance) -> str:
     raise StepFailed("health_check", f"{path} did not stay healthy within {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s (last: {last})")
 
 
-def run_deployment(deployment_pk: str, number: int) -> str:
+def run_deployment(*, deployment_pk: str, number: int) -> str:
     """Apply revision `number`. Only the provision step may wait long, and it hands the wait off
     (`_provision`). The later steps run in place because they are bounded: health_check by
     DEPLOY_HEALTH_TIMEOUT_SECONDS (60 s), configure by the product's reload hook, which the agent
@@ -389,7 +389,7 @@ def run_deployment(deployment_pk: str, number: int) -> str:
             _step(revision, "configure", StepStatus.RUNNING)
             message = _configure(instance, revision)
             _step(revision, "configure", StepStatus.SUCCEEDED, message)
-            deployment_log(deployment, f"revision {number}: {message}")
+            deployment_log(deployment=deployment, message=f"revision {number}: {message}")
             step = "health_check"
             _step(revision, "health_check", StepStatus.RUNNING)
             message = _health_check(instance)
@@ -413,7 +413,7 @@ def _finish(deployment: Deployment, revision: DeploymentRevision) -> None:
     _step(revision, "done", StepStatus.SUCCEEDED, f"revision {revision.number} is in force")
     locked.status, locked.current_revision, locked.target_revision, locked.error, locked.instance_deadline = DeploymentStatus.ACTIVE, revision.number, None, "", None
     locked.save(update_fields=["status", "current_revision", "target_revision", "error", "instance_deadline", "updated_at"])
-    deployment_log(locked, f"revision {revision.number} is in force and healthy")
+    deployment_log(deployment=locked, message=f"revision {revision.number} is in force and healthy")
 
 
 @transaction.atomic
@@ -428,7 +428,7 @@ def _fail(deployment: Deployment, revision: DeploymentRevision, step: str, messa
     reason = f"revision {revision.number} failed at {step}: {message}"
     locked.status, locked.error, locked.target_revision, locked.instance_deadline = DeploymentStatus.FAILED, reason, None, None
     locked.save(update_fields=["status", "error", "target_revision", "instance_deadline", "updated_at"])
-    deployment_log(locked, reason, level=LogLevel.ERROR)
+    deployment_log(deployment=locked, message=reason, level=LogLevel.ERROR)
     activity_record(actor=Actor.system("deployments"), action="deployment.failed", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"revision": revision.number, "step": step, "reason": message[:300]})
     # Automatic rollback to the last healthy revision, unless this run was itself one.
     healthy = locked.revisions.filter(healthy=True, number__lt=revision.number).order_by("-number").first()
@@ -438,7 +438,7 @@ def _fail(deployment: Deployment, revision: DeploymentRevision, step: str, messa
             locked, config=healthy.config, secrets_encrypted=healthy.secrets_encrypted, secret_keys=healthy.secret_keys,
             reason=f"automatic rollback to revision {healthy.number}: {reason}", actor=Actor.system("deployments"),
         )  # fmt: skip
-        deployment_log(locked, f"rolling back automatically to revision {healthy.number} (as revision {rollback.number})", level=LogLevel.WARNING)
+        deployment_log(deployment=locked, message=f"rolling back automatically to revision {healthy.number} (as revision {rollback.number})", level=LogLevel.WARNING)
 
 
 def _job_id(deployment_pk: str, number: int) -> str:
@@ -456,7 +456,7 @@ def _resume(deployment_pk: str, why: str) -> bool:
     number = locked.target_revision
     locked.instance_deadline = None
     locked.save(update_fields=["instance_deadline", "updated_at"])
-    deployment_log(locked, f"{why}; resuming revision {number}")
+    deployment_log(deployment=locked, message=f"{why}; resuming revision {number}")
     enqueue_on_commit("deployments.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
     return True
 
@@ -486,7 +486,7 @@ def _requeue_stale(deployment_pk: str, number: int) -> bool:
     if locked is None or locked.target_revision != number or locked.instance_deadline is not None or locked.deleted_at is not None or locked.status not in DEPLOYMENT_BUSY_STATUSES:
         return False  # finished, or handed to its instance's hook meanwhile
     enqueue_on_commit("deployments.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
-    deployment_log(locked, f"revision {number}: its job stopped; applying it again", level=LogLevel.WARNING)
+    deployment_log(deployment=locked, message=f"revision {number}: its job stopped; applying it again", level=LogLevel.WARNING)
     locked.save(update_fields=["updated_at"])
     return True
 

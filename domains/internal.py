@@ -19,6 +19,6 @@ def tls_ask(request):
     refuses. Only the configured addresses (the edge) may ask; the answer comes from indexes."""
     if request.META.get("REMOTE_ADDR") not in settings.TLS_ASK_ALLOWED_IPS:
         raise Forbidden("this endpoint is for the edge proxy only")
-    if tls_allowed(request.GET.get("domain", "")):
+    if tls_allowed(name=request.GET.get("domain", "")):
         return HttpResponse("ok", content_type="text/plain")
     raise NotFound("unknown domain")

@@ -152,7 +152,7 @@ def instance_gateway(request, instance_id: str):
             messages.success(request, f"Policy {created.pk} created.")
             return redirect("instances:gateway", instance_id=instance_id)
     policies = [
-        {"policy": p, "warnings": policy_warnings(p), "issuer": policy_issuer(p)}
+        {"policy": p, "warnings": policy_warnings(policy=p), "issuer": policy_issuer(policy=p)}
         for p in GatewayPolicy.objects.filter(instance=instance).order_by("slug", "provider")
     ]
     return render(request, "gateway/instance_gateway.html", {"instance": instance, "form": form, "policies": policies, "public_url": gateway_url()})

@@ -34,7 +34,7 @@ def run_operation(operation_id: int) -> str:
     operation = Operation.objects.filter(pk=operation_id).first()
     if operation is None or operation.is_finished:
         return "nothing to do"
-    with lease(services.operation_lease_name(operation_id), settings.OPERATION_LEASE_SECONDS):
+    with lease(services.operation_lease_name(operation_id=operation_id), settings.OPERATION_LEASE_SECONDS):
         operation = services.operation_begin(operation=operation)
         if operation is None:
             return "nothing to do"
@@ -98,16 +98,16 @@ def _running_and_healthy(operation: Operation, message: str) -> None:
         return
     instance = operation.instance
     if settings.INSTANCE_READY_CHECK:
-        services.health_record([{"pk": instance.pk, "ok": True, "status": "unknown", "failures": 0, "detail": "ready after " + operation.kind}])
+        services.health_record(results=[{"pk": instance.pk, "ok": True, "status": "unknown", "failures": 0, "detail": "ready after " + operation.kind}])
     for note in hooks.instance_running(instance):
-        services.log_append(instance, "done", note, operation=operation)
+        services.log_append(instance=instance, stage="done", message=note, operation=operation)
 
 
 def _launched(operation: Operation, machine, message: str) -> None:
     """Record a machine that was just launched and tell the apps that keep state in it."""
     instance = services.instance_record_machine(operation=operation, machine=machine, message=message)
     for note in hooks.machine_started(instance):
-        services.log_append(instance, "provider", note, operation=operation)
+        services.log_append(instance=instance, stage="provider", message=note, operation=operation)
 
 
 def _start_machine(operation: Operation, provider, *, verb: str) -> None:
@@ -188,7 +188,7 @@ def _resize(operation: Operation) -> None:
     )
     if previous == InstanceState.RUNNING:
         for note in hooks.machine_started(instance):
-            services.log_append(instance, "provider", note, operation=operation)
+            services.log_append(instance=instance, stage="provider", message=note, operation=operation)
         _await_ready(operation, f"resized to {target_type}; running and healthy")
     else:
         services.operation_succeed(operation=operation, to_state=previous, message=f"resized to {target_type}; {previous}")
@@ -235,7 +235,7 @@ def health_sweep() -> dict:
             )
         )
         results = probe_many(rows)
-        summary = services.health_record(results)
+        summary = services.health_record(results=results)
         summary["instances"] = len(rows)
         summary["seconds"] = round(time.perf_counter() - started, 3)
         record_health_sweep(seconds=summary["seconds"], instances=len(rows))

@@ -78,7 +78,7 @@ def reconcile_operations(summary: dict) -> None:
             started = op.started_at or op.created_at
             if now - started < lease_grace:
                 continue
-            alive = lease_alive(services.operation_lease_name(op.pk))
+            alive = lease_alive(services.operation_lease_name(operation_id=op.pk))
             if alive is False:
                 _requeue_or_fail(op, "its worker stopped while running it", summary)
 
@@ -155,7 +155,7 @@ def _handle_orphan(provider, provider_name: str, provider_region: str, machine, 
     )
     logger.warning("reconciler: %s", message)
     if owner is not None:
-        services.log_append(owner, "reconciler", message, level="warning")
+        services.log_append(instance=owner, stage="reconciler", message=message, level="warning")
     activity_record(
         actor=ACTOR,
         action="reconciler.orphan",

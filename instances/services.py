@@ -61,13 +61,13 @@ INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 
 
 def log_append(
-    instance: Instance, stage: str, message: str, *, level: str = LogLevel.INFO, operation: Operation | None = None
+    *, instance: Instance, stage: str, message: str, level: str = LogLevel.INFO, operation: Operation | None = None
 ) -> LogLine:
     """Append a lifecycle log line with the instance's next `seq` (allocated atomically)."""
-    return log_append_many([LogLine(instance_id=instance.pk, operation=operation, stage=stage, level=level, message=message)])[0]
+    return log_append_many(lines=[LogLine(instance_id=instance.pk, operation=operation, stage=stage, level=level, message=message)])[0]
 
 
-def log_append_many(lines: list[LogLine]) -> list[LogLine]:
+def log_append_many(*, lines: list[LogLine]) -> list[LogLine]:
     """Insert unsaved lines (instance_id, stage, level, message, operation) in one bulk insert, each
     with its instance's next `seq`, in list order: every instance's block of numbers is allocated
     atomically (`UPDATE … RETURNING`, one statement per batch of instances taking as many)."""
@@ -310,7 +310,7 @@ def operation_accept(
     if kind == OperationKind.DESTROY:
         hooks.instance_destroying(locked)  # e.g. its custom domain stops being served from now on
     verb = f"{rule.verb} retried" if retry else f"{rule.verb} accepted"
-    log_append(locked, "accepted", f"{verb}{': ' + note if note else ''} (requested by {actor.label})", operation=operation)
+    log_append(instance=locked, stage="accepted", message=f"{verb}{': ' + note if note else ''} (requested by {actor.label})", operation=operation)
     data = {"operation": operation.pk, **{k: v for k, v in params.items() if k != "previous_state"}, **(audit or {})}
     if rule.forceable:
         data["forced"] = force
@@ -367,7 +367,7 @@ def instance_retry_operation(*, operation: Operation, actor: Actor) -> Operation
 # --- config and agent key ----------------------------------------------------------------------
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
+def merge_patch(*, target: Any, patch: Any) -> Any:
     """JSON Merge Patch (RFC 7396)."""
     if not isinstance(patch, dict):
         return patch
@@ -376,11 +376,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = merge_patch(target=result.get(key), patch=value)
     return result
 
 
-def config_check_size(config: Any, *, loc: list[str]) -> None:
+def config_check_size(*, config: Any, loc: list[str]) -> None:
     """An instance's or a deployment's config is at most CONFIG_MAX_BYTES as JSON (a merge patch
     can grow it past what one body carries)."""
     import json
@@ -394,8 +394,8 @@ def instance_config_update(*, instance: Instance, patch: dict, actor: Actor) -> 
     if not isinstance(patch, dict):
         raise ValidationFailed("the body must be a JSON object (a JSON merge patch)")
     locked = _lock(instance)
-    merged = merge_patch(locked.config or {}, patch)
-    config_check_size(merged, loc=["body"])
+    merged = merge_patch(target=locked.config or {}, patch=patch)
+    config_check_size(config=merged, loc=["body"])
     locked.config = merged
     locked.save(update_fields=["config", "updated_at"])
     activity_record(
@@ -423,7 +423,7 @@ def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
         raise UpstreamTimeout(str(exc)) from exc
     except (AgentUnreachable, AgentError) as exc:
         raise UpstreamError(f"the instance agent refused the config: {exc}") from exc
-    log_append(instance, "config", f"config applied to the agent (digest {result.get('digest', '?')[:12]}) by {actor.label}")
+    log_append(instance=instance, stage="config", message=f"config applied to the agent (digest {result.get('digest', '?')[:12]}) by {actor.label}")
     activity_record(actor=actor, action="instance.config.apply", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"digest": result.get("digest")})
     return result
 
@@ -459,7 +459,7 @@ def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:
         locked.agent_key_encrypted, locked.agent_key_pending_encrypted = pending, ""
         locked.agent_key_rotated_at = timezone.now()
         locked.save(update_fields=["agent_key_encrypted", "agent_key_pending_encrypted", "agent_key_rotated_at", "updated_at"])
-        log_append(locked, "agent-key", f"agent key rotated by {actor.label}")
+        log_append(instance=locked, stage="agent-key", message=f"agent key rotated by {actor.label}")
         activity_record(actor=actor, action="instance.rotate_agent_key", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id)
     return locked
 
@@ -488,7 +488,7 @@ def _agent_set_key(instance: Instance, new_key: str, *, earlier: str) -> None:
 # --- called by jobs ----------------------------------------------------------------------------
 
 
-def operation_lease_name(operation_id: int) -> str:
+def operation_lease_name(*, operation_id: int) -> str:
     """The lease a worker holds while it runs the operation (jobs.run_operation); the reconciler
     reads it to tell a live run from a dead worker's."""
     return f"operation:{operation_id}"
@@ -510,7 +510,7 @@ def operation_begin(*, operation: Operation) -> Operation | None:
     ).get(pk=op.pk)
 
 
-def operation_is_current(operation: Operation) -> bool:
+def operation_is_current(*, operation: Operation) -> bool:
     return Operation.objects.filter(pk=operation.pk, status=OperationStatus.RUNNING).exists()
 
 
@@ -523,7 +523,7 @@ def instance_advance(*, operation: Operation, to_state: str, stage: str, message
     instance = _lock(op.instance)
     if instance.state != to_state:
         lifecycle.transition(instance, to_state)
-    log_append(instance, stage, message, operation=op)
+    log_append(instance=instance, stage=stage, message=message, operation=op)
     operation.instance = instance
     return True
 
@@ -556,7 +556,7 @@ def instance_record_machine(*, operation: Operation, machine, message: str | Non
         fields.append("plan")
     instance.save(update_fields=fields)
     if message:
-        log_append(instance, "provider", message, operation=operation)
+        log_append(instance=instance, stage="provider", message=message, operation=operation)
     operation.instance = instance
     return instance
 
@@ -580,7 +580,7 @@ def operation_await_ready(*, operation: Operation, deadline, message: str, detai
     op.ready_deadline = deadline
     op.params = {**(op.params or {}), "ready_message": message}
     op.save(update_fields=["ready_deadline", "params"])
-    log_append(op.instance, "health", f"waiting for {op.instance.blueprint.health_path} to answer (last: {detail}); checked every {settings.READINESS_SWEEP_SECONDS}s until {deadline:%H:%M:%S}Z", operation=op)
+    log_append(instance=op.instance, stage="health", message=f"waiting for {op.instance.blueprint.health_path} to answer (last: {detail}); checked every {settings.READINESS_SWEEP_SECONDS}s until {deadline:%H:%M:%S}Z", operation=op)
     return True
 
 
@@ -593,7 +593,7 @@ def operation_succeed(*, operation: Operation, to_state: str, message: str) -> b
     instance = _lock(op.instance)
     lifecycle.transition(instance, to_state)
     _finish_operation(op, OperationStatus.SUCCEEDED)
-    log_append(instance, "done", message, operation=op)
+    log_append(instance=instance, stage="done", message=message, operation=op)
     if to_state == InstanceState.DESTROYED:
         hooks.instance_destroyed(instance)
         activity_record(actor=Actor.system(), action="instance.destroyed", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"operation": op.pk})
@@ -613,7 +613,7 @@ def operation_fail(*, operation: Operation, code: str, message: str, actor: Acto
     elif instance.state == InstanceState.ERROR:
         instance.error_message = message
         instance.save(update_fields=["error_message", "updated_at"])
-    log_append(instance, "failed", f"{op.kind} failed ({code}): {message}", level=LogLevel.ERROR, operation=op)
+    log_append(instance=instance, stage="failed", message=f"{op.kind} failed ({code}): {message}", level=LogLevel.ERROR, operation=op)
     activity_record(
         actor=actor or Actor.system(),
         action="instance.operation_failed",
@@ -634,7 +634,7 @@ def operation_requeue(*, operation: Operation, actor: Actor, reason: str) -> boo
         op.rq_job_id = f"op-{op.pk}-{op.attempts + 1}-{secrets.token_hex(4)}"
         op.status = OperationStatus.QUEUED
         op.save(update_fields=["rq_job_id", "status"])
-        log_append(op.instance, "reconciler", f"{op.kind}: {reason}; running it again (attempt {op.attempts + 1})", level=LogLevel.WARNING, operation=op)
+        log_append(instance=op.instance, stage="reconciler", message=f"{op.kind}: {reason}; running it again (attempt {op.attempts + 1})", level=LogLevel.WARNING, operation=op)
         activity_record(actor=actor, action="instance.operation_requeued", tenant=op.tenant_id, object_type="instance", object_id=op.instance.instance_id, data={"operation": op.pk, "reason": reason})
         enqueue_on_commit("instances.jobs.run_operation", op.pk, job_id=op.rq_job_id)
     return True
@@ -649,7 +649,7 @@ def instance_health_check(*, instance: Instance, audit_actor: Actor | None = Non
     if instance.state != InstanceState.RUNNING:
         raise InvalidState(f"{instance.instance_id} is {instance.state}; only a running instance can be probed")
     result = probe_one(instance)
-    health_record([{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}])
+    health_record(results=[{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}])
     if audit_actor is not None:
         activity_record(actor=audit_actor, action="instance.health_check", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"healthy": result["healthy"]})
     return result
@@ -658,7 +658,7 @@ def instance_health_check(*, instance: Instance, audit_actor: Actor | None = Non
 HEALTH_CHANGE_BATCH = 500
 
 
-def health_record(results: list[dict]) -> dict[str, int]:
+def health_record(*, results: list[dict]) -> dict[str, int]:
     """Record a sweep's probe results: bulk updates for the steady ones, a log line and an audit
     event for each instance whose health changed (in batches of HEALTH_CHANGE_BATCH). Each result:
     pk, ok, status (current), failures."""
@@ -725,8 +725,8 @@ def _health_changes(changes: list[tuple[dict, str, int]], now) -> None:
     for (status, failures), pks in changed.items():
         Instance.objects.filter(pk__in=pks).update(health_status=status, health_failures=failures, last_health_check=now, updated_at=timezone.now())
     tenant_events(raised)
-    log_append_many(lines)
-    activity_record_many(events)
+    log_append_many(lines=lines)
+    activity_record_many(records=events)
 
 
 # --- blueprints --------------------------------------------------------------------------------
@@ -737,7 +737,7 @@ BLUEPRINT_FIELDS = (
 )  # fmt: skip
 
 
-def blueprint_command_problem(command) -> str | None:
+def blueprint_command_problem(*, command) -> str | None:
     """Why a blueprint's `command` cannot run here (None: it can). A tenant's command runs only
     inside the local provider's sandbox; without one it would run with the control plane's
     access to this host."""
@@ -747,7 +747,7 @@ def blueprint_command_problem(command) -> str | None:
 
 
 def _refuse_command(command, *, field: str) -> None:
-    problem = blueprint_command_problem(command)
+    problem = blueprint_command_problem(command=command)
     if problem:
         raise ValidationFailed(problem, field=field)
 
@@ -824,7 +824,7 @@ def instance_mark_machine_lost(*, instance: Instance, code: str, message: str, a
     previous = locked.state
     lifecycle.transition(locked, InstanceState.ERROR, error_message=message)
     tenant_event(locked.tenant_id, "instance.error", {"instance_id": locked.instance_id, "error_code": code, "error_message": message})
-    log_append(locked, "reconciler", message, level=LogLevel.ERROR)
+    log_append(instance=locked, stage="reconciler", message=message, level=LogLevel.ERROR)
     activity_record(
         actor=actor, action="instance.machine_lost", tenant=locked.tenant_id, object_type="instance",
         object_id=locked.instance_id, data={"previous_state": previous, "error_code": code, "message": message},

@@ -45,7 +45,7 @@ def activity_record(
     return event
 
 
-def activity_record_many(records: list[dict[str, Any]]) -> list[ActivityEvent]:
+def activity_record_many(*, records: list[dict[str, Any]]) -> list[ActivityEvent]:
     """Append many audit-log rows in one bulk insert; each record holds `activity_record`'s arguments."""
     return ActivityEvent.objects.bulk_create([_activity_event(**record) for record in records])
 
@@ -219,7 +219,7 @@ def api_token_revoke(*, token: ApiToken, actor: Actor, principal: Principal | No
     return token
 
 
-def api_token_touch(token: ApiToken) -> None:
+def api_token_touch(*, token: ApiToken) -> None:
     """Record use without a write per request: at most one UPDATE per token per resolution window."""
     now = timezone.now()
     resolution = timedelta(seconds=settings.TOKEN_LAST_USED_RESOLUTION_SECONDS)

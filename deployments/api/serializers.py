@@ -45,7 +45,7 @@ class DeploymentSerializer(serializers.Serializer):
                 "id": deployment.pk, "name": deployment.name, "environment": deployment.environment,
                 "blueprint_name": deployment.blueprint.name, "region": deployment.region_id, "plan_id": deployment.plan_id,
                 "status": deployment.status, "instance_id": deployment.instance.instance_id if deployment.instance else None,
-                "webhook_url": webhook_url(deployment), "revision": deployment.current_revision,
+                "webhook_url": webhook_url(deployment=deployment), "revision": deployment.current_revision,
                 "target_revision": deployment.target_revision, "config": latest.config if latest else {},
                 "secret_keys": latest.secret_keys if latest else [], "error": deployment.error or None,
                 "steps": [{"name": st.name, "status": st.status, "message": st.message, "started_at": st.started_at, "finished_at": st.finished_at} for st in steps],

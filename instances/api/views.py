@@ -351,7 +351,7 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         name = data.get("name")
         if valid and name and selectors.blueprint_visible(tenant=self.principal.tenant).filter(name=name).exists():
             errors.append({"loc": ["body", "name"], "msg": f"a blueprint named {name!r} exists", "type": "conflict"})
-        problem = services.blueprint_command_problem(data.get("command"))
+        problem = services.blueprint_command_problem(command=data.get("command"))
         if problem:
             errors.append({"loc": ["body", "command"], "msg": problem, "type": "value_error"})
         warnings = blueprint_warnings(data)
