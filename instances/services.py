@@ -814,6 +814,29 @@ def blueprint_delete(*, principal: Principal, blueprint: Blueprint) -> None:
 
 
 @transaction.atomic
+def machine_orphan_record(*, machine, provider_name: str, provider_region: str, owner: Instance | None, action: str, actor: Actor) -> str:
+    """Record a machine tagged as ours that no live instance owns (and what was done with it): in
+    its former instance's lifecycle log, if that row is left, and in the audit log. Returns the
+    message."""
+    tenant_id = machine.tags.get("orchestrio:tenant_id")
+    instance_id = machine.tags.get("orchestrio:instance_id", "?")
+    message = (
+        f"orphan machine {machine.provider_instance_id or machine.provider_data.get('dir', '?')} ({machine.state}) "
+        f"tagged {instance_id} belongs to no live instance; {action}"
+    )
+    if owner is not None:
+        log_append(instance=owner, stage="reconciler", message=message, level=LogLevel.WARNING)
+    activity_record(
+        actor=actor,
+        action="reconciler.orphan",
+        tenant=tenant_id if tenant_id and owner is not None else None,
+        object_type="machine",
+        object_id=machine.provider_instance_id or instance_id,
+        data={"provider": provider_name, "region": provider_region, "instance_id": instance_id, "state": machine.state, "action": action},
+    )
+    return message
+
+
 def instance_mark_machine_lost(*, instance: Instance, code: str, message: str, actor: Actor) -> bool:
     """The provider no longer has this instance's machine (or it stopped behind our back)."""
     locked = _lock(instance)
