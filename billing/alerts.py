@@ -26,7 +26,7 @@ from django.utils import timezone
 from orchestrio import crypto, outbound
 from orchestrio.errors import InvalidState, NotFound, ValidationFailed
 from orchestrio.models import Tenant
-from orchestrio.queue import enqueue_on_commit
+from orchestrio.queue import enqueue, enqueue_on_commit
 from orchestrio.quotas import current_period, executing_tenants, executions_used
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
@@ -220,8 +220,6 @@ def deliver(delivery_id: str) -> str:
 def retry_due(limit: int = 200) -> int:
     """The periodic job: enqueue deliveries whose next attempt is due."""
     due = list(AlertDelivery.objects.filter(status="pending", next_attempt_at__lte=timezone.now()).values_list("pk", flat=True)[:limit])
-    from orchestrio.queue import enqueue
-
     for pk in due:
         enqueue("billing.jobs.deliver_alert", pk)
     return len(due)

@@ -22,6 +22,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from instances.models import Instance
+from orchestrio.models import Tenant
 from orchestrio.redis import get_redis
 
 from .models import UsageCounter, UsageFlush
@@ -68,9 +70,6 @@ def _apply_batch(batch_key: str) -> int:
     totals: dict[tuple, int] = defaultdict(int)
     for field, value in raw.items():
         totals[_parse(field)] += int(value)
-    from instances.models import Instance
-    from orchestrio.models import Tenant
-
     known_tenants = set(Tenant.objects.filter(pk__in={key[1] for key in totals}).values_list("pk", flat=True))
     known_instances = set(Instance.objects.filter(pk__in={key[2] for key in totals if key[2]}).values_list("pk", flat=True))
     with transaction.atomic():

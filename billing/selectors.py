@@ -9,10 +9,10 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from instances.choices import InstanceState as S
+from instances.models import StateChange
 from orchestrio.quotas import current_period, executions_used
 from tasks.models import Task
-
-from instances.choices import InstanceState as S
 
 from .metering import pending_counts
 from .models import Subscription, UsageCounter
@@ -42,8 +42,6 @@ def _overlap(a: datetime, b: datetime, start: datetime, end: datetime) -> float:
 
 
 def _changes_by_instance(filters: dict, end: datetime) -> dict[int, list[tuple[datetime, str]]]:
-    from instances.models import StateChange
-
     out: dict[int, list] = defaultdict(list)
     for instance_id, when, state in StateChange.objects.filter(created_at__lt=end, **filters).order_by("instance_id", "created_at", "id").values_list("instance_id", "created_at", "to_state"):
         out[instance_id].append((when, state))

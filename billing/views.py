@@ -9,11 +9,12 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from orchestrio.forms import errors_to_form
 from orchestrio.errors import DomainError
 from orchestrio.http import carries_secret
+from orchestrio.models import SubscriptionPlan
 from orchestrio.selectors import over_limits, tenant_usage
 from orchestrio.views import console_view, domain_error_message
-from orchestrio.models import SubscriptionPlan
 
 from . import alerts, services
 from .models import AlertConfig, AlertDelivery, Subscription
@@ -91,9 +92,7 @@ def alerts_page(request):
             config, new_secret = alerts.alert_config_update(tenant=tenant, actor=request.principal.actor, data=form.cleaned_data)
             messages.success(request, "Alert settings saved.")
         except DomainError as exc:
-            from instances.views import _errors_to_form
-
-            _errors_to_form(form, exc)
+            errors_to_form(form, exc)
     page = Paginator(AlertDelivery.objects.filter(tenant=tenant).prefetch_related("attempt_log"), 25).get_page(request.GET.get("page"))
     response = render(request, "billing/alerts.html", {"form": form, "config": config, "new_secret": new_secret, "page": page, "events": alerts.EVENTS})
     return carries_secret(response) if new_secret else response

@@ -27,19 +27,21 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from orchestrio import crypto
-from orchestrio.errors import Conflict, InvalidState, NotFound, ValidationFailed
-from orchestrio.limits import limit_check
-from orchestrio.models import Tenant
-from orchestrio.queue import enqueue_on_commit, lease
-from orchestrio.services import activity_record
-from orchestrio.tenancy import Actor, Principal
-
-from instances.choices import InstanceState, LogLevel, OperationKind
+from gateway.models import GatewayPolicy
 from instances import hostnames
+from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable
+from instances.choices import InstanceState, LogLevel, OperationKind
 from instances.health import probe_until
 from instances.models import Instance, gateway_url
+from instances.selectors import agent_client_for
 from instances.services import config_check_size, instance_create, merge_patch, operation_accept
+from orchestrio import crypto
+from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
+from orchestrio.limits import limit_check
+from orchestrio.models import Tenant
+from orchestrio.queue import enqueue_on_commit, lease, lease_alive
+from orchestrio.services import activity_record
+from orchestrio.tenancy import Actor, Principal
 
 from .choices import DEPLOYMENT_BUSY_STATUSES, DeploymentEnvironment, DeploymentStatus, StepStatus
 from .models import Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep
@@ -124,8 +126,6 @@ def deployment_create(
 ) -> Deployment:
     actor = principal.actor
     if principal.instance_scope is not None:
-        from orchestrio.errors import Forbidden
-
         raise Forbidden("an instance-scoped token cannot create deployments")
     if not hostnames.is_label(name, max_length=NAME_MAX_LENGTH):
         raise _issue("name", NAME_MESSAGE)
@@ -155,8 +155,6 @@ def deployment_create(
         raise Conflict(f"a deployment named {name!r} exists in this tenant") from exc
     _new_revision(deployment, config=config, secrets_encrypted=crypto.encrypt(json.dumps(secrets)), secret_keys=list(secrets), reason="created", actor=actor)
     # The deployment's webhook: the gateway, for this tenant's API keys (edit the policy to open it wider).
-    from gateway.models import GatewayPolicy
-
     GatewayPolicy.objects.create(instance=instance, tenant=tenant, slug=name, provider="api-key")
     deployment_log(deployment=deployment, message=f"deployment {name} ({environment}) created by {actor.label} on instance {instance_id}; revision 1")
     activity_record(
@@ -316,9 +314,6 @@ def _provision(deployment: Deployment, revision: DeploymentRevision) -> Instance
 
 
 def _configure(instance: Instance, revision: DeploymentRevision) -> str:
-    from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from instances.selectors import agent_client_for
-
     client = agent_client_for(instance, timeout=90)
     try:
         config_result = client.put_config(revision.config)
@@ -337,9 +332,6 @@ def _configure(instance: Instance, revision: DeploymentRevision) -> str:
 def deployment_reapply_secrets(instance: Instance) -> str | None:
     """After the instance of a deployment (re)starts: push its revision's secrets again. They
     live only in the instance's memory (a tmpfs), so a stop/start loses them."""
-    from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from instances.selectors import agent_client_for
-
     deployment = Deployment.objects.filter(instance=instance, deleted_at__isnull=True, current_revision__gt=0).first()
     if deployment is None:
         return None
@@ -496,8 +488,6 @@ def reconcile_deployments(summary: dict) -> None:
     idempotent. A revision waiting for its instance holds no job by design: it is resumed if its
     instance runs (the hook's enqueue was lost, or no hook ran), and failed at its deadline or
     when its instance failed."""
-    from orchestrio.queue import lease_alive
-
     summary.setdefault("deployments_requeued", 0)
     waiting = Deployment.objects.filter(instance_deadline__isnull=False, deleted_at__isnull=True, target_revision__isnull=False).select_related("instance")
     for deployment in waiting:

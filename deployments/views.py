@@ -12,13 +12,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from orchestrio.forms import json_field_value
+from orchestrio.forms import errors_to_form, json_field_value
 from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
 from instances.models import InstancePlan, Region
 from instances.selectors import blueprint_visible
-from instances.views import _errors_to_form
 
 from . import services as service
 from .choices import DeploymentEnvironment
@@ -97,7 +96,7 @@ def deployment_create(request):
         try:
             deployment = service.deployment_create(principal=request.principal, **form.cleaned_data)
         except DomainError as exc:
-            _errors_to_form(form, exc)
+            errors_to_form(form, exc)
         else:
             messages.success(request, f"Deploying {deployment.name}.")
             return redirect("deployments:detail", deployment_id=deployment.pk)
@@ -130,7 +129,7 @@ def deployment_detail(request, deployment_id: str):
         try:
             service.deployment_update(deployment=deployment, actor=request.principal.actor, config_patch=patch, secrets_patch=form.cleaned_data["secrets"] or None)
         except DomainError as exc:
-            _errors_to_form(form, exc)
+            errors_to_form(form, exc)
         else:
             messages.success(request, "A new revision is being applied.")
             return redirect("deployments:detail", deployment_id=deployment.pk)

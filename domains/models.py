@@ -36,7 +36,7 @@ class CustomDomain(models.Model):
         ordering = ["-created_at"]
         constraints = [
             # A name is served for one instance at a time: the claim that proved it first. Pending
-            # and failed claims block nobody (several tenants may claim one name; see domains.py).
+            # and failed claims block nobody (several tenants may claim one name; see services.py).
             # An instance has one domain.
             models.UniqueConstraint(
                 fields=["domain"], condition=Q(status="active", removed_at__isnull=True), name="custom_domain_active_unique"

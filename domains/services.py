@@ -31,14 +31,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestrio.errors import Conflict, InvalidState, NotFound, ValidationFailed
-from orchestrio.limits import limit_check
-from orchestrio.services import activity_record
-from orchestrio.tenancy import Actor
-
 from instances.choices import LogLevel
 from instances.models import Instance
 from instances.services import log_append
+from orchestrio.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from orchestrio.limits import limit_check
+from orchestrio.queue import enqueue_on_commit
+from orchestrio.services import activity_record
+from orchestrio.tenancy import Actor
 
 from .choices import DomainStatus
 from .models import CustomDomain
@@ -160,8 +160,6 @@ def domain_remove(*, domain: CustomDomain, actor: Actor) -> CustomDomain:
         locked.status = DomainStatus.REMOVING
         locked.save(update_fields=["status", "updated_at"])
         activity_record(actor=actor, action="custom_domain.remove", tenant=locked.tenant_id, object_type="custom_domain", object_id=locked.domain)
-        from orchestrio.queue import enqueue_on_commit
-
         enqueue_on_commit("domains.jobs.remove_custom_domain", locked.pk)
     return locked
 

@@ -13,7 +13,7 @@ from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
 from instances.selectors import instance_live
-from instances.views import _errors_to_form
+from orchestrio.forms import errors_to_form
 
 from . import services as domains
 
@@ -43,7 +43,7 @@ def instance_domain(request, instance_id: str):
         try:
             domains.domain_attach(instance=instance, domain=form.cleaned_data["domain"], actor=request.principal.actor)
         except DomainError as exc:
-            _errors_to_form(form, exc)
+            errors_to_form(form, exc)
         else:
             messages.success(request, "Domain attached: create the DNS records below.")
             return redirect("instances:domain", instance_id=instance_id)

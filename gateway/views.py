@@ -127,7 +127,7 @@ from django.shortcuts import redirect, render  # noqa: E402
 from django.views.decorators.http import require_http_methods, require_POST  # noqa: E402
 
 from instances.selectors import instance_live  # noqa: E402
-from instances.views import _errors_to_form  # noqa: E402
+from orchestrio.forms import errors_to_form  # noqa: E402
 from orchestrio.errors import DomainError  # noqa: E402
 from orchestrio.views import console_view, domain_error_message  # noqa: E402
 
@@ -147,7 +147,7 @@ def instance_gateway(request, instance_id: str):
         try:
             created = services.policy_create(instance=instance, principal=request.principal, data=form.cleaned_data)
         except DomainError as exc:
-            _errors_to_form(form, exc)
+            errors_to_form(form, exc)
         else:
             messages.success(request, f"Policy {created.pk} created.")
             return redirect("instances:gateway", instance_id=instance_id)

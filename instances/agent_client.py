@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 import httpx
+from orchestrio.crypto import decrypt
 
 KEY_HEADER = "X-Orchestrio-Agent-Key"
 GATEWAY_HEADER = "X-Orchestrio-Gateway-Key"
@@ -67,8 +68,6 @@ def gateway_key(agent_key: str) -> str:
 def gateway_key_for(agent_key_encrypted: str) -> str:
     """Decrypting costs more than the rest of a proxied request's header work: remembered per
     ciphertext (a new agent key is a new ciphertext, so rotation needs no invalidation)."""
-    from orchestrio.crypto import decrypt
-
     return gateway_key(decrypt(agent_key_encrypted))
 
 

@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from orchestrio.faults import fault_point
+from orchestrio.metrics import record_health_sweep
 from orchestrio.queue import lease, singleton
 
 from . import hooks, services
@@ -222,8 +223,6 @@ HANDLERS = {
 
 def health_sweep() -> dict:
     """Probe every running instance's health endpoint (bounded concurrency, short timeouts)."""
-    from orchestrio.metrics import record_health_sweep
-
     with singleton("health-sweep", ttl=max(settings.HEALTH_CHECK_INTERVAL_SECONDS * 2, 60)) as mine:
         if not mine:
             return {"skipped": "another sweep is running"}

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from .choices import InstanceState as S
 from .choices import OperationKind as K
+from orchestrio.redis import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +156,6 @@ def publish_state(instance) -> None:
     pk, state = instance.pk, instance.state
 
     def _publish() -> None:
-        from orchestrio.redis import get_redis
-
         try:
             get_redis().publish(channel(pk), json.dumps({"state": state}))
         except Exception as exc:  # noqa: BLE001 - waiters fall back to polling

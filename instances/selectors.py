@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db.models import Count, FilteredRelation, Q
 
+from orchestrio.crypto import decrypt
 from orchestrio.db import CompiledQuery, model_fields, model_loader
 
 from .choices import UNFINISHED_OPERATION_STATUSES, InstanceState
@@ -75,8 +76,6 @@ def blueprint_visible(*, tenant):
 
 
 def agent_client_for(instance, *, timeout: float = 10.0):
-    from orchestrio.crypto import decrypt
-
     from .agent_client import AgentClient, Endpoint, endpoint_for
 
     endpoint = endpoint_for(instance) or Endpoint(host=instance.ip_address or "127.0.0.1", port=instance.port or instance.blueprint.agent_port)

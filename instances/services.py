@@ -34,6 +34,7 @@ from orchestrio.services import activity_record, activity_record_many
 from orchestrio.tenancy import Actor, Principal
 
 from . import hooks, lifecycle
+from .agent_client import AgentError, AgentTimeout, AgentUnreachable
 from .choices import (
     SUPPORTED_PROVIDER_APIS,
     UNFINISHED_OPERATION_STATUSES,
@@ -44,11 +45,11 @@ from .choices import (
     OperationKind,
     OperationStatus,
 )
-from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from .health import probe_one
 from .hostnames import instance_id_problem
+from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from .providers.sandbox import refuse_command_reason
-from .selectors import RUNNING_STATES, blueprint_visible
+from .selectors import RUNNING_STATES, agent_client_for, blueprint_visible
 
 logger = logging.getLogger(__name__)
 
@@ -411,9 +412,6 @@ def instance_config_update(*, instance: Instance, patch: dict, actor: Actor) -> 
 
 def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
     """Push the stored config to the running instance's agent."""
-    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .selectors import agent_client_for
-
     if instance.state != InstanceState.RUNNING:
         raise InvalidState(f"cannot apply config: {instance.instance_id} is {instance.state}, not running")
     client = agent_client_for(instance)
@@ -467,9 +465,6 @@ def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:
 def _agent_set_key(instance: Instance, new_key: str, *, earlier: str) -> None:
     """Send `new_key` to the agent with the key in force (or, when the agent refuses that one and
     an earlier rotation left a pending key, with that one). No lock is held here."""
-    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .selectors import agent_client_for
-
     client = agent_client_for(instance)
     try:
         try:

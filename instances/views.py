@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from orchestrio import roles
+from orchestrio.forms import errors_to_form
 from orchestrio.errors import DomainError, ValidationFailed
 from orchestrio.views import console_view, domain_error_message
 
@@ -39,15 +40,6 @@ def _instance(request, instance_id: str, **_):
     return instance
 
 
-def _errors_to_form(form, exc: DomainError) -> None:
-    if isinstance(exc, ValidationFailed):
-        for error in exc.errors:
-            loc = error["loc"][1] if len(error["loc"]) > 1 else None
-            form.add_error(loc if loc in form.fields else None, error["msg"])
-    else:
-        form.add_error(None, exc.detail if isinstance(exc.detail, str) else str(exc))
-
-
 @console_view
 def instance_list(request):
     tenant = request.principal.tenant
@@ -66,7 +58,7 @@ def instance_create(request):
         try:
             instance = services.instance_create(principal=request.principal, **form.cleaned_data)
         except DomainError as exc:
-            _errors_to_form(form, exc)
+            errors_to_form(form, exc)
         else:
             messages.success(request, f"Creating {instance.instance_id}: it is provisioning now.")
             return redirect("instances:detail", instance_id=instance.instance_id)

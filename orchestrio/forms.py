@@ -6,9 +6,20 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import MinLengthValidator, RegexValidator
 
 from . import jsoninput
-from .errors import ValidationFailed
+from .errors import DomainError, ValidationFailed
 from .models import SLUG_MESSAGE, SLUG_PATTERN
 from .services import TOKEN_EXPIRY_CHOICES
+
+
+def errors_to_form(form, exc: DomainError) -> None:
+    """A service's refusal shown on the console form that asked: a validation error on its field
+    (or the form), any other on the form."""
+    if isinstance(exc, ValidationFailed):
+        for error in exc.errors:
+            loc = error["loc"][1] if len(error["loc"]) > 1 else None
+            form.add_error(loc if loc in form.fields else None, error["msg"])
+    else:
+        form.add_error(None, exc.detail if isinstance(exc.detail, str) else str(exc))
 
 
 def json_field_value(raw: str, *, kind: type = dict, what: str = "the value"):

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timezone as dt_timezone
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from .errors import PlanLimitReached
 from .limits import limit_check
+from .models import SubscriptionPlan
 
 # func(tenant_id, start, end) -> executions in [start, end)
 _execution_counters: list[Callable[[str, datetime, datetime], int]] = []
@@ -64,8 +66,6 @@ def execution_quota_check(*, tenant_id: str, plan, cached: bool = False) -> None
     `cached` (the proxies): counting costs queries, so the count is cached for a short while per
     tenant (the quota can be overshot by at most the requests of that window), and a cache
     outage lets traffic through rather than stopping it."""
-    from django.core.cache import cache
-
     def used() -> int:
         start, end = current_period(tenant_id)
         return executions_used(tenant_id, start, end)
@@ -92,6 +92,4 @@ def execution_quota_check(*, tenant_id: str, plan, cached: bool = False) -> None
 
 def execution_quota_check_proxied(*, tenant_id: str, plan_id: str, plan_name: str, quota: int | None) -> None:
     """`execution_quota_check` for the proxies, which read the plan's facts with the instance."""
-    from .models import SubscriptionPlan
-
     execution_quota_check(tenant_id=tenant_id, plan=SubscriptionPlan(id=plan_id, name=plan_name, executions_per_month=quota), cached=True)

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from instances.selectors import instance_live
-from instances.views import _errors_to_form
+from orchestrio.forms import errors_to_form
 from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
@@ -31,7 +31,7 @@ def instance_tasks(request, instance_id: str):
         try:
             task, created = services.task_dispatch(instance=instance, actor=request.principal.actor, **form.cleaned_data)
         except DomainError as exc:
-            _errors_to_form(form, exc)
+            errors_to_form(form, exc)
         else:
             if not created:
                 messages.info(request, "That idempotency key was used before: this is the task it started.")

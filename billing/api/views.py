@@ -7,10 +7,14 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from instances.api.views import InstanceScopedViewSet
+from instances.models import Instance
 from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_403, ERR_502, ERR_503, ERR_504
+from orchestrio.api.serializers import ActivityEventSerializer
 from orchestrio.api.viewsets import TenantApiView, TenantScopedViewSet
 from orchestrio.http import carries_secret
+from orchestrio.models import ActivityEvent
+from orchestrio.selectors import tenant_usage
 
 from .. import alerts, services
 from ..models import AlertConfig, AlertDelivery
@@ -107,11 +111,6 @@ class AlertDeliveryViewSet(mixins.ListModelMixin, TenantScopedViewSet):
 class DashboardView(TenantApiView):
     @extend_schema(tags=["tenant"], summary="Counts by state, plan usage, recent activity", responses=s.DashboardSerializer)
     def get(self, request):
-        from instances.models import Instance
-        from orchestrio.api.serializers import ActivityEventSerializer
-        from orchestrio.models import ActivityEvent
-        from orchestrio.selectors import tenant_usage
-
         tenant = self.principal.tenant
         by_state = dict(Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).values_list("state").annotate(n=Count("id")).order_by())
         usage = tenant_usage(tenant=tenant)

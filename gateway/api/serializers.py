@@ -3,6 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from instances.models import gateway_url
 from orchestrio.api.strict import BodySerializer
 
 from ..choices import GatewayProvider
@@ -30,8 +31,6 @@ class GatewayPolicySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField())
     def get_endpoint(self, policy):
-        from instances.models import gateway_url
-
         base = gateway_url()
         if policy.slug:
             return f"{base}/gateway/{policy.instance.instance_id}/{policy.slug}"

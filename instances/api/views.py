@@ -7,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
-from orchestrio.api.exceptions import QueryValidationError
+from orchestrio.api.exceptions import QueryValidationError, flatten_errors
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_429_LONG_POLL, ERR_502, ERR_504
 from orchestrio.api.viewsets import PublicApiView, TenantScopedViewSet, idempotent
 from orchestrio.errors import InvalidState, NotFound, RequestTimeout, ValidationFailed
@@ -340,8 +340,6 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     )
     @action(detail=False, methods=["post"], url_path="validate", filterset_class=None)
     def validate(self, request):
-        from orchestrio.api.exceptions import flatten_errors
-
         if not isinstance(request.data, dict):
             raise ValidationFailed("the body must be a JSON object: the blueprint to check")
         body = s.BlueprintSerializer(data=request.data)

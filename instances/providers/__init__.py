@@ -7,6 +7,7 @@ from functools import lru_cache
 from django.utils.module_loading import import_string
 
 from .base import Machine, MachineSpec, MachineState, Provider, ProviderError, TaskRequest, TaskResult
+from orchestrio.crypto import decrypt
 
 __all__ = [
     "Machine", "MachineSpec", "MachineState", "Provider", "ProviderError", "TaskRequest", "TaskResult",
@@ -37,8 +38,6 @@ def reset_providers() -> None:
 
 def spec_for(instance, *, operation=None, instance_type: str | None = None) -> MachineSpec:
     """The plain-data description of an instance's machine that providers work from."""
-    from orchestrio.crypto import decrypt
-
     blueprint = instance.blueprint
     return MachineSpec(
         instance_pk=instance.pk,
