@@ -9,7 +9,7 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from orchestrio.errors import InvalidState, ServiceUnavailable, ValidationFailed
+from orchestrio.errors import BadRequest, InvalidState, ServiceUnavailable, ValidationFailed
 from orchestrio.models import SubscriptionPlan, Tenant
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
@@ -83,11 +83,11 @@ def portal_session_create(*, principal: Principal) -> str:
 # --- webhooks ----------------------------------------------------------------------------------
 
 
-class WebhookError(Exception):
-    """The request is not a genuine Stripe event (bad signature, too old, not JSON)."""
+class WebhookError(BadRequest):
+    """The request is not a genuine Stripe event (bad signature, too old, not JSON): 400."""
 
 
-def construct_event(payload: bytes, signature: str | None):
+def construct_event(*, payload: bytes, signature: str | None):
     if not settings.STRIPE_WEBHOOK_SECRET:
         raise ServiceUnavailable("Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET is unset)")
     try:
@@ -199,7 +199,7 @@ def _handle(event) -> tuple[Tenant | None, str]:
     return tenant, f"ignored {kind}"
 
 
-def stripe_event_handle(event) -> str:
+def stripe_event_handle(*, event) -> str:
     """Process one verified event exactly once, even when Stripe delivers it twice at once."""
     with transaction.atomic():
         try:

@@ -8,7 +8,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from orchestrio.errors import ServiceUnavailable
+from orchestrio.api.exceptions import json_errors
 
 from . import services
 
@@ -17,13 +17,13 @@ logger = logging.getLogger(__name__)
 
 @csrf_exempt
 @require_POST
+@json_errors
 def stripe_webhook(request):
+    """Billing not configured: 503; a signature or payload Stripe's SDK refuses: 400."""
     try:
-        event = services.construct_event(request.body, request.META.get("HTTP_STRIPE_SIGNATURE"))
-    except ServiceUnavailable as exc:
-        return JsonResponse({"detail": exc.detail}, status=503)
+        event = services.construct_event(payload=request.body, signature=request.META.get("HTTP_STRIPE_SIGNATURE"))
     except services.WebhookError as exc:
         logger.warning("refused a Stripe webhook: %s", exc)
-        return JsonResponse({"detail": str(exc)}, status=400)
-    outcome = services.stripe_event_handle(event)
+        raise
+    outcome = services.stripe_event_handle(event=event)
     return JsonResponse({"received": True, "outcome": outcome})

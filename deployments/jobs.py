@@ -6,4 +6,4 @@ from .services import run_deployment as apply_revision
 
 
 def run_deployment(deployment_pk: str, number: int) -> str:
-    return apply_revision(deployment_pk, number)
+    return apply_revision(deployment_pk=deployment_pk, number=number)

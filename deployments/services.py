@@ -23,19 +23,21 @@ import secrets as pysecrets
 import time
 from datetime import timedelta
 
-import httpx
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from gateway.models import GatewayPolicy
-from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable, endpoint_for
-from instances.choices import InstanceState, LogLevel
+from instances import hostnames
+from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable
+from instances.choices import InstanceState, LogLevel, OperationKind
+from instances.health import probe_until
 from instances.models import Instance, gateway_url
 from instances.selectors import agent_client_for
-from instances.services import config_check_size, instance_create, instance_destroy, merge_patch
+from instances.services import config_check_size, instance_create, merge_patch, operation_accept
 from orchestrio import crypto
-from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, ValidationFailed
+from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
+from orchestrio.limits import limit_check
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit, lease, lease_alive
 from orchestrio.services import activity_record
@@ -46,7 +48,9 @@ from .models import Deployment, DeploymentLogLine, DeploymentRevision, Deploymen
 
 logger = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$")
+# A deployment's instance id is "<name>-<4 hex digits>": a name is a hostname label short enough
+# to leave room for the suffix (instances.hostnames).
+NAME_MAX_LENGTH = 50
 NAME_MESSAGE = "name is 3–50 lowercase letters, digits and '-', starting and ending with a letter or digit"
 SECRET_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 MAX_SECRET_BYTES = 8 * 1024
@@ -59,7 +63,7 @@ def _issue(field: str, message: str, *extra) -> ValidationFailed:
 def _check_config(config) -> dict:
     if not isinstance(config, dict):
         raise _issue("config", "config must be an object")
-    config_check_size(config, loc=["body", "config"])
+    config_check_size(config=config, loc=["body", "config"])
     return config
 
 
@@ -74,11 +78,11 @@ def _check_secrets(values) -> dict:
     return values
 
 
-def revision_secrets(revision: DeploymentRevision) -> dict:
+def revision_secrets(*, revision: DeploymentRevision) -> dict:
     return json.loads(crypto.decrypt(revision.secrets_encrypted)) if revision.secrets_encrypted else {}
 
 
-def deployment_log(deployment: Deployment, message: str, *, level: str = LogLevel.INFO) -> None:
+def deployment_log(*, deployment: Deployment, message: str, level: str = LogLevel.INFO) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {Deployment._meta.db_table} SET log_seq = log_seq + 1 WHERE id = %s RETURNING log_seq", [deployment.pk])
         seq = cursor.fetchone()[0]
@@ -99,7 +103,7 @@ def _new_revision(deployment: Deployment, *, config: dict, secrets_encrypted: st
     return revision
 
 
-def webhook_url(deployment: Deployment) -> str | None:
+def webhook_url(*, deployment: Deployment) -> str | None:
     if deployment.instance is None:
         return None
     return f"{gateway_url()}/gateway/{deployment.instance.instance_id}/{deployment.name}"
@@ -123,7 +127,7 @@ def deployment_create(
     actor = principal.actor
     if principal.instance_scope is not None:
         raise Forbidden("an instance-scoped token cannot create deployments")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not hostnames.is_label(name, max_length=NAME_MAX_LENGTH):
         raise _issue("name", NAME_MESSAGE)
     if environment not in DeploymentEnvironment.values:
         raise _issue("environment", f"environment is one of {', '.join(DeploymentEnvironment.values)}")
@@ -132,9 +136,7 @@ def deployment_create(
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
     if Deployment.objects.filter(tenant=tenant, name=name, deleted_at__isnull=True).exists():
         raise Conflict(f"a deployment named {name!r} exists in this tenant")
-    plan = tenant.plan
-    if plan.max_deployments is not None and Deployment.objects.filter(tenant=tenant, deleted_at__isnull=True).count() >= plan.max_deployments:
-        raise PlanLimitReached(f"the {plan.name} plan allows {plan.max_deployments} deployments; delete one or upgrade", limit="deployments", plan=plan.pk)
+    limit_check(tenant=tenant, limit="deployments", used=Deployment.objects.filter(tenant=tenant, deleted_at__isnull=True).count)
 
     instance_id = f"{name}-{pysecrets.token_hex(2)}"
     # The instance starts with an empty config: the revision's config arrives in the configure step.
@@ -154,7 +156,7 @@ def deployment_create(
     _new_revision(deployment, config=config, secrets_encrypted=crypto.encrypt(json.dumps(secrets)), secret_keys=list(secrets), reason="created", actor=actor)
     # The deployment's webhook: the gateway, for this tenant's API keys (edit the policy to open it wider).
     GatewayPolicy.objects.create(instance=instance, tenant=tenant, slug=name, provider="api-key")
-    deployment_log(deployment, f"deployment {name} ({environment}) created by {actor.label} on instance {instance_id}; revision 1")
+    deployment_log(deployment=deployment, message=f"deployment {name} ({environment}) created by {actor.label} on instance {instance_id}; revision 1")
     activity_record(
         actor=actor, action="deployment.create", tenant=tenant, object_type="deployment", object_id=deployment.pk,
         data={"name": name, "environment": environment, "instance_id": instance_id, "config_keys": sorted(config), "secret_keys": sorted(secrets)},
@@ -186,8 +188,8 @@ def deployment_update(*, deployment: Deployment, actor: Actor, config_patch=None
         raise _issue("secrets", "secrets must be an object (a JSON merge patch)")
     locked = _lock_live(deployment)
     base = _latest(locked)
-    config = _check_config(merge_patch(base.config, config_patch) if config_patch is not None else base.config)
-    old_secrets = revision_secrets(base)
+    config = _check_config(merge_patch(target=base.config, patch=config_patch) if config_patch is not None else base.config)
+    old_secrets = revision_secrets(revision=base)
     secrets = old_secrets
     if secrets_patch is not None:
         secrets = {k: v for k, v in {**old_secrets, **secrets_patch}.items() if v is not None}
@@ -200,7 +202,7 @@ def deployment_update(*, deployment: Deployment, actor: Actor, config_patch=None
         "config_keys": sorted(k for k in set(config) | set(base.config) if config.get(k) != base.config.get(k)),
         "secret_keys": sorted(k for k in set(secrets) | set(old_secrets) if secrets.get(k) != old_secrets.get(k)),
     }
-    deployment_log(locked, f"revision {revision.number} by {actor.label}: config {changed['config_keys'] or 'unchanged'}, secrets {changed['secret_keys'] or 'unchanged'}")
+    deployment_log(deployment=locked, message=f"revision {revision.number} by {actor.label}: config {changed['config_keys'] or 'unchanged'}, secrets {changed['secret_keys'] or 'unchanged'}")
     activity_record(actor=actor, action="deployment.update", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"revision": revision.number, **changed})
     return revision
 
@@ -208,9 +210,7 @@ def deployment_update(*, deployment: Deployment, actor: Actor, config_patch=None
 @transaction.atomic
 def deployment_rollback(*, deployment: Deployment, actor: Actor, revision_number: int) -> DeploymentRevision:
     locked = _lock_live(deployment)
-    plan = locked.tenant.plan
-    if not plan.feature_deployment_rollback:
-        raise PlanLimitReached(f"rollback needs a plan that includes it; {plan.name} does not", limit="deployment_rollback", plan=plan.pk)
+    limit_check(tenant=locked.tenant, limit="deployment_rollback")
     source = locked.revisions.filter(number=revision_number).first()
     if source is None:
         raise _issue("revision", f"deployment {locked.name} has no revision {revision_number}")
@@ -221,7 +221,7 @@ def deployment_rollback(*, deployment: Deployment, actor: Actor, revision_number
         locked, config=source.config, secrets_encrypted=crypto.rotate(source.secrets_encrypted) if source.secrets_encrypted else "",
         secret_keys=source.secret_keys, reason=f"rollback to revision {revision_number} by {actor.label}", actor=actor,
     )  # fmt: skip
-    deployment_log(locked, f"revision {revision.number}: rollback to revision {revision_number} by {actor.label}")
+    deployment_log(deployment=locked, message=f"revision {revision.number}: rollback to revision {revision_number} by {actor.label}")
     activity_record(actor=actor, action="deployment.rollback", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"to": revision_number, "revision": revision.number})
     return revision
 
@@ -236,8 +236,8 @@ def deployment_delete(*, deployment: Deployment, actor: Actor, confirm: str | No
     locked.status, locked.deleted_at, locked.target_revision, locked.instance_deadline = DeploymentStatus.DELETED, timezone.now(), None, None
     locked.save(update_fields=["status", "deleted_at", "target_revision", "instance_deadline", "updated_at"])
     if locked.instance is not None and locked.instance.destroyed_at is None:
-        instance_destroy(instance=locked.instance, actor=actor, force=True)
-    deployment_log(locked, f"deleted by {actor.label}; its instance is being destroyed")
+        operation_accept(instance=locked.instance, kind=OperationKind.DESTROY, actor=actor, force=True)
+    deployment_log(deployment=locked, message=f"deleted by {actor.label}; its instance is being destroyed")
     activity_record(actor=actor, action="deployment.delete", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"name": locked.name})
     return locked
 
@@ -309,7 +309,7 @@ def _provision(deployment: Deployment, revision: DeploymentRevision) -> Instance
         message = f"waiting for instance {instance.instance_id} ({instance.state}) to run, until {deadline:%H:%M:%S}Z; no worker waits on it"
         _step(revision, "provision", StepStatus.RUNNING, message)
         if first:
-            deployment_log(locked, f"revision {revision.number}: {message}")
+            deployment_log(deployment=locked, message=f"revision {revision.number}: {message}")
     return None
 
 
@@ -317,7 +317,7 @@ def _configure(instance: Instance, revision: DeploymentRevision) -> str:
     client = agent_client_for(instance, timeout=90)
     try:
         config_result = client.put_config(revision.config)
-        secrets_result = client.put_secrets(revision_secrets(revision))
+        secrets_result = client.put_secrets(revision_secrets(revision=revision))
     except (AgentError, AgentUnreachable, AgentTimeout) as exc:
         raise StepFailed("configure", f"the instance agent did not take the revision: {exc}") from exc
     Instance.objects.filter(pk=instance.pk).update(config=revision.config, updated_at=timezone.now())
@@ -340,7 +340,7 @@ def deployment_reapply_secrets(instance: Instance) -> str | None:
         return None
     fresh = Instance.objects.select_related("blueprint").get(pk=instance.pk)
     try:
-        agent_client_for(fresh, timeout=30).put_secrets(revision_secrets(revision))
+        agent_client_for(fresh, timeout=30).put_secrets(revision_secrets(revision=revision))
     except (AgentError, AgentUnreachable, AgentTimeout) as exc:
         return f"deployment {deployment.name}: its secrets could not be restored ({exc})"
     return f"deployment {deployment.name}: {len(revision.secret_keys)} secret(s) of revision {revision.number} restored"
@@ -348,27 +348,17 @@ def deployment_reapply_secrets(instance: Instance) -> str | None:
 
 def _health_check(instance: Instance) -> str:
     needed = settings.DEPLOY_HEALTH_SUCCESSES
-    deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
-    endpoint = endpoint_for(instance)
-    if endpoint is None:
-        raise StepFailed("health_check", f"instance {instance.instance_id} has no address recorded")
-    streak, last = 0, "no answer"
-    with endpoint.client(timeout=3) as client:
-        while time.monotonic() < deadline:
-            try:
-                response = client.get(instance.blueprint.health_path)
-                ok = 200 <= response.status_code < 300
-                last = f"HTTP {response.status_code}" + (f": {response.text[:200]}" if not ok else "")
-            except httpx.HTTPError as exc:
-                ok, last = False, type(exc).__name__
-            streak = streak + 1 if ok else 0
-            if streak >= needed:
-                return f"{instance.blueprint.health_path} answered 2xx {needed} times in a row"
-            time.sleep(settings.DEPLOY_POLL_SECONDS)
-    raise StepFailed("health_check", f"{instance.blueprint.health_path} did not stay healthy within {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s (last: {last})")
+    path = instance.blueprint.health_path
+    result = probe_until(
+        instance, deadline=time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS, interval=settings.DEPLOY_POLL_SECONDS, timeout=3, successes=needed
+    )
+    if result.ok:
+        return f"{path} answered 2xx {needed} times in a row"
+    last = result.detail + (f": {result.body[:200]}" if result.body else "")
+    raise StepFailed("health_check", f"{path} did not stay healthy within {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s (last: {last})")
 
 
-def run_deployment(deployment_pk: str, number: int) -> str:
+def run_deployment(*, deployment_pk: str, number: int) -> str:
     """Apply revision `number`. Only the provision step may wait long, and it hands the wait off
     (`_provision`). The later steps run in place because they are bounded: health_check by
     DEPLOY_HEALTH_TIMEOUT_SECONDS (60 s), configure by the product's reload hook, which the agent
@@ -391,7 +381,7 @@ def run_deployment(deployment_pk: str, number: int) -> str:
             _step(revision, "configure", StepStatus.RUNNING)
             message = _configure(instance, revision)
             _step(revision, "configure", StepStatus.SUCCEEDED, message)
-            deployment_log(deployment, f"revision {number}: {message}")
+            deployment_log(deployment=deployment, message=f"revision {number}: {message}")
             step = "health_check"
             _step(revision, "health_check", StepStatus.RUNNING)
             message = _health_check(instance)
@@ -415,7 +405,7 @@ def _finish(deployment: Deployment, revision: DeploymentRevision) -> None:
     _step(revision, "done", StepStatus.SUCCEEDED, f"revision {revision.number} is in force")
     locked.status, locked.current_revision, locked.target_revision, locked.error, locked.instance_deadline = DeploymentStatus.ACTIVE, revision.number, None, "", None
     locked.save(update_fields=["status", "current_revision", "target_revision", "error", "instance_deadline", "updated_at"])
-    deployment_log(locked, f"revision {revision.number} is in force and healthy")
+    deployment_log(deployment=locked, message=f"revision {revision.number} is in force and healthy")
 
 
 @transaction.atomic
@@ -430,7 +420,7 @@ def _fail(deployment: Deployment, revision: DeploymentRevision, step: str, messa
     reason = f"revision {revision.number} failed at {step}: {message}"
     locked.status, locked.error, locked.target_revision, locked.instance_deadline = DeploymentStatus.FAILED, reason, None, None
     locked.save(update_fields=["status", "error", "target_revision", "instance_deadline", "updated_at"])
-    deployment_log(locked, reason, level=LogLevel.ERROR)
+    deployment_log(deployment=locked, message=reason, level=LogLevel.ERROR)
     activity_record(actor=Actor.system("deployments"), action="deployment.failed", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"revision": revision.number, "step": step, "reason": message[:300]})
     # Automatic rollback to the last healthy revision, unless this run was itself one.
     healthy = locked.revisions.filter(healthy=True, number__lt=revision.number).order_by("-number").first()
@@ -440,7 +430,7 @@ def _fail(deployment: Deployment, revision: DeploymentRevision, step: str, messa
             locked, config=healthy.config, secrets_encrypted=healthy.secrets_encrypted, secret_keys=healthy.secret_keys,
             reason=f"automatic rollback to revision {healthy.number}: {reason}", actor=Actor.system("deployments"),
         )  # fmt: skip
-        deployment_log(locked, f"rolling back automatically to revision {healthy.number} (as revision {rollback.number})", level=LogLevel.WARNING)
+        deployment_log(deployment=locked, message=f"rolling back automatically to revision {healthy.number} (as revision {rollback.number})", level=LogLevel.WARNING)
 
 
 def _job_id(deployment_pk: str, number: int) -> str:
@@ -458,7 +448,7 @@ def _resume(deployment_pk: str, why: str) -> bool:
     number = locked.target_revision
     locked.instance_deadline = None
     locked.save(update_fields=["instance_deadline", "updated_at"])
-    deployment_log(locked, f"{why}; resuming revision {number}")
+    deployment_log(deployment=locked, message=f"{why}; resuming revision {number}")
     enqueue_on_commit("deployments.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
     return True
 
@@ -488,7 +478,7 @@ def _requeue_stale(deployment_pk: str, number: int) -> bool:
     if locked is None or locked.target_revision != number or locked.instance_deadline is not None or locked.deleted_at is not None or locked.status not in DEPLOYMENT_BUSY_STATUSES:
         return False  # finished, or handed to its instance's hook meanwhile
     enqueue_on_commit("deployments.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
-    deployment_log(locked, f"revision {number}: its job stopped; applying it again", level=LogLevel.WARNING)
+    deployment_log(deployment=locked, message=f"revision {number}: its job stopped; applying it again", level=LogLevel.WARNING)
     locked.save(update_fields=["updated_at"])
     return True
 

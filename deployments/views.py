@@ -139,7 +139,7 @@ def deployment_detail(request, deployment_id: str):
         rows.append({"revision": revision, "diff": _diff(revision.config, previous.config if previous else {}), "secrets_changed": previous is not None and sorted(revision.secret_keys) != sorted(previous.secret_keys)})
     steps = list(latest.steps.order_by("position")) if latest else []
     logs = list(deployment.log_lines.order_by("-seq")[:100])[::-1]
-    return render(request, "deployments/detail.html", {"deployment": deployment, "rows": rows, "steps": steps, "form": form, "logs": logs, "webhook_url": service.webhook_url(deployment)})
+    return render(request, "deployments/detail.html", {"deployment": deployment, "rows": rows, "steps": steps, "form": form, "logs": logs, "webhook_url": service.webhook_url(deployment=deployment)})
 
 
 @require_POST

@@ -29,7 +29,7 @@ class CustomDomainAdmin(AuditedModelAdmin):
     def check_now(self, request, queryset):
         for domain in queryset.filter(removed_at__isnull=True):
             try:
-                checked = domain_check(domain.pk, actor=staff_actor(request))
+                checked = domain_check(domain_pk=domain.pk, actor=staff_actor(request))
                 self.message_user(request, f"{checked.domain}: {checked.status} {checked.error}")
             except DomainError as exc:
                 self.message_user(request, f"{domain.domain}: {exc.detail}", messages.ERROR)

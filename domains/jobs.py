@@ -10,4 +10,4 @@ def check_custom_domains() -> int:
 
 
 def remove_custom_domain(domain_pk: int) -> None:
-    domain_finish_removal(domain_pk)
+    domain_finish_removal(domain_pk=domain_pk)

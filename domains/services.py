@@ -34,7 +34,8 @@ from django.utils import timezone
 from instances.choices import LogLevel
 from instances.models import Instance
 from instances.services import log_append
-from orchestrio.errors import Conflict, InvalidState, NotFound, PlanLimitReached, ValidationFailed
+from orchestrio.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from orchestrio.limits import limit_check
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
@@ -50,7 +51,7 @@ def _invalid(message: str) -> ValidationFailed:
     return ValidationFailed([{"loc": ["body", "domain"], "msg": message, "type": "value_error"}])
 
 
-def normalise_domain(raw) -> str:
+def normalise_domain(*, raw) -> str:
     """The domain in lowercase IDNA form, or 422 with the reason."""
     if not isinstance(raw, str) or not raw.strip():
         raise _invalid("domain is required")
@@ -84,14 +85,14 @@ def normalise_domain(raw) -> str:
     return ascii_name
 
 
-def instance_hostname(instance: Instance) -> str:
+def instance_hostname(*, instance: Instance) -> str:
     return f"{instance.instance_id}.{settings.BASE_DOMAIN}".lower()
 
 
-def dns_records(domain: CustomDomain) -> list[dict]:
+def dns_records(*, domain: CustomDomain) -> list[dict]:
     """Exactly what the user must create at their DNS provider."""
     records = [
-        {"type": "CNAME", "name": domain.domain, "value": instance_hostname(domain.instance), "purpose": "routing: points your name at the instance"},
+        {"type": "CNAME", "name": domain.domain, "value": instance_hostname(instance=domain.instance), "purpose": "routing: points your name at the instance"},
         {"type": "TXT", "name": domain.challenge_name, "value": domain.verification_token, "purpose": "ownership: proves the name is yours"},
     ]
     edge = [ip for ip in settings.EDGE_IP_ADDRESSES]
@@ -122,10 +123,8 @@ def _end(domain: CustomDomain, reason: str) -> None:
 
 @transaction.atomic
 def domain_attach(*, instance: Instance, domain: str, actor: Actor) -> CustomDomain:
-    name = normalise_domain(domain)
-    plan = instance.tenant.plan
-    if not plan.feature_custom_domains:
-        raise PlanLimitReached(f"custom domains need a plan that includes them; {plan.name} does not", limit="custom_domains", plan=plan.pk)
+    name = normalise_domain(raw=domain)
+    limit_check(tenant=instance.tenant, limit="custom_domains")
     locked = Instance.objects.select_for_update(of=("self",)).get(pk=instance.pk)
     if locked.destroyed_at is not None:
         raise NotFound(f"no instance {instance.instance_id!r} in this tenant")
@@ -147,7 +146,7 @@ def domain_attach(*, instance: Instance, domain: str, actor: Actor) -> CustomDom
             record.save(force_insert=True)
     except IntegrityError as exc:
         raise Conflict(f"{locked.instance_id} already has a custom domain; remove it first (one domain per instance)") from exc
-    log_append(locked, "domain", f"custom domain {name} attached; waiting for its DNS records")
+    log_append(instance=locked, stage="domain", message=f"custom domain {name} attached; waiting for its DNS records")
     activity_record(actor=actor, action="custom_domain.attach", tenant=locked.tenant_id, object_type="custom_domain", object_id=name, data={"instance_id": locked.instance_id})
     return record
 
@@ -165,14 +164,14 @@ def domain_remove(*, domain: CustomDomain, actor: Actor) -> CustomDomain:
     return locked
 
 
-def domain_finish_removal(domain_pk: int) -> None:
+def domain_finish_removal(*, domain_pk: int) -> None:
     with transaction.atomic():
         domain = CustomDomain.objects.select_for_update(of=("self",)).select_related("instance").filter(pk=domain_pk, removed_at__isnull=True).first()
         if domain is None:
             return
         domain.removed_at = timezone.now()
         domain.save(update_fields=["removed_at", "updated_at"])
-        log_append(domain.instance, "domain", f"custom domain {domain.domain} removed; the edge no longer serves it")
+        log_append(instance=domain.instance, stage="domain", message=f"custom domain {domain.domain} removed; the edge no longer serves it")
 
 
 # --- verification -----------------------------------------------------------------------------------
@@ -215,10 +214,10 @@ def _lookup(res, name: str, rdtype: str):
     return [rdata.to_text() for rdata in answer.rrset], None
 
 
-def check_dns(domain: CustomDomain) -> DnsCheck:
+def check_dns(*, domain: CustomDomain) -> DnsCheck:
     res = resolver()
     result = DnsCheck()
-    target = instance_hostname(domain.instance)
+    target = instance_hostname(instance=domain.instance)
     cnames, problem = _lookup(res, domain.domain, "CNAME")
     result.resolved["CNAME"] = [c.rstrip(".").lower() for c in cnames]
     if problem == "timeout":
@@ -255,7 +254,7 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(settings.DOMAIN_CHECK_MAX_INTERVAL_SECONDS, settings.DOMAIN_CHECK_BASE_SECONDS * 2 ** min(attempts, 20)))
 
 
-def domain_check(domain_pk: int, *, actor: Actor | None = None) -> CustomDomain:
+def domain_check(*, domain_pk: int, actor: Actor | None = None) -> CustomDomain:
     """Check the DNS of one claim now and record the outcome; the first claim on a name to pass
     becomes its active one and ends the others."""
     with transaction.atomic():
@@ -270,7 +269,7 @@ def domain_check(domain_pk: int, *, actor: Actor | None = None) -> CustomDomain:
             domain.status = DomainStatus.VERIFYING
             domain.save(update_fields=["status", "updated_at"])
         started = domain.status
-    result = check_dns(domain)  # outside the transaction: DNS may take seconds
+    result = check_dns(domain=domain)  # outside the transaction: DNS may take seconds
     now = timezone.now()
     ended: list[CustomDomain] = []
     with transaction.atomic():
@@ -295,7 +294,7 @@ def domain_check(domain_pk: int, *, actor: Actor | None = None) -> CustomDomain:
             domain.status, domain.error, domain.next_check_at = DomainStatus.ACTIVE, "", None
             domain.activated_at = domain.activated_at or now
             if previous != DomainStatus.ACTIVE:
-                log_append(domain.instance, "domain", f"{domain.domain} verified: DNS is right; TLS is issued on the first visit")
+                log_append(instance=domain.instance, stage="domain", message=f"{domain.domain} verified: DNS is right; TLS is issued on the first visit")
                 activity_record(actor=actor or Actor.system("domains"), action="custom_domain.active", tenant=domain.tenant_id, object_type="custom_domain", object_id=domain.domain)
                 ended = [claim for claim in claims.values() if claim.pk != domain.pk and claim.status != DomainStatus.REMOVING]
         elif domain.status == DomainStatus.ACTIVE and result.transient:
@@ -303,7 +302,7 @@ def domain_check(domain_pk: int, *, actor: Actor | None = None) -> CustomDomain:
         elif now - domain.created_at > timedelta(hours=settings.DOMAIN_VERIFY_HOURS):
             reason = f"not verified within {settings.DOMAIN_VERIFY_HOURS} h, so this claim expired and is no longer checked (last check: {result.reason}); fix the records and check again, or remove it"
             domain.status, domain.error, domain.next_check_at = DomainStatus.FAILED, reason, None
-            log_append(domain.instance, "domain", f"{domain.domain} failed verification after {settings.DOMAIN_VERIFY_HOURS} h: {result.reason}", level=LogLevel.WARNING)
+            log_append(instance=domain.instance, stage="domain", message=f"{domain.domain} failed verification after {settings.DOMAIN_VERIFY_HOURS} h: {result.reason}", level=LogLevel.WARNING)
         else:
             domain.status, domain.error = DomainStatus.PENDING_DNS, result.reason
             domain.next_check_at = now + _backoff(domain.attempts)
@@ -314,11 +313,11 @@ def domain_check(domain_pk: int, *, actor: Actor | None = None) -> CustomDomain:
     # The log lines of the ended claims' instances, after the claims' locks are released (a
     # log line takes its instance's row, which a destroy holds while it takes the claim's).
     for claim in ended:
-        log_append(claim.instance, "domain", f"{claim.domain}: claim ended: {TAKEN}", level=LogLevel.WARNING)
+        log_append(instance=claim.instance, stage="domain", message=f"{claim.domain}: claim ended: {TAKEN}", level=LogLevel.WARNING)
     return domain
 
 
-def check_due_domains(limit: int = 200) -> int:
+def check_due_domains(*, limit: int = 200) -> int:
     """The periodic job: check domains whose next check is due."""
     due = CustomDomain.objects.filter(
         removed_at__isnull=True, status__in=(DomainStatus.PENDING_DNS, DomainStatus.VERIFYING), next_check_at__lte=timezone.now()
@@ -326,14 +325,14 @@ def check_due_domains(limit: int = 200) -> int:
     checked = 0
     for pk in list(due):
         try:
-            domain_check(pk)
+            domain_check(domain_pk=pk)
             checked += 1
         except InvalidState:
             continue
     return checked
 
 
-def tls_allowed(name: str) -> bool:
+def tls_allowed(*, name: str) -> bool:
     """The edge's question, answered from indexes only (no DNS): is this an active custom domain
     or the hostname of a live instance?"""
     name = (name or "").strip().rstrip(".").lower()

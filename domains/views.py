@@ -47,7 +47,7 @@ def instance_domain(request, instance_id: str):
         else:
             messages.success(request, "Domain attached: create the DNS records below.")
             return redirect("instances:domain", instance_id=instance_id)
-    context = {"instance": instance, "domain": current, "form": form, "records": domains.dns_records(current) if current else []}
+    context = {"instance": instance, "domain": current, "form": form, "records": domains.dns_records(domain=current) if current else []}
     return render(request, "domains/domain.html", context)
 
 
@@ -61,7 +61,7 @@ def instance_domain_action(request, instance_id: str, action: str):
     roles.require(request.principal, ACTION_CAPABILITIES.get(action, "operate"))
     try:
         if action == "check":
-            checked = domains.domain_check(current.pk, actor=request.principal.actor)
+            checked = domains.domain_check(domain_pk=current.pk, actor=request.principal.actor)
             if checked.status == "active":
                 messages.success(request, f"{checked.domain} is verified and active.")
             else:

@@ -16,7 +16,7 @@ class GatewayPolicyAdminForm(forms.ModelForm):
         cleaned = super().clean()
         data = {field: cleaned.get(field) for field in FIELDS}
         data["slug"] = data["slug"] or None
-        issues = validate_policy(data)
+        issues = validate_policy(data=data)
         if issues:
             raise forms.ValidationError([f"{'.'.join(str(p) for p in issue['loc'][1:])}: {issue['msg']}" for issue in issues])
         cleaned["slug"] = data["slug"]

@@ -64,7 +64,7 @@ def _api_key_caller(token_value: str, instance, policy: GatewayPolicy | None) ->
     if token.tenant_id != instance.tenant_id or (token.instance_id and token.instance_id != instance.instance_id):
         # Another tenant's (or another instance's) token: the instance does not exist for it.
         raise GatewayNotFound()
-    api_token_touch(token)
+    api_token_touch(token=token)
     claims = {"sub": token.prefix, "org_id": token.tenant_id, "token_id": token.pk}
     return Caller(provider=GatewayProvider.API_KEY, subject=token.prefix, ratelimit_key=f"token:{token.pk}", claims=claims, policy_id=policy.pk if policy else None)
 

@@ -11,7 +11,10 @@
 
 from __future__ import annotations
 
-from . import origin, proxy
+from orchestrio.api.exceptions import domain_error_response
+from orchestrio.errors import NotFound
+
+from . import origin
 from .origin import Site
 
 
@@ -23,13 +26,13 @@ class InstanceHostMiddleware:
         where = origin.of(request)
         if where.site is Site.INSTANCE:
             if where.instance_id is None:
-                return proxy.error(404, "no instance has this hostname")
+                return domain_error_response(NotFound("no instance has this hostname"))
             from .views import serve_host
 
             return serve_host(request, where.instance_id)
         path = request.path_info
         if where.site is Site.GATEWAY and not origin.gateway_host_serves(path):
-            return origin.sandbox(proxy.error(404, "not found: this host serves the gateway only (/gateway/…, /tunnel/…)"))
+            return origin.sandbox(domain_error_response(NotFound("not found: this host serves the gateway only (/gateway/…, /tunnel/…)")))
         response = self.get_response(request)
         if origin.is_proxy_path(path):
             origin.sandbox(response)

@@ -28,7 +28,6 @@ proxy filters headers with it, and the startup checks below hold the settings to
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -36,11 +35,9 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import checks
 
-from orchestrio.middleware import _host_without_port
 from instances import hooks
-from orchestrio.models import SLUG_PATTERN
-
-_LABEL = re.compile(SLUG_PATTERN)
+from instances.hostnames import is_instance_label
+from orchestrio.middleware import _host_without_port
 
 PROXY_PREFIXES = ("/gateway/", "/tunnel/")
 # What the gateway host answers besides the proxies: the load balancer's health check.
@@ -108,7 +105,7 @@ def classify(host_header: str) -> Origin:
         # Everything under BASE_DOMAIN belongs to instances, never to the console: a name that is
         # no instance's answers 404 rather than fall through to console pages.
         label = host[: -len(base) - 1] if host != base else ""
-        return Origin(Site.INSTANCE, label) if _LABEL.match(label) and 3 <= len(label) <= 63 else NO_INSTANCE
+        return Origin(Site.INSTANCE, label) if is_instance_label(label) else NO_INSTANCE
     instance_id = hooks.instance_for_host(host)  # a custom domain (the domains app)
     return Origin(Site.INSTANCE, instance_id) if instance_id else CONSOLE
 

@@ -20,9 +20,10 @@ from collections import OrderedDict
 
 import httpcore
 from django.conf import settings
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 
 from instances.agent_client import GATEWAY_HEADER, Endpoint, gateway_key_for
+from orchestrio.errors import UpstreamError, UpstreamTimeout
 from orchestrio.tenancy import client_ip
 
 from . import origin
@@ -120,15 +121,9 @@ def _body(request):
     return chunks(), (int(length) if length and not chunked else None)
 
 
-def error(status: int, detail: str, **headers) -> JsonResponse:
-    response = JsonResponse({"detail": detail}, status=status)
-    for name, value in headers.items():
-        response[name.replace("_", "-")] = value
-    return response
-
-
 def forward(request, instance, upstream_path: str, caller, on_close=None):
-    """Send the request to the instance and stream its answer back (502/504 on failure).
+    """Send the request to the instance and stream its answer back (UpstreamError/UpstreamTimeout:
+502/504, when it does not answer).
     `on_close` runs once the answer has been sent (or could not be): when the response's stream
     ends or is closed, or at once when there is nothing to stream."""
     try:
@@ -138,7 +133,7 @@ def forward(request, instance, upstream_path: str, caller, on_close=None):
             on_close()
         raise
     if on_close is not None and not response.streaming:
-        on_close()  # the instance did not answer (502/504): nothing left to send
+        on_close()  # nothing left to send
     return response
 
 
@@ -170,14 +165,14 @@ def _forward(request, instance, upstream_path: str, caller, on_close):
     )  # fmt: skip
     try:
         upstream = pool(endpoint.socket_path).handle_request(upstream_request)
-    except httpcore.ConnectTimeout:
-        return error(504, f"{instance.instance_id} did not accept the connection within {settings.GATEWAY_CONNECT_TIMEOUT_SECONDS:g}s")
-    except httpcore.TimeoutException:
-        return error(504, f"{instance.instance_id} did not answer within {settings.GATEWAY_READ_TIMEOUT_SECONDS:g}s")
-    except httpcore.ConnectError:
-        return error(502, f"{instance.instance_id} refused the connection (is its service listening?)")
+    except httpcore.ConnectTimeout as exc:
+        raise UpstreamTimeout(f"{instance.instance_id} did not accept the connection within {settings.GATEWAY_CONNECT_TIMEOUT_SECONDS:g}s") from exc
+    except httpcore.TimeoutException as exc:
+        raise UpstreamTimeout(f"{instance.instance_id} did not answer within {settings.GATEWAY_READ_TIMEOUT_SECONDS:g}s") from exc
+    except httpcore.ConnectError as exc:
+        raise UpstreamError(f"{instance.instance_id} refused the connection (is its service listening?)") from exc
     except UPSTREAM_ERRORS as exc:
-        return error(502, f"{instance.instance_id} answered badly: {type(exc).__name__}")
+        raise UpstreamError(f"{instance.instance_id} answered badly: {type(exc).__name__}") from exc
 
     def stream():
         try:

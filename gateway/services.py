@@ -9,7 +9,8 @@ from django.db import IntegrityError, transaction
 
 from instances.models import Instance
 from orchestrio import roles
-from orchestrio.errors import Conflict, PlanLimitReached, ValidationFailed
+from orchestrio.errors import Conflict, ValidationFailed
+from orchestrio.limits import limit_check
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
@@ -34,7 +35,7 @@ def _issue(field: str, message: str, kind: str = "value_error", *extra) -> dict:
     return {"loc": ["body", field, *extra], "msg": message, "type": kind}
 
 
-def validate_policy(data: dict[str, Any]) -> list[dict]:
+def validate_policy(*, data: dict[str, Any]) -> list[dict]:
     """Every problem with a policy's fields, as 422 issues (empty when valid)."""
     issues = []
     provider = data.get("provider")
@@ -87,7 +88,7 @@ def validate_policy(data: dict[str, Any]) -> list[dict]:
     return issues
 
 
-def policy_warnings(policy: GatewayPolicy) -> list[str]:
+def policy_warnings(*, policy: GatewayPolicy) -> list[str]:
     warnings = pinning_warnings(policy.provider, policy.allow)
     if policy.provider == GatewayProvider.ANONYMOUS:
         target = f"/gateway/{policy.instance.instance_id}/{policy.slug}" if policy.slug else f"the whole tunnel of {policy.instance.instance_id}"
@@ -95,7 +96,7 @@ def policy_warnings(policy: GatewayPolicy) -> list[str]:
     return warnings
 
 
-def policy_is_public(policy: dict[str, Any]) -> bool:
+def policy_is_public(*, policy: dict[str, Any]) -> bool:
     """Whether an (enabled) policy lets anyone on the internet through: `anonymous`, or an OIDC
     policy whose rules pin no caller (anyone who can get a token from that issuer passes)."""
     if not policy.get("enabled", True):
@@ -106,14 +107,13 @@ def policy_is_public(policy: dict[str, Any]) -> bool:
 def _check_exposure(principal: Principal, policy: dict[str, Any]) -> None:
     """Making an instance public is the `expose` capability; any other policy is `operate`
     (checked by the API and console declarations)."""
-    if policy_is_public(policy):
+    if policy_is_public(policy=policy):
         roles.require(principal, roles.EXPOSE)
 
 
 def _check_plan(instance: Instance, provider: str) -> None:
-    plan = instance.tenant.plan
-    if provider in OIDC_PROVIDERS and not plan.feature_oidc_gateway:
-        raise PlanLimitReached(f"OIDC gateway policies need a plan with the OIDC gateway; {plan.name} does not include it", limit="oidc_gateway", plan=plan.pk)
+    if provider in OIDC_PROVIDERS:
+        limit_check(tenant=instance.tenant, limit="oidc_gateway")
 
 
 def _normalise(data: dict) -> dict:
@@ -129,7 +129,7 @@ def _normalise(data: dict) -> dict:
 def policy_create(*, instance: Instance, principal: Principal, data: dict) -> GatewayPolicy:
     actor = principal.actor
     data = {"slug": None, "audience": "", "issuer": "", "allow": [], "config": {}, "enabled": True, **_normalise(data)}
-    issues = validate_policy(data)
+    issues = validate_policy(data=data)
     if issues:
         raise ValidationFailed(issues)
     _check_exposure(principal, data)
@@ -156,7 +156,7 @@ def policy_update(*, policy: GatewayPolicy, principal: Principal, data: dict) ->
     changes = _normalise(data)
     merged = {field: getattr(locked, field) for field in FIELDS}
     merged.update(changes)
-    issues = validate_policy(merged)
+    issues = validate_policy(data=merged)
     if issues:
         raise ValidationFailed(issues)
     _check_exposure(principal, merged)  # a change that leaves (or makes) the policy public
@@ -180,7 +180,7 @@ def policy_delete(*, policy: GatewayPolicy, actor: Actor) -> None:
     policy.delete()
 
 
-def policy_issuer(policy: GatewayPolicy) -> str | None:
+def policy_issuer(*, policy: GatewayPolicy) -> str | None:
     if policy.provider not in OIDC_PROVIDERS:
         return None
     try:

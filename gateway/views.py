@@ -14,9 +14,10 @@ from instances.choices import InstanceState
 from instances.models import Instance, gateway_url
 from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
 from orchestrio.db import CompiledQuery
-from orchestrio.errors import TooManyRequests
+from orchestrio.api.exceptions import json_errors
+from orchestrio.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from orchestrio.longpoll import proxy_slot
-from orchestrio.quotas import execution_quota_exceeded
+from orchestrio.quotas import execution_quota_check_proxied
 
 from . import hooks, paths, proxy
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
@@ -25,12 +26,11 @@ from .models import GatewayPolicy
 logger = logging.getLogger(__name__)
 
 
-def _rate_limited(request, caller):
+def _refuse_if_rate_limited(request, caller) -> None:
     usage = count([Counter(group="gateway", key=caller.ratelimit_key, rate=settings.RATE_LIMITS["gateway"])])[0]
     attach(request, usage)
     if usage is not None and usage.limited:
-        return proxy.error(429, f"rate limit exceeded for this caller; retry after {usage.reset} seconds", Retry_After=str(usage.reset))
-    return None
+        raise TooManyRequests(f"rate limit exceeded for this caller; retry after {usage.reset} seconds", retry_after=usage.reset)
 
 
 @dataclass(frozen=True)
@@ -68,42 +68,38 @@ ROUTE = CompiledQuery(
 def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
     row = ROUTE.row(instance_id=instance_id, slug=slug)
     if row is None:
-        return proxy.error(404, f"no instance {instance_id!r}")
+        raise NotFound(f"no instance {instance_id!r}")
     instance = Route(**row)
     policies = list(GatewayPolicy.objects.filter(instance_id=instance.pk, slug=slug, enabled=True).order_by()) if instance.has_policies else []
     if slug is not None and not policies:
-        return proxy.error(404, f"no enabled gateway policy for {slug!r} on {instance_id}")
+        raise NotFound(f"no enabled gateway policy for {slug!r} on {instance_id}")
     try:
         caller = authenticate(request, instance, policies, implicit_api_key=slug is None and not policies)
-    except GatewayNotFound:
-        return proxy.error(404, f"no instance {instance_id!r}")
+    except GatewayNotFound as exc:
+        raise NotFound(f"no instance {instance_id!r}") from exc
     except GatewayUnauthorized as exc:
         throttled = auth_failure(request) if exc.presented else None
         if throttled is not None:
-            return proxy.error(429, f"{AUTH_FAILURE_DETAIL}; retry after {throttled.reset} seconds", Retry_After=str(throttled.reset))
-        return proxy.error(401, "; ".join(exc.reasons), WWW_Authenticate='Bearer realm="gateway", error="invalid_token"')
-    limited = _rate_limited(request, caller)
-    if limited is not None:
-        return limited
-    exceeded = execution_quota_exceeded(instance.tenant_id, instance.tenant_plan_id, instance.tenant_plan_name, instance.executions_per_month)
-    if exceeded is not None:
-        return exceeded
+            raise TooManyRequests(f"{AUTH_FAILURE_DETAIL}; retry after {throttled.reset} seconds", retry_after=throttled.reset) from exc
+        raise Unauthorized("; ".join(exc.reasons), challenge='Bearer realm="gateway", error="invalid_token"') from exc
+    _refuse_if_rate_limited(request, caller)
+    execution_quota_check_proxied(
+        tenant_id=instance.tenant_id, plan_id=instance.tenant_plan_id, plan_name=instance.tenant_plan_name, quota=instance.executions_per_month
+    )
     if instance.state != InstanceState.RUNNING:
-        return proxy.error(409, f"{instance_id} is {instance.state}, not running")
-    try:
-        release = proxy_slot(tenant_id=instance.tenant_id)
-    except TooManyRequests as exc:
-        return proxy.error(429, exc.detail, Retry_After=str(exc.retry_after))
+        raise Conflict(f"{instance_id} is {instance.state}, not running")
+    release = proxy_slot(tenant_id=instance.tenant_id)
     hooks.request_proxied(instance.tenant_id, instance.pk)
     return proxy.forward(request, instance, upstream_path, caller, on_close=release)
 
 
+@json_errors
 def _proxied(request, instance_id: str, *, slug: str | None, prefix: tuple[str, ...], base: str = ""):
     """Refuses dot-segments (gateway/paths.py) before anything is looked up or forwarded."""
     try:
         target = paths.upstream_target(request, prefix, base)
     except paths.Refused as exc:
-        return proxy.error(404, exc.detail)
+        raise NotFound(exc.detail) from exc
     return _serve(request, instance_id, slug=slug, upstream_path=target)
 
 
@@ -156,7 +152,7 @@ def instance_gateway(request, instance_id: str):
             messages.success(request, f"Policy {created.pk} created.")
             return redirect("instances:gateway", instance_id=instance_id)
     policies = [
-        {"policy": p, "warnings": policy_warnings(p), "issuer": policy_issuer(p)}
+        {"policy": p, "warnings": policy_warnings(policy=p), "issuer": policy_issuer(policy=p)}
         for p in GatewayPolicy.objects.filter(instance=instance).order_by("slug", "provider")
     ]
     return render(request, "gateway/instance_gateway.html", {"instance": instance, "form": form, "policies": policies, "public_url": gateway_url()})

@@ -8,10 +8,9 @@ from django.utils.html import format_html_join
 
 from orchestrio.admin import AuditedModelAdmin, staff_actor
 from orchestrio.errors import DomainError
-from orchestrio.services import activity_record
 
 from . import services
-from .health import probe_one
+from .choices import OperationKind
 from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from .providers.sandbox import sandbox_report
 
@@ -109,11 +108,7 @@ class InstanceAdmin(AuditedModelAdmin):
     @admin.action(description="Run a health check now")
     def run_health_check(self, request, queryset):
         def check(instance):
-            if instance.state != "running":
-                raise DomainError(f"is {instance.state}, not running")
-            result = probe_one(instance)
-            services.health_record([{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}])
-            activity_record(actor=staff_actor(request), action="instance.health_check", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"healthy": result["healthy"]})
+            result = services.instance_health_check(instance=instance, audit_actor=staff_actor(request))
             self.message_user(request, f"{instance.instance_id}: {'healthy' if result['healthy'] else 'unhealthy: ' + (result['error'] or '')}")
 
         self._each(request, queryset, "Checked", check)
@@ -130,7 +125,7 @@ class InstanceAdmin(AuditedModelAdmin):
 
     @admin.action(description="Force destroy (supersedes a running operation)")
     def force_destroy(self, request, queryset):
-        self._each(request, queryset, "Destroying", lambda i: services.instance_destroy(instance=i, actor=staff_actor(request), force=True))
+        self._each(request, queryset, "Destroying", lambda i: services.operation_accept(instance=i, kind=OperationKind.DESTROY, actor=staff_actor(request), force=True))
 
 
 @admin.register(Operation)

@@ -2,10 +2,8 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
-from django.core.validators import MinLengthValidator, RegexValidator
 
 from orchestrio.forms import json_field_value
-from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
 
 from .models import InstancePlan, Region
 from .selectors import blueprint_visible
@@ -15,7 +13,6 @@ class InstanceCreateForm(forms.Form):
     instance_id = forms.CharField(
         label="Instance id",
         max_length=63,
-        validators=[RegexValidator(SLUG_PATTERN, SLUG_MESSAGE), MinLengthValidator(3, SLUG_MESSAGE)],
         help_text="Becomes the hostname: <instance id>." + (settings.BASE_DOMAIN or ""),
     )
     blueprint_name = forms.ChoiceField(label="Blueprint")

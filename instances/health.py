@@ -1,10 +1,18 @@
-"""Probing instances' health endpoints: many at once for the sweep (plain asyncio connections,
-bounded concurrency, short timeouts), or one now for `GET /instances/{id}/health`."""
+"""The one health probe: what "healthy" means (the blueprint's health path answers 2xx), where it
+is asked (the instance's recorded endpoint; none recorded is unhealthy, never a guess), and how
+a failure is worded. Three ways of asking, one rule:
+
+- `probe_many`: the health and readiness sweeps — thousands at once on plain asyncio connections,
+  bounded concurrency, short timeouts;
+- `probe`: one now (`GET /instances/{id}/health`, the admin's "run a health check");
+- `probe_until`: wait for it (an operation's readiness, a deployment's health-check step).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote
 
@@ -14,6 +22,7 @@ from django.conf import settings
 from .agent_client import Endpoint, endpoint_for
 
 MAX_BODY = 4096
+NO_ADDRESS = "no address recorded"
 
 
 def _verdict(status_code: int | None, error: str | None) -> tuple[bool, str]:
@@ -88,34 +97,71 @@ def probe_many(rows: list[dict]) -> list[dict]:
     results = asyncio.run(_probe_all(probeable)) if probeable else []
     missing = [
         {"pk": row["pk"], "ok": False, "status": row["health_status"], "failures": row["health_failures"],
-         "status_code": None, "latency_ms": None, "detail": "no address recorded"}
+         "status_code": None, "latency_ms": None, "detail": NO_ADDRESS}
         for row in rows if row["endpoint"] is None
     ]  # fmt: skip
     return results + missing
 
 
-def probe_one(instance) -> dict:
-    """Probe now; returns the API's health body plus `ok` and `detail`."""
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    status_code: int | None
+    detail: str  # "" when ok, else why not
+    latency_ms: float | None = None
+    body: str | None = None
+
+
+def _get(client: httpx.Client, path: str, timeout: float) -> Probe:
     started = time.perf_counter()
-    status_code = None
-    body = None
-    error = None
-    endpoint = endpoint_for(instance) or Endpoint(host=instance.ip_address or "127.0.0.1", port=instance.port or instance.blueprint.agent_port)
+    status_code = body = error = None
     try:
-        with endpoint.client(timeout=settings.HEALTH_CHECK_TIMEOUT_SECONDS) as client:
-            response = client.get(_target(instance.blueprint.health_path))
-        status_code = response.status_code
-        body = response.text[:MAX_BODY]
+        response = client.get(_target(path))
+        status_code, body = response.status_code, response.text[:MAX_BODY]
     except httpx.TimeoutException:
-        error = f"no answer within {settings.HEALTH_CHECK_TIMEOUT_SECONDS:g}s"
+        error = f"no answer within {timeout:g}s"
     except httpx.TransportError as exc:
         error = f"connection failed ({type(exc).__name__})"
     ok, detail = _verdict(status_code, error)
+    return Probe(ok, status_code, detail, round((time.perf_counter() - started) * 1000, 1), body)
+
+
+def probe(instance, *, timeout: float | None = None) -> Probe:
+    """Ask the instance's health path once, now."""
+    timeout = settings.HEALTH_CHECK_TIMEOUT_SECONDS if timeout is None else timeout
+    endpoint = endpoint_for(instance)
+    if endpoint is None:
+        return Probe(False, None, NO_ADDRESS)
+    with endpoint.client(timeout=timeout) as client:
+        return _get(client, instance.blueprint.health_path, timeout)
+
+
+def probe_until(instance, *, deadline: float, interval: float, timeout: float, successes: int = 1) -> Probe:
+    """Ask until the health path answered 2xx `successes` times in a row (that answer, ok) or
+    `deadline` (monotonic) passes (the last answer, not ok)."""
+    endpoint = endpoint_for(instance)
+    if endpoint is None:
+        return Probe(False, None, NO_ADDRESS)
+    streak, last = 0, Probe(False, None, "no answer")
+    with endpoint.client(timeout=timeout) as client:
+        while True:
+            last = _get(client, instance.blueprint.health_path, timeout)
+            streak = streak + 1 if last.ok else 0
+            if streak >= successes:
+                return last
+            if time.monotonic() + interval >= deadline:
+                return Probe(False, last.status_code, last.detail or "not healthy long enough", last.latency_ms, last.body)
+            time.sleep(interval)
+
+
+def probe_one(instance) -> dict:
+    """Probe now; the API's health body."""
+    result = probe(instance)
     return {
-        "healthy": ok,
-        "status_code": status_code,
-        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        "healthy": result.ok,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
         "checked_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "body": body,
-        "error": detail or None,
+        "body": result.body,
+        "error": result.detail or None,
     }

@@ -13,7 +13,6 @@ import logging
 import time
 from datetime import timedelta
 
-import httpx
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
@@ -23,9 +22,8 @@ from orchestrio.metrics import record_health_sweep
 from orchestrio.queue import lease, singleton
 
 from . import hooks, services
-from .agent_client import endpoint_for
 from .choices import ErrorCode, InstanceState, OperationKind, OperationStatus
-from .health import probe_many
+from .health import probe_many, probe_until
 from .models import Instance, Operation
 from .providers import MachineState, ProviderError, get_provider, spec_for
 from .reconciler import reconcile_all
@@ -37,7 +35,7 @@ def run_operation(operation_id: int) -> str:
     operation = Operation.objects.filter(pk=operation_id).first()
     if operation is None or operation.is_finished:
         return "nothing to do"
-    with lease(services.operation_lease_name(operation_id), settings.OPERATION_LEASE_SECONDS):
+    with lease(services.operation_lease_name(operation_id=operation_id), settings.OPERATION_LEASE_SECONDS):
         operation = services.operation_begin(operation=operation)
         if operation is None:
             return "nothing to do"
@@ -70,27 +68,6 @@ def _describe_machine(machine) -> str:
     return f"{machine.provider_instance_id or 'machine'} is {machine.state}{where}"
 
 
-def _probe_until(instance: Instance, deadline: float) -> tuple[bool, str]:
-    """Probe the instance's health path until it answers 2xx (True) or `deadline` (monotonic)
-    passes (False); the second value says what it last answered."""
-    endpoint = endpoint_for(instance)
-    if endpoint is None:
-        return False, "the provider reported no address for the instance"
-    last = "no answer"
-    with endpoint.client(timeout=2.0) as client:
-        while True:
-            try:
-                response = client.get(instance.blueprint.health_path)
-                if 200 <= response.status_code < 300:
-                    return True, ""
-                last = f"HTTP {response.status_code}"
-            except httpx.TransportError as exc:
-                last = type(exc).__name__
-            if time.monotonic() + 0.2 >= deadline:
-                return False, last
-            time.sleep(0.2)
-
-
 def _not_ready_message(instance: Instance, detail: str) -> str:
     return f"the instance did not answer {instance.blueprint.health_path} within {settings.INSTANCE_READY_TIMEOUT_SECONDS}s (last: {detail})"
 
@@ -105,8 +82,9 @@ def _await_ready(operation: Operation, message: str) -> None:
     instance = Instance.objects.select_related("blueprint").get(pk=operation.instance_id)
     timeout = settings.INSTANCE_READY_TIMEOUT_SECONDS
     inline = min(timeout, settings.JOB_INLINE_WAIT_SECONDS)
-    ready, detail = _probe_until(instance, time.monotonic() + inline)
-    if ready:
+    ready = probe_until(instance, deadline=time.monotonic() + inline, interval=0.2, timeout=2.0)
+    detail = ready.detail
+    if ready.ok:
         _running_and_healthy(operation, message)
     elif inline >= timeout:
         raise ProviderError(ErrorCode.HEALTH_CHECK_FAILED, _not_ready_message(instance, detail))
@@ -121,16 +99,16 @@ def _running_and_healthy(operation: Operation, message: str) -> None:
         return
     instance = operation.instance
     if settings.INSTANCE_READY_CHECK:
-        services.health_record([{"pk": instance.pk, "ok": True, "status": "unknown", "failures": 0, "detail": "ready after " + operation.kind}])
+        services.health_record(results=[{"pk": instance.pk, "ok": True, "status": "unknown", "failures": 0, "detail": "ready after " + operation.kind}])
     for note in hooks.instance_running(instance):
-        services.log_append(instance, "done", note, operation=operation)
+        services.log_append(instance=instance, stage="done", message=note, operation=operation)
 
 
 def _launched(operation: Operation, machine, message: str) -> None:
     """Record a machine that was just launched and tell the apps that keep state in it."""
     instance = services.instance_record_machine(operation=operation, machine=machine, message=message)
     for note in hooks.machine_started(instance):
-        services.log_append(instance, "provider", note, operation=operation)
+        services.log_append(instance=instance, stage="provider", message=note, operation=operation)
 
 
 def _start_machine(operation: Operation, provider, *, verb: str) -> None:
@@ -211,7 +189,7 @@ def _resize(operation: Operation) -> None:
     )
     if previous == InstanceState.RUNNING:
         for note in hooks.machine_started(instance):
-            services.log_append(instance, "provider", note, operation=operation)
+            services.log_append(instance=instance, stage="provider", message=note, operation=operation)
         _await_ready(operation, f"resized to {target_type}; running and healthy")
     else:
         services.operation_succeed(operation=operation, to_state=previous, message=f"resized to {target_type}; {previous}")
@@ -256,7 +234,7 @@ def health_sweep() -> dict:
             )
         )
         results = probe_many(rows)
-        summary = services.health_record(results)
+        summary = services.health_record(results=results)
         summary["instances"] = len(rows)
         summary["seconds"] = round(time.perf_counter() - started, 3)
         record_health_sweep(seconds=summary["seconds"], instances=len(rows))

@@ -7,7 +7,8 @@ them are legal, and which operation may start from which state. Nothing else ass
     running → suspending → suspended → resuming → running
     running|stopped → resizing → (the state it started from)
     any → destroying → destroyed
-    a failed step → error (with error_message); error → starting (retry) or destroying
+    a failed step → error (with error_message); error → starting (retry), provisioning (a staff
+    retry of a failed create) or destroying
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ EDGES: dict[str, frozenset[str]] = {
     S.RESIZING: frozenset({S.RUNNING, S.STOPPED}),
     S.DESTROYING: frozenset({S.DESTROYED}),
     S.DESTROYED: frozenset(),
-    S.ERROR: frozenset({S.STARTING, S.DESTROYING}),
+    S.ERROR: frozenset({S.STARTING, S.PROVISIONING, S.DESTROYING}),
 }
 for _state in TRANSITIONAL_STATES:
     EDGES[_state] = EDGES[_state] | {S.ERROR}
@@ -59,27 +60,45 @@ EDGES[S.SUSPENDED] = EDGES[S.SUSPENDED] | {S.ERROR}
 
 @dataclass(frozen=True)
 class OperationRule:
+    """What accepting one kind of operation means; `services.operation_accept` does what it says."""
+
     kind: str
     from_states: frozenset[str]
     via: str  # the transitional state the instance enters when the operation is accepted
     verb: str  # for messages: "stop", "start"…
+    retry_from: frozenset[str] = frozenset()  # extra states a staff retry of a failed one starts from
+    retry_via: str | None = None  # the state a retry enters (default: `via`)
+    done_states: frozenset[str] = frozenset()  # asking again here is answered "already", not refused
+    forceable: bool = False  # staff may supersede a running operation instead of getting 409
+    needs_room: str | None = None  # the plan limit (orchestrio.limits) that must have room
+    keeps_previous_state: bool = False  # params["previous_state"]: where the job returns to
 
     def describe_from(self) -> str:
         return " or ".join(sorted(self.from_states))
 
+    def entered(self, *, retry: bool) -> str:
+        return (self.retry_via or self.via) if retry else self.via
+
+
+_LIVE = frozenset(set(S.values) - {S.DESTROYING, S.DESTROYED})
 
 RULES: dict[str, OperationRule] = {
-    K.CREATE: OperationRule(K.CREATE, frozenset(), S.PENDING, "create"),
+    # A create is accepted once, on the new row (pending); a failed one is re-provisioned from error.
+    K.CREATE: OperationRule(
+        K.CREATE, frozenset({S.PENDING}), S.PENDING, "create",
+        retry_from=frozenset({S.ERROR}), retry_via=S.PROVISIONING, needs_room="running_instances",
+    ),
     K.STOP: OperationRule(K.STOP, frozenset({S.RUNNING}), S.STOPPING, "stop"),
-    K.START: OperationRule(K.START, frozenset({S.STOPPED, S.ERROR}), S.STARTING, "start"),
+    K.START: OperationRule(K.START, frozenset({S.STOPPED, S.ERROR}), S.STARTING, "start", needs_room="running_instances"),
     K.RESTART: OperationRule(K.RESTART, frozenset({S.RUNNING}), S.STOPPING, "restart"),
     K.SUSPEND: OperationRule(K.SUSPEND, frozenset({S.RUNNING}), S.SUSPENDING, "suspend"),
-    K.RESUME: OperationRule(K.RESUME, frozenset({S.SUSPENDED}), S.RESUMING, "resume"),
-    K.RESIZE: OperationRule(K.RESIZE, frozenset({S.RUNNING, S.STOPPED}), S.RESIZING, "resize"),
+    K.RESUME: OperationRule(K.RESUME, frozenset({S.SUSPENDED}), S.RESUMING, "resume", needs_room="running_instances"),
+    K.RESIZE: OperationRule(K.RESIZE, frozenset({S.RUNNING, S.STOPPED}), S.RESIZING, "resize", keeps_previous_state=True),
     K.DESTROY: OperationRule(
-        K.DESTROY, frozenset(set(S.values) - {S.DESTROYING, S.DESTROYED}), S.DESTROYING, "destroy"
+        K.DESTROY, _LIVE, S.DESTROYING, "destroy",
+        done_states=frozenset({S.DESTROYING, S.DESTROYED}), forceable=True,
     ),
-}
+}  # fmt: skip
 
 
 class IllegalTransition(RuntimeError):

@@ -11,12 +11,12 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import MinLengthValidator, RegexValidator
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, api_datetime
+from orchestrio.models import SLUG_PATTERN, api_datetime
 
 from .choices import (
     UNFINISHED_OPERATION_STATUSES,
@@ -29,6 +29,7 @@ from .choices import (
     Provider,
     ProviderApi,
 )
+from .hostnames import validate_instance_id
 
 BLUEPRINT_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
 
@@ -148,9 +149,7 @@ def _scheme_and_port(public_url: str) -> tuple[str, str]:
 
 
 class Instance(models.Model):
-    instance_id = models.CharField(
-        max_length=63, validators=[RegexValidator(SLUG_PATTERN, SLUG_MESSAGE), MinLengthValidator(3, SLUG_MESSAGE)]
-    )
+    instance_id = models.CharField(max_length=63, validators=[validate_instance_id])
     tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="instances")
     blueprint = models.ForeignKey(Blueprint, on_delete=models.PROTECT, related_name="instances")
     plan = models.ForeignKey(InstancePlan, on_delete=models.PROTECT, related_name="instances")
@@ -174,6 +173,9 @@ class Instance(models.Model):
     # Fernet-encrypted key the control plane presents to the instance agent.
     agent_key_encrypted = models.TextField(blank=True, editable=False)
     agent_key_rotated_at = models.DateTimeField(null=True, blank=True)
+    # A rotation under way (encrypted like the key): recorded before the new key is sent to the
+    # agent, so that no row lock is held over the network and a rotation cut short is known.
+    agent_key_pending_encrypted = models.TextField(blank=True, editable=False)
     # Provider-specific facts (local: pid, process start time, state dir; aws: client token, hibernated).
     provider_data = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)

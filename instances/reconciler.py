@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from orchestrio.metrics import record_reconcile
 from orchestrio.queue import job_is_alive, lease_alive, singleton
-from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
 
 from . import hooks, services
@@ -78,7 +77,7 @@ def reconcile_operations(summary: dict) -> None:
             started = op.started_at or op.created_at
             if now - started < lease_grace:
                 continue
-            alive = lease_alive(services.operation_lease_name(op.pk))
+            alive = lease_alive(services.operation_lease_name(operation_id=op.pk))
             if alive is False:
                 _requeue_or_fail(op, "its worker stopped while running it", summary)
 
@@ -135,7 +134,6 @@ def reconcile_machines(summary: dict) -> None:
 
 
 def _handle_orphan(provider, provider_name: str, provider_region: str, machine, summary: dict) -> None:
-    tenant_id = machine.tags.get("orchestrio:tenant_id")
     instance_id = machine.tags.get("orchestrio:instance_id", "?")
     terminate = settings.RECONCILER_TERMINATE_ORPHANS
     summary["orphans"].append(
@@ -149,18 +147,7 @@ def _handle_orphan(provider, provider_name: str, provider_region: str, machine, 
             summary["orphans_terminated"] += 1
         except (ProviderError, NotImplementedError, ValueError) as exc:
             action = f"could not be terminated ({exc})"
-    message = (
-        f"orphan machine {machine.provider_instance_id or machine.provider_data.get('dir', '?')} ({machine.state}) "
-        f"tagged {instance_id} belongs to no live instance; {action}"
+    message = services.machine_orphan_record(
+        machine=machine, provider_name=provider_name, provider_region=provider_region, owner=owner, action=action, actor=ACTOR
     )
     logger.warning("reconciler: %s", message)
-    if owner is not None:
-        services.log_append(owner, "reconciler", message, level="warning")
-    activity_record(
-        actor=ACTOR,
-        action="reconciler.orphan",
-        tenant=tenant_id if tenant_id and owner is not None else None,
-        object_type="machine",
-        object_id=machine.provider_instance_id or instance_id,
-        data={"provider": provider_name, "region": provider_region, "instance_id": instance_id, "state": machine.state, "action": action},
-    )

@@ -17,7 +17,7 @@ import logging
 import re
 import secrets
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -25,14 +25,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestrio import crypto
-from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, UpstreamError, UpstreamTimeout, ValidationFailed
+from orchestrio.errors import Conflict, DomainError, Forbidden, InvalidState, NotFound, UpstreamError, UpstreamTimeout, ValidationFailed
 from orchestrio.hooks import tenant_event, tenant_events
+from orchestrio.limits import limit_check
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record, activity_record_many
 from orchestrio.tenancy import Actor, Principal
 
 from . import hooks, lifecycle
+from .agent_client import AgentError, AgentTimeout, AgentUnreachable
 from .choices import (
     SUPPORTED_PROVIDER_APIS,
     UNFINISHED_OPERATION_STATUSES,
@@ -43,30 +45,30 @@ from .choices import (
     OperationKind,
     OperationStatus,
 )
+from .health import probe_one
+from .hostnames import instance_id_problem
 from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from .providers.sandbox import refuse_command_reason
-from .selectors import RUNNING_STATES, blueprint_visible
+from .selectors import RUNNING_STATES, agent_client_for, blueprint_visible
 
 logger = logging.getLogger(__name__)
 
 LABEL_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 MAX_LABELS = 32
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-# Path segments of the instances API that cannot double as instance ids.
-RESERVED_INSTANCE_IDS = frozenset({"cleanup", "by-idempotency-key", "new", "www", "api", "admin"})
 
 
 # --- log lines ---------------------------------------------------------------------------------
 
 
 def log_append(
-    instance: Instance, stage: str, message: str, *, level: str = LogLevel.INFO, operation: Operation | None = None
+    *, instance: Instance, stage: str, message: str, level: str = LogLevel.INFO, operation: Operation | None = None
 ) -> LogLine:
     """Append a lifecycle log line with the instance's next `seq` (allocated atomically)."""
-    return log_append_many([LogLine(instance_id=instance.pk, operation=operation, stage=stage, level=level, message=message)])[0]
+    return log_append_many(lines=[LogLine(instance_id=instance.pk, operation=operation, stage=stage, level=level, message=message)])[0]
 
 
-def log_append_many(lines: list[LogLine]) -> list[LogLine]:
+def log_append_many(*, lines: list[LogLine]) -> list[LogLine]:
     """Insert unsaved lines (instance_id, stage, level, message, operation) in one bulk insert, each
     with its instance's next `seq`, in list order: every instance's block of numbers is allocated
     atomically (`UPDATE … RETURNING`, one statement per batch of instances taking as many)."""
@@ -139,19 +141,10 @@ def _operation_create(instance: Instance, kind: str, actor: Actor, params: dict 
     return operation
 
 
-def _check_running_limit(tenant: Tenant, *, exclude_pk: int | None = None) -> None:
-    plan = tenant.plan
-    if plan.max_running_instances is None:
-        return
-    running = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True, state__in=RUNNING_STATES)
-    if exclude_pk is not None:
-        running = running.exclude(pk=exclude_pk)
-    if running.count() >= plan.max_running_instances:
-        raise PlanLimitReached(
-            f"the {plan.name} plan allows {plan.max_running_instances} running instances; stop or suspend one, or upgrade",
-            limit="running_instances",
-            plan=plan.pk,
-        )
+def _check_instance_type(value: str | None, *, field: str) -> None:
+    """An EC2-style instance type (family.size); empty: the plan's."""
+    if value and not INSTANCE_TYPE_RE.match(value):
+        raise ValidationFailed(f"{field} must look like t3.small", field=field)
 
 
 def new_agent_key() -> str:
@@ -196,9 +189,10 @@ def instance_create(
     actor = actor or principal.actor
     if principal.instance_scope is not None:
         raise Forbidden("an instance-scoped token cannot create instances")
+    problem = instance_id_problem(instance_id)
+    if problem is not None:
+        raise ValidationFailed(problem, field="instance_id")
     labels = _validate_labels(labels)
-    if instance_id in RESERVED_INSTANCE_IDS:
-        raise ValidationFailed(f"{instance_id!r} is reserved; choose another instance_id", field="instance_id")
     region_id = region or settings.DEFAULT_REGION
 
     blueprint = blueprint_visible(tenant=principal.tenant).filter(name=blueprint_name).first()
@@ -224,16 +218,7 @@ def instance_create(
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
     if Instance.objects.filter(instance_id=instance_id, destroyed_at__isnull=True).exists():
         raise Conflict(f"instance_id {instance_id!r} is taken; instance ids are global because they name hostnames")
-    tenant_plan = tenant.plan
-    live = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True)
-    if tenant_plan.max_instances is not None and live.count() >= tenant_plan.max_instances:
-        raise PlanLimitReached(
-            f"the {tenant_plan.name} plan allows {tenant_plan.max_instances} instances (stopped and suspended ones count); "
-            "destroy one or upgrade",
-            limit="instances",
-            plan=tenant_plan.pk,
-        )
-    _check_running_limit(tenant)
+    limit_check(tenant=tenant, limit="instances", used=Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).count)
 
     instance = Instance(
         instance_id=instance_id,
@@ -256,20 +241,12 @@ def instance_create(
     except IntegrityError as exc:
         raise Conflict(f"instance_id {instance_id!r} is taken") from exc
     lifecycle.record_state_change(instance, "", InstanceState.PENDING, instance.created_at)
-    operation = _operation_create(instance, OperationKind.CREATE, actor)
-    log_append(
-        instance,
-        "accepted",
-        f"create accepted: {blueprint.name} on {plan.pk} ({instance.instance_type}) in {region_row.pk} by {actor.label}",
-        operation=operation,
-    )
-    activity_record(
+    operation_accept(
+        instance=instance,
+        kind=OperationKind.CREATE,
         actor=actor,
-        action="instance.create",
-        tenant=tenant,
-        object_type="instance",
-        object_id=instance.instance_id,
-        data={"blueprint": blueprint.name, "plan": plan.pk, "region": region_row.pk, "operation": operation.pk},
+        note=f"{blueprint.name} on {plan.pk} ({instance.instance_type}) in {region_row.pk}",
+        audit={"blueprint": blueprint.name, "plan": plan.pk, "region": region_row.pk},
     )
     lifecycle.publish_state(instance)
     return instance
@@ -278,38 +255,75 @@ def instance_create(
 # --- lifecycle requests ------------------------------------------------------------------------
 
 
+class Accepted(NamedTuple):
+    instance: Instance  # the locked row, in the state the operation entered
+    operation: Operation | None  # None: the rule's `done_states` — asked again, nothing new started
+
+
 @transaction.atomic
-def instance_request_operation(
-    *, instance: Instance, kind: str, actor: Actor, params: dict | None = None, retry: bool = False
-) -> Operation:
-    """Accept stop/start/restart/suspend/resume/resize: 409 when busy, 400 when the state is wrong."""
+def operation_accept(
+    *,
+    instance: Instance,
+    kind: str,
+    actor: Actor,
+    params: dict | None = None,
+    retry: bool = False,
+    force: bool = False,
+    audit: dict | None = None,
+    note: str = "",
+) -> Accepted:
+    """Accept a lifecycle operation, as `lifecycle.RULES[kind]` says: lock the row, answer
+    "already" in the rule's done states, refuse when another operation is unfinished (409; staff
+    `force` supersedes it where the rule allows), refuse a state the rule (or, for a staff
+    `retry`, its retry states) does not start from (400), check the plan has room (402), then
+    record the operation, enter the transitional state, log, audit and enqueue on commit.
+
+    `audit` adds to the audit row's data; `note` replaces the log line's default wording."""
     rule = lifecycle.RULES[kind]
     locked = _lock(instance)
+    if locked.state in rule.done_states:
+        return Accepted(locked, None)
     if locked.destroyed_at is not None or locked.state == InstanceState.DESTROYED:
         raise NotFound(f"no instance {instance.instance_id!r} in this tenant")
-    _refuse_if_busy(locked, rule.verb)
-    allowed = rule.from_states | ({InstanceState.ERROR} if retry else set())
-    if locked.state not in allowed:
+    running = _unfinished(locked)
+    if running is not None:
+        if not (force and rule.forceable):
+            raise Conflict(
+                f"cannot {rule.verb} {locked.instance_id}: a {running.kind} operation is {running.status}; wait for it to finish",
+                operation=running.summary(),
+            )
+        _finish_operation(running, OperationStatus.FAILED, code=ErrorCode.SUPERSEDED, message=f"superseded by a forced {rule.verb} ({actor.label})")
+    allowed = rule.from_states | (rule.retry_from if retry else frozenset())
+    entered = rule.entered(retry=retry)
+    if locked.state not in allowed or not (locked.state == entered or lifecycle.can_transition(locked.state, entered)):
         raise InvalidState(
-            f"cannot {rule.verb} {locked.instance_id}: it is {locked.state}; {rule.verb} needs an instance that is {rule.describe_from()}"
+            f"cannot {rule.verb} {locked.instance_id}: it is {locked.state}; {rule.verb} needs an instance that is "
+            + " or ".join(sorted(allowed))
         )
-    if kind in (OperationKind.START, OperationKind.RESUME) or (retry and kind == OperationKind.CREATE):
-        _check_running_limit(locked.tenant, exclude_pk=locked.pk)
-    params = dict(params or {})
-    if kind == OperationKind.RESIZE:
-        params.setdefault("previous_state", locked.state)
+    if rule.needs_room:
+        running_now = Instance.objects.filter(tenant_id=locked.tenant_id, destroyed_at__isnull=True, state__in=RUNNING_STATES).exclude(pk=locked.pk)
+        limit_check(tenant=locked.tenant, limit=rule.needs_room, used=running_now.count)
+    params = {k: v for k, v in (params or {}).items() if k != "previous_state"}
+    if rule.keeps_previous_state:
+        params["previous_state"] = locked.state
     operation = _operation_create(locked, kind, actor, params)
-    lifecycle.transition(locked, rule.via)
-    log_append(locked, "accepted", f"{rule.verb} accepted (requested by {actor.label})", operation=operation)
+    lifecycle.transition(locked, entered)
+    if kind == OperationKind.DESTROY:
+        hooks.instance_destroying(locked)  # e.g. its custom domain stops being served from now on
+    verb = f"{rule.verb} retried" if retry else f"{rule.verb} accepted"
+    log_append(instance=locked, stage="accepted", message=f"{verb}{': ' + note if note else ''} (requested by {actor.label})", operation=operation)
+    data = {"operation": operation.pk, **{k: v for k, v in params.items() if k != "previous_state"}, **(audit or {})}
+    if rule.forceable:
+        data["forced"] = force
     activity_record(
         actor=actor,
-        action=f"instance.{kind}",
+        action=f"instance.{kind}.retry" if retry else f"instance.{kind}",
         tenant=locked.tenant_id,
         object_type="instance",
         object_id=locked.instance_id,
-        data={"operation": operation.pk, **{k: v for k, v in params.items() if k != "previous_state"}},
+        data=data,
     )
-    return operation
+    return Accepted(locked, operation)
 
 
 def instance_resize(
@@ -324,43 +338,11 @@ def instance_resize(
             raise ValidationFailed(f"no available instance plan {plan_id!r}", field="plan_id")
         params = {"plan_id": plan.pk, "instance_type": plan.instance_type}
     else:
-        if not INSTANCE_TYPE_RE.match(new_instance_type):
-            raise ValidationFailed("new_instance_type must look like t3.large", field="new_instance_type")
+        _check_instance_type(new_instance_type, field="new_instance_type")
         params = {"instance_type": new_instance_type}
     if params["instance_type"] == instance.instance_type and params.get("plan_id", instance.plan_id) == instance.plan_id:
         raise InvalidState(f"{instance.instance_id} is already {instance.instance_type}")
-    return instance_request_operation(instance=instance, kind=OperationKind.RESIZE, actor=actor, params=params)
-
-
-@transaction.atomic
-def instance_destroy(*, instance: Instance, actor: Actor, force: bool = False) -> tuple[Instance, bool]:
-    """Destroy; returns (instance, already_deleted). Staff may `force` past a running operation."""
-    locked = _lock(instance)
-    if locked.state in (InstanceState.DESTROYING, InstanceState.DESTROYED):
-        return locked, True
-    running = _unfinished(locked)
-    if running is not None:
-        if not force:
-            raise Conflict(
-                f"cannot destroy {locked.instance_id}: a {running.kind} operation is {running.status}; wait for it to finish",
-                operation=running.summary(),
-            )
-        _finish_operation(
-            running, OperationStatus.FAILED, code=ErrorCode.SUPERSEDED, message=f"superseded by a forced destroy ({actor.label})"
-        )
-    operation = _operation_create(locked, OperationKind.DESTROY, actor)
-    lifecycle.transition(locked, InstanceState.DESTROYING)
-    hooks.instance_destroying(locked)  # e.g. its custom domain stops being served from now on
-    log_append(locked, "accepted", f"destroy accepted (requested by {actor.label})", operation=operation)
-    activity_record(
-        actor=actor,
-        action="instance.destroy",
-        tenant=locked.tenant_id,
-        object_type="instance",
-        object_id=locked.instance_id,
-        data={"operation": operation.pk, "forced": force},
-    )
-    return locked, False
+    return operation_accept(instance=instance, kind=OperationKind.RESIZE, actor=actor, params=params).operation
 
 
 def instance_cleanup(*, principal: Principal) -> dict[str, int]:
@@ -368,7 +350,7 @@ def instance_cleanup(*, principal: Principal) -> dict[str, int]:
     cleaned = errors = 0
     for instance in Instance.objects.filter(tenant=principal.tenant, destroyed_at__isnull=True, state=InstanceState.ERROR):
         try:
-            instance_destroy(instance=instance, actor=principal.actor)
+            operation_accept(instance=instance, kind=OperationKind.DESTROY, actor=principal.actor)
             cleaned += 1
         except (Conflict, NotFound):
             errors += 1
@@ -376,51 +358,17 @@ def instance_cleanup(*, principal: Principal) -> dict[str, int]:
 
 
 def instance_retry_operation(*, operation: Operation, actor: Actor) -> Operation:
-    """Staff action: run a failed operation again (the instance is usually in `error`)."""
+    """Staff action: run a failed operation again, with its parameters (the instance is usually in
+    `error`; which states a retry starts from is the rule's)."""
     if operation.status != OperationStatus.FAILED:
         raise InvalidState("only failed operations can be retried")
-    instance = operation.instance
-    if operation.kind == OperationKind.DESTROY:
-        return _retry_destroy(instance=instance, actor=actor)
-    if operation.kind == OperationKind.CREATE:
-        return _retry_create(instance=instance, actor=actor)
-    params = {k: v for k, v in operation.params.items() if k != "previous_state"}
-    if operation.kind == OperationKind.RESIZE:
-        params["previous_state"] = operation.params.get("previous_state", InstanceState.STOPPED)
-    return instance_request_operation(instance=instance, kind=operation.kind, actor=actor, params=params, retry=True)
-
-
-@transaction.atomic
-def _retry_destroy(*, instance: Instance, actor: Actor) -> Operation:
-    locked = _lock(instance)
-    _refuse_if_busy(locked, "destroy")
-    if locked.state != InstanceState.ERROR:
-        raise InvalidState(f"{locked.instance_id} is {locked.state}; a destroy can be retried from error")
-    operation = _operation_create(locked, OperationKind.DESTROY, actor)
-    lifecycle.transition(locked, InstanceState.DESTROYING)
-    log_append(locked, "accepted", f"destroy retried by {actor.label}", operation=operation)
-    activity_record(actor=actor, action="instance.destroy.retry", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id, data={"operation": operation.pk})
-    return operation
-
-
-@transaction.atomic
-def _retry_create(*, instance: Instance, actor: Actor) -> Operation:
-    locked = _lock(instance)
-    _refuse_if_busy(locked, "create")
-    if locked.state != InstanceState.ERROR:
-        raise InvalidState(f"{locked.instance_id} is {locked.state}; provisioning can be retried from error")
-    _check_running_limit(locked.tenant, exclude_pk=locked.pk)
-    operation = _operation_create(locked, OperationKind.CREATE, actor)
-    lifecycle.transition(locked, InstanceState.PROVISIONING)
-    log_append(locked, "accepted", f"provisioning retried by {actor.label}", operation=operation)
-    activity_record(actor=actor, action="instance.create.retry", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id, data={"operation": operation.pk})
-    return operation
+    return operation_accept(instance=operation.instance, kind=operation.kind, actor=actor, params=operation.params, retry=True).operation
 
 
 # --- config and agent key ----------------------------------------------------------------------
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
+def merge_patch(*, target: Any, patch: Any) -> Any:
     """JSON Merge Patch (RFC 7396)."""
     if not isinstance(patch, dict):
         return patch
@@ -429,11 +377,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = merge_patch(target=result.get(key), patch=value)
     return result
 
 
-def config_check_size(config: Any, *, loc: list[str]) -> None:
+def config_check_size(*, config: Any, loc: list[str]) -> None:
     """An instance's or a deployment's config is at most CONFIG_MAX_BYTES as JSON (a merge patch
     can grow it past what one body carries)."""
     import json
@@ -447,8 +395,8 @@ def instance_config_update(*, instance: Instance, patch: dict, actor: Actor) -> 
     if not isinstance(patch, dict):
         raise ValidationFailed("the body must be a JSON object (a JSON merge patch)")
     locked = _lock(instance)
-    merged = merge_patch(locked.config or {}, patch)
-    config_check_size(merged, loc=["body"])
+    merged = merge_patch(target=locked.config or {}, patch=patch)
+    config_check_size(config=merged, loc=["body"])
     locked.config = merged
     locked.save(update_fields=["config", "updated_at"])
     activity_record(
@@ -464,9 +412,6 @@ def instance_config_update(*, instance: Instance, patch: dict, actor: Actor) -> 
 
 def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
     """Push the stored config to the running instance's agent."""
-    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .selectors import agent_client_for
-
     if instance.state != InstanceState.RUNNING:
         raise InvalidState(f"cannot apply config: {instance.instance_id} is {instance.state}, not running")
     client = agent_client_for(instance)
@@ -476,40 +421,69 @@ def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
         raise UpstreamTimeout(str(exc)) from exc
     except (AgentUnreachable, AgentError) as exc:
         raise UpstreamError(f"the instance agent refused the config: {exc}") from exc
-    log_append(instance, "config", f"config applied to the agent (digest {result.get('digest', '?')[:12]}) by {actor.label}")
+    log_append(instance=instance, stage="config", message=f"config applied to the agent (digest {result.get('digest', '?')[:12]}) by {actor.label}")
     activity_record(actor=actor, action="instance.config.apply", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"digest": result.get("digest")})
     return result
 
 
 def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:
-    """Issue a new agent key and push it to the running agent (authenticated with the old one)."""
-    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .selectors import agent_client_for
+    """Issue a new agent key and push it to the running agent, holding no row lock over the
+    network: lock → record the new key as pending → commit → tell the agent → lock → put the
+    pending key in force (or drop it when the agent refused) → commit.
 
+    The agent arbitrates a rotation cut short (the process died after the agent took a key the
+    row never put in force): the next rotation finds the old key refused, presents the pending
+    one, and goes on from there."""
+    new_key = new_agent_key()
     with transaction.atomic():
         locked = _lock(instance)
         _refuse_if_busy(locked, "rotate the agent key of")
         if locked.state != InstanceState.RUNNING:
             raise InvalidState(f"rotate the agent key while the instance is running (it is {locked.state}): the new key is pushed to its agent")
-        new_key = new_agent_key()
-        try:
-            agent_client_for(locked).set_key(new_key)
-        except AgentTimeout as exc:
-            raise UpstreamTimeout(f"the agent did not confirm the new key: {exc}") from exc
-        except (AgentUnreachable, AgentError) as exc:
-            raise UpstreamError(f"the agent did not accept the new key; the old key stays in force: {exc}") from exc
-        locked.agent_key_encrypted = crypto.encrypt(new_key)
+        earlier = locked.agent_key_pending_encrypted
+        locked.agent_key_pending_encrypted = crypto.encrypt(new_key)
+        locked.save(update_fields=["agent_key_pending_encrypted", "updated_at"])
+    pending = locked.agent_key_pending_encrypted
+    try:
+        _agent_set_key(locked, new_key, earlier=earlier)
+    except DomainError:
+        with transaction.atomic():
+            Instance.objects.filter(pk=locked.pk, agent_key_pending_encrypted=pending).update(agent_key_pending_encrypted="")
+        raise
+    with transaction.atomic():
+        locked = _lock(instance)
+        if locked.agent_key_pending_encrypted != pending:
+            raise Conflict(f"another agent key rotation of {locked.instance_id} overtook this one; its key is in force")
+        locked.agent_key_encrypted, locked.agent_key_pending_encrypted = pending, ""
         locked.agent_key_rotated_at = timezone.now()
-        locked.save(update_fields=["agent_key_encrypted", "agent_key_rotated_at", "updated_at"])
-        log_append(locked, "agent-key", f"agent key rotated by {actor.label}")
+        locked.save(update_fields=["agent_key_encrypted", "agent_key_pending_encrypted", "agent_key_rotated_at", "updated_at"])
+        log_append(instance=locked, stage="agent-key", message=f"agent key rotated by {actor.label}")
         activity_record(actor=actor, action="instance.rotate_agent_key", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id)
     return locked
+
+
+def _agent_set_key(instance: Instance, new_key: str, *, earlier: str) -> None:
+    """Send `new_key` to the agent with the key in force (or, when the agent refuses that one and
+    an earlier rotation left a pending key, with that one). No lock is held here."""
+    client = agent_client_for(instance)
+    try:
+        try:
+            client.set_key(new_key)
+        except AgentError as exc:
+            if exc.status_code != 401 or not earlier:
+                raise
+            client.key = crypto.decrypt(earlier)
+            client.set_key(new_key)
+    except AgentTimeout as exc:
+        raise UpstreamTimeout(f"the agent did not confirm the new key: {exc}") from exc
+    except (AgentUnreachable, AgentError) as exc:
+        raise UpstreamError(f"the agent did not accept the new key; the old key stays in force: {exc}") from exc
 
 
 # --- called by jobs ----------------------------------------------------------------------------
 
 
-def operation_lease_name(operation_id: int) -> str:
+def operation_lease_name(*, operation_id: int) -> str:
     """The lease a worker holds while it runs the operation (jobs.run_operation); the reconciler
     reads it to tell a live run from a dead worker's."""
     return f"operation:{operation_id}"
@@ -531,7 +505,7 @@ def operation_begin(*, operation: Operation) -> Operation | None:
     ).get(pk=op.pk)
 
 
-def operation_is_current(operation: Operation) -> bool:
+def operation_is_current(*, operation: Operation) -> bool:
     return Operation.objects.filter(pk=operation.pk, status=OperationStatus.RUNNING).exists()
 
 
@@ -544,7 +518,7 @@ def instance_advance(*, operation: Operation, to_state: str, stage: str, message
     instance = _lock(op.instance)
     if instance.state != to_state:
         lifecycle.transition(instance, to_state)
-    log_append(instance, stage, message, operation=op)
+    log_append(instance=instance, stage=stage, message=message, operation=op)
     operation.instance = instance
     return True
 
@@ -577,7 +551,7 @@ def instance_record_machine(*, operation: Operation, machine, message: str | Non
         fields.append("plan")
     instance.save(update_fields=fields)
     if message:
-        log_append(instance, "provider", message, operation=operation)
+        log_append(instance=instance, stage="provider", message=message, operation=operation)
     operation.instance = instance
     return instance
 
@@ -601,7 +575,7 @@ def operation_await_ready(*, operation: Operation, deadline, message: str, detai
     op.ready_deadline = deadline
     op.params = {**(op.params or {}), "ready_message": message}
     op.save(update_fields=["ready_deadline", "params"])
-    log_append(op.instance, "health", f"waiting for {op.instance.blueprint.health_path} to answer (last: {detail}); checked every {settings.READINESS_SWEEP_SECONDS}s until {deadline:%H:%M:%S}Z", operation=op)
+    log_append(instance=op.instance, stage="health", message=f"waiting for {op.instance.blueprint.health_path} to answer (last: {detail}); checked every {settings.READINESS_SWEEP_SECONDS}s until {deadline:%H:%M:%S}Z", operation=op)
     return True
 
 
@@ -614,7 +588,7 @@ def operation_succeed(*, operation: Operation, to_state: str, message: str) -> b
     instance = _lock(op.instance)
     lifecycle.transition(instance, to_state)
     _finish_operation(op, OperationStatus.SUCCEEDED)
-    log_append(instance, "done", message, operation=op)
+    log_append(instance=instance, stage="done", message=message, operation=op)
     if to_state == InstanceState.DESTROYED:
         hooks.instance_destroyed(instance)
         activity_record(actor=Actor.system(), action="instance.destroyed", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"operation": op.pk})
@@ -634,7 +608,7 @@ def operation_fail(*, operation: Operation, code: str, message: str, actor: Acto
     elif instance.state == InstanceState.ERROR:
         instance.error_message = message
         instance.save(update_fields=["error_message", "updated_at"])
-    log_append(instance, "failed", f"{op.kind} failed ({code}): {message}", level=LogLevel.ERROR, operation=op)
+    log_append(instance=instance, stage="failed", message=f"{op.kind} failed ({code}): {message}", level=LogLevel.ERROR, operation=op)
     activity_record(
         actor=actor or Actor.system(),
         action="instance.operation_failed",
@@ -655,7 +629,7 @@ def operation_requeue(*, operation: Operation, actor: Actor, reason: str) -> boo
         op.rq_job_id = f"op-{op.pk}-{op.attempts + 1}-{secrets.token_hex(4)}"
         op.status = OperationStatus.QUEUED
         op.save(update_fields=["rq_job_id", "status"])
-        log_append(op.instance, "reconciler", f"{op.kind}: {reason}; running it again (attempt {op.attempts + 1})", level=LogLevel.WARNING, operation=op)
+        log_append(instance=op.instance, stage="reconciler", message=f"{op.kind}: {reason}; running it again (attempt {op.attempts + 1})", level=LogLevel.WARNING, operation=op)
         activity_record(actor=actor, action="instance.operation_requeued", tenant=op.tenant_id, object_type="instance", object_id=op.instance.instance_id, data={"operation": op.pk, "reason": reason})
         enqueue_on_commit("instances.jobs.run_operation", op.pk, job_id=op.rq_job_id)
     return True
@@ -663,11 +637,23 @@ def operation_requeue(*, operation: Operation, actor: Actor, reason: str) -> boo
 
 # --- health ------------------------------------------------------------------------------------
 
+
+def instance_health_check(*, instance: Instance, audit_actor: Actor | None = None) -> dict:
+    """Probe a running instance now (no lock is held while it answers) and record the result like
+    the sweep does; the API's health body. A staff check names `audit_actor` and is audited."""
+    if instance.state != InstanceState.RUNNING:
+        raise InvalidState(f"{instance.instance_id} is {instance.state}; only a running instance can be probed")
+    result = probe_one(instance)
+    health_record(results=[{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}])
+    if audit_actor is not None:
+        activity_record(actor=audit_actor, action="instance.health_check", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"healthy": result["healthy"]})
+    return result
+
 # Health changes are written in batches: one transaction each, holding its instances' row locks.
 HEALTH_CHANGE_BATCH = 500
 
 
-def health_record(results: list[dict]) -> dict[str, int]:
+def health_record(*, results: list[dict]) -> dict[str, int]:
     """Record a sweep's probe results: bulk updates for the steady ones, a log line and an audit
     event for each instance whose health changed (in batches of HEALTH_CHANGE_BATCH). Each result:
     pk, ok, status (current), failures."""
@@ -734,8 +720,8 @@ def _health_changes(changes: list[tuple[dict, str, int]], now) -> None:
     for (status, failures), pks in changed.items():
         Instance.objects.filter(pk__in=pks).update(health_status=status, health_failures=failures, last_health_check=now, updated_at=timezone.now())
     tenant_events(raised)
-    log_append_many(lines)
-    activity_record_many(events)
+    log_append_many(lines=lines)
+    activity_record_many(records=events)
 
 
 # --- blueprints --------------------------------------------------------------------------------
@@ -746,7 +732,7 @@ BLUEPRINT_FIELDS = (
 )  # fmt: skip
 
 
-def blueprint_command_problem(command) -> str | None:
+def blueprint_command_problem(*, command) -> str | None:
     """Why a blueprint's `command` cannot run here (None: it can). A tenant's command runs only
     inside the local provider's sandbox; without one it would run with the control plane's
     access to this host."""
@@ -756,7 +742,7 @@ def blueprint_command_problem(command) -> str | None:
 
 
 def _refuse_command(command, *, field: str) -> None:
-    problem = blueprint_command_problem(command)
+    problem = blueprint_command_problem(command=command)
     if problem:
         raise ValidationFailed(problem, field=field)
 
@@ -765,6 +751,7 @@ def _refuse_command(command, *, field: str) -> None:
 def blueprint_create(*, principal: Principal, name: str, actor: Actor | None = None, **fields: Any) -> Blueprint:
     if principal.instance_scope is not None:
         raise Forbidden("an instance-scoped token cannot manage blueprints")
+    _check_instance_type(fields.get("instance_type"), field="instance_type")
     _refuse_command(fields.get("command"), field="command")
     if blueprint_visible(tenant=principal.tenant).filter(name=name).exists():
         raise Conflict(f"a blueprint named {name!r} exists (built-in names are reserved)")
@@ -788,6 +775,7 @@ def _own_blueprint(principal: Principal, blueprint: Blueprint) -> None:
 @transaction.atomic
 def blueprint_update(*, principal: Principal, blueprint: Blueprint, fields: dict[str, Any]) -> Blueprint:
     _own_blueprint(principal, blueprint)
+    _check_instance_type(fields.get("instance_type"), field="instance_type")
     if "command" in fields:
         _refuse_command(fields["command"], field="command")
     blueprint = Blueprint.objects.select_for_update(of=("self",)).get(pk=blueprint.pk)
@@ -821,6 +809,29 @@ def blueprint_delete(*, principal: Principal, blueprint: Blueprint) -> None:
 
 
 @transaction.atomic
+def machine_orphan_record(*, machine, provider_name: str, provider_region: str, owner: Instance | None, action: str, actor: Actor) -> str:
+    """Record a machine tagged as ours that no live instance owns (and what was done with it): in
+    its former instance's lifecycle log, if that row is left, and in the audit log. Returns the
+    message."""
+    tenant_id = machine.tags.get("orchestrio:tenant_id")
+    instance_id = machine.tags.get("orchestrio:instance_id", "?")
+    message = (
+        f"orphan machine {machine.provider_instance_id or machine.provider_data.get('dir', '?')} ({machine.state}) "
+        f"tagged {instance_id} belongs to no live instance; {action}"
+    )
+    if owner is not None:
+        log_append(instance=owner, stage="reconciler", message=message, level=LogLevel.WARNING)
+    activity_record(
+        actor=actor,
+        action="reconciler.orphan",
+        tenant=tenant_id if tenant_id and owner is not None else None,
+        object_type="machine",
+        object_id=machine.provider_instance_id or instance_id,
+        data={"provider": provider_name, "region": provider_region, "instance_id": instance_id, "state": machine.state, "action": action},
+    )
+    return message
+
+
 def instance_mark_machine_lost(*, instance: Instance, code: str, message: str, actor: Actor) -> bool:
     """The provider no longer has this instance's machine (or it stopped behind our back)."""
     locked = _lock(instance)
@@ -831,7 +842,7 @@ def instance_mark_machine_lost(*, instance: Instance, code: str, message: str, a
     previous = locked.state
     lifecycle.transition(locked, InstanceState.ERROR, error_message=message)
     tenant_event(locked.tenant_id, "instance.error", {"instance_id": locked.instance_id, "error_code": code, "error_message": message})
-    log_append(locked, "reconciler", message, level=LogLevel.ERROR)
+    log_append(instance=locked, stage="reconciler", message=message, level=LogLevel.ERROR)
     activity_record(
         actor=actor, action="instance.machine_lost", tenant=locked.tenant_id, object_type="instance",
         object_id=locked.instance_id, data={"previous_state": previous, "error_code": code, "message": message},

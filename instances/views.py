@@ -94,7 +94,7 @@ def instance_action(request, instance_id: str, verb: str):
     actor = request.principal.actor
     try:
         if verb in VERBS:
-            services.instance_request_operation(instance=instance, kind=VERBS[verb], actor=actor)
+            services.operation_accept(instance=instance, kind=VERBS[verb], actor=actor)
             messages.success(request, f"{verb.capitalize()} requested for {instance_id}.")
         elif verb == "resize":
             form = ResizeForm(request.POST)
@@ -121,7 +121,7 @@ def instance_destroy(request, instance_id: str):
             messages.error(request, f"Type {instance.instance_id} to confirm.")
             return render(request, "instances/destroy.html", {"instance": instance}, status=400)
         try:
-            services.instance_destroy(instance=instance, actor=request.principal.actor)
+            services.operation_accept(instance=instance, kind=OperationKind.DESTROY, actor=request.principal.actor)
         except DomainError as exc:
             domain_error_message(request, exc)
             return redirect("instances:detail", instance_id=instance_id)

@@ -60,7 +60,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
                 raise RateLimited(throttled.reset, AUTH_FAILURE_DETAIL) from None
             raise
         principal = Principal(tenant=token.tenant, role=token.role, user=token.created_by, token=token, ip=client_ip(request))
-        api_token_touch(token)
+        api_token_touch(token=token)
         return TokenUser(token), principal
 
     def authenticate_header(self, request) -> str:

@@ -1,6 +1,7 @@
-"""The domain exception family. Services raise these; one DRF exception handler turns each into
-the API contract's status and body (see `orchestrio.api.exceptions`), and the console turns them
-into messages. Nothing else maps errors to HTTP."""
+"""The domain exception family. Services (and the plain views: proxies, webhooks) raise these;
+`orchestrio.api.exceptions.domain_error_parts` turns each into the API contract's status, body and
+headers — for DRF's exception handler and, through `json_errors`, for plain Django views — and
+the console turns them into messages. Nothing else maps errors to HTTP."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ class DomainError(Exception):
     def body(self) -> dict[str, Any]:
         return {"detail": self.detail, **self.extra}
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(DomainError):
+    """Input refused before any rule applies (a webhook whose signature does not verify)."""
+
+    status_code = 400
+
 
 class InvalidState(DomainError):
     """A state precondition is not met (stop a stopped instance)."""
@@ -32,6 +42,20 @@ class PlanLimitReached(DomainError):
 
     def __init__(self, detail: str, *, limit: str, plan: str, **extra: Any) -> None:
         super().__init__(detail, limit=limit, plan=plan, **extra)
+
+
+class Unauthorized(DomainError):
+    """Credentials missing or refused where DRF's authentication does not run (the proxies)."""
+
+    status_code = 401
+    default_detail = "Authentication credentials were not provided or are not valid."
+
+    def __init__(self, detail: str | None = None, *, challenge: str) -> None:
+        super().__init__(detail)
+        self.challenge = challenge
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge}
 
 
 class Forbidden(DomainError):
@@ -57,6 +81,19 @@ class TooManyRequests(DomainError):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RequestTimeout(DomainError):
+    """A wait ran out before its condition held (→ 408)."""
+
+    status_code = 408
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
 
 
 class ValidationFailed(DomainError):

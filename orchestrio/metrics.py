@@ -27,7 +27,7 @@ import redis
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.db import DatabaseError
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django_rq.contrib.prometheus import RQCollector
@@ -35,6 +35,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .api.exceptions import json_errors
+from .errors import Forbidden, NotFound, Unauthorized
 from .redis import get_redis
 
 logger = logging.getLogger(__name__)
@@ -233,15 +235,14 @@ def _token_matches(header: str) -> bool:
 
 @never_cache
 @require_GET
+@json_errors
 def metrics_view(request):
     """The Prometheus text format. 404 unless METRICS_ENABLED; the socket's address must be in
     METRICS_ALLOWED_IPS (when set), and `Authorization: Bearer <METRICS_TOKEN>` (when set)."""
     if not settings.METRICS_ENABLED:
-        return JsonResponse({"detail": "not found"}, status=404)
+        raise NotFound("not found")
     if not _address_allowed(request.META.get("REMOTE_ADDR")):
-        return JsonResponse({"detail": "this address may not read metrics"}, status=403)
+        raise Forbidden("this address may not read metrics")
     if settings.METRICS_TOKEN and not _token_matches(request.headers.get("Authorization", "")):
-        return JsonResponse(
-            {"detail": "metrics need Authorization: Bearer <METRICS_TOKEN>"}, status=401, headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise Unauthorized("metrics need Authorization: Bearer <METRICS_TOKEN>", challenge="Bearer")
     return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)

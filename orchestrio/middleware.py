@@ -11,6 +11,9 @@ from pathlib import Path
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 
+from .api.exceptions import database_or_queue_error_response, domain_error_response
+from .errors import BadRequest, DomainError, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+
 logger = logging.getLogger("orchestrio.api")
 
 API_PREFIXES = ("/api/", "/gateway/", "/tunnel/", "/internal/", "/billing/stripe/")
@@ -49,10 +52,7 @@ class DenyDirectIPMiddleware:
             except ValueError:
                 pass
             else:
-                return JsonResponse(
-                    {"detail": f"direct IP access is not allowed; use https://{settings.PUBLIC_URL.split('://')[-1]}"},
-                    status=403,
-                )
+                return domain_error_response(Forbidden(f"direct IP access is not allowed; use https://{settings.PUBLIC_URL.split('://')[-1]}"))
         return self.get_response(request)
 
 
@@ -76,7 +76,7 @@ class RequestLimitsMiddleware:
     def __call__(self, request):
         api = is_api_path(request.path)
         if "\x00" in request.path_info:
-            return _refuse(api, 404, "no such path: paths contain no NUL characters")
+            return _refuse(api, NotFound("no such path: paths contain no NUL characters"))
         if not request.path.startswith(self.STREAMED_PREFIXES):
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             try:
@@ -84,21 +84,21 @@ class RequestLimitsMiddleware:
             except ValueError:
                 length = 0  # Django reads no body then either
             if limit is not None and length > limit:
-                return _refuse(api, 413, f"the request body is {length} bytes; the limit is {limit}")
+                return _refuse(api, PayloadTooLarge(f"the request body is {length} bytes; the limit is {limit}"))
             if "%00" in request.META.get("QUERY_STRING", ""):
                 names = [name for name, values in request.GET.lists() if "\x00" in name or any("\x00" in value for value in values)]
                 issues = [{"loc": ["query", name], "msg": "Null characters are not allowed.", "type": "null_characters_not_allowed"} for name in names]
                 if issues and api:
-                    return JsonResponse({"detail": issues}, status=422)
+                    return domain_error_response(ValidationFailed(issues))
                 if issues:
-                    return HttpResponse("Null characters are not allowed in the query string.", status=400, content_type="text/plain; charset=utf-8")
+                    return _refuse(api, BadRequest("Null characters are not allowed in the query string."))
         return self.get_response(request)
 
 
-def _refuse(api: bool, status: int, detail: str) -> HttpResponse:
+def _refuse(api: bool, error: DomainError) -> HttpResponse:
     if api:
-        return JsonResponse({"detail": detail}, status=status)
-    return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
+        return domain_error_response(error)
+    return HttpResponse(error.detail, status=error.status_code, content_type="text/plain; charset=utf-8")
 
 
 def _inline_script_hashes(package: str) -> tuple[str, ...]:
@@ -208,8 +208,6 @@ def unavailable_response(request, exception: BaseException | None) -> HttpRespon
     plain page in the console (rendered without the request: context processors need the
     database). None for any other exception."""
     from django.template.loader import render_to_string
-
-    from .api.exceptions import database_or_queue_error_response
 
     response = database_or_queue_error_response(exception)
     if response is None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timezone as dt_timezone
 
+from django.core.cache import cache
 from django.utils import timezone
 
-from orchestrio.errors import PlanLimitReached
+from .errors import PlanLimitReached
+from .limits import limit_check
+from .models import SubscriptionPlan
 
 # func(tenant_id, start, end) -> executions in [start, end)
 _execution_counters: list[Callable[[str, datetime, datetime], int]] = []
@@ -57,43 +60,36 @@ def executions_used(tenant_id: str, start: datetime, end: datetime) -> int:
     return sum(count(tenant_id, start, end) for count in _execution_counters)
 
 
-def check_execution_quota(tenant) -> None:
-    plan = tenant.plan
-    if plan.executions_per_month is None:
+def execution_quota_check(*, tenant_id: str, plan, cached: bool = False) -> None:
+    """402 (`orchestrio.limits`) when the tenant's executions this period are used up.
+
+    `cached` (the proxies): counting costs queries, so the count is cached for a short while per
+    tenant (the quota can be overshot by at most the requests of that window), and a cache
+    outage lets traffic through rather than stopping it."""
+    def used() -> int:
+        start, end = current_period(tenant_id)
+        return executions_used(tenant_id, start, end)
+
+    if not cached:
+        limit_check(plan=plan, limit="executions", used=used)
         return
-    start, end = current_period(tenant.pk)
-    if executions_used(tenant.pk, start, end) >= plan.executions_per_month:
-        raise PlanLimitReached(
-            f"the {plan.name} plan includes {plan.executions_per_month} executions a month and they are used up; "
-            f"they renew on {end:%Y-%m-%d}, or upgrade",
-            limit="executions",
-            plan=plan.pk,
-        )
+    key = f"quota:executions:{tenant_id}:{plan.pk}"
 
+    def used_cached() -> int:
+        count = cache.get(key)
+        if count is None:
+            count = used()
+            cache.set(key, count, 10)
+        return count
 
-def execution_quota_exceeded(tenant_id: str, plan_id: str, plan_name: str, quota: int | None):
-    """For the proxies: a 402 response when the tenant's executions (`quota` a month on its plan)
-    are used up, else None.
-
-    Counting costs queries, so the verdict is cached for a short while per tenant (the quota can
-    be overshot by at most the requests of that window)."""
-    from django.core.cache import cache
-    from django.http import JsonResponse
-
-    if quota is None:
-        return None
-    key = f"quota:executions:{tenant_id}:{plan_id}"
     try:
-        verdict = cache.get(key)
-        if verdict is None:
-            start, end = current_period(tenant_id)
-            verdict = "over" if executions_used(tenant_id, start, end) >= quota else "ok"
-            cache.set(key, verdict, 10)
+        limit_check(plan=plan, limit="executions", used=used_cached)
+    except PlanLimitReached:
+        raise
     except Exception:  # noqa: BLE001 - a cache outage must not stop traffic
-        return None
-    if verdict == "ok":
-        return None
-    return JsonResponse(
-        {"detail": f"the {plan_name} plan's {quota} executions this month are used up; upgrade to continue", "limit": "executions", "plan": plan_id},
-        status=402,
-    )
+        return
+
+
+def execution_quota_check_proxied(*, tenant_id: str, plan_id: str, plan_name: str, quota: int | None) -> None:
+    """`execution_quota_check` for the proxies, which read the plan's facts with the instance."""
+    execution_quota_check(tenant_id=tenant_id, plan=SubscriptionPlan(id=plan_id, name=plan_name, executions_per_month=quota), cached=True)

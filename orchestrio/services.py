@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from . import hooks, roles, tokens
 from .choices import ActorType, Role
-from .errors import Conflict, Forbidden, PlanLimitReached, ValidationFailed
+from .errors import Conflict, Forbidden, ValidationFailed
+from .limits import limit_check
 from .models import ActivityEvent, ApiToken, Membership, SubscriptionPlan, Tenant
 from .tenancy import Actor, Principal
 
@@ -44,7 +45,7 @@ def activity_record(
     return event
 
 
-def activity_record_many(records: list[dict[str, Any]]) -> list[ActivityEvent]:
+def activity_record_many(*, records: list[dict[str, Any]]) -> list[ActivityEvent]:
     """Append many audit-log rows in one bulk insert; each record holds `activity_record`'s arguments."""
     return ActivityEvent.objects.bulk_create([_activity_event(**record) for record in records])
 
@@ -163,14 +164,8 @@ def api_token_create(
 
     # Lock the tenant row so two concurrent creates cannot both squeeze under the limit.
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
-    plan = tenant.plan
     active = ApiToken.objects.filter(tenant=tenant, revoked_at__isnull=True).exclude(expires_at__lte=timezone.now())
-    if plan.max_tokens is not None and active.count() >= plan.max_tokens:
-        raise PlanLimitReached(
-            f"the {plan.name} plan allows {plan.max_tokens} active API tokens; revoke one or upgrade",
-            limit="tokens",
-            plan=plan.pk,
-        )
+    limit_check(tenant=tenant, limit="tokens", used=active.count)
 
     generated = tokens.generate(mode)
     token = ApiToken.objects.create(
@@ -224,7 +219,7 @@ def api_token_revoke(*, token: ApiToken, actor: Actor, principal: Principal | No
     return token
 
 
-def api_token_touch(token: ApiToken) -> None:
+def api_token_touch(*, token: ApiToken) -> None:
     """Record use without a write per request: at most one UPDATE per token per resolution window."""
     now = timezone.now()
     resolution = timedelta(seconds=settings.TOKEN_LAST_USED_RESOLUTION_SECONDS)

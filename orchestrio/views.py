@@ -23,7 +23,8 @@ from . import roles, selectors, services
 from .api import ratelimit
 from .api.ratelimit import Counter, Usage
 from .auth import SESSION_TENANT_KEY, membership_for_session
-from .errors import DomainError, Forbidden
+from .api.exceptions import domain_error_response
+from .errors import DomainError, Forbidden, NotFound
 from .forms import ApiTokenForm, LoginForm, SignupForm
 from .http import carries_secret
 from .middleware import is_api_path, unavailable_response
@@ -208,7 +209,7 @@ def activity(request):
 
 @csrf_exempt  # a JSON 404 for any method: CSRF's HTML 403 page must not answer an unknown API route
 def api_not_found(request, *args, **kwargs):
-    return JsonResponse({"detail": f"no such endpoint: {request.method} {request.path}"}, status=404)
+    return domain_error_response(NotFound(f"no such endpoint: {request.method} {request.path}"))
 
 
 def handler404(request, exception=None):

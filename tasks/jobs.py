@@ -53,21 +53,21 @@ def run_task(task_pk: int) -> str:
     if task.next_poll_at is not None:
         return "followed by the task poll sweep"
     with lease(task_lease_name(task_pk), settings.OPERATION_LEASE_SECONDS):
-        task = services.task_begin(task)
+        task = services.task_begin(task=task)
         if task is None:
             return "nothing to do"
         provider, spec, request = _target(task)
         try:
             command = task.provider_command_id or provider.find_task(spec, request)
             if not command:
-                if services.task_cancel_requested(task):
-                    services.task_finish(task, TaskStatus.CANCELLED, error_message="cancelled before it started")
+                if services.task_cancel_requested(task=task):
+                    services.task_finish(task=task, status=TaskStatus.CANCELLED, error_message="cancelled before it started")
                     return "cancelled"
                 command = provider.run_task(spec, request)
                 fault_point("task.after_start")
-            services.task_record_command(task, command)
+            services.task_record_command(task=task, command_id=command)
         except ProviderError as exc:
-            services.task_finish(task, TaskStatus.FAILED, error_message=f"could not start the task: {exc.message}")
+            services.task_finish(task=task, status=TaskStatus.FAILED, error_message=f"could not start the task: {exc.message}")
             return "failed"
         return follow(task, provider, spec, request, command, until=time.monotonic() + settings.JOB_INLINE_WAIT_SECONDS)
 
@@ -80,7 +80,7 @@ def poll_task(task_pk: int, claim: str) -> str:
     if task.poll_job_id != claim:
         return "superseded"  # the sweep took this job for lost and enqueued another
     with lease(task_lease_name(task_pk), settings.OPERATION_LEASE_SECONDS):
-        task = services.task_for_job(task_pk)
+        task = services.task_for_job(pk=task_pk)
         provider, spec, request = _target(task)
         return follow(task, provider, spec, request, task.provider_command_id, until=time.monotonic(), claim=claim)
 
@@ -104,7 +104,7 @@ def follow(task: Task, provider, spec, request: TaskRequest, command: str, *, un
             return outcome
         if time.monotonic() + settings.TASK_POLL_SECONDS > until:
             due = timezone.now() + timedelta(seconds=settings.TASK_POLL_SECONDS)
-            services.task_await_poll(task, due=due, errors=seen.errors, claim=claim)
+            services.task_await_poll(task=task, due=due, errors=seen.errors, claim=claim)
             return "handed off"
         time.sleep(settings.TASK_POLL_SECONDS)
 
@@ -112,20 +112,20 @@ def follow(task: Task, provider, spec, request: TaskRequest, command: str, *, un
 def _poll(task: Task, provider, spec, request: TaskRequest, command: str, seen: _Seen) -> str | None:
     """One look at the task: its outcome once it ended (finishing it), else None."""
     deadline = (task.started_at or timezone.now()).timestamp() + task.timeout_seconds + settings.TASK_FOLLOW_GRACE_SECONDS
-    if not seen.cancel_sent and services.task_cancel_requested(task):
+    if not seen.cancel_sent and services.task_cancel_requested(task=task):
         try:
             provider.cancel_task(spec, request, command)
         except ProviderError as exc:
             logger.warning("could not cancel task %s: %s", task.task_id, exc.message)
         seen.cancel_sent = True
-        services.task_cancel_sent(task)
+        services.task_cancel_sent(task=task)
     try:
         result = provider.task_status(spec, request, command)
         seen.errors = 0
     except ProviderError as exc:
         seen.errors += 1
         if not exc.retryable or seen.errors >= MAX_CONSECUTIVE_ERRORS:
-            services.task_finish(task, TaskStatus.FAILED, error_message=f"lost contact with the instance while the task ran: {exc.message}")
+            services.task_finish(task=task, status=TaskStatus.FAILED, error_message=f"lost contact with the instance while the task ran: {exc.message}")
             return "failed"
         return None
     if result.finished:
@@ -133,11 +133,11 @@ def _poll(task: Task, provider, spec, request: TaskRequest, command: str, seen: 
         reason = "cancelled on request" if status == TaskStatus.CANCELLED else ""
         if status == TaskStatus.TIMED_OUT:
             reason = f"timed out after {task.timeout_seconds}s; its processes were killed"
-        services.task_finish(task, status, exit_code=result.exit_code, stdout=result.stdout, stderr=result.stderr, error_message=reason)
+        services.task_finish(task=task, status=status, exit_code=result.exit_code, stdout=result.stdout, stderr=result.stderr, error_message=reason)
         return status
-    output = (services.clean_output(result.stdout), services.clean_output(result.stderr))
+    output = (services.clean_output(text=result.stdout), services.clean_output(text=result.stderr))
     if output != seen.output:
-        services.task_update_output(task, stdout=result.stdout, stderr=result.stderr)
+        services.task_update_output(task=task, stdout=result.stdout, stderr=result.stderr)
         seen.output = output
     if time.time() > deadline:
         if not seen.cancel_sent:
@@ -146,7 +146,7 @@ def _poll(task: Task, provider, spec, request: TaskRequest, command: str, seen: 
             except ProviderError:
                 pass
         services.task_finish(
-            task, TaskStatus.TIMED_OUT, stdout=result.stdout, stderr=result.stderr,
+            task=task, status=TaskStatus.TIMED_OUT, stdout=result.stdout, stderr=result.stderr,
             error_message=f"the instance did not report the end of the task within {task.timeout_seconds}s (+{settings.TASK_FOLLOW_GRACE_SECONDS}s grace)",
         )  # fmt: skip
         return "timed_out"
@@ -201,7 +201,7 @@ def poll_due_tasks() -> dict:
                     # Its poll jobs keep dying (a poll that answers enforces the deadline itself).
                     summary["lost"] += 1
                     task = Task.objects.get(pk=row["pk"])
-                    services.task_finish(task, TaskStatus.FAILED, error_message=f"its poll job was lost past the task's deadline ({row['timeout_seconds']}s +{settings.TASK_FOLLOW_GRACE_SECONDS}s grace); gave up (worker_lost)")
+                    services.task_finish(task=task, status=TaskStatus.FAILED, error_message=f"its poll job was lost past the task's deadline ({row['timeout_seconds']}s +{settings.TASK_FOLLOW_GRACE_SECONDS}s grace); gave up (worker_lost)")
                     continue
             by_tenant.setdefault(row["tenant_id"], []).append(row)
         allowed = {tenant: max(0, settings.TASK_POLLS_PER_TENANT - outstanding[tenant]) for tenant in by_tenant}

@@ -41,7 +41,7 @@ def reconcile_tasks(summary: dict) -> None:
                 continue
             reason = "its worker stopped while following it"
         if task.attempts >= settings.OPERATION_MAX_ATTEMPTS:
-            if services.task_finish(task, TaskStatus.FAILED, error_message=f"{reason}; gave up after {task.attempts} attempts (worker_lost)"):
+            if services.task_finish(task=task, status=TaskStatus.FAILED, error_message=f"{reason}; gave up after {task.attempts} attempts (worker_lost)"):
                 summary["tasks_lost"] += 1
         elif services.task_requeue(task=task, actor=ACTOR, reason=reason):
             summary["tasks_requeued"] += 1

@@ -19,7 +19,7 @@ from instances.models import Instance
 from instances.services import log_append
 from orchestrio.errors import Conflict, InvalidState, ValidationFailed
 from orchestrio.hooks import tenant_event
-from orchestrio.quotas import check_execution_quota
+from orchestrio.quotas import execution_quota_check
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
@@ -44,7 +44,7 @@ def _invalid(field: str, message: str, kind: str = "value_error") -> ValidationF
     return ValidationFailed([{"loc": ["body", field], "msg": message, "type": kind}])
 
 
-def validate_script_path(path: str, roots: list[str] | None) -> str:
+def validate_script_path(*, path: str, roots: list[str] | None) -> str:
     if not isinstance(path, str) or not path:
         raise _invalid("script_path", "script_path is required")
     if len(path) > 1024 or "\x00" in path or any(ch in path for ch in "\r\n"):
@@ -61,7 +61,7 @@ def validate_script_path(path: str, roots: list[str] | None) -> str:
     return path
 
 
-def validate_script_args(args) -> dict:
+def validate_script_args(*, args) -> dict:
     if args is None:
         return {}
     if not isinstance(args, dict):
@@ -76,7 +76,7 @@ def validate_script_args(args) -> dict:
     return args
 
 
-def clean_output(text: str | None) -> str:
+def clean_output(*, text: str | None) -> str:
     """Text safe for any database (no NUL), at most the last 64 KiB of UTF-8."""
     if not text:
         return ""
@@ -108,8 +108,8 @@ def task_dispatch(
             return existing, False
     if not OPERATION_CODE_RE.match(operation_code or ""):
         raise _invalid("operation_code", "operation_code is 1–64 letters, digits, '_', '.', ':' or '-'")
-    validate_script_path(script_path, locked.blueprint.task_roots)
-    script_args = validate_script_args(script_args)
+    validate_script_path(path=script_path, roots=locked.blueprint.task_roots)
+    script_args = validate_script_args(args=script_args)
     if not isinstance(timeout_seconds, int) or not TIMEOUT_RANGE[0] <= timeout_seconds <= TIMEOUT_RANGE[1]:
         raise _invalid("timeout_seconds", "timeout_seconds must be from 1 to 3600")
     if locked.destroyed_at is not None or locked.state != InstanceState.RUNNING:
@@ -120,7 +120,7 @@ def task_dispatch(
             f"a task is already {active.status} on {locked.instance_id} ({active.task_id}, {active.operation_code}); one runs at a time",
             operation=active.summary(),
         )
-    check_execution_quota(locked.tenant)
+    execution_quota_check(tenant_id=locked.tenant_id, plan=locked.tenant.plan)
     task = Task(
         task_id=new_task_id(),
         instance=locked,
@@ -139,7 +139,7 @@ def task_dispatch(
             task.save(force_insert=True)
     except IntegrityError as exc:
         raise Conflict(f"a task is already queued or running on {locked.instance_id}") from exc
-    log_append(locked, "task", f"task {task.task_id} ({operation_code}) queued: {script_path} by {actor.label}")
+    log_append(instance=locked, stage="task", message=f"task {task.task_id} ({operation_code}) queued: {script_path} by {actor.label}")
     activity_record(
         actor=actor,
         action="task.dispatch",
@@ -172,11 +172,11 @@ def task_cancel(*, task: Task, actor: Actor) -> Task:
 # --- called by the task job --------------------------------------------------------------------
 
 
-def task_for_job(pk: int) -> Task:
+def task_for_job(*, pk: int) -> Task:
     return Task.objects.select_related("instance__blueprint", "instance__region", "instance__plan", "instance__tenant__plan").get(pk=pk)
 
 
-def task_begin(task: Task) -> Task | None:
+def task_begin(*, task: Task) -> Task | None:
     """Mark the task running (counting the attempt). None when it finished already, or when the
     task poll sweep follows it (a task job never follows a handed-off task a second time)."""
     with transaction.atomic():
@@ -188,28 +188,28 @@ def task_begin(task: Task) -> Task | None:
         if locked.started_at is None:
             locked.started_at = timezone.now()
         locked.save(update_fields=["status", "attempts", "started_at"])
-    return task_for_job(locked.pk)
+    return task_for_job(pk=locked.pk)
 
 
-def task_record_command(task: Task, command_id: str) -> None:
+def task_record_command(*, task: Task, command_id: str) -> None:
     Task.objects.filter(pk=task.pk).update(provider_command_id=command_id)
     task.provider_command_id = command_id
 
 
-def task_update_output(task: Task, *, stdout: str, stderr: str) -> None:
-    Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING).update(stdout=clean_output(stdout), stderr=clean_output(stderr))
+def task_update_output(*, task: Task, stdout: str, stderr: str) -> None:
+    Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING).update(stdout=clean_output(text=stdout), stderr=clean_output(text=stderr))
 
 
-def task_cancel_requested(task: Task) -> bool:
+def task_cancel_requested(*, task: Task) -> bool:
     return Task.objects.filter(pk=task.pk, cancel_requested_at__isnull=False).exists()
 
 
-def task_cancel_sent(task: Task) -> None:
+def task_cancel_sent(*, task: Task) -> None:
     """The provider has the cancel request: later polls do not send it again."""
     Task.objects.filter(pk=task.pk, cancel_sent_at__isnull=True).update(cancel_sent_at=timezone.now())
 
 
-def task_await_poll(task: Task, *, due, errors: int, claim: str = "") -> bool:
+def task_await_poll(*, task: Task, due, errors: int, claim: str = "") -> bool:
     """The task still runs and no job follows it now: the task poll sweep polls it at `due`.
     `claim` is the poll job handing it back (blank for the task job's first hand-off); a claim
     the sweep has since replaced changes nothing. Returns whether it was recorded."""
@@ -217,8 +217,8 @@ def task_await_poll(task: Task, *, due, errors: int, claim: str = "") -> bool:
     updated = Task.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, poll_job_id=claim).update(next_poll_at=due, poll_job_id="", poll_errors=errors)
     if updated and first:
         log_append(
-            task.instance, "task",
-            f"task {task.task_id} ({task.operation_code}) still running after {settings.JOB_INLINE_WAIT_SECONDS:g}s; "
+            instance=task.instance, stage="task",
+            message=f"task {task.task_id} ({task.operation_code}) still running after {settings.JOB_INLINE_WAIT_SECONDS:g}s; "
             f"polled every {max(settings.TASK_POLL_SECONDS, settings.TASK_POLL_SWEEP_SECONDS):g}s from now on, with no worker waiting on it",
         )  # fmt: skip
     return bool(updated)
@@ -240,20 +240,20 @@ def _finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=None
     fields = ["status", "finished_at", "exit_code", "error_message", "next_poll_at", "poll_job_id"]
     task.error_message = error_message
     if stdout is not None:
-        task.stdout = clean_output(stdout)
+        task.stdout = clean_output(text=stdout)
         fields.append("stdout")
     if stderr is not None:
-        task.stderr = clean_output(stderr)
+        task.stderr = clean_output(text=stderr)
         fields.append("stderr")
     task.save(update_fields=fields)
     level = LogLevel.INFO if status == TaskStatus.SUCCEEDED else LogLevel.WARNING
     exit_text = f", exit code {exit_code}" if exit_code is not None else ""
     reason = f": {error_message}" if error_message else ""
-    log_append(task.instance, "task", f"task {task.task_id} ({task.operation_code}) {status}{exit_text}{reason}", level=level)
+    log_append(instance=task.instance, stage="task", message=f"task {task.task_id} ({task.operation_code}) {status}{exit_text}{reason}", level=level)
 
 
 @transaction.atomic
-def task_finish(task: Task, status: str, *, exit_code=None, stdout=None, stderr=None, error_message: str = "") -> bool:
+def task_finish(*, task: Task, status: str, exit_code=None, stdout=None, stderr=None, error_message: str = "") -> bool:
     locked = Task.objects.select_for_update(of=("self",)).select_related("instance").get(pk=task.pk)
     if locked.is_finished:
         return False
@@ -275,7 +275,7 @@ def task_requeue(*, task: Task, actor: Actor, reason: str) -> bool:
             return False  # finished, or followed by the task poll sweep (no worker holds it by design)
         locked.rq_job_id = f"{locked.task_id}-{locked.attempts + 1}-{secrets.token_hex(3)}"
         locked.save(update_fields=["rq_job_id"])
-        log_append(locked.instance, "reconciler", f"task {locked.task_id}: {reason}; following it again", level=LogLevel.WARNING)
+        log_append(instance=locked.instance, stage="reconciler", message=f"task {locked.task_id}: {reason}; following it again", level=LogLevel.WARNING)
         activity_record(actor=actor, action="task.requeued", tenant=locked.tenant_id, object_type="task", object_id=locked.task_id, data={"reason": reason})
         enqueue_on_commit("tasks.jobs.run_task", locked.pk, job_id=locked.rq_job_id)
     return True

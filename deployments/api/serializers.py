@@ -6,7 +6,8 @@ from instances.models import BLUEPRINT_NAME_PATTERN
 from orchestrio.api.strict import BodySerializer
 from orchestrio.models import SLUG_PATTERN
 
-from ..services import NAME_MESSAGE as DEPLOYMENT_NAME_MESSAGE, NAME_RE as DEPLOYMENT_NAME_RE, webhook_url
+from ..choices import DeploymentEnvironment
+from ..services import NAME_MAX_LENGTH, NAME_MESSAGE, webhook_url
 
 
 class DeploymentStepSerializer(serializers.Serializer):
@@ -44,7 +45,7 @@ class DeploymentSerializer(serializers.Serializer):
                 "id": deployment.pk, "name": deployment.name, "environment": deployment.environment,
                 "blueprint_name": deployment.blueprint.name, "region": deployment.region_id, "plan_id": deployment.plan_id,
                 "status": deployment.status, "instance_id": deployment.instance.instance_id if deployment.instance else None,
-                "webhook_url": webhook_url(deployment), "revision": deployment.current_revision,
+                "webhook_url": webhook_url(deployment=deployment), "revision": deployment.current_revision,
                 "target_revision": deployment.target_revision, "config": latest.config if latest else {},
                 "secret_keys": latest.secret_keys if latest else [], "error": deployment.error or None,
                 "steps": [{"name": st.name, "status": st.status, "message": st.message, "started_at": st.started_at, "finished_at": st.finished_at} for st in steps],
@@ -54,9 +55,9 @@ class DeploymentSerializer(serializers.Serializer):
 
 
 class DeploymentCreateSerializer(BodySerializer):
-    name = serializers.RegexField(DEPLOYMENT_NAME_RE.pattern, max_length=50, error_messages={"invalid": DEPLOYMENT_NAME_MESSAGE})
+    name = serializers.CharField(max_length=NAME_MAX_LENGTH, help_text=NAME_MESSAGE + " (checked by the service).")
     blueprint_name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63, default="OpenClaw")
-    environment = serializers.ChoiceField(choices=["production", "staging", "development"], default="production")
+    environment = serializers.CharField(default=DeploymentEnvironment.PRODUCTION, help_text="One of " + ", ".join(DeploymentEnvironment.values) + " (checked by the service).")
     region = serializers.CharField(max_length=16, required=False, allow_null=True, default=None)
     plan_id = serializers.RegexField(SLUG_PATTERN, max_length=63, default="openclaw-basic")
     config = serializers.DictField(required=False, default=dict)

@@ -32,7 +32,7 @@ class CustomDomainSerializer(serializers.Serializer):
     def to_representation(self, domain):
         return super().to_representation(
             {
-                "domain": domain.domain, "status": domain.status, "dns_records": dns_records(domain), "error": domain.error or None,
+                "domain": domain.domain, "status": domain.status, "dns_records": dns_records(domain=domain), "error": domain.error or None,
                 "resolved": domain.resolved or {}, "last_checked_at": domain.last_checked_at, "next_check_at": domain.next_check_at,
                 "activated_at": domain.activated_at, "updated_at": domain.updated_at,
             }

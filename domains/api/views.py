@@ -56,5 +56,5 @@ class InstanceCustomDomainViewSet(InstanceScopedViewSet):
     @extend_schema(summary="Check the custom domain's DNS now and return what was resolved", request=None, responses={200: s.CustomDomainSerializer, 400: ERR_400})
     @action(detail=True, methods=["post"], url_path="custom-domain/check")
     def custom_domain_check(self, request, instance_id=None):
-        domain = domains.domain_check(self._domain(self.get_object()).pk, actor=self.principal.actor)
+        domain = domains.domain_check(domain_pk=self._domain(self.get_object()).pk, actor=self.principal.actor)
         return Response(s.CustomDomainSerializer(domain).data)

@@ -27,7 +27,7 @@ class GatewayPolicySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_effective_issuer(self, policy):
-        return policy_issuer(policy)
+        return policy_issuer(policy=policy)
 
     @extend_schema_field(serializers.CharField())
     def get_endpoint(self, policy):
@@ -38,7 +38,7 @@ class GatewayPolicySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_warnings(self, policy):
-        return policy_warnings(policy)
+        return policy_warnings(policy=policy)
 
 
 class GatewayPolicyWriteSerializer(BodySerializer):

@@ -7,12 +7,12 @@ from rest_framework import serializers
 
 from orchestrio.api.serializers import SubscriptionPlanSerializer
 from orchestrio.api.strict import BodySerializer, StrictTypesMixin
-from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, api_datetime
+from orchestrio.models import SLUG_PATTERN, api_datetime
 
+from .. import hostnames
 from ..choices import UNFINISHED_OPERATION_STATUSES, InstanceState, ProviderApi
 from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 
-INSTANCE_ID_FIELD = dict(regex=SLUG_PATTERN, min_length=3, max_length=63, error_messages={"invalid": SLUG_MESSAGE})
 
 
 class OperationSerializer(serializers.ModelSerializer):
@@ -93,22 +93,19 @@ class InstanceSerializer(serializers.ModelSerializer):
 
 
 class InstanceCreateSerializer(BodySerializer):
-    instance_id = serializers.RegexField(**INSTANCE_ID_FIELD)
+    instance_id = serializers.CharField(max_length=63, help_text="The hostname label of its access URL: " + hostnames.MESSAGE + ".")
     blueprint_name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63, default="OpenClaw")
     plan_id = serializers.RegexField(SLUG_PATTERN, max_length=63, default="openclaw-basic")
     region = serializers.CharField(max_length=16, required=False, allow_null=True, default=None, help_text="Default: the installation's DEFAULT_REGION.")
-    labels = serializers.DictField(child=serializers.CharField(max_length=255, allow_blank=True), required=False, default=dict)
+    labels = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
     config = serializers.DictField(required=False, default=dict, help_text="Initial platform config.")
 
 
 class ResizeSerializer(BodySerializer):
-    new_instance_type = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
-    plan_id = serializers.RegexField(SLUG_PATTERN, max_length=63, required=False, allow_null=True, default=None)
+    """Exactly one of the two (the service's rule)."""
 
-    def validate(self, attrs):
-        if bool(attrs.get("new_instance_type")) == bool(attrs.get("plan_id")):
-            raise serializers.ValidationError("give exactly one of new_instance_type or plan_id")
-        return attrs
+    new_instance_type = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+    plan_id = serializers.CharField(max_length=63, required=False, allow_null=True, default=None)
 
 
 class DestroyResultSerializer(serializers.Serializer):
@@ -205,7 +202,7 @@ class BlueprintSerializer(StrictTypesMixin, serializers.ModelSerializer):
     name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63)
     provider_api = serializers.ChoiceField(choices=ProviderApi.choices, default=ProviderApi.RUN_INSTANCES)
     image_id = serializers.RegexField(r"^(ami-[0-9a-f]{8,17}|resolve:ssm:\S+)$", max_length=255, required=False, allow_blank=True, error_messages={"invalid": "image_id must be an AMI id (ami-…) or resolve:ssm:<parameter>"})
-    instance_type = serializers.RegexField(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", max_length=64, required=False, allow_blank=True, error_messages={"invalid": "instance_type must look like t3.small"})
+    instance_type = serializers.CharField(max_length=64, required=False, allow_blank=True, help_text="Like t3.small (checked by the service).")
     subnet_ids = serializers.ListField(child=serializers.RegexField(r"^subnet-[0-9a-f]{8,17}$", error_messages={"invalid": "subnet ids look like subnet-0abc1234"}), required=False, max_length=16)
     security_group_ids = serializers.ListField(child=serializers.RegexField(r"^sg-[0-9a-f]{8,17}$", error_messages={"invalid": "security group ids look like sg-0abc1234"}), required=False, max_length=16)
     key_name = serializers.CharField(max_length=255, required=False, allow_blank=True)

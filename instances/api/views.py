@@ -10,14 +10,13 @@ from rest_framework.response import Response
 from orchestrio.api.exceptions import QueryValidationError, flatten_errors
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_429_LONG_POLL, ERR_502, ERR_504
 from orchestrio.api.viewsets import PublicApiView, TenantScopedViewSet, idempotent
-from orchestrio.errors import InvalidState, NotFound, ValidationFailed
+from orchestrio.errors import InvalidState, NotFound, RequestTimeout, ValidationFailed
 from orchestrio.longpoll import long_poll_slot
 from orchestrio.models import SubscriptionPlan
 
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
-from ..health import probe_one
 from ..models import Blueprint, Instance, InstancePlan, LogLine, Region
 from ..waiting import DEAD_ENDS, wait_for_state
 
@@ -34,7 +33,7 @@ def _lifecycle_action(kind: str, summary: str):
     @idempotent
     def handler(self, request, instance_id=None):
         instance = self.get_object()
-        services.instance_request_operation(instance=instance, kind=kind, actor=self.principal.actor)
+        services.operation_accept(instance=instance, kind=kind, actor=self.principal.actor)
         return Response(self._record(instance), status=status.HTTP_202_ACCEPTED)
 
     handler.__name__ = kind
@@ -140,8 +139,8 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
     )
     def destroy(self, request, instance_id=None):
         instance = self._latest(instance_id)
-        instance, already = services.instance_destroy(instance=instance, actor=self.principal.actor)
-        if already:
+        instance, operation = services.operation_accept(instance=instance, kind=OperationKind.DESTROY, actor=self.principal.actor)
+        if operation is None:
             return Response({"instance_id": instance.instance_id, "state": instance.state, "already_deleted": True})
         return Response({"instance_id": instance.instance_id, "state": instance.state}, status=status.HTTP_202_ACCEPTED)
 
@@ -187,10 +186,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
             return Response(self._record(instance))
         if state in DEAD_ENDS:
             raise InvalidState(f"{instance.instance_id} is {state} and can no longer become {target}")
-        return Response(
-            {"detail": f"timed out after {query['timeout']}s waiting for {target}; {instance.instance_id} is {state}"},
-            status=status.HTTP_408_REQUEST_TIMEOUT,
-        )
+        raise RequestTimeout(f"timed out after {query['timeout']}s waiting for {target}; {instance.instance_id} is {state}")
 
     @extend_schema(summary="The instance's operations, newest first", responses=s.OperationSerializer(many=True), parameters=[OpenApiParameter("status", str), OpenApiParameter("kind", str)])
     @action(detail=True, methods=["get"], url_path="operations", filterset_class=None)
@@ -217,14 +213,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
     @extend_schema(summary="Probe the instance's health endpoint now", responses={200: s.HealthProbeSerializer, 400: ERR_400})
     @action(detail=True, methods=["get"], url_path="health", filterset_class=None)
     def health(self, request, instance_id=None):
-        instance = self.get_object()
-        if instance.state != InstanceState.RUNNING:
-            raise InvalidState(f"{instance.instance_id} is {instance.state}; only a running instance can be probed")
-        result = probe_one(instance)
-        services.health_record(
-            [{"pk": instance.pk, "ok": result["healthy"], "status": instance.health_status, "failures": instance.health_failures, "detail": result["error"] or ""}]
-        )
-        return Response(result)
+        return Response(services.instance_health_check(instance=self.get_object()))
 
     @extend_schema(summary="The agent's status merged with the control plane's view", responses=s.RuntimeSerializer)
     @action(detail=True, methods=["get"], url_path="runtime", filterset_class=None)
@@ -360,7 +349,7 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         name = data.get("name")
         if valid and name and selectors.blueprint_visible(tenant=self.principal.tenant).filter(name=name).exists():
             errors.append({"loc": ["body", "name"], "msg": f"a blueprint named {name!r} exists", "type": "conflict"})
-        problem = services.blueprint_command_problem(data.get("command"))
+        problem = services.blueprint_command_problem(command=data.get("command"))
         if problem:
             errors.append({"loc": ["body", "command"], "msg": problem, "type": "value_error"})
         warnings = blueprint_warnings(data)

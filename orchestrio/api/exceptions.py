@@ -1,18 +1,21 @@
-"""The one place where errors become HTTP responses (API.md's error table)."""
+"""The one place where errors become HTTP responses (API.md's error table): DRF's exception
+handler for the API, and `json_errors` for the plain Django views (proxies, webhooks, the edge's
+TLS ask), both through `domain_error_parts`."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 import redis
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from orchestrio.errors import DomainError, TooManyRequests
+from orchestrio.errors import DomainError
 from orchestrio.http import carries_secret
 
 logger = logging.getLogger("orchestrio.api")
@@ -58,6 +61,31 @@ def validation_response(errors: list[dict[str, Any]]) -> Response:
     return Response({"detail": errors}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
 
 
+def domain_error_parts(exc: DomainError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """A domain error's status, body and headers (API.md's error table)."""
+    if exc.status_code >= 500:
+        logger.warning("upstream failure: %s", exc.detail)
+    return exc.status_code, exc.body(), exc.headers()
+
+
+def domain_error_response(exc: DomainError) -> JsonResponse:
+    status_code, body, headers = domain_error_parts(exc)
+    return JsonResponse(body, status=status_code, headers=headers)
+
+
+def json_errors(view):
+    """For a plain Django view: a domain error it raises answers as the API would."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except DomainError as exc:
+            return domain_error_response(exc)
+
+    return wrapped
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
     headers: dict[str, str] = {}
 
@@ -66,11 +94,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         return carries_secret(response) if exc.secret else response
 
     if isinstance(exc, DomainError):
-        if exc.status_code >= 500:
-            logger.warning("upstream failure: %s", exc.detail)
-        if isinstance(exc, TooManyRequests):
-            headers["Retry-After"] = str(exc.retry_after)
-        return Response(exc.body(), status=exc.status_code, headers=headers)
+        status_code, body, headers = domain_error_parts(exc)
+        return Response(body, status=status_code, headers=headers)
 
     if isinstance(exc, QueryValidationError):
         return validation_response(flatten_errors(exc.detail, ["query"]))

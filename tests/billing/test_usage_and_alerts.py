@@ -278,7 +278,7 @@ def test_events_are_emitted(api, tenant, running, receiver, make_instance):
     api.post("instances/web-01/stop")
     instance_services.operation_fail(operation=Operation.objects.get(), code="provider_error", message="boom")
     healthy = make_instance(instance_id="hc-1", state="running", health_status="healthy", health_failures=5)
-    instance_services.health_record([{"pk": healthy.pk, "ok": False, "status": "healthy", "failures": 5, "detail": "HTTP 503"}])
-    instance_services.health_record([{"pk": healthy.pk, "ok": True, "status": "unhealthy", "failures": 6, "detail": ""}])
+    instance_services.health_record(results=[{"pk": healthy.pk, "ok": False, "status": "healthy", "failures": 5, "detail": "HTTP 503"}])
+    instance_services.health_record(results=[{"pk": healthy.pk, "ok": True, "status": "unhealthy", "failures": 6, "detail": ""}])
     events = list(AlertDelivery.objects.order_by("created_at").values_list("event", flat=True))
     assert events == ["instance.error", "instance.health_down", "instance.health_up"]

@@ -222,7 +222,7 @@ def test_claims_proven_at_the_same_moment_make_one_winner(dns_server, settings):
     def check_one(pk: int) -> None:
         try:
             barrier.wait(timeout=10)
-            domain_check(pk)
+            domain_check(domain_pk=pk)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:

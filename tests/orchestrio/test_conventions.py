@@ -331,3 +331,55 @@ def test_api_datetimes_are_written_as_drfs_datetime_fields_write_them():
     ):  # fmt: skip
         assert api_datetime(value) == value.astimezone(UTC).strftime(API_DATETIME_FORMAT) == DateTimeField().to_representation(value), value
     assert api_datetime(None) is None
+
+
+# --- ratchets on where code goes (STYLE.md) ---------------------------------------------------
+
+_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+# Functions of services.py that other code calls back with the arguments it defines: the hooks
+# and registries they are registered with (instances.hooks, orchestrio.hooks) pass positionally.
+_CALLED_BACK = {
+    "deployments/services.py": {"deployment_reapply_secrets", "deployment_instance_running", "reconcile_deployments"},
+    "domains/services.py": {"instance_destroying", "instance_destroyed", "instance_for_host"},
+}
+
+
+def _app_modules(name: str):
+    for path in sorted(_ROOT.glob(f"*/{name}")) + sorted(_ROOT.glob(f"*/*/{name}")):
+        relative = path.relative_to(_ROOT)
+        if relative.parts[0] not in {".venv", "tests", "bench", "scripts"}:
+            yield relative.as_posix(), __import__("ast").parse(path.read_text())
+
+
+def test_public_services_are_keyword_only():
+    """`def x(*, …)`: a service's caller names what it passes. scripts/keyword_only_services.py
+    rewrites a new one and its callers."""
+    import ast
+
+    offenders = []
+    for relative, tree in _app_modules("services.py"):
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                positional = node.args.posonlyargs + node.args.args
+                if (positional or node.args.vararg) and node.name not in _CALLED_BACK.get(relative, set()):
+                    offenders.append(f"{relative}:{node.lineno} {node.name}({', '.join(a.arg for a in positional)})")
+    assert offenders == []
+
+
+def test_audit_rows_are_written_by_services():
+    """The audit row is written by the service that makes the change (services.py; billing's
+    alert services live in billing/alerts.py). The one exception is the admin's generic
+    add/change/delete of a model (orchestrio.admin.AuditedModelAdmin), which has no service:
+    Django's ModelAdmin saves the row."""
+    import ast
+
+    offenders = []
+    for relative, tree in _app_modules("*.py"):
+        if relative.endswith("/services.py") or relative == "billing/alerts.py" or "/migrations/" in relative:
+            continue
+        for function in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for call in (n for n in ast.walk(function) if isinstance(n, ast.Call)):
+                callee = ast.unparse(call.func)
+                if callee.endswith(("activity_record", "activity_record_many", "ActivityEvent.objects.create")):
+                    offenders.append((relative, function.name))
+    assert offenders == [("orchestrio/admin.py", "_audit")]

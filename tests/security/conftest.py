@@ -126,7 +126,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     stopped = InstanceFactory(tenant=tenant, instance_id=f"{tenant.pk}-idle", state="stopped")
     broken = InstanceFactory(tenant=tenant, instance_id=f"{tenant.pk}-broken", state="error", error_message="boom")
     for stage in ("provision", "boot", "ready"):
-        log_append(web, stage, f"{stage} done")
+        log_append(instance=web, stage=stage, message=f"{stage} done")
 
     created_key = f"{tenant.pk}-create-key"
     created = _ok(api.post("instances", {"instance_id": f"{tenant.pk}-new"}, headers={"Idempotency-Key": created_key}), 201)

@@ -70,7 +70,7 @@ def test_intermediate_states_and_output(api, aws, ec2_instance, monkeypatch):
 
     seen = []
     real_update = services.task_update_output
-    monkeypatch.setattr(services, "task_update_output", lambda task, **kw: (seen.append(kw["stdout"]), real_update(task, **kw))[1])
+    monkeypatch.setattr(services, "task_update_output", lambda **kw: (seen.append(kw["stdout"]), real_update(**kw))[1])
     stubber = _stub_ssm(aws, [
         {"Status": "Pending", "ResponseCode": -1},
         {"Status": "InProgress", "ResponseCode": -1, "StandardOutputContent": "step 1\n"},

@@ -140,7 +140,7 @@ def test_worker_death_is_recovered_without_running_twice(api, live, dispatch, sc
     class Killed(BaseException):
         pass
 
-    monkeypatch.setattr(services, "task_record_command", lambda task, command: (_ for _ in ()).throw(Killed()))
+    monkeypatch.setattr(services, "task_record_command", lambda **_: (_ for _ in ()).throw(Killed()))
     task = Task.objects.get(task_id=queued["task_id"])
     with pytest.raises(Killed):
         jobs.run_task(task.pk)
