@@ -47,7 +47,7 @@ def main() -> None:
         from django.utils import timezone
 
         from instances.models import Blueprint, CustomDomain, Instance, Operation
-        from instances.selectors import _LISTED_IDS, _PAGE_RECORDS
+        from instances.selectors import instances_with_record_in_order, listed_instances, live_instances, with_record
         from orchestrio.crypto import encrypt
         from orchestrio.models import Tenant
 
@@ -99,11 +99,13 @@ def main() -> None:
                 cursor.execute("VACUUM ANALYZE")
         rows_seconds = time.perf_counter() - started
 
-        listed = {"tenant_id": tenant.pk, "instance_scope": None}
-        page = [row["instance_id"] for row in _LISTED_IDS.page(50, 0, **listed)]
+        listed = listed_instances(tenant=tenant).values_list("instance_id", flat=True)  # as the API's list reads them
+        page = list(listed[:50])
+        records = instances_with_record_in_order(tenant=tenant, instance_ids=page)
+        assert [instance.instance_id for instance in records] == page
         plan = "\n".join((
-            "the count:", _LISTED_IDS.explain("count", **listed), "the page's ids:", _LISTED_IDS.explain("page", **listed),
-            "the page's records:", _PAGE_RECORDS.explain(instance_ids=page),
+            "the count:", listed.order_by().explain(), "the page's ids:", listed[:50].explain(),
+            "the page's records:", with_record(live_instances(tenant=tenant).filter(instance_id__in=page)).order_by().explain(),
         ))  # fmt: skip
         single_id = Instance.objects.filter(tenant=tenant).order_by("pk").values_list("instance_id", flat=True)[args.tenant_instances // 2]
         check = Client(HTTP_HOST="127.0.0.1").get("/api/v1/instances", {"limit": 50}, HTTP_AUTHORIZATION=auth["Authorization"]).json()

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from orchestrio.crypto import decrypt
+
 KEY_HEADER = "X-Orchestrio-Agent-Key"
 GATEWAY_HEADER = "X-Orchestrio-Gateway-Key"
 
@@ -57,6 +59,21 @@ def endpoint_for(instance) -> Endpoint | None:
     return Endpoint.of(ip_address=instance.ip_address, port=instance.port, socket_path=getattr(instance, "socket_path", "") or None)
 
 
+def agent_client_for(instance, *, timeout: float = 10.0) -> AgentClient:
+    """A client for the instance's agent, with its decrypted key (sends nothing yet)."""
+    endpoint = endpoint_for(instance) or Endpoint(host=instance.ip_address or "127.0.0.1", port=instance.port or instance.blueprint.agent_port)
+    return AgentClient(endpoint, decrypt(instance.agent_key_encrypted), timeout=timeout)
+
+
+def agent_status(instance, *, timeout: float = 3.0) -> dict:
+    """The agent's /api/status, asked now: `{"reachable": True, "status": …}`, or
+    `{"reachable": False, "error": …}` when it did not answer."""
+    try:
+        return {"reachable": True, "status": agent_client_for(instance, timeout=timeout).status()}
+    except (AgentUnreachable, AgentTimeout, AgentError) as exc:
+        return {"reachable": False, "error": str(exc)}
+
+
 def gateway_key(agent_key: str) -> str:
     """The key that opens the agent's traffic routes (not its management routes): what the
     gateway and the control plane's health probes present."""
@@ -67,8 +84,6 @@ def gateway_key(agent_key: str) -> str:
 def gateway_key_for(agent_key_encrypted: str) -> str:
     """Decrypting costs more than the rest of a proxied request's header work: remembered per
     ciphertext (a new agent key is a new ciphertext, so rotation needs no invalidation)."""
-    from orchestrio.crypto import decrypt
-
     return gateway_key(decrypt(agent_key_encrypted))
 
 

@@ -314,7 +314,7 @@ def _provision(deployment: Deployment, revision: DeploymentRevision) -> Instance
 
 def _configure(instance: Instance, revision: DeploymentRevision) -> str:
     from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .selectors import agent_client_for
+    from .agent_client import agent_client_for
 
     client = agent_client_for(instance, timeout=90)
     try:
@@ -335,7 +335,7 @@ def deployment_reapply_secrets(instance: Instance) -> str | None:
     """After the instance of a deployment (re)starts: push its revision's secrets again. They
     live only in the instance's memory (a tmpfs), so a stop/start loses them."""
     from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .selectors import agent_client_for
+    from .agent_client import agent_client_for
 
     deployment = Deployment.objects.filter(instance=instance, deleted_at__isnull=True, current_revision__gt=0).first()
     if deployment is None:

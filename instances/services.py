@@ -467,7 +467,7 @@ def instance_config_update(*, instance: Instance, patch: dict, actor: Actor) -> 
 def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
     """Push the stored config to the running instance's agent."""
     from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .selectors import agent_client_for
+    from .agent_client import agent_client_for
 
     if instance.state != InstanceState.RUNNING:
         raise InvalidState(f"cannot apply config: {instance.instance_id} is {instance.state}, not running")
@@ -492,7 +492,7 @@ def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:
     from orchestrio.errors import UpstreamError, UpstreamTimeout
 
     from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .selectors import agent_client_for
+    from .agent_client import agent_client_for
 
     with transaction.atomic():
         locked = _lock(instance)

@@ -15,6 +15,7 @@ from orchestrio.longpoll import long_poll_slot
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
+from ..agent_client import agent_status
 from ..health import probe_one
 from ..models import Blueprint, Deployment, Instance, LogLine
 from ..waiting import DEAD_ENDS, wait_for_state
@@ -44,7 +45,8 @@ def _lifecycle_action(kind: str, summary: str):
 
 @extend_schema(tags=["instances"])
 class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    queryset = Instance.objects.none()  # for the schema; get_queryset scopes by tenant
+    queryset = Instance.objects.filter(destroyed_at__isnull=True)
+    instance_scope_field = "instance_id"
     serializer_class = s.InstanceSerializer
     filterset_class = InstanceFilterSet
     lookup_field = "instance_id"
@@ -71,47 +73,31 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         return super().get_rate_class()
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return selectors.instance_listed(tenant=self.principal.tenant, instance_scope=self.principal.instance_scope)
-
-    def _in_scope(self, instance_id: str, read):
-        """`read(instance_id)` when a scoped token's instance is this one (or the token is not
-        scoped), else None; NotFound when there is nothing."""
-        scope = self.principal.instance_scope
-        instance = read(instance_id) if scope in (None, instance_id) else None
-        if instance is None:
-            raise NotFound(f"no instance {instance_id!r} in this tenant")
-        return instance
+        """The list reads a page of ids from the page index, then their records (`list`); every
+        other action reads its instance whole, with its record's relations, in one query."""
+        queryset = super().get_queryset()
+        return queryset if self.action == "list" else selectors.with_record(queryset)
 
     def check_route_objects(self) -> None:
         if "instance_id" in self.kwargs:
             self._latest(self.kwargs["instance_id"])
 
-    def get_object(self):
-        """The tenant's live instance, by one compiled query."""
-        instance = self._in_scope(self.kwargs["instance_id"], lambda instance_id: selectors.instance_get(tenant_id=self.principal.tenant.pk, instance_id=instance_id))
-        self.check_object_permissions(self.request, instance)
-        return instance
-
     def _record(self, instance) -> dict:
-        fresh = selectors.instance_get(tenant_id=instance.tenant_id, instance_id=instance.instance_id)
+        fresh = selectors.live_instance_with_record(tenant=self.principal.tenant, instance_id=instance.instance_id)
         return s.InstanceSerializer(fresh or instance).data
 
     def _latest(self, instance_id: str):
         """Including destroyed instances (DELETE answers `already_deleted`, wait can see `destroyed`)."""
-        return self._in_scope(instance_id, lambda instance_id: selectors.instance_latest(tenant=self.principal.tenant, instance_id=instance_id))
+        instance = selectors.live_or_last_destroyed_instance(instances=self.scope_queryset(Instance.objects.all()), instance_id=instance_id)
+        if instance is None:
+            raise NotFound(f"no instance {instance_id!r} in this tenant")
+        return instance
 
     @extend_schema(summary="List live instances")
     def list(self, request, *args, **kwargs):
-        queryset = self.get_queryset()
-        filtered = self.filter_queryset(queryset)
-        if filtered is queryset:  # no filter given: the same rows, by compiled queries
-            listed = selectors.ListedInstanceIds(tenant_id=self.principal.tenant.pk, instance_scope=self.principal.instance_scope)
-        else:
-            listed = filtered.values_list("instance_id", flat=True)
-        ids = self.paginate_queryset(listed)
-        records = selectors.instance_records(tenant_id=self.principal.tenant.pk, instance_ids=ids)
+        listed = self.filter_queryset(self.get_queryset())
+        ids = self.paginate_queryset(listed.values_list("instance_id", flat=True))
+        records = selectors.instances_with_record_in_order(tenant=self.principal.tenant, instance_ids=ids)
         return self.get_paginated_response(s.InstanceSerializer(records, many=True).data)
 
     @extend_schema(summary="An instance's full record")
@@ -229,7 +215,9 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @extend_schema(summary="The agent's status merged with the control plane's view", responses=s.RuntimeSerializer)
     @action(detail=True, methods=["get"], url_path="runtime", filterset_class=None)
     def runtime(self, request, instance_id=None):
-        return Response(s.RuntimeSerializer(selectors.instance_runtime(self.get_object())).data)
+        instance = self.get_object()
+        agent = agent_status(instance) if instance.state == InstanceState.RUNNING else None
+        return Response(s.RuntimeSerializer(selectors.instance_runtime(instance, agent=agent)).data)
 
     @extend_schema(
         methods=["GET"], summary="The instance's platform config", responses=s.ConfigSerializer,
@@ -340,7 +328,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
 @extend_schema(tags=["blueprints"])
 class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    queryset = Blueprint.objects.none()  # for the schema; get_queryset scopes by tenant
+    queryset = Blueprint.objects.order_by("name")
     serializer_class = s.BlueprintSerializer
     filterset_class = BlueprintFilterSet
     lookup_field = "name"
@@ -348,15 +336,13 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     not_found_label = "blueprint"
     capabilities = {"destroy": "destroy", "validate": "read"}
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return selectors.blueprint_visible(tenant=self.principal.tenant).order_by("name")
+    def scope_queryset(self, queryset):
+        return queryset & selectors.blueprint_visible(tenant=self.principal.tenant)  # the tenant's own and the built-in ones
 
-    @extend_schema(summary="Create a blueprint (camelCase or snake_case)", responses={201: s.BlueprintSerializer, 409: ERR_409})
+    @extend_schema(summary="Create a blueprint (camelCase or snake_case)", request=s.BlueprintWriteSerializer, responses={201: s.BlueprintSerializer, 409: ERR_409})
     @idempotent
     def create(self, request):
-        body = s.BlueprintSerializer(data=request.data)
+        body = s.BlueprintWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         blueprint = services.blueprint_create(principal=self.principal, name=data.pop("name"), **data)
@@ -364,7 +350,7 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
 
     def _update(self, request, partial: bool):
         blueprint = self.get_object()
-        body = s.BlueprintSerializer(blueprint, data=request.data, partial=partial)
+        body = s.BlueprintWriteSerializer(blueprint, data=request.data, partial=partial)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         if data.get("name", blueprint.name) != blueprint.name:
@@ -373,11 +359,11 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         blueprint = services.blueprint_update(principal=self.principal, blueprint=blueprint, fields=data)
         return Response(s.BlueprintSerializer(blueprint).data)
 
-    @extend_schema(summary="Replace a blueprint's settings", responses={200: s.BlueprintSerializer, 403: ERR_403})
+    @extend_schema(summary="Replace a blueprint's settings", request=s.BlueprintWriteSerializer, responses={200: s.BlueprintSerializer, 403: ERR_403})
     def update(self, request, name=None):
         return self._update(request, partial=False)
 
-    @extend_schema(summary="Change some of a blueprint's settings", responses={200: s.BlueprintSerializer, 403: ERR_403})
+    @extend_schema(summary="Change some of a blueprint's settings", request=s.BlueprintWriteSerializer, responses={200: s.BlueprintSerializer, 403: ERR_403})
     def partial_update(self, request, name=None):
         return self._update(request, partial=True)
 
@@ -399,7 +385,7 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
 
         if not isinstance(request.data, dict):
             raise ValidationFailed("the body must be a JSON object: the blueprint to check")
-        body = s.BlueprintSerializer(data=request.data)
+        body = s.BlueprintWriteSerializer(data=request.data)
         valid = body.is_valid()
         errors = [] if valid else flatten_errors(body.errors, ["body"])
         data = body.validated_data if valid else s.snake_case_keys(request.data)
@@ -431,22 +417,13 @@ def blueprint_warnings(data: dict) -> list[str]:
 
 @extend_schema(tags=["deployments"])
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    queryset = Deployment.objects.none()  # for the schema; get_queryset scopes by tenant
+    queryset = Deployment.objects.filter(deleted_at__isnull=True).select_related("blueprint", "instance").order_by("-created_at")
     serializer_class = s.DeploymentSerializer
     not_found_label = "deployment"
     lookup_value_regex = "[^/]+"
     filter_backends: list = []
     capabilities = {"destroy": "destroy"}
     rate_classes = {"create": "write", "partial_update": "write", "destroy": "write", "rollback": "write"}
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return (
-            Deployment.objects.filter(tenant=self.principal.tenant, deleted_at__isnull=True)
-            .select_related("blueprint", "instance")
-            .order_by("-created_at")
-        )
 
     @extend_schema(summary="The tenant's deployments")
     def list(self, request, *args, **kwargs):

@@ -12,7 +12,7 @@ from django.db import connection
 
 from billing.models import SubscriptionPlan
 from instances.models import Deployment, DeploymentRevision, Instance
-from instances.selectors import agent_client_for
+from instances.agent_client import agent_client_for
 from orchestrio.models import ActivityEvent
 
 from ..helpers import run_in_instance, assert_error, assert_validation_error, run_jobs

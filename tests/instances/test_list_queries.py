@@ -69,7 +69,7 @@ def test_unfiltered_pages_walk_the_same_rows_as_the_orm(api, tenant, other_api):
 
     from django.utils import timezone
 
-    from instances.selectors import instance_listed
+    from instances.selectors import listed_instances
 
     from ..helpers import Api
 
@@ -80,7 +80,7 @@ def test_unfiltered_pages_walk_the_same_rows_as_the_orm(api, tenant, other_api):
         Instance.objects.filter(pk=instance.pk).update(created_at=now - timedelta(seconds=i // 3))
     InstanceFactory(tenant=tenant, instance_id="gone-01", destroyed_at=now, state="destroyed")
     InstanceFactory(tenant=other_api.tenant, instance_id="theirs-01")
-    expected = list(instance_listed(tenant=tenant).values_list("instance_id", flat=True))
+    expected = list(listed_instances(tenant=tenant).values_list("instance_id", flat=True))
     assert len(expected) == 12 and "gone-01" not in expected
 
     def walk(client, **filters):
