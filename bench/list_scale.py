@@ -46,7 +46,8 @@ def main() -> None:
         from django.test import Client
         from django.utils import timezone
 
-        from instances.models import Blueprint, CustomDomain, Instance, Operation
+        from domains.models import CustomDomain
+        from instances.models import Blueprint, Instance, Operation
         from instances.selectors import instances_with_record_in_order, listed_instances, live_instances, with_record
         from orchestrio.crypto import encrypt
         from orchestrio.models import Tenant

@@ -108,8 +108,8 @@ def classify(host_header: str) -> Origin:
         # no instance's answers 404 rather than fall through to console pages.
         label = host[: -len(base) - 1] if host != base else ""
         return Origin(Site.INSTANCE, label) if _LABEL.match(label) and 3 <= len(label) <= 63 else NO_INSTANCE
-    from instances.choices import DomainStatus
-    from instances.models import CustomDomain
+    from domains.choices import DomainStatus
+    from domains.models import CustomDomain
 
     instance_id = (
         CustomDomain.objects.filter(domain=host, status=DomainStatus.ACTIVE, removed_at__isnull=True)

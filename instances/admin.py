@@ -11,7 +11,7 @@ from orchestrio.errors import DomainError
 
 from . import services
 from .health import probe_one
-from .models import Blueprint, CustomDomain, Deployment, DeploymentRevision, Instance, InstancePlan, LogLine, Operation, Region
+from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from .providers.sandbox import sandbox_report
 
 
@@ -141,61 +141,6 @@ class OperationAdmin(admin.ModelAdmin):
     search_fields = ["instance__instance_id", "tenant__id", "requested_by", "rq_job_id"]
     readonly_fields = [f.name for f in Operation._meta.fields]
     list_select_related = ["instance", "tenant"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(CustomDomain)
-class CustomDomainAdmin(AuditedModelAdmin):
-    list_display = ["domain", "instance", "tenant", "status", "attempts", "last_checked_at", "activated_at", "removed_at"]
-    list_filter = ["status", ("removed_at", admin.EmptyFieldListFilter)]
-    search_fields = ["domain", "instance__instance_id", "tenant__id"]
-    list_select_related = ["instance", "tenant"]
-    # `status` too: a claim becomes active only by proving the name in DNS (domains.domain_check),
-    # which also ends the other tenants' claims on it.
-    readonly_fields = ["instance", "tenant", "domain", "status", "verification_token", "resolved", "attempts", "last_checked_at", "next_check_at", "activated_at", "created_at", "updated_at", "removed_at"]
-    actions = ["check_now"]
-
-    def has_add_permission(self, request):
-        return False
-
-    @admin.action(description="Check DNS now")
-    def check_now(self, request, queryset):
-        from .domains import domain_check
-
-        for domain in queryset.filter(removed_at__isnull=True):
-            try:
-                checked = domain_check(domain.pk, actor=staff_actor(request))
-                self.message_user(request, f"{checked.domain}: {checked.status} {checked.error}")
-            except DomainError as exc:
-                self.message_user(request, f"{domain.domain}: {exc.detail}", messages.ERROR)
-
-
-class RevisionInline(admin.TabularInline):
-    model = DeploymentRevision
-    extra = 0
-    can_delete = False
-    # Never the encrypted secrets: their names only.
-    fields = ["number", "reason", "status", "healthy", "secret_keys", "config", "created_by", "created_at", "applied_at", "error"]
-    readonly_fields = fields
-    ordering = ["-number"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ["name", "tenant", "environment", "status", "current_revision", "instance", "updated_at", "deleted_at"]
-    list_filter = ["environment", "status", ("deleted_at", admin.EmptyFieldListFilter)]
-    search_fields = ["id", "name", "tenant__id", "instance__instance_id"]
-    list_select_related = ["tenant", "instance"]
-    readonly_fields = [f.name for f in Deployment._meta.fields]
-    inlines = [RevisionInline]
 
     def has_add_permission(self, request):
         return False

@@ -80,38 +80,3 @@ class LogLevel(models.TextChoices):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
-
-
-class DomainStatus(models.TextChoices):
-    PENDING_DNS = "pending_dns"
-    VERIFYING = "verifying"
-    ACTIVE = "active"
-    FAILED = "failed"
-    REMOVING = "removing"
-
-
-class DeploymentEnvironment(models.TextChoices):
-    PRODUCTION = "production"
-    STAGING = "staging"
-    DEVELOPMENT = "development"
-
-
-class DeploymentStatus(models.TextChoices):
-    PROVISIONING = "provisioning"
-    UPDATING = "updating"
-    ROLLING_BACK = "rolling_back"
-    ACTIVE = "active"
-    FAILED = "failed"
-    DELETING = "deleting"
-    DELETED = "deleted"
-
-
-DEPLOYMENT_BUSY_STATUSES = (DeploymentStatus.PROVISIONING, DeploymentStatus.UPDATING, DeploymentStatus.ROLLING_BACK, DeploymentStatus.DELETING)
-
-
-class StepStatus(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"

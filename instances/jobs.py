@@ -306,21 +306,3 @@ def reconcile() -> dict:
     from .reconciler import reconcile_all
 
     return reconcile_all()
-
-
-def check_custom_domains() -> int:
-    from .domains import check_due_domains
-
-    return check_due_domains()
-
-
-def remove_custom_domain(domain_pk: int) -> None:
-    from .domains import domain_finish_removal
-
-    domain_finish_removal(domain_pk)
-
-
-def run_deployment(deployment_pk: str, number: int) -> str:
-    from .deployments import run_deployment as apply_revision
-
-    return apply_revision(deployment_pk, number)

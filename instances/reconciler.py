@@ -43,7 +43,7 @@ def reconcile_all() -> dict:
         reconcile_machines(summary)
         from tasks.reconciler import reconcile_tasks
 
-        from .deployments import reconcile_deployments
+        from deployments.services import reconcile_deployments
 
         reconcile_tasks(summary)
         reconcile_deployments(summary)

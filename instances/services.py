@@ -31,12 +31,13 @@ from orchestrio.models import Tenant
 from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record, activity_record_many
 from orchestrio.tenancy import Actor, Principal
+from domains.choices import DomainStatus
+from domains.models import CustomDomain
 
 from . import lifecycle
 from .choices import (
     SUPPORTED_PROVIDER_APIS,
     UNFINISHED_OPERATION_STATUSES,
-    DomainStatus,
     ErrorCode,
     HealthStatus,
     InstanceState,
@@ -44,7 +45,7 @@ from .choices import (
     OperationKind,
     OperationStatus,
 )
-from .models import Blueprint, CustomDomain, Instance, InstancePlan, LogLine, Operation, Region
+from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from .providers.sandbox import refuse_command_reason
 from .selectors import RUNNING_STATES, blueprint_visible
 

@@ -3,7 +3,7 @@ from django.urls import path
 from gateway import views as gateway_views
 from tasks import views as task_views
 
-from . import domain_views, views
+from . import views
 
 app_name = "instances"
 
@@ -15,7 +15,5 @@ urlpatterns = [
     path("<str:instance_id>/config", views.instance_config, name="config"),
     path("<str:instance_id>/tasks", task_views.instance_tasks, name="tasks"),
     path("<str:instance_id>/gateway", gateway_views.instance_gateway, name="gateway"),
-    path("<str:instance_id>/domain", domain_views.instance_domain, name="domain"),
-    path("<str:instance_id>/domain/<str:action>", domain_views.instance_domain_action, name="domain-action"),
     path("<str:instance_id>/<str:verb>", views.instance_action, name="action"),
 ]

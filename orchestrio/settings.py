@@ -100,6 +100,8 @@ INSTALLED_APPS = [
     "instances",
     "tasks",
     "gateway",
+    "domains",
+    "deployments",
 ]
 
 MIDDLEWARE = [

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from gateway import views as gateway_views
 from billing.webhooks import stripe_webhook
-from instances.internal import tls_ask
+from domains.internal import tls_ask
 
 from . import health
 from .metrics import metrics_view
@@ -13,6 +13,7 @@ from .views import api_not_found, favicon
 api_v1 = [
     path("", include("orchestrio.api.urls")),
     path("", include("instances.api.urls")),
+    path("", include("deployments.api.urls")),
     path("", include("tasks.api.urls")),
     path("", include("gateway.api.urls")),
     path("", include("billing.api.urls")),
@@ -36,9 +37,10 @@ urlpatterns = [
     re_path(r"^tunnel/(?P<instance_id>[^/]+)(?P<path>/.*)?$", gateway_views.tunnel, name="tunnel"),
     re_path(r"^gateway/(?P<instance_id>[^/]+)/(?P<slug>[^/]+)(?P<rest>/.*)?$", gateway_views.gateway, name="gateway"),
     re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),
+    path("instances/", include("domains.urls")),
     path("instances/", include("instances.urls")),
     path("tasks/", include("tasks.urls")),
-    path("deployments/", include("instances.deployment_urls")),
+    path("deployments/", include("deployments.urls")),
     path("gateway-console/", include("gateway.urls")),
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]

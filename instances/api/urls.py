@@ -5,6 +5,5 @@ from . import views
 router = SimpleRouter(trailing_slash=False)
 router.register("instances", views.InstanceViewSet, basename="instance")
 router.register("blueprints", views.BlueprintViewSet, basename="blueprint")
-router.register("deployments", views.DeploymentViewSet, basename="deployment")
 
 urlpatterns = router.urls

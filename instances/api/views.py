@@ -17,9 +17,11 @@ from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
 from ..agent_client import agent_status
 from ..health import probe_one
-from ..models import Blueprint, Deployment, Instance, LogLine
+from ..models import Blueprint, Instance, LogLine
 from ..waiting import DEAD_ENDS, wait_for_state
 from billing.api.serializers import InstanceUsageSerializer, UsageQuerySerializer
+from domains import services as domains
+from domains.api.serializers import CustomDomainRequestSerializer, CustomDomainSerializer
 
 from . import serializers as s
 
@@ -266,35 +268,31 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             raise NotFound(f"{instance.instance_id} has no custom domain")
         return domain
 
-    @extend_schema(methods=["GET"], summary="The instance's custom domain, its DNS records and status", responses={200: s.CustomDomainSerializer})
+    @extend_schema(methods=["GET"], summary="The instance's custom domain, its DNS records and status", responses={200: CustomDomainSerializer})
     @extend_schema(
-        methods=["POST"], summary="Attach a custom domain (verified in the background)", request=s.CustomDomainRequestSerializer,
-        responses={202: s.CustomDomainSerializer, 402: ERR_402, 409: ERR_409},
+        methods=["POST"], summary="Attach a custom domain (verified in the background)", request=CustomDomainRequestSerializer,
+        responses={202: CustomDomainSerializer, 402: ERR_402, 409: ERR_409},
     )  # fmt: skip
-    @extend_schema(methods=["DELETE"], summary="Remove the custom domain", request=None, responses={202: s.CustomDomainSerializer})
+    @extend_schema(methods=["DELETE"], summary="Remove the custom domain", request=None, responses={202: CustomDomainSerializer})
     @action(detail=True, methods=["get", "post", "delete"], url_path="custom-domain", filterset_class=None)
     def custom_domain(self, request, instance_id=None):
-        from .. import domains
-
         instance = self.get_object()
         if request.method == "POST":
-            body = s.CustomDomainRequestSerializer(data=request.data)
+            body = CustomDomainRequestSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             domain = domains.domain_attach(instance=instance, domain=body.validated_data["domain"], actor=self.principal.actor)
-            return Response(s.CustomDomainSerializer(domain).data, status=status.HTTP_202_ACCEPTED)
+            return Response(CustomDomainSerializer(domain).data, status=status.HTTP_202_ACCEPTED)
         domain = self._domain(instance)
         if request.method == "DELETE":
             domain = domains.domain_remove(domain=domain, actor=self.principal.actor)
-            return Response(s.CustomDomainSerializer(domain).data, status=status.HTTP_202_ACCEPTED)
-        return Response(s.CustomDomainSerializer(domain).data)
+            return Response(CustomDomainSerializer(domain).data, status=status.HTTP_202_ACCEPTED)
+        return Response(CustomDomainSerializer(domain).data)
 
-    @extend_schema(summary="Check the custom domain's DNS now and return what was resolved", request=None, responses={200: s.CustomDomainSerializer, 400: ERR_400})
+    @extend_schema(summary="Check the custom domain's DNS now and return what was resolved", request=None, responses={200: CustomDomainSerializer, 400: ERR_400})
     @action(detail=True, methods=["post"], url_path="custom-domain/check", filterset_class=None)
     def custom_domain_check(self, request, instance_id=None):
-        from .. import domains
-
         domain = domains.domain_check(self._domain(self.get_object()).pk, actor=self.principal.actor)
-        return Response(s.CustomDomainSerializer(domain).data)
+        return Response(CustomDomainSerializer(domain).data)
 
     @extend_schema(summary="Daily executions and instance-hours", parameters=[UsageQuerySerializer], responses=InstanceUsageSerializer)
     @action(detail=True, methods=["get"], url_path="usage", filterset_class=None)
@@ -412,73 +410,3 @@ def blueprint_warnings(data: dict) -> list[str]:
     if not data.get("task_roots"):
         warnings.append("no task_roots: tasks may run a script from any absolute path")
     return warnings
-
-
-
-@extend_schema(tags=["deployments"])
-class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    queryset = Deployment.objects.filter(deleted_at__isnull=True).select_related("blueprint", "instance").order_by("-created_at")
-    serializer_class = s.DeploymentSerializer
-    not_found_label = "deployment"
-    lookup_value_regex = "[^/]+"
-    filter_backends: list = []
-    capabilities = {"destroy": "destroy"}
-    rate_classes = {"create": "write", "partial_update": "write", "destroy": "write", "rollback": "write"}
-
-    @extend_schema(summary="The tenant's deployments")
-    def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
-
-    @extend_schema(summary="A deployment, with the steps of its latest run")
-    def retrieve(self, request, *args, **kwargs):
-        return super().retrieve(request, *args, **kwargs)
-
-    @extend_schema(summary="Create a deployment (provisions its instance)", request=s.DeploymentCreateSerializer, responses={201: s.DeploymentSerializer, 402: ERR_402, 409: ERR_409})
-    @idempotent
-    def create(self, request):
-        from ..deployments import deployment_create
-
-        body = s.DeploymentCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        deployment = deployment_create(principal=self.principal, **body.validated_data)
-        return Response(s.DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(summary="Change config and/or secrets: a new revision, applied to the instance", request=s.DeploymentUpdateSerializer, responses={202: s.DeploymentSerializer, 400: ERR_400, 409: ERR_409})
-    def partial_update(self, request, pk=None):
-        from ..deployments import deployment_update
-
-        body = s.DeploymentUpdateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        deployment = self.get_object()
-        deployment_update(deployment=deployment, actor=self.principal.actor, config_patch=body.validated_data.get("config"), secrets_patch=body.validated_data.get("secrets"))
-        return Response(s.DeploymentSerializer(self.get_object()).data, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(summary="Delete the deployment and destroy its instance (production: ?confirm=<name>)", parameters=[s.DeleteQuerySerializer], responses={202: s.DeploymentSerializer, 400: ERR_400})
-    def destroy(self, request, pk=None):
-        from ..deployments import deployment_delete
-
-        query = _query(s.DeleteQuerySerializer, request)
-        deployment = deployment_delete(deployment=self.get_object(), actor=self.principal.actor, confirm=query.get("confirm"))
-        return Response(s.DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(summary="The deployment's revisions, newest first", responses=s.DeploymentRevisionSerializer(many=True))
-    @action(detail=True, methods=["get"], url_path="revisions")
-    def revisions(self, request, pk=None):
-        page = self.paginate_queryset(self.get_object().revisions.order_by("-number"))
-        return self.get_paginated_response(s.DeploymentRevisionSerializer(page, many=True).data)
-
-    @extend_schema(summary="Apply an earlier revision again, as a new revision", request=s.RollbackSerializer, responses={202: s.DeploymentSerializer, 400: ERR_400, 402: ERR_402, 409: ERR_409})
-    @action(detail=True, methods=["post"], url_path="rollback")
-    def rollback(self, request, pk=None):
-        from ..deployments import deployment_rollback
-
-        body = s.RollbackSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        deployment_rollback(deployment=self.get_object(), actor=self.principal.actor, revision_number=body.validated_data["revision"])
-        return Response(s.DeploymentSerializer(self.get_object()).data, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(summary="The deployment's log", responses=s.DeploymentLogLineSerializer(many=True))
-    @action(detail=True, methods=["get"], url_path="logs")
-    def logs(self, request, pk=None):
-        page = self.paginate_queryset(self.get_object().log_lines.order_by("seq"))
-        return self.get_paginated_response(s.DeploymentLogLineSerializer(page, many=True).data)

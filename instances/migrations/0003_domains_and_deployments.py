@@ -3,8 +3,18 @@
 import django.core.serializers.json
 import django.db.models.deletion
 import django.utils.timezone
-import instances.models
+import secrets
+import string
+
 from django.db import migrations, models
+
+
+def new_deployment_id() -> str:
+    # The Deployment model moved to the deployments app (deployments/migrations/0001_initial.py,
+    # instances/migrations/0011_move_domains_and_deployments.py); this historical state keeps its
+    # own copy of the default so that it imports no later app.
+    alphabet = string.ascii_lowercase + string.digits
+    return "dep_" + "".join(secrets.choice(alphabet) for _ in range(20))
 
 
 class Migration(migrations.Migration):
@@ -18,7 +28,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Deployment',
             fields=[
-                ('id', models.CharField(default=instances.models.new_deployment_id, editable=False, max_length=32, primary_key=True, serialize=False)),
+                ('id', models.CharField(default=new_deployment_id, editable=False, max_length=32, primary_key=True, serialize=False)),
                 ('name', models.CharField(max_length=50)),
                 ('environment', models.CharField(choices=[('production', 'Production'), ('staging', 'Staging'), ('development', 'Development')], default='production', max_length=16)),
                 ('status', models.CharField(choices=[('provisioning', 'Provisioning'), ('updating', 'Updating'), ('rolling_back', 'Rolling Back'), ('active', 'Active'), ('failed', 'Failed'), ('deleting', 'Deleting'), ('deleted', 'Deleted')], default='provisioning', max_length=16)),

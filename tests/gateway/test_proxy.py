@@ -445,7 +445,7 @@ def test_instance_hostname_routes_to_the_tunnel(api, host):
 
 
 def test_active_custom_domain_routes_to_its_instance(api, host):
-    from instances.models import CustomDomain
+    from domains.models import CustomDomain
 
     api.post("instances/gw-host/gateway-policies", {"provider": "anonymous"})
     api.post("instances/gw-host/custom-domain", {"domain": "app.acme.example"})

@@ -168,7 +168,7 @@ def test_the_record_readers_agree_with_the_plain_orm(tenant, make_instance, othe
 
     from instances import selectors
     from instances.api.serializers import InstanceSerializer
-    from instances.models import CustomDomain
+    from domains.models import CustomDomain
 
     make_instance(instance_id="plain-01", state="pending")
     full = make_instance(

@@ -7,7 +7,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from instances.models import Blueprint, CustomDomain, Instance, InstancePlan, Operation, Region
+from domains.models import CustomDomain
+from instances.models import Blueprint, Instance, InstancePlan, Operation, Region
 
 from ..factories import InstanceFactory
 

@@ -23,7 +23,7 @@ from instances.services import log_append
 from ..billing.conftest import WEBHOOK_SECRET, StripeStub
 from ..factories import ApiTokenFactory, InstanceFactory, MembershipFactory, TenantFactory, UserFactory
 from ..helpers import Api
-from ..instances.dns_fixture import DnsServer
+from ..domains.dns_fixture import DnsServer
 
 
 class _AgentHandler(BaseHTTPRequestHandler):

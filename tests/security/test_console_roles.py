@@ -4,7 +4,7 @@ and an owner, refused (403) or allowed exactly as the API's routes are.
 The console's pages are enumerated from the URL configuration: a new page fails here until it is
 in EXPECTED with the capability it needs. Pages whose capability is declared by HTTP method
 (`@console_view(capabilities=…)`) are compared with the declaration; pages that decide by an
-argument of the URL (`instances:action`, `instances:domain-action`, `billing:alerts-action`)
+argument of the URL (`instances:action`, `domains:domain-action`, `billing:alerts-action`)
 are checked by the sweep, argument by argument.
 """
 
@@ -36,7 +36,7 @@ EXPECTED = [
     ("instances:detail", "GET", None, "read"),
     ("instances:tasks", "GET", None, "read"),
     ("instances:gateway", "GET", None, "read"),
-    ("instances:domain", "GET", None, "read"),
+    ("domains:domain", "GET", None, "read"),
     ("deployments:list", "GET", None, "read"),
     ("deployments:create", "GET", None, "read"),
     ("deployments:detail", "GET", None, "read"),
@@ -51,8 +51,8 @@ EXPECTED = [
     ("instances:config", "POST", None, "operate"),
     ("instances:tasks", "POST", None, "operate"),
     ("instances:gateway", "POST", None, "operate"),  # a public policy needs "expose" (service)
-    ("instances:domain", "POST", None, "expose"),
-    ("instances:domain-action", "POST", "check", "operate"),
+    ("domains:domain", "POST", None, "expose"),
+    ("domains:domain-action", "POST", "check", "operate"),
     *[("instances:action", "POST", verb, "operate") for verb in ("stop", "start", "restart", "suspend", "resume", "resize")],
     ("instances:action", "POST", "rotate-agent-key", "tokens"),
     ("deployments:create", "POST", None, "operate"),
@@ -66,12 +66,12 @@ EXPECTED = [
     ("billing:alerts-action", "POST", "test", "alerts"),
     ("billing:alerts-action", "POST", "rotate", "alerts"),
     ("billing:alerts-action", "POST", "redeliver", "alerts"),
-    ("instances:domain-action", "POST", "remove", "destroy"),
+    ("domains:domain-action", "POST", "remove", "destroy"),
     ("gateway:policy-delete", "POST", None, "destroy"),
     ("deployments:delete", "POST", None, "destroy"),
     ("instances:destroy", "POST", None, "destroy"),
 ]
-ARGUMENT = {"instances:action": "verb", "instances:domain-action": "action", "billing:alerts-action": "action"}
+ARGUMENT = {"instances:action": "verb", "domains:domain-action": "action", "billing:alerts-action": "action"}
 
 
 def console_routes() -> dict[str, object]:
@@ -114,8 +114,8 @@ def _url(name: str, argument: str | None, ids: dict) -> str:
         "instances:config": {"instance_id": ids["instance"]},
         "instances:tasks": {"instance_id": ids["instance"]},
         "instances:gateway": {"instance_id": ids["instance"]},
-        "instances:domain": {"instance_id": ids["instance"]},
-        "instances:domain-action": {"instance_id": ids["instance"], "action": argument},
+        "domains:domain": {"instance_id": ids["instance"]},
+        "domains:domain-action": {"instance_id": ids["instance"], "action": argument},
         "instances:action": {"instance_id": ids["instance"], "verb": argument},
         "deployments:detail": {"deployment_id": ids["deployment"]},
         "deployments:rollback": {"deployment_id": ids["deployment"]},
@@ -134,7 +134,7 @@ FORMS = {
     ("console:switch-tenant", None): {"tenant_id": "acme-corp"},
     ("console:tokens", None): {"name": "console-made", "mode": "live"},
     ("instances:action", "resize"): {"plan_id": "openclaw-pro"},
-    ("instances:domain", None): {"domain": "www.acme-corp.example"},
+    ("domains:domain", None): {"domain": "www.acme-corp.example"},
     ("instances:destroy", None): {"confirm": "acme-corp-web"},
     ("deployments:rollback", None): {"revision": "1"},
 }

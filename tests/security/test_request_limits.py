@@ -11,7 +11,8 @@ import pytest
 from django.test import Client
 
 from gateway.models import GatewayPolicy
-from instances.models import Deployment, DeploymentRevision, Instance
+from deployments.models import Deployment, DeploymentRevision
+from instances.models import Instance
 from tasks.models import Task
 
 from ..helpers import assert_error, assert_validation_error

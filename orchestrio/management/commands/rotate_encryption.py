@@ -12,7 +12,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from billing.models import AlertConfig
-        from instances.models import DeploymentRevision, Instance
+        from deployments.models import DeploymentRevision
+        from instances.models import Instance
         from orchestrio.models import IdempotencyKey
 
         encrypted = (

@@ -35,9 +35,12 @@ from orchestrio.queue import enqueue_on_commit, lease
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
-from .choices import DEPLOYMENT_BUSY_STATUSES, DeploymentEnvironment, DeploymentStatus, InstanceState, LogLevel, StepStatus
-from .models import Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep, Instance, gateway_url
-from .services import config_check_size, instance_create, instance_destroy, merge_patch
+from instances.choices import InstanceState, LogLevel
+from instances.models import Instance, gateway_url
+from instances.services import config_check_size, instance_create, instance_destroy, merge_patch
+
+from .choices import DEPLOYMENT_BUSY_STATUSES, DeploymentEnvironment, DeploymentStatus, StepStatus
+from .models import Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +93,7 @@ def _new_revision(deployment: Deployment, *, config: dict, secrets_encrypted: st
         DeploymentStep.objects.create(deployment=deployment, revision=revision, name=name, position=position)
     deployment.target_revision = number
     deployment.save(update_fields=["target_revision", "status", "error", "updated_at"])
-    enqueue_on_commit("instances.jobs.run_deployment", deployment.pk, number, job_id=_job_id(deployment.pk, number))
+    enqueue_on_commit("deployments.jobs.run_deployment", deployment.pk, number, job_id=_job_id(deployment.pk, number))
     return revision
 
 
@@ -313,8 +316,7 @@ def _provision(deployment: Deployment, revision: DeploymentRevision) -> Instance
 
 
 def _configure(instance: Instance, revision: DeploymentRevision) -> str:
-    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .agent_client import agent_client_for
+    from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
 
     client = agent_client_for(instance, timeout=90)
     try:
@@ -334,8 +336,7 @@ def _configure(instance: Instance, revision: DeploymentRevision) -> str:
 def deployment_reapply_secrets(instance: Instance) -> str | None:
     """After the instance of a deployment (re)starts: push its revision's secrets again. They
     live only in the instance's memory (a tmpfs), so a stop/start loses them."""
-    from .agent_client import AgentError, AgentTimeout, AgentUnreachable
-    from .agent_client import agent_client_for
+    from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
 
     deployment = Deployment.objects.filter(instance=instance, deleted_at__isnull=True, current_revision__gt=0).first()
     if deployment is None:
@@ -354,7 +355,7 @@ def deployment_reapply_secrets(instance: Instance) -> str | None:
 def _health_check(instance: Instance) -> str:
     needed = settings.DEPLOY_HEALTH_SUCCESSES
     deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
-    from .agent_client import endpoint_for
+    from instances.agent_client import endpoint_for
 
     endpoint = endpoint_for(instance)
     if endpoint is None:
@@ -466,7 +467,7 @@ def _resume(deployment_pk: str, why: str) -> bool:
     locked.instance_deadline = None
     locked.save(update_fields=["instance_deadline", "updated_at"])
     deployment_log(locked, f"{why}; resuming revision {number}")
-    enqueue_on_commit("instances.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
+    enqueue_on_commit("deployments.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
     return True
 
 
@@ -494,7 +495,7 @@ def _requeue_stale(deployment_pk: str, number: int) -> bool:
     locked = Deployment.objects.select_for_update(of=("self",)).filter(pk=deployment_pk).first()
     if locked is None or locked.target_revision != number or locked.instance_deadline is not None or locked.deleted_at is not None or locked.status not in DEPLOYMENT_BUSY_STATUSES:
         return False  # finished, or handed to its instance's hook meanwhile
-    enqueue_on_commit("instances.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
+    enqueue_on_commit("deployments.jobs.run_deployment", locked.pk, number, job_id=_job_id(locked.pk, number))
     deployment_log(locked, f"revision {number}: its job stopped; applying it again", level=LogLevel.WARNING)
     locked.save(update_fields=["updated_at"])
     return True

@@ -11,8 +11,9 @@ from django.core.management import call_command
 from django.db import connection
 
 from billing.models import SubscriptionPlan
-from instances.models import Deployment, DeploymentRevision, Instance
+from deployments.models import Deployment, DeploymentRevision
 from instances.agent_client import agent_client_for
+from instances.models import Instance
 from orchestrio.models import ActivityEvent
 
 from ..helpers import run_in_instance, assert_error, assert_validation_error, run_jobs
@@ -134,7 +135,7 @@ def test_key_rotation(api, settings):
     settings.ENCRYPTION_KEYS = [new_key, *settings.ENCRYPTION_KEYS]
     out = io.StringIO()
     call_command("rotate_encryption", stdout=out)
-    assert "re-encrypted 1 value(s) of instances.DeploymentRevision.secrets_encrypted" in out.getvalue()
+    assert "re-encrypted 1 value(s) of deployments.DeploymentRevision.secrets_encrypted" in out.getvalue()
     rotated = DeploymentRevision.objects.get().secrets_encrypted
     assert rotated != old_token
     settings.ENCRYPTION_KEYS = [new_key]  # the old key is gone: everything still decrypts

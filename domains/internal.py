@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
-from .domains import tls_allowed
+from .services import tls_allowed
 
 
 @require_GET

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from instances import hooks
 from instances.jobs import readiness_sweep, reconcile
-from instances.models import Blueprint, Deployment, Operation
+from deployments.models import Deployment
+from instances.models import Blueprint, Operation
 
 from ..helpers import call_job, run_jobs
 

@@ -16,11 +16,13 @@ from orchestrio.forms import json_field_value
 from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
-from . import deployments as service
+from instances.models import InstancePlan, Region
+from instances.selectors import blueprint_visible
+from instances.views import _errors_to_form
+
+from . import services as service
 from .choices import DeploymentEnvironment
-from .models import Deployment, InstancePlan, Region
-from .selectors import blueprint_visible
-from .views import _errors_to_form
+from .models import Deployment
 
 
 def _json_object(raw: str, what: str) -> dict:

@@ -35,9 +35,12 @@ from orchestrio.errors import Conflict, InvalidState, NotFound, PlanLimitReached
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
 
-from .choices import DomainStatus, LogLevel
-from .models import CustomDomain, Instance
-from .services import log_append
+from instances.choices import LogLevel
+from instances.models import Instance
+from instances.services import log_append
+
+from .choices import DomainStatus
+from .models import CustomDomain
 
 logger = logging.getLogger(__name__)
 LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -160,7 +163,7 @@ def domain_remove(*, domain: CustomDomain, actor: Actor) -> CustomDomain:
         activity_record(actor=actor, action="custom_domain.remove", tenant=locked.tenant_id, object_type="custom_domain", object_id=locked.domain)
         from orchestrio.queue import enqueue_on_commit
 
-        enqueue_on_commit("instances.jobs.remove_custom_domain", locked.pk)
+        enqueue_on_commit("domains.jobs.remove_custom_domain", locked.pk)
     return locked
 
 

@@ -18,8 +18,8 @@ from django.test import Client
 from django.utils import timezone
 
 from gateway.origin import classify
-from instances.jobs import check_custom_domains
-from instances.models import CustomDomain
+from domains.jobs import check_custom_domains
+from domains.models import CustomDomain
 
 from ..factories import InstanceFactory
 from ..helpers import assert_error
@@ -203,7 +203,7 @@ def test_claims_proven_at_the_same_moment_make_one_winner(dns_server, settings):
 
     from django.db import connection
 
-    from instances.domains import domain_attach, domain_check
+    from domains.services import domain_attach, domain_check
     from orchestrio.tenancy import Actor
 
     from ..factories import TenantFactory

@@ -12,9 +12,10 @@ from orchestrio import roles
 from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
-from . import domains
-from .selectors import live_instances
-from .views import _errors_to_form
+from instances.selectors import live_instances
+from instances.views import _errors_to_form
+
+from . import services as domains
 
 
 # The capability each action of `instance_domain_action` needs beyond `operate` (orchestrio/roles.py).
@@ -45,9 +46,9 @@ def instance_domain(request, instance_id: str):
             _errors_to_form(form, exc)
         else:
             messages.success(request, "Domain attached: create the DNS records below.")
-            return redirect("instances:domain", instance_id=instance_id)
+            return redirect("domains:domain", instance_id=instance_id)
     context = {"instance": instance, "domain": current, "form": form, "records": domains.dns_records(current) if current else []}
-    return render(request, "instances/domain.html", context)
+    return render(request, "domains/domain.html", context)
 
 
 @require_POST
@@ -72,4 +73,4 @@ def instance_domain_action(request, instance_id: str, action: str):
             raise Http404("no such action")
     except DomainError as exc:
         domain_error_message(request, exc)
-    return redirect("instances:domain", instance_id=instance_id)
+    return redirect("domains:domain", instance_id=instance_id)

@@ -10,8 +10,8 @@ from django.test import Client
 from django.utils import timezone
 
 from billing.models import SubscriptionPlan
-from instances.jobs import check_custom_domains
-from instances.models import CustomDomain
+from domains.jobs import check_custom_domains
+from domains.models import CustomDomain
 
 from ..factories import InstanceFactory
 from ..helpers import assert_error, assert_validation_error, run_jobs
@@ -71,7 +71,7 @@ def test_one_domain_per_instance_and_one_instance_per_domain(api, running, make_
     assert_error(api.post("instances/web-01/custom-domain", {"domain": "other.acme.example"}), 409, contains="remove it first")
     make_instance(instance_id="web-02", state="running")
     assert_error(api.post("instances/web-02/custom-domain", {"domain": "app.acme.example"}), 409, contains="another instance")
-    # Another tenant is not blocked by a claim nobody has proven (tests/instances/test_domain_claims.py).
+    # Another tenant is not blocked by a claim nobody has proven (tests/domains/test_domain_claims.py).
     InstanceFactory(tenant=other_api.tenant, instance_id="theirs-1", state="running")
     assert other_api.post("instances/theirs-1/custom-domain", {"domain": "app.acme.example"}).status_code == 202
 

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from instances.models import CustomDomain, Deployment
+from deployments.models import Deployment
+from domains.models import CustomDomain
 
 from ..helpers import CommitClient, run_jobs
-from .dns_fixture import dns_server  # noqa: F401 - fixture
+from ..domains.dns_fixture import dns_server  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -65,5 +66,5 @@ def test_admin_pages(client, running, api):
     staff = get_user_model().objects.create_superuser("d@orchestrio.example", "d@orchestrio.example", "pw-staff-123")
     client.force_login(staff)
     api.post("instances/web-01/custom-domain", {"domain": "app.acme.example"})
-    for url in ("/admin/instances/customdomain/", "/admin/instances/deployment/", f"/admin/instances/customdomain/{CustomDomain.objects.get().pk}/change/"):
+    for url in ("/admin/domains/customdomain/", "/admin/deployments/deployment/", f"/admin/domains/customdomain/{CustomDomain.objects.get().pk}/change/"):
         assert client.get(url).status_code == 200, url

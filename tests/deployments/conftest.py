@@ -1,0 +1,1 @@
+from ..instances.conftest import live, make_instance, running  # noqa: F401 - fixtures
