@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import re
 
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orchestrio.api.strict import BodySerializer, StrictTypesMixin
 from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
 
-from ..choices import UNFINISHED_OPERATION_STATUSES, HealthStatus, InstanceState, OperationKind, OperationStatus, Provider, ProviderApi
+from ..choices import HealthStatus, InstanceState, OperationKind, OperationStatus, Provider, ProviderApi
 from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, LogLine
 
 INSTANCE_ID_FIELD = dict(regex=SLUG_PATTERN, min_length=3, max_length=63, error_messages={"invalid": SLUG_MESSAGE})
@@ -25,8 +24,8 @@ class BlankAsNullCharField(serializers.CharField):
 
 
 class OperationSerializer(serializers.Serializer):
-    """An operation as the API shows it (the same as `Operation.summary()`, the `operation` of a
-    409 body)."""
+    """An operation as the API shows it (as `Operation.summary()`, the `operation` of a 409 body,
+    does: tests/instances/test_api_instances.py)."""
 
     id = serializers.IntegerField(read_only=True)
     kind = serializers.ChoiceField(choices=OperationKind.choices, read_only=True)
@@ -40,9 +39,9 @@ class OperationSerializer(serializers.Serializer):
 
 
 class InstanceSerializer(serializers.Serializer):
-    """An instance's API record. Its unfinished operation and live custom domain come with it when
-    it was read by `selectors.with_record` (the list and the detail: no query per instance);
-    otherwise they are read here."""
+    """An instance's API record, of an instance read by `selectors.with_record` (which joins its
+    unfinished operation and live custom domain in the same query; without them, here, each
+    instance of a list would cost queries of its own)."""
 
     instance_id = serializers.CharField(read_only=True)
     tenant_id = serializers.CharField(read_only=True)
@@ -56,28 +55,19 @@ class InstanceSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=InstanceState.choices, read_only=True)
     health_status = serializers.ChoiceField(choices=HealthStatus.choices, read_only=True)
     access_url = serializers.CharField(read_only=True)
-    custom_domain = serializers.SerializerMethodField()
-    operation = serializers.SerializerMethodField()
+    custom_domain = serializers.CharField(source="live_domain_name", allow_null=True, read_only=True)
+    # Not set when there is none (unfinished_operation_pk is None): null.
+    operation = OperationSerializer(source="unfinished_operation", allow_null=True, read_only=True)
     error_message = BlankAsNullCharField(read_only=True)
     labels = serializers.DictField(child=serializers.CharField(), read_only=True)
     last_health_check = serializers.DateTimeField(allow_null=True, read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_custom_domain(self, instance):
-        if hasattr(instance, "live_domain_name"):  # read by selectors.with_record
-            return instance.live_domain_name
-        domain = instance.custom_domains.filter(removed_at__isnull=True).first()
-        return None if domain is None else domain.domain
-
-    @extend_schema_field(OperationSerializer(allow_null=True))
-    def get_operation(self, instance):
-        if hasattr(instance, "unfinished_operation_pk"):  # read by selectors.with_record
-            operation = None if instance.unfinished_operation_pk is None else instance.unfinished_operation
-        else:
-            operation = instance.operations.filter(status__in=UNFINISHED_OPERATION_STATUSES).first()
-        return None if operation is None else OperationSerializer(operation).data
+    def to_representation(self, instance):
+        if not hasattr(instance, "unfinished_operation_pk"):
+            raise TypeError(f"instance {instance.instance_id!r} was not read by selectors.with_record: its record would be incomplete")
+        return super().to_representation(instance)
 
 
 class InstanceCreateSerializer(BodySerializer):

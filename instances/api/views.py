@@ -85,8 +85,8 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             self._latest(self.kwargs["instance_id"])
 
     def _record(self, instance) -> dict:
-        fresh = selectors.live_instance_with_record(tenant=self.principal.tenant, instance_id=instance.instance_id)
-        return s.InstanceSerializer(fresh or instance).data
+        """The instance's record as it is now (after the action that changed it)."""
+        return s.InstanceSerializer(selectors.with_record(Instance.objects.filter(pk=instance.pk)).get()).data
 
     def _latest(self, instance_id: str):
         """Including destroyed instances (DELETE answers `already_deleted`, wait can see `destroyed`)."""
@@ -169,9 +169,6 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             with long_poll_slot(self.principal, "wait") as slot:
                 state, reached = wait_for_state(instance.pk, target, query["timeout"], heartbeat=slot.renew)
         if reached:
-            instance.refresh_from_db()
-            if instance.destroyed_at is not None:
-                return Response(s.InstanceSerializer(instance).data)
             return Response(self._record(instance))
         if state in DEAD_ENDS:
             raise InvalidState(f"{instance.instance_id} is {state} and can no longer become {target}")
