@@ -72,7 +72,12 @@ def instances_with_record_in_order(*, tenant, instance_ids) -> list[Instance]:
     instance_ids = list(instance_ids)
     if not instance_ids:
         return []
-    found = {instance.instance_id: instance for instance in with_record(live_instances(tenant=tenant).filter(instance_id__in=instance_ids)).order_by()}
+    tenant_id = getattr(tenant, "pk", tenant)
+    # By instance_id alone (unique among live instances, so its index answers each id), the tenant
+    # checked on each row: with the tenant in the WHERE clause too, SQLite (no statistics) walks
+    # the tenant's whole index instead of looking the ids up.
+    rows = with_record(Instance.objects.filter(instance_id__in=instance_ids, destroyed_at__isnull=True)).order_by()
+    found = {instance.instance_id: instance for instance in rows if instance.tenant_id == tenant_id}
     return [found[instance_id] for instance_id in instance_ids if instance_id in found]
 
 
