@@ -4,6 +4,7 @@ import re
 
 from rest_framework import serializers
 
+from orchestrio.api.fields import BlankAsNullCharField
 from orchestrio.api.strict import BodySerializer, StrictTypesMixin
 from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN
 
@@ -11,16 +12,6 @@ from ..choices import HealthStatus, InstanceState, OperationKind, OperationStatu
 from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, LogLine
 
 INSTANCE_ID_FIELD = dict(regex=SLUG_PATTERN, min_length=3, max_length=63, error_messages={"invalid": SLUG_MESSAGE})
-
-
-class BlankAsNullCharField(serializers.CharField):
-    """A text column that is "" when unset, shown as null."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(allow_null=True, **kwargs)
-
-    def to_representation(self, value):
-        return value or None
 
 
 class OperationSerializer(serializers.Serializer):
