@@ -60,7 +60,7 @@ def test_the_page_size_does_not_change_the_queries(api, tenant):
     _fleet(tenant, 50)
     full = {limit: _list_queries(api, limit)[0] for limit in (5, 25, 50)}
     assert len(set(full.values())) == 1, full
-    # A page shorter than the limit is the last: its count needs no COUNT query.
+    # A first page shorter than the limit is the whole list: its count needs no COUNT query.
     partial, body = _list_queries(api, 200)
     assert partial == full[5] - 1 and body["count"] == 50 and len(body["results"]) == 50
     assert Instance.objects.filter(tenant=tenant).count() == 50
