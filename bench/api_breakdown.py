@@ -47,7 +47,7 @@ def main() -> None:
         from rest_framework.views import APIView
 
         from instances.api.serializers import InstanceSerializer
-        from instances.selectors import instance_get
+        from instances.selectors import live_instance_with_record
         from orchestrio.api import ratelimit
         from orchestrio.api.renderers import JSONRenderer
         from orchestrio.api.viewsets import TenantApiView
@@ -121,8 +121,8 @@ def main() -> None:
             ratelimit.Counter(group="plan", key="token:bench", rate="1000000000/m"),
         ]  # fmt: skip
         p50("rate-limit round trip (2 counters, one pipeline)", lambda: ratelimit.count(counters))
-        p50("instance read (instance_get)", lambda: instance_get(tenant_id="bench", instance_id="bench-api"))
-        instance = instance_get(tenant_id="bench", instance_id="bench-api")
+        p50("instance read (live_instance_with_record)", lambda: live_instance_with_record(tenant="bench", instance_id="bench-api"))
+        instance = live_instance_with_record(tenant="bench", instance_id="bench-api")
         p50("serializing the record", lambda: InstanceSerializer(instance).data)
         p50("rendering it (the API's JSONRenderer)", lambda: JSONRenderer().render(body))
 

@@ -44,11 +44,12 @@ def main() -> None:
         from django.conf import settings
         from django.db import connection
         from django.test import Client
+        from django.test.utils import CaptureQueriesContext
         from django.utils import timezone
 
         from domains.models import CustomDomain
         from instances.models import Blueprint, Instance, Operation
-        from instances.selectors import _LISTED_IDS, _PAGE_RECORDS
+        from instances.selectors import instances_with_record_in_order, listed_instances, with_record
         from orchestrio.crypto import encrypt
         from orchestrio.models import Tenant
 
@@ -100,15 +101,25 @@ def main() -> None:
                 cursor.execute("VACUUM ANALYZE")
         rows_seconds = time.perf_counter() - started
 
-        listed = {"tenant_id": tenant.pk, "instance_scope": None}
-        page = [row["instance_id"] for row in _LISTED_IDS.page(50, 0, **listed)]
+        listed = listed_instances(tenant=tenant).values_list("instance_id", flat=True)  # as the API's list reads them
+        page = list(listed[:50])
+        records = instances_with_record_in_order(tenant=tenant, instance_ids=page)
+        assert [instance.instance_id for instance in records] == page
         plan = "\n".join((
-            "the count:", _LISTED_IDS.explain("count", **listed), "the page's ids:", _LISTED_IDS.explain("page", **listed),
-            "the page's records:", _PAGE_RECORDS.explain(instance_ids=page),
+            "the count:", listed.order_by().explain(), "the page's ids:", listed[:50].explain(),
+            "the page's records:", with_record(Instance.objects.filter(instance_id__in=page, destroyed_at__isnull=True)).order_by().explain(),
         ))  # fmt: skip
         single_id = Instance.objects.filter(tenant=tenant).order_by("pk").values_list("instance_id", flat=True)[args.tenant_instances // 2]
-        check = Client(HTTP_HOST="127.0.0.1").get("/api/v1/instances", {"limit": 50}, HTTP_AUTHORIZATION=auth["Authorization"]).json()
-        assert check["count"] == args.tenant_instances and len(check["results"]) == 50, check.get("count")
+        client = Client(HTTP_HOST="127.0.0.1")
+        client.get("/api/v1/tenant", HTTP_AUTHORIZATION=auth["Authorization"])  # the token's first use writes last_used_at
+        queries = {}
+        for offset in (0, 5000):
+            with CaptureQueriesContext(connection) as captured:
+                check = client.get("/api/v1/instances", {"limit": 50, "offset": offset}, HTTP_AUTHORIZATION=auth["Authorization"]).json()
+            assert check["count"] == args.tenant_instances and len(check["results"]) == 50, check.get("count")
+            queries[offset] = len(captured)
+        # As for 5 or 50 instances (tests/instances/test_list_queries.py): the token, the count, the page's ids, its records.
+        assert queries[0] == queries[5000] == 4, queries
 
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orchestrio.settings"}
         base = _serve.start_web("gunicorn", env, processes)
@@ -121,6 +132,7 @@ def main() -> None:
         db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         print(f"machine: {_django.machine()}; database: {db}; gunicorn gthread 2x8, DEBUG off, redis-server")
         print(f"rows: {args.tenant_instances} instances in the tenant ({len(mine)} with an unfinished operation, {len(mine[::4])} with a domain), {Instance.objects.count()} in the database; created in {rows_seconds:.1f} s")
+        print(f"queries per page of 50 (first and at offset 5,000): {queries[0]}, {queries[5000]}")
         print("plans of the list's queries:\n  " + plan.replace("\n", "\n  "))
         print(f"{args.requests} sequential requests of each, in blocks of 100 taken in turn over one keep-alive connection:")
         for name, latencies in results.items():

@@ -105,7 +105,7 @@ def main() -> None:
 
     from django.conf import settings
 
-    from gateway.proxy import gateway_key
+    from instances.agent_client import gateway_key
     from instances.models import Instance
     from orchestrio.crypto import decrypt
 
@@ -122,8 +122,8 @@ def main() -> None:
         created = httpx.post(f"{serve_base}/api/v1/instances", headers=auth, json={"instance_id": "bench-proxy"}, timeout=30)
         assert created.status_code == 201, created.text
         ready = httpx.get(f"{serve_base}/api/v1/instances/bench-proxy/wait?state=running&timeout=60", headers=auth, timeout=70)
-        assert ready.status_code == 200, ready.text
         instance = Instance.objects.get(instance_id="bench-proxy")
+        assert ready.status_code == 200, (ready.text, instance.error_message, [line.message for line in instance.log_lines.order_by("seq")])
         direct_headers = {"X-Orchestrio-Gateway-Key": gateway_key(decrypt(instance.agent_key_encrypted))}
 
         if args.server == "gunicorn":

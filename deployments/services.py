@@ -29,11 +29,10 @@ from django.utils import timezone
 
 from gateway.models import GatewayPolicy
 from instances import hostnames
-from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable
+from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
 from instances.choices import InstanceState, LogLevel, OperationKind
 from instances.health import probe_until
 from instances.models import Instance, gateway_url
-from instances.selectors import agent_client_for
 from instances.services import config_check_size, instance_create, merge_patch, operation_accept
 from orchestrio import crypto
 from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed

@@ -12,7 +12,7 @@ from orchestrio import roles
 from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
-from instances.selectors import instance_live
+from instances.selectors import live_instances
 from orchestrio.forms import errors_to_form
 
 from . import services as domains
@@ -27,7 +27,7 @@ class DomainForm(forms.Form):
 
 
 def _instance(request, instance_id, **_):
-    instance = instance_live(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("tenant__plan").first()
+    instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("tenant__plan").first()
     if instance is None:
         raise Http404(f"no instance {instance_id}")
     return instance

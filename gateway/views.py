@@ -13,7 +13,6 @@ from django.views.decorators.csrf import csrf_exempt
 from instances.choices import InstanceState
 from instances.models import Instance, gateway_url
 from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
-from orchestrio.db import CompiledQuery
 from orchestrio.api.exceptions import json_errors
 from orchestrio.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from orchestrio.longpoll import proxy_slot
@@ -36,7 +35,7 @@ def _refuse_if_rate_limited(request, caller) -> None:
 @dataclass(frozen=True)
 class Route:
     """What a proxied request reads of its live instance, its tenant's plan, and whether an enabled
-    policy applies: one query (ROUTE), compiled once per connection. The policies themselves are
+    policy applies: one query (`_route`). The policies themselves are
     only read when one applies (a tunnel without catch-all policies takes API tokens)."""
 
     pk: int
@@ -54,22 +53,20 @@ class Route:
     has_policies: bool
 
 
-ROUTE = CompiledQuery(
-    Instance,
-    lambda instance_id, slug: Instance.objects.filter(instance_id=instance_id, destroyed_at__isnull=True).values(
+def _route(instance_id: str, slug: str | None) -> Route | None:
+    rows = Instance.objects.filter(instance_id=instance_id, destroyed_at__isnull=True).values(
         "pk", "instance_id", "tenant_id", "state", "ip_address", "port", "socket_path", "agent_key_encrypted",
         agent_port=F("blueprint__agent_port"), tenant_plan_id=F("tenant__plan_id"), tenant_plan_name=F("tenant__plan__name"),
         executions_per_month=F("tenant__plan__executions_per_month"),
         has_policies=Exists(GatewayPolicy.objects.filter(instance=OuterRef("pk"), slug=slug, enabled=True)),
-    )[:1],
-)  # fmt: skip
+    )[:1]  # fmt: skip
+    return next((Route(**row) for row in rows), None)
 
 
 def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
-    row = ROUTE.row(instance_id=instance_id, slug=slug)
-    if row is None:
+    instance = _route(instance_id, slug)
+    if instance is None:
         raise NotFound(f"no instance {instance_id!r}")
-    instance = Route(**row)
     policies = list(GatewayPolicy.objects.filter(instance_id=instance.pk, slug=slug, enabled=True).order_by()) if instance.has_policies else []
     if slug is not None and not policies:
         raise NotFound(f"no enabled gateway policy for {slug!r} on {instance_id}")
@@ -126,7 +123,7 @@ from django.http import Http404  # noqa: E402
 from django.shortcuts import redirect, render  # noqa: E402
 from django.views.decorators.http import require_http_methods, require_POST  # noqa: E402
 
-from instances.selectors import instance_live  # noqa: E402
+from instances.selectors import live_instances  # noqa: E402
 from orchestrio.forms import errors_to_form  # noqa: E402
 from orchestrio.errors import DomainError  # noqa: E402
 from orchestrio.views import console_view, domain_error_message  # noqa: E402
@@ -139,7 +136,7 @@ from .services import policy_issuer, policy_warnings  # noqa: E402
 @require_http_methods(["GET", "POST"])
 @console_view
 def instance_gateway(request, instance_id: str):
-    instance = instance_live(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("tenant__plan").first()
+    instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("tenant__plan").first()
     if instance is None:
         raise Http404(f"no instance {instance_id}")
     form = PolicyForm(request.POST or None)

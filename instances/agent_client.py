@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 import httpx
+
 from orchestrio.crypto import decrypt
 
 KEY_HEADER = "X-Orchestrio-Agent-Key"
@@ -56,6 +57,21 @@ class Endpoint:
 
 def endpoint_for(instance) -> Endpoint | None:
     return Endpoint.of(ip_address=instance.ip_address, port=instance.port, socket_path=getattr(instance, "socket_path", "") or None)
+
+
+def agent_client_for(instance, *, timeout: float = 10.0) -> AgentClient:
+    """A client for the instance's agent, with its decrypted key (sends nothing yet)."""
+    endpoint = endpoint_for(instance) or Endpoint(host=instance.ip_address or "127.0.0.1", port=instance.port or instance.blueprint.agent_port)
+    return AgentClient(endpoint, decrypt(instance.agent_key_encrypted), timeout=timeout)
+
+
+def agent_status(instance, *, timeout: float = 3.0) -> dict:
+    """The agent's /api/status, asked now: `{"reachable": True, "status": …}`, or
+    `{"reachable": False, "error": …}` when it did not answer."""
+    try:
+        return {"reachable": True, "status": agent_client_for(instance, timeout=timeout).status()}
+    except (AgentUnreachable, AgentTimeout, AgentError) as exc:
+        return {"reachable": False, "error": str(exc)}
 
 
 def gateway_key(agent_key: str) -> str:

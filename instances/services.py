@@ -34,7 +34,7 @@ from orchestrio.services import activity_record, activity_record_many
 from orchestrio.tenancy import Actor, Principal
 
 from . import hooks, lifecycle
-from .agent_client import AgentError, AgentTimeout, AgentUnreachable
+from .agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
 from .choices import (
     SUPPORTED_PROVIDER_APIS,
     UNFINISHED_OPERATION_STATUSES,
@@ -49,7 +49,7 @@ from .health import probe_one
 from .hostnames import instance_id_problem
 from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from .providers.sandbox import refuse_command_reason
-from .selectors import RUNNING_STATES, agent_client_for, blueprint_visible
+from .selectors import RUNNING_STATES, blueprint_visible
 
 logger = logging.getLogger(__name__)
 

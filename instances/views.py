@@ -20,7 +20,7 @@ from .choices import InstanceState, OperationKind
 from .filtersets import InstanceFilterSet
 from .forms import ConfigForm, InstanceCreateForm, ResizeForm
 from .models import LogLine
-from .selectors import instance_get, instance_listed, instance_records
+from .selectors import instances_with_record_in_order, listed_instances, live_instance_with_record
 
 VERBS = {
     "start": OperationKind.START,
@@ -34,7 +34,7 @@ ACTION_CAPABILITIES = {"rotate-agent-key": "tokens"}
 
 
 def _instance(request, instance_id: str, **_):
-    instance = instance_get(tenant_id=request.principal.tenant.pk, instance_id=instance_id)
+    instance = live_instance_with_record(tenant=request.principal.tenant, instance_id=instance_id)
     if instance is None:
         raise Http404(f"no instance {instance_id}")
     return instance
@@ -43,10 +43,10 @@ def _instance(request, instance_id: str, **_):
 @console_view
 def instance_list(request):
     tenant = request.principal.tenant
-    filterset = InstanceFilterSet(request.GET, queryset=instance_listed(tenant=tenant))
+    filterset = InstanceFilterSet(request.GET, queryset=listed_instances(tenant=tenant))
     queryset = filterset.qs if filterset.is_valid() else filterset.queryset.none()
     page = Paginator(queryset.values_list("instance_id", flat=True), 50).get_page(request.GET.get("page"))
-    page.object_list = instance_records(tenant_id=tenant.pk, instance_ids=page.object_list)  # as the API's list reads them
+    page.object_list = instances_with_record_in_order(tenant=tenant, instance_ids=page.object_list)  # as the API's list reads them
     return render(request, "instances/list.html", {"page": page, "filterset": filterset, "states": InstanceState.choices})
 
 
@@ -80,7 +80,7 @@ def instance_detail(request, instance_id: str):
             "operations": operations,
             "resize_form": ResizeForm(initial={"plan_id": instance.plan_id}),
             "config_form": config_form,
-            "operation": instance.unfinished_operations[0] if instance.unfinished_operations else None,
+            "operation": instance.unfinished_operation if instance.unfinished_operation_pk is not None else None,
             "last_seq": logs[-1].seq if logs else 0,
         },
     )

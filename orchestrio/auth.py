@@ -10,7 +10,6 @@ from rest_framework import authentication, exceptions
 
 from . import tokens
 from .api.ratelimit import AUTH_FAILURE_DETAIL, RateLimited, auth_failure
-from .db import CompiledQuery, model_fields, model_from_row
 from .models import ApiToken, Membership
 from .services import api_token_touch
 from .tenancy import Principal, client_ip
@@ -67,46 +66,22 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         return f'{self.keyword} realm="api"'
 
 
-# The token lookup runs on every API and tunnel request: compiled once per connection. The API's
-# reads the tenant, its plan and the token's creator in the same query (joined).
-_Tenant = ApiToken.tenant.field.related_model
-_Plan = _Tenant.plan.field.related_model
-_User = ApiToken.created_by.field.related_model
-_TOKEN_BY_HASH = CompiledQuery(ApiToken, lambda token_hash: ApiToken.objects.filter(token_hash=token_hash).values(*model_fields(ApiToken))[:1])
-_TOKEN_WITH_TENANT_BY_HASH = CompiledQuery(
-    ApiToken,
-    lambda token_hash: ApiToken.objects.filter(token_hash=token_hash).values(
-        *model_fields(ApiToken), *(f"tenant__{name}" for name in model_fields(_Tenant)),
-        *(f"tenant__plan__{name}" for name in model_fields(_Plan)), *(f"created_by__{name}" for name in model_fields(_User)),
-    )[:1],
-)  # fmt: skip
-
-
-def _token_from_row(row: dict, *, with_tenant: bool) -> ApiToken:
-    token = model_from_row(ApiToken, row)
-    if with_tenant:
-        tenant = model_from_row(_Tenant, row, "tenant__")
-        tenant.plan = model_from_row(_Plan, row, "tenant__plan__")
-        token.tenant = tenant
-        token.created_by = None if token.created_by_id is None else model_from_row(_User, row, "created_by__")
-    return token
-
-
 def resolve_token(credentials: str, *, with_tenant: bool = True) -> ApiToken:
     """The active ApiToken for a plaintext `ork_` token, or AuthenticationFailed with the reason.
     Shape and checksum are checked first, so junk never costs a database query. Never cached: a
     revoked token fails on its next request. With `with_tenant` the token comes with its tenant,
-    the tenant's plan and the token's creator; without, alone (the gateway has the instance's
-    tenant already)."""
+    the tenant's plan and the token's creator, in the same query; without, alone (the gateway has
+    the instance's tenant already)."""
     try:
         tokens.validate(credentials)
     except tokens.TokenFormatError as exc:
         raise exceptions.AuthenticationFailed(str(exc)) from exc
-    lookup = _TOKEN_WITH_TENANT_BY_HASH if with_tenant else _TOKEN_BY_HASH
-    row = lookup.row(token_hash=tokens.hash_token(credentials))
-    if row is None:
+    tokens_by_hash = ApiToken.objects.filter(token_hash=tokens.hash_token(credentials))
+    if with_tenant:
+        tokens_by_hash = tokens_by_hash.select_related("tenant__plan", "created_by")
+    token = next(iter(tokens_by_hash[:1]), None)  # token_hash is unique: no ORDER BY needed
+    if token is None:
         raise exceptions.AuthenticationFailed("unknown token")
-    token = _token_from_row(row, with_tenant=with_tenant)
     if token.revoked_at is not None:
         raise exceptions.AuthenticationFailed("token has been revoked")
     if token.expires_at is not None and token.expires_at <= timezone.now():

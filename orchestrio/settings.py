@@ -155,12 +155,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's backend, with a connection health check that skips its round trip for a connection
-    # that answered within the last half second and has nothing waiting on its socket
-    # (orchestrio/postgresql/base.py).
-    DATABASES["default"]["ENGINE"] = "orchestrio.postgresql"
-if DATABASES["default"]["ENGINE"] == "orchestrio.postgresql" and env_bool("DATABASE_PREPARED_STATEMENTS", True):
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_PREPARED_STATEMENTS", True):
     # Server-side binding, and psycopg prepares a query after its 5th run on a connection: the
     # hot reads (token, instance, route) are joins whose planning took 1-1.5 ms against 0.1 ms to
     # execute. Off (DATABASE_PREPARED_STATEMENTS=0) behind a transaction-mode PgBouncer without

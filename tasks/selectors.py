@@ -3,13 +3,6 @@ from __future__ import annotations
 from .models import Task
 
 
-def task_list(*, tenant, instance_scope: str | None = None):
-    tasks = Task.objects.filter(tenant=tenant).select_related("instance")
-    if instance_scope is not None:
-        tasks = tasks.filter(instance__instance_id=instance_scope, instance__destroyed_at__isnull=True)
-    return tasks
-
-
 def task_executions(tenant_id: str, start, end) -> int:
     """Tasks dispatched in [start, end): each is an execution of the plan's quota."""
     return Task.objects.filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end).count()

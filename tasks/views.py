@@ -8,7 +8,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from instances.selectors import instance_live
+from instances.selectors import live_instances
 from orchestrio.forms import errors_to_form
 from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
@@ -23,7 +23,7 @@ SAMPLE_SCRIPTS = ["/opt/orchestrio/scripts/backup.sh", "/opt/orchestrio/scripts/
 @require_http_methods(["GET", "POST"])
 @console_view
 def instance_tasks(request, instance_id: str):
-    instance = instance_live(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("blueprint").first()
+    instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("blueprint").first()
     if instance is None:
         raise Http404(f"no instance {instance_id}")
     form = TaskDispatchForm(request.POST or None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from instances.models import BLUEPRINT_NAME_PATTERN
+from orchestrio.api.fields import BlankAsNullCharField
 from orchestrio.api.strict import BodySerializer
 from orchestrio.models import SLUG_PATTERN
 
@@ -76,17 +77,10 @@ class DeploymentRevisionSerializer(serializers.Serializer):
     secret_keys = serializers.ListField(child=serializers.CharField())
     status = serializers.CharField()
     healthy = serializers.BooleanField(allow_null=True)
-    error = serializers.CharField(allow_null=True)
+    error = BlankAsNullCharField()
     created_by = serializers.CharField()
     created_at = serializers.DateTimeField()
     applied_at = serializers.DateTimeField(allow_null=True)
-
-    def to_representation(self, revision):
-        return super().to_representation(
-            {"number": revision.number, "reason": revision.reason, "config": revision.config, "secret_keys": revision.secret_keys,
-             "status": revision.status, "healthy": revision.healthy, "error": revision.error or None, "created_by": revision.created_by,
-             "created_at": revision.created_at, "applied_at": revision.applied_at}
-        )  # fmt: skip
 
 
 class RollbackSerializer(BodySerializer):
@@ -98,9 +92,6 @@ class DeploymentLogLineSerializer(serializers.Serializer):
     level = serializers.CharField()
     message = serializers.CharField()
     created_at = serializers.DateTimeField()
-
-    def to_representation(self, line):
-        return super().to_representation({"seq": line.seq, "level": line.level, "message": line.message, "created_at": line.created_at})
 
 
 class DeleteQuerySerializer(serializers.Serializer):

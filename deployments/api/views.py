@@ -23,22 +23,13 @@ def _query(serializer_class, request):
 
 @extend_schema(tags=["deployments"])
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    queryset = Deployment.objects.none()  # for the schema; get_queryset scopes by tenant
+    queryset = Deployment.objects.filter(deleted_at__isnull=True).select_related("blueprint", "instance").order_by("-created_at")
     serializer_class = s.DeploymentSerializer
     not_found_label = "deployment"
     lookup_value_regex = "[^/]+"
     filter_backends: list = []
     capabilities = {"destroy": "destroy"}
     rate_classes = {"create": "write", "partial_update": "write", "destroy": "write", "rollback": "write"}
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return (
-            Deployment.objects.filter(tenant=self.principal.tenant, deleted_at__isnull=True)
-            .select_related("blueprint", "instance")
-            .order_by("-created_at")
-        )
 
     @extend_schema(summary="The tenant's deployments")
     def list(self, request, *args, **kwargs):

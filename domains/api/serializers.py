@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from orchestrio.api.fields import BlankAsNullCharField
 from orchestrio.api.strict import BodySerializer
 
 from ..services import dns_records
@@ -21,19 +23,14 @@ class DnsRecordSerializer(serializers.Serializer):
 class CustomDomainSerializer(serializers.Serializer):
     domain = serializers.CharField()
     status = serializers.CharField()
-    dns_records = DnsRecordSerializer(many=True)
-    error = serializers.CharField(allow_null=True)
+    dns_records = serializers.SerializerMethodField()
+    error = BlankAsNullCharField()
     resolved = serializers.DictField(help_text="What the last check found in DNS.")
     last_checked_at = serializers.DateTimeField(allow_null=True)
     next_check_at = serializers.DateTimeField(allow_null=True)
     activated_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
 
-    def to_representation(self, domain):
-        return super().to_representation(
-            {
-                "domain": domain.domain, "status": domain.status, "dns_records": dns_records(domain=domain), "error": domain.error or None,
-                "resolved": domain.resolved or {}, "last_checked_at": domain.last_checked_at, "next_check_at": domain.next_check_at,
-                "activated_at": domain.activated_at, "updated_at": domain.updated_at,
-            }
-        )  # fmt: skip
+    @extend_schema_field(DnsRecordSerializer(many=True))
+    def get_dns_records(self, domain):
+        return DnsRecordSerializer(dns_records(domain=domain), many=True).data

@@ -4,10 +4,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.response import Response
 
-from instances.selectors import instance_live
+from instances.api.parents import INSTANCE
 from orchestrio.api.schema import ERR_402, ERR_409
 from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
-from orchestrio.errors import NotFound
 
 from .. import services
 from ..models import GatewayPolicy
@@ -15,41 +14,19 @@ from .serializers import GatewayPolicySerializer, GatewayPolicyWriteSerializer
 
 
 class _PolicyBase(TenantScopedViewSet):
-    queryset = GatewayPolicy.objects.none()  # for the schema; get_queryset scopes by tenant
+    queryset = GatewayPolicy.objects.filter(instance__destroyed_at__isnull=True).select_related("instance")
+    instance_scope_field = "instance__instance_id"
     serializer_class = GatewayPolicySerializer
     allows_scoped_tokens = True
     not_found_label = "gateway policy"
     filter_backends: list = []
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        policies = GatewayPolicy.objects.filter(tenant=self.principal.tenant, instance__destroyed_at__isnull=True).select_related("instance")
-        if self.principal.instance_scope is not None:
-            policies = policies.filter(instance__instance_id=self.principal.instance_scope)
-        return policies
 
 
 @extend_schema(tags=["gateway"])
 class InstancePolicyViewSet(mixins.ListModelMixin, _PolicyBase):
     """/api/v1/instances/{instance_id}/gateway-policies"""
 
-    def _instance(self):
-        instance_id = self.kwargs["instance_id"]
-        scope = self.principal.instance_scope
-        instance = None if scope not in (None, instance_id) else instance_live(tenant=self.principal.tenant).filter(instance_id=instance_id).select_related("tenant__plan").first()
-        if instance is None:
-            raise NotFound(f"no instance {instance_id!r} in this tenant")
-        return instance
-
-    def check_route_objects(self) -> None:
-        self._instance()
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        if getattr(self, "swagger_fake_view", False):
-            return queryset
-        return queryset.filter(instance=self._instance())
+    parent = INSTANCE
 
     @extend_schema(summary="The instance's gateway policies")
     def list(self, request, *args, **kwargs):
@@ -60,7 +37,7 @@ class InstancePolicyViewSet(mixins.ListModelMixin, _PolicyBase):
     def create(self, request, instance_id=None):
         body = GatewayPolicyWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        policy = services.policy_create(instance=self._instance(), principal=self.principal, data=body.validated_data)
+        policy = services.policy_create(instance=self.parent_object, principal=self.principal, data=body.validated_data)
         return Response(GatewayPolicySerializer(policy).data, status=status.HTTP_201_CREATED)
 
 

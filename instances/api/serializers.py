@@ -2,94 +2,64 @@ from __future__ import annotations
 
 import re
 
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from orchestrio.api.fields import BlankAsNullCharField
 from orchestrio.api.serializers import SubscriptionPlanSerializer
 from orchestrio.api.strict import BodySerializer, StrictTypesMixin
-from orchestrio.models import SLUG_PATTERN, api_datetime
+from orchestrio.models import SLUG_PATTERN
 
 from .. import hostnames
-from ..choices import UNFINISHED_OPERATION_STATUSES, InstanceState, ProviderApi
-from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, Instance, InstancePlan, LogLine, Operation, Region
+from ..choices import HealthStatus, InstanceState, OperationKind, OperationStatus, Provider, ProviderApi
+from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, InstancePlan, LogLine, Region
 
 
 
-class OperationSerializer(serializers.ModelSerializer):
-    error_code = serializers.CharField(allow_null=True)
-    error_message = serializers.CharField(allow_null=True)
+class OperationSerializer(serializers.Serializer):
+    """An operation as the API shows it (as `Operation.summary()`, the `operation` of a 409 body,
+    does: tests/instances/test_api_instances.py)."""
 
-    class Meta:
-        model = Operation
-        fields = ["id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message"]
-        read_only_fields = fields
+    id = serializers.IntegerField(read_only=True)
+    kind = serializers.ChoiceField(choices=OperationKind.choices, read_only=True)
+    status = serializers.ChoiceField(choices=OperationStatus.choices, read_only=True)
+    requested_by = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    started_at = serializers.DateTimeField(allow_null=True, read_only=True)
+    finished_at = serializers.DateTimeField(allow_null=True, read_only=True)
+    error_code = BlankAsNullCharField(read_only=True)
+    error_message = BlankAsNullCharField(read_only=True)
 
-    def to_representation(self, operation):
-        return operation.summary()
 
+class InstanceSerializer(serializers.Serializer):
+    """An instance's API record, of an instance read by `selectors.with_record` (which joins its
+    unfinished operation and live custom domain in the same query; without them, here, each
+    instance of a list would cost queries of its own)."""
 
-class InstanceSerializer(serializers.ModelSerializer):
-    tenant_id = serializers.CharField()
-    blueprint_name = serializers.CharField(source="blueprint.name")
-    plan_id = serializers.CharField()
-    region = serializers.CharField(source="region_id")
-    access_url = serializers.CharField()
-    custom_domain = serializers.SerializerMethodField()
-    operation = serializers.SerializerMethodField()
-    error_message = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Instance
-        fields = [
-            "instance_id", "tenant_id", "blueprint_name", "plan_id", "instance_type", "region", "provider",
-            "provider_instance_id", "ip_address", "state", "health_status", "access_url", "custom_domain",
-            "operation", "error_message", "labels", "last_health_check", "created_at", "updated_at",
-        ]  # fmt: skip
-        read_only_fields = fields
+    instance_id = serializers.CharField(read_only=True)
+    tenant_id = serializers.CharField(read_only=True)
+    blueprint_name = serializers.CharField(source="blueprint.name", read_only=True)
+    plan_id = serializers.CharField(read_only=True)
+    instance_type = serializers.CharField(read_only=True)
+    region = serializers.CharField(source="region_id", read_only=True)
+    provider = serializers.ChoiceField(choices=Provider.choices, read_only=True)
+    provider_instance_id = serializers.CharField(read_only=True)
+    ip_address = serializers.IPAddressField(allow_null=True, read_only=True)
+    state = serializers.ChoiceField(choices=InstanceState.choices, read_only=True)
+    health_status = serializers.ChoiceField(choices=HealthStatus.choices, read_only=True)
+    access_url = serializers.CharField(read_only=True)
+    custom_domain = serializers.CharField(source="live_domain_name", allow_null=True, read_only=True)
+    # Not set when there is none (unfinished_operation_pk is None): null.
+    operation = OperationSerializer(source="unfinished_operation", allow_null=True, read_only=True)
+    error_message = BlankAsNullCharField(read_only=True)
+    labels = serializers.DictField(child=serializers.CharField(), read_only=True)
+    last_health_check = serializers.DateTimeField(allow_null=True, read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
 
     def to_representation(self, instance):
-        """The record the fields above declare, written directly: DRF's ModelSerializer builds
-        its fields from the model on every instantiation, a third of an API GET's time.
-        tests/instances/test_api_instances.py proves this equals DRF's own rendering."""
-        return {
-            "instance_id": instance.instance_id,
-            "tenant_id": instance.tenant_id,
-            "blueprint_name": instance.blueprint.name,
-            "plan_id": instance.plan_id,
-            "instance_type": instance.instance_type,
-            "region": instance.region_id,
-            "provider": instance.provider,
-            "provider_instance_id": instance.provider_instance_id,
-            "ip_address": instance.ip_address,
-            "state": instance.state,
-            "health_status": instance.health_status,
-            "access_url": instance.access_url,
-            "custom_domain": self.get_custom_domain(instance),
-            "operation": self.get_operation(instance),
-            "error_message": self.get_error_message(instance),
-            "labels": instance.labels,
-            "last_health_check": api_datetime(instance.last_health_check),
-            "created_at": api_datetime(instance.created_at),
-            "updated_at": api_datetime(instance.updated_at),
-        }
-
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_custom_domain(self, instance):
-        domains = getattr(instance, "current_domains", None)
-        if domains is None:
-            domains = list(instance.custom_domains.filter(removed_at__isnull=True))
-        return domains[0].domain if domains else None
-
-    @extend_schema_field(OperationSerializer(allow_null=True))
-    def get_operation(self, instance):
-        unfinished = getattr(instance, "unfinished_operations", None)
-        if unfinished is None:
-            unfinished = list(instance.operations.filter(status__in=UNFINISHED_OPERATION_STATUSES))
-        return unfinished[0].summary() if unfinished else None
-
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_error_message(self, instance):
-        return instance.error_message or None
+        if not hasattr(instance, "unfinished_operation_pk"):
+            raise TypeError(f"instance {instance.instance_id!r} was not read by selectors.with_record: its record would be incomplete")
+        return super().to_representation(instance)
 
 
 class InstanceCreateSerializer(BodySerializer):
@@ -198,7 +168,32 @@ class StringListField(serializers.ListField):
     child = serializers.CharField(max_length=255)
 
 
-class BlueprintSerializer(StrictTypesMixin, serializers.ModelSerializer):
+class BlueprintSerializer(serializers.Serializer):
+    """A blueprint as the API shows it (what BlueprintWriteSerializer takes, in snake_case)."""
+
+    name = serializers.CharField(read_only=True)
+    description = serializers.CharField(read_only=True)
+    provider_api = serializers.ChoiceField(choices=ProviderApi.choices, read_only=True)
+    image_id = serializers.CharField(read_only=True)
+    instance_type = serializers.CharField(read_only=True)
+    subnet_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
+    security_group_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
+    key_name = serializers.CharField(read_only=True)
+    iam_instance_profile = serializers.CharField(read_only=True)
+    user_data = serializers.CharField(read_only=True)
+    tags = serializers.DictField(child=serializers.CharField(), read_only=True)
+    health_path = serializers.CharField(read_only=True)
+    agent_port = serializers.IntegerField(read_only=True)
+    command = serializers.ListField(child=serializers.CharField(), read_only=True)
+    task_roots = serializers.ListField(child=serializers.CharField(), read_only=True)
+    builtin = serializers.BooleanField(source="is_builtin", read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+class BlueprintWriteSerializer(StrictTypesMixin, serializers.ModelSerializer):
+    """A blueprint's settings as POST/PUT/PATCH /blueprints take them (camelCase or snake_case)."""
+
     name = serializers.RegexField(BLUEPRINT_NAME_PATTERN, max_length=63)
     provider_api = serializers.ChoiceField(choices=ProviderApi.choices, default=ProviderApi.RUN_INSTANCES)
     image_id = serializers.RegexField(r"^(ami-[0-9a-f]{8,17}|resolve:ssm:\S+)$", max_length=255, required=False, allow_blank=True, error_messages={"invalid": "image_id must be an AMI id (ami-…) or resolve:ssm:<parameter>"})

@@ -17,6 +17,7 @@ from orchestrio.models import SubscriptionPlan
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
 from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
+from ..agent_client import agent_status
 from ..models import Blueprint, Instance, InstancePlan, LogLine, Region
 from ..waiting import DEAD_ENDS, wait_for_state
 
@@ -44,41 +45,31 @@ def _lifecycle_action(kind: str, summary: str):
 
 class InstanceScopedViewSet(TenantScopedViewSet):
     """Routes under `instances/{instance_id}`: the tenant's live instance, within a scoped token's
-    instance, else 404. The apps built on instances route their instance actions with it (the
-    domains app's custom domain, billing's usage)."""
+    instance (`instance_scope_field`), else 404. The apps built on instances route their instance
+    actions with it (the domains app's custom domain, billing's usage)."""
 
-    queryset = Instance.objects.none()  # for the schema; get_queryset scopes by tenant
+    queryset = Instance.objects.filter(destroyed_at__isnull=True)
+    instance_scope_field = "instance_id"
     lookup_field = "instance_id"
     lookup_value_regex = "[^/]+"
     not_found_label = "instance"
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return selectors.instance_listed(tenant=self.principal.tenant, instance_scope=self.principal.instance_scope)
-
-    def _in_scope(self, instance_id: str, read):
-        """`read(instance_id)` when a scoped token's instance is this one (or the token is not
-        scoped), else None; NotFound when there is nothing."""
-        scope = self.principal.instance_scope
-        instance = read(instance_id) if scope in (None, instance_id) else None
-        if instance is None:
-            raise NotFound(f"no instance {instance_id!r} in this tenant")
-        return instance
+        """The list reads a page of ids from the page index, then their records (`list`); every
+        other action reads its instance whole, with its record's relations, in one query."""
+        queryset = super().get_queryset()
+        return queryset if self.action == "list" else selectors.with_record(queryset)
 
     def check_route_objects(self) -> None:
         if "instance_id" in self.kwargs:
             self._latest(self.kwargs["instance_id"])
 
-    def get_object(self):
-        """The tenant's live instance, by one compiled query."""
-        instance = self._in_scope(self.kwargs["instance_id"], lambda instance_id: selectors.instance_get(tenant_id=self.principal.tenant.pk, instance_id=instance_id))
-        self.check_object_permissions(self.request, instance)
-        return instance
-
     def _latest(self, instance_id: str):
         """Including destroyed instances (DELETE answers `already_deleted`, wait can see `destroyed`)."""
-        return self._in_scope(instance_id, lambda instance_id: selectors.instance_latest(tenant=self.principal.tenant, instance_id=instance_id))
+        instance = selectors.live_or_last_destroyed_instance(instances=self.scope_queryset(Instance.objects.all()), instance_id=instance_id)
+        if instance is None:
+            raise NotFound(f"no instance {instance_id!r} in this tenant")
+        return instance
 
 
 @extend_schema(tags=["instances"])
@@ -98,19 +89,14 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
     }  # fmt: skip
 
     def _record(self, instance) -> dict:
-        fresh = selectors.instance_get(tenant_id=instance.tenant_id, instance_id=instance.instance_id)
-        return s.InstanceSerializer(fresh or instance).data
+        """The instance's record as it is now (after the action that changed it)."""
+        return s.InstanceSerializer(selectors.with_record(Instance.objects.filter(pk=instance.pk)).get()).data
 
     @extend_schema(summary="List live instances")
     def list(self, request, *args, **kwargs):
-        queryset = self.get_queryset()
-        filtered = self.filter_queryset(queryset)
-        if filtered is queryset:  # no filter given: the same rows, by compiled queries
-            listed = selectors.ListedInstanceIds(tenant_id=self.principal.tenant.pk, instance_scope=self.principal.instance_scope)
-        else:
-            listed = filtered.values_list("instance_id", flat=True)
-        ids = self.paginate_queryset(listed)
-        records = selectors.instance_records(tenant_id=self.principal.tenant.pk, instance_ids=ids)
+        listed = self.filter_queryset(self.get_queryset())
+        ids = self.paginate_queryset(listed.values_list("instance_id", flat=True))
+        records = selectors.instances_with_record_in_order(tenant=self.principal.tenant, instance_ids=ids)
         return self.get_paginated_response(s.InstanceSerializer(records, many=True).data)
 
     @extend_schema(summary="An instance's full record")
@@ -180,9 +166,6 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
             with long_poll_slot(self.principal, "wait") as slot:
                 state, reached = wait_for_state(instance.pk, target, query["timeout"], heartbeat=slot.renew)
         if reached:
-            instance.refresh_from_db()
-            if instance.destroyed_at is not None:
-                return Response(s.InstanceSerializer(instance).data)
             return Response(self._record(instance))
         if state in DEAD_ENDS:
             raise InvalidState(f"{instance.instance_id} is {state} and can no longer become {target}")
@@ -218,7 +201,9 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
     @extend_schema(summary="The agent's status merged with the control plane's view", responses=s.RuntimeSerializer)
     @action(detail=True, methods=["get"], url_path="runtime", filterset_class=None)
     def runtime(self, request, instance_id=None):
-        return Response(s.RuntimeSerializer(selectors.instance_runtime(self.get_object())).data)
+        instance = self.get_object()
+        agent = agent_status(instance) if instance.state == InstanceState.RUNNING else None
+        return Response(s.RuntimeSerializer(selectors.instance_runtime(instance, agent=agent)).data)
 
     @extend_schema(
         methods=["GET"], summary="The instance's platform config", responses=s.ConfigSerializer,
@@ -285,7 +270,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
 
 @extend_schema(tags=["blueprints"])
 class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    queryset = Blueprint.objects.none()  # for the schema; get_queryset scopes by tenant
+    queryset = Blueprint.objects.order_by("name")
     serializer_class = s.BlueprintSerializer
     filterset_class = BlueprintFilterSet
     lookup_field = "name"
@@ -293,15 +278,13 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     not_found_label = "blueprint"
     capabilities = {"destroy": "destroy", "validate": "read"}
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return selectors.blueprint_visible(tenant=self.principal.tenant).order_by("name")
+    def scope_queryset(self, queryset):
+        return queryset & selectors.blueprint_visible(tenant=self.principal.tenant)  # the tenant's own and the built-in ones
 
-    @extend_schema(summary="Create a blueprint (camelCase or snake_case)", responses={201: s.BlueprintSerializer, 409: ERR_409})
+    @extend_schema(summary="Create a blueprint (camelCase or snake_case)", request=s.BlueprintWriteSerializer, responses={201: s.BlueprintSerializer, 409: ERR_409})
     @idempotent
     def create(self, request):
-        body = s.BlueprintSerializer(data=request.data)
+        body = s.BlueprintWriteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         blueprint = services.blueprint_create(principal=self.principal, name=data.pop("name"), **data)
@@ -309,7 +292,7 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
 
     def _update(self, request, partial: bool):
         blueprint = self.get_object()
-        body = s.BlueprintSerializer(blueprint, data=request.data, partial=partial)
+        body = s.BlueprintWriteSerializer(blueprint, data=request.data, partial=partial)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
         if data.get("name", blueprint.name) != blueprint.name:
@@ -318,11 +301,11 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         blueprint = services.blueprint_update(principal=self.principal, blueprint=blueprint, fields=data)
         return Response(s.BlueprintSerializer(blueprint).data)
 
-    @extend_schema(summary="Replace a blueprint's settings", responses={200: s.BlueprintSerializer, 403: ERR_403})
+    @extend_schema(summary="Replace a blueprint's settings", request=s.BlueprintWriteSerializer, responses={200: s.BlueprintSerializer, 403: ERR_403})
     def update(self, request, name=None):
         return self._update(request, partial=False)
 
-    @extend_schema(summary="Change some of a blueprint's settings", responses={200: s.BlueprintSerializer, 403: ERR_403})
+    @extend_schema(summary="Change some of a blueprint's settings", request=s.BlueprintWriteSerializer, responses={200: s.BlueprintSerializer, 403: ERR_403})
     def partial_update(self, request, name=None):
         return self._update(request, partial=True)
 
@@ -342,7 +325,7 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     def validate(self, request):
         if not isinstance(request.data, dict):
             raise ValidationFailed("the body must be a JSON object: the blueprint to check")
-        body = s.BlueprintSerializer(data=request.data)
+        body = s.BlueprintWriteSerializer(data=request.data)
         valid = body.is_valid()
         errors = [] if valid else flatten_errors(body.errors, ["body"])
         data = body.validated_data if valid else s.snake_case_keys(request.data)

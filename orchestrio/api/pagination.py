@@ -31,12 +31,20 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
     def get_offset(self, request):
         return _query_int(request, self.offset_query_param, 0, minimum=0)
 
-    def get_schema_operation_parameters(self, view):
-        bounds = {
-            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit, "default": self.default_limit},
-            self.offset_query_param: {"minimum": 0, "default": 0},
-        }
-        return [
-            {**parameter, "schema": {**parameter["schema"], **bounds.get(parameter["name"], {})}}
-            for parameter in super().get_schema_operation_parameters(view)
-        ]
+    def paginate_queryset(self, queryset, request, view=None):
+        """As DRF's, except that a first page with fewer rows than the limit is the whole list, so
+        its count is known without the COUNT query (most lists, like the blueprints, fit in one
+        page). Other pages count first, as DRF does: an offset beyond the count reads nothing (nor
+        sends the database an offset it cannot take)."""
+        self.request = request
+        self.limit = self.get_limit(request)
+        self.offset = self.get_offset(request)
+        if self.offset == 0:
+            rows = list(queryset[: self.limit])
+            self.count = len(rows) if len(rows) < self.limit else self.get_count(queryset)
+        else:
+            self.count = self.get_count(queryset)
+            rows = [] if self.offset >= self.count else list(queryset[self.offset : self.offset + self.limit])
+        if self.count > self.limit and self.template is not None:
+            self.display_page_controls = True
+        return rows

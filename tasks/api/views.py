@@ -5,28 +5,22 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from instances.selectors import instance_live
+from instances.api.parents import INSTANCE
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_409
 from orchestrio.api.viewsets import TenantScopedViewSet
-from orchestrio.errors import NotFound
 
 from .. import services
 from ..filtersets import TaskFilterSet
 from ..models import Task
-from ..selectors import task_list
 from .serializers import TaskDispatchSerializer, TaskSerializer
 
 
 class _TaskBase(TenantScopedViewSet):
-    queryset = Task.objects.none()  # for the schema; get_queryset scopes by tenant
+    queryset = Task.objects.select_related("instance")
+    instance_scope_field = "instance__instance_id"
     serializer_class = TaskSerializer
     allows_scoped_tokens = True
     not_found_label = "task"
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.queryset
-        return task_list(tenant=self.principal.tenant, instance_scope=self.principal.instance_scope)
 
 
 @extend_schema(tags=["tasks"])
@@ -35,23 +29,7 @@ class InstanceTaskViewSet(mixins.ListModelMixin, _TaskBase):
 
     filterset_class = TaskFilterSet
     rate_classes = {"create": "write"}
-
-    def _instance(self):
-        instance_id = self.kwargs["instance_id"]
-        scope = self.principal.instance_scope
-        instance = None if scope not in (None, instance_id) else instance_live(tenant=self.principal.tenant).filter(instance_id=instance_id).first()
-        if instance is None:
-            raise NotFound(f"no instance {instance_id!r} in this tenant")
-        return instance
-
-    def check_route_objects(self) -> None:
-        self._instance()
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        if getattr(self, "swagger_fake_view", False):
-            return queryset
-        return queryset.filter(instance=self._instance())
+    parent = INSTANCE
 
     @extend_schema(summary="The instance's tasks, newest first")
     def list(self, request, *args, **kwargs):
@@ -69,7 +47,7 @@ class InstanceTaskViewSet(mixins.ListModelMixin, _TaskBase):
     def create(self, request, instance_id=None):
         body = TaskDispatchSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        task, created = services.task_dispatch(instance=self._instance(), actor=self.principal.actor, **body.validated_data)
+        task, created = services.task_dispatch(instance=self.parent_object, actor=self.principal.actor, **body.validated_data)
         return Response(TaskSerializer(task).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 

@@ -12,8 +12,8 @@ from django.db import connection
 
 from orchestrio.models import SubscriptionPlan
 from deployments.models import Deployment, DeploymentRevision
+from instances.agent_client import agent_client_for
 from instances.models import Instance
-from instances.selectors import agent_client_for
 from orchestrio.models import ActivityEvent
 
 from ..helpers import run_in_instance, assert_error, assert_validation_error, run_jobs

@@ -157,47 +157,90 @@ def test_get_and_404(api, running):
     assert_error(api.post("instances/nope-123/stop"), 404)
 
 
-def test_instance_record_is_what_drf_renders_from_the_declared_fields(tenant, make_instance):
-    """InstanceSerializer writes its record directly (speed); it must equal DRF's rendering of
-    the declared fields, for a plain instance, and for one with an operation, a custom domain,
-    an error, labels and a health check, read by each of the selectors that load records."""
+def test_the_record_readers_agree_with_the_plain_orm(tenant, make_instance, other_api):
+    """The single read and the list's page (`with_record`: LEFT JOINs for the unfinished
+    operation and the live custom domain) find what plain prefetches find, for a plain instance
+    and one with an operation, a domain, an error, labels and a health check; the operation is
+    rendered as `Operation.summary()` (a 409's body) renders it; another tenant reads none."""
     from datetime import datetime, timezone as tz
 
     from django.db.models import Prefetch
-    from rest_framework import serializers
 
     from instances import selectors
     from instances.api.serializers import InstanceSerializer
     from domains.models import CustomDomain
 
-    plain = make_instance(instance_id="plain-01", state="pending")
+    make_instance(instance_id="plain-01", state="pending")
     full = make_instance(
         instance_id="full-01", state="error", error_message="boom", ip_address="10.0.0.7", labels={"env": "prod"}, provider="aws", region_id="iad",
         last_health_check=datetime(2026, 1, 2, 3, 4, 5, tzinfo=tz.utc), provider_instance_id="i-0abc",
     )  # fmt: skip
     Operation.objects.create(instance=full, tenant=tenant, kind="start", requested_by="a@example.com", requested_by_type="user")
+    Operation.objects.create(instance=full, tenant=tenant, kind="stop", status="succeeded", requested_by="a@example.com", requested_by_type="user")
+    CustomDomain.objects.create(instance=full, tenant=tenant, domain="old.example.com", verification_token="t", removed_at=datetime(2026, 1, 1, tzinfo=tz.utc))
     CustomDomain.objects.create(instance=full, tenant=tenant, domain="app.example.com", verification_token="t")
-    reads = [selectors.instance_get(tenant_id=tenant.pk, instance_id=i) for i in ("plain-01", "full-01")]
-    # The oracle: the same rule (the unfinished operation, the live domain) through the plain ORM.
-    prefetching = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).select_related("blueprint").prefetch_related(
-        Prefetch("operations", queryset=Operation.objects.filter(status__in=("queued", "running")), to_attr="unfinished_operations"),
-        Prefetch("custom_domains", queryset=CustomDomain.objects.filter(removed_at__isnull=True), to_attr="current_domains"),
+    reads = [selectors.live_instance_with_record(tenant=tenant, instance_id=i) for i in ("plain-01", "full-01")]
+    oracle = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).select_related("blueprint").prefetch_related(
+        Prefetch("operations", queryset=Operation.objects.filter(status__in=("queued", "running")), to_attr="unfinished"),
+        Prefetch("custom_domains", queryset=CustomDomain.objects.filter(removed_at__isnull=True), to_attr="live"),
     )  # fmt: skip
-    listed = {instance.instance_id: instance for instance in prefetching}
-    paged = selectors.instance_records(tenant_id=tenant.pk, instance_ids=["full-01", "plain-01"])
+    expected = {}
+    for instance in oracle:
+        with pytest.raises(TypeError, match="with_record"):  # a record without them would be wrong, not slow
+            InstanceSerializer(instance).data
+        instance.live_domain_name = instance.live[0].domain if instance.live else None
+        instance.unfinished_operation_pk = instance.unfinished[0].pk if instance.unfinished else None
+        if instance.unfinished:
+            instance.unfinished_operation = instance.unfinished[0]
+        record = InstanceSerializer(instance).data
+        assert record["operation"] == (instance.unfinished[0].summary() if instance.unfinished else None)
+        expected[instance.instance_id] = record
+    paged = selectors.instances_with_record_in_order(tenant=tenant, instance_ids=["full-01", "plain-01", "nope-01"])
     assert [instance.instance_id for instance in paged] == ["full-01", "plain-01"]  # in the order asked
-    assert selectors.instance_records(tenant_id="someone-else", instance_ids=["full-01", "plain-01"]) == []
-    for got in reads + paged:  # the compiled single read and the list's page agree with the oracle
-        assert InstanceSerializer(got).data == InstanceSerializer(listed[got.instance_id]).data
-    reads += paged + list(listed.values())
-    assert len(reads) == 6
-    for instance in reads:
-        serializer = InstanceSerializer(instance)
-        assert serializer.data == serializers.ModelSerializer.to_representation(serializer, instance)
-        assert list(serializer.data) == InstanceSerializer.Meta.fields
-    record = InstanceSerializer(reads[1]).data
+    assert selectors.instances_with_record_in_order(tenant=other_api.tenant, instance_ids=["full-01", "plain-01"]) == []
+    assert selectors.live_instance_with_record(tenant=other_api.tenant, instance_id="full-01") is None
+    for got in reads + paged:
+        assert InstanceSerializer(got).data == expected[got.instance_id]
+        assert list(InstanceSerializer(got).data) == [name for name in InstanceSerializer().fields]
+    record = expected["full-01"]
     assert record["custom_domain"] == "app.example.com" and record["operation"]["kind"] == "start" and record["error_message"] == "boom"
-    assert InstanceSerializer(plain).data["custom_domain"] is None
+    assert record["last_health_check"] == "2026-01-02T03:04:05.000000Z" and record["labels"] == {"env": "prod"}
+    assert expected["plain-01"]["custom_domain"] is None and expected["plain-01"]["operation"] is None
+
+
+def test_model_hooks_apply_on_the_list_and_the_detail(api, tenant, make_instance, monkeypatch):
+    """Instances are built by the ORM (`Model.from_db`), so an overridden `from_db` or an
+    `__init__` signal applies to what the list and the detail show."""
+    from django.db.models.signals import post_init
+
+    from instances.models import Blueprint
+
+    make_instance(instance_id="hooked-01", state="running")
+    original = Instance.from_db.__func__
+    built: list[str] = []
+
+    def from_db(cls, db, field_names, values):
+        instance = original(cls, db, field_names, values)
+        built.append(instance.instance_id)
+        instance.instance_type = "from-db.hook"
+        return instance
+
+    monkeypatch.setattr(Instance, "from_db", classmethod(from_db))
+    initialised: list[str] = []
+
+    def on_init(sender, instance, **kwargs):
+        initialised.append(instance.name)
+
+    post_init.connect(on_init, sender=Blueprint)
+    try:
+        detail = api.get("instances/hooked-01").json()
+        listed = api.get("instances").json()["results"]
+    finally:
+        post_init.disconnect(on_init, sender=Blueprint)
+    assert detail["instance_type"] == "from-db.hook"
+    assert [row["instance_type"] for row in listed] == ["from-db.hook"]
+    assert built.count("hooked-01") >= 2
+    assert initialised.count(detail["blueprint_name"]) >= 2
 
 
 def test_delete_then_again_reports_already_deleted(api, running):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from instances.models import Instance
-from instances.selectors import agent_client_for
+from instances.agent_client import agent_client_for
 
 from ..helpers import assert_error, assert_validation_error, run_jobs
 
