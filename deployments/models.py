@@ -56,6 +56,15 @@ class Deployment(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.environment}, {self.status})"
 
+    @property
+    def latest_revision(self) -> DeploymentRevision | None:
+        """The newest revision: read with the deployment by `selectors.with_latest_revision`, else
+        queried now."""
+        prefetched = getattr(self, "latest_revisions", None)
+        if prefetched is not None:
+            return prefetched[0] if prefetched else None
+        return self.revisions.order_by("-number").first()
+
 
 class DeploymentRevision(models.Model):
     """An immutable version of a deployment's config and secrets."""
@@ -81,6 +90,11 @@ class DeploymentRevision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id} r{self.number}"
+
+    @property
+    def steps_in_order(self) -> list[DeploymentStep]:
+        prefetched = getattr(self, "ordered_steps", None)
+        return prefetched if prefetched is not None else list(self.steps.order_by("position"))
 
 
 class DeploymentStep(models.Model):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from instances.models import BLUEPRINT_NAME_PATTERN
@@ -20,39 +21,32 @@ class DeploymentStepSerializer(serializers.Serializer):
 
 
 class DeploymentSerializer(serializers.Serializer):
-    id = serializers.CharField()
+    """A deployment's API record, of a deployment read by `selectors.with_latest_revision` (else
+    its latest revision and steps are queried for it)."""
+
+    id = serializers.CharField(source="pk")
     name = serializers.CharField()
     environment = serializers.CharField()
-    blueprint_name = serializers.CharField()
-    region = serializers.CharField()
+    blueprint_name = serializers.CharField(source="blueprint.name")
+    region = serializers.CharField(source="region_id")
     plan_id = serializers.CharField()
     status = serializers.CharField()
-    instance_id = serializers.CharField(allow_null=True)
-    webhook_url = serializers.CharField(allow_null=True)
-    revision = serializers.IntegerField(help_text="The revision in force (0 before the first is applied).")
+    instance_id = serializers.CharField(source="instance.instance_id", allow_null=True)
+    webhook_url = serializers.SerializerMethodField()
+    revision = serializers.IntegerField(source="current_revision", help_text="The revision in force (0 before the first is applied).")
     target_revision = serializers.IntegerField(allow_null=True, help_text="The revision being applied.")
-    config = serializers.DictField(help_text="The config of the latest revision.")
-    secret_keys = serializers.ListField(child=serializers.CharField(), help_text="Names only: secret values are never returned.")
-    error = serializers.CharField(allow_null=True)
-    steps = DeploymentStepSerializer(many=True, help_text="The steps of the latest revision's run.")
+    config = serializers.DictField(source="latest_revision.config", default=dict, help_text="The config of the latest revision.")
+    secret_keys = serializers.ListField(
+        child=serializers.CharField(), source="latest_revision.secret_keys", default=list, help_text="Names only: secret values are never returned."
+    )
+    error = BlankAsNullCharField()
+    steps = DeploymentStepSerializer(many=True, source="latest_revision.steps_in_order", default=list, help_text="The steps of the latest revision's run.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
-    def to_representation(self, deployment):
-        latest = getattr(deployment, "latest_revision", None) or deployment.revisions.order_by("-number").first()
-        steps = list(latest.steps.order_by("position")) if latest is not None else []
-        return super().to_representation(
-            {
-                "id": deployment.pk, "name": deployment.name, "environment": deployment.environment,
-                "blueprint_name": deployment.blueprint.name, "region": deployment.region_id, "plan_id": deployment.plan_id,
-                "status": deployment.status, "instance_id": deployment.instance.instance_id if deployment.instance else None,
-                "webhook_url": webhook_url(deployment=deployment), "revision": deployment.current_revision,
-                "target_revision": deployment.target_revision, "config": latest.config if latest else {},
-                "secret_keys": latest.secret_keys if latest else [], "error": deployment.error or None,
-                "steps": [{"name": st.name, "status": st.status, "message": st.message, "started_at": st.started_at, "finished_at": st.finished_at} for st in steps],
-                "created_at": deployment.created_at, "updated_at": deployment.updated_at,
-            }
-        )  # fmt: skip
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_webhook_url(self, deployment) -> str | None:
+        return webhook_url(deployment=deployment)
 
 
 class DeploymentCreateSerializer(BodySerializer):

@@ -9,7 +9,7 @@ from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_409
 from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
 
-from ..models import Deployment
+from ..selectors import live_deployments, with_latest_revision
 from ..services import deployment_create, deployment_delete, deployment_rollback, deployment_update
 from . import serializers as s
 
@@ -23,7 +23,7 @@ def _query(serializer_class, request):
 
 @extend_schema(tags=["deployments"])
 class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    queryset = Deployment.objects.filter(deleted_at__isnull=True).select_related("blueprint", "instance").order_by("-created_at")
+    queryset = with_latest_revision(live_deployments())
     serializer_class = s.DeploymentSerializer
     not_found_label = "deployment"
     lookup_value_regex = "[^/]+"

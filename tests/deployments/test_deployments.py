@@ -223,3 +223,27 @@ def test_the_runtime_gives_out_nothing_derived_from_the_secrets(api):
     assert not [key for key in status if "secret" in key]
     digest = hashlib.sha256(json.dumps({"api_key": SECRET}, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert digest not in json.dumps(status) and SECRET not in json.dumps(status)
+
+
+def test_the_list_reads_a_constant_number_of_queries(api, tenant):
+    """The record's latest revision and its steps come with the page (selectors.with_latest_revision),
+    not a query or two per deployment."""
+    from django.test.utils import CaptureQueriesContext
+
+    SubscriptionPlan.objects.filter(pk=tenant.plan_id).update(max_instances=10, max_running_instances=10)
+
+    def list_queries():
+        with CaptureQueriesContext(connection) as ctx:
+            response = api.get("deployments")
+        assert response.status_code == 200, response.content
+        return len(ctx.captured_queries), response.json()["results"]
+
+    create(api, name="first")
+    create(api, name="second")
+    few, listed = list_queries()
+    assert [d["name"] for d in listed] == ["second", "first"] and all(d["config"] == {"timeout": 30} and d["secret_keys"] == ["api_key"] for d in listed)
+    create(api, name="third")
+    create(api, name="fourth")
+    more, listed = list_queries()
+    assert more == few, f"{few} queries for 2 deployments, {more} for 4"
+    assert [d["name"] for d in listed] == ["fourth", "third", "second", "first"] and all(d["config"] == {"timeout": 30} for d in listed)
