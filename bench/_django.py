@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def setup() -> None:
     sys.path.insert(0, str(ROOT))
     workdir = tempfile.mkdtemp(prefix="orchestrio-bench-")
+    # mkdtemp makes it 0700: the sandboxed instance (a uid of its own) must traverse it to reach
+    # its agent, as tests/settings.py does for the suite's.
+    os.chmod(workdir, 0o711)
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrio.settings")
     os.environ.setdefault("DEBUG", "1")

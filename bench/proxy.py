@@ -132,8 +132,13 @@ def main() -> None:
         else:
             server, base = serve, serve_base
 
-        with httpx.Client(timeout=30) as client:
-            direct, direct_rps = timed_gets(client, f"http://127.0.0.1:{instance.port}/_orchestrio/blob?bytes=1024", direct_headers, args.requests)
+        # Directly: at the instance's endpoint, a Unix socket in the sandbox, else a loopback port.
+        if instance.socket_path:
+            direct_client, direct_url = httpx.Client(timeout=30, transport=httpx.HTTPTransport(uds=instance.socket_path)), "http://instance"
+        else:
+            direct_client, direct_url = httpx.Client(timeout=30), f"http://127.0.0.1:{instance.port}"
+        with direct_client as client:
+            direct, direct_rps = timed_gets(client, f"{direct_url}/_orchestrio/blob?bytes=1024", direct_headers, args.requests)
         with httpx.Client(timeout=30) as client:
             tunnel, tunnel_rps = timed_gets(client, f"{base}/tunnel/bench-proxy/_orchestrio/blob?bytes=1024", auth, args.requests)
 
