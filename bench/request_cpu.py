@@ -1,7 +1,7 @@
 """Benchmark: CPU time per request of the two side-by-side endpoints, in-process.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/orchestrio_bench .venv/bin/python bench/request_cpu.py
-    ... bench/request_cpu.py --profile instance     # cProfile of 2,000 detail requests, top 30 by own time
+    ... bench/request_cpu.py --profile instance     # cProfile of 2,000 detail requests (top functions; /tmp/request_cpu_instance.prof)
 
 Production settings (bench/_django.py `api_bench`: DEBUG off, a private redis-server, rate-limit
 counters on with limits out of the way), Django's `WSGIHandler` called directly with a fresh
@@ -69,6 +69,7 @@ def main() -> None:
                 for _ in range(2000):
                     call(target)
                 profile.disable()
+                profile.dump_stats(f"/tmp/request_cpu_{name}.prof")
                 pstats.Stats(profile).sort_stats("tottime").print_stats(30)
                 pstats.Stats(profile).sort_stats("cumtime").print_stats(120)
             queries = []  # (request_started resets connection.queries: a wrapper sees each one)
