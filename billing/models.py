@@ -6,6 +6,11 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+# Re-exported for callers that still name the plan by its old home (the shared side-by-side
+# benchmark raises `billing.models.SubscriptionPlan`'s per-minute ceiling); billing sits above the
+# core, so importing it from there keeps the layers' order.
+from orchestrio.models import SubscriptionPlan  # noqa: F401
+
 
 class UsageCounter(models.Model):
     """Executions per tenant, instance and UTC day, flushed in batches from Redis counters."""

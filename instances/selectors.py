@@ -42,9 +42,11 @@ def instance_counts(*, tenant) -> dict[str, int]:
     return {"instances": counts["instances"], "running_instances": counts["running_instances"]}
 
 
-def blueprint_visible(*, tenant):
-    """The tenant's own blueprints and the built-in ones (not deleted)."""
-    return Blueprint.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant), deleted_at__isnull=True)
+def blueprint_visible(*, tenant, queryset=None):
+    """The tenant's own blueprints and the built-in ones (not deleted), of `queryset` (default:
+    all blueprints)."""
+    queryset = Blueprint.objects.all() if queryset is None else queryset
+    return queryset.filter(Q(tenant__isnull=True) | Q(tenant=tenant), deleted_at__isnull=True)
 
 
 def with_record(queryset):

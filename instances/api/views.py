@@ -279,7 +279,9 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
     capabilities = {"destroy": "destroy", "validate": "read"}
 
     def scope_queryset(self, queryset):
-        return queryset & selectors.blueprint_visible(tenant=self.principal.tenant)  # the tenant's own and the built-in ones
+        # The tenant's own and the built-in ones, filtered in place: combining two querysets with
+        # `&` cost 0.1 ms of CPU per list (bench/request_cpu.py).
+        return selectors.blueprint_visible(tenant=self.principal.tenant, queryset=queryset)
 
     @extend_schema(summary="Create a blueprint (camelCase or snake_case)", request=s.BlueprintWriteSerializer, responses={201: s.BlueprintSerializer, 409: ERR_409})
     @idempotent

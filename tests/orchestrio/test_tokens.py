@@ -112,6 +112,27 @@ def test_a_token_can_revoke_itself(api, token):
     assert_error(api.get("tenant"), 401, contains="revoked")
 
 
+def test_a_token_request_reads_its_creator_only_where_it_is_used(api, token, owner, member_api):
+    """The token lookup joins the tenant and its plan, not the creator (orchestrio/auth.py): the
+    creator is read lazily, and a token still creates tokens as its creator and may revoke the
+    tokens its creator made."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        assert api.get("tenant").status_code == 200
+    token_query = next(q["sql"] for q in ctx.captured_queries if "orchestrio_apitoken" in q["sql"])
+    assert "auth_user" not in token_query
+    created = api.post("api-tokens", {"name": "child"}).json()
+    assert ApiToken.objects.get(pk=created["id"]).created_by == owner
+    # A member may revoke a token its creator made (its own), without the `tokens` capability.
+    own = ApiToken.objects.get(pk=member_api.post("api-tokens", {"name": "mine"}).json()["id"])
+    assert own.created_by.username == "member@example.com"
+    assert member_api.delete(f"api-tokens/{own.pk}").status_code == 204
+    orphan = ApiTokenFactory(tenant=token.tenant, created_by=None, role="owner")
+    assert Api(orphan.plaintext).get("tenant").status_code == 200
+
+
 def test_last_used_is_recorded_without_a_write_per_request(api, token, django_assert_num_queries):
     assert token.last_used_at is None
     api.get("tenant")
