@@ -220,6 +220,14 @@ def handler403(request, exception=None):
     return render(request, "console/403.html", status=403)
 
 
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: Django's own page has inline styles the console's CSP refuses, and
+    words for developers. Under the API prefixes, the API's JSON 403."""
+    if is_api_path(request.path):
+        return domain_error_response(Forbidden("CSRF check failed: a console session must send the X-CSRFToken header; or use an API token"))
+    return render(request, "console/403.html", {"csrf": True}, status=403)
+
+
 def handler404(request, exception=None):
     if is_api_path(request.path):
         return api_not_found(request)

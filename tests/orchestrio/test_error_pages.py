@@ -90,3 +90,24 @@ def test_503_page_in_the_console_layout(db):
         response = views.handler500(request)
     assert response.status_code == 503 and response["Retry-After"]
     _assert_styled(response, "Temporarily unavailable")
+
+
+def test_csrf_failure_is_the_styled_403_page_in_a_persons_words(db, tenant, owner):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    response = client.post("/tokens", {"name": "x"})
+    assert response.status_code == 403
+    page = _assert_styled(response, "This form could not be accepted")
+    assert "reload the page and submit the form again" in page
+
+
+def test_a_role_refusal_uses_the_error_layout(client, tenant):
+    from ..factories import MembershipFactory, UserFactory
+
+    member = UserFactory(username="member@acme.example")
+    MembershipFactory(user=member, tenant=tenant, role="member")
+    client.force_login(member)
+    response = client.get("/billing/alerts")
+    assert response.status_code == 403
+    page = _assert_styled(response, "Not allowed")
+    assert "Ask an owner or admin of acme-corp" in page
