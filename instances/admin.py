@@ -101,7 +101,7 @@ class InstanceAdmin(OwnerEmailSearchMixin, AuditedModelAdmin):
                 fn(instance)
                 done += 1
             except DomainError as exc:
-                self.message_user(request, f"{instance.instance_id}: {exc.detail}", messages.ERROR)
+                self.message_user(request, f"Instance {instance.instance_id}: {exc.detail}", messages.ERROR)  # "Instance": the admin capitalises the first letter
         if done:
             self.message_user(request, f"{label}: {done} instance(s).", messages.SUCCESS)
 
@@ -109,7 +109,7 @@ class InstanceAdmin(OwnerEmailSearchMixin, AuditedModelAdmin):
     def run_health_check(self, request, queryset):
         def check(instance):
             result = services.instance_health_check(instance=instance, audit_actor=staff_actor(request))
-            self.message_user(request, f"{instance.instance_id}: {'healthy' if result['healthy'] else 'unhealthy: ' + (result['error'] or '')}")
+            self.message_user(request, f"Instance {instance.instance_id}: {'healthy' if result['healthy'] else 'unhealthy: ' + (result['error'] or '')}")
 
         self._each(request, queryset, "Checked", check)
 

@@ -182,3 +182,18 @@ def test_createtenant_takes_a_display_name(db):
     assert tenant.name == "Named Company" and tenant.plan_id == "pro"
     call_command("createtenant", "unnamed-co", "--owner", "b@named.example", stdout=io.StringIO())
     assert Tenant.objects.get(pk="unnamed-co").name == "unnamed-co"
+
+
+def test_instance_suspend_action_is_a_staff_operation_and_refuses_a_stopped_one(staff, db):
+    acme = _tenant("acme-corp", "boss@acme.example")
+    web = InstanceFactory(tenant=acme, instance_id="acme-web", state="running")
+    idle = InstanceFactory(tenant=acme, instance_id="acme-idle", state="stopped")
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        response = staff.post("/admin/instances/instance/", {"action": "suspend", "_selected_action": [web.pk, idle.pk]}, follow=True)
+    text = response.content.decode()
+    notes = re.findall(r'<li class="(?:success|warning|error)">(.*?)</li>', text)
+    assert notes == ["Instance acme-idle: cannot suspend acme-idle: it is stopped; suspend needs an instance that is running", "Suspending: 1 instance(s)."], notes
+    web.refresh_from_db()
+    idle.refresh_from_db()
+    assert web.state == "suspending" and idle.state == "stopped"
+    assert ActivityEvent.objects.get(action="instance.suspend", object_id="acme-web").actor_type == "staff"
