@@ -115,6 +115,7 @@ class AlertDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "alert deliveries"  # Django's default adds an "s": "deliverys"
         indexes = [models.Index(fields=["tenant", "-created_at"], name="alert_delivery_tenant")]
 
     def __str__(self) -> str:

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 
 from orchestrio.errors import BadRequest, InvalidState, ServiceUnavailable, ValidationFailed
 from orchestrio.models import SubscriptionPlan, Tenant
-from orchestrio.services import activity_record
+from orchestrio.services import activity_record, tenant_plan_change
 from orchestrio.tenancy import Actor, Principal
 
 from . import alerts
@@ -118,12 +118,8 @@ def _tenant_for(obj: dict) -> Tenant | None:
 
 
 def _change_plan(tenant: Tenant, plan: SubscriptionPlan, reason: str) -> None:
-    if tenant.plan_id == plan.pk:
-        return
-    previous = tenant.plan_id
-    Tenant.objects.filter(pk=tenant.pk).update(plan=plan)
-    tenant.plan = plan
-    activity_record(actor=STRIPE, action="billing.plan_changed", tenant=tenant, object_type="tenant", object_id=tenant.pk, data={"from": previous, "to": plan.pk, "reason": reason})
+    # The one home of a plan change (and its audit row): the core's, which the admin uses too.
+    tenant_plan_change(tenant=tenant, plan_id=plan.pk, actor=STRIPE, reason=reason)
 
 
 def _plan_of(sub: dict) -> SubscriptionPlan | None:

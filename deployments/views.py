@@ -17,7 +17,7 @@ from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
 from instances.models import InstancePlan, Region
-from instances.selectors import blueprint_visible
+from instances.selectors import blueprint_visible, instance_counts
 
 from . import services as service
 from .choices import DeploymentEnvironment
@@ -100,7 +100,15 @@ def deployment_create(request):
         else:
             messages.success(request, f"Deploying {deployment.name}.")
             return redirect("deployments:detail", deployment_id=deployment.pk)
-    return render(request, "deployments/create.html", {"form": form})
+    return render(request, "deployments/create.html", {"form": form, "instance_quota": _instance_quota(request.principal.tenant)})
+
+
+def _instance_quota(tenant) -> dict:
+    """What the form says before the user deploys: the deployment's new instance counts against
+    the plan's instances (README, "deployments"); `allowed` None is no limit."""
+    allowed = tenant.plan.limits["instances"]
+    used = instance_counts(tenant=tenant)["instances"]
+    return {"used": used, "allowed": allowed, "plan": tenant.plan.name, "full": allowed is not None and used >= allowed}
 
 
 def _diff(new: dict, old: dict) -> list[str]:

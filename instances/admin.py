@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.utils.html import format_html_join
 
-from orchestrio.admin import AuditedModelAdmin, staff_actor
+from orchestrio.admin import AuditedModelAdmin, OwnerEmailSearchMixin, staff_actor
 from orchestrio.errors import DomainError
 
 from . import services
@@ -50,14 +50,14 @@ class OperationInline(admin.TabularInline):
 
 
 @admin.register(Instance)
-class InstanceAdmin(AuditedModelAdmin):
+class InstanceAdmin(OwnerEmailSearchMixin, AuditedModelAdmin):
     list_display = ["instance_id", "tenant", "state", "health_status", "provider", "region", "plan", "ip_address", "created_at"]
     list_filter = ["state", "provider", "region", "health_status", "tenant", ("destroyed_at", admin.EmptyFieldListFilter)]
     search_fields = ["instance_id", "tenant__id", "ip_address", "provider_instance_id"]
     list_select_related = ["tenant", "region", "plan"]
     date_hierarchy = "created_at"
     inlines = [OperationInline]
-    actions = ["run_health_check", "retry_failed_operation", "force_destroy"]
+    actions = ["run_health_check", "retry_failed_operation", "suspend", "force_destroy"]
     readonly_fields = [
         "instance_id", "tenant", "blueprint", "plan", "region", "provider", "instance_type", "provider_instance_id",
         "ip_address", "port", "socket_path", "state", "state_changed_at", "health_status", "health_failures", "last_health_check",
@@ -101,7 +101,7 @@ class InstanceAdmin(AuditedModelAdmin):
                 fn(instance)
                 done += 1
             except DomainError as exc:
-                self.message_user(request, f"{instance.instance_id}: {exc.detail}", messages.ERROR)
+                self.message_user(request, f"Instance {instance.instance_id}: {exc.detail}", messages.ERROR)  # "Instance": the admin capitalises the first letter
         if done:
             self.message_user(request, f"{label}: {done} instance(s).", messages.SUCCESS)
 
@@ -109,7 +109,7 @@ class InstanceAdmin(AuditedModelAdmin):
     def run_health_check(self, request, queryset):
         def check(instance):
             result = services.instance_health_check(instance=instance, audit_actor=staff_actor(request))
-            self.message_user(request, f"{instance.instance_id}: {'healthy' if result['healthy'] else 'unhealthy: ' + (result['error'] or '')}")
+            self.message_user(request, f"Instance {instance.instance_id}: {'healthy' if result['healthy'] else 'unhealthy: ' + (result['error'] or '')}")
 
         self._each(request, queryset, "Checked", check)
 
@@ -123,18 +123,47 @@ class InstanceAdmin(AuditedModelAdmin):
 
         self._each(request, queryset, "Retried", retry)
 
+    @admin.action(description="Suspend (running instances)")
+    def suspend(self, request, queryset):
+        self._each(request, queryset, "Suspending", lambda i: services.operation_accept(instance=i, kind=OperationKind.SUSPEND, actor=staff_actor(request)))
+
     @admin.action(description="Force destroy (supersedes a running operation)")
     def force_destroy(self, request, queryset):
         self._each(request, queryset, "Destroying", lambda i: services.operation_accept(instance=i, kind=OperationKind.DESTROY, actor=staff_actor(request), force=True))
 
 
 @admin.register(Operation)
-class OperationAdmin(admin.ModelAdmin):
+class OperationAdmin(OwnerEmailSearchMixin, admin.ModelAdmin):
     list_display = ["id", "instance", "tenant", "kind", "status", "attempts", "requested_by", "created_at", "finished_at", "error_code"]
     list_filter = ["kind", "status", "error_code"]
     search_fields = ["instance__instance_id", "tenant__id", "requested_by", "rq_job_id"]
     readonly_fields = [f.name for f in Operation._meta.fields]
     list_select_related = ["instance", "tenant"]
+    actions = ["retry", "requeue"]
+
+    def _each(self, request, queryset, label, fn):
+        done = 0
+        for operation in queryset.select_related("instance"):
+            try:
+                fn(operation)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"Operation {operation.pk} ({operation.kind} of {operation.instance.instance_id}): {exc.detail}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{label}: {done} operation(s).", messages.SUCCESS)
+
+    @admin.action(description="Retry (failed operations, with their parameters)")
+    def retry(self, request, queryset):
+        self._each(request, queryset, "Retried", lambda op: services.instance_retry_operation(operation=op, actor=staff_actor(request)))
+
+    @admin.action(description="Queue again (an unfinished operation whose job was lost)")
+    def requeue(self, request, queryset):
+        def requeue(operation):
+            if operation.is_finished:
+                raise DomainError(f"it has already {operation.status}; only a queued or running operation can be queued again")
+            services.operation_requeue(operation=operation, actor=staff_actor(request), reason=f"queued again by support ({request.user.get_username()})")
+
+        self._each(request, queryset, "Queued again", requeue)
 
     def has_add_permission(self, request):
         return False

@@ -357,6 +357,26 @@ def instance_cleanup(*, principal: Principal) -> dict[str, int]:
     return {"cleaned": cleaned, "errors": errors}
 
 
+def tenant_instances_suspend(*, tenant: Tenant, actor: Actor) -> dict[str, list[str]]:
+    """Support staff: suspend every running instance of a tenant (abuse, an unpaid bill), each
+    through `operation_accept` (its own transaction, lock and audit row). An instance that is not
+    running, or is busy with another operation, is left as it is and named in `skipped` with why."""
+    suspended: list[str] = []
+    skipped: list[str] = []
+    for instance in Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).order_by("instance_id"):
+        if instance.state != InstanceState.RUNNING:
+            skipped.append(f"{instance.instance_id} is {instance.state}")
+            continue
+        try:
+            accepted = operation_accept(instance=instance, kind=OperationKind.SUSPEND, actor=actor)
+        except (Conflict, InvalidState, NotFound) as exc:
+            skipped.append(f"{instance.instance_id}: {exc.detail}")
+        else:
+            if accepted.operation is not None:
+                suspended.append(instance.instance_id)
+    return {"suspended": suspended, "skipped": skipped}
+
+
 def instance_retry_operation(*, operation: Operation, actor: Actor) -> Operation:
     """Staff action: run a failed operation again, with its parameters (the instance is usually in
     `error`; which states a retry starts from is the rule's)."""

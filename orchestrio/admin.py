@@ -8,12 +8,16 @@ from django.contrib.auth.admin import UserAdmin
 from django.forms.models import model_to_dict
 
 from . import services
+from .choices import Role
+from .errors import DomainError
 from .models import ActivityEvent, ApiToken, Membership, SubscriptionPlan, Tenant
 from .tenancy import Actor, client_ip
 
+# The browser tab reads "<page> | Orchestrio admin"; the index is where support staff start
+# ("Operations" read as the Operation model's list).
 admin.site.site_header = "Orchestrio support"
-admin.site.site_title = "Orchestrio support"
-admin.site.index_title = "Operations"
+admin.site.site_title = "Orchestrio admin"
+admin.site.index_title = "Support dashboard"
 
 
 def staff_actor(request) -> Actor:
@@ -68,6 +72,22 @@ class AuditedModelAdmin(admin.ModelAdmin):
         super().delete_queryset(request, queryset)
 
 
+class OwnerEmailSearchMixin:
+    """Search also finds the objects of tenants whose owner's email contains the term (support
+    is asked "my instance is down" by an email address, not by a tenant id). `owner_tenant_field`
+    is the path from the model to its tenant's id."""
+
+    owner_tenant_field = "tenant_id"
+
+    def get_search_results(self, request, queryset, search_term):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term:
+            return found, may_have_duplicates
+        owned = Membership.objects.filter(role=Role.OWNER, user__email__icontains=term).values("tenant_id")
+        return found | queryset.filter(**{f"{self.owner_tenant_field}__in": owned}), may_have_duplicates
+
+
 def _jsonable(values: dict) -> dict:
     out = {}
     for key, value in values.items():
@@ -95,16 +115,47 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(AuditedModelAdmin):
+class TenantAdmin(OwnerEmailSearchMixin, AuditedModelAdmin):
+    """The core's tenant admin. billing/admin.py extends it with the columns and actions that need
+    the apps above the core (instance count, subscription, usage, suspending instances)."""
+
+    owner_tenant_field = "pk"
     list_display = ["id", "name", "plan", "created_at"]
     list_filter = ["plan"]
+    list_select_related = ["plan"]
     search_fields = ["id", "name", "memberships__user__username"]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [MembershipInline]
 
     def get_readonly_fields(self, request, obj=None):
-        # The tenant id is every object's scope and part of URLs: it never changes.
-        return [*self.readonly_fields, "id"] if obj else self.readonly_fields
+        # The tenant id is every object's scope and part of URLs: it never changes. The plan of an
+        # existing tenant changes through the "Change plan to …" actions (the service audits it).
+        return [*self.readonly_fields, "id", "plan"] if obj else self.readonly_fields
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not self.has_change_permission(request):
+            return actions
+        for plan in SubscriptionPlan.objects.order_by("price_cents_per_month", "id").only("id", "name"):
+            name = f"change_plan_to_{plan.pk}"
+            actions[name] = (_change_plan_action(plan.pk), name, f"Change plan to {plan.name}")
+        return actions
+
+
+def _change_plan_action(plan_id: str):
+    def change_plan(modeladmin, request, queryset):
+        changed = 0
+        for tenant in queryset:
+            if tenant.plan_id == plan_id:
+                continue
+            try:
+                services.tenant_plan_change(tenant=tenant, plan_id=plan_id, actor=staff_actor(request), reason="changed by support")
+                changed += 1
+            except DomainError as exc:
+                modeladmin.message_user(request, f"Tenant {tenant.pk}: {exc.detail}", messages.ERROR)
+        modeladmin.message_user(request, f"Moved {changed} tenant(s) to the {plan_id} plan.", messages.SUCCESS)
+
+    return change_plan
 
 
 @admin.register(Membership)

@@ -9,7 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, JsonResponse
 
 from .api.exceptions import database_or_queue_error_response, domain_error_response
 from .errors import BadRequest, DomainError, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
@@ -199,6 +200,11 @@ class ApiErrorMiddleware:
         unavailable = unavailable_response(request, exception)
         if unavailable is not None or not is_api_path(request.path):
             return unavailable
+        # Django's own refusals raised by a view outside DRF: the API's 403/404, not a 500.
+        if isinstance(exception, PermissionDenied):
+            return domain_error_response(Forbidden("you are not allowed to do this"))
+        if isinstance(exception, Http404):
+            return domain_error_response(NotFound(f"no such endpoint or object: {request.method} {request.path}"))
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return JsonResponse({"detail": "internal error; it has been logged"}, status=500)
 

@@ -138,6 +138,32 @@ def tenant_create(
 
 
 @transaction.atomic
+def tenant_plan_change(*, tenant: Tenant, plan_id: str, actor: Actor, reason: str = "") -> Tenant:
+    """Move a tenant to another subscription plan (support staff, from the admin). What exists
+    keeps running when the new plan is lower; new objects over its limits are refused
+    (`selectors.over_limits`)."""
+    plan = SubscriptionPlan.objects.filter(pk=plan_id).first()
+    if plan is None:
+        raise ValidationFailed(f"there is no plan called {plan_id!r}", field="plan")
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if locked.plan_id == plan.pk:
+        return locked
+    previous = locked.plan_id
+    locked.plan = plan
+    locked.save(update_fields=["plan", "updated_at"])
+    activity_record(
+        actor=actor,
+        action="tenant.plan_change",
+        tenant=locked,
+        object_type="tenant",
+        object_id=locked.pk,
+        data={"from": previous, "to": plan.pk, **({"reason": reason} if reason else {})},
+    )
+    tenant.plan = plan
+    return locked
+
+
+@transaction.atomic
 def api_token_create(
     *,
     principal: Principal,

@@ -238,6 +238,8 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# The console's 403 page in its layout (Django's own is unstyled under the console's CSP).
+CSRF_FAILURE_VIEW = "orchestrio.views.csrf_failure"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Health checks from load balancers, Prometheus and the edge proxy's TLS question arrive over

@@ -45,5 +45,6 @@ urlpatterns = [
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]
 
+handler403 = "orchestrio.views.handler403"
 handler404 = "orchestrio.views.handler404"
 handler500 = "orchestrio.views.handler500"

@@ -212,6 +212,22 @@ def api_not_found(request, *args, **kwargs):
     return domain_error_response(NotFound(f"no such endpoint: {request.method} {request.path}"))
 
 
+def handler403(request, exception=None):
+    """A PermissionDenied raised outside the API's own handling: JSON under the API prefixes, the
+    console's page elsewhere (the exception's text is not shown: it is written for developers)."""
+    if is_api_path(request.path):
+        return domain_error_response(Forbidden("you are not allowed to do this"))
+    return render(request, "console/403.html", status=403)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: Django's own page has inline styles the console's CSP refuses, and
+    words for developers. Under the API prefixes, the API's JSON 403."""
+    if is_api_path(request.path):
+        return domain_error_response(Forbidden("CSRF check failed: a console session must send the X-CSRFToken header; or use an API token"))
+    return render(request, "console/403.html", {"csrf": True}, status=403)
+
+
 def handler404(request, exception=None):
     if is_api_path(request.path):
         return api_not_found(request)
@@ -226,6 +242,8 @@ def handler500(request):
         return unavailable
     if is_api_path(request.path):
         return JsonResponse({"detail": "internal error; it has been logged"}, status=500)
+    # Without the request: its context processors read the session, the user and the tenant from
+    # the database, which may be what failed. The page extends the console's layout all the same.
     return HttpResponse(render_to_string("console/500.html"), status=500)
 
 

@@ -113,7 +113,7 @@ def test_checkout_completed_moves_the_tenant_to_the_plan(customer, tenant):
     assert tenant.plan_id == "team"
     record = Subscription.objects.get(tenant=tenant)
     assert record.stripe_subscription_id == "sub_1" and record.status == "active"
-    assert ActivityEvent.objects.get(action="billing.plan_changed").data == {"from": "starter", "to": "team", "reason": "checkout completed"}
+    assert ActivityEvent.objects.get(action="tenant.plan_change").data == {"from": "starter", "to": "team", "reason": "checkout completed"}
 
 
 @pytest.mark.parametrize("kind", ["customer.subscription.created", "customer.subscription.updated"])

@@ -68,3 +68,32 @@ def test_admin_pages(client, running, api):
     api.post("instances/web-01/custom-domain", {"domain": "app.acme.example"})
     for url in ("/admin/domains/customdomain/", "/admin/deployments/deployment/", f"/admin/domains/customdomain/{CustomDomain.objects.get().pk}/change/"):
         assert client.get(url).status_code == 200, url
+
+
+def test_new_deployment_form_says_it_uses_one_of_the_plans_instances(console, tenant):
+    """Issue 16, item 3: before the user deploys, the form says the deployment's new instance counts
+    against the plan, with the plan's current count and limit."""
+    from orchestrio.models import SubscriptionPlan
+
+    from ..factories import InstanceFactory
+
+    InstanceFactory(tenant=tenant, instance_id="acme-one")  # the pro plan allows 20
+    notice = _quota_notice(console.get("/deployments/new"))
+    assert "counts against your plan" in notice
+    assert "You have 1 of the 20 instances your Pro plan allows; this deployment makes it 2." in notice
+
+    SubscriptionPlan.objects.filter(pk="pro").update(max_instances=1)
+    notice = _quota_notice(console.get("/deployments/new"))
+    assert "You already have 1 of the 1 instances your Pro plan allows" in notice and "upgrade the plan" in notice
+
+    SubscriptionPlan.objects.filter(pk="pro").update(max_instances=None)
+    assert "no instance limit; you have 1" in _quota_notice(console.get("/deployments/new"))
+
+
+def _quota_notice(response) -> str:
+    import re
+
+    assert response.status_code == 200
+    match = re.search(r'data-testid="instance-quota">(.*?)</p>', response.content.decode(), re.S)
+    assert match, "the new-deployment form has no plan notice"
+    return " ".join(match.group(1).split())

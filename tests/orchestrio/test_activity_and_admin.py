@@ -60,7 +60,7 @@ def test_admin_changes_are_audited_as_staff(staff_client, tenant):
         f"/admin/orchestrio/tenant/{tenant.pk}/change/",
         {
             "name": "Acme Renamed",
-            "plan": "team",
+            "plan": "team",  # read-only on the change form: the plan changes through its action
             "memberships-TOTAL_FORMS": "0",
             "memberships-INITIAL_FORMS": "0",
             "memberships-MIN_NUM_FORMS": "0",
@@ -69,10 +69,10 @@ def test_admin_changes_are_audited_as_staff(staff_client, tenant):
     )
     assert response.status_code == 302, response.content[:2000]
     tenant.refresh_from_db()
-    assert tenant.name == "Acme Renamed" and tenant.plan_id == "team"
+    assert tenant.name == "Acme Renamed" and tenant.plan_id == "pro"
     event = ActivityEvent.objects.get(action="admin.tenant.change", object_id=tenant.pk)
     assert event.actor_type == "staff"
-    assert event.data["fields"] == ["name", "plan"]
+    assert event.data["fields"] == ["name"]
 
 
 def test_admin_lists_with_search_and_filters(staff_client, tenant, token):
