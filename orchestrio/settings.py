@@ -118,6 +118,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "orchestrio.middleware.SecurityHeadersMiddleware",
     "orchestrio.middleware.ApiErrorMiddleware",
+    "orchestrio.debugpages.DebugNotFoundPageMiddleware",  # DEBUG only: the console's 404, not Django's technical page
 ]
 
 ROOT_URLCONF = "orchestrio.urls"

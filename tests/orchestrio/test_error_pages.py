@@ -111,3 +111,17 @@ def test_a_role_refusal_uses_the_error_layout(client, tenant):
     assert response.status_code == 403
     page = _assert_styled(response, "Not allowed")
     assert "Ask an owner or admin of acme-corp" in page
+
+
+@override_settings(DEBUG=True)
+def test_in_development_a_404_is_the_console_page_not_djangos_technical_one(db):
+    """`make run` runs with DEBUG on, where Django would answer with its technical 404 page (its
+    inline styles blocked by the CSP); orchestrio.debugpages gives the console's page instead."""
+    client = Client()  # built under DEBUG: its middleware chain includes the DEBUG-only one
+    for path in ("/no/such/page", "/boom/404"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        page = _assert_styled(response, "This page does not exist")
+        assert "URLconf" not in page and "no such thing" not in page
+    api = client.get("/api/v1/no-such-thing")
+    assert api.status_code == 404 and api["Content-Type"].startswith("application/json")
