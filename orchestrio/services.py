@@ -244,6 +244,9 @@ def api_token_touch(*, token: ApiToken) -> None:
 # its creator's role, never more).
 
 INVITATION_MAX_DAYS = 30
+# Invitations send mail to any address an admin types: a cap on those waiting keeps a tenant
+# (anyone can sign up and be one) from turning the control plane into a mailer.
+INVITATION_MAX_PENDING = 50
 
 
 def _normalized_email(email: str, *, field: str = "email") -> str:
@@ -307,6 +310,11 @@ def invitation_create(
     ).first()
     if pending is not None:
         raise Conflict(f"{address} already has an invitation waiting (until {pending.expires_at:%Y-%m-%d}); revoke it to send a new one")
+    waiting = Invitation.objects.filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
+    if waiting.count() >= INVITATION_MAX_PENDING:
+        raise Conflict(
+            f"{INVITATION_MAX_PENDING} invitations are waiting already: revoke some, or wait until they are accepted or expire"
+        )
     token = secrets.token_urlsafe(32)
     invitation = Invitation(
         tenant=tenant,

@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.core import mail
 from django.utils import timezone
 
+from orchestrio import services
 from orchestrio.models import ActivityEvent, ApiToken, Invitation, Membership
 
 from ..factories import ApiTokenFactory, MembershipFactory, UserFactory
@@ -183,6 +184,15 @@ def test_invitation_refusals(api, tenant, owner):
     assert_validation_error(api.post("invitations", {"email": "not an email"}), ("body", "email"))
     assert_validation_error(api.post("invitations", {"email": "a@acme.example", "expires_in_days": 31}), ("body", "expires_in_days"))
     assert_validation_error(api.post("invitations", {"email": "a@acme.example", "role": "root"}), ("body", "role"))
+
+
+def test_pending_invitations_are_capped(api, tenant):
+    for n in range(services.INVITATION_MAX_PENDING):
+        Invitation.objects.create(tenant=tenant, email=f"p{n}@acme.example", token_hash=f"{n:064d}", expires_at=timezone.now() + timedelta(days=1))
+    assert_error(api.post("invitations", {"email": "one-more@acme.example"}), 409, contains="invitations are waiting already")
+    Invitation.objects.filter(email="p0@acme.example").update(revoked_at=timezone.now())
+    assert api.post("invitations", {"email": "one-more@acme.example"}).status_code == 201
+    assert len(mail.outbox) == 1
 
 
 def test_revoke_stops_the_link_and_is_audited(api, tenant):
