@@ -270,3 +270,16 @@ def test_expired_and_unknown_links(api, tenant):
     assert api.post("invitations", {"email": "late@acme.example"}).status_code == 201
     for bad in ("x" * 43, "short", "%00" * 30, "é" * 30):
         assert client.get(f"/invitations/{bad}").status_code == 404, bad
+
+
+def test_support_staff_see_invitations_read_only_without_the_hash(api, tenant):
+    body = invite(api, "seen@acme.example")
+    row = Invitation.objects.get(pk=body["id"])
+    staff = UserFactory(username="ops@example.com", is_staff=True, is_superuser=True)
+    client = CommitClient()
+    client.force_login(staff)
+    listing = client.get("/admin/orchestrio/invitation/?q=seen")
+    assert listing.status_code == 200 and b"seen@acme.example" in listing.content
+    detail = client.get(f"/admin/orchestrio/invitation/{row.pk}/change/")
+    assert detail.status_code == 200 and row.token_hash.encode() not in detail.content
+    assert client.post(f"/admin/orchestrio/invitation/{row.pk}/delete/", {"post": "yes"}).status_code == 403
