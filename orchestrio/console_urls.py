@@ -18,5 +18,6 @@ urlpatterns = [
     path("team/members/<int:member_pk>/role", views.team_member_role, name="team-member-role"),
     path("team/members/<int:member_pk>/remove", views.team_member_remove, name="team-member-remove"),
     path("team/invitations/<int:invitation_pk>/revoke", views.team_invitation_revoke, name="team-invitation-revoke"),
-    path("invitations/<str:token>", views.invitation, name="invitation"),
+    path("invitations/<str:token>", views.invitation_link, name="invitation-link"),
+    path("invitation", views.invitation, name="invitation"),
 ]

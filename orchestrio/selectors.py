@@ -54,6 +54,6 @@ def invitation_pending_list(*, tenant: Tenant):
 
 def invitation_by_token(*, token: str) -> Invitation | None:
     """The invitation a link's token opens, whatever its status, or None (by its hash only)."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]{20,128}", token or ""):
+    if not re.fullmatch(r"inv_[A-Za-z0-9_-]{43}", token or ""):
         return None  # not a link we made: no query
     return Invitation.objects.select_related("tenant", "invited_by").filter(token_hash=hash_token(token)).first()

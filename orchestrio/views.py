@@ -291,13 +291,29 @@ def team_invitation_revoke(request, invitation_pk: int):
     return redirect("console:team")
 
 
+INVITATION_SESSION_KEY = "invitation_token"
+
+
+@require_http_methods(["GET"])
+def invitation_link(request, token: str):
+    """The link of the mail: the token moves into the session and the browser on to /invitation,
+    so that the secret is not in the URL of the page that answers 4xx (Django logs those paths),
+    nor in its Referer, nor in what the page links to. An unknown token is 404 here."""
+    if selectors.invitation_by_token(token=token) is None:
+        raise Http404("no such invitation")
+    request.session[INVITATION_SESSION_KEY] = token
+    return redirect("console:invitation")
+
+
 @require_http_methods(["GET", "POST"])
-def invitation(request, token: str):
-    """The page an invitation link opens. Accepting needs the invited email's account: logged in
-    as it (Join), or, when no account has that email yet, signing up with it here."""
+def invitation(request):
+    """The invitation the session's link opened. Accepting needs the invited email's account:
+    logged in as it (Join), or, when no account has that email yet, signing up with it here. A
+    login keeps the session's data, so "log in to join" comes back here with the invitation."""
+    token = request.session.get(INVITATION_SESSION_KEY, "")
     found = selectors.invitation_by_token(token=token)
     if found is None:
-        raise Http404("no such invitation")
+        return render(request, "console/invitation.html", {"invitation": None}, status=404)
     user = request.user if request.user.is_authenticated else None
     has_account = get_user_model().objects.filter(username__iexact=found.email).exists()
     form = InvitationSignupForm(request.POST or None, email=found.email) if user is None and not has_account else None
@@ -317,6 +333,7 @@ def invitation(request, token: str):
             error, error_status = (exc.detail if isinstance(exc.detail, str) else str(exc)), exc.status_code
         else:
             if membership is not None:
+                request.session.pop(INVITATION_SESSION_KEY, None)
                 request.session[SESSION_TENANT_KEY] = membership.tenant_id
                 messages.success(request, f"Welcome to {membership.tenant.name}: you are a {membership.role} here.")
                 return redirect("console:home")
@@ -327,12 +344,11 @@ def invitation(request, token: str):
         "has_account": has_account,
         "form": form,
         "error": error,
-        "next": request.path,
     }
     status = 200 if found.status == "pending" else 410
     if request.method == "POST" and status == 200:
         status = 422 if error is None else error_status
-    return carries_secret(render(request, "console/invitation.html", context, status=status))
+    return render(request, "console/invitation.html", context, status=status)
 
 
 @csrf_exempt  # a JSON 404 for any method: CSRF's HTML 403 page must not answer an unknown API route

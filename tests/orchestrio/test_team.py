@@ -31,6 +31,14 @@ def token_from(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[1]
 
 
+def open_link(client, body) -> str:
+    """Open an invitation's link as its mail does: the token moves into the session, and the
+    browser on to the token-free page, which is returned."""
+    response = client.get(body["url"].removeprefix("http://127.0.0.1:8000"))
+    assert response.status_code == 302 and response["Location"] == "/invitation", response
+    return "/invitation"
+
+
 def invite(api, email="new@acme.example", role="member", **extra):
     response = api.post("invitations", {"email": email, "role": role, **extra})
     assert response.status_code == 201, response.content
@@ -165,7 +173,7 @@ def test_invitation_is_mailed_shown_once_and_stored_as_a_hash(api, tenant):
     assert response["Cache-Control"] == "no-store"
     body = response.json()
     assert body["email"] == "new@acme.example" and body["role"] == "admin" and body["status"] == "pending"
-    assert body["url"].startswith("http://127.0.0.1:8000/invitations/")
+    assert body["url"].startswith("http://127.0.0.1:8000/invitations/inv_")
     token = token_from(body["url"])
     row = Invitation.objects.get(pk=body["id"])
     assert token not in row.token_hash and len(row.token_hash) == 64
@@ -204,21 +212,26 @@ def test_revoke_stops_the_link_and_is_audited(api, tenant):
     user = UserFactory(username="new@acme.example")
     client = CommitClient()
     client.force_login(user)
-    response = client.post(f"/invitations/{token_from(body['url'])}")
+    response = client.post(open_link(client, body))
     assert response.status_code == 410 and b"withdrawn" in response.content
     assert not Membership.objects.filter(user=user).exists()
 
 
 def test_an_invited_user_with_an_account_logs_in_and_joins_once(api, tenant):
     body = invite(api, "dev@acme.example", role="admin")
-    path = f"/invitations/{token_from(body['url'])}"
     user = UserFactory(username="dev@acme.example")
     anonymous = CommitClient()
+    path = open_link(anonymous, body)
     page = anonymous.get(path)
     assert page.status_code == 200 and b"Log in as dev@acme.example" in page.content
+    assert token_from(body["url"]).encode() not in page.content  # the secret is not in the page
     assert anonymous.post(path).status_code == 422  # no account made, nobody joined
+    # Logging in keeps the opened invitation (the session's data survives the login).
+    assert anonymous.post("/login?next=/invitation", {"username": "dev@acme.example", "password": "correct horse battery staple"}).status_code == 302
+    assert b"Join Acme Corp" in anonymous.get(path).content
     client = CommitClient()
     client.force_login(user)
+    open_link(client, body)
     response = client.post(path)
     assert response.status_code == 302
     membership = Membership.objects.get(tenant=tenant, user=user)
@@ -228,17 +241,16 @@ def test_an_invited_user_with_an_account_logs_in_and_joins_once(api, tenant):
     assert event.actor_label == "dev@acme.example" and event.data["role"] == "admin"
     assert api.get(f"invitations/{body['id']}").json()["status"] == "accepted"
     # Single use: the link is spent.
-    again = client.post(path)
+    again = client.post(open_link(client, body))
     assert again.status_code == 410 and b"already been used" in again.content
 
 
 def test_someone_else_logged_in_cannot_take_the_invitation(api, tenant):
     body = invite(api, "dev@acme.example")
-    path = f"/invitations/{token_from(body['url'])}"
     mallory = UserFactory(username="mallory@evil.example")
     client = CommitClient()
     client.force_login(mallory)
-    response = client.post(path)
+    response = client.post(open_link(client, body))
     assert response.status_code == 403 and b"this invitation is for dev@acme.example" in response.content
     assert not Membership.objects.filter(user=mallory).exists()
     assert api.get(f"invitations/{body['id']}").json()["status"] == "pending"
@@ -246,8 +258,8 @@ def test_someone_else_logged_in_cannot_take_the_invitation(api, tenant):
 
 def test_signing_up_with_the_invited_email_joins(api, tenant):
     body = invite(api, "fresh@acme.example")
-    path = f"/invitations/{token_from(body['url'])}"
     client = CommitClient()
+    path = open_link(client, body)
     weak = client.post(path, {"password": "123"})
     assert weak.status_code == 422 and b"too short" in weak.content
     response = client.post(path, {"password": "a-long-enough passphrase 7"})
@@ -260,16 +272,19 @@ def test_signing_up_with_the_invited_email_joins(api, tenant):
 def test_expired_and_unknown_links(api, tenant):
     body = invite(api, "late@acme.example", expires_in_days=1)
     Invitation.objects.filter(pk=body["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
-    path = f"/invitations/{token_from(body['url'])}"
     client = CommitClient()
-    response = client.post(path, {"password": "a-long-enough passphrase 7"})
+    response = client.post(open_link(client, body), {"password": "a-long-enough passphrase 7"})
     assert response.status_code == 410 and b"expired" in response.content
     assert not Membership.objects.filter(user__username="late@acme.example").exists()
     assert api.get(f"invitations/{body['id']}").json()["status"] == "expired"
     # An expired invitation no longer blocks a new one.
     assert api.post("invitations", {"email": "late@acme.example"}).status_code == 201
-    for bad in ("x" * 43, "short", "%00" * 30, "é" * 30):
-        assert client.get(f"/invitations/{bad}").status_code == 404, bad
+    for bad in ("inv_" + "x" * 43, "x" * 47, "short", "%00" * 30, "é" * 30):
+        assert CommitClient().get(f"/invitations/{bad}").status_code == 404, bad
+    fresh = CommitClient()
+    nothing = fresh.get("/invitation")
+    assert nothing.status_code == 404 and b"open the link from your invitation email" in nothing.content
+    assert fresh.post("/invitation", {"password": "a-long-enough passphrase 7"}).status_code == 404
 
 
 def test_support_staff_see_invitations_read_only_without_the_hash(api, tenant):

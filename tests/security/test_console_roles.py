@@ -20,7 +20,7 @@ from ..helpers import CommitClient
 from .test_isolation_matrix import ROLES_HOLDING, queued_jobs, tenant_b, tenant_rows  # noqa: F401 - a fixture
 
 # Routes that are not tenant pages (no tenant, or not the console at all).
-OUTSIDE = {"console:login", "console:logout", "console:signup", "console:password-change", "console:invitation"}
+OUTSIDE = {"console:login", "console:logout", "console:signup", "console:password-change", "console:invitation", "console:invitation-link"}
 NOT_CONSOLE = ("api/", "admin/", "tunnel/", "gateway/", "internal/", "billing/stripe/", "health", "metrics", "favicon", "docs", "redoc")
 
 # (route, method, the URL's verb or action argument or None, capability), in the order of the
