@@ -298,3 +298,13 @@ def test_support_staff_see_invitations_read_only_without_the_hash(api, tenant):
     detail = client.get(f"/admin/orchestrio/invitation/{row.pk}/change/")
     assert detail.status_code == 200 and row.token_hash.encode() not in detail.content
     assert client.post(f"/admin/orchestrio/invitation/{row.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_account_page_points_at_the_team(tenant, owner):
+    role_api(tenant, "member", "dev@acme.example")
+    client = CommitClient()
+    client.force_login(owner)
+    page = client.get("/account").content.decode()
+    assert page.count("Manage the team") == 1 and "2 members in acme-corp" in page
+    team = client.get("/team")
+    assert team.status_code == 200 and "dev@acme.example" in team.content.decode()
