@@ -10,7 +10,7 @@ from django.core import mail
 from django.utils import timezone
 
 from orchestrio import services
-from orchestrio.models import ActivityEvent, ApiToken, Invitation, Membership
+from orchestrio.models import ActivityEvent, ApiToken, IdempotencyKey, Invitation, Membership
 
 from ..factories import ApiTokenFactory, MembershipFactory, UserFactory
 from ..helpers import Api, CommitClient, assert_error, assert_validation_error
@@ -308,3 +308,28 @@ def test_account_page_points_at_the_team(tenant, owner):
     assert page.count("Manage the team") == 1 and "2 members in acme-corp" in page
     team = client.get("/team")
     assert team.status_code == 200 and "dev@acme.example" in team.content.decode()
+
+
+def test_an_idempotent_retry_shows_the_same_link_again_and_sends_one_mail(api, tenant):
+    headers = {"Idempotency-Key": "invite-dev-1"}
+    first = api.post("invitations", {"email": "dev@acme.example"}, headers=headers)
+    again = api.post("invitations", {"email": "dev@acme.example"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true" and again["Cache-Control"] == "no-store"
+    assert again.json()["url"] == first.json()["url"]
+    assert Invitation.objects.count() == 1 and len(mail.outbox) == 1
+    stored = IdempotencyKey.objects.get(key="invite-dev-1")
+    assert stored.response_body is None and token_from(first.json()["url"]) not in stored.response_body_encrypted
+
+
+def test_an_owner_may_leave_when_another_owner_stays(tenant, owner):
+    second = UserFactory(username="co-owner@acme.example")
+    MembershipFactory(user=second, tenant=tenant, role="owner")
+    client = CommitClient()
+    client.force_login(owner)
+    response = client.post(f"/team/members/{member_id(tenant, owner)}/remove")
+    assert response.status_code == 302 and response["Location"] == "/account"
+    assert not Membership.objects.filter(tenant=tenant, user=owner).exists()
+    assert client.get("/team").status_code == 403  # no tenant left for this account
+    event = ActivityEvent.objects.get(action="member.remove")
+    assert event.actor_label == owner.username and event.data["role"] == "owner"
