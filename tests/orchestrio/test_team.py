@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from orchestrio import services
@@ -333,3 +335,18 @@ def test_an_owner_may_leave_when_another_owner_stays(tenant, owner):
     assert client.get("/team").status_code == 403  # no tenant left for this account
     event = ActivityEvent.objects.get(action="member.remove")
     assert event.actor_label == owner.username and event.data["role"] == "owner"
+
+
+def test_team_lists_do_not_grow_queries_with_the_team(api, tenant):
+    def counted(path):
+        with CaptureQueriesContext(connection) as captured:
+            assert api.get(path).status_code == 200
+        return len(captured)
+
+    role_api(tenant, "member")
+    invite(api, "a@acme.example")
+    small = counted("members"), counted("invitations")
+    for n in range(5):
+        role_api(tenant, "member", f"m{n}@acme.example")
+        invite(api, f"i{n}@acme.example")
+    assert (counted("members"), counted("invitations")) == small
