@@ -10,7 +10,7 @@ from django.forms.models import model_to_dict
 from . import services
 from .choices import Role
 from .errors import DomainError
-from .models import ActivityEvent, ApiToken, Membership, SubscriptionPlan, Tenant
+from .models import ActivityEvent, ApiToken, Invitation, Membership, SubscriptionPlan, Tenant
 from .tenancy import Actor, client_ip
 
 # The browser tab reads "<page> | Orchestrio admin"; the index is where support staff start
@@ -164,6 +164,27 @@ class MembershipAdmin(AuditedModelAdmin):
     list_filter = ["role"]
     search_fields = ["user__username", "tenant__id"]
     autocomplete_fields = ["user", "tenant"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Read-only: support sees who was invited where; the team manages its invitations itself
+    (the console's Team page, /api/v1/invitations). Never the token's hash."""
+
+    list_display = ["email", "tenant", "role", "status", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    list_filter = ["role", ("accepted_at", admin.EmptyFieldListFilter), ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["email", "tenant__id", "invited_by__username"]
+    fields = ["tenant", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "accepted_by", "revoked_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ApiToken)

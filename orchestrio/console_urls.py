@@ -14,4 +14,10 @@ urlpatterns = [
     path("tokens", views.tokens, name="tokens"),
     path("tokens/<int:token_pk>/revoke", views.token_revoke, name="token-revoke"),
     path("activity", views.activity, name="activity"),
+    path("team", views.team, name="team"),
+    path("team/members/<int:member_pk>/role", views.team_member_role, name="team-member-role"),
+    path("team/members/<int:member_pk>/remove", views.team_member_remove, name="team-member-remove"),
+    path("team/invitations/<int:invitation_pk>/revoke", views.team_invitation_revoke, name="team-invitation-revoke"),
+    path("invitations/<str:token>", views.invitation_link, name="invitation-link"),
+    path("invitation", views.invitation, name="invitation"),
 ]

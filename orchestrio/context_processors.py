@@ -11,6 +11,7 @@ NAV = [
     ("Billing", "billing:overview", "read"),
     ("Alerts", "billing:alerts", "alerts"),
     ("API tokens", "console:tokens", "read"),
+    ("Team", "console:team", "read"),
     ("Activity", "console:activity", "read"),
     ("Account", "console:account", "read"),
 ]

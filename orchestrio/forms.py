@@ -8,7 +8,8 @@ from django.core.validators import MinLengthValidator, RegexValidator
 from . import jsoninput
 from .errors import DomainError, ValidationFailed
 from .models import SLUG_MESSAGE, SLUG_PATTERN
-from .services import TOKEN_EXPIRY_CHOICES
+from .choices import Role
+from .services import INVITATION_MAX_DAYS, TOKEN_EXPIRY_CHOICES
 
 
 def errors_to_form(form, exc: DomainError) -> None:
@@ -88,3 +89,35 @@ class ApiTokenForm(forms.Form):
 
     def clean_instance_id(self):
         return self.cleaned_data["instance_id"] or None
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+    expires_in_days = forms.IntegerField(
+        label="Link valid for (days)", min_value=1, max_value=INVITATION_MAX_DAYS, initial=7
+    )
+
+    def __init__(self, *args, can_grant_owner: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not can_grant_owner:
+            self.fields["role"].choices = [(value, label) for value, label in Role.choices if value != Role.OWNER]
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class InvitationSignupForm(forms.Form):
+    """Sign up with the invited email (fixed by the invitation), to accept it."""
+
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), strip=False)
+
+    def __init__(self, *args, email: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        password_validation.validate_password(password, get_user_model()(username=self.email, email=self.email))
+        return password

@@ -32,6 +32,7 @@ TOKENS = "tokens"
 BILLING = "billing"
 ALERTS = "alerts"
 MEMBERS = "members"
+OWNERS = "owners"
 TENANT = "tenant"
 
 _EVERYONE = (Role.OWNER, Role.ADMIN, Role.MEMBER)
@@ -47,7 +48,8 @@ CAPABILITIES: dict[str, tuple[tuple[str, ...], str]] = {
     TOKENS: (_ADMINS, "managing credentials (other people's API tokens, an instance's agent key)"),
     BILLING: (_ADMINS, "billing (Stripe checkout and portal)"),
     ALERTS: (_ADMINS, "alert webhooks (their URL, secret and deliveries)"),
-    MEMBERS: (_OWNERS, "managing the tenant's members"),
+    MEMBERS: (_ADMINS, "managing the team (inviting people, changing members' roles, removing members)"),
+    OWNERS: (_OWNERS, "granting, changing or removing the owner role"),
     TENANT: (_OWNERS, "managing the tenant itself"),
 }
 

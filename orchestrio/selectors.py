@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import re
+
 from django.utils import timezone
 
 from . import hooks
-from .models import ApiToken, Tenant
+from .models import ApiToken, Invitation, Membership, Tenant
+from .tokens import hash_token
 
 
 def api_token_list(*, tenant: Tenant):
@@ -32,3 +35,25 @@ def over_limits(*, tenant: Tenant, usage: dict | None = None) -> list[dict]:
         if allowed is not None and usage.get(name, 0) > allowed:
             out.append({"limit": name, "used": usage[name], "allowed": allowed})
     return out
+
+
+def member_list(*, tenant: Tenant):
+    """The tenant's members, oldest first, each with its user (one query)."""
+    return Membership.objects.filter(tenant=tenant).select_related("user").order_by("created_at", "id")
+
+
+def invitation_list(*, tenant: Tenant):
+    return Invitation.objects.filter(tenant=tenant).select_related("invited_by")
+
+
+def invitation_pending_list(*, tenant: Tenant):
+    return invitation_list(tenant=tenant).filter(
+        accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    )
+
+
+def invitation_by_token(*, token: str) -> Invitation | None:
+    """The invitation a link's token opens, whatever its status, or None (by its hash only)."""
+    if not re.fullmatch(r"inv_[A-Za-z0-9_-]{43}", token or ""):
+        return None  # not a link we made: no query
+    return Invitation.objects.select_related("tenant", "invited_by").filter(token_hash=hash_token(token)).first()

@@ -4,22 +4,26 @@ each writing the audit log (see STYLE.md)."""
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from . import hooks, roles, tokens
 from .choices import ActorType, Role
-from .errors import Conflict, Forbidden, ValidationFailed
+from .errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
 from .limits import limit_check
-from .models import ActivityEvent, ApiToken, Membership, SubscriptionPlan, Tenant
+from .models import ActivityEvent, ApiToken, Invitation, Membership, SubscriptionPlan, Tenant
+from .selectors import invitation_by_token
 from .tenancy import Actor, Principal
 
 logger = logging.getLogger(__name__)
@@ -255,3 +259,253 @@ def api_token_touch(*, token: ApiToken) -> None:
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - resolution), pk=token.pk
     ).update(last_used_at=now)
     token.last_used_at = now
+
+
+# --- the team: invitations, roles, removal ------------------------------------------------------
+#
+# Admins and owners manage the team (`members`); only owners grant, change or take away the owner
+# role (`owners`), and a tenant always keeps one owner. Every change locks the tenant row first, so
+# two concurrent demotions cannot both see "another owner is left". A person's API tokens follow
+# their membership: removal revokes them, a demotion lowers them to the new role (a token acts with
+# its creator's role, never more).
+
+INVITATION_MAX_DAYS = 30
+# Invitations send mail to any address an admin types: a cap on those waiting keeps a tenant
+# (anyone can sign up and be one) from turning the control plane into a mailer.
+INVITATION_MAX_PENDING = 50
+# A recognisable shape (tests/logscan.py looks for it in every log of the test run): 256 random bits.
+INVITATION_TOKEN_PREFIX = "inv_"
+
+
+def _normalized_email(email: str, *, field: str = "email") -> str:
+    value = (email or "").strip().lower()
+    try:
+        validate_email(value)
+    except DjangoValidationError:
+        raise ValidationFailed(f"{email!r} is not a valid email address", field=field) from None
+    return value
+
+
+def _lock_tenant(tenant: Tenant) -> Tenant:
+    return Tenant.objects.select_for_update(of=("self",)).get(pk=tenant.pk)
+
+
+def _require_for_role(principal: Principal, *roles_touched: str) -> None:
+    roles.require(principal, roles.MEMBERS)
+    if Role.OWNER in roles_touched:
+        roles.require(principal, roles.OWNERS)
+
+
+def _invitation_url(token: str) -> str:
+    return f"{settings.PUBLIC_URL}{reverse('console:invitation-link', kwargs={'token': token})}"
+
+
+def _invitation_send(*, invitation: Invitation, url: str, inviter: str) -> None:
+    """Mail the link (after commit). A mail server that refuses is logged, not raised: the
+    invitation exists and the inviter holds the link, shown once, to pass on another way."""
+    tenant = invitation.tenant
+    body = (
+        f"{inviter} invited you to join {tenant.name} ({tenant.pk}) on Orchestrio as {invitation.role}.\n\n"
+        f"Accept the invitation: {url}\n\n"
+        f"The link works once, until {invitation.expires_at:%Y-%m-%d %H:%M} UTC. "
+        "If you did not expect it, ignore this mail.\n"
+    )
+    try:
+        send_mail(f"Join {tenant.name} on Orchestrio", body, None, [invitation.email])
+    except Exception:
+        logger.exception("invitation %s: the mail to its address could not be sent", invitation.pk)
+
+
+@transaction.atomic
+def invitation_create(
+    *, principal: Principal, email: str, role: str = Role.MEMBER, expires_in_days: int | None = None
+) -> tuple[Invitation, str]:
+    """Invite `email` to the principal's tenant with `role`; returns the invitation and its link,
+    which is never available again (only the token's hash is kept). The link is mailed on commit."""
+    if role not in Role.values:
+        raise ValidationFailed(f"role must be one of {', '.join(Role.values)}", field="role")
+    _require_for_role(principal, role)
+    days = settings.INVITATION_DEFAULT_DAYS if expires_in_days is None else expires_in_days
+    if not 1 <= days <= INVITATION_MAX_DAYS:
+        raise ValidationFailed(f"an invitation lasts 1 to {INVITATION_MAX_DAYS} days", field="expires_in_days")
+    address = _normalized_email(email)
+    tenant = _lock_tenant(principal.tenant)
+    if Membership.objects.filter(tenant=tenant, user__username__iexact=address).exists():
+        raise Conflict(f"{address} is already a member of this tenant")
+    now = timezone.now()
+    pending = Invitation.objects.filter(
+        tenant=tenant, email=address, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
+    ).first()
+    if pending is not None:
+        raise Conflict(f"{address} already has an invitation waiting (until {pending.expires_at:%Y-%m-%d}); revoke it to send a new one")
+    waiting = Invitation.objects.filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
+    if waiting.count() >= INVITATION_MAX_PENDING:
+        raise Conflict(
+            f"{INVITATION_MAX_PENDING} invitations are waiting already: revoke some, or wait until they are accepted or expire"
+        )
+    token = INVITATION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    invitation = Invitation(
+        tenant=tenant,
+        email=address,
+        role=role,
+        token_hash=tokens.hash_token(token),
+        invited_by=principal.user,
+        created_at=now,
+        expires_at=now + timedelta(days=days),
+    )
+    invitation.save(force_insert=True)
+    activity_record(
+        actor=principal.actor,
+        action="invitation.create",
+        tenant=tenant,
+        object_type="invitation",
+        object_id=invitation.pk,
+        data={"email": address, "role": role, "expires_at": invitation.expires_at.isoformat()},
+    )
+    url = _invitation_url(token)
+    inviter = principal.user.get_username() if principal.user is not None else tenant.name
+    transaction.on_commit(lambda: _invitation_send(invitation=invitation, url=url, inviter=inviter))
+    return invitation, url
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation, principal: Principal) -> Invitation:
+    """The link stops working at once. Only a pending invitation can be revoked."""
+    _require_for_role(principal, invitation.role)
+    invitation = Invitation.objects.select_for_update(of=("self",)).get(pk=invitation.pk)
+    if invitation.status != "pending":
+        raise InvalidState(f"the invitation for {invitation.email} is {invitation.status}; only a pending one can be revoked")
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])
+    activity_record(
+        actor=principal.actor,
+        action="invitation.revoke",
+        tenant=invitation.tenant_id,
+        object_type="invitation",
+        object_id=invitation.pk,
+        data={"email": invitation.email, "role": invitation.role},
+    )
+    return invitation
+
+
+def _usable_invitation(token: str) -> Invitation:
+    found = invitation_by_token(token=token)
+    if found is None:
+        raise NotFound("this invitation link is not valid: check that it was copied whole")
+    invitation = Invitation.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=found.pk)
+    status = invitation.status
+    if status == "accepted":
+        raise InvalidState("this invitation has already been used; ask for a new one if you still need to join")
+    if status == "revoked":
+        raise InvalidState("this invitation was withdrawn; ask the person who invited you for a new one")
+    if status == "expired":
+        raise InvalidState(f"this invitation expired on {invitation.expires_at:%Y-%m-%d %H:%M} UTC; ask for a new one")
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user, ip: str | None = None) -> Membership:
+    """`user` joins the tenant with the invitation's role. Accepting needs being logged in as the
+    invited email: the link alone is not enough (it may have been forwarded)."""
+    invitation = _usable_invitation(token)
+    if user.get_username().lower() != invitation.email:
+        raise Forbidden(
+            f"this invitation is for {invitation.email}, and you are logged in as {user.get_username()}: "
+            "log out, then open the link again and log in (or sign up) with that address"
+        )
+    return _join(invitation=invitation, user=user, actor=Actor.for_user(user, ip=ip))
+
+
+@transaction.atomic
+def invitation_accept_signup(*, token: str, password: str, ip: str | None = None) -> Membership:
+    """Create the account of an invited email that has none, and join with it. The password is
+    validated by the caller's form (Django's validators)."""
+    invitation = _usable_invitation(token)
+    User = get_user_model()
+    if User.objects.filter(username__iexact=invitation.email).exists():
+        raise Conflict(f"an account for {invitation.email} exists already: log in to accept the invitation")
+    user = User(username=invitation.email, email=invitation.email)
+    user.set_password(password)
+    user.save()
+    return _join(invitation=invitation, user=user, actor=Actor.for_user(user, ip=ip))
+
+
+def _join(*, invitation: Invitation, user, actor: Actor) -> Membership:
+    tenant = _lock_tenant(invitation.tenant)
+    if Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise Conflict(f"you are already a member of {tenant.name}")
+    now = timezone.now()
+    membership = Membership.objects.create(user=user, tenant=tenant, role=invitation.role, created_at=now)
+    invitation.accepted_at = now
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    activity_record(
+        actor=actor,
+        action="member.join",
+        tenant=tenant,
+        object_type="member",
+        object_id=membership.pk,
+        data={"email": invitation.email, "role": invitation.role, "invitation": invitation.pk},
+    )
+    return membership
+
+
+def _owners_left_without(tenant: Tenant, membership: Membership) -> int:
+    return Membership.objects.filter(tenant=tenant, role=Role.OWNER).exclude(pk=membership.pk).count()
+
+
+def _last_owner_guard(tenant: Tenant, membership: Membership, doing: str) -> None:
+    if membership.role == Role.OWNER and _owners_left_without(tenant, membership) == 0:
+        raise InvalidState(
+            f"{membership.user.get_username()} is the tenant's only owner and cannot be {doing}: make someone else an owner first"
+        )
+
+
+@transaction.atomic
+def member_role_change(*, membership: Membership, role: str, principal: Principal) -> Membership:
+    if role not in Role.values:
+        raise ValidationFailed(f"role must be one of {', '.join(Role.values)}", field="role")
+    _require_for_role(principal, membership.role, role)
+    tenant = _lock_tenant(membership.tenant)
+    membership = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
+    previous = membership.role
+    if role == previous:
+        return membership
+    if role != Role.OWNER:
+        _last_owner_guard(tenant, membership, "demoted")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    # The person's tokens act with their role, never more: lower those that now outrank them.
+    above = [value for value in Role.values if Role.rank(value) > Role.rank(role)]
+    lowered = ApiToken.objects.filter(
+        tenant=tenant, created_by=membership.user, revoked_at__isnull=True, role__in=above
+    ).update(role=role)
+    activity_record(
+        actor=principal.actor,
+        action="member.role_change",
+        tenant=tenant,
+        object_type="member",
+        object_id=membership.pk,
+        data={"email": membership.user.get_username(), "from": previous, "to": role, "tokens_lowered": lowered},
+    )
+    return membership
+
+
+@transaction.atomic
+def member_remove(*, membership: Membership, principal: Principal) -> None:
+    """Remove a member: their session no longer reaches the tenant and their tokens are revoked."""
+    _require_for_role(principal, membership.role)
+    tenant = _lock_tenant(membership.tenant)
+    membership = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
+    _last_owner_guard(tenant, membership, "removed")
+    user, role, member_id = membership.user, membership.role, membership.pk
+    membership.delete()
+    revoked = ApiToken.objects.filter(tenant=tenant, created_by=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    activity_record(
+        actor=principal.actor,
+        action="member.remove",
+        tenant=tenant,
+        object_type="member",
+        object_id=member_id,
+        data={"email": user.get_username(), "role": role, "tokens_revoked": revoked},
+    )

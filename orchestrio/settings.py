@@ -299,6 +299,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TokenModeEnum": "orchestrio.choices.TokenMode",
         "RoleEnum": "orchestrio.choices.Role",
+        "InvitationStatusEnum": "orchestrio.choices.InvitationStatus",
         "InstanceProviderEnum": "instances.choices.Provider",
         "GatewayProviderEnum": "gateway.choices.GatewayProvider",
     },
@@ -358,6 +359,21 @@ ENABLED_PROVIDERS = env_list("ENABLED_PROVIDERS", ["local"])
 IDEMPOTENCY_KEY_TTL_HOURS = 24
 # A request holding an idempotency key longer than this is presumed dead; the key may be retried.
 IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 120)
+# Team invitations (orchestrio/services.py, docs/roles.md): a link valid this many days by default
+# (an invitation may ask for 1 to 30), sent through Django's email backend. Development prints the
+# mail on the console (the terminal of `make run`); production sends it by SMTP (EMAIL_HOST...).
+INVITATION_DEFAULT_DAYS = 7
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10  # an SMTP server that hangs must not hold a console request for long
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Orchestrio <no-reply@localhost>")
 # API tokens record last use at most once per this many seconds (no write on every request).
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 # Outbound requests to URLs a tenant controls (alert webhooks, OIDC issuers and key sets) go only

@@ -7,11 +7,11 @@ from functools import wraps
 
 from django.contrib import messages
 from django.conf import settings
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponse, HttpResponsePermanentRedirect, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponsePermanentRedirect, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.templatetags.static import static
@@ -25,9 +25,11 @@ from .api.ratelimit import Counter, Usage
 from .auth import SESSION_TENANT_KEY, membership_for_session
 from .api.exceptions import domain_error_response
 from .errors import DomainError, Forbidden, NotFound
-from .forms import ApiTokenForm, LoginForm, SignupForm
+from .forms import errors_to_form
+from .forms import ApiTokenForm, InvitationForm, InvitationSignupForm, LoginForm, MemberRoleForm, SignupForm
 from .http import carries_secret
 from .middleware import is_api_path, unavailable_response
+from .choices import Role
 from .models import ActivityEvent, Membership
 from .tenancy import Actor, Principal, client_ip
 
@@ -205,6 +207,148 @@ def activity(request):
     events = ActivityEvent.objects.filter(tenant=request.principal.tenant)
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     return render(request, "console/activity.html", {"page": page})
+
+
+def _member(request, member_pk: int):
+    return get_object_or_404(selectors.member_list(tenant=request.principal.tenant), pk=member_pk)
+
+
+def _invitation(request, invitation_pk: int):
+    return get_object_or_404(selectors.invitation_list(tenant=request.principal.tenant), pk=invitation_pk)
+
+
+@require_http_methods(["GET", "POST"])
+@console_view(capabilities={"POST": "members"})
+def team(request):
+    """Members with their roles; for admins and owners the invite form and pending invitations."""
+    principal = request.principal
+    can_grant_owner = roles.allows(principal.role, roles.OWNERS)
+    form = InvitationForm(request.POST or None, can_grant_owner=can_grant_owner)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            invitation, url = services.invitation_create(principal=principal, **form.cleaned_data)
+        except DomainError as exc:
+            errors_to_form(form, exc)
+        else:
+            created = {"invitation": invitation, "url": url}
+            form = InvitationForm(can_grant_owner=can_grant_owner)
+    context = {
+        "members": selectors.member_list(tenant=principal.tenant),
+        "invitations": selectors.invitation_pending_list(tenant=principal.tenant) if roles.allows(principal.role, roles.MEMBERS) else [],
+        "form": form,
+        "created": created,
+        "roles": Role.choices,
+        "dev_mail": settings.EMAIL_BACKEND.endswith(("console.EmailBackend", "locmem.EmailBackend")),
+    }
+    response = render(request, "console/team.html", context, status=422 if request.method == "POST" and created is None else 200)
+    return carries_secret(response) if created else response
+
+
+@require_POST
+@console_view(capabilities="members", objects=_member)
+def team_member_role(request, member_pk: int):
+    membership = _member(request, member_pk)
+    form = MemberRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose owner, admin or member.")
+        return redirect("console:team")
+    try:
+        services.member_role_change(membership=membership, role=form.cleaned_data["role"], principal=request.principal)
+    except DomainError as exc:
+        domain_error_message(request, exc)
+    else:
+        messages.success(request, f"{membership.user.get_username()} is now {form.cleaned_data['role']}.")
+    return redirect("console:team")
+
+
+@require_POST
+@console_view(capabilities="members", objects=_member)
+def team_member_remove(request, member_pk: int):
+    membership = _member(request, member_pk)
+    try:
+        services.member_remove(membership=membership, principal=request.principal)
+    except DomainError as exc:
+        domain_error_message(request, exc)
+        return redirect("console:team")
+    messages.success(request, f"{membership.user.get_username()} was removed from the team; their API tokens here are revoked.")
+    if membership.user_id == request.user.pk:
+        request.session.pop(SESSION_TENANT_KEY, None)
+        return redirect("console:account")
+    return redirect("console:team")
+
+
+@require_POST
+@console_view(capabilities="members", objects=_invitation)
+def team_invitation_revoke(request, invitation_pk: int):
+    invitation = _invitation(request, invitation_pk)
+    try:
+        services.invitation_revoke(invitation=invitation, principal=request.principal)
+    except DomainError as exc:
+        domain_error_message(request, exc)
+    else:
+        messages.success(request, f"The invitation for {invitation.email} is revoked; its link no longer works.")
+    return redirect("console:team")
+
+
+INVITATION_SESSION_KEY = "invitation_token"
+
+
+@require_http_methods(["GET"])
+def invitation_link(request, token: str):
+    """The link of the mail: the token moves into the session and the browser on to /invitation,
+    so that the secret is not in the URL of the page that answers 4xx (Django logs those paths),
+    nor in its Referer, nor in what the page links to. An unknown token is 404 here."""
+    if selectors.invitation_by_token(token=token) is None:
+        raise Http404("no such invitation")
+    request.session[INVITATION_SESSION_KEY] = token
+    return redirect("console:invitation")
+
+
+@require_http_methods(["GET", "POST"])
+def invitation(request):
+    """The invitation the session's link opened. Accepting needs the invited email's account:
+    logged in as it (Join), or, when no account has that email yet, signing up with it here. A
+    login keeps the session's data, so "log in to join" comes back here with the invitation."""
+    token = request.session.get(INVITATION_SESSION_KEY, "")
+    found = selectors.invitation_by_token(token=token)
+    if found is None:
+        return render(request, "console/invitation.html", {"invitation": None}, status=404)
+    user = request.user if request.user.is_authenticated else None
+    has_account = get_user_model().objects.filter(username__iexact=found.email).exists()
+    form = InvitationSignupForm(request.POST or None, email=found.email) if user is None and not has_account else None
+    error, error_status = None, 400
+    if request.method == "POST" and found.status == "pending":
+        if user is None and (usage := _console_auth_limited(request, per_username=False)):
+            return _too_many_attempts(request, "console/invitation.html", form, usage)
+        try:
+            if user is not None:
+                membership = services.invitation_accept(token=token, user=user, ip=client_ip(request))
+            elif form is not None and form.is_valid():
+                membership = services.invitation_accept_signup(token=token, password=form.cleaned_data["password"], ip=client_ip(request))
+                login(request, membership.user, backend="orchestrio.backends.EmailBackend")
+            else:
+                membership = None
+        except DomainError as exc:
+            error, error_status = (exc.detail if isinstance(exc.detail, str) else str(exc)), exc.status_code
+        else:
+            if membership is not None:
+                request.session.pop(INVITATION_SESSION_KEY, None)
+                request.session[SESSION_TENANT_KEY] = membership.tenant_id
+                messages.success(request, f"Welcome to {membership.tenant.name}: you are a {membership.role} here.")
+                return redirect("console:home")
+    context = {
+        "invitation": found,
+        "invited_user": user,
+        "email_matches": user is not None and user.get_username().lower() == found.email,
+        "has_account": has_account,
+        "form": form,
+        "error": error,
+    }
+    status = 200 if found.status == "pending" else 410
+    if request.method == "POST" and status == 200:
+        status = 422 if error is None else error_status
+    return render(request, "console/invitation.html", context, status=status)
 
 
 @csrf_exempt  # a JSON 404 for any method: CSRF's HTML 403 page must not answer an unknown API route

@@ -18,6 +18,7 @@ SHAPES = re.compile(
     r"|oak_[A-Za-z0-9_-]{40,}"  # an instance agent key
     r"|sk_(?:live|test)_[0-9A-Za-z]{16,}"  # a Stripe secret key
     r"|whsec_[A-Za-z0-9_-]{20,}"  # a webhook signing secret
+    r"|inv_[A-Za-z0-9_-]{43}"  # a team invitation's link token
 )
 MIN_SECRET_LENGTH = 8  # shorter encrypted values ("on", "1") would match everywhere
 

@@ -5,8 +5,9 @@ from rest_framework import serializers
 
 from orchestrio import hooks
 from orchestrio.api.strict import BodySerializer
-from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, ActivityEvent, ApiToken, SubscriptionPlan, Tenant
-from orchestrio.services import TOKEN_EXPIRY_CHOICES
+from orchestrio.choices import InvitationStatus, Role
+from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, ActivityEvent, ApiToken, Invitation, Membership, SubscriptionPlan, Tenant
+from orchestrio.services import INVITATION_MAX_DAYS, TOKEN_EXPIRY_CHOICES
 
 
 class SubscriptionPlanSerializer(serializers.ModelSerializer):
@@ -118,3 +119,47 @@ class ActivityEventSerializer(serializers.ModelSerializer):
     )
     def get_actor(self, event):
         return {"type": event.actor_type, "label": event.actor_label}
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    email = serializers.CharField(source="user.username", read_only=True, help_text="The member's login email.")
+    joined_at = serializers.DateTimeField(source="created_at", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "email", "role", "joined_at"]
+        read_only_fields = fields
+
+
+class MemberUpdateSerializer(BodySerializer):
+    role = serializers.ChoiceField(choices=Role.choices, help_text="owner, admin or member. Only owners grant or take away owner.")
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=InvitationStatus.choices, read_only=True)
+    invited_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "status", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_invited_by(self, invitation):
+        return invitation.invited_by.get_username() if invitation.invited_by is not None else None
+
+
+class InvitationCreateSerializer(BodySerializer):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER, help_text="Only owners invite owners.")
+    expires_in_days = serializers.IntegerField(
+        min_value=1, max_value=INVITATION_MAX_DAYS, allow_null=True, default=None, help_text="1 to 30; null: 7."
+    )
+
+
+class InvitationCreatedSerializer(InvitationSerializer):
+    url = serializers.CharField(help_text="The invitation link (also emailed). Shown once; only its hash is kept.")
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "url"]
+        read_only_fields = fields

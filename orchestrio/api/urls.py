@@ -6,6 +6,8 @@ from . import views
 router = SimpleRouter(trailing_slash=False)
 router.register("api-tokens", views.ApiTokenViewSet, basename="api-token")
 router.register("activity", views.ActivityViewSet, basename="activity")
+router.register("members", views.MemberViewSet, basename="member")
+router.register("invitations", views.InvitationViewSet, basename="invitation")
 
 urlpatterns = [
     path("tenant", views.TenantView.as_view(), name="tenant"),

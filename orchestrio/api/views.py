@@ -7,10 +7,10 @@ from rest_framework.response import Response
 from orchestrio import selectors, services
 from orchestrio.filtersets import ActivityEventFilterSet, ApiTokenFilterSet
 from orchestrio.http import carries_secret
-from orchestrio.models import ActivityEvent, ApiToken
+from orchestrio.models import ActivityEvent, ApiToken, Invitation, Membership
 
 from . import serializers
-from .schema import ERR_402, ERR_403
+from .schema import ERR_400, ERR_402, ERR_403, ERR_409
 from .viewsets import TenantApiView, TenantScopedViewSet, idempotent
 
 
@@ -65,3 +65,67 @@ class ActivityViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     @extend_schema(summary="The tenant's audit log, newest first")
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+
+@extend_schema(tags=["team"])
+class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The tenant's members. Changing a role or removing a member is the admins' and owners'
+    (`members`); anything that grants or takes away `owner` is the owners' (the service checks)."""
+
+    queryset = Membership.objects.select_related("user").order_by("created_at", "id")
+    serializer_class = serializers.MemberSerializer
+    not_found_label = "member"
+    capabilities = {"partial_update": "members", "destroy": "members"}
+
+    @extend_schema(
+        summary="Change a member's role (the last owner cannot be demoted)",
+        request=serializers.MemberUpdateSerializer,
+        responses={200: serializers.MemberSerializer, 400: ERR_400, 403: ERR_403},
+    )
+    def partial_update(self, request, pk=None):
+        membership = self.get_object()
+        body = serializers.MemberUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        membership = services.member_role_change(membership=membership, role=body.validated_data["role"], principal=self.principal)
+        return Response(serializers.MemberSerializer(membership).data)
+
+    @extend_schema(
+        summary="Remove a member (their API tokens in this tenant are revoked; the last owner cannot be removed)",
+        responses={204: None, 400: ERR_400, 403: ERR_403},
+    )
+    def destroy(self, request, pk=None):
+        services.member_remove(membership=self.get_object(), principal=self.principal)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["team"])
+class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Invitations to join the tenant, every status, newest first."""
+
+    queryset = Invitation.objects.select_related("invited_by")
+    serializer_class = serializers.InvitationSerializer
+    not_found_label = "invitation"
+    capabilities = {"list": "members", "retrieve": "members", "create": "members", "destroy": "members"}
+
+    @extend_schema(summary="The tenant's invitations (pending, accepted, revoked, expired)")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Invite someone by email (the link is mailed, and returned here once)",
+        request=serializers.InvitationCreateSerializer,
+        responses={201: serializers.InvitationCreatedSerializer, 403: ERR_403, 409: ERR_409},
+    )
+    @idempotent
+    def create(self, request):
+        body = serializers.InvitationCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        invitation, url = services.invitation_create(principal=self.principal, **body.validated_data)
+        data = serializers.InvitationSerializer(invitation).data
+        data["url"] = url
+        return carries_secret(Response(data, status=status.HTTP_201_CREATED))
+
+    @extend_schema(summary="Revoke a pending invitation: its link stops working", responses={204: None, 400: ERR_400, 403: ERR_403})
+    def destroy(self, request, pk=None):
+        services.invitation_revoke(invitation=self.get_object(), principal=self.principal)
+        return Response(status=status.HTTP_204_NO_CONTENT)

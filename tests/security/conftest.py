@@ -142,6 +142,8 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     _ok(api.patch("alerts", {"webhook_url": "https://hooks.example/alerts", "enabled": True}), 200)
     delivery = _ok(api.post("alerts/test"), 202)
     token = _ok(api.post("api-tokens", {"name": f"{tenant.pk}-ci"}), 201)
+    colleague = MembershipFactory(user=UserFactory(username=f"dev@{tenant.pk}.example"), tenant=tenant, role="member")
+    invitation = _ok(api.post("invitations", {"email": f"invitee@{tenant.pk}.example"}), 201)
 
     return Seeded(
         api=api,
@@ -153,6 +155,8 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "deployment": [deployment["id"]],
             "alert_delivery": [delivery["id"]],
             "api_token": [token["id"]],
+            "member": [colleague.pk],
+            "invitation": [invitation["id"]],
             "idempotency_key": [created_key],
             "domain": [domain],
         },

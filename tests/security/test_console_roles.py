@@ -20,7 +20,7 @@ from ..helpers import CommitClient
 from .test_isolation_matrix import ROLES_HOLDING, queued_jobs, tenant_b, tenant_rows  # noqa: F401 - a fixture
 
 # Routes that are not tenant pages (no tenant, or not the console at all).
-OUTSIDE = {"console:login", "console:logout", "console:signup", "console:password-change"}
+OUTSIDE = {"console:login", "console:logout", "console:signup", "console:password-change", "console:invitation", "console:invitation-link"}
 NOT_CONSOLE = ("api/", "admin/", "tunnel/", "gateway/", "internal/", "billing/stripe/", "health", "metrics", "favicon", "docs", "redoc")
 
 # (route, method, the URL's verb or action argument or None, capability), in the order of the
@@ -31,6 +31,7 @@ EXPECTED = [
     ("console:activity", "GET", None, "read"),
     ("console:tokens", "GET", None, "read"),
     ("console:token-revoke", "GET", None, "read"),
+    ("console:team", "GET", None, "read"),
     ("instances:list", "GET", None, "read"),
     ("instances:create", "GET", None, "read"),
     ("instances:detail", "GET", None, "read"),
@@ -47,6 +48,9 @@ EXPECTED = [
     ("console:switch-tenant", "POST", None, "read"),  # the user's own session
     ("console:tokens", "POST", None, "operate"),
     ("console:token-revoke", "POST", None, "operate"),  # one's own; someone else's needs "tokens"
+    ("console:team", "POST", None, "members"),  # inviting an owner needs "owners" (service)
+    ("console:team-member-role", "POST", None, "members"),
+    ("console:team-invitation-revoke", "POST", None, "members"),
     ("instances:create", "POST", None, "operate"),
     ("instances:config", "POST", None, "operate"),
     ("instances:tasks", "POST", None, "operate"),
@@ -70,6 +74,7 @@ EXPECTED = [
     ("gateway:policy-delete", "POST", None, "destroy"),
     ("deployments:delete", "POST", None, "destroy"),
     ("instances:destroy", "POST", None, "destroy"),
+    ("console:team-member-remove", "POST", None, "members"),
 ]
 ARGUMENT = {"instances:action": "verb", "instances:domain-action": "action", "billing:alerts-action": "action"}
 
@@ -109,6 +114,9 @@ def test_console_declarations_match_the_expected_matrix():
 def _url(name: str, argument: str | None, ids: dict) -> str:
     kwargs = {
         "console:token-revoke": {"token_pk": ids["own_token"]},
+        "console:team-member-role": {"member_pk": ids["member"]},
+        "console:team-member-remove": {"member_pk": ids["member"]},
+        "console:team-invitation-revoke": {"invitation_pk": ids["invitation"]},
         "instances:detail": {"instance_id": ids["instance"]},
         "instances:destroy": {"instance_id": ids["instance"]},
         "instances:config": {"instance_id": ids["instance"]},
@@ -133,6 +141,8 @@ def _url(name: str, argument: str | None, ids: dict) -> str:
 FORMS = {
     ("console:switch-tenant", None): {"tenant_id": "acme-corp"},
     ("console:tokens", None): {"name": "console-made", "mode": "live"},
+    ("console:team", None): {"email": "console-hire@example.org", "role": "member", "expires_in_days": "7"},
+    ("console:team-member-role", None): {"role": "admin"},
     ("instances:action", "resize"): {"plan_id": "openclaw-pro"},
     ("instances:domain", None): {"domain": "www.acme-corp.example"},
     ("instances:destroy", None): {"confirm": "acme-corp-web"},
@@ -174,6 +184,9 @@ def test_each_role_is_allowed_or_refused_in_the_console_as_the_matrix_says(seede
         assert response.status_code not in (403, 404), (role, method, name, argument, response.status_code, response.content[:300])
 
 
+OBJECT_PAGES = {"console:token-revoke", "console:team-member-role", "console:team-member-remove", "console:team-invitation-revoke"}
+
+
 def test_a_refusal_in_the_console_comes_after_the_tenant_lookup(seeded, tenant_b):
     """A member of another tenant pointing the console at A's objects gets 404, as from the API."""
     user = UserFactory(username="member@other.example")
@@ -183,7 +196,7 @@ def test_a_refusal_in_the_console_comes_after_the_tenant_lookup(seeded, tenant_b
     ids = {kind: values[0] for kind, values in seeded.ids.items()}
     ids["own_token"] = ApiTokenFactory(tenant=seeded.api.tenant, created_by=seeded.api.user).pk
     for name, method, argument, _ in EXPECTED:
-        if name.startswith(("console:", "billing:")) and name != "console:token-revoke" or name in ("instances:list", "instances:create", "deployments:list", "deployments:create"):
+        if name.startswith(("console:", "billing:")) and name not in OBJECT_PAGES or name in ("instances:list", "instances:create", "deployments:list", "deployments:create"):
             continue  # the page names none of A's objects
         url = _url(name, argument, ids)
         response = client.get(url) if method == "GET" else client.post(url, FORMS.get((name, argument), {}))

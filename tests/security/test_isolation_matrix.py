@@ -42,6 +42,8 @@ VIEW_PARAMETER_OBJECTS = {
     ("DeploymentViewSet", "pk"): "deployment",
     ("PolicyViewSet", "pk"): "gateway_policy",
     ("AlertDeliveryViewSet", "pk"): "alert_delivery",
+    ("MemberViewSet", "pk"): "member",
+    ("InvitationViewSet", "pk"): "invitation",
 }
 
 # Bodies that pass validation, so that a 404 comes from the tenant-scoped lookup and not from a
@@ -63,6 +65,8 @@ BODIES = {
     ("api:blueprint-validate", "post"): {"name": "other-corp-draft"},
     ("api:deployment-list", "post"): {"name": "acme-corp-dep", "environment": "staging"},
     ("api:api-token-list", "post"): {"name": "acme-corp-ci"},
+    ("api:invitation-list", "post"): {"email": "new-hire@example.org"},
+    ("api:member-detail", "patch"): {"role": "member"},
     ("api:billing-checkout", "post"): {"plan": "team"},
     ("api:alerts", "patch"): {"webhook_url": "https://hooks.intruder.example/alerts", "enabled": True},
 }
@@ -287,6 +291,14 @@ EXPECTED_CAPABILITIES = {
     ("api:api-token-detail", "get"): "read",
     ("api:api-token-detail", "delete"): "operate",  # one's own; someone else's needs "tokens" (service)
     ("api:activity-list", "get"): "read",
+    ("api:member-list", "get"): "read",
+    ("api:member-detail", "get"): "read",
+    ("api:member-detail", "patch"): "members",  # granting or taking away owner needs "owners" (service)
+    ("api:member-detail", "delete"): "members",  # an owner needs "owners"; the last owner stays (service)
+    ("api:invitation-list", "get"): "members",
+    ("api:invitation-list", "post"): "members",  # inviting an owner needs "owners" (service)
+    ("api:invitation-detail", "get"): "members",
+    ("api:invitation-detail", "delete"): "members",
     ("api:instance-list", "get"): "read",
     ("api:instance-list", "post"): "operate",
     ("api:instance-by-idempotency-key", "get"): "read",
@@ -359,7 +371,8 @@ ROLES_HOLDING = {
     "tokens": {"admin", "owner"},
     "billing": {"admin", "owner"},
     "alerts": {"admin", "owner"},
-    "members": {"owner"},
+    "members": {"admin", "owner"},
+    "owners": {"owner"},
     "tenant": {"owner"},
 }
 # In the live sweep, where the object or the body asks for more than the route declares.

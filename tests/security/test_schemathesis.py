@@ -54,6 +54,8 @@ ID_KINDS = {
     "/api/v1/deployments/": "deployment",
     "/api/v1/gateway-policies/": "gateway_policy",
     "/api/v1/alerts/deliveries/": "alert_delivery",
+    "/api/v1/members/": "member",
+    "/api/v1/invitations/": "invitation",
 }
 
 
