@@ -104,6 +104,16 @@ def policy_is_public(*, policy: dict[str, Any]) -> bool:
     return policy["provider"] == GatewayProvider.ANONYMOUS or bool(pinning_warnings(policy["provider"], policy.get("allow") or []))
 
 
+def _clash(instance_id: str, provider: str, slug: str | None) -> Conflict:
+    if provider == GatewayProvider.ANONYMOUS:
+        label = "anonymous"
+    else:
+        label = GatewayProvider(provider).label if provider in GatewayProvider.values else provider
+    article = "an" if label[:1].lower() in "aeiou" else "a"
+    where = f"the endpoint {slug!r}" if slug else "the catch-all"
+    return Conflict(f"{instance_id} already has {article} {label} policy for {where}; edit that one instead")
+
+
 def _check_exposure(principal: Principal, policy: dict[str, Any]) -> None:
     """Making an instance public is the `expose` capability; any other policy is `operate`
     (checked by the API and console declarations)."""
@@ -135,13 +145,13 @@ def policy_create(*, instance: Instance, principal: Principal, data: dict) -> Ga
     _check_exposure(principal, data)
     _check_plan(instance, data["provider"])
     if GatewayPolicy.objects.filter(instance=instance, slug=data["slug"], provider=data["provider"]).exists():
-        raise Conflict(f"{instance.instance_id} already has a {data['provider']} policy for {data['slug'] or 'the catch-all'}")
+        raise _clash(instance.instance_id, data["provider"], data["slug"])
     policy = GatewayPolicy(instance=instance, tenant_id=instance.tenant_id, **data)
     try:
         with transaction.atomic():
             policy.save(force_insert=True)
     except IntegrityError as exc:
-        raise Conflict(f"{instance.instance_id} already has a {data['provider']} policy for {data['slug'] or 'the catch-all'}") from exc
+        raise _clash(instance.instance_id, data["provider"], data["slug"]) from exc
     activity_record(
         actor=actor, action="gateway_policy.create", tenant=instance.tenant_id, object_type="gateway_policy", object_id=policy.pk,
         data={"instance_id": instance.instance_id, "slug": policy.slug, "provider": policy.provider, "enabled": policy.enabled},
@@ -164,7 +174,7 @@ def policy_update(*, policy: GatewayPolicy, principal: Principal, data: dict) ->
         _check_plan(locked.instance, merged["provider"])
     clash = GatewayPolicy.objects.filter(instance=locked.instance, slug=merged["slug"], provider=merged["provider"]).exclude(pk=locked.pk)
     if clash.exists():
-        raise Conflict(f"{locked.instance.instance_id} already has a {merged['provider']} policy for {merged['slug'] or 'the catch-all'}")
+        raise _clash(locked.instance.instance_id, merged["provider"], merged["slug"])
     changed = [field for field in FIELDS if getattr(locked, field) != merged[field]]
     for field in changed:
         setattr(locked, field, merged[field])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from html import unescape
+
 import pytest
 
 from gateway.models import GatewayPolicy
@@ -32,6 +34,20 @@ def test_gateway_form_errors(console, running):
     response = console.post("/instances/web-01/gateway", {"provider": "azure-oidc", "slug": "x", "audience": "a", "allow": "[]", "config": "{}"})
     assert b"needs config.tenant" in response.content
     assert not GatewayPolicy.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("provider", "slug", "worded"),
+    [("anonymous", "", "already has an anonymous policy for the catch-all"),
+     ("github-oidc", "deploy", "already has a GitHub Actions OIDC policy for the endpoint 'deploy'"),
+     ("api-key", "ops", "already has an Orchestrio API key policy for the endpoint 'ops'")],
+)  # fmt: skip
+def test_a_second_policy_for_the_same_place_is_refused_in_words(console, running, provider, slug, worded):
+    body = {"provider": provider, "slug": slug, "audience": "orchestrio" if provider.endswith("oidc") else "", "allow": "[]", "config": "{}", "enabled": "on"}
+    assert console.post("/instances/web-01/gateway", body).status_code == 302
+    response = console.post("/instances/web-01/gateway", body)
+    assert response.status_code == 200 and worded in unescape(response.content.decode())
+    assert GatewayPolicy.objects.count() == 1
 
 
 def test_other_tenants_policy_is_404(console, other_api):
