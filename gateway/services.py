@@ -9,11 +9,12 @@ from django.db import IntegrityError, transaction
 
 from instances.models import Instance
 from orchestrio import roles
-from orchestrio.errors import Conflict, ValidationFailed
+from orchestrio.errors import Conflict, Unauthorized, ValidationFailed
 from orchestrio.limits import limit_check
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
+from . import grants
 from .choices import OIDC_PROVIDERS, GatewayProvider
 from .models import GatewayPolicy
 from .oidc import OIDCError, check_issuer_url, expected_issuer
@@ -197,3 +198,13 @@ def policy_issuer(*, policy: GatewayPolicy) -> str | None:
         return expected_issuer(policy.provider, policy.issuer, policy.config)
     except OIDCError:
         return None
+
+
+def open_grant_mint(*, instance: Instance, actor: Actor) -> str:
+    """A single-use grant, valid a minute, for `actor`'s user to open `instance`'s own host from
+    the console (gateway/grants.py); audited as `instance.open`."""
+    if actor.user is None:
+        raise Unauthorized("only a person logged in to the console can open an instance in the browser", challenge=grants.CHALLENGE)
+    value = grants.grant_value(instance=instance, user_id=actor.user.pk)
+    activity_record(actor=actor, action="instance.open", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id)
+    return value
