@@ -211,4 +211,8 @@ def instance_open(request, instance_id: str):
     if instance is None:
         raise Http404(f"no instance {instance_id}")
     grant = services.open_grant_mint(instance=instance, actor=request.principal.actor)
-    return redirect(grants.open_url(instance=instance, grant=grant))
+    # A page that moves on by itself, not a redirect: the console's CSP keeps form-action to its
+    # own origin (and Stripe's), and instance hosts are not to be added there.
+    response = render(request, "gateway/open.html", {"instance": instance, "open_url": grants.open_url(instance=instance, grant=grant)})
+    response["Cache-Control"] = "no-store"
+    return response

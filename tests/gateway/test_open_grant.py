@@ -4,6 +4,7 @@ minute; the pass it leaves is that host's only, and another tenant's instance is
 
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -34,9 +35,17 @@ def console(client, owner):
 
 
 def open_link(console, instance_id: str = "site-01") -> str:
+    """The grant link of the console's "Opening…" page (its refresh and its Continue link)."""
+    from html import unescape
+
     response = console.post(f"/instances/{instance_id}/open")
-    assert response.status_code == 302, response.status_code
-    return response["Location"]
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store", response.status_code
+    page = unescape(response.content.decode())
+    link = re.search(r'data-testid="open-link" href="([^"]+)"|href="([^"]+)" rel="noreferrer" data-testid="open-link"', page)
+    assert link, page
+    url = link.group(1) or link.group(2)
+    assert f'<meta http-equiv="refresh" content="0;url={url}">' in page
+    return url
 
 
 def on_host(url_or_path: str, *, host: str = HOST, cookie: str | None = None, method: str = "GET", **headers):
@@ -106,7 +115,7 @@ def test_another_tenants_instance_is_404(site, console, other_api):
     # Their owner's grant, shown to our instance's host, names another instance: 404.
     mallory = Client()
     mallory.force_login(other_api.user)
-    theirs = mallory.post("/instances/theirs-01/open")["Location"]
+    theirs = open_link(mallory, "theirs-01")
     assert on_host(theirs).status_code == 404
 
 
@@ -135,3 +144,11 @@ def test_the_pass_counts_only_for_the_instances_own_requests(site, console, meth
 
 def test_open_needs_post(site, console):
     assert console.get("/instances/site-01/open").status_code == 405
+
+
+def test_the_instance_page_offers_open_and_says_how_others_get_in(console, tenant):
+    InstanceFactory(tenant=tenant, instance_id="page-01")
+    page = console.get("/instances/page-01").content.decode()
+    assert 'action="/instances/page-01/open"' in page and 'target="_blank"' in page
+    assert '<code class="copyable" data-testid="access-url">http://page-01.instances.localhost:8000</code>' in page
+    assert "your console login is never sent there" in page and 'href="/instances/page-01/gateway"' in page
