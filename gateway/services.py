@@ -47,27 +47,27 @@ def validate_policy(*, data: dict[str, Any]) -> list[dict]:
         issues.append(_issue("slug", "slug is 1–63 lowercase letters, digits and '-' (starting with a letter or digit), or null for the catch-all"))
     config = data.get("config") or {}
     if not isinstance(config, dict):
-        issues.append(_issue("config", "config must be an object"))
+        issues.append(_issue("config", "the config must be a JSON object"))
         config = {}
     rules = CONFIG_RULES.get(provider, {})
     for key in config:
         if key not in rules:
             allowed = ", ".join(rules) or "none"
-            issues.append(_issue("config", f"unknown config key {key!r} for {provider} (allowed: {allowed})", "value_error", key))
+            issues.append(_issue("config", f"{_a_policy(provider)} has no config key {key!r} (it takes: {allowed})", "value_error", key))
     for key, (pattern, required, description) in rules.items():
         value = config.get(key)
         if value in (None, ""):
             if required:
-                issues.append(_issue("config", f"{provider} needs config.{key}: {description}", "missing", key))
+                issues.append(_issue("config", f"{_a_policy(provider)} needs config.{key}: {description}", "missing", key))
         elif not isinstance(value, str) or not pattern.match(value):
             issues.append(_issue("config", f"config.{key} must be {description}", "value_error", key))
     audience = data.get("audience") or ""
     issuer = data.get("issuer") or ""
     if provider in OIDC_PROVIDERS:
         if not audience:
-            issues.append(_issue("audience", f"{provider} policies need an audience (the `aud` the tokens are issued for)", "missing"))
+            issues.append(_issue("audience", f"{_a_policy(provider)} needs an audience: the `aud` its tokens are issued for", "missing"))
         if provider == GatewayProvider.OIDC and not issuer:
-            issues.append(_issue("issuer", "generic oidc policies need an issuer", "missing"))
+            issues.append(_issue("issuer", "a Generic OIDC policy needs an issuer: the URL its tokens name in `iss`", "missing"))
         if issuer:
             problem = check_issuer_url(issuer)
             if problem:
@@ -79,9 +79,9 @@ def validate_policy(*, data: dict[str, Any]) -> list[dict]:
                 issues.append(_issue("config", problem, "value_error", "hostname"))
     else:
         if audience:
-            issues.append(_issue("audience", f"audience applies to OIDC providers, not {provider}"))
+            issues.append(_issue("audience", f"{_a_policy(provider)} takes no audience (only OIDC policies do): leave it empty"))
         if issuer:
-            issues.append(_issue("issuer", f"issuer applies to OIDC providers, not {provider}"))
+            issues.append(_issue("issuer", f"{_a_policy(provider)} takes no issuer (only OIDC policies do): leave it empty"))
     for problem in validate_allow(data.get("allow", [])):
         issues.append(_issue("allow", problem))
     if provider == GatewayProvider.ANONYMOUS and data.get("allow"):
@@ -105,14 +105,18 @@ def policy_is_public(*, policy: dict[str, Any]) -> bool:
     return policy["provider"] == GatewayProvider.ANONYMOUS or bool(pinning_warnings(policy["provider"], policy.get("allow") or []))
 
 
-def _clash(instance_id: str, provider: str, slug: str | None) -> Conflict:
+def _a_policy(provider: str) -> str:
+    """'an anonymous policy', 'a GitHub Actions OIDC policy': the provider as a person reads it."""
     if provider == GatewayProvider.ANONYMOUS:
         label = "anonymous"
     else:
         label = GatewayProvider(provider).label if provider in GatewayProvider.values else provider
-    article = "an" if label[:1].lower() in "aeiou" else "a"
+    return f"{'an' if label[:1].lower() in 'aeiou' else 'a'} {label} policy"
+
+
+def _clash(instance_id: str, provider: str, slug: str | None) -> Conflict:
     where = f"the endpoint {slug!r}" if slug else "the catch-all"
-    return Conflict(f"{instance_id} already has {article} {label} policy for {where}; edit that one instead")
+    return Conflict(f"{instance_id} already has {_a_policy(provider)} for {where}; edit that one instead")
 
 
 def _check_exposure(principal: Principal, policy: dict[str, Any]) -> None:
