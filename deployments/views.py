@@ -171,8 +171,13 @@ def deployment_rollback(request, deployment_id: str):
 @console_view(capabilities="destroy", objects=_deployment)
 def deployment_delete(request, deployment_id: str):
     deployment = _deployment(request, deployment_id)
+    confirm = request.POST.get("confirm", "").strip()
+    if deployment.environment == DeploymentEnvironment.PRODUCTION and confirm != deployment.name:
+        # The service refuses too (in the API's terms, ?confirm=); the console says it in the form's.
+        messages.error(request, f"{deployment.name} is a production deployment: type the deployment's name to confirm the delete.")
+        return redirect("deployments:detail", deployment_id=deployment.pk)
     try:
-        service.deployment_delete(deployment=deployment, actor=request.principal.actor, confirm=request.POST.get("confirm"))
+        service.deployment_delete(deployment=deployment, actor=request.principal.actor, confirm=confirm)
     except DomainError as exc:
         domain_error_message(request, exc)
         return redirect("deployments:detail", deployment_id=deployment.pk)

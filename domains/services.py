@@ -65,10 +65,19 @@ def normalise_domain(*, raw) -> str:
         pass
     if text.startswith("*."):
         raise _invalid("wildcard domains are not supported")
+    parts = text.split(".")
+    if "" in parts:
+        raise _invalid("a domain name cannot start with a dot or have two dots in a row")
+    for part in parts:
+        if len(part) > 63:
+            raise _invalid(f"each part between dots is at most 63 characters; {part[:16]}… has {len(part)}")
     try:
         ascii_name = text.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise _invalid(f"not a valid internationalised domain name ({exc})") from exc
+    except UnicodeError:
+        # The codec's own text ("encoding with 'idna' codec failed …") means nothing to a person.
+        raise _invalid(
+            "this is not a valid domain name: use letters, digits and hyphens (or the letters of one script, for an internationalised name)"
+        ) from None
     labels = ascii_name.split(".")
     if len(ascii_name) > 253:
         raise _invalid("a domain name is at most 253 characters")

@@ -12,3 +12,4 @@ class GatewayConfig(AppConfig):
         from . import views
 
         pages.register(route="gateway", view=views.instance_gateway, name="gateway", tab="Gateway")
+        pages.register(route="open", view=views.instance_open, name="open")  # the Open button (gateway/grants.py)

@@ -56,6 +56,8 @@ ORIGIN_STATE_HEADERS = frozenset({
     "set-login", "speculation-rules",                   # login status; prefetching other pages
     "content-security-policy", "content-security-policy-report-only", "x-content-type-options",  # ours instead
 })  # fmt: skip
+# The instance-origin pass cookie of the console's Open button (gateway/grants.py OPEN_COOKIE).
+INSTANCE_PASS_COOKIE = "orchestrio_instance_pass"
 SANDBOX = (("Content-Security-Policy", "sandbox"), ("X-Content-Type-Options", "nosniff"))
 
 
@@ -148,7 +150,8 @@ def _console_cookie_names(session: str, csrf: str, language: str) -> frozenset[s
 def instance_cookies(header: str) -> str | None:
     """The Cookie header an instance's own host may forward: the caller's cookies but the
     console's (which reach that host when the console's cookie domain covers it)."""
-    console = _console_cookie_names(settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME)
+    # Also the pass the console's Open button gave this host (gateway/grants.py): it is ours, not the instance's.
+    console = _console_cookie_names(settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME) | {INSTANCE_PASS_COOKIE}
     kept = [part.strip() for part in header.split(";") if part.strip() and part.split("=", 1)[0].strip() not in console]
     return "; ".join(kept) or None
 

@@ -9,11 +9,12 @@ from django.db import IntegrityError, transaction
 
 from instances.models import Instance
 from orchestrio import roles
-from orchestrio.errors import Conflict, ValidationFailed
+from orchestrio.errors import Conflict, Unauthorized, ValidationFailed
 from orchestrio.limits import limit_check
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
+from . import grants
 from .choices import OIDC_PROVIDERS, GatewayProvider
 from .models import GatewayPolicy
 from .oidc import OIDCError, check_issuer_url, expected_issuer
@@ -46,27 +47,27 @@ def validate_policy(*, data: dict[str, Any]) -> list[dict]:
         issues.append(_issue("slug", "slug is 1–63 lowercase letters, digits and '-' (starting with a letter or digit), or null for the catch-all"))
     config = data.get("config") or {}
     if not isinstance(config, dict):
-        issues.append(_issue("config", "config must be an object"))
+        issues.append(_issue("config", "the config must be a JSON object"))
         config = {}
     rules = CONFIG_RULES.get(provider, {})
     for key in config:
         if key not in rules:
             allowed = ", ".join(rules) or "none"
-            issues.append(_issue("config", f"unknown config key {key!r} for {provider} (allowed: {allowed})", "value_error", key))
+            issues.append(_issue("config", f"{_a_policy(provider)} has no config key {key!r} (it takes: {allowed})", "value_error", key))
     for key, (pattern, required, description) in rules.items():
         value = config.get(key)
         if value in (None, ""):
             if required:
-                issues.append(_issue("config", f"{provider} needs config.{key}: {description}", "missing", key))
+                issues.append(_issue("config", f"{_a_policy(provider)} needs config.{key}: {description}", "missing", key))
         elif not isinstance(value, str) or not pattern.match(value):
             issues.append(_issue("config", f"config.{key} must be {description}", "value_error", key))
     audience = data.get("audience") or ""
     issuer = data.get("issuer") or ""
     if provider in OIDC_PROVIDERS:
         if not audience:
-            issues.append(_issue("audience", f"{provider} policies need an audience (the `aud` the tokens are issued for)", "missing"))
+            issues.append(_issue("audience", f"{_a_policy(provider)} needs an audience: the `aud` its tokens are issued for", "missing"))
         if provider == GatewayProvider.OIDC and not issuer:
-            issues.append(_issue("issuer", "generic oidc policies need an issuer", "missing"))
+            issues.append(_issue("issuer", "a Generic OIDC policy needs an issuer: the URL its tokens name in `iss`", "missing"))
         if issuer:
             problem = check_issuer_url(issuer)
             if problem:
@@ -78,9 +79,9 @@ def validate_policy(*, data: dict[str, Any]) -> list[dict]:
                 issues.append(_issue("config", problem, "value_error", "hostname"))
     else:
         if audience:
-            issues.append(_issue("audience", f"audience applies to OIDC providers, not {provider}"))
+            issues.append(_issue("audience", f"{_a_policy(provider)} takes no audience (only OIDC policies do): leave it empty"))
         if issuer:
-            issues.append(_issue("issuer", f"issuer applies to OIDC providers, not {provider}"))
+            issues.append(_issue("issuer", f"{_a_policy(provider)} takes no issuer (only OIDC policies do): leave it empty"))
     for problem in validate_allow(data.get("allow", [])):
         issues.append(_issue("allow", problem))
     if provider == GatewayProvider.ANONYMOUS and data.get("allow"):
@@ -102,6 +103,20 @@ def policy_is_public(*, policy: dict[str, Any]) -> bool:
     if not policy.get("enabled", True):
         return False
     return policy["provider"] == GatewayProvider.ANONYMOUS or bool(pinning_warnings(policy["provider"], policy.get("allow") or []))
+
+
+def _a_policy(provider: str) -> str:
+    """'an anonymous policy', 'a GitHub Actions OIDC policy': the provider as a person reads it."""
+    if provider == GatewayProvider.ANONYMOUS:
+        label = "anonymous"
+    else:
+        label = GatewayProvider(provider).label if provider in GatewayProvider.values else provider
+    return f"{'an' if label[:1].lower() in 'aeiou' else 'a'} {label} policy"
+
+
+def _clash(instance_id: str, provider: str, slug: str | None) -> Conflict:
+    where = f"the endpoint {slug!r}" if slug else "the catch-all"
+    return Conflict(f"{instance_id} already has {_a_policy(provider)} for {where}; edit that one instead")
 
 
 def _check_exposure(principal: Principal, policy: dict[str, Any]) -> None:
@@ -135,13 +150,13 @@ def policy_create(*, instance: Instance, principal: Principal, data: dict) -> Ga
     _check_exposure(principal, data)
     _check_plan(instance, data["provider"])
     if GatewayPolicy.objects.filter(instance=instance, slug=data["slug"], provider=data["provider"]).exists():
-        raise Conflict(f"{instance.instance_id} already has a {data['provider']} policy for {data['slug'] or 'the catch-all'}")
+        raise _clash(instance.instance_id, data["provider"], data["slug"])
     policy = GatewayPolicy(instance=instance, tenant_id=instance.tenant_id, **data)
     try:
         with transaction.atomic():
             policy.save(force_insert=True)
     except IntegrityError as exc:
-        raise Conflict(f"{instance.instance_id} already has a {data['provider']} policy for {data['slug'] or 'the catch-all'}") from exc
+        raise _clash(instance.instance_id, data["provider"], data["slug"]) from exc
     activity_record(
         actor=actor, action="gateway_policy.create", tenant=instance.tenant_id, object_type="gateway_policy", object_id=policy.pk,
         data={"instance_id": instance.instance_id, "slug": policy.slug, "provider": policy.provider, "enabled": policy.enabled},
@@ -164,7 +179,7 @@ def policy_update(*, policy: GatewayPolicy, principal: Principal, data: dict) ->
         _check_plan(locked.instance, merged["provider"])
     clash = GatewayPolicy.objects.filter(instance=locked.instance, slug=merged["slug"], provider=merged["provider"]).exclude(pk=locked.pk)
     if clash.exists():
-        raise Conflict(f"{locked.instance.instance_id} already has a {merged['provider']} policy for {merged['slug'] or 'the catch-all'}")
+        raise _clash(locked.instance.instance_id, merged["provider"], merged["slug"])
     changed = [field for field in FIELDS if getattr(locked, field) != merged[field]]
     for field in changed:
         setattr(locked, field, merged[field])
@@ -187,3 +202,13 @@ def policy_issuer(*, policy: GatewayPolicy) -> str | None:
         return expected_issuer(policy.provider, policy.issuer, policy.config)
     except OIDCError:
         return None
+
+
+def open_grant_mint(*, instance: Instance, actor: Actor) -> str:
+    """A single-use grant, valid a minute, for `actor`'s user to open `instance`'s own host from
+    the console (gateway/grants.py); audited as `instance.open`."""
+    if actor.user is None:
+        raise Unauthorized("only a person logged in to the console can open an instance in the browser", challenge=grants.CHALLENGE)
+    value = grants.grant_value(instance=instance, user_id=actor.user.pk)
+    activity_record(actor=actor, action="instance.open", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id)
+    return value

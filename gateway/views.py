@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Exists, F, OuterRef
+from django.http import HttpResponseRedirect
 from django.views.decorators.csrf import csrf_exempt
 
 from instances.choices import InstanceState
@@ -18,7 +19,7 @@ from orchestrio.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from orchestrio.longpoll import proxy_slot
 from orchestrio.quotas import execution_quota_check_proxied
 
-from . import hooks, paths, proxy
+from . import grants, hooks, paths, proxy
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
 from .models import GatewayPolicy
 
@@ -63,15 +64,20 @@ def _route(instance_id: str, slug: str | None) -> Route | None:
     return next((Route(**row) for row in rows), None)
 
 
-def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
+def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str, own_host: bool = False):
     instance = _route(instance_id, slug)
     if instance is None:
         raise NotFound(f"no instance {instance_id!r}")
+    if own_host and request.path_info == grants.OPEN_PATH:
+        return _open_with_grant(request, instance)
     policies = list(GatewayPolicy.objects.filter(instance_id=instance.pk, slug=slug, enabled=True).order_by()) if instance.has_policies else []
     if slug is not None and not policies:
         raise NotFound(f"no enabled gateway policy for {slug!r} on {instance_id}")
     try:
-        caller = authenticate(request, instance, policies, implicit_api_key=slug is None and not policies)
+        # On the instance's own host, a console user who opened it with a grant (gateway/grants.py).
+        caller = own_host and grants.session_caller(request, instance_id=instance.instance_id, tenant_id=instance.tenant_id)
+        if not caller:
+            caller = authenticate(request, instance, policies, implicit_api_key=slug is None and not policies)
     except GatewayNotFound as exc:
         raise NotFound(f"no instance {instance_id!r}") from exc
     except GatewayUnauthorized as exc:
@@ -90,19 +96,32 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str):
     return proxy.forward(request, instance, upstream_path, caller, on_close=release)
 
 
+def _open_with_grant(request, instance: Route):
+    """`/.orchestrio/open?grant=…` on the instance's own host: the console's grant exchanged for
+    a pass cookie of this host only, then on to the instance's front page."""
+    if request.method != "GET":
+        raise NotFound("not found")
+    value = grants.grant_redeem(value=request.GET.get("grant", ""), instance_id=instance.instance_id, tenant_id=instance.tenant_id)
+    response = HttpResponseRedirect("/")
+    response.set_cookie(grants.OPEN_COOKIE, value, max_age=grants.SESSION_SECONDS, secure=request.is_secure(), httponly=True, samesite="Lax")
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
 @json_errors
-def _proxied(request, instance_id: str, *, slug: str | None, prefix: tuple[str, ...], base: str = ""):
+def _proxied(request, instance_id: str, *, slug: str | None, prefix: tuple[str, ...], base: str = "", own_host: bool = False):
     """Refuses dot-segments (gateway/paths.py) before anything is looked up or forwarded."""
     try:
         target = paths.upstream_target(request, prefix, base)
     except paths.Refused as exc:
         raise NotFound(exc.detail) from exc
-    return _serve(request, instance_id, slug=slug, upstream_path=target)
+    return _serve(request, instance_id, slug=slug, upstream_path=target, own_host=own_host)
 
 
 def serve_host(request, instance_id: str):
     """A request to the instance's own hostname or custom domain: the tunnel, path as sent."""
-    return _proxied(request, instance_id, slug=None, prefix=())
+    return _proxied(request, instance_id, slug=None, prefix=(), own_host=True)
 
 
 @csrf_exempt
@@ -181,3 +200,19 @@ def policy_delete(request, policy_id: str):
     services.policy_delete(policy=policy, actor=request.principal.actor)
     messages.success(request, f"Policy {policy.pk} deleted.")
     return redirect("instances:gateway", instance_id=policy.instance.instance_id)
+
+
+@require_POST
+@console_view
+def instance_open(request, instance_id: str):
+    """The console's Open button: a one-minute, single-use grant for this instance's own host
+    (gateway/grants.py); the console's session never goes there."""
+    instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).first()
+    if instance is None:
+        raise Http404(f"no instance {instance_id}")
+    grant = services.open_grant_mint(instance=instance, actor=request.principal.actor)
+    # A page that moves on by itself, not a redirect: the console's CSP keeps form-action to its
+    # own origin (and Stripe's), and instance hosts are not to be added there.
+    response = render(request, "gateway/open.html", {"instance": instance, "open_url": grants.open_url(instance=instance, grant=grant)})
+    response["Cache-Control"] = "no-store"
+    return response

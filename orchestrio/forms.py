@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm
@@ -30,15 +32,27 @@ def json_field_value(raw: str, *, kind: type = dict, what: str = "the value"):
         value = jsoninput.loads(raw or ("[]" if kind is list else "{}"), loc=())
     except ValidationFailed as exc:
         first = exc.errors[0]
-        where = "".join(f"[{part!r}]" for part in first["loc"])
-        raise forms.ValidationError(f"not valid JSON: {first['msg']}" + (f" (at {where})" if where else "")) from None
+        if first["type"] == "json_invalid":
+            try:
+                json.loads(raw)
+            except ValueError as parse:  # JSONDecodeError: its reason and where, in the person's terms
+                reason = getattr(parse, "msg", str(parse))
+                where = f" at line {parse.lineno}, column {parse.colno}" if hasattr(parse, "lineno") else ""
+                raise forms.ValidationError(f"this is not valid JSON: {reason[:1].lower()}{reason[1:]}{where}") from None
+        where = " → ".join(str(part) for part in first["loc"])
+        raise forms.ValidationError(f"this is not valid JSON: {first['msg']}" + (f" (at {where})" if where else "")) from None
     if not isinstance(value, kind):
         raise forms.ValidationError(f"{what} must be a JSON {'list' if kind is list else 'object'}")
     return value
 
 
 class LoginForm(AuthenticationForm):
+    # The field keeps Django's name (`username`: the auth backend's argument); what a person reads says email.
     username = forms.CharField(label="Email", max_length=254, widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That email and password do not match an account. Check both and try again.",
+    }
 
 
 class SignupForm(forms.Form):

@@ -33,6 +33,8 @@ ARG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 OPERATION_CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_ARGS_BYTES = 16 * 1024
 TIMEOUT_RANGE = (1, 3600)
+OPERATION_CODE_MESSAGE = "the operation code is 1–64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+TIMEOUT_MESSAGE = "the timeout must be from 1 to 3600 seconds"
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -40,40 +42,54 @@ def new_task_id() -> str:
     return "tsk_" + "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
 
-def _invalid(field: str, message: str, kind: str = "value_error") -> ValidationFailed:
-    return ValidationFailed([{"loc": ["body", field], "msg": message, "type": kind}])
-
-
-def validate_script_path(*, path: str, roots: list[str] | None) -> str:
+def _script_path_error(path, roots: list[str] | None) -> tuple[str, str] | None:
     if not isinstance(path, str) or not path:
-        raise _invalid("script_path", "script_path is required")
+        return "the script path is required", "value_error"
     if len(path) > 1024 or "\x00" in path or any(ch in path for ch in "\r\n"):
-        raise _invalid("script_path", "script_path must be at most 1024 characters, without NUL or newlines")
+        return "the script path must be at most 1024 characters, on one line", "value_error"
     if not path.startswith("/"):
-        raise _invalid("script_path", "script_path must be absolute (start with /)")
+        return "the script path must be absolute: start it with /", "value_error"
     if ".." in path.split("/"):
-        raise _invalid("script_path", "script_path must not contain '..'", "path_traversal")
+        return "the script path must not contain '..'", "path_traversal"
     if posixpath.normpath(path) != path:
-        raise _invalid("script_path", f"script_path must be normalised ({posixpath.normpath(path)!r}): no '//', './' or trailing '/'")
-    if roots:
-        if not any(path.startswith(root.rstrip("/") + "/") for root in roots):
-            raise _invalid("script_path", f"script_path must be under one of this blueprint's task roots: {', '.join(roots)}", "path_not_allowed")
-    return path
+        return f"the script path has '//', './' or a trailing '/': write it as {posixpath.normpath(path)}", "value_error"
+    if roots and not any(path.startswith(root.rstrip("/") + "/") for root in roots):
+        return f"the script must be under one of this blueprint's task folders: {', '.join(roots)}", "path_not_allowed"
+    return None
 
 
-def validate_script_args(*, args) -> dict:
+def _script_args_errors(args) -> list[dict]:
     if args is None:
-        return {}
+        return []
     if not isinstance(args, dict):
-        raise _invalid("script_args", "script_args must be an object")
-    for key in args:
-        if not ARG_KEY_RE.match(key):
-            raise ValidationFailed(
-                [{"loc": ["body", "script_args", key], "msg": "argument names match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$", "type": "value_error"}]
-            )
+        return [{"loc": ["body", "script_args"], "msg": "the arguments must be a JSON object, like {\"name\": \"value\"}", "type": "value_error"}]
+    bad = [key for key in args if not ARG_KEY_RE.match(key)]
+    if bad:
+        return [
+            {"loc": ["body", "script_args", key], "msg": f"argument name {key!r} must start with a letter or '_' and use only letters, digits, '_' or '-' (at most 64)", "type": "value_error"}
+            for key in bad
+        ]
     if len(json.dumps(args)) > MAX_ARGS_BYTES:
-        raise _invalid("script_args", f"script_args must be at most {MAX_ARGS_BYTES // 1024} KiB as JSON")
-    return args
+        return [{"loc": ["body", "script_args"], "msg": f"the arguments must be at most {MAX_ARGS_BYTES // 1024} KiB as JSON", "type": "value_error"}]
+    return []
+
+
+def task_request_errors(*, roots: list[str] | None, fields: dict) -> list[dict]:
+    """Every rule a task request breaks, all at once (the API's 422 and the console form list them
+    together). Only the fields given are checked: the console leaves out those its form already
+    refused."""
+    errors: list[dict] = []
+    if "operation_code" in fields and not OPERATION_CODE_RE.match(fields["operation_code"] or ""):
+        errors.append({"loc": ["body", "operation_code"], "msg": OPERATION_CODE_MESSAGE, "type": "value_error"})
+    if "script_path" in fields and (problem := _script_path_error(fields["script_path"], roots)):
+        errors.append({"loc": ["body", "script_path"], "msg": problem[0], "type": problem[1]})
+    if "script_args" in fields:
+        errors.extend(_script_args_errors(fields["script_args"]))
+    if "timeout_seconds" in fields:
+        timeout = fields["timeout_seconds"]
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not TIMEOUT_RANGE[0] <= timeout <= TIMEOUT_RANGE[1]:
+            errors.append({"loc": ["body", "timeout_seconds"], "msg": TIMEOUT_MESSAGE, "type": "value_error"})
+    return errors
 
 
 def clean_output(*, text: str | None) -> str:
@@ -106,12 +122,11 @@ def task_dispatch(
         existing = Task.objects.filter(instance=locked, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
-    if not OPERATION_CODE_RE.match(operation_code or ""):
-        raise _invalid("operation_code", "operation_code is 1–64 letters, digits, '_', '.', ':' or '-'")
-    validate_script_path(path=script_path, roots=locked.blueprint.task_roots)
-    script_args = validate_script_args(args=script_args)
-    if not isinstance(timeout_seconds, int) or not TIMEOUT_RANGE[0] <= timeout_seconds <= TIMEOUT_RANGE[1]:
-        raise _invalid("timeout_seconds", "timeout_seconds must be from 1 to 3600")
+    fields = {"operation_code": operation_code, "script_path": script_path, "script_args": script_args, "timeout_seconds": timeout_seconds}
+    errors = task_request_errors(roots=locked.blueprint.task_roots, fields=fields)
+    if errors:
+        raise ValidationFailed(errors)
+    script_args = script_args or {}
     if locked.destroyed_at is not None or locked.state != InstanceState.RUNNING:
         raise InvalidState(f"cannot run a task on {locked.instance_id}: it is {locked.state}, not running")
     active = Task.objects.filter(instance=locked, status__in=ACTIVE_TASK_STATUSES).first()

@@ -26,7 +26,7 @@ def instance_tasks(request, instance_id: str):
     instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("blueprint").first()
     if instance is None:
         raise Http404(f"no instance {instance_id}")
-    form = TaskDispatchForm(request.POST or None)
+    form = TaskDispatchForm(request.POST or None, task_roots=instance.blueprint.task_roots)
     if request.method == "POST" and form.is_valid():
         try:
             task, created = services.task_dispatch(instance=instance, actor=request.principal.actor, **form.cleaned_data)

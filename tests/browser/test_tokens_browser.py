@@ -46,4 +46,4 @@ def test_wrong_password_is_refused(page, live_server, console_user):
     page.get_by_label("Email").fill(console_user.username)
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Log in").click()
-    assert "Please enter a correct" in page.content()
+    assert "That email and password do not match an account" in page.content()

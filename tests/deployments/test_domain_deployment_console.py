@@ -60,6 +60,20 @@ def test_deployment_form_errors(console):
     assert response.status_code == 200 and b"must be a JSON object" in response.content and b"NAME=value" in response.content
 
 
+def test_deleting_a_production_deployment_asks_for_its_name_in_the_console_s_words(console):
+    from orchestrio.models import ActivityEvent
+
+    console.post("/deployments/new", {"name": "web-prod", "environment": "production", "blueprint_name": "OpenClaw", "plan_id": "openclaw-basic", "region": "local", "config": "{}", "secrets": ""})
+    deployment = Deployment.objects.get()
+    for confirm in (None, "wrong"):
+        response = console.post(f"/deployments/{deployment.pk}/delete", {} if confirm is None else {"confirm": confirm}, follow=True)
+        assert b"type the deployment&#x27;s name to confirm" in response.content and b"?confirm=" not in response.content
+        assert Deployment.objects.get().deleted_at is None
+    response = console.post(f"/deployments/{deployment.pk}/delete", {"confirm": " web-prod "})
+    assert response.status_code == 302 and Deployment.objects.get().deleted_at is not None
+    assert ActivityEvent.objects.filter(action="deployment.delete", object_id=deployment.pk).exists()
+
+
 def test_admin_pages(client, running, api):
     from django.contrib.auth import get_user_model
 

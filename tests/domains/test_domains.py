@@ -62,6 +62,18 @@ def test_invalid_domains_are_422(api, running, domain):
     assert_validation_error(api.post("instances/web-01/custom-domain", {"domain": domain}), ("body", "domain"))
 
 
+@pytest.mark.parametrize(
+    ("domain", "worded"),
+    [("\u0080x.example.com", "this is not a valid domain name: use letters, digits and hyphens"),
+     ("app\u3002.example.com", "this is not a valid domain name"),
+     ("a..example.com", "cannot start with a dot or have two dots in a row"),
+     (("x" * 64) + ".example.com", "each part between dots is at most 63 characters; xxxxxxxxxxxxxxxx… has 64")],
+)  # fmt: skip
+def test_invalid_domains_are_explained_without_the_codec_s_words(api, running, domain, worded):
+    detail = assert_validation_error(api.post("instances/web-01/custom-domain", {"domain": domain}), ("body", "domain"))
+    assert worded in detail[0]["msg"] and "codec" not in detail[0]["msg"] and "UnicodeError" not in detail[0]["msg"]
+
+
 def test_idna_names_are_stored_in_punycode(api, running):
     assert attach(api, "Bücher.Example.COM.")["domain"] == "xn--bcher-kva.example.com"
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from html import unescape
+
 import pytest
 
 from gateway.models import GatewayPolicy
@@ -34,6 +36,33 @@ def test_gateway_form_errors(console, running):
     assert not GatewayPolicy.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("provider", "slug", "worded"),
+    [("anonymous", "", "already has an anonymous policy for the catch-all"),
+     ("github-oidc", "deploy", "already has a GitHub Actions OIDC policy for the endpoint 'deploy'"),
+     ("api-key", "ops", "already has an Orchestrio API key policy for the endpoint 'ops'")],
+)  # fmt: skip
+def test_a_second_policy_for_the_same_place_is_refused_in_words(console, running, provider, slug, worded):
+    body = {"provider": provider, "slug": slug, "audience": "orchestrio" if provider.endswith("oidc") else "", "allow": "[]", "config": "{}", "enabled": "on"}
+    assert console.post("/instances/web-01/gateway", body).status_code == 302
+    response = console.post("/instances/web-01/gateway", body)
+    assert response.status_code == 200 and worded in unescape(response.content.decode())
+    assert GatewayPolicy.objects.count() == 1
+
+
+def test_policy_form_errors_come_together_in_words(console, running):
+    response = console.post("/instances/web-01/gateway", {"provider": "api-key", "slug": "hooks", "audience": "x", "issuer": "https://id.example", "allow": "[]", "config": '{"tenant": "t"}'})
+    errors = response.context["form"].errors
+    assert errors["audience"] == ["an Orchestrio API key policy takes no audience (only OIDC policies do): leave it empty"]
+    assert errors["issuer"] == ["an Orchestrio API key policy takes no issuer (only OIDC policies do): leave it empty"]
+    assert errors["config"] == ["an Orchestrio API key policy has no config key 'tenant' (it takes: none)"]
+    response = console.post("/instances/web-01/gateway", {"provider": "azure-oidc", "slug": "x", "audience": "", "allow": "[]", "config": "{}"})
+    errors = response.context["form"].errors
+    assert errors["audience"] == ["an Azure OIDC policy needs an audience: the `aud` its tokens are issued for"]
+    assert errors["config"][0].startswith("an Azure OIDC policy needs config.tenant")
+    assert not GatewayPolicy.objects.exists()
+
+
 def test_other_tenants_policy_is_404(console, other_api):
     from ..factories import InstanceFactory
 
@@ -51,5 +80,5 @@ def test_admin_validates_policies(client, running, api):
     client.force_login(staff)
     policy = api.post("instances/web-01/gateway-policies", {"provider": "api-key", "slug": "s"}).json()
     response = client.post(f"/admin/gateway/gatewaypolicy/{policy['id']}/change/", {"slug": "s", "provider": "oidc", "audience": "", "issuer": "", "allow": "[]", "config": "{}", "enabled": "on"})
-    assert response.status_code == 200 and b"generic oidc policies need an issuer" in response.content
+    assert response.status_code == 200 and b"a Generic OIDC policy needs an issuer" in response.content
     assert GatewayPolicy.objects.get().provider == "api-key"

@@ -32,7 +32,7 @@ def test_login_with_email_case_insensitive(client, tenant, owner):
 def test_login_failure_shows_error(client, tenant, owner):
     response = client.post("/login", {"username": owner.username, "password": "wrong"})
     assert response.status_code == 200
-    assert b"Please enter a correct" in response.content
+    assert b"That email and password do not match an account" in response.content
 
 
 def test_signup_creates_tenant_and_owner(client, db):

@@ -81,6 +81,14 @@ def test_validation(api, running, body, loc):
     assert not Task.objects.exists()
 
 
+def test_every_broken_rule_is_reported_in_one_422(api, running):
+    body = {**GOOD, "script_path": "/etc/passwd", "script_args": {"bad key": 1, "ok": 2, "--flag": 3}}
+    detail = assert_validation_error(
+        api.post("instances/web-01/tasks", body), ("body", "script_path"), ("body", "script_args", "bad key"), ("body", "script_args", "--flag")
+    )
+    assert len(detail) == 3 and not Task.objects.exists()
+
+
 def test_path_traversal_is_refused_even_without_task_roots(api, tenant, make_instance):
     Blueprint.objects.create(tenant=tenant, name="Open", task_roots=[])
     make_instance(instance_id="open-1", state="running", blueprint=Blueprint.objects.get(name="Open"))

@@ -24,6 +24,35 @@ def test_tasks_tab_dispatches_and_shows_errors(console, running):
     assert b"must be a JSON object" in bad.content
 
 
+def _field_errors(response, name: str) -> str:
+    """The errors the console form shows on one field, checked to be in the page too."""
+    from html import unescape
+
+    errors = response.context["form"].errors.get(name, [])
+    page = unescape(response.content.decode())
+    for error in errors:
+        assert f'<small class="error">{error}</small>' in page
+    return " ".join(errors)
+
+
+def test_the_task_form_shows_every_error_in_one_submit(console, running):
+    """The form's own checks (JSON, the number) and the service's rules (operation code, path,
+    argument names) come back together, each on its field, in a person's words."""
+    bad = console.post("/instances/web-01/tasks", {"operation_code": "has spaces", "script_path": "etc/passwd", "script_args": '{"a": ', "timeout_seconds": "0"})
+    assert bad.status_code == 200 and not Task.objects.exists()
+    assert "operation code is 1–64 letters" in _field_errors(bad, "operation_code")
+    assert "must be absolute: start it with /" in _field_errors(bad, "script_path")
+    assert "this is not valid JSON: expecting value at line 1, column 6" in _field_errors(bad, "script_args")
+    assert "timeout must be from 1 to 3600 seconds" in _field_errors(bad, "timeout_seconds")
+    # Once the JSON parses, its argument names are checked in the same pass as the path's folder.
+    bad = console.post("/instances/web-01/tasks", {"operation_code": "ok", "script_path": "/etc/passwd", "script_args": '{"bad key": 1}', "timeout_seconds": "soon"})
+    assert "under one of this blueprint's task folders" in _field_errors(bad, "script_path")
+    assert "argument name 'bad key' must start with a letter" in _field_errors(bad, "script_args")
+    assert "whole number of seconds" in _field_errors(bad, "timeout_seconds")
+    for leak in (b"script_path must", b"operation_code is", b"JSON parse error", b"char "):
+        assert leak not in bad.content
+
+
 def test_task_detail_and_cancel(console, running, api):
     task = api.post("instances/web-01/tasks", {"operation_code": "x", "script_path": "/opt/orchestrio/scripts/backup.sh"}).json()
     page = console.get(f"/tasks/{task['task_id']}")
