@@ -7,7 +7,8 @@
 // HTML of the element of the same part inside the live root (so one request updates a page's
 // header and its tables). A fragment without parts replaces the root's inner HTML.
 // Polling pauses while the tab is hidden and resumes at once when it is shown again. It stops on
-// 404 (the object is gone: the page says so) and when the session has ended (a redirect to login).
+// 404 (the object is gone: the page says so), when the session has ended (a redirect to login),
+// and when the content holds `[data-live-done]` (its state is final, e.g. a finished task).
 // After a swap the root fires `live:updated` (page scripts re-bind to the new markup).
 // No inline scripts: the console's Content-Security-Policy forbids them.
 "use strict";
@@ -44,6 +45,7 @@
         changed = true;
       });
       if (changed) root.dispatchEvent(new CustomEvent("live:updated", { bubbles: true }));
+      if (root.querySelector("[data-live-done]")) stop(); // the state is final (a finished task)
     }
 
     function stop(message) {
@@ -89,6 +91,7 @@
       if (document.hidden) clearTimeout(timer);
       else poll();
     });
+    if (root.querySelector("[data-live-done]")) stopped = true;
     schedule();
   }
 
