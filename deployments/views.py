@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orchestrio.forms import errors_to_form, json_field_value
 from orchestrio.errors import DomainError
@@ -91,6 +91,7 @@ def _deployment_page(request):
     return Paginator(Deployment.objects.filter(tenant=request.principal.tenant, deleted_at__isnull=True).select_related("instance"), 50).get_page(request.GET.get("page"))
 
 
+@require_GET
 @console_view
 def deployment_list_live(request):
     """The list's table alone, for static/console/live.js: the same template the page includes."""
@@ -164,6 +165,7 @@ def _live_context(deployment, revisions: list) -> dict:
     return {"deployment": deployment, "rows": rows, "steps": steps, "logs": logs}
 
 
+@require_GET
 @console_view
 def deployment_detail_live(request, deployment_id: str):
     """The detail page's live parts (status, steps, revisions, log), for static/console/live.js;

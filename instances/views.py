@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orchestrio import roles
 from orchestrio.forms import errors_to_form
@@ -55,6 +55,7 @@ def instance_list(request):
     return render(request, "instances/list.html", _list_context(request))
 
 
+@require_GET
 @console_view
 def instance_list_live(request):
     """The list's table alone, for static/console/live.js: the same template the page includes."""
@@ -119,6 +120,7 @@ def instance_detail(request, instance_id: str):
     )
 
 
+@require_GET
 @console_view
 def instance_detail_live(request, instance_id: str):
     """The detail page's live parts (header state and actions, record, log, operations) in one

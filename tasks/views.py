@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.selectors import live_instances
 from orchestrio.forms import errors_to_form
@@ -43,6 +43,7 @@ def _task_page(request, instance):
     return Paginator(Task.objects.filter(instance=instance), 25).get_page(request.GET.get("page"))
 
 
+@require_GET
 @console_view
 def instance_tasks_live(request, instance_id: str):
     """The Tasks tab's table alone, for static/console/live.js (the template the tab includes)."""
@@ -59,6 +60,7 @@ def _task(request, task_id: str) -> Task:
     return task
 
 
+@require_GET
 @console_view
 def task_detail_live(request, task_id: str):
     """The task page's status, record and output, for static/console/live.js."""
