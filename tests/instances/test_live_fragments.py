@@ -137,3 +137,18 @@ def test_the_detail_fragment_costs_the_same_queries_for_a_short_and_a_long_histo
     many, response = _queries(console, "/instances/busy-1/live")
     assert response.content.decode().count("<tr data-operation=") == 20  # the last 20, as the page
     assert many == few
+
+
+def test_live_cannot_be_an_instance_id(console, api):
+    """`/instances/live` is the list's fragment, so no instance may be called that."""
+    response = console.post("/instances/new", {"instance_id": "live", "blueprint_name": "OpenClaw", "plan_id": "openclaw-basic", "region": "local"})
+    assert response.status_code == 200 and b"is reserved" in response.content
+    assert api.post("instances", {"instance_id": "live"}).status_code == 422
+
+
+def test_bad_query_strings_on_the_fragments_are_not_errors(console, make_instance):
+    make_instance(instance_id="ours-1", state="running")
+    for url in ("/instances/live?state=nope&page=zzz", "/instances/live?region=" + "x" * 500, "/instances/live?page=-3", "/instances/ours-1/live?page=%ff", "/instances/ours-1/tasks/live?page=abc"):
+        assert console.get(url).status_code == 200, url
+    assert console.get("/instances/live?label=%00").status_code == 400  # refused as everywhere, never a 500
+    assert console.get("/instances/" + "x" * 300 + "/live").status_code == 404
