@@ -91,6 +91,8 @@
       if (document.hidden) clearTimeout(timer);
       else poll();
     });
+    // A live log opens on its latest lines, and follows them while the reader stays at the bottom.
+    root.querySelectorAll(".log[data-live-part]").forEach((log) => { log.scrollTop = log.scrollHeight; });
     if (root.querySelector("[data-live-done]")) stopped = true;
     schedule();
   }
