@@ -12,6 +12,7 @@ urlpatterns = [
     path("<str:instance_id>/destroy", views.instance_destroy, name="destroy"),
     path("<str:instance_id>/config", views.instance_config, name="config"),
     path("<str:instance_id>/live", views.instance_detail_live, name="detail-live"),
+    path("<str:instance_id>/header/live", views.instance_header_live, name="header-live"),  # its tab pages' heading
     *pages.urlpatterns(),  # the pages other apps add (tasks, gateway, domain): before the catch-all
     path("<str:instance_id>/<str:verb>", views.instance_action, name="action"),
 ]

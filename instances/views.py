@@ -21,7 +21,7 @@ from .filtersets import InstanceFilterSet
 from .forms import ConfigForm, InstanceCreateForm, ResizeForm
 from .lifecycle import RULES
 from .models import LogLine
-from .selectors import instances_with_record_in_order, listed_instances, live_instance_with_record
+from .selectors import instances_with_record_in_order, listed_instances, live_instance_with_record, live_instances
 
 VERBS = {
     "start": OperationKind.START,
@@ -126,6 +126,16 @@ def instance_detail_live(request, instance_id: str):
     """The detail page's live parts (header state and actions, record, log, operations) in one
     response, for static/console/live.js; another tenant's instance is 404 as on the page."""
     return render(request, "instances/_detail_live.html", _live_context(_instance(request, instance_id)))
+
+
+@require_GET
+@console_view
+def instance_header_live(request, instance_id: str):
+    """The heading of the instance's tab pages (its state), for static/console/live.js."""
+    instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).first()
+    if instance is None:
+        raise Http404(f"no instance {instance_id}")
+    return render(request, "instances/_tab_header.html", {"instance": instance})
 
 
 @require_POST

@@ -152,3 +152,18 @@ def test_bad_query_strings_on_the_fragments_are_not_errors(console, make_instanc
         assert console.get(url).status_code == 200, url
     assert console.get("/instances/live?label=%00").status_code == 400  # refused as everywhere, never a 500
     assert console.get("/instances/" + "x" * 300 + "/live").status_code == 404
+
+
+def test_the_tab_pages_heading_follows_the_state(console, make_instance, tenant):
+    instance = make_instance(instance_id="tabbed-1", state="running")
+    for tab in ("tasks", "gateway", "domain"):
+        assert 'data-live="/instances/tabbed-1/header/live"' in console.get(f"/instances/tabbed-1/{tab}").content.decode(), tab
+    assert 'data-testid="tab-state">running<' in console.get("/instances/tabbed-1/header/live").content.decode()
+    instance.state = "stopped"
+    instance.save(update_fields=["state"])
+    assert 'data-testid="tab-state">stopped<' in console.get("/instances/tabbed-1/header/live").content.decode()
+    InstanceFactory(tenant=TenantFactory(id="other-corp"), instance_id="theirs-1", state="running")
+    assert console.get("/instances/theirs-1/header/live").status_code == 404
+    with CaptureQueriesContext(connection) as captured:
+        console.get("/instances/tabbed-1/header/live")
+    assert len(captured) <= 4  # the session, the membership, the instance
