@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orchestrio.forms import errors_to_form
 from orchestrio.errors import DomainError
@@ -93,9 +93,19 @@ def alerts_page(request):
             messages.success(request, "Alert settings saved.")
         except DomainError as exc:
             errors_to_form(form, exc)
-    page = Paginator(AlertDelivery.objects.filter(tenant=tenant).prefetch_related("attempt_log"), 25).get_page(request.GET.get("page"))
-    response = render(request, "billing/alerts.html", {"form": form, "config": config, "new_secret": new_secret, "page": page, "events": alerts.EVENTS})
+    response = render(request, "billing/alerts.html", {"form": form, "config": config, "new_secret": new_secret, "page": _delivery_page(request), "events": alerts.EVENTS})
     return carries_secret(response) if new_secret else response
+
+
+def _delivery_page(request):
+    return Paginator(AlertDelivery.objects.filter(tenant=request.principal.tenant).prefetch_related("attempt_log"), 25).get_page(request.GET.get("page"))
+
+
+@require_GET
+@console_view(capabilities="alerts")
+def alert_deliveries_live(request):
+    """The deliveries table alone, for static/console/live.js: the template the page includes."""
+    return render(request, "billing/_deliveries.html", {"page": _delivery_page(request)})
 
 
 @require_POST

@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orchestrio.forms import errors_to_form, json_field_value
 from orchestrio.errors import DomainError
@@ -84,8 +84,18 @@ def _deployment(request, deployment_id: str, **_) -> Deployment:
 
 @console_view
 def deployment_list(request):
-    page = Paginator(Deployment.objects.filter(tenant=request.principal.tenant, deleted_at__isnull=True).select_related("instance"), 50).get_page(request.GET.get("page"))
-    return render(request, "deployments/list.html", {"page": page})
+    return render(request, "deployments/list.html", {"page": _deployment_page(request)})
+
+
+def _deployment_page(request):
+    return Paginator(Deployment.objects.filter(tenant=request.principal.tenant, deleted_at__isnull=True).select_related("instance"), 50).get_page(request.GET.get("page"))
+
+
+@require_GET
+@console_view
+def deployment_list_live(request):
+    """The list's table alone, for static/console/live.js: the same template the page includes."""
+    return render(request, "deployments/_list_table.html", {"page": _deployment_page(request)})
 
 
 @require_http_methods(["GET", "POST"])
@@ -141,13 +151,27 @@ def deployment_detail(request, deployment_id: str):
         else:
             messages.success(request, "A new revision is being applied.")
             return redirect("deployments:detail", deployment_id=deployment.pk)
+    return render(request, "deployments/detail.html", {**_live_context(deployment, revisions), "form": form, "webhook_url": service.webhook_url(deployment=deployment)})
+
+
+def _live_context(deployment, revisions: list) -> dict:
+    """What the detail page's live parts show (templates/deployments/_detail_live.html)."""
     rows = []
     for index, revision in enumerate(revisions):
         previous = revisions[index + 1] if index + 1 < len(revisions) else None
         rows.append({"revision": revision, "diff": _diff(revision.config, previous.config if previous else {}), "secrets_changed": previous is not None and sorted(revision.secret_keys) != sorted(previous.secret_keys)})
-    steps = list(latest.steps.order_by("position")) if latest else []
+    steps = list(revisions[0].steps.order_by("position")) if revisions else []
     logs = list(deployment.log_lines.order_by("-seq")[:100])[::-1]
-    return render(request, "deployments/detail.html", {"deployment": deployment, "rows": rows, "steps": steps, "form": form, "logs": logs, "webhook_url": service.webhook_url(deployment=deployment)})
+    return {"deployment": deployment, "rows": rows, "steps": steps, "logs": logs}
+
+
+@require_GET
+@console_view
+def deployment_detail_live(request, deployment_id: str):
+    """The detail page's live parts (status, steps, revisions, log), for static/console/live.js;
+    another tenant's deployment is 404 as on the page."""
+    deployment = _deployment(request, deployment_id)
+    return render(request, "deployments/_detail_live.html", _live_context(deployment, list(deployment.revisions.order_by("-number"))))
 
 
 @require_POST

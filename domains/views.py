@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orchestrio import roles
 from orchestrio.errors import DomainError
@@ -49,6 +49,18 @@ def instance_domain(request, instance_id: str):
             return redirect("instances:domain", instance_id=instance_id)
     context = {"instance": instance, "domain": current, "form": form, "records": domains.dns_records(domain=current) if current else []}
     return render(request, "domains/domain.html", context)
+
+
+@require_GET
+@console_view
+def instance_domain_live(request, instance_id: str):
+    """The domain card alone (status, records, checks), for static/console/live.js; 404 once the
+    domain is removed, as for another tenant's instance."""
+    instance = _instance(request, instance_id)
+    current = instance.custom_domains.filter(removed_at__isnull=True).first()
+    if current is None:
+        raise Http404("no custom domain")
+    return render(request, "domains/_domain_live.html", {"instance": instance, "domain": current, "records": domains.dns_records(domain=current)})
 
 
 @require_POST

@@ -16,7 +16,7 @@ _LABEL = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 MIN_LENGTH, MAX_LENGTH = 3, 63
 # Path segments of the instances API that cannot double as instance ids, and the installation's
 # own host names.
-RESERVED = frozenset({"cleanup", "by-idempotency-key", "new", "www", "api", "admin"})
+RESERVED = frozenset({"cleanup", "by-idempotency-key", "new", "live", "www", "api", "admin"})  # `new`, `live`: console URLs
 
 
 def is_label(value: object, *, max_length: int = MAX_LENGTH) -> bool:

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orchestrio import roles
 from orchestrio.forms import errors_to_form
@@ -19,8 +19,9 @@ from . import services
 from .choices import InstanceState, OperationKind
 from .filtersets import InstanceFilterSet
 from .forms import ConfigForm, InstanceCreateForm, ResizeForm
+from .lifecycle import RULES
 from .models import LogLine
-from .selectors import instances_with_record_in_order, listed_instances, live_instance_with_record
+from .selectors import instances_with_record_in_order, listed_instances, live_instance_with_record, live_instances
 
 VERBS = {
     "start": OperationKind.START,
@@ -40,14 +41,25 @@ def _instance(request, instance_id: str, **_):
     return instance
 
 
-@console_view
-def instance_list(request):
+def _list_context(request) -> dict:
     tenant = request.principal.tenant
     filterset = InstanceFilterSet(request.GET, queryset=listed_instances(tenant=tenant))
     queryset = filterset.qs if filterset.is_valid() else filterset.queryset.none()
     page = Paginator(queryset.values_list("instance_id", flat=True), 50).get_page(request.GET.get("page"))
     page.object_list = instances_with_record_in_order(tenant=tenant, instance_ids=page.object_list)  # as the API's list reads them
-    return render(request, "instances/list.html", {"page": page, "filterset": filterset, "states": InstanceState.choices})
+    return {"page": page, "filterset": filterset, "states": InstanceState.choices}
+
+
+@console_view
+def instance_list(request):
+    return render(request, "instances/list.html", _list_context(request))
+
+
+@require_GET
+@console_view
+def instance_list_live(request):
+    """The list's table alone, for static/console/live.js: the same template the page includes."""
+    return render(request, "instances/_list_table.html", _list_context(request))
 
 
 @require_http_methods(["GET", "POST"])
@@ -60,30 +72,70 @@ def instance_create(request):
         except DomainError as exc:
             errors_to_form(form, exc)
         else:
-            messages.success(request, f"Creating {instance.instance_id}: it is provisioning now.")
+            # No flash message: the detail page's live header says "provisioning now" for as long
+            # as it is true (templates/instances/_detail_header.html).
             return redirect("instances:detail", instance_id=instance.instance_id)
     return render(request, "instances/create.html", {"form": form})
+
+
+def _actions(instance, *, busy: bool) -> list[dict]:
+    """The header's lifecycle buttons: each enabled only in the states its rule accepts
+    (instances/lifecycle.py RULES) and while no other operation runs, as the service decides."""
+    return [
+        {
+            "verb": verb,
+            "label": verb.capitalize(),
+            "confirm": verb != "start" and verb != "resume",
+            "show_in": " ".join(sorted(RULES[kind].from_states)),
+            "enabled": not busy and instance.state in RULES[kind].from_states,
+        }
+        for verb, kind in VERBS.items()
+    ]
+
+
+def _live_context(instance) -> dict:
+    """What the detail page's live parts show (templates/instances/_detail_live.html)."""
+    busy = instance.unfinished_operation_pk is not None
+    return {
+        "instance": instance,
+        "actions": _actions(instance, busy=busy),
+        "logs": list(LogLine.objects.filter(instance=instance).order_by("-seq")[:100])[::-1],
+        "operations": instance.operations.order_by("-created_at")[:20],
+        "operation": instance.unfinished_operation if instance.unfinished_operation_pk is not None else None,
+    }
 
 
 @console_view
 def instance_detail(request, instance_id: str):
     instance = _instance(request, instance_id)
-    logs = list(LogLine.objects.filter(instance=instance).order_by("-seq")[:100])[::-1]
-    operations = instance.operations.order_by("-created_at")[:20]
     config_form = ConfigForm(initial={"config": json.dumps(instance.config or {}, indent=2, sort_keys=True)})
     return render(
         request,
         "instances/detail.html",
         {
-            "instance": instance,
-            "logs": logs,
-            "operations": operations,
+            **_live_context(instance),
             "resize_form": ResizeForm(initial={"plan_id": instance.plan_id}),
             "config_form": config_form,
-            "operation": instance.unfinished_operation if instance.unfinished_operation_pk is not None else None,
-            "last_seq": logs[-1].seq if logs else 0,
         },
     )
+
+
+@require_GET
+@console_view
+def instance_detail_live(request, instance_id: str):
+    """The detail page's live parts (header state and actions, record, log, operations) in one
+    response, for static/console/live.js; another tenant's instance is 404 as on the page."""
+    return render(request, "instances/_detail_live.html", _live_context(_instance(request, instance_id)))
+
+
+@require_GET
+@console_view
+def instance_header_live(request, instance_id: str):
+    """The heading of the instance's tab pages (its state), for static/console/live.js."""
+    instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).first()
+    if instance is None:
+        raise Http404(f"no instance {instance_id}")
+    return render(request, "instances/_tab_header.html", {"instance": instance})
 
 
 @require_POST

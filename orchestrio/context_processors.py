@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 
 from . import roles
@@ -40,4 +41,6 @@ def console(request):
         "current_tenant": principal.tenant if principal is not None else None,
         "current_role": principal.role if principal is not None else None,
         "can": can,
+        # static/console/live.js polls `[data-live]` fragments at this interval (milliseconds).
+        "live_interval_ms": settings.CONSOLE_LIVE_INTERVAL_SECONDS * 1000,
     }

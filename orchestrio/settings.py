@@ -212,6 +212,14 @@ LOGIN_URL = "console:login"
 LOGIN_REDIRECT_URL = "console:home"
 LOGOUT_REDIRECT_URL = "console:login"
 
+# --- Console --------------------------------------------------------------------------------------
+
+# Every console page that shows state re-fetches its server-rendered fragments this often (seconds;
+# static/console/live.js, docs/console.md "Live updates"); paused while the tab is hidden.
+CONSOLE_LIVE_INTERVAL_SECONDS = env_int("CONSOLE_LIVE_INTERVAL_SECONDS", 3)
+if CONSOLE_LIVE_INTERVAL_SECONDS < 1:
+    raise ImproperlyConfigured("CONSOLE_LIVE_INTERVAL_SECONDS must be at least 1")
+
 # --- Internationalisation and static files ------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"

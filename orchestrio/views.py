@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import roles, selectors, services
 from .api import ratelimit
@@ -78,13 +78,23 @@ def domain_error_message(request, exc: DomainError) -> None:
 
 @console_view
 def home(request):
+    return render(request, "console/home.html", _overview(request))
+
+
+def _overview(request) -> dict:
     tenant = request.principal.tenant
-    context = {
+    return {
         "usage": selectors.tenant_usage(tenant=tenant),
         "limits": tenant.plan.limits,
         "recent_activity": ActivityEvent.objects.filter(tenant=tenant)[:10],
     }
-    return render(request, "console/home.html", context)
+
+
+@require_GET
+@console_view
+def home_live(request):
+    """The overview's usage and recent activity, for static/console/live.js (the partial the page includes)."""
+    return render(request, "console/_overview_live.html", _overview(request))
 
 
 def _console_auth_limited(request, *, per_username: bool) -> Usage | None:

@@ -15,5 +15,6 @@ class TasksConfig(AppConfig):
 
         hooks.on_reconcile(reconcile_tasks)
         pages.register(route="tasks", view=views.instance_tasks, name="tasks", tab="Tasks")
+        pages.register(route="tasks/live", view=views.instance_tasks_live, name="tasks-live")
         register_database_figures(metrics.database_figures)
         quotas.on_count_executions(selectors.task_executions, tenants=selectors.task_tenants)

@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from instances.selectors import live_instances
 from orchestrio.forms import errors_to_form
@@ -36,8 +36,21 @@ def instance_tasks(request, instance_id: str):
             if not created:
                 messages.info(request, "That idempotency key was used before: this is the task it started.")
             return redirect("tasks:detail", task_id=task.task_id)
-    page = Paginator(Task.objects.filter(instance=instance), 25).get_page(request.GET.get("page"))
-    return render(request, "tasks/instance_tasks.html", {"instance": instance, "form": form, "page": page, "samples": SAMPLE_SCRIPTS})
+    return render(request, "tasks/instance_tasks.html", {"instance": instance, "form": form, "page": _task_page(request, instance), "samples": SAMPLE_SCRIPTS})
+
+
+def _task_page(request, instance):
+    return Paginator(Task.objects.filter(instance=instance), 25).get_page(request.GET.get("page"))
+
+
+@require_GET
+@console_view
+def instance_tasks_live(request, instance_id: str):
+    """The Tasks tab's table alone, for static/console/live.js (the template the tab includes)."""
+    instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).first()
+    if instance is None:
+        raise Http404(f"no instance {instance_id}")
+    return render(request, "tasks/_task_table.html", {"instance": instance, "page": _task_page(request, instance)})
 
 
 def _task(request, task_id: str) -> Task:
@@ -45,6 +58,13 @@ def _task(request, task_id: str) -> Task:
     if task is None:
         raise Http404(f"no task {task_id}")
     return task
+
+
+@require_GET
+@console_view
+def task_detail_live(request, task_id: str):
+    """The task page's status, record and output, for static/console/live.js."""
+    return render(request, "tasks/_detail_live.html", {"task": _task(request, task_id)})
 
 
 @console_view

@@ -44,6 +44,17 @@ EXPECTED = [
     ("tasks:detail", "GET", None, "read"),
     ("billing:overview", "GET", None, "read"),
     ("billing:alerts", "GET", None, "alerts"),
+    # The live fragments (static/console/live.js): read like the page each belongs to.
+    ("console:home-live", "GET", None, "read"),
+    ("instances:list-live", "GET", None, "read"),
+    ("instances:detail-live", "GET", None, "read"),
+    ("instances:header-live", "GET", None, "read"),
+    ("instances:tasks-live", "GET", None, "read"),
+    ("instances:domain-live", "GET", None, "read"),
+    ("deployments:list-live", "GET", None, "read"),
+    ("deployments:detail-live", "GET", None, "read"),
+    ("tasks:detail-live", "GET", None, "read"),
+    ("billing:alerts-live", "GET", None, "alerts"),
     ("instances:destroy", "GET", None, "destroy"),  # the confirmation page of a destroy
     ("console:switch-tenant", "POST", None, "read"),  # the user's own session
     ("console:tokens", "POST", None, "operate"),
@@ -118,6 +129,12 @@ def _url(name: str, argument: str | None, ids: dict) -> str:
         "console:team-member-remove": {"member_pk": ids["member"]},
         "console:team-invitation-revoke": {"invitation_pk": ids["invitation"]},
         "instances:detail": {"instance_id": ids["instance"]},
+        "instances:detail-live": {"instance_id": ids["instance"]},
+        "instances:header-live": {"instance_id": ids["instance"]},
+        "instances:tasks-live": {"instance_id": ids["instance"]},
+        "instances:domain-live": {"instance_id": ids["instance"]},
+        "deployments:detail-live": {"deployment_id": ids["deployment"]},
+        "tasks:detail-live": {"task_id": ids["task"]},
         "instances:destroy": {"instance_id": ids["instance"]},
         "instances:config": {"instance_id": ids["instance"]},
         "instances:tasks": {"instance_id": ids["instance"]},
@@ -196,7 +213,7 @@ def test_a_refusal_in_the_console_comes_after_the_tenant_lookup(seeded, tenant_b
     ids = {kind: values[0] for kind, values in seeded.ids.items()}
     ids["own_token"] = ApiTokenFactory(tenant=seeded.api.tenant, created_by=seeded.api.user).pk
     for name, method, argument, _ in EXPECTED:
-        if name.startswith(("console:", "billing:")) and name not in OBJECT_PAGES or name in ("instances:list", "instances:create", "deployments:list", "deployments:create"):
+        if name.startswith(("console:", "billing:")) and name not in OBJECT_PAGES or name in ("instances:list", "instances:list-live", "instances:create", "deployments:list", "deployments:list-live", "deployments:create"):
             continue  # the page names none of A's objects
         url = _url(name, argument, ids)
         response = client.get(url) if method == "GET" else client.post(url, FORMS.get((name, argument), {}))

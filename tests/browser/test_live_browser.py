@@ -1,0 +1,80 @@
+"""Live state in the console (issue 16, item 6): the instances list and the instance page follow a
+state change made through the API within a few seconds, with no reload (static/console/live.js
+polling the pages' server-rendered fragments every CONSOLE_LIVE_INTERVAL_SECONDS, 3 s here)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+FEW_SECONDS = 10_000  # the poll interval (3 s) plus a stop on the local provider, with room
+
+
+@pytest.fixture
+def api(live_server, console_user):
+    from orchestrio.models import Tenant
+
+    from ..factories import ApiTokenFactory
+
+    token = ApiTokenFactory(tenant=Tenant.objects.get(pk="browser-co"), created_by=console_user, role="owner")
+
+    def call(method: str, path: str, body: dict | None = None) -> httpx.Response:
+        response = httpx.request(method, f"{live_server.url}/api/v1/{path}", headers={"Authorization": f"Bearer {token.plaintext}"}, json=body, timeout=20)
+        assert response.status_code < 300, response.text
+        return response
+
+    return call
+
+
+def _mark_no_reload(page) -> None:
+    page.evaluate("window.__sameDocument = true")
+
+
+def _assert_no_reload(page) -> None:
+    assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+
+
+def test_the_instance_page_follows_the_api(logged_in_page, live_server, worker, api):
+    page = logged_in_page
+    api("POST", "instances", {"instance_id": "live-detail"})
+    page.goto(f"{live_server.url}/instances/live-detail")
+    _mark_no_reload(page)
+
+    # Provisioning → running: the header, the notice, the record and the operations all follow.
+    expect(page.get_by_test_id("state")).to_have_text("running", timeout=30_000)
+    expect(page.get_by_test_id("provisioning")).to_have_count(0)
+    expect(page.get_by_test_id("operation")).to_be_hidden()
+    expect(page.get_by_test_id("operations").locator("tbody tr").first).to_contain_text("succeeded")
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_enabled()
+
+    # A stop through the API: the header says stopped and the Operations table does not stay "running".
+    api("POST", "instances/live-detail/stop")
+    expect(page.get_by_test_id("state")).to_have_text("stopped", timeout=FEW_SECONDS)
+    latest = page.get_by_test_id("operations").locator("tbody tr").first
+    expect(latest).to_contain_text("stop")
+    expect(latest).to_contain_text("succeeded", timeout=FEW_SECONDS)
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_enabled()
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_disabled()
+    expect(page.get_by_role("button", name="Check health now")).to_be_disabled()  # outside the live parts, follows too
+    expect(page.get_by_test_id("log")).to_contain_text("stopped")
+    _assert_no_reload(page)
+
+
+def test_the_instances_list_follows_the_api(logged_in_page, live_server, worker, api):
+    page = logged_in_page
+    api("POST", "instances", {"instance_id": "live-list"})
+    page.goto(f"{live_server.url}/instances/")
+    _mark_no_reload(page)
+    row = page.locator('tr[data-instance="live-list"]')
+    expect(row.locator(".state")).to_have_text("running", timeout=30_000)
+
+    api("POST", "instances/live-list/stop")
+    expect(row.locator(".state")).to_have_text("stopped", timeout=FEW_SECONDS)
+
+    # A new instance made elsewhere appears in the list too.
+    api("POST", "instances", {"instance_id": "live-list-2"})
+    expect(page.locator('tr[data-instance="live-list-2"]')).to_be_visible(timeout=FEW_SECONDS)
+    _assert_no_reload(page)
