@@ -64,6 +64,7 @@ EXPECTED = [
     ("console:team-invitation-revoke", "POST", None, "members"),
     ("instances:create", "POST", None, "operate"),
     ("instances:config", "POST", None, "operate"),
+    ("instances:open", "POST", None, "operate"),  # a one-minute grant for the instance's own host
     ("instances:tasks", "POST", None, "operate"),
     ("instances:gateway", "POST", None, "operate"),  # a public policy needs "expose" (service)
     ("instances:domain", "POST", None, "expose"),
@@ -137,6 +138,7 @@ def _url(name: str, argument: str | None, ids: dict) -> str:
         "tasks:detail-live": {"task_id": ids["task"]},
         "instances:destroy": {"instance_id": ids["instance"]},
         "instances:config": {"instance_id": ids["instance"]},
+        "instances:open": {"instance_id": ids["instance"]},
         "instances:tasks": {"instance_id": ids["instance"]},
         "instances:gateway": {"instance_id": ids["instance"]},
         "instances:domain": {"instance_id": ids["instance"]},
