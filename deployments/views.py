@@ -22,6 +22,7 @@ from instances.selectors import blueprint_visible, instance_counts
 from . import services as service
 from .choices import DeploymentEnvironment
 from .models import Deployment
+from .selectors import live_deployments
 
 
 def _json_object(raw: str, what: str) -> dict:
@@ -76,7 +77,7 @@ class UpdateForm(forms.Form):
 
 
 def _deployment(request, deployment_id: str, **_) -> Deployment:
-    deployment = Deployment.objects.filter(tenant=request.principal.tenant, pk=deployment_id, deleted_at__isnull=True).select_related("instance", "blueprint").first()
+    deployment = live_deployments().filter(tenant=request.principal.tenant, pk=deployment_id).select_related("instance", "blueprint").first()
     if deployment is None:
         raise Http404("no such deployment")
     return deployment
@@ -88,7 +89,7 @@ def deployment_list(request):
 
 
 def _deployment_page(request):
-    return Paginator(Deployment.objects.filter(tenant=request.principal.tenant, deleted_at__isnull=True).select_related("instance"), 50).get_page(request.GET.get("page"))
+    return Paginator(live_deployments().filter(tenant=request.principal.tenant).select_related("instance"), 50).get_page(request.GET.get("page"))
 
 
 @require_GET
