@@ -1,0 +1,152 @@
+"""`ork` through its entry point (click's CliRunner, in this process) against a live server: every
+command group, `--output json` parsed, the exit codes, the token file's mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrio_client.cli import EXIT_CODES, cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def ork_cli(live_server, ork_token, tmp_path):
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "ORK_URL": live_server.url, "ORK_TOKEN": ork_token, "ORK_PROFILE": None, "ORK_OUTPUT": None}
+
+    def run(*args: str, code: int = 0, input: str | None = None, **extra_env):
+        result = CliRunner().invoke(cli, list(args), env={**env, **extra_env}, input=input, catch_exceptions=False)
+        assert result.exit_code == code, f"ork {' '.join(args)} → {result.exit_code}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def run_json(*args: str, code: int = 0, **extra_env):
+        return json.loads(run("-o", "json", *args, code=code, **extra_env).stdout)
+
+    run.json = run_json
+    return run
+
+
+def test_instances_and_tasks(ork_cli, worker):
+    created = ork_cli("instances", "create", "cli-box", "--label", "env=ci", "--wait", "--timeout", "60")
+    assert "cli-box: running" in created.stderr  # the progress display
+    assert ork_cli.json("instances", "get", "cli-box")["state"] == "running"
+    listed = ork_cli.json("instances", "list", "--label", "env:ci")
+    assert [i["instance_id"] for i in listed] == ["cli-box"]
+    table = ork_cli("instances", "list").stdout
+    assert table.splitlines()[0].split()[:3] == ["INSTANCE_ID", "STATE", "HEALTH_STATUS"] and "cli-box" in table
+    assert ork_cli.json("instances", "runtime", "cli-box")["state"] == "running"
+    assert ork_cli.json("instances", "logs", "cli-box")
+    assert ork_cli.json("instances", "wait", "cli-box", "--state", "running")["state"] == "running"
+
+    assert ork_cli.json("instances", "config", "set", "cli-box", "greeting=hello", "n=3")["config"]["greeting"] == "hello"
+    assert json.loads(ork_cli("instances", "config", "get", "cli-box").stdout)["config"]["n"] == 3
+
+    # Tasks: run and follow (the output streams to stdout), get, list.
+    run = ork_cli("tasks", "run", "cli-box", "/opt/orchestrio/scripts/echo-args.sh", "--arg", "who=world", "--follow")
+    assert "world" in run.stdout and "succeeded" in run.stderr
+    task_id = ork_cli.json("tasks", "list", "cli-box")[0]["task_id"]
+    assert ork_cli.json("tasks", "get", task_id)["status"] == "succeeded"
+    ork_cli("tasks", "cancel", task_id, code=EXIT_CODES["state"])  # finished: 400
+    failing = ork_cli("tasks", "run", "cli-box", "/opt/orchestrio/scripts/fail.sh", "--follow", code=EXIT_CODES["task_failed"])
+    assert "failed" in failing.stderr
+
+    # Lifecycle verbs with --wait, and the exit codes scripts rely on.
+    assert ork_cli.json("instances", "stop", "cli-box", "--wait")["state"] == "stopped"
+    ork_cli("instances", "stop", "cli-box", code=EXIT_CODES["state"])
+    ork_cli("instances", "wait", "cli-box", "--state", "running", "--timeout", "1", code=EXIT_CODES["timeout"])
+    ork_cli("instances", "start", "cli-box", "--wait")
+    ork_cli("instances", "get", "nope-nope", code=EXIT_CODES["not_found"])
+    ork_cli("instances", "create", "cli-box", code=EXIT_CODES["conflict"])
+    invalid = ork_cli("instances", "create", "Bad Id!", code=EXIT_CODES["validation"])
+    assert "instance_id" in invalid.stderr
+    ork_cli("instances", "list", code=EXIT_CODES["auth"], ORK_TOKEN="ork_live_wrong")
+    ork_cli("instances", "list", code=EXIT_CODES["unreachable"], ORK_URL="http://127.0.0.1:9")
+
+    destroyed = ork_cli.json("instances", "destroy", "cli-box", "--yes", "--wait")
+    assert destroyed["state"] == "destroyed"
+    ork_cli("instances", "get", "cli-box", code=EXIT_CODES["not_found"])
+
+
+def test_login_profiles_and_the_token_file(ork_cli, live_server, ork_token, tmp_path):
+    # Login asks for the token (not echoed), checks it, saves it 0600 in a 0700 directory.
+    login = ork_cli("login", "--url", live_server.url, input=f"{ork_token}\n", ORK_TOKEN=None, ORK_URL=None)
+    assert "sdk-corp" in login.stdout and ork_token not in login.stdout
+    path = tmp_path / "config" / "orchestrio" / "config.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert json.loads(path.read_text())["profiles"]["default"]["token"] == ork_token
+
+    # Without ORK_URL/ORK_TOKEN the saved profile is used.
+    assert ork_cli.json("tenant", ORK_TOKEN=None, ORK_URL=None)["tenant_id"] == "sdk-corp"
+    # A bad token is refused at login and not saved.
+    ork_cli("login", "--url", live_server.url, "--token", "ork_live_bogus", "--profile", "bad", code=EXIT_CODES["auth"], ORK_TOKEN=None)
+    assert "bad" not in json.loads(path.read_text())["profiles"]
+    # A second profile, chosen with --profile.
+    ork_cli("login", "--url", live_server.url, "--token", ork_token, "--profile", "staging", ORK_TOKEN=None)
+    assert {p["profile"] for p in ork_cli.json("profiles")} == {"default", "staging"}
+    assert ork_cli.json("--profile", "staging", "usage", ORK_TOKEN=None, ORK_URL=None)["executions"] >= 0
+    ork_cli("--profile", "nowhere", "tenant", code=EXIT_CODES["usage"], ORK_TOKEN=None, ORK_URL=None)
+
+    ork_cli("logout", "--profile", "staging")
+    ork_cli("logout")
+    assert json.loads(path.read_text())["profiles"] == {}
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    ork_cli("tenant", code=EXIT_CODES["auth"], ORK_TOKEN=None, ORK_URL=None)
+
+
+def test_blueprints_gateway_domains_tokens_usage_activity(ork_cli, tmp_path):
+    blueprint = tmp_path / "bp.json"
+    blueprint.write_text(json.dumps({"name": "cli-bp", "provider_api": "RunInstances", "health_path": "/health"}))
+    assert ork_cli.json("blueprints", "validate", str(blueprint))["valid"] is True
+    assert ork_cli.json("blueprints", "create", str(blueprint))["name"] == "cli-bp"
+    assert "cli-bp" in {b["name"] for b in ork_cli.json("blueprints", "list")}
+    patch = tmp_path / "patch.json"
+    patch.write_text(json.dumps({"health_path": "/ready"}))
+    assert ork_cli.json("blueprints", "update", "cli-bp", str(patch))["health_path"] == "/ready"
+    assert ork_cli.json("blueprints", "get", "cli-bp")["health_path"] == "/ready"
+    ork_cli("blueprints", "create", str(blueprint), code=EXIT_CODES["conflict"])
+    ork_cli("blueprints", "delete", "cli-bp")
+    ork_cli("blueprints", "get", "cli-bp", code=EXIT_CODES["not_found"])
+
+    # Gateway policies and domains of an instance (pending is enough: no worker here).
+    ork_cli("instances", "create", "cli-gw")
+    policy = ork_cli.json("gateway", "policies", "create", "cli-gw", "--slug", "hook", "--provider", "api-key")
+    assert policy["slug"] == "hook" and policy["provider"] == "api-key"
+    assert [p["id"] for p in ork_cli.json("gateway", "policies", "list", "cli-gw")] == [policy["id"]]
+    assert ork_cli.json("gateway", "policies", "update", policy["id"], "--disabled")["enabled"] is False
+    assert ork_cli.json("gateway", "policies", "get", policy["id"])["enabled"] is False
+    ork_cli("gateway", "policies", "create", "cli-gw", "--provider", "oidc", code=EXIT_CODES["validation"])  # no issuer
+    ork_cli("gateway", "policies", "delete", policy["id"])
+    ork_cli("domains", "get", "cli-gw", code=EXIT_CODES["not_found"])
+
+    # Tokens: create shows the secret once; list never does; revoke.
+    made = ork_cli.json("tokens", "create", "ci token", "--expires-in-days", "30")
+    assert made["token"].startswith("ork_live_")
+    listed = ork_cli("-o", "json", "tokens", "list").stdout
+    assert "ci token" in listed and made["token"] not in listed
+    ork_cli("tokens", "revoke", str(made["id"]))
+    ork_cli("tenant", code=EXIT_CODES["auth"], ORK_TOKEN=made["token"])
+
+    assert set(ork_cli.json("usage")) >= {"executions", "quota", "instance_hours"}
+    assert any(e["action"] for e in ork_cli.json("activity"))
+    assert ork_cli.json("regions") and ork_cli.json("plans")["instance_plans"]
+    assert "complete" in ork_cli("completion", "bash").stdout
+
+
+def test_deploy_update_and_rollback(ork_cli, worker):
+    deployed = ork_cli.json("deploy", "cli-app", "--env", "staging", "--config", "mode=a", "--secret", "API_KEY=s3cret", "--wait", "--timeout", "60")
+    assert deployed["status"] == "active" and "s3cret" not in json.dumps(deployed)
+    ork_cli("deployments", "rollback", deployed["id"], "1", code=EXIT_CODES["state"])  # already in force: 400
+    assert ork_cli.json("deployments", "update", deployed["id"], "--config", "mode=b", "--wait")["config"]["mode"] == "b"
+    ork_cli("deployments", "get", deployed["id"])
+    revisions = ork_cli.json("deployments", "revisions", deployed["id"])
+    assert {r["number"] for r in revisions} >= {1, 2}
+    rolled = ork_cli.json("deployments", "rollback", deployed["id"], "1", "--wait")
+    assert rolled["status"] == "active" and rolled["config"]["mode"] == "a"
+    assert [d["name"] for d in ork_cli.json("deployments", "list")] == ["cli-app"]
+    assert isinstance(ork_cli.json("deployments", "logs", deployed["id"]), list)
