@@ -1,7 +1,7 @@
 """Generate `orchestrio_client/_generated.py` from Orchestrio's OpenAPI schema.
 
     python client/generate.py                      # the schema of the checkout (Django, tests.settings)
-    python client/generate.py --schema schema.json # a saved schema (JSON or YAML)
+    python client/generate.py --schema schema.json # a saved schema (JSON)
     python client/generate.py --url http://127.0.0.1:8000/api/schema?format=json
 
 The output is committed; tests/client/test_coverage.py regenerates it from the live schema and
@@ -307,17 +307,12 @@ def _load_schema(args: argparse.Namespace) -> dict:
             [sys.executable, "manage.py", "spectacular", "--format", "openapi-json"],
             cwd=root, env=env, check=True, capture_output=True, text=True,
         ).stdout
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        import yaml  # a YAML schema needs PyYAML (the test extra has it)
-
-        return yaml.safe_load(text)
+    return json.loads(text)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--schema", help="a saved OpenAPI schema (JSON or YAML)")
+    parser.add_argument("--schema", help="a saved OpenAPI schema (JSON: manage.py spectacular --format openapi-json)")
     parser.add_argument("--url", help="the schema's URL (…/api/schema?format=json)")
     parser.add_argument("--check", action="store_true", help="exit 1 when the committed file differs")
     args = parser.parse_args(argv)

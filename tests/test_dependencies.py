@@ -35,6 +35,16 @@ def _declared() -> tuple[set[str], set[str]]:
     return runtime, runtime | _requirement_names(project["optional-dependencies"]["test"])
 
 
+def _client_declared() -> set[str]:
+    """client/ is a package of its own (the SDK and `ork`): its code against its own pyproject.toml."""
+    path = ROOT / "client" / "pyproject.toml"
+    if not path.exists():
+        return set()
+    project = tomllib.loads(path.read_text())["project"]
+    extras = [requirement for group in project.get("optional-dependencies", {}).values() for requirement in group]
+    return _requirement_names(project["dependencies"] + extras)
+
+
 def _python_files():
     for path in ROOT.rglob("*.py"):
         parts = path.relative_to(ROOT).parts
@@ -46,6 +56,7 @@ def _first_party() -> set[str]:
     """The project's own top-level modules: its app folders and the files at its root."""
     names = {path.stem for path in ROOT.glob("*.py")}
     names |= {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    names |= {path.parent.name for path in ROOT.glob("client/*/__init__.py")}  # orchestrio_client (pytest's pythonpath)
     return names | {path.name for path in ROOT.iterdir() if path.is_dir() and path.name not in SKIP and any(path.glob("*.py"))}
 
 
@@ -61,12 +72,13 @@ def _imports(path: Path):
 
 def undeclared_imports() -> list[str]:
     runtime, with_tests = _declared()
+    client = _client_declared()
     distributions = importlib.metadata.packages_distributions()
     local = _first_party()
     problems = []
     for path in _python_files():
         relative = path.relative_to(ROOT)
-        allowed = with_tests if relative.parts[0] in TEST_CODE else runtime
+        allowed = with_tests if relative.parts[0] in TEST_CODE else client if relative.parts[0] == "client" else runtime
         # A script run by path (bench/) imports the modules beside it.
         siblings = {sibling.stem for sibling in path.parent.glob("*.py")}
         for name, line in _imports(path):
