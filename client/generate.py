@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import keyword
+import pprint
 import sys
 from pathlib import Path
 
@@ -44,6 +45,49 @@ class Generator:
     def __init__(self, schema: dict) -> None:
         self.schema = schema
         self.components: dict = schema.get("components", {}).get("schemas", {})
+        self.input_schemas: dict[str, dict] = {}
+
+    # JSON Schema keywords kept when an OpenAPI schema becomes a tool's input schema (MCP).
+    KEEP = ("type", "enum", "format", "description", "default", "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems")
+
+    def json_schema(self, s: dict, depth: int = 0) -> dict:
+        """An OpenAPI 3.0 schema as plain JSON Schema: references inlined, `nullable` as a
+        `null` alternative, read-only properties dropped."""
+        if depth > 8:
+            return {}
+        if "$ref" in s:
+            return self.json_schema(self.components.get(_ref_name(s["$ref"]), {}), depth + 1)
+        if "allOf" in s and len(s["allOf"]) == 1:
+            merged = {**self.json_schema(s["allOf"][0], depth + 1), **{k: v for k, v in s.items() if k != "allOf"}}
+            return self.json_schema(merged, depth + 1) if "allOf" in merged else merged
+        out: dict = {}
+        for key in ("oneOf", "anyOf"):
+            if key in s:
+                out["anyOf"] = [self.json_schema(part, depth + 1) for part in s[key]]
+        for key in self.KEEP:
+            if key in s:
+                out[key] = s[key]
+        if "enum" in out and None in out["enum"]:
+            out["enum"] = [v for v in out["enum"] if v is not None]
+            nullable = True
+        else:
+            nullable = bool(s.get("nullable"))
+        if "items" in s:
+            out["items"] = self.json_schema(s["items"], depth + 1)
+        if "properties" in s:
+            out["properties"] = {k: self.json_schema(v, depth + 1) for k, v in s["properties"].items() if not v.get("readOnly")}
+            required = [k for k in s.get("required", []) if k in out["properties"]]
+            if required:
+                out["required"] = required
+        if isinstance(s.get("additionalProperties"), dict):
+            out["additionalProperties"] = self.json_schema(s["additionalProperties"], depth + 1)
+        if not out.get("enum", True):
+            out.pop("enum")
+            out["type"] = "null"
+            return out
+        if nullable:
+            return {"anyOf": [out, {"type": "null"}]} if out else {}
+        return out
 
     # -- types ---------------------------------------------------------------------------------
 
@@ -141,8 +185,8 @@ class Generator:
             return self.py_type(s), False, None
         return "Any", False, None
 
-    def body_fields(self, op: dict) -> tuple[list[tuple[str, str, bool, str]], bool]:
-        """[(name, type, required, description)], and whether the body is free-form."""
+    def body_fields(self, op: dict) -> tuple[list[tuple[str, str, bool, dict]], bool]:
+        """[(name, type, required, schema)], and whether the body is free-form."""
         content = op.get("requestBody", {}).get("content", {})
         s = content.get("application/json") or next(iter(content.values()), None)
         if not s:
@@ -158,7 +202,7 @@ class Generator:
         for name, ps in props.items():
             if ps.get("readOnly"):
                 continue
-            fields.append((name, self.py_type(ps), name in required, ps.get("description", "")))
+            fields.append((name, self.py_type(ps), name in required, ps))
         return fields, bool(s.get("additionalProperties"))
 
     def render_operation(self, method: str, path: str, op: dict) -> str:
@@ -184,26 +228,45 @@ class Generator:
             taken.add(py)
             return py
 
+        inputs: dict[str, dict] = {}
+        needed: list[str] = []
+
+        def describe(py: str, schema: dict | None, description: str | None, required: bool) -> None:
+            js = self.json_schema(schema or {})
+            if description and "description" not in js:
+                js["description"] = description
+            inputs[py] = js
+            if required:
+                needed.append(py)
+
         sig = ["self"]
         for p in path_params:
-            sig.append(f"{arg(p['name'])}: str | int")
+            py = arg(p["name"])
+            sig.append(f"{py}: str | int")
+            describe(py, p.get("schema"), p.get("description"), True)
         kw: list[str] = []
         query_map = []
         for p in query_params:
             py = arg(p["name"])
             query_map.append((p["name"], py))
             kw.append(f"{py}: {self.py_type(p.get('schema'))} | None = None")
+            describe(py, p.get("schema"), p.get("description"), False)
         body_map = []
-        for name, t, required, _ in fields:
+        for name, t, required, ps in fields:
             py = arg(name, field=True)
             body_map.append((name, py))
+            describe(py, ps, None, required and py not in RESERVED)
             if py in RESERVED:
                 continue  # the reserved argument below stands for it
             kw.append(f"{py}: {t}" if required else f"{py}: {t} | Unset = UNSET")
         if fields or free_form or "requestBody" in op:
             kw.append("body: Mapping[str, Any] | None = None")
+            if not fields:
+                inputs["body"] = {"type": "object", "description": "The request body (a JSON object)."}
         if mutating:
             kw.append("idempotency_key: str | None = None")
+            inputs.setdefault("idempotency_key", {"type": "string", "minLength": 1, "maxLength": 255, "description": "Idempotency-Key: the same key and body within 24 h replays the first answer."})
+        self.input_schemas[op_id] = {"type": "object", "properties": inputs, "required": needed, "additionalProperties": False}
         kw.append("request_timeout: float | None = None")
         sig.append("*")
         sig.extend(kw)
@@ -271,6 +334,11 @@ class Generator:
         for method, path, op in ops:
             out.append(self.render_operation(method, path, op))
             out.append("")
+        out += [
+            "",
+            "# operationId → the JSON Schema of its method's arguments (the MCP tools' input schemas)",
+            "INPUT_SCHEMAS: dict[str, dict[str, Any]] = " + pprint.pformat(self.input_schemas, width=120, sort_dicts=False),
+        ]
         return "\n".join(out).rstrip() + "\n"
 
 

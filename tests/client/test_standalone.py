@@ -11,7 +11,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "client" / "orchestrio_client"
 FORBIDDEN = {"django", "rest_framework", "drf_spectacular", "orchestrio", "instances", "tasks", "gateway", "domains", "deployments", "billing", "tests"}
-ALLOWED = {"httpx", "click", "mcp", "anyio", "orchestrio_client"}
+ALLOWED = {"httpx", "click", "mcp", "uvicorn", "orchestrio_client"}
 
 
 def test_no_import_of_the_control_plane():
