@@ -315,17 +315,24 @@ def instances() -> None:
     """Instances: list, create, lifecycle verbs, wait, logs, runtime, config."""
 
 
-def wait_with_progress(state: State, instance_id: str, target: str, timeout: float) -> dict:
-    """Wait for `target`, printing each state change and new lifecycle log line on stderr."""
+def last_log_seq(state: State, instance_id: str) -> int:
+    """The instance's latest lifecycle log line (0: none yet, or no such instance)."""
+    client = state.client()
+    try:
+        count = client.instances_logs_list(instance_id, limit=1).count
+        if not count:
+            return 0
+        return client.instances_logs_list(instance_id, limit=1, offset=count - 1).results[0]["seq"]
+    except (errors.NotFound, IndexError):
+        return 0
+
+
+def wait_with_progress(state: State, instance_id: str, target: str, timeout: float, after_seq: int = 0) -> dict:
+    """Wait for `target`, printing each state change and each lifecycle log line after
+    `after_seq` (taken before the action) on stderr."""
     client = state.client()
     deadline = time.monotonic() + timeout
-    after_seq = None
     last_state = None
-    try:
-        lines = list(client.instances_logs_list(instance_id))
-        after_seq = lines[-1]["seq"] if lines else 0
-    except errors.NotFound:
-        after_seq = 0
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -364,9 +371,10 @@ def lifecycle_command(verb: str, operation_id: str, target: str, summary: str) -
     @api_errors
     @rest(operation_id)
     def command(state: State, instance_id: str, wait_: bool, timeout: float) -> None:
+        seq = last_log_seq(state, instance_id) if wait_ else 0
         record = getattr(state.client(), operation_id)(instance_id)
         if wait_:
-            record = wait_with_progress(state, instance_id, target, timeout)
+            record = wait_with_progress(state, instance_id, target, timeout, seq)
         emit(state, record)
 
     command.help = f"{command.help}: {summary}"
@@ -448,9 +456,10 @@ def instances_resize(state: State, instance_id: str, plan, instance_type, wait_:
         raise click.UsageError("give --plan or --instance-type")
     client = state.client()
     before = client.instances_retrieve(instance_id)["state"]
+    seq = last_log_seq(state, instance_id) if wait_ else 0
     record = client.instances_resize_update(instance_id, plan_id=plan or UNSET, new_instance_type=instance_type or UNSET)
     if wait_:
-        record = wait_with_progress(state, instance_id, before, timeout)
+        record = wait_with_progress(state, instance_id, before, timeout, seq)
     emit(state, record)
 
 
@@ -466,9 +475,10 @@ def instances_destroy(state: State, instance_id: str, yes: bool, wait_: bool, ti
     """Destroy an instance (202 `destroying`; 200 `already_deleted` when it already is)."""
     if not yes:
         click.confirm(f"Destroy {instance_id}? This cannot be undone", abort=True, err=True)
+    seq = last_log_seq(state, instance_id) if wait_ else 0
     record = state.client().instances_destroy(instance_id)
     if wait_ and not record.get("already_deleted"):
-        record = wait_with_progress(state, instance_id, "destroyed", timeout)
+        record = wait_with_progress(state, instance_id, "destroyed", timeout, seq)
     emit(state, record)
 
 
@@ -1147,6 +1157,23 @@ def mcp(state: State, http_: bool, host: str, port: int) -> None:
     except ImportError as exc:
         raise Failure(f"the MCP server needs the mcp package: pip install 'orchestrio-client[mcp]' ({exc})") from exc
     serve(state.client(), http=http_, host=host, port=port)
+
+
+def _output_everywhere(group: click.Group) -> None:
+    """`-o json` after the command too (`ork instances list -o json`), as before it."""
+
+    def set_output(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.ensure_object(State).output = value
+
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _output_everywhere(command)
+        elif not any(param.name == "output" for param in command.params):
+            command.params.append(click.Option(["-o", "--output"], type=click.Choice(["table", "json"]), expose_value=False, callback=set_output, is_eager=True, help="Human tables, or JSON for scripts."))
+
+
+_output_everywhere(cli)
 
 
 if __name__ == "__main__":

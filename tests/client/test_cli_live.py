@@ -35,7 +35,7 @@ def test_instances_and_tasks(ork_cli, worker):
     created = ork_cli("instances", "create", "cli-box", "--label", "env=ci", "--wait", "--timeout", "60")
     assert "cli-box: running" in created.stderr  # the progress display
     assert ork_cli.json("instances", "get", "cli-box")["state"] == "running"
-    listed = ork_cli.json("instances", "list", "--label", "env:ci")
+    listed = json.loads(ork_cli("instances", "list", "--label", "env:ci", "-o", "json").stdout)  # -o after the command too
     assert [i["instance_id"] for i in listed] == ["cli-box"]
     table = ork_cli("instances", "list").stdout
     assert table.splitlines()[0].split()[:3] == ["INSTANCE_ID", "STATE", "HEALTH_STATUS"] and "cli-box" in table
