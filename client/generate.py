@@ -298,6 +298,9 @@ class Generator:
         kwargs = f"params=params, json={call_body}, request_timeout=request_timeout"
         if mutating:
             kwargs += ", idempotency_key=idempotency_key"
+        keyed = any(p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key" for p in op.get("parameters", []))
+        if method == "post" and keyed:
+            kwargs += ", replay_safe=True"  # the schema says it honours Idempotency-Key
         if paginated:
             lines.append(f'        return self._page("{method.upper()}", path, {kwargs})')
         else:

@@ -134,15 +134,21 @@ class BaseClient:
         json: Any = None,
         idempotency_key: str | None = None,
         request_timeout: float | None = None,
+        replay_safe: bool | None = None,
     ) -> httpx.Response:
         """Send one API call and return its successful response, or raise its `ApiError`.
 
         A mutating call always carries an `Idempotency-Key` (the one given, else a fresh one
         kept across retries), so retrying it after a lost answer or a 429/503 never applies it
         twice. 429 and 503 are retried up to `max_retries` times after their `Retry-After`
-        (exponential backoff when absent); a `Retry-After` beyond `max_retry_wait` raises at
-        once rather than sleeping less than the server asked. Connection failures are retried
-        the same way; a read timeout only for reads and keyed writes."""
+        (exponential backoff when absent: the server applied neither, and released the key);
+        a `Retry-After` beyond `max_retry_wait` raises at once rather than sleeping less than
+        the server asked. A connection that could not be made is retried the same way. A
+        failure after the request was sent (a read timeout, a dropped connection) is retried
+        only when a second copy is harmless: `replay_safe` (default: every method but POST;
+        the generated methods pass True for the POSTs whose schema declares the
+        `Idempotency-Key` header); otherwise it raises `TransportError`, and the caller may
+        retry with the same `idempotency_key`."""
         method = method.upper()
         headers = {}
         if method in MUTATING:
@@ -154,7 +160,9 @@ class BaseClient:
             try:
                 response = self._http.request(method, path, params=query, json=json, headers=headers, timeout=timeout)
             except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
+                unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+                safe = replay_safe if replay_safe is not None else method != "POST"
+                if attempt >= self.max_retries or not (unsent or safe):
                     raise errors.TransportError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
                 self._sleep(_backoff(attempt))
                 attempt += 1

@@ -1211,7 +1211,7 @@ class GeneratedOperations:
         path = f"/api/v1/instances"
         params: dict[str, Any] = {}
         payload = _body({'instance_id': instance_id, 'blueprint_name': blueprint_name, 'plan_id': plan_id, 'region': region, 'labels': labels, 'config': config}, body)
-        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key, replay_safe=True)
 
     def instances_custom_domain_check_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> CustomDomain:
         """POST /api/v1/instances/{instance_id}/custom-domain/check
