@@ -61,9 +61,10 @@ class Failure(click.ClickException):
 
 
 class State:
-    def __init__(self, url: str | None, token: str | None, profile: str | None, output: str) -> None:
+    def __init__(self, url: str | None, token: str | None, profile: str | None, output: str, retries: int = 3) -> None:
         self.url_flag, self.token_flag, self.profile_flag = url, token, profile
         self.output = output
+        self.retries = retries
         self._client: Client | None = None
 
     @property
@@ -78,7 +79,7 @@ class State:
                 raise Failure(str(exc), "usage") from exc
             if not token:
                 raise Failure("no API token: run `ork login`, or set ORK_TOKEN", "auth")
-            self._client = Client(url, token)
+            self._client = Client(url, token, max_retries=self.retries)
         return self._client
 
 
@@ -209,9 +210,10 @@ def read_json(path: str) -> dict:
 @click.option("--token", envvar="ORK_TOKEN", help="An API token, ork_live_… (ORK_TOKEN; else the profile's, from `ork login`).")
 @click.option("--profile", envvar="ORK_PROFILE", help="Which saved installation to use (ORK_PROFILE; default: the last `ork login`).")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", envvar="ORK_OUTPUT", show_default=True, help="Human tables, or JSON for scripts.")
+@click.option("--retries", type=click.IntRange(0, 10), default=3, envvar="ORK_RETRIES", show_default=True, help="Retries of a 429/503 answer or a refused connection (ORK_RETRIES).")
 @click.version_option(__version__, prog_name="ork")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, token: str | None, profile: str | None, output: str) -> None:
+def cli(ctx: click.Context, url: str | None, token: str | None, profile: str | None, output: str, retries: int) -> None:
     """Orchestrio from the command line: every command is one REST call of /api/v1 (its --help
     names it), made with your API token through the Python SDK.
 
@@ -222,7 +224,7 @@ def cli(ctx: click.Context, url: str | None, token: str | None, profile: str | N
     Exit codes: 0 ok, 3 auth, 4 not found, 5 conflict, 6 plan limit, 7 validation, 8 wrong state,
     9 rate limited, 10 server error, 11 unreachable, 12 timed out, 13 task failed (docs/cli.md).
     """
-    ctx.obj = State(url, token, profile, output)
+    ctx.obj = State(url, token, profile, output, retries)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,7 +259,7 @@ def login(state: State, login_url: str | None, login_token: str | None, login_pr
     except config.ConfigError as exc:
         raise Failure(str(exc), "usage") from exc
     name = login_profile or state.profile_flag or config.DEFAULT_PROFILE
-    with Client(url, token) as client:
+    with Client(url, token, max_retries=state.retries) as client:
         tenant = client.tenant_retrieve()
     data["profiles"][name] = {"url": url.rstrip("/"), "token": token}
     data["default_profile"] = name

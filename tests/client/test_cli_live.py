@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def ork_cli(live_server, ork_token, tmp_path):
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "ORK_URL": live_server.url, "ORK_TOKEN": ork_token, "ORK_PROFILE": None, "ORK_OUTPUT": None}
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "ORK_URL": live_server.url, "ORK_TOKEN": ork_token, "ORK_PROFILE": None, "ORK_OUTPUT": None, "ORK_RETRIES": None}
 
     def run(*args: str, code: int = 0, input: str | None = None, **extra_env):
         result = CliRunner().invoke(cli, list(args), env={**env, **extra_env}, input=input, catch_exceptions=False)
@@ -65,7 +65,7 @@ def test_instances_and_tasks(ork_cli, worker):
     invalid = ork_cli("instances", "create", "Bad Id!", code=EXIT_CODES["validation"])
     assert "instance_id" in invalid.stderr
     ork_cli("instances", "list", code=EXIT_CODES["auth"], ORK_TOKEN="ork_live_wrong")
-    ork_cli("instances", "list", code=EXIT_CODES["unreachable"], ORK_URL="http://127.0.0.1:9")
+    ork_cli("instances", "list", code=EXIT_CODES["unreachable"], ORK_URL="http://127.0.0.1:9", ORK_RETRIES="0")
 
     destroyed = ork_cli.json("instances", "destroy", "cli-box", "--yes", "--wait")
     assert destroyed["state"] == "destroyed"
