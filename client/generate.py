@@ -326,6 +326,8 @@ class Generator:
         ]
         for name in sorted(self.components):
             out += ["", self.render_component(name, self.components[name]), ""]
+        exported = [*sorted(self.components), "OPERATIONS", "INPUT_SCHEMAS", "GeneratedOperations"]
+        out += ["", "__all__ = [" + ", ".join(repr(name) for name in exported) + "]", ""]
         ops = self.operations()
         out += ["", "# operationId → (HTTP method, path)", "OPERATIONS: dict[str, tuple[str, str]] = {"]
         for method, path, op in ops:

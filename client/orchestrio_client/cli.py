@@ -20,6 +20,7 @@ from ._version import __version__
 from .client import FINISHED_TASK_STATUSES, Client
 
 OK = 0
+PAGE = 200  # the API's largest page: a list command makes as few requests as it can
 EXIT_CODES = {
     "error": 1,  # anything not below
     "usage": 2,  # bad command line (click's own)
@@ -398,7 +399,7 @@ lifecycle_command("resume", "instances_resume_create", "running", "Resume a susp
 @rest("instances_list")
 def instances_list(state: State, states: tuple[str, ...], labels: tuple[str, ...], blueprint: str | None) -> None:
     """Live (not destroyed) instances, every page."""
-    rows = list(state.client().instances_list(state=list(states) or None, label=list(labels) or None, blueprint_name=blueprint))
+    rows = list(state.client().instances_list(state=list(states) or None, label=list(labels) or None, blueprint_name=blueprint, limit=PAGE))
     emit(state, rows, INSTANCE_COLUMNS)
 
 
@@ -503,7 +504,7 @@ def instances_wait(state: State, instance_id: str, target: str, timeout: float) 
 @rest("instances_logs_list")
 def instances_logs(state: State, instance_id: str) -> None:
     """The instance's lifecycle log, in order."""
-    rows = list(state.client().instances_logs_list(instance_id))
+    rows = list(state.client().instances_logs_list(instance_id, limit=PAGE))
     if state.json:
         emit(state, rows)
     else:
@@ -518,7 +519,7 @@ def instances_logs(state: State, instance_id: str) -> None:
 @rest("instances_operations_list")
 def instances_operations(state: State, instance_id: str) -> None:
     """The instance's operations, newest first."""
-    emit(state, list(state.client().instances_operations_list(instance_id)), ["id", "kind", "status", "requested_by", "created_at", "finished_at", "error_code"])
+    emit(state, list(state.client().instances_operations_list(instance_id, limit=PAGE)), ["id", "kind", "status", "requested_by", "created_at", "finished_at", "error_code"])
 
 
 @instances.command(name="runtime")
@@ -651,7 +652,7 @@ def tasks_get(state: State, task_id: str, follow: bool) -> None:
 @rest("instances_tasks_list")
 def tasks_list(state: State, instance_id: str, status: str | None, operation_code: str | None) -> None:
     """The instance's tasks, newest first."""
-    emit(state, list(state.client().instances_tasks_list(instance_id, status=status, operation_code=operation_code)), TASK_COLUMNS)
+    emit(state, list(state.client().instances_tasks_list(instance_id, status=status, operation_code=operation_code, limit=PAGE)), TASK_COLUMNS)
 
 
 @tasks.command(name="cancel")
@@ -678,7 +679,7 @@ def blueprints() -> None:
 @rest("blueprints_list")
 def blueprints_list(state: State) -> None:
     """The built-in and the tenant's blueprints."""
-    emit(state, list(state.client().blueprints_list()), ["name", "provider_api", "instance_type", "health_path", "builtin", "description"])
+    emit(state, list(state.client().blueprints_list(limit=PAGE)), ["name", "provider_api", "instance_type", "health_path", "builtin", "description"])
 
 
 @blueprints.command(name="get")
@@ -796,7 +797,7 @@ def policy_options(fn: Callable) -> Callable:
 @rest("instances_gateway_policies_list")
 def gateway_policies_list(state: State, instance_id: str) -> None:
     """The instance's gateway policies."""
-    emit(state, list(state.client().instances_gateway_policies_list(instance_id)), POLICY_COLUMNS)
+    emit(state, list(state.client().instances_gateway_policies_list(instance_id, limit=PAGE)), POLICY_COLUMNS)
 
 
 @gateway_policies.command(name="get")
@@ -958,7 +959,7 @@ def deployments() -> None:
 @rest("deployments_list")
 def deployments_list(state: State) -> None:
     """The tenant's deployments."""
-    emit(state, list(state.client().deployments_list()), DEPLOYMENT_COLUMNS)
+    emit(state, list(state.client().deployments_list(limit=PAGE)), DEPLOYMENT_COLUMNS)
 
 
 @deployments.command(name="get")
@@ -1001,7 +1002,7 @@ def deployments_update(state: State, deployment_id: str, config_values, secrets,
 @rest("deployments_revisions_list")
 def deployments_revisions(state: State, deployment_id: str) -> None:
     """The deployment's revisions."""
-    emit(state, list(state.client().deployments_revisions_list(deployment_id)), ["number", "reason", "status", "healthy", "created_by", "created_at", "applied_at"])
+    emit(state, list(state.client().deployments_revisions_list(deployment_id, limit=PAGE)), ["number", "reason", "status", "healthy", "created_by", "created_at", "applied_at"])
 
 
 @deployments.command(name="rollback")
@@ -1027,7 +1028,7 @@ def deployments_rollback(state: State, deployment_id: str, revision: int, wait_:
 @rest("deployments_logs_list")
 def deployments_logs(state: State, deployment_id: str) -> None:
     """The deployment's log."""
-    emit(state, list(state.client().deployments_logs_list(deployment_id)))
+    emit(state, list(state.client().deployments_logs_list(deployment_id, limit=PAGE)))
 
 
 @deployments.command(name="delete")
@@ -1101,7 +1102,7 @@ def plans(state: State) -> None:
 @rest("regions_list")
 def regions(state: State) -> None:
     """The regions."""
-    emit(state, list(state.client().regions_list()), ["id", "name", "provider", "available"])
+    emit(state, list(state.client().regions_list(limit=PAGE)), ["id", "name", "provider", "available"])
 
 
 @cli.group()
@@ -1115,7 +1116,7 @@ def tokens() -> None:
 @rest("api_tokens_list")
 def tokens_list(state: State) -> None:
     """The tenant's tokens (never their secrets)."""
-    emit(state, list(state.client().api_tokens_list()), ["id", "name", "prefix", "mode", "role", "instance_id", "expires_at", "last_used_at", "revoked_at"])
+    emit(state, list(state.client().api_tokens_list(limit=PAGE)), ["id", "name", "prefix", "mode", "role", "instance_id", "expires_at", "last_used_at", "revoked_at"])
 
 
 @tokens.command(name="create")

@@ -1,4 +1,4 @@
-"""The API's records as TypedDicts (generated from the OpenAPI schema's components)."""
+"""The API's records as TypedDicts and its enums as Literals, generated from the OpenAPI
+schema's components (`from orchestrio_client.types import Instance, Task`)."""
 
 from ._generated import *  # noqa: F401,F403
-from ._generated import GeneratedOperations as _GeneratedOperations, OPERATIONS as _OPERATIONS  # noqa: F401
