@@ -123,6 +123,11 @@ def test_blueprints_gateway_domains_tokens_usage_activity(ork_cli, tmp_path):
     ork_cli("gateway", "policies", "create", "cli-gw", "--provider", "oidc", code=EXIT_CODES["validation"])  # no issuer
     ork_cli("gateway", "policies", "delete", policy["id"])
     ork_cli("domains", "get", "cli-gw", code=EXIT_CODES["not_found"])
+    added = ork_cli.json("domains", "add", "cli-gw", "app.example.com")
+    assert added["domain"] == "app.example.com" and added["dns_records"]
+    assert ork_cli.json("domains", "get", "cli-gw")["status"] in ("pending_dns", "verifying")
+    ork_cli("domains", "add", "cli-gw", "not a domain", code=EXIT_CODES["validation"])
+    assert ork_cli.json("domains", "remove", "cli-gw")["status"] == "removing"
 
     # Tokens: create shows the secret once; list never does; revoke.
     made = ork_cli.json("tokens", "create", "ci token", "--expires-in-days", "30")
@@ -150,3 +155,5 @@ def test_deploy_update_and_rollback(ork_cli, worker):
     assert rolled["status"] == "active" and rolled["config"]["mode"] == "a"
     assert [d["name"] for d in ork_cli.json("deployments", "list")] == ["cli-app"]
     assert isinstance(ork_cli.json("deployments", "logs", deployed["id"]), list)
+    assert ork_cli.json("deployments", "delete", deployed["id"], "--yes")["status"] in ("deleting", "deleted")
+    assert ork_cli.json("deployments", "list") == []
