@@ -49,6 +49,7 @@ def test_root_help_lists_the_exit_codes():
 
 def test_the_http_transport_takes_only_the_token():
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from orchestrio_client.mcp_server import _RequireToken
 
@@ -66,7 +67,11 @@ def test_the_http_transport_takes_only_the_token():
         await _RequireToken(app, "ork_live_secret")({"type": "http", "path": "/mcp", "headers": headers}, None, send)
         return sent
 
-    refused = asyncio.run(run([(b"authorization", b"Bearer ork_live_other")]))
+    def sync(headers):  # in a thread of its own: the browser tests leave an event loop in this one
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, run(headers)).result()
+
+    refused = sync([(b"authorization", b"Bearer ork_live_other")])
     assert refused[0]["status"] == 401 and reached == []
-    assert asyncio.run(run([])) [0]["status"] == 401
-    assert asyncio.run(run([(b"authorization", b"Bearer ork_live_secret")])) == [] and reached == ["/mcp"]
+    assert sync([])[0]["status"] == 401
+    assert sync([(b"authorization", b"Bearer ork_live_secret")]) == [] and reached == ["/mcp"]

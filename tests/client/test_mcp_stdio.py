@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -56,4 +57,7 @@ def test_tools_over_stdio(live_server, ork_token, worker):
             destroyed = await mcp.call_tool("instances_destroy", {"instance_id": "mcp-box", "confirm": True})
             assert not destroyed.is_error and destroyed.structured_content["state"] == "destroying"
 
-    asyncio.run(session())
+    # A thread of its own: Playwright's sync API (the browser tests) leaves an event loop set
+    # in this one, where asyncio.run refuses to start another.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, session()).result()
