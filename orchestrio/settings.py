@@ -310,6 +310,7 @@ SPECTACULAR_SETTINGS = {
         "InvitationStatusEnum": "orchestrio.choices.InvitationStatus",
         "InstanceProviderEnum": "instances.choices.Provider",
         "GatewayProviderEnum": "gateway.choices.GatewayProvider",
+        "OperationStatusEnum": "instances.choices.OperationStatus",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }

@@ -30,6 +30,16 @@ class OperationSerializer(serializers.Serializer):
     error_message = BlankAsNullCharField(read_only=True)
 
 
+class TenantOperationSerializer(OperationSerializer):
+    """An operation of `GET /operations`: the operation and the instance it is on."""
+
+    instance_id = serializers.CharField(source="instance.instance_id", read_only=True)
+    instance_destroyed = serializers.SerializerMethodField()
+
+    def get_instance_destroyed(self, operation) -> bool:
+        return operation.instance.destroyed_at is not None
+
+
 class InstanceSerializer(serializers.Serializer):
     """An instance's API record, of an instance read by `selectors.with_record` (which joins its
     unfinished operation and live custom domain in the same query; without them, here, each

@@ -16,9 +16,9 @@ from orchestrio.models import SubscriptionPlan
 
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
-from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
+from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet, TenantOperationFilterSet
 from ..agent_client import agent_status
-from ..models import Blueprint, Instance, InstancePlan, LogLine, Region
+from ..models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from ..waiting import DEAD_ENDS, wait_for_state
 
 from . import serializers as s
@@ -70,6 +70,31 @@ class InstanceScopedViewSet(TenantScopedViewSet):
         if instance is None:
             raise NotFound(f"no instance {instance_id!r} in this tenant")
         return instance
+
+
+@extend_schema(tags=["instances"])
+class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The tenant's operations across its instances, newest first (a token scoped to one
+    instance sees that instance's). Destroyed instances' operations stay: they are history."""
+
+    queryset = Operation.objects.select_related("instance").only(
+        "id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message",
+        "instance__instance_id", "instance__destroyed_at",
+    ).order_by("-created_at", "-id")  # fmt: skip
+    serializer_class = s.TenantOperationSerializer
+    filterset_class = TenantOperationFilterSet
+    instance_scope_field = "instance__instance_id"
+    lookup_value_regex = "[0-9]+"
+    not_found_label = "operation"
+    allows_scoped_tokens = {"list", "retrieve"}
+
+    @extend_schema(summary="The tenant's operations across its instances, newest first")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(summary="One operation")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
 
 
 @extend_schema(tags=["instances"])

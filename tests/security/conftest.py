@@ -18,6 +18,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from orchestrio.models import SubscriptionPlan
+from instances.models import Operation
 from instances.services import log_append
 
 from ..billing.conftest import WEBHOOK_SECRET, StripeStub
@@ -158,6 +159,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "member": [colleague.pk],
             "invitation": [invitation["id"]],
             "idempotency_key": [created_key],
+            "operation": list(Operation.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True)[:2]),
             "domain": [domain],
         },
     )

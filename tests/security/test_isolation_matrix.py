@@ -44,6 +44,7 @@ VIEW_PARAMETER_OBJECTS = {
     ("AlertDeliveryViewSet", "pk"): "alert_delivery",
     ("MemberViewSet", "pk"): "member",
     ("InvitationViewSet", "pk"): "invitation",
+    ("OperationViewSet", "pk"): "operation",
 }
 
 # Bodies that pass validation, so that a 404 comes from the tenant-scoped lookup and not from a
@@ -314,6 +315,8 @@ EXPECTED_CAPABILITIES = {
     ("api:instance-health", "get"): "read",
     ("api:instance-logs", "get"): "read",
     ("api:instance-operations", "get"): "read",
+    ("api:operation-list", "get"): "read",
+    ("api:operation-detail", "get"): "read",
     ("api:instance-resize", "put"): "operate",
     ("api:instance-restart", "post"): "operate",
     ("api:instance-resume", "post"): "operate",

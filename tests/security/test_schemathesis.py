@@ -56,6 +56,7 @@ ID_KINDS = {
     "/api/v1/alerts/deliveries/": "alert_delivery",
     "/api/v1/members/": "member",
     "/api/v1/invitations/": "invitation",
+    "/api/v1/operations/": "operation",
 }
 
 
