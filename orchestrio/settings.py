@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "tasks",
     "gateway",
     "domains",
+    "fleet",
     "deployments",
     "billing",
 ]
@@ -311,6 +312,9 @@ SPECTACULAR_SETTINGS = {
         "InstanceProviderEnum": "instances.choices.Provider",
         "GatewayProviderEnum": "gateway.choices.GatewayProvider",
         "OperationStatusEnum": "instances.choices.OperationStatus",
+        "OperationKindEnum": "instances.choices.OperationKind",
+        "FleetRequestStatusEnum": "fleet.choices.RequestStatus",
+        "FleetRequestKindEnum": "fleet.choices.RequestKind",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }
@@ -364,6 +368,8 @@ if LONG_POLL_LEASE_SECONDS < 15:
 # --- Product settings ---------------------------------------------------------------------------
 
 DEFAULT_REGION = env("DEFAULT_REGION", "local")
+# A fleet request (POST /api/v1/requests) creates or returns at most this many instances (docs/fleet.md).
+FLEET_REQUEST_MAX_COUNT = env_int("FLEET_REQUEST_MAX_COUNT", 100)
 ENABLED_PROVIDERS = env_list("ENABLED_PROVIDERS", ["local"])
 IDEMPOTENCY_KEY_TTL_HOURS = 24
 # A request holding an idempotency key longer than this is presumed dead; the key may be retried.
