@@ -350,6 +350,7 @@ EXPECTED_CAPABILITIES = {
     ("api:deployment-detail", "patch"): "operate",
     ("api:deployment-detail", "delete"): "destroy",
     ("api:deployment-logs", "get"): "read",
+    ("api:deployment-stats", "get"): "read",
     ("api:deployment-revisions", "get"): "read",
     ("api:deployment-rollback", "post"): "operate",
     ("api:instance-task-list", "get"): "read",
