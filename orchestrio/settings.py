@@ -368,6 +368,11 @@ if LONG_POLL_LEASE_SECONDS < 15:
 # --- Product settings ---------------------------------------------------------------------------
 
 DEFAULT_REGION = env("DEFAULT_REGION", "local")
+# Each instance's app logs (its stdout/stderr, kept by its agent on the instance): the ring
+# buffer's size on disk (docs/observability.md).
+APP_LOG_MAX_BYTES = env_int("APP_LOG_MAX_BYTES", 1024 * 1024)
+# How often a followed app log (`?follow=true`) asks the agent for new lines.
+APP_LOG_FOLLOW_POLL_SECONDS = float(env("APP_LOG_FOLLOW_POLL_SECONDS", "1"))
 # A fleet request (POST /api/v1/requests) creates or returns at most this many instances (docs/fleet.md).
 FLEET_REQUEST_MAX_COUNT = env_int("FLEET_REQUEST_MAX_COUNT", 100)
 ENABLED_PROVIDERS = env_list("ENABLED_PROVIDERS", ["local"])

@@ -135,6 +135,7 @@ def render_user_data(spec: MachineSpec) -> str:
             "--host", "0.0.0.0", "--port", str(spec.agent_port), "--state-dir", "/var/lib/orchestrio/state",
             "--secrets-dir", "/run/orchestrio", "--root", "/",
             "--instance-id", spec.instance_id, "--tenant-id", spec.tenant_id, "--instance-pk", str(spec.instance_pk),
+            "--app-log-bytes", str(settings.APP_LOG_MAX_BYTES),
         ]
     )  # fmt: skip
     config = shlex.quote(json.dumps(spec.config, sort_keys=True, separators=(",", ":")))

@@ -196,7 +196,10 @@ class LocalProvider(Provider):
             ["--app-command", json.dumps(list(spec.command)), "--app-port", str(sandbox.APP_PORT), "--health-path", spec.health_path]
             if spec.command else []
         )  # fmt: skip
-        common = ["--listen-fd", str(listen_fd), "--instance-id", spec.instance_id, "--tenant-id", spec.tenant_id, "--instance-pk", str(spec.instance_pk)]
+        common = [
+            "--listen-fd", str(listen_fd), "--instance-id", spec.instance_id, "--tenant-id", spec.tenant_id, "--instance-pk", str(spec.instance_pk),
+            "--app-log-bytes", str(settings.APP_LOG_MAX_BYTES),
+        ]  # fmt: skip
         if support.enabled:
             agent = [
                 "{python}", "-I", sandbox.AGENT, "--state-dir", sandbox.STATE, "--secrets-dir", sandbox.SECRETS,

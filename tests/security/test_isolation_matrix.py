@@ -320,6 +320,7 @@ EXPECTED_CAPABILITIES = {
     ("api:instance-health", "get"): "read",
     ("api:instance-logs", "get"): "read",
     ("api:instance-operations", "get"): "read",
+    ("api:instance-app-logs", "get"): "read",
     ("api:operation-list", "get"): "read",
     ("api:fleet-request-list", "get"): "read",
     ("api:fleet-request-list", "post"): "operate",
