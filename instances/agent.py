@@ -391,6 +391,7 @@ class App:
         self.restarting = False
         self.restarts = 0
         self.started_at = None
+        self.pumps = []
         self.on_exit = lambda code: None
 
     def env(self) -> dict:
@@ -409,8 +410,12 @@ class App:
             )  # fmt: skip
             self.started_at = now_iso()
         self.agent.app_log.record_run(started=True)
-        for pipe, stream in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
-            threading.Thread(target=pump_lines, args=(pipe, self.agent.app_log, stream), name=f"app-{stream}", daemon=True).start()
+        self.pumps = [
+            threading.Thread(target=pump_lines, args=(pipe, self.agent.app_log, stream), name=f"app-{stream}", daemon=True)
+            for pipe, stream in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))
+        ]
+        for pump in self.pumps:
+            pump.start()
         threading.Thread(target=self._watch, args=(proc,), name="app-watch", daemon=True).start()
 
     def _watch(self, proc) -> None:
@@ -419,7 +424,10 @@ class App:
         with self.lock:
             if proc is not self.proc or self.restarting:
                 return
-        sys.stderr.write(f"orchestrio-agent: the instance's program exited with code {code}\n")
+        for pump in self.pumps:
+            pump.join(timeout=2)  # its last lines are in the app log
+        last = [entry["line"] for entry in self.agent.app_log.read(tail=10)["lines"]]
+        sys.stderr.write(f"orchestrio-agent: the instance's program exited with code {code}; its last output: {' | '.join(last)[-400:]}\n")
         sys.stderr.flush()
         self.on_exit(code)
 

@@ -294,6 +294,15 @@ class LocalProvider(Provider):
 
     @staticmethod
     def _log_tail(directory: Path, limit: int = 500) -> str:
+        """What the instance printed last: its program's output (the agent's app log), else the
+        sandbox's console, without the agent's own lines."""
+        try:
+            entries = [json.loads(raw) for raw in (directory / "state" / "app-logs" / "app.log").read_text(errors="replace").splitlines()[-20:]]
+            program = [entry["line"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("line"), str)]
+        except (OSError, ValueError):
+            program = []
+        if program:
+            return "\n".join(program)[-limit:].strip()
         try:
             text = (directory / "console.log").read_text(errors="replace")
         except FileNotFoundError:
