@@ -136,6 +136,9 @@ def test_every_console_page_fits_a_phone_and_a_laptop(logged_in_page, live_serve
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 800})
         page.goto(url + pages["alerts"])
+        if width == 390:  # the current item is scrolled into the sidebar's row, not left off-screen
+            item = sidebar.locator("[aria-current]").bounding_box()
+            assert 0 <= item["x"] and item["x"] + item["width"] <= 390, item
         checkbox = page.get_by_role("checkbox", name="Enabled")
         box = checkbox.bounding_box()
         text = checkbox.evaluate(LABEL_TEXT_BOX)
