@@ -91,6 +91,7 @@ def test_every_console_page_fits_a_phone_and_a_laptop(logged_in_page, live_serve
         "API tokens": reverse("console:tokens"),
         "team": reverse("console:team"),
         "account": reverse("console:account"),
+        "change password": reverse("console:password-change"),
         "billing": reverse("billing:overview"),
         "alerts": reverse("billing:alerts"),
         "404 page": "/instances/no-such-instance-anywhere",
