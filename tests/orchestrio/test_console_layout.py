@@ -1,9 +1,15 @@
-"""The console's sidebar marks one current page (issue 16, item 8: Billing and Alerts were both
-highlighted, each by its own prefix of /billing/alerts)."""
+"""The console's layout rules that need no browser (issue 16, item 8): the sidebar marks one
+current page (Billing and Alerts were both highlighted, each by its own prefix of
+/billing/alerts), every table scrolls in its own box, checkboxes are rendered beside their label.
+The browser side is tests/browser/test_layout_browser.py."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from django import forms
+from django.template.loader import render_to_string
 
 import pytest
 
@@ -67,3 +73,29 @@ def test_the_pages_render_one_current_item(client, tenant, owner):
         (sidebar,) = SIDEBAR.findall(response.content.decode())
         assert [m[1] for m in CURRENT.findall(sidebar)] == [label], url
         assert sidebar.count("aria-current") == 1, url
+
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+def test_every_table_sits_in_a_scrolling_box():
+    """A wide table scrolls inside its .table-wrap (console.css), never the page at 390 px."""
+    unwrapped = []
+    for template in sorted(TEMPLATES.rglob("*.html")):
+        text = template.read_text()
+        for match in re.finditer(r"<table\b", text):
+            if not text[: match.start()].rstrip().endswith('<div class="table-wrap">'):
+                unwrapped.append(f"{template.relative_to(TEMPLATES)}:{text.count(chr(10), 0, match.start()) + 1}")
+    assert not unwrapped, f"wrap these tables in <div class=\"table-wrap\">: {unwrapped}"
+
+
+def test_a_checkbox_is_rendered_on_its_labels_line():
+    class Form(forms.Form):
+        url = forms.CharField(label="Webhook URL")
+        enabled = forms.BooleanField(required=False, help_text="Send alerts")
+
+    html = render_to_string("console/_form.html", {"form": Form()})
+    assert re.search(r'<div class="check"><input type="checkbox" name="enabled"[^>]*><label for="id_enabled">Enabled</label></div>', html), html
+    assert '<label for="id_url">Webhook URL</label>' in html and 'class="field field-check"' in html
+    # The help text is the one the box's aria-describedby names.
+    assert 'aria-describedby="id_enabled_helptext"' in html and '<small class="muted" id="id_enabled_helptext">Send alerts</small>' in html
