@@ -45,6 +45,7 @@ def _objects(user):
     """A tenant's worth of objects, with the long id everywhere one can go."""
     from billing.models import AlertConfig, AlertDelivery
     from deployments.models import Deployment
+    from domains.models import CustomDomain
     from gateway.models import GatewayPolicy
     from instances.models import InstancePlan, Region
     from orchestrio.services import activity_record
@@ -65,6 +66,7 @@ def _objects(user):
         region=Region.objects.get(pk=instance.region_id), plan=InstancePlan.objects.get(pk=instance.plan_id), instance=instance, created_by=user.username,
     )  # fmt: skip
     GatewayPolicy.objects.create(instance=instance, tenant=tenant, slug="deploy-" + "z" * 50, provider="github-oidc", audience="https://" + LONG_ID + ".example", allow=[{"repository": "acme/" + LONG_ID}])
+    CustomDomain.objects.create(instance=instance, tenant=tenant, domain=f"{LONG_ID}.{LONG_ID}.example.com", verification_token="v" * 64)
     ApiTokenFactory(tenant=tenant, created_by=user, name="ci-" + "t" * 60, instance_id=LONG_ID)
     AlertConfig.objects.create(tenant=tenant, webhook_url="https://hooks.example/" + LONG_ID, enabled=True)
     AlertDelivery.objects.create(id="alr_layout0000000000000000000001", tenant=tenant, event="instance.error", payload={}, url="https://hooks.example/x")
