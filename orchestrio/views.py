@@ -34,7 +34,7 @@ from .models import ActivityEvent, Membership
 from .tenancy import Actor, Principal, client_ip
 
 
-def console_view(view=None, *, capabilities: roles.Declaration = None, objects=None):
+def console_view(view=None, *, capabilities: roles.Declaration = None, objects=None, section: str | None = None):
     """Login required; sets `request.principal` for the user's current tenant; and the role
     check of orchestrio/roles.py, as the API's: `capabilities` is the one a page needs (or, by
     HTTP method, `{"POST": "destroy"}`), by default `read` for GET and `operate` for POST.
@@ -43,6 +43,9 @@ def console_view(view=None, *, capabilities: roles.Declaration = None, objects=N
     tenant's): a refusal calls it first, so another tenant's object is 404, never 403. A view
     whose capability depends on its input calls `roles.require` itself, after its lookup; a
     Forbidden that leaves the view is answered like the decorator's own refusal.
+
+    `section` is the sidebar item the page belongs to (a URL name of `context_processors.NAV`)
+    when its address is under none of them (a task's page is an instance's: "instances:list").
     """
 
     def decorate(view):
@@ -55,6 +58,8 @@ def console_view(view=None, *, capabilities: roles.Declaration = None, objects=N
             request.principal = Principal(
                 tenant=membership.tenant, role=membership.role, user=request.user, ip=client_ip(request)
             )
+            if section is not None:
+                request.console_section = section
             try:
                 capability = roles.needed(capabilities, request.method)
                 if not roles.allows(request.principal.role, capability):
