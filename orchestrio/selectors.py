@@ -5,7 +5,7 @@ import re
 from django.utils import timezone
 
 from . import hooks
-from .models import ApiToken, Invitation, Membership, Tenant
+from .models import ActivityEvent, ApiToken, Invitation, Membership, Tenant
 from .tokens import hash_token
 
 
@@ -57,3 +57,29 @@ def invitation_by_token(*, token: str) -> Invitation | None:
     if not re.fullmatch(r"inv_[A-Za-z0-9_-]{43}", token or ""):
         return None  # not a link we made: no query
     return Invitation.objects.select_related("tenant", "invited_by").filter(token_hash=hash_token(token)).first()
+
+
+def activity_list(*, tenant: Tenant):
+    """The tenant's audit log, newest first."""
+    return ActivityEvent.objects.filter(tenant=tenant)
+
+
+def activity_actions(*, tenant: Tenant) -> list[str]:
+    """The actions the tenant's log holds (the console's filter offers them)."""
+    return sorted(set(activity_list(tenant=tenant).order_by().values_list("action", flat=True).distinct()))
+
+
+def activity_with_links(*, principal, events) -> list[ActivityEvent]:
+    """The events, each with `link`: the console page of the object it names while that object
+    still exists in the tenant and the principal's role may open it, else None (hooks.object_links:
+    one query per object type on the page, whatever the number of events). What support staff
+    did in the admin names rows by their database key, which is not what the pages are named by:
+    it stays plain text."""
+    events = list(events)
+    links = hooks.object_links(
+        principal=principal,
+        refs=((event.object_type, event.object_id) for event in events if not event.action.startswith("admin.")),
+    )
+    for event in events:
+        event.link = None if event.action.startswith("admin.") else links.get((event.object_type, event.object_id))
+    return events
