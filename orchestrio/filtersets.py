@@ -31,15 +31,15 @@ class ActivityEventFilterSet(django_filters.FilterSet):
     """The audit log's filters, the same for the API (`GET /api/v1/activity`) and the console's
     Activity page."""
 
-    q = django_filters.CharFilter(method="filter_q", max_length=200, label="Search")
+    q = django_filters.CharFilter(method="filter_q", max_length=200, label="Search", help_text="Words that each appear in the entry's action, object type, object id, actor or IP (case-insensitive).")
     action = django_filters.CharFilter(max_length=64)
     object_type = django_filters.CharFilter(max_length=64)
     object_id = django_filters.CharFilter(max_length=128)
-    instance = django_filters.CharFilter(method="filter_instance", max_length=63, label="Instance")
-    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains", max_length=254, label="Who")
+    instance = django_filters.CharFilter(method="filter_instance", max_length=63, label="Instance", help_text="An instance id: the instance's entries and those recorded under it (its tasks, gateway policies, custom domain, deployment).")
+    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains", max_length=254, label="Who", help_text="Part of the actor's label: a user's email, a token prefix, `system`.")
     actor_type = django_filters.ChoiceFilter(choices=ActorType.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="From")
-    until = UntilFilter(field_name="created_at", lookup_expr="lt", label="To")
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte", label="From", help_text="Entries at or after this ISO 8601 time (a date alone: that day's start, UTC).")
+    until = UntilFilter(field_name="created_at", lookup_expr="lt", label="To", help_text="Entries before this ISO 8601 time (a date alone: through the end of that day, UTC).")
 
     class Meta:
         model = ActivityEvent

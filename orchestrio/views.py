@@ -24,7 +24,7 @@ from .api import ratelimit
 from .api.ratelimit import Counter, Usage
 from .auth import SESSION_TENANT_KEY, membership_for_session
 from .api.exceptions import domain_error_response
-from .errors import DomainError, Forbidden, NotFound
+from .errors import DomainError, Forbidden, NotFound, PlanLimitReached
 from .forms import errors_to_form
 from .forms import ApiTokenForm, InvitationForm, InvitationSignupForm, LoginForm, MemberRoleForm, SignupForm
 from .http import carries_secret
@@ -73,8 +73,13 @@ def console_view(view=None, *, capabilities: roles.Declaration = None, objects=N
 
 
 def domain_error_message(request, exc: DomainError) -> None:
+    """A service's refusal as the next page's error message; a plan limit's carries the tag that
+    makes base.html add the upgrade link (templates/console/_plan_limit.html)."""
     detail = exc.detail if isinstance(exc.detail, str) else str(exc)
-    messages.error(request, detail)
+    messages.error(request, detail, extra_tags=PLAN_LIMIT_TAG if isinstance(exc, PlanLimitReached) else "")
+
+
+PLAN_LIMIT_TAG = "plan-limit"
 
 
 @console_view
