@@ -69,6 +69,18 @@ def activity_actions(*, tenant: Tenant) -> list[str]:
     return sorted(set(activity_list(tenant=tenant).order_by().values_list("action", flat=True).distinct()))
 
 
+def object_refs_with_links(*, principal, items, refs) -> list:
+    """`items`, each with `objects`: `[{"type", "id", "url"}]` for the `(object_type, object_id)`
+    pairs `refs(item)` names (empty ids left out), `url` None where there is no page to open
+    (hooks.object_links: one query per object type, whatever the number of items)."""
+    items = list(items)
+    named = [[(object_type, str(object_id)) for object_type, object_id in refs(item) if object_id] for item in items]
+    links = hooks.object_links(principal=principal, refs=(ref for pairs in named for ref in pairs))
+    for item, pairs in zip(items, named):
+        item.objects = [{"type": object_type, "id": object_id, "url": links.get((object_type, object_id))} for object_type, object_id in pairs]
+    return items
+
+
 def activity_with_links(*, principal, events) -> list[ActivityEvent]:
     """The events, each with `link`: the console page of the object it names while that object
     still exists in the tenant and the principal's role may open it, else None (hooks.object_links:

@@ -199,6 +199,8 @@ def tokens(request):
             form = ApiTokenForm()
     queryset = selectors.api_token_list(tenant=principal.tenant).select_related("created_by")
     page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    # A scoped token's instance, linked while it is live.
+    page.object_list = selectors.object_refs_with_links(principal=principal, items=page.object_list, refs=lambda token: [("instance", token.instance_id)])
     response = render(request, "console/tokens.html", {"form": form, "page": page, "created": created})
     return carries_secret(response) if created else response
 
