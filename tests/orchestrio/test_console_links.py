@@ -41,19 +41,22 @@ def test_the_instance_page_links_its_deployment_and_back(console, tenant):
     instance = InstanceFactory(tenant=tenant, instance_id="web-1")
     deployment = _deployment(tenant, "site", instance)
     page = console.get("/instances/web-1").content.decode()
-    assert 'data-testid="related-links"' in page and f'href="/deployments/{deployment.pk}">site (staging)</a>' in page
+    assert 'data-testid="related-link"' in page and f'href="/deployments/{deployment.pk}">site (staging)</a>' in page
     back = console.get(f"/deployments/{deployment.pk}").content.decode()
     assert 'href="/instances/web-1"' in back
     # Not on each live update: the live parts do not carry it.
-    assert "related-links" not in console.get("/instances/web-1/live").content.decode()
+    assert "related-link" not in console.get("/instances/web-1/live").content.decode()
+    # Both link their own audit log, filtered.
+    assert 'href="/activity?instance=web-1"' in page
+    assert f'href="/activity?object_type=deployment&amp;object_id={deployment.pk}"' in back
 
 
 def test_an_instance_without_a_live_deployment_shows_none(console, tenant):
     instance = InstanceFactory(tenant=tenant, instance_id="web-1")
     InstanceFactory(tenant=tenant, instance_id="plain-1")
     _deployment(tenant, "gone", instance, deleted_at=timezone.now())
-    assert "related-links" not in console.get("/instances/web-1").content.decode()
-    assert "related-links" not in console.get("/instances/plain-1").content.decode()
+    assert "related-link" not in console.get("/instances/web-1").content.decode()
+    assert "related-link" not in console.get("/instances/plain-1").content.decode()
 
 
 def test_a_deployments_destroyed_instance_is_plain_text(console, tenant):
@@ -111,3 +114,8 @@ def test_an_alert_links_what_it_is_about(console, tenant):
         assert 'href="/instances/web-1"' in page and 'href="/tasks/tsk_1"' in page
         assert "theirs-1" in page and 'href="/instances/theirs-1"' not in page
         assert "gone-1" in page and 'href="/instances/gone-1"' not in page
+
+
+def test_a_member_links_their_activity(console, owner):
+    page = console.get("/team").content.decode()
+    assert f'href="/activity?actor={owner.username.replace("@", "%40")}"' in page
