@@ -226,7 +226,8 @@ def test_the_pagination_keeps_the_filters(console, tenant):
     assert "Page 2 of 2" in second and "s-1" not in second
 
 
-def test_the_api_has_the_same_filters(api, tenant, owner):
+def test_the_api_has_the_same_filters(api, other_api, tenant, owner):
+    _record(other_api.tenant, "instance.stop", "instance", "web-1", actor_label="alice@example.com")  # theirs: never listed to us
     _record(tenant, "instance.stop", "instance", "web-1", actor_label="alice@example.com", created_at=datetime(2026, 3, 2, 12, tzinfo=dt_timezone.utc))
     _record(tenant, "task.create", "task", "tsk_1", data={"instance_id": "web-1"})
     _record(tenant, "instance.stop", "instance", "web-2", actor_label="bob@example.com")
@@ -236,6 +237,7 @@ def test_the_api_has_the_same_filters(api, tenant, owner):
     assert ids(q="stop bob") == ["web-2"]
     assert ids(since="2026-03-02", until="2026-03-02") == ["web-1"]
     assert api.get("activity", until="2026-02-30").status_code == 422
+    assert [e["object_id"] for e in other_api.get("activity", instance="web-1").json()["results"]] == ["web-1"]  # their own only
 
 
 def test_invitations_link_to_the_team_page_for_those_who_manage_it(console, tenant, owner):
