@@ -215,6 +215,11 @@ def test_a_bad_filter_is_a_form_error_not_a_500(console, tenant, owner, query, f
     assert f'data-testid="{field}"' in html and 'data-testid="activity-table"' not in html
 
 
+def test_a_nul_in_a_filter_is_refused_before_the_page(console):
+    for query in ("q=a%00b", "instance=%00", "actor=%00"):
+        assert console.get("/activity?" + query).status_code == 400  # the request guard's, as everywhere
+
+
 def test_the_pagination_keeps_the_filters(console, tenant):
     ActivityEvent.objects.bulk_create(
         [ActivityEvent(tenant=tenant, actor_type="system", actor_label="system", action="instance.stop", object_type="instance", object_id=f"i-{n}") for n in range(60)]
