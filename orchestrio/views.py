@@ -244,7 +244,7 @@ def activity(request):
         "filtered": filtered,
         "hidden": hidden,
         "hidden_errors": hidden_errors,
-        "actions": sorted({*selectors.activity_actions(tenant=principal.tenant), *([request.GET["action"]] if request.GET.get("action") else [])}),
+        "actions": selectors.activity_actions(tenant=principal.tenant),
     }
     return render(request, "console/activity.html", context, status=200 if valid else 400)
 
