@@ -13,7 +13,7 @@ from orchestrio.forms import errors_to_form
 from orchestrio.errors import DomainError
 from orchestrio.http import carries_secret
 from orchestrio.models import SubscriptionPlan
-from orchestrio.selectors import over_limits, tenant_usage
+from orchestrio.selectors import object_refs_with_links, over_limits, tenant_usage
 from orchestrio.views import console_view, domain_error_message
 
 from . import alerts, services
@@ -98,7 +98,15 @@ def alerts_page(request):
 
 
 def _delivery_page(request):
-    return Paginator(AlertDelivery.objects.filter(tenant=request.principal.tenant).prefetch_related("attempt_log"), 25).get_page(request.GET.get("page"))
+    page = Paginator(AlertDelivery.objects.filter(tenant=request.principal.tenant).prefetch_related("attempt_log"), 25).get_page(request.GET.get("page"))
+    # What each alert is about (its instance, its task), linked while it exists.
+    page.object_list = object_refs_with_links(principal=request.principal, items=page.object_list, refs=_delivery_refs)
+    return page
+
+
+def _delivery_refs(delivery) -> list[tuple[str, str]]:
+    data = (delivery.payload or {}).get("data") or {}
+    return [(kind, data.get(f"{kind}_id")) for kind in ("instance", "task") if isinstance(data.get(f"{kind}_id"), str)]
 
 
 @require_GET
