@@ -104,3 +104,33 @@ def when(value, default: str = "—", field: str = "", testid: str = ""):
         attrs,
         relative(moment, timezone.now()),
     )
+
+
+@register.simple_tag
+def rules(value, empty: str = "anyone who authenticates"):
+    """Allow rules (an OR-list of AND-rules of claim = value or [values]) as rows people read:
+    `repository = acme/app or acme/web · and ref = main`, one rule a line, "or" between them."""
+    if not value:
+        return format_html('<span class="muted">{}</span>', empty)
+    if not isinstance(value, list):
+        return format_html("<code>{}</code>", value)
+    items = []
+    for index, rule in enumerate(value):
+        if index:
+            items.append(format_html('<li class="rules-or">{}</li>', "or"))
+        if not isinstance(rule, dict):
+            items.append(format_html("<li><code>{}</code></li>", rule))
+            continue
+        conditions = []
+        for claim, expected in rule.items():
+            options = expected if isinstance(expected, list) else [expected]
+            shown = format_html_join(" or ", "<code>{}</code>", ((_scalar(o),) for o in options))
+            conditions.append(format_html("<code>{}</code> = {}", claim, shown))
+        items.append(format_html("<li>{}</li>", format_html_join(" <span class=\"muted\">and</span> ", "{}", ((c,) for c in conditions))))
+    return format_html('<ul class="rules" data-testid="allow-rules">{}</ul>', format_html_join("", "{}", ((i,) for i in items)))
+
+
+def _scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
