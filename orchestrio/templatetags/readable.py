@@ -15,6 +15,7 @@ from datetime import date, datetime, timezone as dt_timezone
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -126,7 +127,7 @@ def rules(value, empty: str = "anyone who authenticates"):
             options = expected if isinstance(expected, list) else [expected]
             shown = format_html_join(" or ", "<code>{}</code>", ((_scalar(o),) for o in options))
             conditions.append(format_html("<code>{}</code> = {}", claim, shown))
-        items.append(format_html("<li>{}</li>", format_html_join(" <span class=\"muted\">and</span> ", "{}", ((c,) for c in conditions))))
+        items.append(format_html("<li>{}</li>", format_html_join(mark_safe(' <span class="muted">and</span> '), "{}", ((c,) for c in conditions))))
     return format_html('<ul class="rules" data-testid="allow-rules">{}</ul>', format_html_join("", "{}", ((i,) for i in items)))
 
 

@@ -60,7 +60,8 @@
   });
 
   // --- An answer (JSON object) as readable sections --------------------------------------------
-  const TIME_KEY = /(_at|_time|timestamp|^time|^checked|^started|^since)$/i;
+  const TIME_KEY = /(_at|_time|timestamp|^time|^checked|^started|^since|_check)$/i;
+  const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
 
   function label(key) {
     const words = String(key).replace(/([a-z])([A-Z])/g, "$1 $2").replace(/[_-]+/g, " ").trim();
@@ -77,7 +78,7 @@
   function scalar(key, value) {
     if (value === null || value === undefined || value === "") return el("span", { class: "muted" }, "—");
     if (typeof value === "boolean") return el("span", { class: `status status-${value ? "good" : "idle"}` }, value ? "yes" : "no");
-    if (typeof value === "string" && TIME_KEY.test(key) && !isNaN(Date.parse(value))) {
+    if (typeof value === "string" && (TIME_KEY.test(key) || ISO_TIME.test(value)) && !isNaN(Date.parse(value))) {
       const when = new Date(value);
       const exact = when.toISOString().replace("T", " ").slice(0, 19) + " UTC";
       return el("time", { datetime: value, title: exact, "data-relative": "" }, relative(when, Date.now()));
@@ -99,14 +100,28 @@
       items.forEach((item) => { const li = el("li"); li.append(scalar(key, item)); ul.append(li); });
       return ul;
     }
-    const wrap = el("div");
-    items.forEach((item, index) => {
-      const section = el("div", { class: "answer-item" });
-      section.append(el("h3", {}, `${label(key)} ${index + 1}`));
-      section.append(item && typeof item === "object" && !Array.isArray(item) ? props(item, 1) : scalar(key, JSON.stringify(item)));
-      wrap.append(section);
+    // A list of records (log lines, processes…): one table, a column per key.
+    const columns = [];
+    items.forEach((item) => Object.keys(item && typeof item === "object" && !Array.isArray(item) ? item : { value: item }).forEach((k) => { if (!columns.includes(k)) columns.push(k); }));
+    const table = el("table", { class: "table answer-table" });
+    const head = el("tr");
+    columns.forEach((k) => head.append(el("th", { scope: "col" }, label(k))));
+    table.append(el("thead"), el("tbody"));
+    table.tHead.append(head);
+    items.forEach((item) => {
+      const record = item && typeof item === "object" && !Array.isArray(item) ? item : { value: item };
+      const tr = el("tr");
+      columns.forEach((k) => {
+        const td = el("td");
+        const v = record[k];
+        td.append(v && typeof v === "object" ? el("code", {}, JSON.stringify(v)) : scalar(k, v));
+        tr.append(td);
+      });
+      table.tBodies[0].append(tr);
     });
-    return wrap;
+    const scroll = el("div", { class: "table-scroll" });
+    scroll.append(table);
+    return scroll;
   }
 
   // A definition list of an object; nested objects become their own sections (two levels deep,
@@ -116,7 +131,11 @@
     const sections = [];
     Object.entries(object).forEach(([key, value]) => {
       if (value && typeof value === "object" && !Array.isArray(value) && depth < 2 && Object.keys(value).length) {
-        sections.push([key, value]);
+        sections.push([key, () => props(value, depth + 1)]);
+        return;
+      }
+      if (Array.isArray(value) && value.some((item) => item && typeof item === "object")) {
+        sections.push([key, () => list(key, value)]);
         return;
       }
       dl.append(el("dt", {}, label(key)));
@@ -131,7 +150,7 @@
     sections.forEach(([key, value]) => {
       const section = el("section", { "data-section": key });
       section.append(el("h3", {}, label(key)));
-      section.append(props(value, depth + 1));
+      section.append(value());
       wrap.append(section);
     });
     return wrap;
