@@ -91,19 +91,21 @@ def relative(when: datetime, now: datetime) -> str:
 
 
 @register.simple_tag
-def when(value, default: str = "—", field: str = "", testid: str = ""):
-    """`<time datetime="ISO" title="exact UTC">3 min ago</time>`, or `default` for no time."""
+def when(value, default: str = "—", field: str = "", testid: str = "", clock: bool = False):
+    """`<time datetime="ISO" title="exact UTC" data-relative>3 min ago</time>`, or `default` for
+    no time. `clock=True` (log lines, read as a sequence) shows the UTC time of day instead."""
     moment = _utc(value)
     if moment is None:
         return default
     moment = moment.replace(microsecond=0)
     attrs = format_html_join("", ' {}="{}"', [(name, v) for name, v in (("data-field", field), ("data-testid", testid)) if v])
     return format_html(
-        '<time datetime="{}" title="{}" data-relative{}>{}</time>',
+        '<time datetime="{}" title="{}"{}{}>{}</time>',
         moment.isoformat().replace("+00:00", "Z"),
         moment.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "" if clock else mark_safe(" data-relative"),
         attrs,
-        relative(moment, timezone.now()),
+        moment.strftime("%H:%M:%S") if clock else relative(moment, timezone.now()),
     )
 
 

@@ -94,7 +94,7 @@ def test_pages_show_badges_and_times_never_raw_iso(console, world, path, has_sta
     if has_state:
         assert re.search(r'<span class="status status-(good|busy|bad|idle)[^"]*" data-status="[a-z_]+"', html), path
     if has_time:
-        times = re.findall(r'<time datetime="(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)" title="(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC)" data-relative[^>]*>([^<]+)</time>', html)
+        times = re.findall(r'<time datetime="(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)" title="(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC)"(?: data-relative)?[^>]*>([^<]+)</time>', html)
         assert times, path
         for iso, exact, text in times:
             assert exact == iso.replace("T", " ").replace("Z", " UTC") and text  # the hover is the same moment
@@ -115,6 +115,8 @@ def test_the_time_tag_is_relative_with_the_exact_time_on_hover():
     first, second, third = html.split("|")
     assert first.startswith('<time datetime="2026-03-04T05:06:07Z" title="2026-03-04 05:06:07 UTC" data-relative>')
     assert second == "—" and third == "never"
+    clock = Template("{% load readable %}{% when t clock=True %}").render(Context({"t": moment}))
+    assert clock == '<time datetime="2026-03-04T05:06:07Z" title="2026-03-04 05:06:07 UTC">05:06:07</time>'  # log lines
     now = datetime(2026, 3, 4, 12, 0, tzinfo=dt_timezone.utc)
     cases = [(timedelta(seconds=10), "just now"), (timedelta(minutes=3), "3 min ago"), (timedelta(minutes=59, seconds=50), "1 h ago"), (timedelta(hours=5), "5 h ago"), (timedelta(days=3), "3 d ago"), (-timedelta(minutes=2), "in 2 min")]
     for ago, words in cases:
