@@ -1,6 +1,7 @@
 """Readable state in a real browser (issue 16 item 7), on one logged-in page: the config's
-key/value editor writes the JSON the server saves, the status badge carries an icon, and the
-Billing page's usage charts draw (uPlot, vendored) under the console's CSP."""
+key/value editor and the allow-rule rows write the JSON the server saves, the status badge
+carries an icon, and the Billing page's usage charts draw (uPlot, vendored) under the console's
+CSP."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from playwright.sync_api import expect
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_config_rows_save_and_usage_charts_draw(logged_in_page, live_server, console_user):
+def test_row_editors_save_and_usage_charts_draw(logged_in_page, live_server, console_user):
+    from gateway.models import GatewayPolicy
     from instances.models import Instance
 
     from ..factories import InstanceFactory
@@ -46,6 +48,22 @@ def test_config_rows_save_and_usage_charts_draw(logged_in_page, live_server, con
     page.get_by_role("button", name="Save config").click()
     expect(page.locator(".message-success")).to_contain_text("Config saved")
     assert Instance.objects.get(instance_id="kv-browser").config == {"greeting": "hello", "debug": True}
+
+    # Allow rules as rows of claim = value(s): two rules, the first with two alternatives.
+    page.goto(f"{live_server.url}/instances/kv-browser/gateway")
+    rules = page.locator('[data-kv-editor="rules"]')
+    rules.get_by_role("button", name="Add a rule").click()
+    rules.locator(".rule-claim").last.fill("repository")
+    rules.locator(".rule-values").last.fill("acme/app, acme/web")
+    rules.get_by_role("button", name="Add a rule").click()
+    rules.locator(".rule-claim").last.fill("sub")
+    rules.locator(".rule-values").last.fill("repo:acme/x:ref:main")
+    page.get_by_label("Provider", exact=True).select_option("github-oidc")
+    page.get_by_label("Slug").fill("rows")
+    page.get_by_label("Audience").fill("orchestrio")
+    page.get_by_role("button", name="Create policy").click()
+    expect(page.get_by_test_id("allow-rules")).to_contain_text("repository = acme/app or acme/web")
+    assert GatewayPolicy.objects.get(slug="rows").allow == [{"repository": ["acme/app", "acme/web"]}, {"sub": "repo:acme/x:ref:main"}]
 
     page.goto(f"{live_server.url}/billing")
     canvases = page.locator("[data-chart] canvas")
