@@ -40,8 +40,15 @@
     toolbar.append(add, toggle);
     editor.append(rows, toolbar, error);
     textarea.before(editor);
+    // The field's label names the rows too (it points at the textarea, hidden in the rows view).
+    const fieldLabel = textarea.id ? document.querySelector(`label[for="${textarea.id}"]`) : null;
+    if (fieldLabel) {
+      if (!fieldLabel.id) fieldLabel.id = `${textarea.id}-label`;
+      editor.setAttribute("role", "group");
+      editor.setAttribute("aria-labelledby", fieldLabel.id);
+    }
     let jsonView = false;
-    let build = isRules ? buildRules : buildObject;
+    const build = isRules ? buildRules : buildObject;
     let collect = null;
 
     function problem(text) {
