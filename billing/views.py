@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timezone as dt_timezone
+
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -18,7 +20,7 @@ from orchestrio.views import console_view, domain_error_message
 
 from . import alerts, services
 from .models import AlertConfig, AlertDelivery, Subscription
-from .selectors import usage_current
+from .selectors import usage_current, usage_daily
 from .stripe_client import configured
 
 
@@ -44,6 +46,7 @@ def billing_overview(request):
         {"label": "Running instances", "used": usage["running_instances"], "allowed": limits["running_instances"], "pct": _bar(usage["running_instances"], limits["running_instances"])},
         {"label": "API tokens", "used": usage["tokens"], "allowed": limits["tokens"], "pct": _bar(usage["tokens"], limits["tokens"])},
     ]
+    daily = usage_daily(tenant_id=tenant.pk, days=USAGE_CHART_DAYS)
     context = {
         "plans": SubscriptionPlan.objects.filter(is_public=True),
         "subscription": Subscription.objects.filter(tenant=tenant).first(),
@@ -51,8 +54,23 @@ def billing_overview(request):
         "bars": bars,
         "over": over_limits(tenant=tenant, usage=usage),
         "billing_configured": configured(),
+        "daily": daily,
+        "chart": _chart_data(daily),
     }
     return render(request, "billing/overview.html", context)
+
+
+USAGE_CHART_DAYS = 30
+
+
+def _chart_data(daily: list[dict]) -> dict:
+    """The usage charts' series (static/console/charts.js, through json_script): UTC midnights
+    in Unix seconds, and the numbers the table beside the charts shows."""
+    return {
+        "t": [int(datetime.combine(d["date"], time.min, tzinfo=dt_timezone.utc).timestamp()) for d in daily],
+        "instance_hours": [d["instance_hours"] for d in daily],
+        "executions": [d["executions"] for d in daily],
+    }
 
 
 @require_POST
