@@ -68,27 +68,35 @@ def usage_current(tenant) -> dict:
     }
 
 
-def instance_usage(instance, days: int) -> dict:
-    """A daily series (UTC days) of executions and instance-hours for one instance."""
+def usage_daily(*, tenant_id: str, days: int, instance=None) -> list[dict]:
+    """A daily series (UTC days, oldest first, ending today) of executions and instance-hours,
+    for the tenant or for one of its instances: the same counts the period totals add up."""
     today = timezone.now().astimezone(dt_timezone.utc).date()
     first = today - timedelta(days=days - 1)
     start = datetime.combine(first, time.min, tzinfo=dt_timezone.utc)
     end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=dt_timezone.utc)
+    scope = {"instance": instance} if instance is not None else {"tenant_id": tenant_id}
     executions: dict[date, int] = defaultdict(int)
-    for row in UsageCounter.objects.filter(instance=instance, kind="executions", day__gte=first, day__lte=today).values("day").annotate(n=Sum("count")):
+    for row in UsageCounter.objects.filter(**scope, kind="executions", day__gte=first, day__lte=today).values("day").annotate(n=Sum("count")):
         executions[row["day"]] += row["n"]
-    for row in Task.objects.filter(instance=instance, created_at__gte=start, created_at__lt=end).annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc)).values("day").annotate(n=Count("id")):
+    for row in Task.objects.filter(**scope, created_at__gte=start, created_at__lt=end).annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc)).values("day").annotate(n=Count("id")):
         executions[row["day"]] += row["n"]
-    executions[today] += pending_counts(instance.tenant_id, today, today + timedelta(days=1), instance.pk)
-    changes = _changes_by_instance({"instance": instance}, end).get(instance.pk, [])
+    executions[today] += pending_counts(tenant_id, today, today + timedelta(days=1), instance.pk if instance is not None else None)
     now = timezone.now()
+    by_instance = _changes_by_instance(scope, end)
     daily = []
     for offset in range(days):
         day = first + timedelta(days=offset)
         day_start = datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
         day_end = min(day_start + timedelta(days=1), now)
-        hours = round(billable_seconds(changes, day_start, day_end) / 3600, 3) if day_end > day_start else 0.0
-        daily.append({"date": day, "executions": executions.get(day, 0), "instance_hours": hours})
+        seconds = sum(billable_seconds(changes, day_start, day_end) for changes in by_instance.values()) if day_end > day_start else 0.0
+        daily.append({"date": day, "executions": executions.get(day, 0), "instance_hours": round(seconds / 3600, 3)})
+    return daily
+
+
+def instance_usage(instance, days: int) -> dict:
+    """A daily series (UTC days) of executions and instance-hours for one instance."""
+    daily = usage_daily(tenant_id=instance.tenant_id, instance=instance, days=days)
     return {
         "instance_id": instance.instance_id,
         "days": days,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timezone as dt_timezone
+
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -13,12 +15,12 @@ from orchestrio.forms import errors_to_form
 from orchestrio.errors import DomainError
 from orchestrio.http import carries_secret
 from orchestrio.models import SubscriptionPlan
-from orchestrio.selectors import over_limits, tenant_usage
+from orchestrio.selectors import object_refs_with_links, over_limits, tenant_usage
 from orchestrio.views import console_view, domain_error_message
 
 from . import alerts, services
 from .models import AlertConfig, AlertDelivery, Subscription
-from .selectors import usage_current
+from .selectors import usage_current, usage_daily
 from .stripe_client import configured
 
 
@@ -44,6 +46,7 @@ def billing_overview(request):
         {"label": "Running instances", "used": usage["running_instances"], "allowed": limits["running_instances"], "pct": _bar(usage["running_instances"], limits["running_instances"])},
         {"label": "API tokens", "used": usage["tokens"], "allowed": limits["tokens"], "pct": _bar(usage["tokens"], limits["tokens"])},
     ]
+    daily = usage_daily(tenant_id=tenant.pk, days=USAGE_CHART_DAYS)
     context = {
         "plans": SubscriptionPlan.objects.filter(is_public=True),
         "subscription": Subscription.objects.filter(tenant=tenant).first(),
@@ -51,8 +54,23 @@ def billing_overview(request):
         "bars": bars,
         "over": over_limits(tenant=tenant, usage=usage),
         "billing_configured": configured(),
+        "daily": daily,
+        "chart": _chart_data(daily),
     }
     return render(request, "billing/overview.html", context)
+
+
+USAGE_CHART_DAYS = 30
+
+
+def _chart_data(daily: list[dict]) -> dict:
+    """The usage charts' series (static/console/charts.js, through json_script): UTC midnights
+    in Unix seconds, and the numbers the table beside the charts shows."""
+    return {
+        "t": [int(datetime.combine(d["date"], time.min, tzinfo=dt_timezone.utc).timestamp()) for d in daily],
+        "instance_hours": [d["instance_hours"] for d in daily],
+        "executions": [d["executions"] for d in daily],
+    }
 
 
 @require_POST
@@ -98,7 +116,15 @@ def alerts_page(request):
 
 
 def _delivery_page(request):
-    return Paginator(AlertDelivery.objects.filter(tenant=request.principal.tenant).prefetch_related("attempt_log"), 25).get_page(request.GET.get("page"))
+    page = Paginator(AlertDelivery.objects.filter(tenant=request.principal.tenant).prefetch_related("attempt_log"), 25).get_page(request.GET.get("page"))
+    # What each alert is about (its instance, its task), linked while it exists.
+    page.object_list = object_refs_with_links(principal=request.principal, items=page.object_list, refs=_delivery_refs)
+    return page
+
+
+def _delivery_refs(delivery) -> list[tuple[str, str]]:
+    data = (delivery.payload or {}).get("data") or {}
+    return [(kind, data.get(f"{kind}_id")) for kind in ("instance", "task") if isinstance(data.get(f"{kind}_id"), str)]
 
 
 @require_GET

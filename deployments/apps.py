@@ -6,10 +6,13 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployments"
 
     def ready(self) -> None:
-        from instances import hooks
+        from instances import hooks, pages
+        from orchestrio import hooks as core_hooks
 
-        from . import services
+        from . import links, services
 
         hooks.on_machine_started(services.deployment_reapply_secrets)
         hooks.on_instance_running(services.deployment_instance_running)
         hooks.on_reconcile(services.reconcile_deployments)
+        core_hooks.on_object_links("deployment", links.deployment_links)
+        pages.register_related(links.instance_deployments)

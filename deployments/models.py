@@ -66,6 +66,12 @@ class Deployment(models.Model):
         return self.revisions.order_by("-number").first()
 
 
+# How a revision's `reason` begins when it is a rollback (written by services, counted by the
+# deployment's stats): a person's rollback, and the automatic one after a failed revision.
+ROLLBACK_REASON = "rollback to revision"
+AUTOMATIC_ROLLBACK_REASON = "automatic rollback"
+
+
 class DeploymentRevision(models.Model):
     """An immutable version of a deployment's config and secrets."""
 

@@ -43,7 +43,7 @@ from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
 from .choices import DEPLOYMENT_BUSY_STATUSES, DeploymentEnvironment, DeploymentStatus, StepStatus
-from .models import Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep
+from .models import AUTOMATIC_ROLLBACK_REASON, ROLLBACK_REASON, Deployment, DeploymentLogLine, DeploymentRevision, DeploymentStep
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def deployment_rollback(*, deployment: Deployment, actor: Actor, revision_number
     locked.status, locked.error = DeploymentStatus.ROLLING_BACK, ""
     revision = _new_revision(
         locked, config=source.config, secrets_encrypted=crypto.rotate(source.secrets_encrypted) if source.secrets_encrypted else "",
-        secret_keys=source.secret_keys, reason=f"rollback to revision {revision_number} by {actor.label}", actor=actor,
+        secret_keys=source.secret_keys, reason=f"{ROLLBACK_REASON} {revision_number} by {actor.label}", actor=actor,
     )  # fmt: skip
     deployment_log(deployment=locked, message=f"revision {revision.number}: rollback to revision {revision_number} by {actor.label}")
     activity_record(actor=actor, action="deployment.rollback", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"to": revision_number, "revision": revision.number})
@@ -423,11 +423,11 @@ def _fail(deployment: Deployment, revision: DeploymentRevision, step: str, messa
     activity_record(actor=Actor.system("deployments"), action="deployment.failed", tenant=locked.tenant_id, object_type="deployment", object_id=locked.pk, data={"revision": revision.number, "step": step, "reason": message[:300]})
     # Automatic rollback to the last healthy revision, unless this run was itself one.
     healthy = locked.revisions.filter(healthy=True, number__lt=revision.number).order_by("-number").first()
-    if healthy is not None and not revision.reason.startswith("automatic rollback"):
+    if healthy is not None and not revision.reason.startswith(AUTOMATIC_ROLLBACK_REASON):
         locked.status = DeploymentStatus.ROLLING_BACK
         rollback = _new_revision(
             locked, config=healthy.config, secrets_encrypted=healthy.secrets_encrypted, secret_keys=healthy.secret_keys,
-            reason=f"automatic rollback to revision {healthy.number}: {reason}", actor=Actor.system("deployments"),
+            reason=f"{AUTOMATIC_ROLLBACK_REASON} to revision {healthy.number}: {reason}", actor=Actor.system("deployments"),
         )  # fmt: skip
         deployment_log(deployment=locked, message=f"rolling back automatically to revision {healthy.number} (as revision {rollback.number})", level=LogLevel.WARNING)
 

@@ -47,7 +47,7 @@ class DeploymentForm(forms.Form):
     blueprint_name = forms.ChoiceField(label="Blueprint")
     plan_id = forms.ChoiceField(label="Plan")
     region = forms.ChoiceField()
-    config = forms.CharField(required=False, initial="{}", widget=forms.Textarea(attrs={"rows": 5, "class": "mono"}), label="Config (JSON)")
+    config = forms.CharField(required=False, initial="{}", widget=forms.Textarea(attrs={"rows": 5, "class": "mono", "data-editor": "object"}), label="Config")
     secrets = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "autocomplete": "off"}), label="Secrets", help_text="NAME=value, one per line. Encrypted at rest; never shown again.")
 
     def __init__(self, *args, tenant, **kwargs):
@@ -66,7 +66,7 @@ class DeploymentForm(forms.Form):
 
 
 class UpdateForm(forms.Form):
-    config = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8, "class": "mono"}), label="Config (JSON, the whole config)")
+    config = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8, "class": "mono", "data-editor": "object"}), label="Config (the whole config)")
     secrets = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "autocomplete": "off"}), label="Change secrets", help_text="NAME=value sets one; NAME= removes it; others stay as they are.")
 
     def clean_config(self):

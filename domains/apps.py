@@ -7,8 +7,9 @@ class DomainsConfig(AppConfig):
 
     def ready(self) -> None:
         from instances import hooks, pages
+        from orchestrio import hooks as core_hooks
 
-        from . import services, views
+        from . import links, services, views
 
         hooks.on_instance_destroying(services.instance_destroying)
         hooks.on_instance_destroyed(services.instance_destroyed)
@@ -16,3 +17,4 @@ class DomainsConfig(AppConfig):
         pages.register(route="domain/live", view=views.instance_domain_live, name="domain-live")  # before the actions
         pages.register(route="domain/<str:action>", view=views.instance_domain_action, name="domain-action")
         hooks.on_instance_for_host(services.instance_for_host)
+        core_hooks.on_object_links("custom_domain", links.domain_links)

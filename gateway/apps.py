@@ -7,9 +7,11 @@ class GatewayConfig(AppConfig):
 
     def ready(self):
         from instances import pages
+        from orchestrio import hooks
 
         from . import origin  # noqa: F401 - registers the origin layout's startup checks
-        from . import views
+        from . import links, views
 
         pages.register(route="gateway", view=views.instance_gateway, name="gateway", tab="Gateway")
         pages.register(route="open", view=views.instance_open, name="open")  # the Open button (gateway/grants.py)
+        hooks.on_object_links("gateway_policy", links.policy_links)

@@ -6,6 +6,7 @@ single `cat` and the local provider can run it as a child process.
 
     GET  /health                 liveness, no authentication
     GET  /api/status             uptime, version, config digest, running tasks, the app's process
+    GET  /app-logs?after=&since=&tail=&stream=&q=   the instance's own output (below)
     GET  /config, POST /config   the instance's platform config (JSON object)
     POST /secrets                the deployment's secrets (JSON object of strings)
     POST /agent-key              replace the key (authenticated with the current one)
@@ -29,6 +30,12 @@ blueprint's `command`), started with PORT=<--app-port> and the deployment's secr
 environment, and forwards every request that is not a management call to it on 127.0.0.1. When
 the program exits on its own the agent exits with its code: the instance's process is gone, as
 the control plane expects. New secrets restart the program.
+
+App logs: the instance's stdout and stderr — the program's in app mode, the agent's own request
+log otherwise — each line with its time, its stream and a sequence number, kept in a ring buffer on
+disk under the state dir (`app-logs/`, two files of half `--app-log-bytes` each: the older is
+dropped when the newer fills), with the number of starts and the last exit code
+(`app-logs/runs.json`), which survive the agent's restarts.
 
 Listening: on TCP (`--host/--port`, on a machine of its own) or on a listening socket the launcher
 bound and handed over (`--listen-fd N`, the local provider's sandbox: the socket's file lives in a
@@ -61,6 +68,9 @@ OUTPUT_TAIL = 64 * 1024
 MAX_JSON_BODY = 1024 * 1024
 KILL_GRACE_SECONDS = 3
 APP_TIMEOUT_SECONDS = 120
+APP_LOG_BYTES = 1024 * 1024
+APP_LOG_LINE_MAX = 8 * 1024  # longer lines are cut (and say so)
+APP_LOG_TAIL_MAX = 1000
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade"}
 )
@@ -237,6 +247,134 @@ class Task:
         stream.close()
 
 
+class AppLog:
+    """The instance's output as JSON lines `{"seq", "ts", "stream", "line"}` in `app.log`, rotated
+    to `app.log.1` when it passes half of `max_bytes` (so both together stay within it)."""
+
+    def __init__(self, directory: str, max_bytes: int = APP_LOG_BYTES) -> None:
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, "app.log")
+        self.older = self.path + ".1"
+        self.runs_path = os.path.join(directory, "runs.json")
+        self.half = max(max_bytes // 2, 4096)
+        self.lock = threading.Lock()
+        self.seq = self._last_seq()
+        self.partial = {"stdout": b"", "stderr": b""}
+
+    def _last_seq(self) -> int:
+        for path in (self.path, self.older):
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(max(os.path.getsize(path) - 2 * APP_LOG_LINE_MAX, 0))
+                    lines = handle.read().splitlines()
+            except OSError:
+                continue
+            for raw in reversed(lines):
+                try:
+                    return int(json.loads(raw)["seq"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return 0
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Append `data` (any chunk of the stream: whole lines are written, the rest waits)."""
+        with self.lock:
+            buffered = self.partial[stream] + data
+            *lines, rest = buffered.split(b"\n")
+            if len(rest) > APP_LOG_LINE_MAX:
+                lines.append(rest)
+                rest = b""
+            self.partial[stream] = rest
+            self._append(stream, lines)
+
+    def flush(self, stream: str) -> None:
+        with self.lock:
+            rest, self.partial[stream] = self.partial[stream], b""
+            if rest:
+                self._append(stream, [rest])
+
+    def _append(self, stream: str, lines: list) -> None:
+        if not lines:
+            return
+        try:
+            size = os.path.getsize(self.path) if os.path.exists(self.path) else 0
+            handle = open(self.path, "ab")
+            try:
+                for raw in lines:
+                    text = raw.rstrip(b"\r").decode("utf-8", "replace")
+                    if len(text) > APP_LOG_LINE_MAX:
+                        text = text[:APP_LOG_LINE_MAX] + f" [cut: {len(text) - APP_LOG_LINE_MAX} more characters]"
+                    self.seq += 1
+                    entry = (json.dumps({"seq": self.seq, "ts": now_iso(), "stream": stream, "line": text}, ensure_ascii=False) + "\n").encode()
+                    if size and size + len(entry) > self.half:  # the newer half is full: it becomes the older
+                        handle.close()
+                        os.replace(self.path, self.older)
+                        handle, size = open(self.path, "ab"), 0
+                    handle.write(entry)
+                    size += len(entry)
+            finally:
+                handle.close()
+        except OSError:
+            pass  # a full disk loses log lines, never the instance
+
+    def read(self, *, after: int = 0, since: str = "", tail: int = 100, stream: str = "", q: str = "") -> dict:
+        """The last `tail` lines after seq `after` (and at or after time `since`), of one stream
+        or both, containing `q` (case-insensitive)."""
+        with self.lock:
+            chunks = []
+            for path in (self.older, self.path):
+                try:
+                    with open(path, "rb") as handle:
+                        chunks.append(handle.read())
+                except OSError:
+                    pass
+        wanted = q.lower()
+        found = []
+        for raw in b"".join(chunks).splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if entry.get("seq", 0) <= after or (since and entry.get("ts", "") < since):
+                continue
+            if stream and entry.get("stream") != stream:
+                continue
+            if wanted and wanted not in entry.get("line", "").lower():
+                continue
+            found.append(entry)
+        lines = found[-tail:] if tail else []
+        return {"lines": lines, "last_seq": self.seq, "truncated": len(found) > len(lines), **self.runs()}
+
+    def runs(self) -> dict:
+        try:
+            with open(self.runs_path, "rb") as handle:
+                runs = json.loads(handle.read())
+        except (OSError, ValueError):
+            runs = {}
+        return {"starts": runs.get("starts", 0), "last_exit_code": runs.get("last_exit_code"), "last_exit_at": runs.get("last_exit_at")}
+
+    def record_run(self, *, started: bool = False, exit_code=None) -> None:
+        with self.lock:
+            runs = self.runs()
+            if started:
+                runs["starts"] += 1
+            if exit_code is not None:
+                runs["last_exit_code"], runs["last_exit_at"] = exit_code, now_iso()
+            _atomic_write(self.runs_path, json.dumps(runs).encode())
+
+
+def pump_lines(source, log: AppLog, stream: str) -> None:
+    """Copy a pipe into the app log until it closes."""
+    try:
+        for chunk in iter(lambda: source.read1(65536), b""):
+            log.write(stream, chunk)
+    except (OSError, ValueError):
+        pass
+    finally:
+        log.flush(stream)
+
+
 class App:
     """The instance's own program (app mode): started with PORT and the secrets in its
     environment, restarted when the secrets change. When it exits on its own, `on_exit(code)`
@@ -253,6 +391,7 @@ class App:
         self.restarting = False
         self.restarts = 0
         self.started_at = None
+        self.pumps = []
         self.on_exit = lambda code: None
 
     def env(self) -> dict:
@@ -266,17 +405,29 @@ class App:
     def start(self) -> None:
         with self.lock:
             self.proc = proc = subprocess.Popen(
-                self.argv, cwd=self.home, env=self.env(), stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True
-            )
+                self.argv, cwd=self.home, env=self.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True, close_fds=True,
+            )  # fmt: skip
             self.started_at = now_iso()
+        self.agent.app_log.record_run(started=True)
+        self.pumps = [
+            threading.Thread(target=pump_lines, args=(pipe, self.agent.app_log, stream), name=f"app-{stream}", daemon=True)
+            for pipe, stream in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))
+        ]
+        for pump in self.pumps:
+            pump.start()
         threading.Thread(target=self._watch, args=(proc,), name="app-watch", daemon=True).start()
 
     def _watch(self, proc) -> None:
         code = proc.wait()
+        self.agent.app_log.record_run(exit_code=code)
         with self.lock:
             if proc is not self.proc or self.restarting:
                 return
-        sys.stderr.write(f"orchestrio-agent: the instance's program exited with code {code}\n")
+        for pump in self.pumps:
+            pump.join(timeout=2)  # its last lines are in the app log
+        last = [entry["line"] for entry in self.agent.app_log.read(tail=10)["lines"]]
+        sys.stderr.write(f"orchestrio-agent: the instance's program exited with code {code}; its last output: {' | '.join(last)[-400:]}\n")
         sys.stderr.flush()
         self.on_exit(code)
 
@@ -351,6 +502,7 @@ class Agent:
         self.secrets_file = os.path.join(secrets_dir, "secrets.json")
         self.reloads = 0
         self.app = None  # set by main() in app mode
+        self.app_log = AppLog(os.path.join(self.state_dir, "app-logs"), getattr(args, "app_log_bytes", APP_LOG_BYTES))
         # The launcher's hash is the control plane's current key: it wins over what a previous
         # run left on disk (a rotation while stopped, or a file the instance's own code changed).
         env_hash = os.environ.pop("ORCHESTRIO_AGENT_KEY_SHA256", "")
@@ -540,6 +692,23 @@ class Agent:
         }
 
 
+def app_log_query(query: str) -> dict:
+    """`/app-logs`' parameters, checked (ValueError: 422)."""
+    params = {key: values[-1] for key, values in parse_qs(query, keep_blank_values=True).items()}
+    out = {"after": 0, "since": "", "tail": 100, "stream": "", "q": params.get("q", "")[:200]}
+    for name in ("after", "tail"):
+        if name in params:
+            if not params[name].isdigit():
+                raise ValueError(f"{name} must be a whole number")
+            out[name] = int(params[name])
+    out["tail"] = min(out["tail"], APP_LOG_TAIL_MAX)
+    if params.get("stream", "") not in ("", "stdout", "stderr"):
+        raise ValueError("stream must be stdout or stderr")
+    out["stream"] = params.get("stream", "")
+    out["since"] = params.get("since", "")[:40]
+    return out
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
@@ -549,7 +718,11 @@ class Handler(BaseHTTPRequestHandler):
     agent: Agent = None  # set by main()
 
     def log_message(self, fmt, *args):  # quiet; one line per request to stderr is enough
-        sys.stderr.write("%s %s\n" % (self.log_date_time_string(), fmt % args))
+        line = "%s %s\n" % (self.log_date_time_string(), fmt % args)
+        sys.stderr.write(line)
+        if self.agent.app is None and getattr(self, "app_traffic", False):
+            # The agent is the instance's process: the requests it serves as the app are its log.
+            self.agent.app_log.write("stderr", line.encode("utf-8", "replace"))
 
     def setup(self) -> None:
         import socket
@@ -626,6 +799,7 @@ class Handler(BaseHTTPRequestHandler):
     # --- routing ---------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
+        self.app_traffic = False  # set for the requests the agent serves as the instance's app
         url = urlsplit(self.path)
         path = url.path
         method = self.command
@@ -636,7 +810,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.agent.app is not None and path == self.agent.app.health_path and method in ("GET", "HEAD"):
             self._forward()  # the program's health check is open, as /health is in the agent's own mode
             return
-        management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks") or path.startswith("/tasks/")
+        management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks", "/app-logs") or path.startswith("/tasks/")
         if management and self.agent.app is not None and not self.agent.check_key(self.headers.get(KEY_HEADER)):
             management = False  # in app mode, the program's own route of that name
         if not self._authorized(gateway_ok=not management):
@@ -644,6 +818,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path == "/api/status" and method == "GET":
                 self._send(200, self.agent.status())
+            elif path == "/app-logs" and method == "GET":
+                self._send(200, self.agent.app_log.read(**app_log_query(url.query)))
             elif path == "/config" and method == "GET":
                 self._send(200, self.agent.config_bytes())
             elif path == "/config" and method in ("POST", "PUT"):
@@ -679,8 +855,10 @@ class Handler(BaseHTTPRequestHandler):
             elif self.agent.app is not None:
                 self._forward()
             elif path == "/_orchestrio/blob" and method == "GET":
+                self.app_traffic = True
                 self._blob(url.query)
             else:
+                self.app_traffic = True
                 self._echo(url)
         except ValueError as exc:
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
@@ -828,6 +1006,7 @@ def main(argv=None) -> int:
     parser.add_argument("--app-port", type=int, default=8080, help="app mode: the program's PORT")
     parser.add_argument("--home", default="/", help="HOME (and working directory) of tasks and of the program in app mode")
     parser.add_argument("--health-path", default="/health", help="app mode: the program's health path (open, without a key)")
+    parser.add_argument("--app-log-bytes", type=int, default=APP_LOG_BYTES, help="the app logs' ring buffer on disk, in bytes")
     args = parser.parse_args(argv)
 
     agent = Agent(args)
@@ -860,6 +1039,8 @@ def main(argv=None) -> int:
         except OSError as exc:
             sys.stderr.write(f"orchestrio-agent: cannot start {app_argv[0]}: {exc.strerror}\n")
             return 127 if isinstance(exc, FileNotFoundError) else 126
+    if agent.app is None:
+        agent.app_log.record_run(started=True)
     sys.stderr.write(f"orchestrio-agent {VERSION} for {agent.instance_id} listening on {where}\n")
     sys.stderr.flush()
     server.serve_forever(poll_interval=0.2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from urllib.parse import urlencode
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -139,6 +140,12 @@ class AgentClient:
 
     def status(self) -> dict:
         return self._request("GET", "/api/status", timeout=5)
+
+    def app_logs(self, *, after: int = 0, since: str = "", tail: int = 100, stream: str = "", q: str = "", timeout: float = 5) -> dict:
+        """The instance's own output (the agent's ring buffer): `{"lines", "last_seq", "truncated",
+        "starts", "last_exit_code", "last_exit_at"}`."""
+        params = {key: value for key, value in {"after": after, "since": since, "tail": tail, "stream": stream, "q": q}.items() if value not in ("", None)}
+        return self._request("GET", "/app-logs?" + urlencode(params), timeout=timeout)
 
     def get_config(self) -> dict:
         return self._request("GET", "/config")

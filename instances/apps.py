@@ -10,10 +10,11 @@ class InstancesConfig(AppConfig):
         from orchestrio.health import register_detail
         from orchestrio.metrics import register_database_figures
 
-        from . import metrics, selectors
+        from . import links, metrics, selectors
         from .providers.sandbox import sandbox_report
 
         register_detail("sandbox", sandbox_report)
         register_database_figures(metrics.database_figures)
         hooks.on_tenant_usage(selectors.instance_counts)
         hooks.provide("instance_exists", selectors.instance_exists)
+        hooks.on_object_links("instance", links.instance_links)

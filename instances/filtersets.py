@@ -57,6 +57,21 @@ class OperationFilterSet(django_filters.FilterSet):
         fields = ["status", "kind"]
 
 
+class TenantOperationFilterSet(django_filters.FilterSet):
+    """`GET /operations`: the tenant's operations across its instances (destroyed ones included:
+    it is their history). `since`/`until` bound `created_at` (ISO 8601)."""
+
+    status = django_filters.MultipleChoiceFilter(choices=OperationStatus.choices, help_text="repeat for several")
+    kind = django_filters.MultipleChoiceFilter(choices=OperationKind.choices, help_text="repeat for several")
+    instance_id = django_filters.CharFilter(field_name="instance__instance_id", max_length=63)
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte", help_text="ISO 8601, inclusive")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt", help_text="ISO 8601, exclusive")
+
+    class Meta:
+        model = Operation
+        fields = ["status", "kind", "instance_id", "since", "until"]
+
+
 class BlueprintFilterSet(django_filters.FilterSet):
     provider_api = django_filters.CharFilter()
 

@@ -56,7 +56,7 @@ class ResizeForm(forms.Form):
 
 
 class ConfigForm(forms.Form):
-    config = forms.CharField(widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false"}), label="Config (JSON)")
+    config = forms.CharField(widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "mono", "data-editor": "object"}), label="Config")
     apply = forms.BooleanField(required=False, label="Apply to the running instance now")
 
     def clean_config(self):

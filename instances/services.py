@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 from collections import Counter, defaultdict
+from datetime import timezone as dt_timezone
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -444,6 +445,24 @@ def instance_config_apply(*, instance: Instance, actor: Actor) -> dict:
     log_append(instance=instance, stage="config", message=f"config applied to the agent (digest {result.get('digest', '?')[:12]}) by {actor.label}")
     activity_record(actor=actor, action="instance.config.apply", tenant=instance.tenant_id, object_type="instance", object_id=instance.instance_id, data={"digest": result.get("digest")})
     return result
+
+
+def instance_app_logs(*, instance: Instance, after: int = 0, since=None, tail: int = 100, stream: str = "", q: str = "") -> dict:
+    """The running instance's own stdout/stderr, read from its agent (every provider runs one):
+    the last `tail` lines after sequence number `after`, at or after `since`, of one `stream` or
+    both, containing `q`; with its starts and last exit code."""
+    if instance.state != InstanceState.RUNNING:
+        raise InvalidState(f"app logs are read from the running instance; {instance.instance_id} is {instance.state}")
+    since_text = since.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if since else ""
+    try:
+        body = agent_client_for(instance).app_logs(after=after, since=since_text, tail=tail, stream=stream, q=q)
+    except AgentTimeout as exc:
+        raise UpstreamTimeout(str(exc)) from exc
+    except (AgentUnreachable, AgentError) as exc:
+        raise UpstreamError(f"the instance agent did not give its logs: {exc}") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("lines"), list):
+        raise UpstreamError("the instance agent answered its logs in an unexpected shape")
+    return body
 
 
 def instance_rotate_agent_key(*, instance: Instance, actor: Actor) -> Instance:

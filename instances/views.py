@@ -15,7 +15,7 @@ from orchestrio.forms import errors_to_form
 from orchestrio.errors import DomainError, ValidationFailed
 from orchestrio.views import console_view, domain_error_message
 
-from . import services
+from . import pages, services
 from .choices import InstanceState, OperationKind
 from .filtersets import InstanceFilterSet
 from .forms import ConfigForm, InstanceCreateForm, ResizeForm
@@ -115,6 +115,7 @@ def instance_detail(request, instance_id: str):
         {
             **_live_context(instance),
             "resize_form": ResizeForm(initial={"plan_id": instance.plan_id}),
+            "related_links": pages.related(instance=instance),  # the deployment that runs on it…
             "config_form": config_form,
         },
     )

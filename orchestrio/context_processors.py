@@ -18,7 +18,19 @@ NAV = [
 ]
 
 
-def _nav(path: str, can: dict[str, bool] | None):
+def _covers(url: str, path: str) -> bool:
+    """`url` is `path` or one of its parent folders, segment by segment ("/team" is not a parent
+    of "/teams"); the home page "/" covers only itself."""
+    if url == "/" or path == url:
+        return path == url
+    return path.startswith(url if url.endswith("/") else url + "/")
+
+
+def _nav(path: str, can: dict[str, bool] | None, section: str | None = None):
+    """The sidebar's items, with at most one `active`: the page's declared section (a NAV URL name,
+    `console_view(section=…)`, for a page whose address is under no item, like a task's), else the
+    item with the longest address covering the path — Alerts (/billing/alerts) wins over Billing
+    (/billing/) on the Alerts page, where each used to be marked by its own prefix."""
     items = []
     for label, name, capability in NAV:
         if can is not None and not can[capability]:
@@ -27,8 +39,15 @@ def _nav(path: str, can: dict[str, bool] | None):
             url = reverse(name)
         except NoReverseMatch:
             continue
-        active = path == url if url == "/" else path.startswith(url)
-        items.append({"label": label, "url": url, "active": active})
+        items.append({"label": label, "url": url, "name": name, "active": False, "current": None})
+    current = next((item for item in items if item["name"] == section), None)
+    if current is None:
+        covering = [item for item in items if _covers(item["url"], path)]
+        current = max(covering, key=lambda item: len(item["url"]), default=None)
+    if current is not None:
+        current["active"] = True
+        # aria-current: "page" on the item's own page, "true" (the current section) below it.
+        current["current"] = "page" if current["url"] == path else "true"
     return items
 
 
@@ -37,7 +56,7 @@ def console(request):
     # What the current role may do (orchestrio/roles.py): pages show only the actions it holds.
     can = roles.held_by(principal.role if principal is not None else None)
     return {
-        "nav": _nav(request.path, can if principal is not None else None) if getattr(request, "user", None) and request.user.is_authenticated else [],
+        "nav": _nav(request.path, can if principal is not None else None, getattr(request, "console_section", None)) if getattr(request, "user", None) and request.user.is_authenticated else [],
         "current_tenant": principal.tenant if principal is not None else None,
         "current_role": principal.role if principal is not None else None,
         "can": can,

@@ -8,7 +8,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import MinLengthValidator, RegexValidator
 
 from . import jsoninput
-from .errors import DomainError, ValidationFailed
+from .errors import DomainError, PlanLimitReached, ValidationFailed
 from .models import SLUG_MESSAGE, SLUG_PATTERN
 from .choices import Role
 from .services import INVITATION_MAX_DAYS, TOKEN_EXPIRY_CHOICES
@@ -17,6 +17,8 @@ from .services import INVITATION_MAX_DAYS, TOKEN_EXPIRY_CHOICES
 def errors_to_form(form, exc: DomainError) -> None:
     """A service's refusal shown on the console form that asked: a validation error on its field
     (or the form), any other on the form."""
+    if isinstance(exc, PlanLimitReached):
+        form.plan_limit = exc.extra.get("limit", True)  # templates/console/_form.html adds the upgrade link
     if isinstance(exc, ValidationFailed):
         for error in exc.errors:
             loc = error["loc"][1] if len(error["loc"]) > 1 else None

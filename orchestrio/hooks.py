@@ -13,6 +13,12 @@ that contributes to something the core shows or checks registers a function here
   `(tenant_id, event, data)` (`instance.error`, `instance.health.unhealthy`, `task.failed`…).
   Called inside the transaction that made the change; listeners (billing's alert webhooks) queue
   what they send after it commits, and a failure rolls the change back, as any write in it would.
+- `object_links(principal, refs)`: the console pages of objects the audit log names (an activity
+  entry's `object_type` and `object_id`). The app that owns an object type registers one
+  resolver for it (`on_object_links("instance", func)`); `func(principal=, ids=)` answers
+  `{object_id: url}` for those of `ids` that still exist in the principal's tenant and whose page
+  the principal's role may open, in one query for all of them (or none), so that a page of the
+  log costs the same queries whatever it holds. What is not answered stays plain text.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Callable
 _tenant_usage: list[Callable] = []
 _tenant_events: list[Callable] = []
 _providers: dict[str, Callable] = {}
+_object_links: dict[str, Callable] = {}
 
 
 def on_tenant_usage(func: Callable) -> Callable:
@@ -70,3 +77,24 @@ def tenant_events(events: list[tuple[str, str, dict]]) -> None:
 
 def tenant_event(tenant_id: str, event: str, data: dict) -> None:
     tenant_events([(tenant_id, event, data)])
+
+
+def on_object_links(object_type: str, func: Callable) -> Callable:
+    """Register the one resolver of `object_type`'s console pages (see the module's docstring)."""
+    _object_links[object_type] = func
+    return func
+
+
+def object_links(*, principal, refs) -> dict[tuple[str, str], str]:
+    """`{(object_type, object_id): url}` for the `(object_type, object_id)` pairs in `refs` that a
+    registered resolver knows: one call (one query at most) per object type, whatever the count."""
+    wanted: dict[str, set[str]] = {}
+    for object_type, object_id in refs:
+        if object_id and object_type in _object_links:
+            wanted.setdefault(object_type, set()).add(str(object_id))
+    links: dict[tuple[str, str], str] = {}
+    for object_type, ids in wanted.items():
+        for object_id, url in _object_links[object_type](principal=principal, ids=ids).items():
+            if object_id in ids:  # a resolver answers only for what it was asked
+                links[(object_type, object_id)] = url
+    return links

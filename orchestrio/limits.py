@@ -37,20 +37,25 @@ LIMITS: dict[str, Limit] = {
 }
 
 
-def limit_reached(*, plan, limit: str) -> PlanLimitReached:
-    """The one 402 error for `limit` on `plan` (anything with `pk`, `name` and the limit's field)."""
+def limit_reached(*, plan, limit: str, needed: int = 1, used: int | None = None) -> PlanLimitReached:
+    """The one 402 error for `limit` on `plan` (anything with `pk`, `name` and the limit's field);
+    `needed` > 1 for a batch (a fleet request), with how many are `used`."""
     rule = LIMITS[limit]
-    if rule.counted:
+    if rule.counted and needed > 1:
+        allowed = getattr(plan, rule.field)
+        left = max(allowed - (used or 0), 0)
+        detail = f"the {plan.name} plan allows {allowed} {rule.noun}: this request needs {needed} and {left} are left; {rule.hint}, ask for fewer, or upgrade"
+    elif rule.counted:
         detail = f"the {plan.name} plan allows {getattr(plan, rule.field)} {rule.noun} and they are used; {rule.hint}, or upgrade"
     else:
         detail = f"the {plan.name} plan does not include {rule.noun}; upgrade to use them"
     return PlanLimitReached(detail, limit=limit, plan=plan.pk)
 
 
-def limit_check(*, tenant=None, limit: str, used: Callable[[], int] | None = None, plan=None) -> None:
+def limit_check(*, tenant=None, limit: str, used: Callable[[], int] | None = None, plan=None, needed: int = 1) -> None:
     """Raise the 402 when `tenant`'s plan (or `plan`, when the caller read it without the tenant)
-    has no room for one more of `limit`. Counted limits need `used`, called only when the plan
-    sets a number."""
+    has no room for `needed` more of `limit` (one, unless a batch asks for several). Counted
+    limits need `used`, called only when the plan sets a number."""
     rule = LIMITS[limit]
     plan = plan if plan is not None else tenant.plan
     allowed = getattr(plan, rule.field)
@@ -62,5 +67,6 @@ def limit_check(*, tenant=None, limit: str, used: Callable[[], int] | None = Non
         return
     if used is None:
         raise TypeError(f"limit_check({limit!r}) counts: pass used=")
-    if used() >= allowed:
-        raise limit_reached(plan=plan, limit=limit)
+    count = used()
+    if count + needed > allowed:
+        raise limit_reached(plan=plan, limit=limit, needed=needed, used=count)

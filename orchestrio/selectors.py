@@ -5,7 +5,7 @@ import re
 from django.utils import timezone
 
 from . import hooks
-from .models import ApiToken, Invitation, Membership, Tenant
+from .models import ActivityEvent, ApiToken, Invitation, Membership, Tenant
 from .tokens import hash_token
 
 
@@ -57,3 +57,45 @@ def invitation_by_token(*, token: str) -> Invitation | None:
     if not re.fullmatch(r"inv_[A-Za-z0-9_-]{43}", token or ""):
         return None  # not a link we made: no query
     return Invitation.objects.select_related("tenant", "invited_by").filter(token_hash=hash_token(token)).first()
+
+
+def activity_list(*, tenant: Tenant):
+    """The tenant's audit log, newest first."""
+    return ActivityEvent.objects.filter(tenant=tenant)
+
+
+ACTIVITY_ACTIONS_FROM = 1000
+
+
+def activity_actions(*, tenant: Tenant) -> list[str]:
+    """The actions of the tenant's recent log, for the console's filter to suggest: read from the
+    newest entries (the tenant/time index) rather than a DISTINCT over a log of any length."""
+    return sorted(set(activity_list(tenant=tenant)[:ACTIVITY_ACTIONS_FROM].values_list("action", flat=True)))
+
+
+def object_refs_with_links(*, principal, items, refs) -> list:
+    """`items`, each with `objects`: `[{"type", "id", "url"}]` for the `(object_type, object_id)`
+    pairs `refs(item)` names (empty ids left out), `url` None where there is no page to open
+    (hooks.object_links: one query per object type, whatever the number of items)."""
+    items = list(items)
+    named = [[(object_type, str(object_id)) for object_type, object_id in refs(item) if object_id] for item in items]
+    links = hooks.object_links(principal=principal, refs=(ref for pairs in named for ref in pairs))
+    for item, pairs in zip(items, named):
+        item.objects = [{"type": object_type, "id": object_id, "url": links.get((object_type, object_id))} for object_type, object_id in pairs]
+    return items
+
+
+def activity_with_links(*, principal, events) -> list[ActivityEvent]:
+    """The events, each with `link`: the console page of the object it names while that object
+    still exists in the tenant and the principal's role may open it, else None (hooks.object_links:
+    one query per object type on the page, whatever the number of events). What support staff
+    did in the admin names rows by their database key, which is not what the pages are named by:
+    it stays plain text."""
+    events = list(events)
+    links = hooks.object_links(
+        principal=principal,
+        refs=((event.object_type, event.object_id) for event in events if not event.action.startswith("admin.")),
+    )
+    for event in events:
+        event.link = None if event.action.startswith("admin.") else links.get((event.object_type, event.object_id))
+    return events

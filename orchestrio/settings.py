@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "tasks",
     "gateway",
     "domains",
+    "fleet",
     "deployments",
     "billing",
 ]
@@ -310,6 +311,10 @@ SPECTACULAR_SETTINGS = {
         "InvitationStatusEnum": "orchestrio.choices.InvitationStatus",
         "InstanceProviderEnum": "instances.choices.Provider",
         "GatewayProviderEnum": "gateway.choices.GatewayProvider",
+        "OperationStatusEnum": "instances.choices.OperationStatus",
+        "OperationKindEnum": "instances.choices.OperationKind",
+        "FleetRequestStatusEnum": "fleet.choices.RequestStatus",
+        "FleetRequestKindEnum": "fleet.choices.RequestKind",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }
@@ -363,6 +368,13 @@ if LONG_POLL_LEASE_SECONDS < 15:
 # --- Product settings ---------------------------------------------------------------------------
 
 DEFAULT_REGION = env("DEFAULT_REGION", "local")
+# Each instance's app logs (its stdout/stderr, kept by its agent on the instance): the ring
+# buffer's size on disk (docs/observability.md).
+APP_LOG_MAX_BYTES = env_int("APP_LOG_MAX_BYTES", 1024 * 1024)
+# How often a followed app log (`?follow=true`) asks the agent for new lines.
+APP_LOG_FOLLOW_POLL_SECONDS = float(env("APP_LOG_FOLLOW_POLL_SECONDS", "1"))
+# A fleet request (POST /api/v1/requests) creates or returns at most this many instances (docs/fleet.md).
+FLEET_REQUEST_MAX_COUNT = env_int("FLEET_REQUEST_MAX_COUNT", 100)
 ENABLED_PROVIDERS = env_list("ENABLED_PROVIDERS", ["local"])
 IDEMPOTENCY_KEY_TTL_HOURS = 24
 # A request holding an idempotency key longer than this is presumed dead; the key may be retried.

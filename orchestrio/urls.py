@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("deployments.api.urls")),
     path("", include("tasks.api.urls")),
     path("", include("gateway.api.urls")),
+    path("", include("fleet.api.urls")),
     path("", include("billing.api.urls")),
 ]
 

@@ -24,17 +24,18 @@ from .api import ratelimit
 from .api.ratelimit import Counter, Usage
 from .auth import SESSION_TENANT_KEY, membership_for_session
 from .api.exceptions import domain_error_response
-from .errors import DomainError, Forbidden, NotFound
+from .errors import DomainError, Forbidden, NotFound, PlanLimitReached
 from .forms import errors_to_form
 from .forms import ApiTokenForm, InvitationForm, InvitationSignupForm, LoginForm, MemberRoleForm, SignupForm
 from .http import carries_secret
 from .middleware import is_api_path, unavailable_response
 from .choices import Role
-from .models import ActivityEvent, Membership
+from .filtersets import ActivityEventFilterSet
+from .models import Membership
 from .tenancy import Actor, Principal, client_ip
 
 
-def console_view(view=None, *, capabilities: roles.Declaration = None, objects=None):
+def console_view(view=None, *, capabilities: roles.Declaration = None, objects=None, section: str | None = None):
     """Login required; sets `request.principal` for the user's current tenant; and the role
     check of orchestrio/roles.py, as the API's: `capabilities` is the one a page needs (or, by
     HTTP method, `{"POST": "destroy"}`), by default `read` for GET and `operate` for POST.
@@ -43,6 +44,9 @@ def console_view(view=None, *, capabilities: roles.Declaration = None, objects=N
     tenant's): a refusal calls it first, so another tenant's object is 404, never 403. A view
     whose capability depends on its input calls `roles.require` itself, after its lookup; a
     Forbidden that leaves the view is answered like the decorator's own refusal.
+
+    `section` is the sidebar item the page belongs to (a URL name of `context_processors.NAV`)
+    when its address is under none of them (a task's page is an instance's: "instances:list").
     """
 
     def decorate(view):
@@ -55,6 +59,8 @@ def console_view(view=None, *, capabilities: roles.Declaration = None, objects=N
             request.principal = Principal(
                 tenant=membership.tenant, role=membership.role, user=request.user, ip=client_ip(request)
             )
+            if section is not None:
+                request.console_section = section
             try:
                 capability = roles.needed(capabilities, request.method)
                 if not roles.allows(request.principal.role, capability):
@@ -72,8 +78,13 @@ def console_view(view=None, *, capabilities: roles.Declaration = None, objects=N
 
 
 def domain_error_message(request, exc: DomainError) -> None:
+    """A service's refusal as the next page's error message; a plan limit's carries the tag that
+    makes base.html add the upgrade link (templates/console/_plan_limit.html)."""
     detail = exc.detail if isinstance(exc.detail, str) else str(exc)
-    messages.error(request, detail)
+    messages.error(request, detail, extra_tags=PLAN_LIMIT_TAG if isinstance(exc, PlanLimitReached) else "")
+
+
+PLAN_LIMIT_TAG = "plan-limit"
 
 
 @console_view
@@ -86,7 +97,7 @@ def _overview(request) -> dict:
     return {
         "usage": selectors.tenant_usage(tenant=tenant),
         "limits": tenant.plan.limits,
-        "recent_activity": ActivityEvent.objects.filter(tenant=tenant)[:10],
+        "recent_activity": selectors.activity_with_links(principal=request.principal, events=selectors.activity_list(tenant=tenant)[:10]),
     }
 
 
@@ -193,6 +204,8 @@ def tokens(request):
             form = ApiTokenForm()
     queryset = selectors.api_token_list(tenant=principal.tenant).select_related("created_by")
     page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    # A scoped token's instance, linked while it is live.
+    page.object_list = selectors.object_refs_with_links(principal=principal, items=page.object_list, refs=lambda token: [("instance", token.instance_id)])
     response = render(request, "console/tokens.html", {"form": form, "page": page, "created": created})
     return carries_secret(response) if created else response
 
@@ -212,11 +225,33 @@ def token_revoke(request, token_pk: int):
     return render(request, "console/token_revoke.html", {"token": token})
 
 
+ACTIVITY_HIDDEN_FILTERS = ("object_type", "object_id", "actor_type")
+
+
 @console_view
 def activity(request):
-    events = ActivityEvent.objects.filter(tenant=request.principal.tenant)
-    page = Paginator(events, 50).get_page(request.GET.get("page"))
-    return render(request, "console/activity.html", {"page": page})
+    """The audit log, searched and filtered by the API's filters (orchestrio/filtersets.py) as GET
+    parameters that the pagination links keep; a bad value is the form's error, and no entries."""
+    principal = request.principal
+    filterset = ActivityEventFilterSet(request.GET or None, queryset=selectors.activity_list(tenant=principal.tenant))
+    valid = filterset.is_valid() if filterset.is_bound else True
+    queryset = filterset.qs if valid else filterset.queryset.none()
+    page = Paginator(queryset, 50).get_page(request.GET.get("page"))
+    page.object_list = selectors.activity_with_links(principal=principal, events=page.object_list)
+    filtered = filterset.is_bound and any(request.GET.get(name) for name in filterset.filters)
+    form = filterset.form
+    # The API's filters that the form does not show (a link from elsewhere may carry them).
+    hidden = [{"name": name, "value": request.GET[name]} for name in ACTIVITY_HIDDEN_FILTERS if request.GET.get(name)]
+    hidden_errors = [(form.fields[name].label or name, form.errors[name]) for name in ACTIVITY_HIDDEN_FILTERS if name in form.errors] if not valid else []
+    context = {
+        "page": page,
+        "filter_form": form,
+        "filtered": filtered,
+        "hidden": hidden,
+        "hidden_errors": hidden_errors,
+        "actions": selectors.activity_actions(tenant=principal.tenant),
+    }
+    return render(request, "console/activity.html", context, status=200 if valid else 400)
 
 
 def _member(request, member_pk: int):

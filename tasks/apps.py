@@ -7,10 +7,11 @@ class TasksConfig(AppConfig):
 
     def ready(self) -> None:
         from instances import hooks, pages
+        from orchestrio import hooks as core_hooks
         from orchestrio import quotas
         from orchestrio.metrics import register_database_figures
 
-        from . import metrics, selectors, views
+        from . import links, metrics, selectors, views
         from .reconciler import reconcile_tasks
 
         hooks.on_reconcile(reconcile_tasks)
@@ -18,3 +19,4 @@ class TasksConfig(AppConfig):
         pages.register(route="tasks/live", view=views.instance_tasks_live, name="tasks-live")
         register_database_figures(metrics.database_figures)
         quotas.on_count_executions(selectors.task_executions, tenants=selectors.task_tenants)
+        core_hooks.on_object_links("task", links.task_links)

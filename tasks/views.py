@@ -67,7 +67,7 @@ def task_detail_live(request, task_id: str):
     return render(request, "tasks/_detail_live.html", {"task": _task(request, task_id)})
 
 
-@console_view
+@console_view(section="instances:list")  # a task is an instance's: its page is under Instances
 def task_detail(request, task_id: str):
     return render(request, "tasks/detail.html", {"task": _task(request, task_id)})
 

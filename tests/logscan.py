@@ -71,6 +71,36 @@ def install() -> None:
         return real(self, msg)
 
     MultiFernet.encrypt = recording
+    _keep_instance_logs()
+
+
+def instance_logs(directory) -> list[tuple[str, str]]:
+    """An instance's own logs (the local provider's directory): its app logs (the agent's ring
+    buffer, which the API serves) and the sandbox's console output."""
+    from pathlib import Path
+
+    found = []
+    base = Path(directory)
+    for path in [base / "console.log", *sorted((base / "state" / "app-logs").glob("app.log*"))]:
+        try:
+            found.append((f"instance log {path}", path.read_text(errors="replace")))
+        except OSError:
+            continue
+    return found
+
+
+def _keep_instance_logs() -> None:
+    """Read each local instance's logs before its directory is deleted (a destroy), so the scan
+    covers every instance of the run."""
+    from instances.providers import local
+
+    real = local._remove
+
+    def keeping(directory):
+        child_logs.extend(instance_logs(directory))
+        return real(directory)
+
+    local._remove = keeping
 
 
 def leaks(texts: list[tuple[str, str]], known: set[str]) -> list[str]:

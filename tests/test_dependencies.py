@@ -1,5 +1,7 @@
 """Every third-party package the code imports is declared in pyproject.toml: the project's code
-against `dependencies`, the tests and benchmarks against `dependencies` plus the `test` extra. A
+against `dependencies`, the tests, benchmarks and developer scripts (`scripts/`: run from a checkout
+after `make test`, e.g. the console screenshots through Playwright) against `dependencies` plus
+the `test` extra. A
 package that only arrives as another one's dependency (httpcore under httpx) can vanish or change
 major version with that package's next release.
 
@@ -18,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # Not the project's: the virtualenv, and folders that are not Python code.
 SKIP = {".venv", ".git", "node_modules", "static", "templates", "docs"}
-TEST_CODE = {"tests", "bench"}
+TEST_CODE = {"tests", "bench", "scripts"}
 
 
 def _normalize(name: str) -> str:

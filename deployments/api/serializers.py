@@ -90,3 +90,45 @@ class DeploymentLogLineSerializer(serializers.Serializer):
 
 class DeleteQuerySerializer(serializers.Serializer):
     confirm = serializers.CharField(required=False, allow_blank=True, help_text="The deployment's name (required for production).")
+
+
+class DurationsSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    avg_seconds = serializers.FloatField(allow_null=True)
+    p95_seconds = serializers.FloatField(allow_null=True)
+
+
+class StepStatsSerializer(DurationsSerializer):
+    name = serializers.CharField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+
+
+class LastDeploySerializer(serializers.Serializer):
+    revision = serializers.IntegerField()
+    status = serializers.CharField()
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    applied_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
+
+
+class RollbackCountsSerializer(serializers.Serializer):
+    manual = serializers.IntegerField()
+    automatic = serializers.IntegerField()
+
+
+class DeploymentStatsSerializer(serializers.Serializer):
+    """`deployments.selectors.deployment_stats`: how the deployment's revisions have gone."""
+
+    deployment_id = serializers.CharField()
+    revisions = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    in_progress = serializers.IntegerField()
+    success_rate = serializers.FloatField(allow_null=True, help_text="Applied / finished revisions (0–1); null before any finished.")
+    duration = DurationsSerializer(help_text="Applied revisions, created → applied.")
+    steps = StepStatsSerializer(many=True, help_text="Each step, over its finished runs (started → finished).")
+    last_deploy = LastDeploySerializer(allow_null=True)
+    rollbacks = RollbackCountsSerializer()

@@ -9,7 +9,7 @@ from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_409
 from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
 
-from ..selectors import live_deployments, with_latest_revision
+from ..selectors import deployment_stats, live_deployments, with_latest_revision
 from ..services import deployment_create, deployment_delete, deployment_rollback, deployment_update
 from . import serializers as s
 
@@ -30,6 +30,10 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     filter_backends: list = []
     capabilities = {"destroy": "destroy"}
     rate_classes = {"create": "write", "partial_update": "write", "destroy": "write", "rollback": "write"}
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        return queryset.prefetch_related(None) if self.action == "stats" else queryset  # stats reads the history itself
 
     @extend_schema(summary="The tenant's deployments")
     def list(self, request, *args, **kwargs):
@@ -80,3 +84,8 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     def logs(self, request, pk=None):
         page = self.paginate_queryset(self.get_object().log_lines.order_by("seq"))
         return self.get_paginated_response(s.DeploymentLogLineSerializer(page, many=True).data)
+
+    @extend_schema(summary="Success rate, durations per step, last deploy and rollbacks", responses=s.DeploymentStatsSerializer)
+    @action(detail=True, methods=["get"], url_path="stats")
+    def stats(self, request, pk=None):
+        return Response(s.DeploymentStatsSerializer(deployment_stats(deployment=self.get_object())).data)

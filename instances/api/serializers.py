@@ -30,6 +30,16 @@ class OperationSerializer(serializers.Serializer):
     error_message = BlankAsNullCharField(read_only=True)
 
 
+class TenantOperationSerializer(OperationSerializer):
+    """An operation of `GET /operations`: the operation and the instance it is on."""
+
+    instance_id = serializers.CharField(source="instance.instance_id", read_only=True)
+    instance_destroyed = serializers.SerializerMethodField()
+
+    def get_instance_destroyed(self, operation) -> bool:
+        return operation.instance.destroyed_at is not None
+
+
 class InstanceSerializer(serializers.Serializer):
     """An instance's API record, of an instance read by `selectors.with_record` (which joins its
     unfinished operation and live custom domain in the same query; without them, here, each
@@ -98,6 +108,34 @@ class LogLineSerializer(serializers.ModelSerializer):
 
 class LogQuerySerializer(serializers.Serializer):
     after_seq = serializers.IntegerField(min_value=0, required=False, help_text="Only lines after this seq.")
+
+
+class AppLogQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(min_value=0, required=False, default=0, help_text="Only lines after this sequence number (`last_seq` of an earlier answer).")
+    since = serializers.DateTimeField(required=False, default=None, help_text="Only lines written at or after this time (ISO 8601).")
+    tail = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="At most this many lines: the latest.")
+    stream = serializers.ChoiceField(choices=["stdout", "stderr"], required=False, default="", help_text="One stream; default both.")
+    q = serializers.CharField(max_length=200, required=False, default="", help_text="Only lines containing this text (case-insensitive).")
+    follow = serializers.BooleanField(default=False, help_text="Server-sent events: the lines, then each new one as it is written.")
+    timeout = serializers.IntegerField(min_value=1, max_value=300, default=60, help_text="Follow: end the stream after this many seconds (reconnect with Last-Event-ID).")
+
+
+class AppLogLineSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    ts = serializers.CharField(help_text="When the line was written (UTC, ISO 8601).")
+    stream = serializers.ChoiceField(choices=["stdout", "stderr"])
+    line = serializers.CharField()
+
+
+class AppLogsSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    lines = AppLogLineSerializer(many=True)
+    last_seq = serializers.IntegerField(help_text="Pass as `after` to read only what is newer.")
+    truncated = serializers.BooleanField(help_text="More lines matched than `tail` returned.")
+    starts = serializers.IntegerField(help_text="How many times the instance's process has started.")
+    restarts = serializers.IntegerField(help_text="starts − 1 (0 before the first start).")
+    last_exit_code = serializers.IntegerField(allow_null=True, help_text="The code of the process's last exit, if it has exited.")
+    last_exit_at = serializers.CharField(allow_null=True)
 
 
 class HealthProbeSerializer(serializers.Serializer):

@@ -5,6 +5,7 @@ from . import views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("instances", views.InstanceViewSet, basename="instance")
+router.register("operations", views.OperationViewSet, basename="operation")
 router.register("blueprints", views.BlueprintViewSet, basename="blueprint")
 
 urlpatterns = [

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from contextlib import ExitStack
+
+from django.http import StreamingHttpResponse
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
 from orchestrio.api.exceptions import QueryValidationError, flatten_errors
+from orchestrio.api.renderers import JSONRenderer
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_403, ERR_408, ERR_409, ERR_429_LONG_POLL, ERR_502, ERR_504
 from orchestrio.api.viewsets import PublicApiView, TenantScopedViewSet, idempotent
 from orchestrio.errors import InvalidState, NotFound, RequestTimeout, ValidationFailed
@@ -16,10 +20,11 @@ from orchestrio.models import SubscriptionPlan
 
 from .. import selectors, services
 from ..choices import InstanceState, OperationKind
-from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet
+from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterSet, TenantOperationFilterSet
 from ..agent_client import agent_status
-from ..models import Blueprint, Instance, InstancePlan, LogLine, Region
+from ..models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from ..waiting import DEAD_ENDS, wait_for_state
+from .applogs import EventStreamRenderer, app_logs_record, follow_app_logs
 
 from . import serializers as s
 
@@ -73,11 +78,36 @@ class InstanceScopedViewSet(TenantScopedViewSet):
 
 
 @extend_schema(tags=["instances"])
+class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """The tenant's operations across its instances, newest first (a token scoped to one
+    instance sees that instance's). Destroyed instances' operations stay: they are history."""
+
+    queryset = Operation.objects.select_related("instance").only(
+        "id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message",
+        "instance__instance_id", "instance__destroyed_at",
+    ).order_by("-created_at", "-id")  # fmt: skip
+    serializer_class = s.TenantOperationSerializer
+    filterset_class = TenantOperationFilterSet
+    instance_scope_field = "instance__instance_id"
+    lookup_value_regex = "[0-9]+"
+    not_found_label = "operation"
+    allows_scoped_tokens = {"list", "retrieve"}
+
+    @extend_schema(summary="The tenant's operations across its instances, newest first")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(summary="One operation")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+
+@extend_schema(tags=["instances"])
 class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, InstanceScopedViewSet):
     serializer_class = s.InstanceSerializer
     filterset_class = InstanceFilterSet
     allows_scoped_tokens = {
-        "list", "retrieve", "destroy", "wait", "operations", "logs", "health", "runtime", "config",
+        "list", "retrieve", "destroy", "wait", "operations", "logs", "app_logs", "health", "runtime", "config",
         "stop", "start", "restart", "suspend", "resume", "resize", "by_idempotency_key",
     }  # fmt: skip
     capabilities = {
@@ -192,6 +222,31 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
             lines = lines.filter(seq__gt=query["after_seq"])
         page = self.paginate_queryset(lines)
         return self.get_paginated_response(s.LogLineSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="The instance's own stdout/stderr (its agent's ring buffer); `follow=true`: server-sent events",
+        parameters=[s.AppLogQuerySerializer], responses={200: s.AppLogsSerializer, 400: ERR_400, 429: ERR_429_LONG_POLL, 502: ERR_502, 504: ERR_504},
+    )  # fmt: skip
+    @action(detail=True, methods=["get"], url_path="app-logs", filterset_class=None, renderer_classes=[JSONRenderer, EventStreamRenderer])
+    def app_logs(self, request, instance_id=None):
+        query = _query(s.AppLogQuerySerializer, request)
+        instance = self.get_object()
+        follow, timeout = query.pop("follow"), query.pop("timeout")
+        last_event = request.headers.get("Last-Event-ID", "")
+        if last_event.isdigit():
+            query["after"] = max(query["after"], int(last_event))
+        body = services.instance_app_logs(instance=instance, **query)
+        record = app_logs_record(instance, body)
+        if not follow:
+            return Response(s.AppLogsSerializer(record).data)
+        slot = ExitStack()
+        held = slot.enter_context(long_poll_slot(self.principal, "log follow"))
+        follow_query = {key: value for key, value in query.items() if key not in ("since", "tail")}
+        stream = follow_app_logs(instance, record, follow_query, timeout=timeout, renew=held.renew, on_close=slot.close)
+        response = StreamingHttpResponse(stream, content_type="text/event-stream")
+        response["Cache-Control"] = "no-store"
+        response["X-Accel-Buffering"] = "no"
+        return response
 
     @extend_schema(summary="Probe the instance's health endpoint now", responses={200: s.HealthProbeSerializer, 400: ERR_400})
     @action(detail=True, methods=["get"], url_path="health", filterset_class=None)

@@ -196,7 +196,10 @@ class LocalProvider(Provider):
             ["--app-command", json.dumps(list(spec.command)), "--app-port", str(sandbox.APP_PORT), "--health-path", spec.health_path]
             if spec.command else []
         )  # fmt: skip
-        common = ["--listen-fd", str(listen_fd), "--instance-id", spec.instance_id, "--tenant-id", spec.tenant_id, "--instance-pk", str(spec.instance_pk)]
+        common = [
+            "--listen-fd", str(listen_fd), "--instance-id", spec.instance_id, "--tenant-id", spec.tenant_id, "--instance-pk", str(spec.instance_pk),
+            "--app-log-bytes", str(settings.APP_LOG_MAX_BYTES),
+        ]  # fmt: skip
         if support.enabled:
             agent = [
                 "{python}", "-I", sandbox.AGENT, "--state-dir", sandbox.STATE, "--secrets-dir", sandbox.SECRETS,
@@ -291,6 +294,15 @@ class LocalProvider(Provider):
 
     @staticmethod
     def _log_tail(directory: Path, limit: int = 500) -> str:
+        """What the instance printed last: its program's output (the agent's app log), else the
+        sandbox's console, without the agent's own lines."""
+        try:
+            entries = [json.loads(raw) for raw in (directory / "state" / "app-logs" / "app.log").read_text(errors="replace").splitlines()[-20:]]
+            program = [entry["line"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("line"), str)]
+        except (OSError, ValueError):
+            program = []
+        if program:
+            return "\n".join(program)[-limit:].strip()
         try:
             text = (directory / "console.log").read_text(errors="replace")
         except FileNotFoundError:

@@ -47,5 +47,15 @@
     if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
   });
 
+  // On a phone the sidebar and an instance's tabs are rows that scroll sideways (console.css):
+  // scroll the current item into its row, so the Alerts page does not show "Overview … Billing".
+  for (const current of document.querySelectorAll(".sidebar a.active, .tabs a.active")) {
+    const row = current.closest("ul, .tabs");
+    if (row.scrollWidth > row.clientWidth) {
+      const offset = current.getBoundingClientRect().left - row.getBoundingClientRect().left;
+      row.scrollLeft += offset - (row.clientWidth - current.offsetWidth) / 2;
+    }
+  }
+
   window.Orchestrio = { api, errorText, csrfToken };
 })();

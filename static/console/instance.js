@@ -27,7 +27,9 @@
     out.classList.remove("hidden");
     out.textContent = "…";
     const result = await window.Orchestrio.api("GET", url);
-    out.textContent = result.status === 200 ? JSON.stringify(result.body, null, 2) : window.Orchestrio.errorText(result);
+    // Sections and a definition list (static/console/readable.js), the raw JSON folded away.
+    if (result.status === 200) window.OrchestrioReadable.renderAnswer(out, result.body);
+    else out.textContent = window.Orchestrio.errorText(result);
   }
 
   const probe = document.getElementById("probe");

@@ -76,6 +76,11 @@ def test_patch_makes_a_new_revision_and_rollback_applies_an_old_one(api):
     revisions = api.get(f"deployments/{body['id']}/revisions").json()["results"]
     assert [(r["number"], r["reason"].split(" by ")[0]) for r in revisions] == [(3, "rollback to revision 1"), (2, "updated"), (1, "created")]
     assert all(r["status"] == "applied" and r["healthy"] for r in revisions)
+    stats = api.get(f"deployments/{body['id']}/stats").json()
+    assert (stats["revisions"], stats["succeeded"], stats["failed"], stats["success_rate"]) == (3, 3, 0, 1.0)
+    assert stats["rollbacks"] == {"manual": 1, "automatic": 0} and stats["duration"]["count"] == 3
+    assert stats["last_deploy"]["revision"] == 3 and stats["last_deploy"]["status"] == "applied"
+    assert [step["name"] for step in stats["steps"]] == ["provision", "configure", "health_check", "done"]
     assert_error(api.post(f"deployments/{body['id']}/rollback", {"revision": 3}), 400, contains="already in force")
     assert_validation_error(api.post(f"deployments/{body['id']}/rollback", {"revision": 9}), ("body", "revision"))
 
@@ -98,6 +103,10 @@ def test_failed_health_rolls_back_automatically(api):
     assert revisions[2]["status"] == "failed" and revisions[2]["healthy"] is False and "did not stay healthy" in revisions[2]["error"]
     assert revisions[3]["reason"].startswith("automatic rollback to revision 1: revision 2 failed at health_check")
     assert current["status"] == "active" and current["revision"] == 3
+    stats = api.get(f"deployments/{body['id']}/stats").json()
+    assert (stats["succeeded"], stats["failed"], stats["success_rate"]) == (2, 1, 0.6667)
+    assert stats["rollbacks"] == {"manual": 0, "automatic": 1}
+    assert next(step for step in stats["steps"] if step["name"] == "health_check")["failed"] == 1
     assert agent_config(body["id"]) == {"timeout": 30}
     assert ActivityEvent.objects.filter(action="deployment.failed").exists()
 

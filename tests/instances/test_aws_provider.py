@@ -9,6 +9,8 @@ import gzip
 
 import boto3
 import pytest
+
+from instances.providers.aws import agent_for_user_data
 from botocore.stub import Stubber
 
 from instances.jobs import reconcile, run_operation
@@ -78,8 +80,53 @@ def test_user_data_installs_and_starts_the_agent(api, aws):
 
     import instances
 
-    assert gzip.decompress(base64.b64decode(embedded)) == (Path(instances.__file__).parent / "agent.py").read_bytes()
+    shipped = gzip.decompress(base64.b64decode(embedded))
+    assert shipped == agent_for_user_data()
+    # The same code as instances/agent.py, without its docstrings (and comments, which ast drops).
+    assert _without_docstrings(shipped.decode()) == _without_docstrings((Path(instances.__file__).parent / "agent.py").read_text())
     assert len(script.encode()) < 16 * 1024
+
+
+def _without_docstrings(source: str) -> str:
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def test_the_shipped_agent_runs(tmp_path):
+    """The agent as user data carries it starts and answers, keyed, like the original."""
+    import hashlib
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    path = tmp_path / "agent.py"
+    path.write_bytes(agent_for_user_data())
+    env = {"ORCHESTRIO_AGENT_KEY_SHA256": hashlib.sha256(b"oak_shipped").hexdigest(), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(
+        [sys.executable, "-I", str(path), "--state-dir", str(tmp_path / "state"), "--port", "0", "--port-file", str(tmp_path / "port")],
+        env=env, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            if (tmp_path / "port").exists() and (tmp_path / "port").read_text():
+                break
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{(tmp_path / 'port').read_text()}"
+        assert httpx.get(base + "/health").json()["status"] == "ok"
+        assert httpx.get(base + "/api/status", headers={"X-Orchestrio-Agent-Key": "oak_shipped"}).json()["version"]
+        assert httpx.get(base + "/app-logs", headers={"X-Orchestrio-Agent-Key": "oak_shipped"}).json()["starts"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_oversized_user_data_is_refused_clearly(api, aws, tenant):

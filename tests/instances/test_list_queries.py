@@ -119,4 +119,4 @@ def test_the_console_list_reads_its_page_like_the_api(client, owner, tenant, dja
     with django_assert_num_queries(len(few)):
         page = client.get("/instances/")
     html = page.content.decode()
-    assert html.count("data-instance=") == 50 and "stop running" in html and "10.0.0.2:18789" in html and "Own45" in html
+    assert html.count("data-instance=") == 50 and 'stop <span class="status status-busy" data-status="running">running</span>' in html and "10.0.0.2:18789" in html and "Own45" in html

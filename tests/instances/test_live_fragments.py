@@ -96,7 +96,8 @@ def test_the_detail_fragment_follows_the_state(console, make_instance, tenant):
     fragment = console.get("/instances/moving-1/live").content.decode()
     assert 'data-testid="state">running<' in fragment
     assert "provisioning now" not in fragment  # the notice lasts exactly as long as it is true
-    assert "<td>succeeded</td>" in fragment and "<td>running</td>" not in fragment
+    operations = fragment.split('data-live-part="operations"')[1]
+    assert 'data-status="succeeded">succeeded</span>' in operations and 'data-status="running"' not in operations
     assert 'data-show-in="running">Stop' in fragment  # enabled
 
 

@@ -89,3 +89,12 @@ def test_one_unfinished_operation_is_also_a_database_constraint(tenant_token):
     Operation.objects.create(instance=instance, tenant=tenant, kind="stop", requested_by="a", requested_by_type="user")
     with pytest.raises(IntegrityError), transaction.atomic():
         Operation.objects.create(instance=instance, tenant=tenant, kind="start", requested_by="b", requested_by_type="user")
+
+
+def test_concurrent_fleet_requests_never_exceed_the_plan(tenant_token):
+    """The pro plan runs 10: two requests of 6 at once — one is accepted whole, the other is 402
+    with nothing created (each counts the batch with the tenant row locked)."""
+    tenant, token = tenant_token
+    statuses = _fire(2, lambda i: Api(token).post("requests", {"count": 6, "instance_id_prefix": f"race{i}"}))
+    assert statuses == Counter({202: 1, 402: 1}), statuses
+    assert Instance.objects.filter(tenant=tenant).count() == 6

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from orchestrio.models import SubscriptionPlan
+from instances.models import Operation
 from instances.services import log_append
 
 from ..billing.conftest import WEBHOOK_SECRET, StripeStub
@@ -144,6 +145,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     token = _ok(api.post("api-tokens", {"name": f"{tenant.pk}-ci"}), 201)
     colleague = MembershipFactory(user=UserFactory(username=f"dev@{tenant.pk}.example"), tenant=tenant, role="member")
     invitation = _ok(api.post("invitations", {"email": f"invitee@{tenant.pk}.example"}), 201)
+    fleet_request = _ok(api.post("requests", {"count": 1, "instance_id_prefix": f"{tenant.pk}-fleet"}), 202)
 
     return Seeded(
         api=api,
@@ -157,7 +159,9 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "api_token": [token["id"]],
             "member": [colleague.pk],
             "invitation": [invitation["id"]],
+            "fleet_request": [fleet_request["request_id"]],
             "idempotency_key": [created_key],
+            "operation": list(Operation.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True)[:2]),
             "domain": [domain],
         },
     )

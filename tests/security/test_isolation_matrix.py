@@ -35,7 +35,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 # Which of a tenant's objects a path parameter names: by its name, or, for the generic names a
 # router gives (`pk`) and `name`, by the view that reads it.
-PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key"}
+PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key", "request_id": "fleet_request"}
 VIEW_PARAMETER_OBJECTS = {
     ("ApiTokenViewSet", "pk"): "api_token",
     ("BlueprintViewSet", "name"): "blueprint",
@@ -44,6 +44,7 @@ VIEW_PARAMETER_OBJECTS = {
     ("AlertDeliveryViewSet", "pk"): "alert_delivery",
     ("MemberViewSet", "pk"): "member",
     ("InvitationViewSet", "pk"): "invitation",
+    ("OperationViewSet", "pk"): "operation",
 }
 
 # Bodies that pass validation, so that a 404 comes from the tenant-scoped lookup and not from a
@@ -68,6 +69,8 @@ BODIES = {
     ("api:invitation-list", "post"): {"email": "new-hire@example.org"},
     ("api:member-detail", "patch"): {"role": "member"},
     ("api:billing-checkout", "post"): {"plan": "team"},
+    ("api:fleet-request-list", "post"): {"count": 1, "instance_id_prefix": "other-corp-batch"},
+    ("api:fleet-request-return-instances", "post"): {"instance_ids": ["acme-corp-web"]},
     ("api:alerts", "patch"): {"webhook_url": "https://hooks.intruder.example/alerts", "enabled": True},
 }
 # Headers for B's requests: an Idempotency-Key that A used must not replay A's response to B.
@@ -81,6 +84,8 @@ NOT_FOUND_BODIES = {
 # B's writes that take no ids and may be refused, with the reason.
 ALLOWED_REFUSALS = {
     ("api:billing-portal", "post"): 400,  # no Stripe customer yet, unless the checkout made one
+    # B names A's instance in the body: 404, and A's rows (checked after) are untouched.
+    ("api:fleet-request-return-instances", "post"): 404,
 }
 
 
@@ -267,7 +272,8 @@ def test_other_tenant_lists_and_writes_never_show_or_touch_tenant_a(seeded, tena
             if response.status_code != ALLOWED_REFUSALS.get(key):
                 assert response.status_code < 400, (where, response.status_code, response.content[:300])
             assert response.get("Idempotent-Replayed") is None, where
-            assert not leaks(response, [f'"{tenant_id}"', *a_ids(a)]), (where, response.content[:500])
+            sent = json.dumps(BODIES.get(key))  # an id B itself sent, echoed back in a 404, is no leak
+            assert not leaks(response, [i for i in (f'"{tenant_id}"', *a_ids(a)) if i not in sent]), (where, response.content[:500])
 
     assert tenant_rows(a.api.tenant) == before, "tenant B's requests changed tenant A's rows"
     assert queued_jobs() > jobs_before  # B's own creates were queued: the queue is really observed
@@ -314,6 +320,14 @@ EXPECTED_CAPABILITIES = {
     ("api:instance-health", "get"): "read",
     ("api:instance-logs", "get"): "read",
     ("api:instance-operations", "get"): "read",
+    ("api:instance-app-logs", "get"): "read",
+    ("api:operation-list", "get"): "read",
+    ("api:fleet-request-list", "get"): "read",
+    ("api:fleet-request-list", "post"): "operate",
+    ("api:fleet-request-detail", "get"): "read",
+    ("api:fleet-request-return-request", "post"): "destroy",
+    ("api:fleet-request-return-instances", "post"): "destroy",
+    ("api:operation-detail", "get"): "read",
     ("api:instance-resize", "put"): "operate",
     ("api:instance-restart", "post"): "operate",
     ("api:instance-resume", "post"): "operate",
@@ -337,6 +351,7 @@ EXPECTED_CAPABILITIES = {
     ("api:deployment-detail", "patch"): "operate",
     ("api:deployment-detail", "delete"): "destroy",
     ("api:deployment-logs", "get"): "read",
+    ("api:deployment-stats", "get"): "read",
     ("api:deployment-revisions", "get"): "read",
     ("api:deployment-rollback", "post"): "operate",
     ("api:instance-task-list", "get"): "read",
@@ -387,6 +402,9 @@ ROLE_BODIES = {
     ("api:instance-list", "post"): {"instance_id": "acme-corp-second"},
     ("api:blueprint-list", "post"): {"name": "acme-corp-bp2"},
     ("api:deployment-list", "post"): {"name": "acme-corp-dep2", "environment": "staging"},
+    ("api:fleet-request-list", "post"): {"count": 1, "instance_id_prefix": "acme-corp-batch"},
+    # The fleet request's own instance: the sweep's later calls still need acme-corp-web.
+    ("api:fleet-request-return-instances", "post"): {"instance_ids": ["acme-corp-fleet-1"]},
 }
 
 

@@ -47,7 +47,7 @@ from orchestrio.wsgi import application
 MAX_EXAMPLES = 15
 
 # Path parameters and where their real values come from (see conftest.seed_tenant).
-PARAMETER_KINDS = {"instance_id": "instance", "task_id": "task", "name": "blueprint", "key": "idempotency_key"}
+PARAMETER_KINDS = {"instance_id": "instance", "task_id": "task", "name": "blueprint", "key": "idempotency_key", "request_id": "fleet_request"}
 # `{id}` names a different kind of object on each resource.
 ID_KINDS = {
     "/api/v1/api-tokens/": "api_token",
@@ -56,6 +56,7 @@ ID_KINDS = {
     "/api/v1/alerts/deliveries/": "alert_delivery",
     "/api/v1/members/": "member",
     "/api/v1/invitations/": "invitation",
+    "/api/v1/operations/": "operation",
 }
 
 

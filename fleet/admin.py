@@ -1,0 +1,36 @@
+from django.contrib import admin
+
+from .models import FleetRequest, FleetRequestItem
+
+
+class FleetRequestItemInline(admin.TabularInline):
+    model = FleetRequestItem
+    fields = ["position", "instance", "operation", "note"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FleetRequest)
+class FleetRequestAdmin(admin.ModelAdmin):
+    """Read-only: a request is a record of what was asked; its instances are acted on from theirs."""
+
+    list_display = ["request_id", "tenant", "kind", "count", "blueprint_name", "requested_by", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["request_id", "tenant__id", "requested_by"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "created_at"
+    inlines = [FleetRequestItemInline]
+    readonly_fields = [
+        "request_id", "tenant", "kind", "blueprint_name", "plan_id", "region", "instance_id_prefix", "labels", "count", "returns",
+        "requested_by", "requested_by_type", "created_at",
+    ]  # fmt: skip
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
