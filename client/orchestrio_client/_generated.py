@@ -100,6 +100,24 @@ class ApiTokenCreated(TypedDict):
     token: str
 
 
+class AppLogLine(TypedDict):
+    seq: int
+    ts: str
+    stream: StreamEnum
+    line: str
+
+
+class AppLogs(TypedDict):
+    instance_id: str
+    lines: list[AppLogLine]
+    last_seq: int
+    truncated: bool
+    starts: int
+    restarts: int
+    last_exit_code: int | None
+    last_exit_at: str | None
+
+
 class Blueprint(TypedDict):
     """A blueprint as the API shows it (what BlueprintWriteSerializer takes, in snake_case)."""
     name: str
@@ -257,6 +275,20 @@ class DeploymentRevision(TypedDict):
     applied_at: str | None
 
 
+class DeploymentStats(TypedDict):
+    """`deployments.selectors.deployment_stats`: how the deployment's revisions have gone."""
+    deployment_id: str
+    revisions: int
+    succeeded: int
+    failed: int
+    in_progress: int
+    success_rate: float | None
+    duration: Durations
+    steps: list[StepStats]
+    last_deploy: LastDeploy | None
+    rollbacks: RollbackCounts
+
+
 class DeploymentStep(TypedDict):
     name: str
     status: str
@@ -278,11 +310,82 @@ class DnsRecord(TypedDict):
     purpose: str
 
 
+class Durations(TypedDict):
+    count: int
+    avg_seconds: float | None
+    p95_seconds: float | None
+
+
 class Error(TypedDict):
     detail: str
 
 
 ExpiresInDaysEnum = Literal[30, 90, 180, 365]
+
+
+class FleetItem(TypedDict):
+    """One instance of a request: its state now, and the operation the request started on it."""
+    instance_id: str
+    state: str
+    destroyed: bool
+    operation: Operation | None
+    reason: str | None
+
+
+class FleetRequest(TypedDict):
+    """A request as listed: what was asked and where it stands (counts of its instances)."""
+    request_id: str
+    kind: FleetRequestKindEnum
+    status: FleetRequestStatusEnum
+    count: int
+    succeeded: int
+    failed: int
+    blueprint_name: str
+    plan_id: str
+    region: str
+    instance_id_prefix: str
+    labels: dict[str, str]
+    returns: NotRequired[str | None]
+    requested_by: str
+    created_at: str
+
+
+class FleetRequestCreateRequest(TypedDict):
+    blueprint_name: NotRequired[str]
+    count: int
+    plan_id: NotRequired[str]
+    region: NotRequired[str | None]
+    instance_id_prefix: NotRequired[str | None]
+    labels: NotRequired[dict[str, str]]
+
+
+class FleetRequestDetail(TypedDict):
+    """A request as listed: what was asked and where it stands (counts of its instances)."""
+    request_id: str
+    kind: FleetRequestKindEnum
+    status: FleetRequestStatusEnum
+    count: int
+    succeeded: int
+    failed: int
+    blueprint_name: str
+    plan_id: str
+    region: str
+    instance_id_prefix: str
+    labels: dict[str, str]
+    returns: NotRequired[str | None]
+    requested_by: str
+    created_at: str
+    instances: list[FleetItem]
+
+
+FleetRequestKindEnum = Literal['acquire', 'return']
+
+
+FleetRequestStatusEnum = Literal['pending', 'in_progress', 'complete', 'partial', 'failed']
+
+
+class FleetReturnRequest(TypedDict):
+    instance_ids: list[str]
 
 
 class GatewayPolicy(TypedDict):
@@ -417,7 +520,13 @@ class InvitationCreated(TypedDict):
 InvitationStatusEnum = Literal['pending', 'accepted', 'revoked', 'expired']
 
 
-KindEnum = Literal['create', 'start', 'stop', 'restart', 'suspend', 'resume', 'resize', 'destroy']
+class LastDeploy(TypedDict):
+    revision: int
+    status: str
+    reason: str
+    created_at: str
+    applied_at: str | None
+    duration_seconds: float | None
 
 
 LevelEnum = Literal['debug', 'info', 'warning', 'error']
@@ -446,7 +555,7 @@ class Operation(TypedDict):
     does: tests/instances/test_api_instances.py).
     """
     id: int
-    kind: KindEnum
+    kind: OperationKindEnum
     status: OperationStatusEnum
     requested_by: str
     created_at: str
@@ -454,6 +563,9 @@ class Operation(TypedDict):
     finished_at: str | None
     error_code: str | None
     error_message: str | None
+
+
+OperationKindEnum = Literal['create', 'start', 'stop', 'restart', 'suspend', 'resume', 'resize', 'destroy']
 
 
 OperationStatusEnum = Literal['queued', 'running', 'succeeded', 'failed']
@@ -514,6 +626,13 @@ class PaginatedDeploymentRevisionList(TypedDict):
     results: list[DeploymentRevision]
 
 
+class PaginatedFleetRequestList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[FleetRequest]
+
+
 class PaginatedGatewayPolicyList(TypedDict):
     count: int
     next: NotRequired[str | None]
@@ -568,6 +687,13 @@ class PaginatedTaskList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[Task]
+
+
+class PaginatedTenantOperationList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[TenantOperation]
 
 
 class PatchedAlertConfigUpdateRequest(TypedDict, total=False):
@@ -643,6 +769,11 @@ class ResizeRequest(TypedDict, total=False):
 RoleEnum = Literal['owner', 'admin', 'member']
 
 
+class RollbackCounts(TypedDict):
+    manual: int
+    automatic: int
+
+
 class RollbackRequest(TypedDict):
     revision: int
 
@@ -671,6 +802,19 @@ class SigningSecret(TypedDict):
 
 
 StateEnum = Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'resizing', 'destroying', 'destroyed', 'error']
+
+
+class StepStats(TypedDict):
+    count: int
+    avg_seconds: float | None
+    p95_seconds: float | None
+    name: str
+    succeeded: int
+    failed: int
+    skipped: int
+
+
+StreamEnum = Literal['stdout', 'stderr']
 
 
 class SubscriptionPlan(TypedDict):
@@ -723,6 +867,21 @@ class Tenant(TypedDict):
     created_at: str
 
 
+class TenantOperation(TypedDict):
+    """An operation of `GET /operations`: the operation and the instance it is on."""
+    id: int
+    kind: OperationKindEnum
+    status: OperationStatusEnum
+    requested_by: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error_code: str | None
+    error_message: str | None
+    instance_id: str
+    instance_destroyed: bool
+
+
 class TenantUsage(TypedDict):
     instances: int
     running_instances: int
@@ -766,7 +925,7 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Error', 'ExpiresInDaysEnum', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'KindEnum', 'LevelEnum', 'LogLine', 'Member', 'NullEnum', 'Operation', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanEnum', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'ResizeRequest', 'RoleEnum', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StateEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanEnum', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StateEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
@@ -802,9 +961,11 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'deployments_retrieve': ('GET', '/api/v1/deployments/{id}'),
     'deployments_revisions_list': ('GET', '/api/v1/deployments/{id}/revisions'),
     'deployments_rollback_create': ('POST', '/api/v1/deployments/{id}/rollback'),
+    'deployments_stats_retrieve': ('GET', '/api/v1/deployments/{id}/stats'),
     'gateway_policies_destroy': ('DELETE', '/api/v1/gateway-policies/{id}'),
     'gateway_policies_partial_update': ('PATCH', '/api/v1/gateway-policies/{id}'),
     'gateway_policies_retrieve': ('GET', '/api/v1/gateway-policies/{id}'),
+    'instances_app_logs_retrieve': ('GET', '/api/v1/instances/{instance_id}/app-logs'),
     'instances_by_idempotency_key_retrieve': ('GET', '/api/v1/instances/by-idempotency-key/{key}'),
     'instances_cleanup_create': ('POST', '/api/v1/instances/cleanup'),
     'instances_config_partial_update': ('PATCH', '/api/v1/instances/{instance_id}/config'),
@@ -842,8 +1003,15 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'members_list': ('GET', '/api/v1/members'),
     'members_partial_update': ('PATCH', '/api/v1/members/{id}'),
     'members_retrieve': ('GET', '/api/v1/members/{id}'),
+    'operations_list': ('GET', '/api/v1/operations'),
+    'operations_retrieve': ('GET', '/api/v1/operations/{id}'),
     'plans_list': ('GET', '/api/v1/plans'),
     'regions_list': ('GET', '/api/v1/regions'),
+    'requests_create': ('POST', '/api/v1/requests'),
+    'requests_list': ('GET', '/api/v1/requests'),
+    'requests_retrieve': ('GET', '/api/v1/requests/{request_id}'),
+    'requests_return': ('POST', '/api/v1/requests/{request_id}/return'),
+    'requests_return_instances': ('POST', '/api/v1/requests/return'),
     'tasks_cancel_create': ('POST', '/api/v1/tasks/{task_id}/cancel'),
     'tasks_retrieve': ('GET', '/api/v1/tasks/{task_id}'),
     'tenant_retrieve': ('GET', '/api/v1/tenant'),
@@ -854,13 +1022,13 @@ OPERATIONS: dict[str, tuple[str, str]] = {
 class GeneratedOperations:
     """One method per API operation, named after its operationId (see `OPERATIONS`)."""
 
-    def activity_list(self, *, action: str | None = None, actor_type: Literal['staff', 'system', 'token', 'user'] | None = None, limit: int | None = None, object_id: str | None = None, object_type: str | None = None, offset: int | None = None, since: str | None = None, until: str | None = None, request_timeout: float | None = None) -> Page[ActivityEvent]:
+    def activity_list(self, *, action: str | None = None, actor: str | None = None, actor_type: Literal['staff', 'system', 'token', 'user'] | None = None, instance: str | None = None, limit: int | None = None, object_id: str | None = None, object_type: str | None = None, offset: int | None = None, q: str | None = None, since: str | None = None, until: str | None = None, request_timeout: float | None = None) -> Page[ActivityEvent]:
         """GET /api/v1/activity
 
         The tenant's audit log, newest first
         """
         path = f"/api/v1/activity"
-        params = {'action': action, 'actor_type': actor_type, 'limit': limit, 'object_id': object_id, 'object_type': object_type, 'offset': offset, 'since': since, 'until': until}
+        params = {'action': action, 'actor': actor, 'actor_type': actor_type, 'instance': instance, 'limit': limit, 'object_id': object_id, 'object_type': object_type, 'offset': offset, 'q': q, 'since': since, 'until': until}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
     def alerts_deliveries_list(self, *, limit: int | None = None, offset: int | None = None, request_timeout: float | None = None) -> Page[AlertDelivery]:
@@ -1133,6 +1301,15 @@ class GeneratedOperations:
         payload = _body({'revision': revision}, body)
         return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
+    def deployments_stats_retrieve(self, id: str | int, *, request_timeout: float | None = None) -> DeploymentStats:
+        """GET /api/v1/deployments/{id}/stats
+
+        Success rate, durations per step, last deploy and rollbacks
+        """
+        path = f"/api/v1/deployments/{_q(id)}/stats"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
     def gateway_policies_destroy(self, id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> None:
         """DELETE /api/v1/gateway-policies/{id}
 
@@ -1165,6 +1342,15 @@ class GeneratedOperations:
         """
         path = f"/api/v1/gateway-policies/{_q(id)}"
         params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_app_logs_retrieve(self, instance_id: str | int, *, after: int | None = None, follow: bool | None = None, format: Literal['json', 'sse'] | None = None, q: str | None = None, since: str | None = None, stream: Literal['stdout', 'stderr'] | None = None, tail: int | None = None, timeout: int | None = None, request_timeout: float | None = None) -> AppLogs:
+        """GET /api/v1/instances/{instance_id}/app-logs
+
+        The instance's own stdout/stderr (its agent's ring buffer); `follow=true`: server-sent events
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/app-logs"
+        params = {'after': after, 'follow': follow, 'format': format, 'q': q, 'since': since, 'stream': stream, 'tail': tail, 'timeout': timeout}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
     def instances_by_idempotency_key_retrieve(self, key: str | int, *, request_timeout: float | None = None) -> ByIdempotencyKey:
@@ -1544,6 +1730,30 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
+    def operations_list(self, *, instance_id: str | None = None, kind: list[Literal['create', 'destroy', 'resize', 'restart', 'resume', 'start', 'stop', 'suspend']] | None = None, limit: int | None = None, offset: int | None = None, since: str | None = None, status: list[Literal['failed', 'queued', 'running', 'succeeded']] | None = None, until: str | None = None, request_timeout: float | None = None) -> Page[TenantOperation]:
+        """GET /api/v1/operations
+
+        The tenant's operations across its instances, newest first
+
+        The tenant's operations across its instances, newest first (a token scoped to one
+        instance sees that instance's). Destroyed instances' operations stay: they are history.
+        """
+        path = f"/api/v1/operations"
+        params = {'instance_id': instance_id, 'kind': kind, 'limit': limit, 'offset': offset, 'since': since, 'status': status, 'until': until}
+        return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def operations_retrieve(self, id: str | int, *, request_timeout: float | None = None) -> TenantOperation:
+        """GET /api/v1/operations/{id}
+
+        One operation
+
+        The tenant's operations across its instances, newest first (a token scoped to one
+        instance sees that instance's). Destroyed instances' operations stay: they are history.
+        """
+        path = f"/api/v1/operations/{_q(id)}"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
     def plans_list(self, *, request_timeout: float | None = None) -> Catalogue:
         """GET /api/v1/plans
 
@@ -1565,6 +1775,63 @@ class GeneratedOperations:
         path = f"/api/v1/regions"
         params = {'limit': limit, 'offset': offset}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def requests_create(self, *, blueprint_name: str | Unset = UNSET, count: int, plan_id: str | Unset = UNSET, region: str | None | Unset = UNSET, instance_id_prefix: str | None | Unset = UNSET, labels: dict[str, str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> FleetRequestDetail:
+        """POST /api/v1/requests
+
+        Request `count` instances from a blueprint (created by background jobs)
+
+        /api/v1/requests: batches of instances created or returned in one call (docs/fleet.md).
+        """
+        path = f"/api/v1/requests"
+        params: dict[str, Any] = {}
+        payload = _body({'blueprint_name': blueprint_name, 'count': count, 'plan_id': plan_id, 'region': region, 'instance_id_prefix': instance_id_prefix, 'labels': labels}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key, replay_safe=True)
+
+    def requests_list(self, *, kind: str | None = None, limit: int | None = None, offset: int | None = None, status: list[str] | None = None, request_timeout: float | None = None) -> Page[FleetRequest]:
+        """GET /api/v1/requests
+
+        Fleet requests, newest first
+
+        /api/v1/requests: batches of instances created or returned in one call (docs/fleet.md).
+        """
+        path = f"/api/v1/requests"
+        params = {'kind': kind, 'limit': limit, 'offset': offset, 'status': status}
+        return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def requests_retrieve(self, request_id: str | int, *, request_timeout: float | None = None) -> FleetRequestDetail:
+        """GET /api/v1/requests/{request_id}
+
+        A fleet request with each of its instances
+
+        /api/v1/requests: batches of instances created or returned in one call (docs/fleet.md).
+        """
+        path = f"/api/v1/requests/{_q(request_id)}"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def requests_return(self, request_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> FleetRequestDetail:
+        """POST /api/v1/requests/{request_id}/return
+
+        Return (destroy) the live instances of an acquire request, as a new request
+
+        /api/v1/requests: batches of instances created or returned in one call (docs/fleet.md).
+        """
+        path = f"/api/v1/requests/{_q(request_id)}/return"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key, replay_safe=True)
+
+    def requests_return_instances(self, *, instance_ids: list[str], body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> FleetRequestDetail:
+        """POST /api/v1/requests/return
+
+        Return (destroy) named instances, as one request
+
+        /api/v1/requests: batches of instances created or returned in one call (docs/fleet.md).
+        """
+        path = f"/api/v1/requests/return"
+        params: dict[str, Any] = {}
+        payload = _body({'instance_ids': instance_ids}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key, replay_safe=True)
 
     def tasks_cancel_create(self, task_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Task:
         """POST /api/v1/tasks/{task_id}/cancel
@@ -1610,19 +1877,35 @@ class GeneratedOperations:
 # operationId → the JSON Schema of its method's arguments (the MCP tools' input schemas)
 INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                    'properties': {'action': {'type': 'string'},
+                                  'actor': {'type': 'string',
+                                            'description': "Part of the actor's label: a user's email, a token prefix, "
+                                                           '`system`.'},
                                   'actor_type': {'type': 'string',
                                                  'enum': ['staff', 'system', 'token', 'user'],
                                                  'description': '* `user` - User (console)\n'
                                                                 '* `token` - API token\n'
                                                                 '* `staff` - Support staff\n'
                                                                 '* `system` - System'},
+                                  'instance': {'type': 'string',
+                                               'description': "An instance id: the instance's entries and those "
+                                                              'recorded under it (its tasks, gateway policies, custom '
+                                                              'domain, deployment).'},
                                   'limit': {'type': 'integer', 'description': 'Number of results to return per page.'},
                                   'object_id': {'type': 'string'},
                                   'object_type': {'type': 'string'},
                                   'offset': {'type': 'integer',
                                              'description': 'The initial index from which to return the results.'},
-                                  'since': {'type': 'string', 'format': 'date-time'},
-                                  'until': {'type': 'string', 'format': 'date-time'}},
+                                  'q': {'type': 'string',
+                                        'description': "Words that each appear in the entry's action, object type, "
+                                                       'object id, actor or IP (case-insensitive).'},
+                                  'since': {'type': 'string',
+                                            'format': 'date-time',
+                                            'description': 'Entries at or after this ISO 8601 time (a date alone: that '
+                                                           "day's start, UTC)."},
+                                  'until': {'type': 'string',
+                                            'format': 'date-time',
+                                            'description': 'Entries before this ISO 8601 time (a date alone: through '
+                                                           'the end of that day, UTC).'}},
                    'required': [],
                    'additionalProperties': False},
  'alerts_deliveries_list': {'type': 'object',
@@ -2078,6 +2361,10 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                                    'answer.'}},
                                  'required': ['id', 'revision'],
                                  'additionalProperties': False},
+ 'deployments_stats_retrieve': {'type': 'object',
+                                'properties': {'id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                                'required': ['id'],
+                                'additionalProperties': False},
  'gateway_policies_destroy': {'type': 'object',
                               'properties': {'id': {'type': 'string', 'pattern': '^[^/]+$'},
                                              'idempotency_key': {'type': 'string',
@@ -2137,6 +2424,49 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                'properties': {'id': {'type': 'string', 'pattern': '^[^/]+$'}},
                                'required': ['id'],
                                'additionalProperties': False},
+ 'instances_app_logs_retrieve': {'type': 'object',
+                                 'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                'after': {'type': 'integer',
+                                                          'default': 0,
+                                                          'minimum': 0,
+                                                          'description': 'Only lines after this sequence number '
+                                                                         '(`last_seq` of an earlier answer).'},
+                                                'follow': {'type': 'boolean',
+                                                           'default': False,
+                                                           'description': 'Server-sent events: the lines, then each '
+                                                                          'new one as it is written.'},
+                                                'format': {'type': 'string', 'enum': ['json', 'sse']},
+                                                'q': {'type': 'string',
+                                                      'default': '',
+                                                      'minLength': 1,
+                                                      'maxLength': 200,
+                                                      'description': 'Only lines containing this text '
+                                                                     '(case-insensitive).'},
+                                                'since': {'type': 'string',
+                                                          'format': 'date-time',
+                                                          'description': 'Only lines written at or after this time '
+                                                                         '(ISO 8601).'},
+                                                'stream': {'type': 'string',
+                                                           'enum': ['stdout', 'stderr'],
+                                                           'default': '',
+                                                           'minLength': 1,
+                                                           'description': 'One stream; default both.\n'
+                                                                          '\n'
+                                                                          '* `stdout` - stdout\n'
+                                                                          '* `stderr` - stderr'},
+                                                'tail': {'type': 'integer',
+                                                         'default': 100,
+                                                         'minimum': 1,
+                                                         'maximum': 1000,
+                                                         'description': 'At most this many lines: the latest.'},
+                                                'timeout': {'type': 'integer',
+                                                            'default': 60,
+                                                            'minimum': 1,
+                                                            'maximum': 300,
+                                                            'description': 'Follow: end the stream after this many '
+                                                                           'seconds (reconnect with Last-Event-ID).'}},
+                                 'required': ['instance_id'],
+                                 'additionalProperties': False},
  'instances_by_idempotency_key_retrieve': {'type': 'object',
                                            'properties': {'key': {'type': 'string', 'pattern': '^[^/]{1,255}$'}},
                                            'required': ['key'],
@@ -2622,6 +2952,53 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                             'description': 'A unique integer value identifying this membership.'}},
                       'required': ['id'],
                       'additionalProperties': False},
+ 'operations_list': {'type': 'object',
+                     'properties': {'instance_id': {'type': 'string'},
+                                    'kind': {'type': 'array',
+                                             'items': {'type': 'string',
+                                                       'enum': ['create',
+                                                                'destroy',
+                                                                'resize',
+                                                                'restart',
+                                                                'resume',
+                                                                'start',
+                                                                'stop',
+                                                                'suspend']},
+                                             'description': 'repeat for several\n'
+                                                            '\n'
+                                                            '* `create` - Create\n'
+                                                            '* `start` - Start\n'
+                                                            '* `stop` - Stop\n'
+                                                            '* `restart` - Restart\n'
+                                                            '* `suspend` - Suspend\n'
+                                                            '* `resume` - Resume\n'
+                                                            '* `resize` - Resize\n'
+                                                            '* `destroy` - Destroy'},
+                                    'limit': {'type': 'integer',
+                                              'description': 'Number of results to return per page.'},
+                                    'offset': {'type': 'integer',
+                                               'description': 'The initial index from which to return the results.'},
+                                    'since': {'type': 'string',
+                                              'format': 'date-time',
+                                              'description': 'ISO 8601, inclusive'},
+                                    'status': {'type': 'array',
+                                               'items': {'type': 'string',
+                                                         'enum': ['failed', 'queued', 'running', 'succeeded']},
+                                               'description': 'repeat for several\n'
+                                                              '\n'
+                                                              '* `queued` - Queued\n'
+                                                              '* `running` - Running\n'
+                                                              '* `succeeded` - Succeeded\n'
+                                                              '* `failed` - Failed'},
+                                    'until': {'type': 'string',
+                                              'format': 'date-time',
+                                              'description': 'ISO 8601, exclusive'}},
+                     'required': [],
+                     'additionalProperties': False},
+ 'operations_retrieve': {'type': 'object',
+                         'properties': {'id': {'type': 'string', 'pattern': '^[0-9]+$'}},
+                         'required': ['id'],
+                         'additionalProperties': False},
  'plans_list': {'type': 'object', 'properties': {}, 'required': [], 'additionalProperties': False},
  'regions_list': {'type': 'object',
                   'properties': {'limit': {'type': 'integer', 'description': 'Number of results to return per page.'},
@@ -2629,6 +3006,75 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                             'description': 'The initial index from which to return the results.'}},
                   'required': [],
                   'additionalProperties': False},
+ 'requests_create': {'type': 'object',
+                     'properties': {'blueprint_name': {'type': 'string',
+                                                       'default': 'OpenClaw',
+                                                       'minLength': 1,
+                                                       'maxLength': 63,
+                                                       'pattern': '^[a-zA-Z0-9][a-zA-Z0-9_-]*$'},
+                                    'count': {'type': 'integer',
+                                              'description': '1 to FLEET_REQUEST_MAX_COUNT (100 by default), within '
+                                                             "the plan's room."},
+                                    'plan_id': {'type': 'string',
+                                                'default': 'openclaw-basic',
+                                                'minLength': 1,
+                                                'maxLength': 63,
+                                                'pattern': '^[a-z0-9][a-z0-9-]*[a-z0-9]$'},
+                                    'region': {'anyOf': [{'type': 'string',
+                                                          'description': "Default: the installation's DEFAULT_REGION.",
+                                                          'minLength': 1,
+                                                          'maxLength': 16},
+                                                         {'type': 'null'}]},
+                                    'instance_id_prefix': {'anyOf': [{'type': 'string',
+                                                                      'description': 'The instances are <prefix>-1 … '
+                                                                                     '<prefix>-<count>; default: the '
+                                                                                     "request's id.",
+                                                                      'minLength': 1,
+                                                                      'maxLength': 59},
+                                                                     {'type': 'null'}]},
+                                    'labels': {'type': 'object', 'additionalProperties': {'type': 'string'}},
+                                    'idempotency_key': {'type': 'string',
+                                                        'minLength': 1,
+                                                        'maxLength': 255,
+                                                        'description': 'Idempotency-Key: the same key and body within '
+                                                                       '24 h replays the first answer.'}},
+                     'required': ['count'],
+                     'additionalProperties': False},
+ 'requests_list': {'type': 'object',
+                   'properties': {'kind': {'type': 'string'},
+                                  'limit': {'type': 'integer', 'description': 'Number of results to return per page.'},
+                                  'offset': {'type': 'integer',
+                                             'description': 'The initial index from which to return the results.'},
+                                  'status': {'type': 'array', 'items': {'type': 'string'}}},
+                   'required': [],
+                   'additionalProperties': False},
+ 'requests_retrieve': {'type': 'object',
+                       'properties': {'request_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                       'required': ['request_id'],
+                       'additionalProperties': False},
+ 'requests_return': {'type': 'object',
+                     'properties': {'request_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                    'idempotency_key': {'type': 'string',
+                                                        'minLength': 1,
+                                                        'maxLength': 255,
+                                                        'description': 'Idempotency-Key: the same key and body within '
+                                                                       '24 h replays the first answer.'}},
+                     'required': ['request_id'],
+                     'additionalProperties': False},
+ 'requests_return_instances': {'type': 'object',
+                               'properties': {'instance_ids': {'type': 'array',
+                                                               'maxItems': 1000,
+                                                               'items': {'type': 'string',
+                                                                         'minLength': 1,
+                                                                         'maxLength': 63}},
+                                              'idempotency_key': {'type': 'string',
+                                                                  'minLength': 1,
+                                                                  'maxLength': 255,
+                                                                  'description': 'Idempotency-Key: the same key and '
+                                                                                 'body within 24 h replays the first '
+                                                                                 'answer.'}},
+                               'required': ['instance_ids'],
+                               'additionalProperties': False},
  'tasks_cancel_create': {'type': 'object',
                          'properties': {'task_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                         'idempotency_key': {'type': 'string',
