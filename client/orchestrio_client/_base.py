@@ -183,6 +183,8 @@ class BaseClient:
         response = self.request(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return None
+        if "json" not in response.headers.get("content-type", "application/json"):
+            return response.text  # a stream asked for (app logs' ?follow=true: text/event-stream)
         return response.json()
 
     def _page(self, method: str, path: str, *, params: dict[str, Any], json: Any = None, request_timeout: float | None = None, **kwargs: Any) -> Page[Any]:

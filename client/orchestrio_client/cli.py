@@ -512,6 +512,37 @@ def instances_logs(state: State, instance_id: str) -> None:
             click.echo(f"{line['created_at']}  {line['level']:<7} {line['stage']:<14} {line['message']}")
 
 
+@instances.command(name="app-logs")
+@click.argument("instance_id")
+@click.option("--tail", type=click.IntRange(1, 1000), default=100, show_default=True, help="The latest N lines.")
+@click.option("--stream", type=click.Choice(["stdout", "stderr"]), help="Only this stream.")
+@click.option("-q", "--grep", "q", help="Only lines containing this text (case-insensitive).")
+@click.option("--follow", "-f", is_flag=True, help="Then print new lines as they come (polling), until Ctrl-C or --timeout.")
+@click.option("--timeout", type=float, help="With --follow: stop after this many seconds.")
+@pass_state
+@api_errors
+@rest("instances_app_logs_retrieve")
+def instances_app_logs(state: State, instance_id: str, tail: int, stream: str | None, q: str | None, follow: bool, timeout: float | None) -> None:
+    """The instance's own stdout and stderr (it must be running)."""
+    client = state.client()
+    if not follow:
+        answer = client.instances_app_logs_retrieve(instance_id, tail=tail, stream=stream, q=q)
+        if state.json:
+            emit(state, answer)
+            return
+        lines = answer["lines"]
+    else:
+        lines = client.follow_app_logs(instance_id, tail=tail, stream=stream, q=q, timeout=timeout)
+    try:
+        for line in lines:
+            if state.json:
+                click.echo(json.dumps(line))  # --follow -o json: one JSON object a line
+            else:
+                click.echo(f"{line['ts']}  {line['stream']:<6} {line['line']}")
+    except KeyboardInterrupt:
+        pass
+
+
 @instances.command(name="operations")
 @click.argument("instance_id")
 @pass_state

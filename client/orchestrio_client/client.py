@@ -72,6 +72,20 @@ class Client(GeneratedOperations, BaseClient):
                 self.last_task = task
                 return
 
+    def follow_app_logs(self, instance_id: str, *, tail: int = 100, stream: str | None = None, q: str | None = None,
+                        timeout: float | None = None, interval: float = 1.0) -> Iterator[dict[str, Any]]:
+        """Yield the instance's app log lines (`GET …/app-logs`): the last `tail`, then each new
+        one as it is written (polling with `after`), until `timeout` seconds pass (None: until
+        the instance stops being readable, which raises its `BadRequest`)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        answer = self.instances_app_logs_retrieve(instance_id, tail=tail, stream=stream, q=q)
+        while True:
+            yield from answer["lines"]
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            self._sleep(interval)
+            answer = self.instances_app_logs_retrieve(instance_id, after=answer["last_seq"], tail=1000, stream=stream, q=q)
+
     def _poll_task(self, task_id: str, *, timeout: float, interval: float) -> Iterator[Task]:
         deadline = time.monotonic() + timeout
         while True:

@@ -32,6 +32,7 @@ from .client import Client
 class ToolSpec:
     kind: str  # "read", "write" or "destructive"
     extra: tuple[tuple[str, dict], ...] = ()  # MCP-only arguments
+    drop: tuple[str, ...] = ()  # API arguments not offered (a stream a tool result cannot carry)
 
 
 WAIT_SECONDS = ("wait_seconds", {"type": "integer", "minimum": 0, "maximum": 300, "description": "Poll up to this many seconds until the task has finished (0: answer now)."})
@@ -47,6 +48,7 @@ TOOLS: dict[str, ToolSpec] = {
     "instances_runtime_retrieve": ToolSpec("read"),
     "instances_logs_list": ToolSpec("read"),
     "instances_operations_list": ToolSpec("read"),
+    "instances_app_logs_retrieve": ToolSpec("read", drop=("follow", "format", "timeout")),
     "instances_wait_retrieve": ToolSpec("read"),
     "instances_create": ToolSpec("write"),
     "instances_start_create": ToolSpec("write"),
@@ -72,6 +74,8 @@ TOOLS: dict[str, ToolSpec] = {
 def input_schema(name: str) -> dict[str, Any]:
     spec = TOOLS[name]
     schema = json.loads(json.dumps(INPUT_SCHEMAS[name]))  # a copy
+    for key in spec.drop:
+        schema["properties"].pop(key, None)
     for key, extra in spec.extra:
         schema["properties"][key] = extra
     if spec.kind == "destructive":

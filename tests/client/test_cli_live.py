@@ -41,6 +41,10 @@ def test_instances_and_tasks(ork_cli, worker):
     assert table.splitlines()[0].split()[:3] == ["INSTANCE_ID", "STATE", "HEALTH_STATUS"] and "cli-box" in table
     assert ork_cli.json("instances", "runtime", "cli-box")["state"] == "running"
     assert ork_cli.json("instances", "logs", "cli-box")
+    ork_cli("tunnel-hit", code=2)  # (an unknown command is a usage error)
+    app_logs = ork_cli.json("instances", "app-logs", "cli-box", "--tail", "5")
+    assert app_logs["instance_id"] == "cli-box" and isinstance(app_logs["lines"], list) and app_logs["starts"] >= 1
+    ork_cli("instances", "app-logs", "cli-box", "--follow", "--timeout", "0.5")
     assert ork_cli.json("instances", "wait", "cli-box", "--state", "running")["state"] == "running"
 
     assert ork_cli.json("instances", "config", "set", "cli-box", "greeting=hello", "n=3")["config"]["greeting"] == "hello"
