@@ -1076,6 +1076,143 @@ def deployments_delete(state: State, deployment_id: str, confirm: str | None, ye
     emit(state, state.client().deployments_destroy(deployment_id, confirm=confirm))
 
 
+# -- fleet requests and tenant operations ---------------------------------------------------------
+
+REQUEST_COLUMNS = ["request_id", "kind", "status", "count", "succeeded", "failed", "instance_id_prefix", "created_at"]
+REQUEST_FINISHED = ("complete", "partial", "failed")
+
+
+@cli.group()
+def requests() -> None:
+    """Fleet requests: create or return many instances in one call (docs/fleet.md)."""
+
+
+def wait_request(state: State, request_id: str, timeout: float) -> dict:
+    client = state.client()
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        record = client.requests_retrieve(request_id)
+        shown = (record["status"], record.get("succeeded"), record.get("failed"))
+        if shown != last:
+            progress(state, f"{request_id}: {record['status']} ({record.get('succeeded', 0)} of {record.get('count')} succeeded, {record.get('failed', 0)} failed)")
+            last = shown
+        if record["status"] in REQUEST_FINISHED:
+            if record["status"] != "complete":
+                emit(state, record)
+                raise Failure(f"request {request_id} is {record['status']}: see each instance's reason", "server")
+            return record
+        if time.monotonic() >= deadline:
+            raise Failure(f"timed out after {timeout:g}s; request {request_id} is {record['status']}", "timeout")
+        time.sleep(0.5)
+
+
+@requests.command(name="create")
+@click.option("--count", type=int, required=True, help="How many instances (1–100 by default).")
+@click.option("--blueprint", help="Blueprint name (default: OpenClaw).")
+@click.option("--plan", help="Instance plan.")
+@click.option("--region", help="Region.")
+@click.option("--prefix", "instance_id_prefix", help="Instance ids are <prefix>-1 … <prefix>-<count> (default: the request's id).")
+@click.option("--label", "labels", multiple=True, help="key=value (repeatable).")
+@click.option("--idempotency-key", help="Your own Idempotency-Key: a retry creates nothing more.")
+@click.option("--wait", "wait_", is_flag=True, help="Then wait until every instance is up (exit 10 if some failed).")
+@click.option("--timeout", default=600.0, show_default=True)
+@pass_state
+@api_errors
+@rest("requests_create")
+def requests_create(state: State, count: int, blueprint, plan, region, instance_id_prefix, labels, idempotency_key, wait_: bool, timeout: float) -> None:
+    """Acquire `count` instances in one transaction (202): all or nothing."""
+    from ._base import UNSET
+
+    record = state.client().requests_create(
+        count=count, blueprint_name=blueprint or UNSET, plan_id=plan or UNSET, region=region or UNSET,
+        instance_id_prefix=instance_id_prefix or UNSET, labels=string_pairs(labels, "--label") or UNSET,
+        idempotency_key=idempotency_key,
+    )
+    if wait_:
+        record = wait_request(state, record["request_id"], timeout)
+    emit(state, record)
+
+
+@requests.command(name="list")
+@click.option("--status", "statuses", multiple=True, help="pending, in_progress, complete, partial, failed (repeatable).")
+@click.option("--kind", type=click.Choice(["acquire", "return"]))
+@pass_state
+@api_errors
+@rest("requests_list")
+def requests_list(state: State, statuses: tuple[str, ...], kind: str | None) -> None:
+    """The tenant's fleet requests, newest first."""
+    emit(state, list(state.client().requests_list(status=list(statuses) or None, kind=kind, limit=PAGE)), REQUEST_COLUMNS)
+
+
+@requests.command(name="get")
+@click.argument("request_id")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until it has finished.")
+@click.option("--timeout", default=600.0, show_default=True)
+@pass_state
+@api_errors
+@rest("requests_retrieve")
+def requests_get(state: State, request_id: str, wait_: bool, timeout: float) -> None:
+    """A request with each instance, its operation and why it failed."""
+    emit(state, wait_request(state, request_id, timeout) if wait_ else state.client().requests_retrieve(request_id))
+
+
+@requests.command(name="return")
+@click.argument("request_id", required=False)
+@click.option("--instance", "instance_ids", multiple=True, help="Return these instances instead (repeatable).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait", "wait_", is_flag=True, help="Then wait until every one is destroyed.")
+@click.option("--timeout", default=600.0, show_default=True)
+@pass_state
+@api_errors
+@rest("requests_return", "requests_return_instances")
+def requests_return(state: State, request_id: str | None, instance_ids: tuple[str, ...], yes: bool, wait_: bool, timeout: float) -> None:
+    """Return (destroy) an acquire request's live instances, or the --instance ones, as one request (202)."""
+    if bool(request_id) == bool(instance_ids):
+        raise click.UsageError("give a REQUEST_ID or --instance IDs (not both)")
+    what = request_id or ", ".join(instance_ids)
+    if not yes:
+        click.confirm(f"Destroy the instances of {what}? This cannot be undone", abort=True, err=True)
+    client = state.client()
+    record = client.requests_return(request_id) if request_id else client.requests_return_instances(instance_ids=list(instance_ids))
+    if wait_:
+        record = wait_request(state, record["request_id"], timeout)
+    emit(state, record)
+
+
+@cli.group()
+def operations() -> None:
+    """The tenant's operations across its instances."""
+
+
+@operations.command(name="list")
+@click.option("--instance", "instance_id", help="Only this instance's.")
+@click.option("--status", "statuses", multiple=True, help="queued, running, succeeded, failed (repeatable).")
+@click.option("--kind", "kinds", multiple=True, help="create, stop, start, … (repeatable).")
+@click.option("--limit", "max_rows", type=int, default=50, show_default=True, help="At most this many (0: all).")
+@pass_state
+@api_errors
+@rest("operations_list")
+def operations_list(state: State, instance_id, statuses, kinds, max_rows: int) -> None:
+    """Operations, newest first."""
+    rows = []
+    for op in state.client().operations_list(instance_id=instance_id, status=list(statuses) or None, kind=list(kinds) or None, limit=min(max_rows, 200) if max_rows else PAGE):
+        rows.append(op)
+        if max_rows and len(rows) >= max_rows:
+            break
+    emit(state, rows, ["id", "instance_id", "kind", "status", "requested_by", "created_at", "finished_at", "error_code"])
+
+
+@operations.command(name="get")
+@click.argument("operation_id")
+@pass_state
+@api_errors
+@rest("operations_retrieve")
+def operations_get(state: State, operation_id: str) -> None:
+    """One operation."""
+    emit(state, state.client().operations_retrieve(operation_id))
+
+
 # -- tenant, usage, tokens, activity, catalogue ---------------------------------------------------
 
 

@@ -161,3 +161,18 @@ def test_deploy_update_and_rollback(ork_cli, worker):
     assert isinstance(ork_cli.json("deployments", "logs", deployed["id"]), list)
     assert ork_cli.json("deployments", "delete", deployed["id"], "--yes")["status"] in ("deleting", "deleted")
     assert ork_cli.json("deployments", "list") == []
+
+
+def test_fleet_requests_and_operations(ork_cli, worker):
+    acquired = ork_cli.json("requests", "create", "--count", "2", "--prefix", "cli-fleet", "--label", "pr=7", "--wait", "--timeout", "60")
+    assert acquired["status"] == "complete" and sorted(i["instance_id"] for i in acquired["instances"]) == ["cli-fleet-1", "cli-fleet-2"]
+    assert [r["request_id"] for r in ork_cli.json("requests", "list", "--kind", "acquire")] == [acquired["request_id"]]
+    assert ork_cli.json("requests", "get", acquired["request_id"])["succeeded"] == 2
+    ops = ork_cli.json("operations", "list", "--instance", "cli-fleet-1")
+    assert [op["kind"] for op in ops] == ["create"]
+    assert ork_cli.json("operations", "get", str(ops[0]["id"]))["status"] == "succeeded"
+    ork_cli("requests", "create", "--count", "1", "--prefix", "cli-fleet", code=EXIT_CODES["conflict"])  # cli-fleet-1 is taken
+    ork_cli("requests", "return", code=EXIT_CODES["usage"])
+    returned = ork_cli.json("requests", "return", acquired["request_id"], "--yes", "--wait", "--timeout", "60")
+    assert returned["kind"] == "return" and returned["status"] == "complete"
+    assert ork_cli.json("instances", "list", "--label", "pr:7") == []
