@@ -264,7 +264,10 @@ def login(state: State, login_url: str | None, login_token: str | None, login_pr
         tenant = client.tenant_retrieve()
     data["profiles"][name] = {"url": url.rstrip("/"), "token": token}
     data["default_profile"] = name
-    path = config.save(data)
+    try:
+        path = config.save(data)
+    except config.ConfigError as exc:
+        raise Failure(str(exc)) from exc
     if state.json:
         emit(state, {"profile": name, "url": url, "tenant_id": tenant["tenant_id"], "config": str(path)})
     else:
@@ -285,7 +288,10 @@ def logout(state: State, logout_profile: str | None) -> None:
         raise Failure(f"no profile {name!r} saved", "not_found")
     if data.get("default_profile") == name:
         data["default_profile"] = next(iter(data["profiles"]), None)
-    config.save(data)
+    try:
+        config.save(data)
+    except config.ConfigError as exc:
+        raise Failure(str(exc)) from exc
     click.echo(f"Logged out of profile {name}")
 
 

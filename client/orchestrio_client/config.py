@@ -38,9 +38,12 @@ def load() -> dict[str, Any]:
 
 def save(data: dict[str, Any]) -> Path:
     path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)  # created 0600
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)  # created 0600
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}") from exc
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
