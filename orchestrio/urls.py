@@ -42,6 +42,7 @@ urlpatterns = [
     path("instances/", include("instances.urls")),
     path("tasks/", include("tasks.urls")),
     path("deployments/", include("deployments.urls")),
+    path("fleet/", include("fleet.urls")),
     path("gateway-console/", include("gateway.urls")),
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]
