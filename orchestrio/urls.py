@@ -40,6 +40,7 @@ urlpatterns = [
     re_path(r"^gateway/(?P<instance_id>[^/]+)/(?P<slug>[^/]+)(?P<rest>/.*)?$", gateway_views.gateway, name="gateway"),
     re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),
     path("instances/", include("instances.urls")),
+    path("operations/", include("instances.operation_urls")),
     path("tasks/", include("tasks.urls")),
     path("deployments/", include("deployments.urls")),
     path("fleet/", include("fleet.urls")),
