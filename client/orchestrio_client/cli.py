@@ -537,6 +537,9 @@ def instances_app_logs(state: State, instance_id: str, tail: int, stream: str | 
             emit(state, answer)
             return
         lines = answer["lines"]
+        if not lines:
+            restarts = answer.get("restarts", 0)
+            click.echo(f"(no lines{' match' if q or stream else ' yet'}; started {answer.get('starts', 0)} time(s), {restarts} restart(s))", err=True)
     else:
         lines = client.follow_app_logs(instance_id, tail=tail, stream=stream, q=q, timeout=timeout)
     try:
