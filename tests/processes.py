@@ -85,6 +85,8 @@ def child_env(redis_url: str | None, **extra: str) -> dict[str, str]:
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
+    if os.environ.get("LOCAL_SANDBOX_UID_BASE"):  # a pytest-xdist worker's own block (tests/settings.py)
+        env["LOCAL_SANDBOX_UID_BASE"] = os.environ["LOCAL_SANDBOX_UID_BASE"]
     env.update(extra)
     return env
 
