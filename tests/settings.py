@@ -94,6 +94,9 @@ DEPLOY_HEALTH_TIMEOUT_SECONDS = 3
 DEPLOY_HEALTH_SUCCESSES = 2
 DEPLOY_POLL_SECONDS = 0.05
 TASK_FOLLOW_GRACE_SECONDS = 10
+# A followed app log ends after 2 s in tests (schemathesis asks for up to 300), polled often.
+APP_LOG_FOLLOW_MAX_SECONDS = 2
+APP_LOG_FOLLOW_POLL_SECONDS = 0.2
 
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 LOGGING["loggers"]["django"]["level"] = "ERROR"  # noqa: F405
