@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.stub import ANY, Stubber
 
 from instances.models import Instance, Operation
 
 from ..helpers import run_jobs
-from .aws_fixtures import aws, machines  # noqa: F401 - fixtures
+from .aws_fixtures import _Raw, answer_with, aws, machines  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -230,3 +231,25 @@ def test_spot_fleet_that_never_launches_times_out_as_capacity(api, aws, monkeypa
         run_jobs()
     op = Operation.objects.get()
     assert op.error_code == "provider_capacity" and "got no machine within 0s" in op.error_message
+
+
+def test_fleet_request_from_a_fleet_blueprint_is_partial_when_a_fleet_finds_no_capacity(api, aws, answer_with):
+    """A fleet request of 2 from an EC2Fleet blueprint: each instance's create makes its own
+    CreateFleet; the first finds no capacity (AWS's answer, below botocore), the second launches
+    (moto). The request ends `partial`, the failed instance's reason naming the capacity."""
+    _blueprint(api, aws, "Fleet", "EC2Fleet")
+    errors = [{"Lifecycle": "on-demand", "ErrorCode": "InsufficientInstanceCapacity", "ErrorMessage": "no t3 capacity"}]
+    empty = {"FleetId": "fleet-0empty", "Errors": errors, "Instances": [], "ResponseMetadata": {"HTTPStatusCode": 200}}
+    answer_with("CreateFleet", ((AWSResponse("https://aws.invalid/", 200, {}, _Raw(b"")), empty), None))
+    response = api.post("requests", {"blueprint_name": "Fleet", "count": 2, "region": "iad", "instance_id_prefix": "fl"})
+    assert response.status_code == 202, response.content
+    run_jobs()
+    body = api.get(f"requests/{response.json()['request_id']}").json()
+    assert (body["status"], body["succeeded"], body["failed"]) == ("partial", 1, 1), body
+    first, second = body["instances"]
+    assert first["instance_id"] == "fl-1" and first["operation"]["error_code"] == "provider_capacity"
+    assert "EC2 Fleet launched no machine" in first["reason"] and "no t3 capacity" in first["reason"]
+    assert second["state"] == "running" and second["reason"] is None
+    (raw,) = machines(aws.ec2, "running")
+    assert _tags(raw)["orchestrio:instance_id"] == "fl-2"
+    assert aws.ec2.describe_launch_templates()["LaunchTemplates"] == []  # the failed launch's template too
