@@ -64,6 +64,16 @@ AUTH = {
     "UnrecognizedClientException",
 }  # fmt: skip
 QUOTA = {"InstanceLimitExceeded", "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "ResourceLimitExceeded", "VolumeLimitExceeded", "AddressLimitExceeded"}
+FLEET_CAPACITY = CAPACITY | {"UnfulfillableCapacity"}  # what a fleet reports per pool when it has none
+# Spot Fleet's error events (their EventSubType) as the AWS error codes `translate` knows.
+SPOT_FLEET_EVENTS = {
+    "allLaunchSpecsTemporarilyBlacklisted": "InsufficientInstanceCapacity",
+    "launchSpecTemporarilyBlacklisted": "InsufficientInstanceCapacity",
+    "spotInstanceCountLimitExceeded": "MaxSpotInstanceCountExceeded",
+    "iamFleetRoleInvalid": "UnauthorizedOperation",
+    "spotFleetRequestConfigurationInvalid": "InvalidSpotFleetRequestConfig",
+    "launchSpecUnusable": "InvalidParameterValue",
+}
 NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed", "InvalidInstanceId"}
 
 # boto3's EC2 waiters, by the state they wait for; they poll every WAIT_DELAY_SECONDS.
@@ -459,26 +469,20 @@ class AwsProvider(Provider):
         return on_demand, capacity - on_demand
 
     def _no_capacity(self, spec: MachineSpec, api: str, errors: list[dict]) -> ProviderError:
-        """No machine from a fleet: its errors, the first of each code, in a message a user can act on."""
+        """No machine from a fleet, as a typed error: `provider_capacity` naming the types, the
+        region and AWS's errors (the first of each code) when they are about capacity or say
+        nothing; else the first other error, typed like any AWS error."""
+        found = [(e.get("ErrorCode") or e.get("Code") or "", e.get("ErrorMessage") or e.get("Message") or "") for e in errors]
+        other = [(code, message) for code, message in found if code and code not in FLEET_CAPACITY]
+        if other:
+            code, message = other[0]
+            return translate(ClientError({"Error": {"Code": code, "Message": message}}, api), action=f"launch the machine with {api}", spec=spec)
+        details = list(dict.fromkeys(f"{code}: {message}" if message else code for code, message in found if code or message))
+        because = f" ({'; '.join(details)})" if details else ""
         types = ", ".join(name for name, _ in self._machine_types(spec))
         where = f" in {spec.region}" if spec.region else ""
-        seen, details = set(), []
-        for error in errors:
-            code = error.get("ErrorCode") or error.get("Code") or "Unknown"
-            if code not in seen:
-                seen.add(code)
-                details.append(f"{code}: {error.get('ErrorMessage') or error.get('Message') or ''}".rstrip(": "))
-        codes = seen or {"InsufficientInstanceCapacity"}
-        if codes <= CAPACITY | {"InsufficientInstanceCapacity", "UnfulfillableCapacity", "Unknown"} or not errors:
-            because = f" ({'; '.join(details)})" if details else ""
-            return ProviderError(
-                ErrorCode.PROVIDER_CAPACITY,
-                f"{api} launched no machine: AWS has no capacity for {types}{where} right now{because}; "
-                "add machine types or subnets, raise on_demand_percentage, or retry later",
-            )
-        first = next(e for e in errors if (e.get("ErrorCode") or e.get("Code")) not in CAPACITY)
-        code = first.get("ErrorCode") or first.get("Code")
-        return translate(ClientError({"Error": {"Code": code, "Message": first.get("ErrorMessage") or first.get("Message") or ""}}, api), action=f"launch the machine with {api}", spec=spec)
+        advice = "add machine types or subnets" + (", raise on_demand_percentage" if spec.on_demand_percentage < 100 else "") + ", or retry later"
+        return ProviderError(ErrorCode.PROVIDER_CAPACITY, f"{api} launched no machine: AWS has no capacity for {types}{where} right now{because}; {advice}")
 
     def _launch_ec2_fleet(self, spec: MachineSpec, template: str) -> tuple[str, dict]:
         on_demand, spot = self._split(spec)
@@ -576,7 +580,7 @@ class AwsProvider(Provider):
         for record in history.get("HistoryRecords", []):
             description = record.get("EventInformation", {}).get("EventDescription", "")
             subtype = record.get("EventInformation", {}).get("EventSubType", "")
-            code = next((c for c in CAPACITY if c in description), "") or subtype or "Unknown"
+            code = next((c for c in CAPACITY if c in description), "") or SPOT_FLEET_EVENTS.get(subtype, subtype)
             errors.append({"ErrorCode": code, "ErrorMessage": description})
         return errors
 

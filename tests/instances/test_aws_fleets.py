@@ -182,7 +182,10 @@ def test_ec2_fleet_error_other_than_capacity_is_typed(api, aws):
     _blueprint(api, aws, "Fleet", "EC2Fleet")
     api.post("instances", {"instance_id": "fleet-bad", "blueprint_name": "Fleet", "region": "iad"})
     stubber = _stubbed_launch(aws)
-    errors = [{"Lifecycle": "on-demand", "ErrorCode": "InvalidParameterValue", "ErrorMessage": "bad subnet"}]
+    errors = [
+        {"Lifecycle": "on-demand", "ErrorCode": "InsufficientInstanceCapacity", "ErrorMessage": "none in us-east-1a"},
+        {"Lifecycle": "on-demand", "ErrorCode": "InvalidParameterValue", "ErrorMessage": "bad subnet"},
+    ]
     stubber.add_response("create_fleet", {"FleetId": "fleet-0123", "Errors": errors, "Instances": []})
     stubber.add_response("delete_launch_template", {}, {"LaunchTemplateName": ANY})
     with stubber:
