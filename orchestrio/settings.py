@@ -373,6 +373,8 @@ DEFAULT_REGION = env("DEFAULT_REGION", "local")
 APP_LOG_MAX_BYTES = env_int("APP_LOG_MAX_BYTES", 1024 * 1024)
 # How often a followed app log (`?follow=true`) asks the agent for new lines.
 APP_LOG_FOLLOW_POLL_SECONDS = float(env("APP_LOG_FOLLOW_POLL_SECONDS", "1"))
+# The longest a follow stays open, whatever its `timeout` asks (1–300 s): it holds a thread.
+APP_LOG_FOLLOW_MAX_SECONDS = env_int("APP_LOG_FOLLOW_MAX_SECONDS", 300)
 # A fleet request (POST /api/v1/requests) creates or returns at most this many instances (docs/fleet.md).
 FLEET_REQUEST_MAX_COUNT = env_int("FLEET_REQUEST_MAX_COUNT", 100)
 ENABLED_PROVIDERS = env_list("ENABLED_PROVIDERS", ["local"])
