@@ -8,11 +8,21 @@ class Provider(models.TextChoices):
 
 class ProviderApi(models.TextChoices):
     RUN_INSTANCES = "RunInstances", "RunInstances"
-    EC2_FLEET = "EC2Fleet", "EC2Fleet (not yet supported)"
-    SPOT_FLEET = "SpotFleet", "SpotFleet (not yet supported)"
+    EC2_FLEET = "EC2Fleet", "EC2Fleet"
+    SPOT_FLEET = "SpotFleet", "SpotFleet"
 
 
-SUPPORTED_PROVIDER_APIS = {ProviderApi.RUN_INSTANCES}
+SUPPORTED_PROVIDER_APIS = {ProviderApi.RUN_INSTANCES, ProviderApi.EC2_FLEET, ProviderApi.SPOT_FLEET}
+FLEET_PROVIDER_APIS = {ProviderApi.EC2_FLEET, ProviderApi.SPOT_FLEET}
+
+# Spot allocation strategies, in each API's own spelling (CreateFleet's SpotOptions and
+# RequestSpotFleet's SpotFleetRequestConfig); the first is the default. The *-prioritized
+# variants are left out: they follow the order of machine_types, which a JSON object does not keep.
+ALLOCATION_STRATEGIES = {
+    ProviderApi.EC2_FLEET: ("price-capacity-optimized", "lowest-price", "capacity-optimized", "diversified"),
+    ProviderApi.SPOT_FLEET: ("priceCapacityOptimized", "lowestPrice", "capacityOptimized", "diversified"),
+}
+MAX_MACHINE_TYPES = 20
 
 
 class InstanceState(models.TextChoices):

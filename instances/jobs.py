@@ -104,9 +104,9 @@ def _running_and_healthy(operation: Operation, message: str) -> None:
         services.log_append(instance=instance, stage="done", message=note, operation=operation)
 
 
-def _launched(operation: Operation, machine, message: str) -> None:
+def _launched(operation: Operation, machine, message: str, *, instance_type: str | None = None) -> None:
     """Record a machine that was just launched and tell the apps that keep state in it."""
-    instance = services.instance_record_machine(operation=operation, machine=machine, message=message)
+    instance = services.instance_record_machine(operation=operation, machine=machine, message=message, instance_type=instance_type)
     for note in hooks.machine_started(instance):
         services.log_append(instance=instance, stage="provider", message=note, operation=operation)
 
@@ -125,7 +125,8 @@ def _create(operation: Operation) -> None:
         services.instance_advance(operation=operation, to_state=InstanceState.PROVISIONING, stage="provisioning", message=f"provisioning on {provider.name}")
     machine = provider.create(spec_for(operation.instance, operation=operation))
     fault_point("operation.create.after_provider")
-    _launched(operation, machine, f"launched: {_describe_machine(machine)}")
+    # A fleet picks one of the blueprint's machine types: the instance is what was launched.
+    _launched(operation, machine, f"launched: {_describe_machine(machine)}", instance_type=machine.instance_type or None)
     _await_ready(operation, "running and healthy")
 
 

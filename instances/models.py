@@ -86,6 +86,11 @@ class Blueprint(models.Model):
     provider_api = models.CharField(max_length=16, choices=ProviderApi.choices, default=ProviderApi.RUN_INSTANCES)
     image_id = models.CharField(max_length=255, blank=True, help_text="AMI id, or resolve:ssm:<parameter>.")
     instance_type = models.CharField(max_length=64, blank=True, help_text="Overrides the plan's type when set.")
+    # EC2Fleet / SpotFleet only: instance type → weight (AWS's WeightedCapacity), the on-demand
+    # share of a launch's capacity, and the spot allocation strategy in the API's own spelling.
+    machine_types = models.JSONField(default=dict, blank=True, help_text="EC2Fleet/SpotFleet: {instance type: weight}.")
+    on_demand_percentage = models.PositiveSmallIntegerField(default=100, help_text="EC2Fleet/SpotFleet: on-demand share, 0–100.")
+    allocation_strategy = models.CharField(max_length=40, blank=True, help_text="EC2Fleet/SpotFleet: spot allocation strategy.")
     subnet_ids = models.JSONField(default=list, blank=True)
     security_group_ids = models.JSONField(default=list, blank=True)
     key_name = models.CharField(max_length=255, blank=True)

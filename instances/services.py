@@ -37,6 +37,9 @@ from orchestrio.tenancy import Actor, Principal
 from . import hooks, lifecycle
 from .agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
 from .choices import (
+    ALLOCATION_STRATEGIES,
+    FLEET_PROVIDER_APIS,
+    MAX_MACHINE_TYPES,
     SUPPORTED_PROVIDER_APIS,
     UNFINISHED_OPERATION_STATUSES,
     ErrorCode,
@@ -214,6 +217,11 @@ def instance_create(
         )
     if region_row.provider == "local":
         _refuse_command(blueprint.command, field="blueprint_name")
+    if blueprint.provider_api in FLEET_PROVIDER_APIS and region_row.provider != "aws":
+        raise ValidationFailed(
+            f"blueprint {blueprint_name!r} launches with {blueprint.provider_api}, which is AWS's: pick an AWS region, not {region_id!r}",
+            field="region",
+        )
 
     # Lock the tenant: concurrent creates of one tenant count against the limit one at a time.
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
@@ -768,7 +776,55 @@ def _health_changes(changes: list[tuple[dict, str, int]], now) -> None:
 BLUEPRINT_FIELDS = (
     "description", "provider_api", "image_id", "instance_type", "subnet_ids", "security_group_ids", "key_name",
     "iam_instance_profile", "user_data", "tags", "health_path", "agent_port", "command", "task_roots",
+    "machine_types", "on_demand_percentage", "allocation_strategy",
 )  # fmt: skip
+MAX_MACHINE_WEIGHT = 1000
+FLEET_FIELDS = ("machine_types", "on_demand_percentage", "allocation_strategy")
+
+
+def blueprint_fleet_problem(*, provider_api: str, machine_types: Any, on_demand_percentage: Any, allocation_strategy: Any) -> tuple[str, str] | None:
+    """What is wrong with a blueprint's fleet settings, as (field, message); None: nothing.
+    `machine_types` is {instance type: weight} (1–20 types, weights > 0; empty: the instance's
+    own type with weight 1), `on_demand_percentage` 0–100, `allocation_strategy` one of the
+    blueprint API's own names (empty: its default)."""
+    machine_types = machine_types or {}
+    if provider_api not in FLEET_PROVIDER_APIS:
+        if machine_types:
+            return "machine_types", f"machine_types apply to EC2Fleet and SpotFleet blueprints only, not {provider_api}"
+        if allocation_strategy:
+            return "allocation_strategy", f"allocation_strategy applies to EC2Fleet and SpotFleet blueprints only, not {provider_api}"
+        if on_demand_percentage not in (None, 100):
+            return "on_demand_percentage", f"on_demand_percentage applies to EC2Fleet and SpotFleet blueprints only ({provider_api} launches on-demand)"
+        return None
+    if not isinstance(machine_types, dict):
+        return "machine_types", "machine_types must be an object of instance type: weight, like {\"t3.micro\": 1, \"t3.small\": 2}"
+    if len(machine_types) > MAX_MACHINE_TYPES:
+        return "machine_types", f"machine_types has {len(machine_types)} instance types; a fleet takes 1 to {MAX_MACHINE_TYPES}"
+    for name, weight in machine_types.items():
+        if not isinstance(name, str) or not INSTANCE_TYPE_RE.match(name):
+            return "machine_types", f"machine_types: {name!r} is not an instance type (they look like t3.small)"
+        # Whole weights from 1: each instance asks its fleet for one unit of capacity, which one
+        # machine of any type then fulfils (a weight below 1 would take several machines).
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight != int(weight) or not 1 <= weight <= MAX_MACHINE_WEIGHT:
+            return "machine_types", f"machine_types: the weight of {name} must be a whole number from 1 to {MAX_MACHINE_WEIGHT}, not {weight!r}"
+    if on_demand_percentage is not None and (isinstance(on_demand_percentage, bool) or not isinstance(on_demand_percentage, int) or not 0 <= on_demand_percentage <= 100):
+        return "on_demand_percentage", "on_demand_percentage must be a whole number from 0 to 100"
+    allowed = ALLOCATION_STRATEGIES[provider_api]
+    if allocation_strategy and allocation_strategy not in allowed:
+        return "allocation_strategy", f"{provider_api} allocation strategies are {', '.join(allowed)} (AWS's names for {provider_api}), not {allocation_strategy!r}"
+    return None
+
+
+def _check_fleet(fields: dict[str, Any], blueprint: Blueprint | None = None) -> None:
+    """Fleet settings as they will be saved: the fields given over the blueprint's current ones."""
+    current = {key: getattr(blueprint, key) for key in ("provider_api", *FLEET_FIELDS)} if blueprint is not None else {}
+    merged = {"provider_api": "RunInstances", "machine_types": {}, "on_demand_percentage": 100, "allocation_strategy": "", **current}
+    merged.update({key: value for key, value in fields.items() if key in merged})
+    problem = blueprint_fleet_problem(**merged)
+    if problem is not None:
+        raise ValidationFailed(problem[1], field=problem[0])
+    if fields.get("machine_types"):
+        fields["machine_types"] = {name: int(weight) for name, weight in fields["machine_types"].items()}
 
 
 def blueprint_command_problem(*, command) -> str | None:
@@ -792,6 +848,7 @@ def blueprint_create(*, principal: Principal, name: str, actor: Actor | None = N
         raise Forbidden("an instance-scoped token cannot manage blueprints")
     _check_instance_type(fields.get("instance_type"), field="instance_type")
     _refuse_command(fields.get("command"), field="command")
+    _check_fleet(fields)
     if blueprint_visible(tenant=principal.tenant).filter(name=name).exists():
         raise Conflict(f"a blueprint named {name!r} exists (built-in names are reserved)")
     blueprint = Blueprint(tenant=principal.tenant, name=name, **{k: v for k, v in fields.items() if k in BLUEPRINT_FIELDS})
@@ -818,6 +875,7 @@ def blueprint_update(*, principal: Principal, blueprint: Blueprint, fields: dict
     if "command" in fields:
         _refuse_command(fields["command"], field="command")
     blueprint = Blueprint.objects.select_for_update(of=("self",)).get(pk=blueprint.pk)
+    _check_fleet(fields, blueprint)
     changed = []
     for key, value in fields.items():
         if key in BLUEPRINT_FIELDS and getattr(blueprint, key) != value:

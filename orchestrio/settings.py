@@ -487,6 +487,9 @@ TASK_POLLS_PER_TENANT = env_int("TASK_POLLS_PER_TENANT", 2)
 ROUTE53_HOSTED_ZONE_ID = env("ROUTE53_HOSTED_ZONE_ID")  # unset: no DNS records are managed
 AWS_USE_PUBLIC_IP = env_bool("AWS_USE_PUBLIC_IP", False)  # reach agents on public IPs (else private)
 AWS_WAIT_TIMEOUT_SECONDS = env_int("AWS_WAIT_TIMEOUT_SECONDS", 600)  # boto3's waiters, for running/stopped/terminated
+AWS_FLEET_WAIT_SECONDS = env_int("AWS_FLEET_WAIT_SECONDS", 300)  # how long a Spot Fleet request may take to launch its machine
+# SpotFleet blueprints: the IAM role Spot Fleet acts as (a name in this account, or an ARN).
+AWS_SPOT_FLEET_ROLE = env("AWS_SPOT_FLEET_ROLE", "aws-ec2-spot-fleet-tagging-role")
 # botocore's retries, under the names (and meaning) boto3 itself reads from the environment, with
 # our defaults: its "standard" mode (or "adaptive": also rate-limits this client when throttled),
 # and the attempts per call, the first included (docs/aws.md).

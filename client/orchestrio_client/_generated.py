@@ -125,6 +125,9 @@ class Blueprint(TypedDict):
     provider_api: ProviderApiEnum
     image_id: str
     instance_type: str
+    machine_types: dict[str, int]
+    on_demand_percentage: int
+    allocation_strategy: str
     subnet_ids: list[str]
     security_group_ids: list[str]
     key_name: str
@@ -153,6 +156,9 @@ class BlueprintWriteRequest(TypedDict):
     provider_api: NotRequired[ProviderApiEnum]
     image_id: NotRequired[str]
     instance_type: NotRequired[str]
+    machine_types: NotRequired[dict[str, int]]
+    on_demand_percentage: NotRequired[int]
+    allocation_strategy: NotRequired[str]
     subnet_ids: NotRequired[list[str]]
     security_group_ids: NotRequired[list[str]]
     key_name: NotRequired[str]
@@ -708,6 +714,9 @@ class PatchedBlueprintWriteRequest(TypedDict, total=False):
     provider_api: ProviderApiEnum
     image_id: str
     instance_type: str
+    machine_types: dict[str, int]
+    on_demand_percentage: int
+    allocation_strategy: str
     subnet_ids: list[str]
     security_group_ids: list[str]
     key_name: str
@@ -1154,14 +1163,14 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
-    def blueprints_create(self, *, name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
+    def blueprints_create(self, *, name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
         """POST /api/v1/blueprints
 
         Create a blueprint (camelCase or snake_case)
         """
         path = f"/api/v1/blueprints"
         params: dict[str, Any] = {}
-        payload = _body({'name': name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
+        payload = _body({'name': name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
         return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def blueprints_destroy(self, name: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> None:
@@ -1179,14 +1188,14 @@ class GeneratedOperations:
         params = {'limit': limit, 'offset': offset, 'provider_api': provider_api}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def blueprints_partial_update(self, name: str | int, *, new_name: str | Unset = UNSET, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
+    def blueprints_partial_update(self, name: str | int, *, new_name: str | Unset = UNSET, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
         """PATCH /api/v1/blueprints/{name}
 
         Change some of a blueprint's settings
         """
         path = f"/api/v1/blueprints/{_q(name)}"
         params: dict[str, Any] = {}
-        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
+        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
         return self._call("PATCH", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def blueprints_retrieve(self, name: str | int, *, request_timeout: float | None = None) -> Blueprint:
@@ -1195,14 +1204,14 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def blueprints_update(self, name: str | int, *, new_name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
+    def blueprints_update(self, name: str | int, *, new_name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
         """PUT /api/v1/blueprints/{name}
 
         Replace a blueprint's settings
         """
         path = f"/api/v1/blueprints/{_q(name)}"
         params: dict[str, Any] = {}
-        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
+        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
         return self._call("PUT", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def blueprints_validate_create(self, *, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> BlueprintValidation:
@@ -2067,8 +2076,8 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                       'provider_api': {'type': 'string',
                                                        'enum': ['RunInstances', 'EC2Fleet', 'SpotFleet'],
                                                        'description': '* `RunInstances` - RunInstances\n'
-                                                                      '* `EC2Fleet` - EC2Fleet (not yet supported)\n'
-                                                                      '* `SpotFleet` - SpotFleet (not yet supported)',
+                                                                      '* `EC2Fleet` - EC2Fleet\n'
+                                                                      '* `SpotFleet` - SpotFleet',
                                                        'default': 'RunInstances'},
                                       'image_id': {'anyOf': [{'type': 'string',
                                                               'maxLength': 255,
@@ -2077,6 +2086,24 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                       'instance_type': {'type': 'string',
                                                         'description': 'Like t3.small (checked by the service).',
                                                         'maxLength': 64},
+                                      'machine_types': {'type': 'object',
+                                                        'description': 'EC2Fleet/SpotFleet: 1–20 instance types with '
+                                                                       'their weights (whole numbers, 1–1000), like '
+                                                                       '{"t3.micro": 1, "t3.small": 2}; empty: the '
+                                                                       "instance's type alone.",
+                                                        'additionalProperties': {'type': 'integer'}},
+                                      'on_demand_percentage': {'type': 'integer',
+                                                               'description': 'EC2Fleet/SpotFleet: the on-demand share '
+                                                                              "of a launch's capacity, 0–100 (100, the "
+                                                                              'default: all on-demand).'},
+                                      'allocation_strategy': {'type': 'string',
+                                                              'description': 'EC2Fleet: price-capacity-optimized '
+                                                                             '(default), lowest-price, '
+                                                                             'capacity-optimized, diversified; '
+                                                                             'SpotFleet: priceCapacityOptimized '
+                                                                             '(default), lowestPrice, '
+                                                                             'capacityOptimized, diversified.',
+                                                              'maxLength': 40},
                                       'subnet_ids': {'type': 'array',
                                                      'maxItems': 16,
                                                      'items': {'type': 'string',
@@ -2137,10 +2164,8 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                               'provider_api': {'type': 'string',
                                                                'enum': ['RunInstances', 'EC2Fleet', 'SpotFleet'],
                                                                'description': '* `RunInstances` - RunInstances\n'
-                                                                              '* `EC2Fleet` - EC2Fleet (not yet '
-                                                                              'supported)\n'
-                                                                              '* `SpotFleet` - SpotFleet (not yet '
-                                                                              'supported)',
+                                                                              '* `EC2Fleet` - EC2Fleet\n'
+                                                                              '* `SpotFleet` - SpotFleet',
                                                                'default': 'RunInstances'},
                                               'image_id': {'anyOf': [{'type': 'string',
                                                                       'maxLength': 255,
@@ -2150,6 +2175,28 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                 'description': 'Like t3.small (checked by the '
                                                                                'service).',
                                                                 'maxLength': 64},
+                                              'machine_types': {'type': 'object',
+                                                                'description': 'EC2Fleet/SpotFleet: 1–20 instance '
+                                                                               'types with their weights (whole '
+                                                                               'numbers, 1–1000), like {"t3.micro": 1, '
+                                                                               '"t3.small": 2}; empty: the instance\'s '
+                                                                               'type alone.',
+                                                                'additionalProperties': {'type': 'integer'}},
+                                              'on_demand_percentage': {'type': 'integer',
+                                                                       'description': 'EC2Fleet/SpotFleet: the '
+                                                                                      "on-demand share of a launch's "
+                                                                                      'capacity, 0–100 (100, the '
+                                                                                      'default: all on-demand).'},
+                                              'allocation_strategy': {'type': 'string',
+                                                                      'description': 'EC2Fleet: '
+                                                                                     'price-capacity-optimized '
+                                                                                     '(default), lowest-price, '
+                                                                                     'capacity-optimized, diversified; '
+                                                                                     'SpotFleet: '
+                                                                                     'priceCapacityOptimized '
+                                                                                     '(default), lowestPrice, '
+                                                                                     'capacityOptimized, diversified.',
+                                                                      'maxLength': 40},
                                               'subnet_ids': {'type': 'array',
                                                              'maxItems': 16,
                                                              'items': {'type': 'string',
@@ -2202,8 +2249,8 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                       'provider_api': {'type': 'string',
                                                        'enum': ['RunInstances', 'EC2Fleet', 'SpotFleet'],
                                                        'description': '* `RunInstances` - RunInstances\n'
-                                                                      '* `EC2Fleet` - EC2Fleet (not yet supported)\n'
-                                                                      '* `SpotFleet` - SpotFleet (not yet supported)',
+                                                                      '* `EC2Fleet` - EC2Fleet\n'
+                                                                      '* `SpotFleet` - SpotFleet',
                                                        'default': 'RunInstances'},
                                       'image_id': {'anyOf': [{'type': 'string',
                                                               'maxLength': 255,
@@ -2212,6 +2259,24 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                       'instance_type': {'type': 'string',
                                                         'description': 'Like t3.small (checked by the service).',
                                                         'maxLength': 64},
+                                      'machine_types': {'type': 'object',
+                                                        'description': 'EC2Fleet/SpotFleet: 1–20 instance types with '
+                                                                       'their weights (whole numbers, 1–1000), like '
+                                                                       '{"t3.micro": 1, "t3.small": 2}; empty: the '
+                                                                       "instance's type alone.",
+                                                        'additionalProperties': {'type': 'integer'}},
+                                      'on_demand_percentage': {'type': 'integer',
+                                                               'description': 'EC2Fleet/SpotFleet: the on-demand share '
+                                                                              "of a launch's capacity, 0–100 (100, the "
+                                                                              'default: all on-demand).'},
+                                      'allocation_strategy': {'type': 'string',
+                                                              'description': 'EC2Fleet: price-capacity-optimized '
+                                                                             '(default), lowest-price, '
+                                                                             'capacity-optimized, diversified; '
+                                                                             'SpotFleet: priceCapacityOptimized '
+                                                                             '(default), lowestPrice, '
+                                                                             'capacityOptimized, diversified.',
+                                                              'maxLength': 40},
                                       'subnet_ids': {'type': 'array',
                                                      'maxItems': 16,
                                                      'items': {'type': 'string',

@@ -214,6 +214,9 @@ class BlueprintSerializer(serializers.Serializer):
     provider_api = serializers.ChoiceField(choices=ProviderApi.choices, read_only=True)
     image_id = serializers.CharField(read_only=True)
     instance_type = serializers.CharField(read_only=True)
+    machine_types = serializers.DictField(child=serializers.IntegerField(), read_only=True, help_text="EC2Fleet/SpotFleet: instance type → weight (AWS's WeightedCapacity).")
+    on_demand_percentage = serializers.IntegerField(read_only=True, help_text="EC2Fleet/SpotFleet: the on-demand share of a launch, 0–100 (the rest is spot).")
+    allocation_strategy = serializers.CharField(read_only=True, help_text="EC2Fleet/SpotFleet: the spot allocation strategy, in the API's own spelling; empty: its default.")
     subnet_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
     security_group_ids = serializers.ListField(child=serializers.CharField(), read_only=True)
     key_name = serializers.CharField(read_only=True)
@@ -236,6 +239,16 @@ class BlueprintWriteSerializer(StrictTypesMixin, serializers.ModelSerializer):
     provider_api = serializers.ChoiceField(choices=ProviderApi.choices, default=ProviderApi.RUN_INSTANCES)
     image_id = serializers.RegexField(r"^(ami-[0-9a-f]{8,17}|resolve:ssm:\S+)$", max_length=255, required=False, allow_blank=True, error_messages={"invalid": "image_id must be an AMI id (ami-…) or resolve:ssm:<parameter>"})
     instance_type = serializers.CharField(max_length=64, required=False, allow_blank=True, help_text="Like t3.small (checked by the service).")
+    machine_types = serializers.DictField(
+        child=serializers.IntegerField(), required=False,
+        help_text="EC2Fleet/SpotFleet: 1–20 instance types with their weights (whole numbers, 1–1000), like {\"t3.micro\": 1, \"t3.small\": 2}; empty: the instance's type alone.",
+    )  # fmt: skip
+    on_demand_percentage = serializers.IntegerField(required=False, help_text="EC2Fleet/SpotFleet: the on-demand share of a launch's capacity, 0–100 (100, the default: all on-demand).")
+    allocation_strategy = serializers.CharField(
+        max_length=40, required=False, allow_blank=True,
+        help_text="EC2Fleet: price-capacity-optimized (default), lowest-price, capacity-optimized, diversified; "
+        "SpotFleet: priceCapacityOptimized (default), lowestPrice, capacityOptimized, diversified.",
+    )  # fmt: skip
     subnet_ids = serializers.ListField(child=serializers.RegexField(r"^subnet-[0-9a-f]{8,17}$", error_messages={"invalid": "subnet ids look like subnet-0abc1234"}), required=False, max_length=16)
     security_group_ids = serializers.ListField(child=serializers.RegexField(r"^sg-[0-9a-f]{8,17}$", error_messages={"invalid": "security group ids look like sg-0abc1234"}), required=False, max_length=16)
     key_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
@@ -251,8 +264,8 @@ class BlueprintWriteSerializer(StrictTypesMixin, serializers.ModelSerializer):
     class Meta:
         model = Blueprint
         fields = [
-            "name", "description", "provider_api", "image_id", "instance_type", "subnet_ids", "security_group_ids",
-            "key_name", "iam_instance_profile", "user_data", "tags", "health_path", "agent_port", "command",
+            "name", "description", "provider_api", "image_id", "instance_type", "machine_types", "on_demand_percentage",
+            "allocation_strategy", "subnet_ids", "security_group_ids", "key_name", "iam_instance_profile", "user_data", "tags", "health_path", "agent_port", "command",
             "task_roots", "builtin", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["builtin", "created_at", "updated_at"]
@@ -280,7 +293,7 @@ class BlueprintWriteSerializer(StrictTypesMixin, serializers.ModelSerializer):
         from ..choices import SUPPORTED_PROVIDER_APIS
 
         if value not in SUPPORTED_PROVIDER_APIS:
-            raise serializers.ValidationError(f"{value} is not supported yet; use RunInstances")
+            raise serializers.ValidationError(f"{value} is not supported; use RunInstances, EC2Fleet or SpotFleet")
         return value
 
 

@@ -398,6 +398,13 @@ class BlueprintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         problem = services.blueprint_command_problem(command=data.get("command"))
         if problem:
             errors.append({"loc": ["body", "command"], "msg": problem, "type": "value_error"})
+        if valid:
+            fleet_problem = services.blueprint_fleet_problem(
+                provider_api=data.get("provider_api", "RunInstances"), machine_types=data.get("machine_types"),
+                on_demand_percentage=data.get("on_demand_percentage"), allocation_strategy=data.get("allocation_strategy"),
+            )  # fmt: skip
+            if fleet_problem:
+                errors.append({"loc": ["body", fleet_problem[0]], "msg": fleet_problem[1], "type": "value_error"})
         warnings = blueprint_warnings(data)
         return Response({"valid": not errors, "errors": errors, "warnings": warnings})
 

@@ -25,6 +25,7 @@ import logging
 import math
 import shlex
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -63,11 +64,22 @@ AUTH = {
     "UnrecognizedClientException",
 }  # fmt: skip
 QUOTA = {"InstanceLimitExceeded", "VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "ResourceLimitExceeded", "VolumeLimitExceeded", "AddressLimitExceeded"}
+FLEET_CAPACITY = CAPACITY | {"UnfulfillableCapacity"}  # what a fleet reports per pool when it has none
+# Spot Fleet's error events (their EventSubType) as the AWS error codes `translate` knows.
+SPOT_FLEET_EVENTS = {
+    "allLaunchSpecsTemporarilyBlacklisted": "InsufficientInstanceCapacity",
+    "launchSpecTemporarilyBlacklisted": "InsufficientInstanceCapacity",
+    "spotInstanceCountLimitExceeded": "MaxSpotInstanceCountExceeded",
+    "iamFleetRoleInvalid": "UnauthorizedOperation",
+    "spotFleetRequestConfigurationInvalid": "InvalidSpotFleetRequestConfig",
+    "launchSpecUnusable": "InvalidParameterValue",
+}
 NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed", "InvalidInstanceId"}
 
 # boto3's EC2 waiters, by the state they wait for; they poll every WAIT_DELAY_SECONDS.
 WAITERS = {"running": "instance_running", "stopped": "instance_stopped", "terminated": "instance_terminated"}
 WAIT_DELAY_SECONDS = 5
+FLEET_POLL_SECONDS = 5  # how often a Spot Fleet request is looked at until it has its machine
 
 EC2_STATES = {
     "pending": MachineState.PENDING,
@@ -341,15 +353,16 @@ class AwsProvider(Provider):
             return self._running(spec, existing, action="finish launching")
         if not spec.image_id:
             raise ProviderError(ErrorCode.PROVIDER_INVALID_REQUEST, "the blueprint has no image_id (an AMI id or resolve:ssm:…); AWS instances need one")
-        tags = {**spec.tags, **spec.tag_set, "orchestrio:operation_id": str(spec.operation_id or ""), "Name": spec.instance_id}
-        tag_list = [{"Key": key, "Value": str(value)} for key, value in tags.items()]
+        if spec.provider_api in ("EC2Fleet", "SpotFleet"):
+            return self._create_with_fleet(spec)
+        tag_list = self._tag_list(spec)
         params = {
             "ImageId": spec.image_id,
             "InstanceType": spec.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
             # A retried RunInstances with the same token returns the first launch instead of a second.
-            "ClientToken": f"orchestrio-{spec.instance_pk}-{spec.operation_id}"[:64],
+            "ClientToken": self._client_token(spec),
             "UserData": render_user_data(spec),
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list}, {"ResourceType": "volume", "Tags": tag_list}],
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
@@ -368,6 +381,214 @@ class AwsProvider(Provider):
         machine = self._running(spec, launched, action="launch the machine")
         machine.provider_data["hibernation_configured"] = spec.hibernation
         return machine
+
+    @staticmethod
+    def _tag_list(spec: MachineSpec) -> list[dict]:
+        tags = {**spec.tags, **spec.tag_set, "orchestrio:operation_id": str(spec.operation_id or ""), "Name": spec.instance_id}
+        return [{"Key": key, "Value": str(value)} for key, value in tags.items()]
+
+    @staticmethod
+    def _client_token(spec: MachineSpec) -> str:
+        return f"orchestrio-{spec.instance_pk}-{spec.operation_id}"[:64]
+
+    # --- EC2 Fleet and Spot Fleet ----------------------------------------------------------
+
+    def _create_with_fleet(self, spec: MachineSpec) -> Machine:
+        """Launch the instance's one machine with CreateFleet (type `instant`) or RequestSpotFleet
+        (type `request`, one-time), from a launch template made for this launch: the same user
+        data, tags, IMDSv2 and network settings as RunInstances, one override per machine type
+        (and subnet) with its weight, and a target capacity of 1 split on-demand/spot. The
+        template is deleted once the fleet has answered; a Spot Fleet request is cancelled once
+        its machine runs (keeping the machine), so no fleet outlives the launch."""
+        hibernation = spec.hibernation and spec.on_demand_percentage == 100  # on-demand machines only
+        template = self._launch_template(spec, hibernation=hibernation)
+        try:
+            if spec.provider_api == "EC2Fleet":
+                instance_id, facts = self._launch_ec2_fleet(spec, template)
+            else:
+                instance_id, facts = self._launch_spot_fleet(spec, template)
+        finally:
+            self._delete_launch_template(spec, template)
+        machine = self._running(spec, {"InstanceId": instance_id}, action="launch the machine")
+        machine.provider_data.update(facts, hibernation_configured=hibernation)
+        return machine
+
+    def _launch_template(self, spec: MachineSpec, *, hibernation: bool) -> str:
+        name = self._client_token(spec)
+        tag_list = self._tag_list(spec)
+        data = {
+            "ImageId": spec.image_id,
+            "UserData": base64.b64encode(render_user_data(spec).encode()).decode(),
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list}, {"ResourceType": "volume", "Tags": tag_list}],
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+        }
+        if spec.security_group_ids:
+            data["SecurityGroupIds"] = list(spec.security_group_ids)
+        if spec.key_name:
+            data["KeyName"] = spec.key_name
+        if spec.iam_instance_profile:
+            data["IamInstanceProfile"] = {"Name": spec.iam_instance_profile}
+        if hibernation:
+            data["HibernationOptions"] = {"Configured": True}
+        try:
+            self.client("ec2", spec.region).create_launch_template(LaunchTemplateName=name, ClientToken=name, LaunchTemplateData=data)
+        except ClientError as exc:
+            # A retried launch whose first attempt made the template (and died before deleting it).
+            if exc.response.get("Error", {}).get("Code") != "InvalidLaunchTemplateName.AlreadyExistsException":
+                raise translate(exc, action="create the launch template", spec=spec) from None
+        except BotoCoreError as exc:
+            raise translate(exc, action="create the launch template", spec=spec) from None
+        return name
+
+    def _delete_launch_template(self, spec: MachineSpec, name: str) -> None:
+        try:
+            self.ec2(spec, "delete_launch_template", action="delete the launch template", LaunchTemplateName=name)
+        except ProviderError as exc:  # a leftover template costs nothing; the launch stands
+            logger.warning("could not delete launch template %s for %s: %s", name, spec.instance_id, exc.message)
+
+    @staticmethod
+    def _machine_types(spec: MachineSpec) -> list[tuple[str, int]]:
+        return list(spec.machine_types) or [(spec.instance_type, 1)]
+
+    def _overrides(self, spec: MachineSpec) -> list[dict]:
+        """One override per machine type and subnet (every subnet: the fleet may use any zone)."""
+        subnets = list(spec.subnet_ids) or [None]
+        overrides = []
+        for instance_type, weight in self._machine_types(spec):
+            for subnet in subnets:
+                override = {"InstanceType": instance_type, "WeightedCapacity": float(weight)}
+                if subnet:
+                    override["SubnetId"] = subnet
+                overrides.append(override)
+        return overrides
+
+    @staticmethod
+    def _split(spec: MachineSpec, capacity: int = 1) -> tuple[int, int]:
+        """(on-demand, spot) of a capacity: on-demand rounded up, so 1–100 % on one machine is on-demand."""
+        on_demand = math.ceil(capacity * spec.on_demand_percentage / 100)
+        return on_demand, capacity - on_demand
+
+    def _no_capacity(self, spec: MachineSpec, api: str, errors: list[dict]) -> ProviderError:
+        """No machine from a fleet, as a typed error: `provider_capacity` naming the types, the
+        region and AWS's errors (the first of each code) when they are about capacity or say
+        nothing; else the first other error, typed like any AWS error."""
+        found = [(e.get("ErrorCode") or e.get("Code") or "", e.get("ErrorMessage") or e.get("Message") or "") for e in errors]
+        other = [(code, message) for code, message in found if code and code not in FLEET_CAPACITY]
+        if other:
+            code, message = other[0]
+            return translate(ClientError({"Error": {"Code": code, "Message": message}}, api), action=f"launch the machine with {api}", spec=spec)
+        details = list(dict.fromkeys(f"{code}: {message}" if message else code for code, message in found if code or message))
+        because = f" ({'; '.join(details)})" if details else ""
+        types = ", ".join(name for name, _ in self._machine_types(spec))
+        where = f" in {spec.region}" if spec.region else ""
+        advice = "add machine types or subnets" + (", raise on_demand_percentage" if spec.on_demand_percentage < 100 else "") + ", or retry later"
+        return ProviderError(ErrorCode.PROVIDER_CAPACITY, f"{api} launched no machine: AWS has no capacity for {types}{where} right now{because}; {advice}")
+
+    def _launch_ec2_fleet(self, spec: MachineSpec, template: str) -> tuple[str, dict]:
+        on_demand, spot = self._split(spec)
+        strategy = spec.allocation_strategy or "price-capacity-optimized"
+        answer = self.ec2(
+            spec, "create_fleet", action="launch the machine with EC2 Fleet",
+            Type="instant",
+            ClientToken=self._client_token(spec),
+            LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {"LaunchTemplateName": template, "Version": "$Latest"}, "Overrides": self._overrides(spec)}],
+            TargetCapacitySpecification={
+                "TotalTargetCapacity": 1, "OnDemandTargetCapacity": on_demand, "SpotTargetCapacity": spot,
+                "DefaultTargetCapacityType": "on-demand" if on_demand else "spot",
+            },
+            SpotOptions={"AllocationStrategy": strategy},
+            OnDemandOptions={"AllocationStrategy": "lowest-price"},
+            TagSpecifications=[{"ResourceType": "fleet", "Tags": self._tag_list(spec)}],
+        )  # fmt: skip
+        launched = [(instance_id, group) for group in answer.get("Instances", []) for instance_id in group.get("InstanceIds", [])]
+        if not launched:
+            raise self._no_capacity(spec, "EC2 Fleet", answer.get("Errors", []))
+        (instance_id, group), extra = launched[0], [i for i, _ in launched[1:]]
+        if extra:  # one unit of capacity is one machine with whole weights; never keep more
+            self.ec2(spec, "terminate_instances", action="terminate extra fleet machines", InstanceIds=extra)
+        facts = {"provider_api": "EC2Fleet", "fleet_id": answer.get("FleetId", ""), "lifecycle": group.get("Lifecycle", "on-demand")}
+        return instance_id, facts
+
+    def _spot_fleet_role(self, spec: MachineSpec) -> str:
+        role = settings.AWS_SPOT_FLEET_ROLE
+        if role.startswith("arn:"):
+            return role
+        account = self.call("sts", spec.region, "get_caller_identity", action="find the AWS account for the Spot Fleet role", spec=spec)["Account"]
+        return f"arn:aws:iam::{account}:role/{role}"
+
+    def _launch_spot_fleet(self, spec: MachineSpec, template: str) -> tuple[str, dict]:
+        on_demand, _ = self._split(spec)
+        strategy = spec.allocation_strategy or "priceCapacityOptimized"
+        answer = self.ec2(
+            spec, "request_spot_fleet", action="launch the machine with Spot Fleet",
+            SpotFleetRequestConfig={
+                "IamFleetRole": self._spot_fleet_role(spec),
+                "AllocationStrategy": strategy,
+                "OnDemandAllocationStrategy": "lowestPrice",
+                "TargetCapacity": 1,
+                "OnDemandTargetCapacity": on_demand,
+                "Type": "request",
+                "ClientToken": self._client_token(spec),
+                "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {"LaunchTemplateName": template, "Version": "$Latest"}, "Overrides": self._overrides(spec)}],
+                "TagSpecifications": [{"ResourceType": "spot-fleet-request", "Tags": self._tag_list(spec)}],
+            },
+        )  # fmt: skip
+        request_id = answer["SpotFleetRequestId"]
+        try:
+            instance_id, lifecycle = self._await_spot_fleet(spec, request_id)
+        except ProviderError:
+            # Nothing came (or AWS refused): cancel the request and whatever it may still launch.
+            self._cancel_spot_fleet(spec, request_id, terminate=True)
+            raise
+        # The machine is ours now; the one-time request must not stay around (or replace it).
+        self._cancel_spot_fleet(spec, request_id, terminate=False)
+        return instance_id, {"provider_api": "SpotFleet", "spot_fleet_request_id": request_id, "lifecycle": lifecycle}
+
+    def _await_spot_fleet(self, spec: MachineSpec, request_id: str) -> tuple[str, str]:
+        """Poll the request until it has a machine, for at most AWS_FLEET_WAIT_SECONDS; a request
+        AWS gave up on (cancelled, failed, or an error in its history) fails at once."""
+        deadline = time.monotonic() + settings.AWS_FLEET_WAIT_SECONDS
+        while True:
+            active = self.ec2(spec, "describe_spot_fleet_instances", action="follow the Spot Fleet request", SpotFleetRequestId=request_id).get("ActiveInstances", [])
+            if active:
+                lifecycle = "spot" if active[0].get("SpotInstanceRequestId") else "on-demand"
+                return active[0]["InstanceId"], lifecycle
+            configs = self.ec2(spec, "describe_spot_fleet_requests", action="follow the Spot Fleet request", SpotFleetRequestIds=[request_id]).get("SpotFleetRequestConfigs", [])
+            state = configs[0].get("SpotFleetRequestState", "") if configs else "gone"
+            activity = configs[0].get("ActivityStatus", "") if configs else ""
+            if state in ("cancelled", "cancelled_terminating", "cancelled_running", "failed", "gone") or activity == "error" or time.monotonic() >= deadline:
+                errors = self._spot_fleet_errors(spec, request_id)
+                if not errors and time.monotonic() >= deadline:
+                    raise ProviderError(
+                        ErrorCode.PROVIDER_CAPACITY,
+                        f"the Spot Fleet request {request_id} got no machine within {settings.AWS_FLEET_WAIT_SECONDS}s (state {state}, activity {activity or 'none'}); "
+                        "add machine types or subnets, raise on_demand_percentage, or retry later",
+                    )
+                raise self._no_capacity(spec, f"Spot Fleet request {request_id}", errors)
+            time.sleep(FLEET_POLL_SECONDS)
+
+    def _spot_fleet_errors(self, spec: MachineSpec, request_id: str) -> list[dict]:
+        """The request's error events, as {ErrorCode, ErrorMessage} (its history says which)."""
+        try:
+            history = self.ec2(
+                spec, "describe_spot_fleet_request_history", action="read the Spot Fleet request's history",
+                SpotFleetRequestId=request_id, StartTime="1970-01-01T00:00:00Z", EventType="error",
+            )  # fmt: skip
+        except ProviderError:
+            return []
+        errors = []
+        for record in history.get("HistoryRecords", []):
+            description = record.get("EventInformation", {}).get("EventDescription", "")
+            subtype = record.get("EventInformation", {}).get("EventSubType", "")
+            code = next((c for c in CAPACITY if c in description), "") or SPOT_FLEET_EVENTS.get(subtype, subtype)
+            errors.append({"ErrorCode": code, "ErrorMessage": description})
+        return errors
+
+    def _cancel_spot_fleet(self, spec: MachineSpec, request_id: str, *, terminate: bool) -> None:
+        try:
+            self.ec2(spec, "cancel_spot_fleet_requests", action="cancel the Spot Fleet request", SpotFleetRequestIds=[request_id], TerminateInstances=terminate)
+        except ProviderError as exc:
+            logger.warning("could not cancel Spot Fleet request %s for %s: %s", request_id, spec.instance_id, exc.message)
 
     def _require(self, spec: MachineSpec, *, action: str) -> dict:
         raw = self._find(spec)

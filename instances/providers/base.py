@@ -45,6 +45,12 @@ class MachineSpec:
     tags: dict[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ()
     hibernation: bool = False
+    # How AWS launches it: RunInstances, or EC2Fleet / SpotFleet with their settings
+    # (machine_types: (instance type, weight) pairs; empty: instance_type with weight 1).
+    provider_api: str = "RunInstances"
+    machine_types: tuple[tuple[str, int], ...] = ()
+    on_demand_percentage: int = 100
+    allocation_strategy: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     # Facts the provider stored earlier (local: pid, dir; aws: EC2 id, client token).
     provider_instance_id: str = ""

@@ -54,7 +54,7 @@ def test_create_accepts_camel_case(api):
         ({"name": "ok", "health_path": "health"}, ("body", "health_path")),
         ({"name": "ok", "agent_port": 70000}, ("body", "agent_port")),
         ({"name": "ok", "tags": {"orchestrio:instance_id": "x"}}, ("body", "tags")),
-        ({"name": "ok", "provider_api": "SpotFleet"}, ("body", "provider_api")),
+        ({"name": "ok", "provider_api": "SpotFleet", "machine_types": {"t3.micro": "many"}}, ("body", "machine_types", "t3.micro")),
         ({"name": "ok", "provider_api": "Nope"}, ("body", "provider_api")),
         ({"name": "ok", "task_roots": ["relative/path"]}, ("body", "task_roots", 0)),
         ({"name": "ok", "user_data": "x" * 16385}, ("body", "user_data")),
@@ -140,3 +140,42 @@ class TestBlueprintIsolation(TenantIsolationContract):
     def make_object(self, api):
         assert api.post("blueprints", {"name": "Private"}).status_code == 201
         return {"name": "Private"}
+
+
+FLEET_PROBLEMS = [
+    ({"provider_api": "EC2Fleet", "machine_types": {f"t3.x{i}": 1 for i in range(21)}}, "machine_types", "1 to 20"),
+    ({"provider_api": "EC2Fleet", "machine_types": {"t3.micro": 0}}, "machine_types", "from 1 to 1000"),
+    ({"provider_api": "SpotFleet", "machine_types": {"big": 1}}, "machine_types", "not an instance type"),
+    ({"provider_api": "EC2Fleet", "on_demand_percentage": 101}, "on_demand_percentage", "0 to 100"),
+    ({"provider_api": "EC2Fleet", "allocation_strategy": "lowestPrice"}, "allocation_strategy", "lowest-price"),
+    ({"provider_api": "SpotFleet", "allocation_strategy": "lowest-price"}, "allocation_strategy", "lowestPrice"),
+    ({"machine_types": {"t3.micro": 1}}, "machine_types", "EC2Fleet and SpotFleet blueprints only"),
+    ({"on_demand_percentage": 50}, "on_demand_percentage", "RunInstances launches on-demand"),
+]
+
+
+def test_fleet_settings_are_validated(api):
+    """EC2Fleet/SpotFleet settings (machine_types, on_demand_percentage, allocation_strategy) are
+    checked by the service, on create, on validate and on update (merged with what is saved)."""
+    for fields, loc, words in FLEET_PROBLEMS:
+        detail = assert_validation_error(api.post("blueprints", {"name": "Bad", **fields}), ("body", loc))
+        assert words in " ".join(issue["msg"] for issue in detail), (fields, detail)
+        checked = api.post("blueprints/validate", {"name": "Bad", **fields}).json()
+        assert checked["valid"] is False and ["body", loc] in [e["loc"] for e in checked["errors"]], (fields, checked)
+    good = {"name": "Fleet", "provider_api": "EC2Fleet", "machine_types": {"t3.micro": 1, "t3.small": 2.0}, "allocation_strategy": "diversified"}
+    assert api.post("blueprints/validate", good).json()["valid"] is True
+    created = api.post("blueprints", good)
+    assert created.status_code == 201, created.content
+    assert created.json()["machine_types"] == {"t3.micro": 1, "t3.small": 2} and created.json()["on_demand_percentage"] == 100
+    patched = api.patch("blueprints/Fleet", {"machine_types": {"c6i.large": 4, "m6i.large": 4}, "on_demand_percentage": 25})
+    assert patched.status_code == 200, patched.content
+    assert patched.json()["machine_types"] == {"c6i.large": 4, "m6i.large": 4} and patched.json()["on_demand_percentage"] == 25
+    assert_validation_error(api.patch("blueprints/Fleet", {"allocation_strategy": "capacityOptimized"}), ("body", "allocation_strategy"))
+    # Switching to RunInstances with the fleet settings left is refused (clear them with it).
+    assert_validation_error(api.patch("blueprints/Fleet", {"provider_api": "RunInstances"}), ("body", "machine_types"))
+    switched = api.patch("blueprints/Fleet", {"provider_api": "RunInstances", "machine_types": {}, "on_demand_percentage": 100, "allocation_strategy": ""})
+    assert switched.status_code == 200, switched.content
+    # Fleets are AWS's: a fleet blueprint on a local region is refused before anything is created.
+    assert api.patch("blueprints/Fleet", {"provider_api": "SpotFleet"}).status_code == 200
+    detail = assert_validation_error(api.post("instances", {"instance_id": "fleet-local", "blueprint_name": "Fleet", "region": "local"}), ("body", "region"))
+    assert "pick an AWS region" in detail[0]["msg"]
