@@ -80,3 +80,10 @@ class LogLevel(models.TextChoices):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
+
+
+class StatResolution(models.TextChoices):
+    """An instance's stats points: one a minute for a day, then one an hour for 30 days."""
+
+    MINUTE = "minute"
+    HOUR = "hour"

@@ -373,6 +373,12 @@ DEFAULT_REGION = env("DEFAULT_REGION", "local")
 APP_LOG_MAX_BYTES = env_int("APP_LOG_MAX_BYTES", 1024 * 1024)
 # How often a followed app log (`?follow=true`) asks the agent for new lines.
 APP_LOG_FOLLOW_POLL_SECONDS = float(env("APP_LOG_FOLLOW_POLL_SECONDS", "1"))
+# Each running instance's stats (docs/observability.md "Stats"): asked of its agent this often
+# (one point a minute; points kept a day, then one an hour for 30 days), at most this many at
+# once, each within this timeout.
+STATS_SAMPLE_SECONDS = env_int("STATS_SAMPLE_SECONDS", 60)
+STATS_SAMPLE_CONCURRENCY = env_int("STATS_SAMPLE_CONCURRENCY", 32)
+STATS_SAMPLE_TIMEOUT_SECONDS = float(env("STATS_SAMPLE_TIMEOUT_SECONDS", "3"))
 # A fleet request (POST /api/v1/requests) creates or returns at most this many instances (docs/fleet.md).
 FLEET_REQUEST_MAX_COUNT = env_int("FLEET_REQUEST_MAX_COUNT", 100)
 ENABLED_PROVIDERS = env_list("ENABLED_PROVIDERS", ["local"])
