@@ -87,3 +87,11 @@ class StatResolution(models.TextChoices):
 
     MINUTE = "minute"
     HOUR = "hour"
+
+
+class StatWindow(models.TextChoices):
+    """How far back `GET /instances/{id}/stats` reads: minute points for 1h and 24h, hours for 30d."""
+
+    HOUR = "1h"
+    DAY = "24h"
+    MONTH = "30d"

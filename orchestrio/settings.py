@@ -315,6 +315,8 @@ SPECTACULAR_SETTINGS = {
         "OperationKindEnum": "instances.choices.OperationKind",
         "FleetRequestStatusEnum": "fleet.choices.RequestStatus",
         "FleetRequestKindEnum": "fleet.choices.RequestKind",
+        "StatsWindowEnum": "instances.choices.StatWindow",
+        "StatResolutionEnum": "instances.choices.StatResolution",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }

@@ -10,7 +10,7 @@ from orchestrio.api.strict import BodySerializer, StrictTypesMixin
 from orchestrio.models import SLUG_PATTERN
 
 from .. import hostnames
-from ..choices import HealthStatus, InstanceState, OperationKind, OperationStatus, Provider, ProviderApi
+from ..choices import HealthStatus, InstanceState, OperationKind, OperationStatus, Provider, ProviderApi, StatResolution, StatWindow
 from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, InstancePlan, LogLine, Region
 
 
@@ -121,7 +121,7 @@ class AppLogQuerySerializer(serializers.Serializer):
 
 
 class StatsQuerySerializer(serializers.Serializer):
-    window = serializers.ChoiceField(choices=["1h", "24h", "30d"], default="1h", help_text="1h and 24h: a point a minute; 30d: a point an hour.")
+    window = serializers.ChoiceField(choices=StatWindow.choices, default="1h", help_text="1h and 24h: a point a minute; 30d: a point an hour.")
 
 
 class StatPointSerializer(serializers.Serializer):
@@ -140,8 +140,8 @@ class StatPointSerializer(serializers.Serializer):
 
 class StatsSerializer(serializers.Serializer):
     instance_id = serializers.CharField()
-    window = serializers.ChoiceField(choices=["1h", "24h", "30d"])
-    resolution = serializers.ChoiceField(choices=["minute", "hour"])
+    window = serializers.ChoiceField(choices=StatWindow.choices)
+    resolution = serializers.ChoiceField(choices=StatResolution.choices)
     points = StatPointSerializer(many=True, help_text="Oldest first; rates are null where there was no earlier sample to compare with.")
     current = StatPointSerializer(allow_null=True, help_text="The latest minute point (null before the first sample).")
 
