@@ -100,14 +100,14 @@ def test_the_api_reads_a_window_and_checks_it(api, other_api, running, make_inst
 
 
 @pytest.mark.slow
-def test_a_real_instance_s_cpu_rises_under_a_busy_task(api, live):
+def test_a_real_instance_s_cpu_rises_under_a_busy_task(api, live, client, owner):
     live("stats-01")
-    with instance_http("stats-01", gateway_key=False) as client:
+    with instance_http("stats-01", gateway_key=False) as direct:
         from instances.agent_client import KEY_HEADER
         from orchestrio.crypto import decrypt
 
-        assert client.get("/stats").status_code == 401  # keyed, like every management route
-        raw = client.get("/stats", headers={KEY_HEADER: decrypt(local_instance("stats-01").agent_key_encrypted)}).json()
+        assert direct.get("/stats").status_code == 401  # keyed, like every management route
+        raw = direct.get("/stats", headers={KEY_HEADER: decrypt(local_instance("stats-01").agent_key_encrypted)}).json()
     assert raw["cpu_seconds"] > 0 and raw["rss_bytes"] > 1 << 20 and raw["processes"] >= 1 and raw["starts"] == 1
     assert raw["net_rx_bytes"] >= 0 and raw["uptime_seconds"] > 0
     pk = local_instance("stats-01").pk
@@ -126,8 +126,69 @@ def test_a_real_instance_s_cpu_rises_under_a_busy_task(api, live):
     assert busy.rss_bytes > 1 << 20 and busy.restarts == 0 and busy.uptime_seconds > 0
     assert busy.disk_write_bytes_per_second is not None or busy.raw.get("disk_write_bytes") is None
 
+    # The Monitoring tab: its figures, and its app log read from the agent (the traffic it served).
+    with instance_http("stats-01") as agent:
+        assert agent.get("/hello-monitoring").status_code == 200
+    client.force_login(owner)
+    page = client.get("/instances/stats-01/monitoring?stream=stderr&q=hello-monitoring").content.decode()
+    from django.template.defaultfilters import floatformat
+
+    assert f'data-field="cpu">{floatformat(busy.cpu_percent, 1)} %' in page and "GET /hello-monitoring" in page and 'class="stream-stderr"' in page
+    stdout = client.get("/instances/stats-01/monitoring?stream=stdout&q=hello-monitoring").content.decode()
+    assert "did not give" not in page and "GET /hello-monitoring" not in stdout and "No output matches." in stdout
+
     # Stopped: not sampled, its points still read.
     api.post("instances/stats-01/stop")
     run_jobs()
     assert services.instance_stats_sample(now=T0 + timedelta(minutes=2), instance_pks=[pk])["instances"] == 0
     assert api.get("instances/stats-01/stats").json()["current"]["cpu_percent"] == busy.cpu_percent
+
+
+# --- the console's Monitoring tab --------------------------------------------------------------
+
+
+@pytest.fixture
+def console(client, owner):
+    client.force_login(owner)
+    return client
+
+
+def test_the_monitoring_tab_shows_the_figures_charts_data_and_log_state(console, make_instance):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    stopped = make_instance(instance_id="mon-01", state="stopped")
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    _minute(stopped, now - timedelta(minutes=2), cpu_percent=12.5, rss_bytes=50 << 20, memory_limit_bytes=1 << 30, uptime_seconds=7500, restarts=1)
+
+    def measured(url):
+        console.get(url)
+        with CaptureQueriesContext(connection) as captured:
+            response = console.get(url)
+        return len(captured), response
+
+    few, _ = measured("/instances/mon-01/monitoring/live")
+    page_few, response = measured("/instances/mon-01/monitoring")
+    page = response.content.decode()
+    assert response.status_code == 200 and 'aria-current="page">Monitoring</a>' in page
+    assert 'data-live="/instances/mon-01/monitoring/live"' in page and 'id="stats-chart-data"' in page
+    assert 'data-status="stopped"' in page and 'data-status="unknown"' in page  # the state's and the health's badges
+    assert "12.5 %" in page and "50.0\xa0MB resident of a 1.0\xa0GB limit" in page and "2 h 5 min" in page and "<time" in page
+    assert "mon-01 is stopped: its output is kept on the instance" in page
+    for n in range(3, 60):
+        _minute(stopped, now - timedelta(minutes=n), cpu_percent=1.0, rss_bytes=1 << 20)
+    many, fragment = measured("/instances/mon-01/monitoring/live")
+    assert many == few and fragment.status_code == 200  # whatever the window holds
+    assert measured("/instances/mon-01/monitoring")[0] == page_few
+    body = fragment.content.decode()
+    assert "<html" not in body and 'data-live-part="figures"' in body and 'data-live-part="applog"' in body
+    assert body.count("<tr>") == 1 + 30  # the table's head and latest points; the charts have them all
+    assert '"cpu_percent": [' in body and body.count("1.0,") >= 50
+
+    bad = console.get("/instances/mon-01/monitoring?window=7d&q=" + "x" * 201)
+    assert bad.status_code == 400 and 'data-testid="monitoring-errors"' in bad.content.decode() and "data-live=\"/instances/mon-01/monitoring/live" not in bad.content.decode()
+    assert console.get("/instances/theirs/monitoring").status_code == 404
+    # A running instance whose agent does not answer: said in words, and tried again.
+    make_instance(instance_id="mon-02", state="running", ip_address="127.0.0.1", port=9)
+    running = console.get("/instances/mon-02/monitoring?window=30d").content.decode()
+    assert "did not give its output just now" in running and "No stats yet" in running
