@@ -192,3 +192,14 @@ def test_the_monitoring_tab_shows_the_figures_charts_data_and_log_state(console,
     make_instance(instance_id="mon-02", state="running", ip_address="127.0.0.1", port=9)
     running = console.get("/instances/mon-02/monitoring?window=30d").content.decode()
     assert "did not give its output just now" in running and "No stats yet" in running
+
+
+def test_the_periodic_job_samples_every_running_instance_once_at_a_time(running, make_instance):
+    from instances import jobs
+    from orchestrio.queue import singleton
+
+    make_instance(instance_id="asleep-01", state="stopped")
+    summary = jobs.sample_stats()  # web-01's agent is not there: it misses this minute, said why
+    assert summary["instances"] == 1 and summary["sampled"] == 0 and list(summary["failed"]) == ["web-01"]
+    with singleton("stats-sample", ttl=60):
+        assert jobs.sample_stats() == {"skipped": "another sampling is running"}
