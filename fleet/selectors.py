@@ -20,7 +20,7 @@ _STARTED = Q(items__operation__status__in=(OperationStatus.RUNNING, OperationSta
 def with_status(queryset: QuerySet[FleetRequest]) -> QuerySet[FleetRequest]:
     """Each request with `total`, `succeeded`, `failed`, `started` and its `status`
     (choices.RequestStatus), computed by the database: filterable (`?status=`) and constant in
-    queries whatever the page holds."""
+    queries whatever the page holds; newest first."""
     return queryset.annotate(
         total=Count("items"),
         succeeded=Count("items", filter=_SUCCEEDED),
@@ -35,7 +35,7 @@ def with_status(queryset: QuerySet[FleetRequest]) -> QuerySet[FleetRequest]:
             default=Value(RequestStatus.IN_PROGRESS),
             output_field=CharField(),
         )
-    )
+    ).order_by("-created_at", "-id")  # an aggregate drops the model's ordering
 
 
 def with_items(queryset: QuerySet[FleetRequest]) -> QuerySet[FleetRequest]:

@@ -18,10 +18,10 @@ from orchestrio.views import console_view, domain_error_message
 
 from . import pages, services
 from .choices import InstanceState, OperationKind
-from .filtersets import InstanceFilterSet
+from .filtersets import InstanceFilterSet, TenantOperationFilterSet
 from .forms import ConfigForm, InstanceCreateForm, MonitoringForm, ResizeForm
 from .lifecycle import RULES
-from .models import LogLine
+from .models import LogLine, Operation
 from .selectors import instance_stats, instances_with_record_in_order, listed_instances, live_instance_with_record, live_instances
 
 VERBS = {
@@ -277,3 +277,28 @@ def instance_monitoring_live(request, instance_id: str):
     """The Monitoring tab's live parts (figures, chart data, the app log), for static/console/live.js."""
     context, status = _monitoring_context(request, instance_id)
     return render(request, "instances/_monitoring_live.html", context, status=status)
+
+
+# --- the tenant's operations, across its instances (GET /api/v1/operations in the console) -----
+
+
+def _operations_context(request) -> dict:
+    """The operations page's table: the API's filters (status, kind, instance_id, since, until)
+    on the tenant's operations, newest first, a page of 50 in a fixed number of queries."""
+    operations = Operation.objects.filter(tenant=request.principal.tenant).select_related("instance").order_by("-created_at", "-id")
+    filters = TenantOperationFilterSet(request.GET, queryset=operations)
+    valid = filters.is_valid()
+    page = Paginator(filters.qs if valid else operations.none(), 50).get_page(request.GET.get("page"))
+    return {"filters": filters, "page": page, "filtered": any(request.GET.get(name) for name in filters.form.fields)}
+
+
+@console_view(section="console:activity")
+def operation_list(request):
+    return render(request, "instances/operations.html", _operations_context(request))
+
+
+@require_GET
+@console_view(section="console:activity")
+def operation_list_live(request):
+    """The table alone, for static/console/live.js (the same template the page includes)."""
+    return render(request, "instances/_operations_table.html", _operations_context(request))

@@ -375,6 +375,8 @@ DEFAULT_REGION = env("DEFAULT_REGION", "local")
 APP_LOG_MAX_BYTES = env_int("APP_LOG_MAX_BYTES", 1024 * 1024)
 # How often a followed app log (`?follow=true`) asks the agent for new lines.
 APP_LOG_FOLLOW_POLL_SECONDS = float(env("APP_LOG_FOLLOW_POLL_SECONDS", "1"))
+# The longest a follow stays open, whatever its `timeout` asks (1–300 s): it holds a thread.
+APP_LOG_FOLLOW_MAX_SECONDS = env_int("APP_LOG_FOLLOW_MAX_SECONDS", 300)
 # Each running instance's stats (docs/observability.md "Stats"): asked of its agent this often
 # (one point a minute; points kept a day, then one an hour for 30 days), at most this many at
 # once, each within this timeout.

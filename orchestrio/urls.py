@@ -40,8 +40,10 @@ urlpatterns = [
     re_path(r"^gateway/(?P<instance_id>[^/]+)/(?P<slug>[^/]+)(?P<rest>/.*)?$", gateway_views.gateway, name="gateway"),
     re_path(r"^(api|gateway|tunnel|internal)/", api_not_found),
     path("instances/", include("instances.urls")),
+    path("operations/", include("instances.operation_urls")),
     path("tasks/", include("tasks.urls")),
     path("deployments/", include("deployments.urls")),
+    path("fleet/", include("fleet.urls")),
     path("gateway-console/", include("gateway.urls")),
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]

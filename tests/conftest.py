@@ -20,10 +20,81 @@ def pytest_sessionstart(session):
     logscan.install()
 
 
-def _after_all_last(items):
-    """The log scan runs after everything else, over everything else's logs."""
+def _after_all_last(config, items):
+    """The log scan runs after everything else, over everything else's logs. A pytest-xdist worker
+    does not run it (it sees only its own share of the run, and others may still be running):
+    the controller does, once every worker has sent it its logs (LogScanController)."""
     last = [item for item in items if item.get_closest_marker("after_all")]
     items[:] = [item for item in items if not item.get_closest_marker("after_all")] + last
+    if last and _is_xdist_worker(config):
+        del items[-len(last):]
+        config.hook.pytest_deselected(items=last)
+        config.workeroutput["after_all"] = [[item.nodeid, list(item.location)] for item in last]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (`make test`): a worker per core this process may use, at most 8: each has a Redis
+    database of its own (tests/settings.py: 15, 14…) and its share of PostgreSQL's connections."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores))
+
+
+def _is_xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config):
+    if getattr(config.option, "dist", "no") != "no" and not _is_xdist_worker(config) and not config.option.collectonly:
+        config.pluginmanager.register(LogScanController(), "orchestrio-logscan-controller")
+
+
+def pytest_sessionfinish(session):
+    if _is_xdist_worker(session.config) and "after_all" in session.config.workeroutput:
+        from . import logscan
+
+        session.config.workeroutput["logscan"] = logscan.export()
+
+
+class LogScanController:
+    """The session-wide log scan (tests/security/test_no_secrets_in_logs.py) under pytest-xdist: every
+    worker sends what it kept when it finishes; when all have, the controller scans all of it and
+    reports the after_all test's result (a failure fails the run, as the test itself would)."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, dict | None] = {}
+        self.after_all: dict[str, list] = {}
+
+    def pytest_testnodedown(self, node, error):
+        output = getattr(node, "workeroutput", None) or {}
+        for nodeid, location in output.get("after_all", []):
+            self.after_all[nodeid] = tuple(location)
+        # A worker that crashed took what it kept with it: the scan is incomplete, and fails.
+        self.outputs[node.gateway.id] = output.get("logscan") if error is None else None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session):
+        result = yield  # every worker is done (an interrupted run, -x, raises here: no scan)
+        if self.after_all:
+            from . import logscan
+
+            hits = logscan.scan_workers(self.outputs)
+            session.testscollected += len(self.after_all)  # the workers deselected them: progress stays at 100%
+            for nodeid, location in self.after_all.items():
+                self._report(session.config.hook, nodeid, location, hits)
+        return result
+
+    def _report(self, hook, nodeid, location, hits):
+        import time
+
+        hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
+        now = time.time()
+        for when in ("setup", "call", "teardown"):
+            failed = when == "call" and bool(hits)
+            longrepr = f"secrets in the logs of the workers {', '.join(sorted(self.outputs))}:\n" + "\n".join(hits[:20]) if failed else None
+            report = pytest.TestReport(nodeid, location, {}, "failed" if failed else "passed", longrepr, when, start=now, stop=now)
+            hook.pytest_runtest_logreport(report=report)  # a failure counts in session.testsfailed
+        hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
 
 
 def _sandbox_enabled() -> bool:
@@ -45,8 +116,9 @@ def pytest_report_header(config):
     ]
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection (and any reordering plugin)
 def pytest_collection_modifyitems(config, items):
-    _after_all_last(items)
+    _after_all_last(config, items)
     is_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     for item in items:
         if item.get_closest_marker("postgres") and not is_postgres:
@@ -151,8 +223,15 @@ def _no_leftover_processes():
     from instances.providers.local import LocalProvider, process_state
 
     provider = LocalProvider(django_settings.LOCAL_PROVIDER_DIR)
-    for machine in provider.list_machines(""):
-        provider.destroy_orphan(machine, "")
+    machines = provider.list_machines("")
+    if machines:
+        # All at once: an instance that a test's worker process started (and left to pid 1 when it
+        # stopped) is reaped only when pid 1 gets to it, so each destroy may wait out its whole
+        # stop grace; one after another, eight took 16 s.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(machines), 16)) as pool:
+            list(pool.map(lambda machine: provider.destroy_orphan(machine, ""), machines))
     assert not [m for m in provider.list_machines("") if process_state(m.provider_data.get("pid"), None)]
 
 

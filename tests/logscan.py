@@ -6,6 +6,10 @@ test (`tests/security/test_no_secrets_in_logs.py`, run last) looks for secrets i
 shapes of Orchestrio's own secrets (`ork_` API tokens, `oak_` agent keys, `whsec_` alert signing
 secrets) and Stripe's (`sk_…`, `whsec_…`), and every value the run encrypted (deployment
 secrets, agent keys, webhook secrets: whatever went through Fernet), whatever its shape.
+
+With pytest-xdist every worker keeps its own; at the end each sends them to the controller
+(`export`), which scans them all together after every worker is done (`scan_workers`, from
+tests/conftest.py): a value one worker encrypted is looked for in every worker's logs too.
 """
 
 from __future__ import annotations
@@ -113,3 +117,38 @@ def leaks(texts: list[tuple[str, str]], known: set[str]) -> list[str]:
             start = max(0, match.start() - 80)
             found.append(f"{where}: …{text[start:match.end() + 20]}…")
     return found
+
+
+def texts(where: str = "", kept: list[str] | None = None, children: list | None = None) -> list[tuple[str, str]]:
+    """(where, text) of every log record and child process log kept (this process's by default)."""
+    kept = records if kept is None else kept
+    children = child_logs if children is None else children
+    return [(f"{where}record {n}", text) for n, text in enumerate(kept)] + [(f"{where}{name}", text) for name, text in children]
+
+
+def remaining_instance_logs() -> list[tuple[str, str]]:
+    """The logs of the local instances still there at the end of the run (not destroyed)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    return [log for directory in sorted(Path(settings.LOCAL_PROVIDER_DIR).glob("*")) for log in instance_logs(directory)]
+
+
+def export() -> dict:
+    """What a pytest-xdist worker keeps, for its controller (execnet sends plain lists)."""
+    children = [*child_logs, *remaining_instance_logs()]
+    return {"records": list(records), "child_logs": [[name, text] for name, text in children], "encrypted": sorted(encrypted)}
+
+
+def scan_workers(outputs: dict[str, dict | None]) -> list[str]:
+    """The secrets in the logs of every pytest-xdist worker (worker id: its `export()`, or None when
+    it ended without sending one, which leaves the scan incomplete and so fails it too)."""
+    found, known, everything = [], set(), []
+    for worker, output in sorted(outputs.items()):
+        if output is None:
+            found.append(f"{worker}: ended without sending its logs: the scan of the run is incomplete")
+            continue
+        known.update(output["encrypted"])
+        everything += texts(f"{worker} ", output["records"], output["child_logs"])
+    return found + leaks(everything, known)

@@ -85,6 +85,8 @@ def child_env(redis_url: str | None, **extra: str) -> dict[str, str]:
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
+    if os.environ.get("LOCAL_SANDBOX_UID_BASE"):  # a pytest-xdist worker's own block (tests/settings.py)
+        env["LOCAL_SANDBOX_UID_BASE"] = os.environ["LOCAL_SANDBOX_UID_BASE"]
     env.update(extra)
     return env
 
@@ -183,11 +185,22 @@ class ManagedProcess:
         self.log_path = Path(tempfile.mkstemp(prefix=f"orchestrio-{name}-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
+        self._terminating = False
 
     def start(self) -> ManagedProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._terminating = False
         return self
+
+    def terminate(self) -> None:
+        """SIGTERM, without waiting (`stop` waits): several processes then shut down at once."""
+        if self.alive() and not self._terminating:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            self._terminating = True
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -205,7 +218,8 @@ class ManagedProcess:
             return
         if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                if not self._terminating:  # once: a second SIGTERM is an rqworker's cold shutdown
+                    os.killpg(self.proc.pid, signal.SIGTERM)
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)

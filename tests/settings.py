@@ -17,6 +17,23 @@ if "ORCHESTRIO_VAR_DIR" not in os.environ:
     # Traversable (not listable), as an installation's var/ is: the sandbox of a local instance is
     # started as the instance's own uid, which must reach its directory to bind it.
     os.chmod(os.environ["ORCHESTRIO_VAR_DIR"], 0o711)
+
+# pytest-xdist (`make test` runs the suite in parallel, docs/testing.md): every worker (gw0, gw1…)
+# is a process of its own with a test database of its own (pytest-django: test_<name>_gw0…) and,
+# set here, its own var/ (local instances, their sandboxes, the SQLite file), Redis database and
+# sandbox uids, so that no worker's cleanup (a Redis flush, the leftover-process check) touches
+# another's. The controller made the var/ directory above; its workers inherit it and each uses a
+# subdirectory. Child processes the tests start get these through their environment.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_INDEX = int(XDIST_WORKER.removeprefix("gw")) if XDIST_WORKER.startswith("gw") else 0
+if XDIST_WORKER and os.path.basename(os.environ["ORCHESTRIO_VAR_DIR"]) != XDIST_WORKER:
+    _worker_var = os.path.join(os.environ["ORCHESTRIO_VAR_DIR"], XDIST_WORKER)
+    os.makedirs(_worker_var, exist_ok=True)
+    os.chmod(_worker_var, 0o711)
+    os.environ["ORCHESTRIO_VAR_DIR"] = _worker_var
+    # Instance n runs as uid LOCAL_SANDBOX_UID_BASE+n, and every worker's database numbers its
+    # instances from 1: a block of uids per worker, so that two workers' instances never share one.
+    os.environ["LOCAL_SANDBOX_UID_BASE"] = str(int(os.environ.get("LOCAL_SANDBOX_UID_BASE") or 2_000_000) + WORKER_INDEX * 100_000)
 # moto loads this short AMI list instead of its full catalogue (seconds per test).
 os.environ.setdefault("MOTO_AMIS_PATH", os.path.join(os.path.dirname(__file__), "instances", "moto_amis.json"))
 os.environ.setdefault("ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE=")
@@ -30,9 +47,17 @@ from orchestrio.settings import CACHES, DATABASES, RQ_QUEUES, REDIS_URL, VAR_DIR
 TESTING = True
 
 if REDIS_URL:
-    # Never flush a developer's working Redis database: the suite uses database 15.
+    # Never flush a developer's working Redis database: the suite uses database 15 (pytest-xdist's
+    # worker gw1 database 14, gw2 13…: every test flushes its worker's database).
     parts = urlsplit(REDIS_URL)
-    REDIS_URL = urlunsplit((parts.scheme, parts.netloc, "/15", parts.query, parts.fragment))
+    _redis_db = 15 - WORKER_INDEX
+    _configured_db = int(parts.path.strip("/") or 0)
+    if _redis_db < 1 or _redis_db == _configured_db:
+        raise RuntimeError(
+            f"pytest-xdist worker {XDIST_WORKER} would use Redis database {_redis_db}, which is REDIS_URL's own "
+            "or out of range: run with fewer workers (-n) or point REDIS_URL at database 0"
+        )
+    REDIS_URL = urlunsplit((parts.scheme, parts.netloc, f"/{_redis_db}", parts.query, parts.fragment))
     CACHES["default"]["LOCATION"] = REDIS_URL
     for queue in RQ_QUEUES.values():
         queue["URL"] = REDIS_URL
@@ -69,6 +94,9 @@ DEPLOY_HEALTH_TIMEOUT_SECONDS = 3
 DEPLOY_HEALTH_SUCCESSES = 2
 DEPLOY_POLL_SECONDS = 0.05
 TASK_FOLLOW_GRACE_SECONDS = 10
+# A followed app log ends after 2 s in tests (schemathesis asks for up to 300), polled often.
+APP_LOG_FOLLOW_MAX_SECONDS = 2
+APP_LOG_FOLLOW_POLL_SECONDS = 0.2
 
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 LOGGING["loggers"]["django"]["level"] = "ERROR"  # noqa: F405

@@ -135,9 +135,15 @@ def emit(state: State, data: Any, columns: Iterable[str] | None = None) -> None:
         click.echo(table(data, list(columns or (data[0].keys() if data else []))))
         return
     if isinstance(data, dict):
-        width = max((len(str(k)) for k in data), default=0)
+        # Lists of records (a request's instances, a deployment's steps) follow as tables of their own.
+        nested = {k: v for k, v in data.items() if isinstance(v, list) and v and all(isinstance(row, dict) for row in v)}
+        width = max((len(str(k)) for k in data if k not in nested), default=0)
         for key, value in data.items():
-            click.echo(f"{str(key).ljust(width)}  {_cell(value, full=True)}")
+            if key not in nested:
+                click.echo(f"{str(key).ljust(width)}  {_cell(value, full=True)}")
+        for key, rows in nested.items():
+            click.echo(f"\n{key}:")
+            click.echo(table(rows, list(rows[0].keys())))
         return
     click.echo(str(data))
 
@@ -537,6 +543,9 @@ def instances_app_logs(state: State, instance_id: str, tail: int, stream: str | 
             emit(state, answer)
             return
         lines = answer["lines"]
+        if not lines:
+            restarts = answer.get("restarts", 0)
+            click.echo(f"(no lines{' match' if q or stream else ' yet'}; started {answer.get('starts', 0)} time(s), {restarts} restart(s))", err=True)
     else:
         lines = client.follow_app_logs(instance_id, tail=tail, stream=stream, q=q, timeout=timeout)
     try:

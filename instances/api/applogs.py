@@ -27,6 +27,20 @@ from orchestrio.errors import DomainError
 
 from .. import services
 
+# One event of the stream, for the schema (drf-spectacular; schemathesis checks the stream).
+APP_LOG_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "line", "end", "error"]},
+        "id": {"type": "string", "description": "A line's seq: send it back as Last-Event-ID to resume."},
+        "data": {
+            "type": "string",
+            "description": "One JSON object: status {starts, restarts, last_exit_code, last_exit_at}; line {seq, ts, stream, line}; "
+            "end {detail, last_seq}; error {detail}.",
+        },
+    },
+}
 KEEPALIVE_SECONDS = 15
 RENEW_SECONDS = 5
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from contextlib import ExitStack
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -24,7 +25,7 @@ from ..filtersets import BlueprintFilterSet, InstanceFilterSet, OperationFilterS
 from ..agent_client import agent_status
 from ..models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
 from ..waiting import DEAD_ENDS, wait_for_state
-from .applogs import EventStreamRenderer, app_logs_record, follow_app_logs
+from .applogs import APP_LOG_EVENT_SCHEMA, EventStreamRenderer, app_logs_record, follow_app_logs
 
 from . import serializers as s
 
@@ -225,13 +226,18 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
 
     @extend_schema(
         summary="The instance's own stdout/stderr (its agent's ring buffer); `follow=true`: server-sent events",
-        parameters=[s.AppLogQuerySerializer], responses={200: s.AppLogsSerializer, 400: ERR_400, 429: ERR_429_LONG_POLL, 502: ERR_502, 504: ERR_504},
+        parameters=[s.AppLogQuerySerializer],
+        responses={
+            (200, "application/json"): s.AppLogsSerializer,
+            (200, "text/event-stream"): OpenApiResponse(APP_LOG_EVENT_SCHEMA, description="follow=true: `event: status|line|end|error`, each `data` one JSON object (docs/observability.md)"),
+            400: ERR_400, 429: ERR_429_LONG_POLL, 502: ERR_502, 504: ERR_504,
+        },
     )  # fmt: skip
     @action(detail=True, methods=["get"], url_path="app-logs", filterset_class=None, renderer_classes=[JSONRenderer, EventStreamRenderer])
     def app_logs(self, request, instance_id=None):
         query = _query(s.AppLogQuerySerializer, request)
         instance = self.get_object()
-        follow, timeout = query.pop("follow"), query.pop("timeout")
+        follow, timeout = query.pop("follow"), min(query.pop("timeout"), settings.APP_LOG_FOLLOW_MAX_SECONDS)
         last_event = request.headers.get("Last-Event-ID", "")
         if last_event.isdigit():
             query["after"] = max(query["after"], int(last_event))

@@ -11,7 +11,21 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.endpoint import Endpoint
+from botocore.loaders import JSONFileLoader
 from botocore.retries.standard import ExponentialBackoff
+
+# botocore's data files (EC2's model alone is megabytes of JSON), parsed once per test process.
+# Every test's provider makes new boto3 sessions (reset_providers), and each new session parsed
+# them all again: seconds of every AWS test's setup. Shared as one session shares them between
+# its clients (botocore's own per-loader cache): the same parsed objects, read only.
+_parsed: dict[str, object] = {}
+_real_load_file = JSONFileLoader.load_file
+
+
+def _load_file_once(self, file_path):
+    if file_path not in _parsed:
+        _parsed[file_path] = _real_load_file(self, file_path)
+    return _parsed[file_path]
 
 
 @pytest.fixture
@@ -38,6 +52,7 @@ def aws(settings, monkeypatch, tenant):
 
     real_delay = ExponentialBackoff.delay_amount
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", no_wait)
+    monkeypatch.setattr(JSONFileLoader, "load_file", _load_file_once)
     with mock_aws():
         reset_providers()
         provider = get_provider("aws")

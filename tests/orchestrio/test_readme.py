@@ -186,8 +186,8 @@ def test_every_command_the_readme_shows_does_what_it_says(settings):
     var_dir = Path(tempfile.mkdtemp(prefix="orchestrio-readme-"))
     os.chmod(var_dir, 0o755)  # the sandboxed instances traverse it, as a checkout's var/
     # Nothing of the suite's settings: manage.py gets DEBUG, SECRET_KEY and ENCRYPTION_KEYS from
-    # the file make run writes. The test database, and the suite's instance directory (its
-    # leftover-process check looks there).
+    # the file make run writes. The test database, the suite's instance directory (its
+    # leftover-process check looks there) and its sandbox uids (a pytest-xdist worker's own block).
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
@@ -195,6 +195,7 @@ def test_every_command_the_readme_shows_does_what_it_says(settings):
         "ORCHESTRIO_VAR_DIR": str(var_dir),
         "DATABASE_URL": database_url(),
         "LOCAL_PROVIDER_DIR": str(settings.LOCAL_PROVIDER_DIR),
+        "LOCAL_SANDBOX_UID_BASE": str(settings.LOCAL_SANDBOX_UID_BASE),
         "LOG_LEVEL": "WARNING",
     }
     python = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable

@@ -66,9 +66,11 @@ class Stack:
             time.sleep(0.2)
 
     def close(self) -> None:
-        for proc in [*self.workers, self.scheduler, self.web]:
-            if proc is not None:
-                proc.close()
+        processes = [proc for proc in [*self.workers, self.scheduler, self.web] if proc is not None]
+        for proc in processes:  # all told to stop first: their shutdowns overlap, not add up
+            proc.terminate()
+        for proc in processes:
+            proc.close()
         if self._serve is not None:
             self._serve.__exit__(None, None, None)
 

@@ -20,6 +20,14 @@ from tasks.models import Task
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
+def _burst_clients(client: httpx.Client, count: int) -> list[httpx.Client]:
+    """Clients for a burst, each request on a connection of its own: gunicorn closes a kept-alive
+    connection after 2 idle seconds, and on a busy machine (a parallel test run) a thread's next
+    request could meet its connection closing ("Server disconnected without sending a response")."""
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    return [httpx.Client(base_url=str(client.base_url), headers=client.headers, timeout=60, limits=no_reuse) for _ in range(count)]
+
+
 def _fire(requests: list, threads: int = 32) -> list[httpx.Response]:
     """Send every request as nearly at once as the threads allow: they start together."""
     import threading
@@ -62,7 +70,7 @@ def _resume_workers(s) -> None:
 def test_conflicting_lifecycle_requests_across_processes_one_wins(deployment):
     s, client = deployment
     _pause_workers(s)
-    clients = [httpx.Client(base_url=str(client.base_url), headers=client.headers, timeout=60) for _ in range(32)]
+    clients = _burst_clients(client, 32)
     kinds = ["stop", "restart", "suspend", "stop"]
     jobs = [(clients[n % 32], "POST", f"instances/race-01/{kinds[n % 4]}", None) for n in range(200)]
     responses = _fire(jobs)
@@ -80,7 +88,7 @@ def test_conflicting_lifecycle_requests_across_processes_one_wins(deployment):
 def test_concurrent_task_dispatches_across_processes_one_runs(deployment):
     s, client = deployment
     _pause_workers(s)
-    clients = [httpx.Client(base_url=str(client.base_url), headers=client.headers, timeout=60) for _ in range(32)]
+    clients = _burst_clients(client, 32)
     body = {"operation_code": "echo", "script_path": "/opt/orchestrio/scripts/echo-args.sh", "script_args": {"n": 1}}
     responses = _fire([(clients[n % 32], "POST", "instances/race-01/tasks", body) for n in range(100)])
     codes = [r.status_code for r in responses]
@@ -128,7 +136,7 @@ def test_a_token_revoked_under_load_fails_on_every_request_after_the_revoke(depl
 def test_rate_limits_hold_across_processes(stack, client_for):
     s = stack(RATE_LIMIT_READ="40/h").start(workers=0, gunicorn=True)
     client = client_for(s.base, "limited")
-    clients = [httpx.Client(base_url=str(client.base_url), headers=client.headers, timeout=60) for _ in range(16)]
+    clients = _burst_clients(client, 16)
     responses = _fire([(clients[n % 16], "GET", "tenant", None) for n in range(100)], threads=16)
     codes = [r.status_code for r in responses]
     assert codes.count(200) == 40 and codes.count(429) == 60, sorted(set(codes))

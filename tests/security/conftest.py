@@ -35,6 +35,9 @@ class _AgentHandler(BaseHTTPRequestHandler):
             return self._send({"status": "ok"})
         if self.path == "/api/status":
             return self._send({"status": "running", "uptime_seconds": 60})
+        if self.path.startswith("/app-logs"):
+            line = {"seq": 1, "ts": "2026-12-01T00:00:00.000000Z", "stream": "stdout", "line": "listening"}
+            return self._send({"lines": [line], "last_seq": 1, "truncated": False, "starts": 1, "last_exit_code": None, "last_exit_at": None})
         return self._send({"config": {}} if self.path == "/config" else {"status": "running", "exit_code": None})
 
     def do_POST(self):  # noqa: N802

@@ -42,6 +42,12 @@ EXPECTED = [
     ("deployments:list", "GET", None, "read"),
     ("deployments:create", "GET", None, "read"),
     ("deployments:detail", "GET", None, "read"),
+    ("operations:list", "GET", None, "read"),
+    ("operations:list-live", "GET", None, "read"),
+    ("fleet:list", "GET", None, "read"),
+    ("fleet:list-live", "GET", None, "read"),
+    ("fleet:detail", "GET", None, "read"),
+    ("fleet:detail-live", "GET", None, "read"),
     ("tasks:detail", "GET", None, "read"),
     ("billing:overview", "GET", None, "read"),
     ("billing:alerts", "GET", None, "alerts"),
@@ -76,6 +82,7 @@ EXPECTED = [
     ("deployments:create", "POST", None, "operate"),
     ("deployments:detail", "POST", None, "operate"),
     ("deployments:rollback", "POST", None, "operate"),
+    ("fleet:list", "POST", None, "operate"),
     ("tasks:cancel", "POST", None, "operate"),
     ("gateway:policy-toggle", "POST", None, "operate"),  # enabling a public policy needs "expose"
     ("billing:checkout", "POST", None, "billing"),
@@ -87,6 +94,7 @@ EXPECTED = [
     ("instances:domain-action", "POST", "remove", "destroy"),
     ("gateway:policy-delete", "POST", None, "destroy"),
     ("deployments:delete", "POST", None, "destroy"),
+    ("fleet:return", "POST", None, "destroy"),
     ("instances:destroy", "POST", None, "destroy"),
     ("console:team-member-remove", "POST", None, "members"),
 ]
@@ -149,6 +157,9 @@ def _url(name: str, argument: str | None, ids: dict) -> str:
         "instances:domain-action": {"instance_id": ids["instance"], "action": argument},
         "instances:action": {"instance_id": ids["instance"], "verb": argument},
         "deployments:detail": {"deployment_id": ids["deployment"]},
+        "fleet:detail": {"request_id": ids["fleet_request"]},
+        "fleet:detail-live": {"request_id": ids["fleet_request"]},
+        "fleet:return": {"request_id": ids["fleet_request"]},
         "deployments:rollback": {"deployment_id": ids["deployment"]},
         "deployments:delete": {"deployment_id": ids["deployment"]},
         "tasks:detail": {"task_id": ids["task"]},
@@ -170,6 +181,7 @@ FORMS = {
     ("instances:domain", None): {"domain": "www.acme-corp.example"},
     ("instances:destroy", None): {"confirm": "acme-corp-web"},
     ("deployments:rollback", None): {"revision": "1"},
+    ("fleet:list", None): {"blueprint_name": "OpenClaw", "count": "1", "plan_id": "openclaw-basic", "instance_id_prefix": "acme-corp-console"},
 }
 
 
@@ -219,7 +231,7 @@ def test_a_refusal_in_the_console_comes_after_the_tenant_lookup(seeded, tenant_b
     ids = {kind: values[0] for kind, values in seeded.ids.items()}
     ids["own_token"] = ApiTokenFactory(tenant=seeded.api.tenant, created_by=seeded.api.user).pk
     for name, method, argument, _ in EXPECTED:
-        if name.startswith(("console:", "billing:")) and name not in OBJECT_PAGES or name in ("instances:list", "instances:list-live", "instances:create", "deployments:list", "deployments:list-live", "deployments:create"):
+        if name.startswith(("console:", "billing:")) and name not in OBJECT_PAGES or name in ("instances:list", "instances:list-live", "instances:create", "deployments:list", "deployments:list-live", "deployments:create", "fleet:list", "fleet:list-live", "operations:list", "operations:list-live"):
             continue  # the page names none of A's objects
         url = _url(name, argument, ids)
         response = client.get(url) if method == "GET" else client.post(url, FORMS.get((name, argument), {}))
