@@ -7,6 +7,7 @@ single `cat` and the local provider can run it as a child process.
     GET  /health                 liveness, no authentication
     GET  /api/status             uptime, version, config digest, running tasks, the app's process
     GET  /app-logs?after=&since=&tail=&stream=&q=   the instance's own output (below)
+    GET  /stats                  cumulative counters of the instance's processes (below)
     GET  /config, POST /config   the instance's platform config (JSON object)
     POST /secrets                the deployment's secrets (JSON object of strings)
     POST /agent-key              replace the key (authenticated with the current one)
@@ -37,6 +38,13 @@ disk under the state dir (`app-logs/`, two files of half `--app-log-bytes` each:
 dropped when the newer fills), with the number of starts and the last exit code
 (`app-logs/runs.json`), which survive the agent's restarts.
 
+Stats: counters since they began (the control plane turns two samples into rates): CPU seconds
+of the agent and every process under it (/proc/<pid>/stat, reaped children included; the
+cgroup's cpu.stat with `--own-cgroup`, as under systemd on AWS), their RSS, the memory limit
+(the cgroup's memory.max, else RLIMIT_AS; null when none), network bytes of the namespace's
+interfaces other than loopback (/proc/net/dev; loopback alone where it is the only one, as in the
+local sandbox), disk bytes read and written (/proc/<pid>/io, when readable) and the starts.
+
 Listening: on TCP (`--host/--port`, on a machine of its own) or on a listening socket the launcher
 bound and handed over (`--listen-fd N`, the local provider's sandbox: the socket's file lives in a
 directory only the control plane can reach). Secrets are written only under `--secrets-dir`
@@ -51,6 +59,7 @@ import hmac
 import json
 import os
 import posixpath
+import resource
 import signal
 import subprocess
 import sys
@@ -74,6 +83,14 @@ APP_LOG_TAIL_MAX = 1000
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade"}
 )
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
 
 
 def now_iso() -> str:
@@ -502,6 +519,7 @@ class Agent:
         self.secrets_file = os.path.join(secrets_dir, "secrets.json")
         self.reloads = 0
         self.app = None  # set by main() in app mode
+        self.own_cgroup = getattr(args, "own_cgroup", False)
         self.app_log = AppLog(os.path.join(self.state_dir, "app-logs"), getattr(args, "app_log_bytes", APP_LOG_BYTES))
         # The launcher's hash is the control plane's current key: it wins over what a previous
         # run left on disk (a rotation while stopped, or a file the instance's own code changed).
@@ -691,6 +709,45 @@ class Agent:
             "app": self.app.status() if self.app is not None else None,
         }
 
+    def stats(self) -> dict:
+        """Cumulative counters of the instance's processes (the module's docstring)."""
+        procs, kids = {}, {}
+        for pid in os.listdir("/proc"):
+            raw = pid.isdigit() and _read(f"/proc/{pid}/stat")
+            if raw:
+                procs[pid] = f = raw[raw.rfind(")") + 2 :].split()
+                kids.setdefault(f[1], []).append(pid)
+        tree = [str(os.getpid())]
+        for pid in tree:  # grows as it goes: every descendant
+            tree += kids.get(pid, [])
+        out = {"cpu_seconds": 0, "rss_bytes": 0, "disk_read_bytes": None, "disk_write_bytes": None}
+        for pid in tree:
+            f = procs[pid]
+            out["cpu_seconds"] += sum(map(int, f[11:15])) / os.sysconf("SC_CLK_TCK")
+            out["rss_bytes"] += int(f[21]) * os.sysconf("SC_PAGE_SIZE")
+            for line in _read(f"/proc/{pid}/io").splitlines():
+                key, _, value = line.partition(": ")
+                if "disk_" + key in out:
+                    out["disk_" + key] = (out["disk_" + key] or 0) + int(value)
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        out["memory_limit_bytes"] = None if limit == resource.RLIM_INFINITY else limit
+        if self.own_cgroup:
+            group = "/sys/fs/cgroup" + _read("/proc/self/cgroup").rsplit(":", 1)[-1].strip()
+            for line in _read(group + "/cpu.stat").splitlines():
+                if line.startswith("usage_usec "):
+                    out["cpu_seconds"] = int(line[11:]) / 1e6
+            limit = _read(group + "/memory.max").strip()
+            if limit.isdigit():
+                out["memory_limit_bytes"] = int(limit)
+        nets = {line.split(":")[0].strip(): line.split(":")[1].split() for line in _read("/proc/net/dev").splitlines()[2:]}
+        outside = [v for name, v in nets.items() if name != "lo"] or list(nets.values())
+        starts, now = self.app_log.runs()["starts"], time.time()
+        return {
+            **out, "sampled_at": now, "started_at": self.started, "uptime_seconds": round(now - self.started, 3),
+            "processes": len(tree), "starts": starts, "restarts": max(starts - 1, 0),
+            "net_rx_bytes": sum(int(v[0]) for v in outside), "net_tx_bytes": sum(int(v[8]) for v in outside),
+        }  # fmt: skip
+
 
 def app_log_query(query: str) -> dict:
     """`/app-logs`' parameters, checked (ValueError: 422)."""
@@ -810,7 +867,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.agent.app is not None and path == self.agent.app.health_path and method in ("GET", "HEAD"):
             self._forward()  # the program's health check is open, as /health is in the agent's own mode
             return
-        management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks", "/app-logs") or path.startswith("/tasks/")
+        management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks", "/app-logs", "/stats") or path.startswith("/tasks/")
         if management and self.agent.app is not None and not self.agent.check_key(self.headers.get(KEY_HEADER)):
             management = False  # in app mode, the program's own route of that name
         if not self._authorized(gateway_ok=not management):
@@ -818,6 +875,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path == "/api/status" and method == "GET":
                 self._send(200, self.agent.status())
+            elif path == "/stats" and method == "GET":
+                self._send(200, self.agent.stats())
             elif path == "/app-logs" and method == "GET":
                 self._send(200, self.agent.app_log.read(**app_log_query(url.query)))
             elif path == "/config" and method == "GET":
@@ -1006,6 +1065,7 @@ def main(argv=None) -> int:
     parser.add_argument("--app-port", type=int, default=8080, help="app mode: the program's PORT")
     parser.add_argument("--home", default="/", help="HOME (and working directory) of tasks and of the program in app mode")
     parser.add_argument("--health-path", default="/health", help="app mode: the program's health path (open, without a key)")
+    parser.add_argument("--own-cgroup", action="store_true", help="the agent's cgroup is the instance's own (systemd): CPU and memory limit from it")
     parser.add_argument("--app-log-bytes", type=int, default=APP_LOG_BYTES, help="the app logs' ring buffer on disk, in bytes")
     args = parser.parse_args(argv)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from urllib.parse import urlencode
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -73,6 +74,22 @@ def agent_status(instance, *, timeout: float = 3.0) -> dict:
         return {"reachable": True, "status": agent_client_for(instance, timeout=timeout).status()}
     except (AgentUnreachable, AgentTimeout, AgentError) as exc:
         return {"reachable": False, "error": str(exc)}
+
+
+def stats_many(instances, *, timeout: float, concurrency: int) -> dict:
+    """Each instance's agent `/stats`, asked concurrently (a bounded thread pool, a short timeout
+    each): `{pk: counters}` for those that answered, `{pk: "why not"}` for the others."""
+
+    def ask(instance):
+        try:
+            return instance.pk, agent_client_for(instance, timeout=timeout).stats(timeout=timeout)
+        except (AgentUnreachable, AgentTimeout, AgentError) as exc:
+            return instance.pk, str(exc)
+
+    if not instances:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(instances)))) as pool:
+        return dict(pool.map(ask, instances))
 
 
 def gateway_key(agent_key: str) -> str:
@@ -146,6 +163,10 @@ class AgentClient:
         "starts", "last_exit_code", "last_exit_at"}`."""
         params = {key: value for key, value in {"after": after, "since": since, "tail": tail, "stream": stream, "q": q}.items() if value not in ("", None)}
         return self._request("GET", "/app-logs?" + urlencode(params), timeout=timeout)
+
+    def stats(self, *, timeout: float = 5) -> dict:
+        """The agent's cumulative counters of the instance's processes (instances/agent.py)."""
+        return self._request("GET", "/stats", timeout=timeout)
 
     def get_config(self) -> dict:
         return self._request("GET", "/config")

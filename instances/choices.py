@@ -90,3 +90,18 @@ class LogLevel(models.TextChoices):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
+
+
+class StatResolution(models.TextChoices):
+    """An instance's stats points: one a minute for a day, then one an hour for 30 days."""
+
+    MINUTE = "minute"
+    HOUR = "hour"
+
+
+class StatWindow(models.TextChoices):
+    """How far back `GET /instances/{id}/stats` reads: minute points for 1h and 24h, hours for 30d."""
+
+    HOUR = "1h"
+    DAY = "24h"
+    MONTH = "30d"

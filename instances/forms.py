@@ -61,3 +61,17 @@ class ConfigForm(forms.Form):
 
     def clean_config(self):
         return json_field_value(self.cleaned_data["config"], what="the config")
+
+
+class MonitoringForm(forms.Form):
+    """The Monitoring tab's GET parameters: the stats window and the app log's filters."""
+
+    window = forms.ChoiceField(label="Window", choices=[("1h", "Last hour"), ("24h", "Last 24 hours"), ("30d", "Last 30 days")], required=False)
+    q = forms.CharField(label="Search the log", max_length=200, required=False)
+    stream = forms.ChoiceField(label="Stream", choices=[("", "stdout and stderr"), ("stdout", "stdout"), ("stderr", "stderr")], required=False)
+
+    def clean_q(self) -> str:
+        value = self.cleaned_data["q"]
+        if "\x00" in value:
+            raise forms.ValidationError("The search cannot contain a NUL character.")
+        return value

@@ -243,6 +243,18 @@ def health_sweep() -> dict:
         return summary
 
 
+def sample_stats() -> dict:
+    """Every running instance's stats point for this minute (docs/observability.md "Stats")."""
+    with singleton("stats-sample", ttl=max(settings.STATS_SAMPLE_SECONDS * 2, 60)) as mine:
+        if not mine:
+            return {"skipped": "another sampling is running"}
+        started = time.perf_counter()
+        summary = services.instance_stats_sample()
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        logger.info("stats sample: %s instances, %s sampled, %s failed", summary["instances"], summary["sampled"], len(summary["failed"]))
+        return summary
+
+
 def readiness_sweep() -> dict:
     """Finish the operations whose machine is up and waits for its health path (handed over by
     `_await_ready`): every such instance is probed at once, with the health sweep's bounded

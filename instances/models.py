@@ -28,6 +28,7 @@ from .choices import (
     OperationStatus,
     Provider,
     ProviderApi,
+    StatResolution,
 )
 from .hostnames import validate_instance_id
 
@@ -324,3 +325,34 @@ class StateChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id}: {self.from_state} → {self.to_state}"
+
+
+class InstanceStatSample(models.Model):
+    """One point of an instance's stats (docs/observability.md "Stats"): a minute's, sampled from
+    its agent by `instances.jobs.sample_stats`, or an hour's, the average of its minutes once they
+    are a day old. Rates are per second over the time since the previous sample of the same agent
+    run; null when there is none to compare with (the first sample, a restart)."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="stat_samples")
+    resolution = models.CharField(max_length=8, choices=StatResolution.choices)
+    bucket = models.DateTimeField(help_text="The start of the minute or hour (UTC).")
+    samples = models.PositiveIntegerField(default=1, help_text="Minute points averaged into an hour point (1 for a minute).")
+    cpu_percent = models.FloatField(null=True, help_text="CPU time of the instance's processes per second of wall time × 100 (100 = one core).")
+    rss_bytes = models.BigIntegerField(null=True)
+    memory_limit_bytes = models.BigIntegerField(null=True)
+    net_rx_bytes_per_second = models.FloatField(null=True)
+    net_tx_bytes_per_second = models.FloatField(null=True)
+    disk_read_bytes_per_second = models.FloatField(null=True)
+    disk_write_bytes_per_second = models.FloatField(null=True)
+    uptime_seconds = models.FloatField(null=True)
+    restarts = models.PositiveIntegerField(null=True)
+    # The agent's counters as last read (minute points): the next sample's rates start from them.
+    raw = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["instance_id", "resolution", "bucket"]
+        constraints = [models.UniqueConstraint(fields=["instance", "resolution", "bucket"], name="statsample_instance_res_bucket")]
+        indexes = [models.Index(fields=["resolution", "bucket"], name="statsample_res_bucket")]  # the roll-up and the expiry
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} {self.resolution} {self.bucket:%Y-%m-%d %H:%M}"

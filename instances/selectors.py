@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from django.db.models import Count, F, FilteredRelation, Q
+from datetime import timedelta
+from datetime import timezone as dt_timezone
 
-from .choices import UNFINISHED_OPERATION_STATUSES, InstanceState, OperationStatus
-from .models import Blueprint, Instance, LogLine
+from django.db.models import Avg, Count, F, FilteredRelation, Max, OuterRef, Q, Subquery
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from .choices import UNFINISHED_OPERATION_STATUSES, InstanceState, OperationStatus, StatResolution
+from .models import Blueprint, Instance, InstanceStatSample, LogLine
 
 # States that hold a running machine (or are about to), for the plan's running-instance limit.
 # Suspended and stopped instances count against the instance limit only.
@@ -151,3 +156,72 @@ def instance_runtime(instance, *, agent: dict | None) -> dict:
         "agent": agent,
         "recent_logs": recent,
     }
+
+
+# --- stats (docs/observability.md "Stats") ------------------------------------------------------
+
+STAT_FIGURES = (
+    "cpu_percent", "rss_bytes", "memory_limit_bytes", "net_rx_bytes_per_second", "net_tx_bytes_per_second",
+    "disk_read_bytes_per_second", "disk_write_bytes_per_second", "uptime_seconds", "restarts",
+)  # fmt: skip
+# What an hour point keeps of its minutes: the mean of rates and memory, the last of counters.
+STAT_HOURLY = {
+    "cpu_percent": Avg, "rss_bytes": Avg, "memory_limit_bytes": Max, "net_rx_bytes_per_second": Avg,
+    "net_tx_bytes_per_second": Avg, "disk_read_bytes_per_second": Avg, "disk_write_bytes_per_second": Avg,
+    "uptime_seconds": Max, "restarts": Max,
+}  # fmt: skip
+# window → (how far back, which points)
+STAT_WINDOWS = {
+    "1h": (timedelta(hours=1), StatResolution.MINUTE),
+    "24h": (timedelta(hours=24), StatResolution.MINUTE),
+    "30d": (timedelta(days=30), StatResolution.HOUR),
+}
+
+
+def stats_targets(*, instance_pks=None):
+    """The running instances to sample, each with the counters of its latest minute point
+    (`previous_raw`), in one query."""
+    latest = InstanceStatSample.objects.filter(instance=OuterRef("pk"), resolution=StatResolution.MINUTE).order_by("-bucket")
+    queryset = (
+        Instance.objects.filter(state=InstanceState.RUNNING, destroyed_at__isnull=True)
+        .select_related("blueprint")
+        .only("pk", "instance_id", "ip_address", "port", "socket_path", "agent_key_encrypted", "blueprint__agent_port")
+        .annotate(previous_raw=Subquery(latest.values("raw")[:1]))
+        .order_by("pk")
+    )
+    return queryset if instance_pks is None else queryset.filter(pk__in=instance_pks)
+
+
+def stat_hours(samples) -> list[dict]:
+    """Minute points grouped into hours (UTC): `{"instance_id", "hour", "samples", figure…}`."""
+    hours = samples.annotate(hour=TruncHour("bucket", tzinfo=dt_timezone.utc)).values("instance_id", "hour")
+    return list(hours.annotate(n=Count("id"), **{name: agg(name) for name, agg in STAT_HOURLY.items()}).order_by("instance_id", "hour"))
+
+
+def _point(row) -> dict:
+    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
+    point = {"t": get("bucket"), "samples": get("samples")}
+    for name in STAT_FIGURES:
+        value = get(name)
+        point[name] = round(value) if value is not None and name in ("rss_bytes", "memory_limit_bytes", "restarts") else value
+    return point
+
+
+def instance_stats(*, instance: Instance, window: str, now=None) -> dict:
+    """The instance's stats points over `window` (`1h`, `24h`: minute points; `30d`: hour points,
+    the last day's minutes averaged by the hour as they will be), oldest first, and its latest
+    minute point as `current`. Three queries at most."""
+    now = now or timezone.now()
+    span, resolution = STAT_WINDOWS[window]
+    points = InstanceStatSample.objects.filter(instance=instance, bucket__gte=now - span).order_by("bucket")
+    if resolution == StatResolution.MINUTE:
+        series = [_point(row) for row in points.filter(resolution=StatResolution.MINUTE)]
+    else:
+        by_hour = {row["hour"]: {**row, "bucket": row["hour"], "samples": row["n"]} for row in stat_hours(points.filter(resolution=StatResolution.MINUTE))}
+        by_hour.update({row.bucket: row for row in points.filter(resolution=StatResolution.HOUR)})  # rolled hours win
+        series = [_point(by_hour[hour]) for hour in sorted(by_hour)]
+    latest = InstanceStatSample.objects.filter(instance=instance, resolution=StatResolution.MINUTE).order_by("-bucket").first()
+    return {
+        "instance_id": instance.instance_id, "window": window, "resolution": resolution,
+        "points": series, "current": _point(latest) if latest is not None else None,
+    }  # fmt: skip

@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 from collections import Counter, defaultdict
+from datetime import timedelta
 from datetime import timezone as dt_timezone
 from typing import Any, NamedTuple
 
@@ -35,7 +36,7 @@ from orchestrio.services import activity_record, activity_record_many
 from orchestrio.tenancy import Actor, Principal
 
 from . import hooks, lifecycle
-from .agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
+from .agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for, stats_many
 from .choices import (
     ALLOCATION_STRATEGIES,
     FLEET_PROVIDER_APIS,
@@ -48,12 +49,13 @@ from .choices import (
     LogLevel,
     OperationKind,
     OperationStatus,
+    StatResolution,
 )
 from .health import probe_one
 from .hostnames import instance_id_problem
-from .models import Blueprint, Instance, InstancePlan, LogLine, Operation, Region
+from .models import Blueprint, Instance, InstancePlan, InstanceStatSample, LogLine, Operation, Region
 from .providers.sandbox import refuse_command_reason
-from .selectors import RUNNING_STATES, blueprint_visible
+from .selectors import RUNNING_STATES, STAT_FIGURES, blueprint_visible, stat_hours, stats_targets
 
 logger = logging.getLogger(__name__)
 
@@ -945,3 +947,94 @@ def instance_mark_machine_lost(*, instance: Instance, code: str, message: str, a
         object_id=locked.instance_id, data={"previous_state": previous, "error_code": code, "message": message},
     )  # fmt: skip
     return True
+
+
+# --- stats (docs/observability.md "Stats") ------------------------------------------------------
+
+STATS_MINUTES_KEPT = timedelta(hours=24)
+STATS_HOURS_KEPT = timedelta(days=30)
+# The agent's counters (instances/agent.py `Agent.stats`) and the rate each becomes.
+STAT_RATES = {
+    "net_rx_bytes": "net_rx_bytes_per_second", "net_tx_bytes": "net_tx_bytes_per_second",
+    "disk_read_bytes": "disk_read_bytes_per_second", "disk_write_bytes": "disk_write_bytes_per_second",
+}  # fmt: skip
+STAT_COUNTERS = ("sampled_at", "started_at", "cpu_seconds", *STAT_RATES)
+STAT_GAUGES = ("rss_bytes", "memory_limit_bytes", "uptime_seconds", "restarts")
+STAT_MAX = 2**62  # what an instance says is data: anything else than a number in range is unknown
+
+
+def _figure(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < STAT_MAX:
+        return None  # also NaN, which compares false
+    return value
+
+
+def stat_point(*, previous: dict | None, raw: dict) -> dict:
+    """A minute point's figures from the agent's counters `raw` and the previous sample's: rates
+    over the time between them, when both come from the same run of the agent (else null)."""
+    figures = {name: _figure(raw.get(name)) for name in STAT_GAUGES}
+    for name in ("rss_bytes", "memory_limit_bytes", "restarts"):
+        figures[name] = int(figures[name]) if figures[name] is not None else None
+    previous = {name: _figure((previous or {}).get(name)) for name in STAT_COUNTERS}
+    current = {name: _figure(raw.get(name)) for name in STAT_COUNTERS}
+    elapsed = None
+    if None not in (previous["sampled_at"], current["sampled_at"]) and previous["started_at"] == current["started_at"] is not None:
+        elapsed = current["sampled_at"] - previous["sampled_at"]
+
+    def rate(name):
+        if not elapsed or elapsed <= 0 or current[name] is None or previous[name] is None or current[name] < previous[name]:
+            return None  # no earlier sample of this run, or a counter that started again
+        return (current[name] - previous[name]) / elapsed
+
+    cpu = rate("cpu_seconds")
+    figures["cpu_percent"] = round(cpu * 100, 2) if cpu is not None else None
+    for counter, name in STAT_RATES.items():
+        value = rate(counter)
+        figures[name] = round(value, 1) if value is not None else None
+    return {**figures, "raw": {name: value for name, value in current.items() if value is not None}}
+
+
+def instance_stats_sample(*, now=None, instance_pks=None) -> dict:
+    """Ask every running instance's agent for its counters (concurrently, outside any
+    transaction), write this minute's point for each that answered (a second sample in the same
+    minute replaces the first), then roll up and expire old points."""
+    now = now or timezone.now()
+    bucket = now.astimezone(dt_timezone.utc).replace(second=0, microsecond=0)
+    targets = list(stats_targets(instance_pks=instance_pks))
+    answers = stats_many(targets, timeout=settings.STATS_SAMPLE_TIMEOUT_SECONDS, concurrency=settings.STATS_SAMPLE_CONCURRENCY)
+    points, failed = [], {}
+    for instance in targets:
+        raw = answers.get(instance.pk)
+        if not isinstance(raw, dict):
+            failed[instance.instance_id] = str(raw)[:200] if raw is not None else "no answer"
+            continue
+        figures = stat_point(previous=instance.previous_raw if isinstance(instance.previous_raw, dict) else None, raw=raw)
+        points.append(InstanceStatSample(instance_id=instance.pk, resolution=StatResolution.MINUTE, bucket=bucket, samples=1, **figures))
+    if points:
+        InstanceStatSample.objects.bulk_create(
+            points, update_conflicts=True, unique_fields=["instance", "resolution", "bucket"], update_fields=[*STAT_FIGURES, "raw"]
+        )
+    return {"instances": len(targets), "sampled": len(points), "failed": failed, **instance_stats_downsample(now=now)}
+
+
+@transaction.atomic
+def instance_stats_downsample(*, now=None) -> dict:
+    """Minute points older than a day become hour points (whole hours only, so an hour is rolled
+    once), and hour points older than 30 days go."""
+    now = now or timezone.now()
+    cutoff = (now - STATS_MINUTES_KEPT).astimezone(dt_timezone.utc).replace(minute=0, second=0, microsecond=0)
+    old = InstanceStatSample.objects.filter(resolution=StatResolution.MINUTE, bucket__lt=cutoff)
+    hours = [
+        InstanceStatSample(
+            instance_id=row["instance_id"], resolution=StatResolution.HOUR, bucket=row["hour"], samples=row["n"],
+            **{name: round(row[name]) if row[name] is not None and name in ("rss_bytes", "restarts") else row[name] for name in STAT_FIGURES},
+        )
+        for row in stat_hours(old)
+    ]  # fmt: skip
+    if hours:
+        InstanceStatSample.objects.bulk_create(
+            hours, update_conflicts=True, unique_fields=["instance", "resolution", "bucket"], update_fields=["samples", *STAT_FIGURES]
+        )
+    rolled, _ = old.delete() if hours else (0, None)
+    expired, _ = InstanceStatSample.objects.filter(resolution=StatResolution.HOUR, bucket__lt=now - STATS_HOURS_KEPT).delete()
+    return {"hours_written": len(hours), "minutes_rolled": rolled, "hours_expired": expired}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -18,10 +19,10 @@ from orchestrio.views import console_view, domain_error_message
 from . import pages, services
 from .choices import InstanceState, OperationKind
 from .filtersets import InstanceFilterSet, TenantOperationFilterSet
-from .forms import ConfigForm, InstanceCreateForm, ResizeForm
+from .forms import ConfigForm, InstanceCreateForm, MonitoringForm, ResizeForm
 from .lifecycle import RULES
 from .models import LogLine, Operation
-from .selectors import instances_with_record_in_order, listed_instances, live_instance_with_record, live_instances
+from .selectors import instance_stats, instances_with_record_in_order, listed_instances, live_instance_with_record, live_instances
 
 VERBS = {
     "start": OperationKind.START,
@@ -204,6 +205,78 @@ def instance_config(request, instance_id: str):
     except DomainError as exc:
         domain_error_message(request, exc)
     return redirect("instances:detail", instance_id=instance_id)
+
+
+# --- the Monitoring tab: stats charts and the app log ----------------------------------------
+
+APP_LOG_LINES = 200
+STATS_TABLE_ROWS = 30
+WINDOW_LABELS = {"1h": "the last hour", "24h": "the last 24 hours", "30d": "the last 30 days"}
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return ""
+    minutes = int(seconds) // 60
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    return " ".join(f"{n} {unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "min")) if n) or "under a minute"
+
+
+def _log_time(text: str):
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _monitoring_context(request, instance_id: str) -> tuple[dict, int]:
+    """What the Monitoring tab shows (templates/instances/_monitoring_live.html) and its status:
+    400 when a GET parameter is wrong (the form says which)."""
+    instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).select_related("blueprint").first()
+    if instance is None:
+        raise Http404(f"no instance {instance_id}")
+    form = MonitoringForm(request.GET)
+    context = {"instance": instance, "form": form, "stats": None, "log": None, "log_problem": ""}
+    if not form.is_valid():
+        return context, 400
+    window = form.cleaned_data["window"] or "1h"
+    stats = instance_stats(instance=instance, window=window)
+    points = stats["points"]
+    context.update(stats=stats, window_label=WINDOW_LABELS[window], table=points[::-1][:STATS_TABLE_ROWS])
+    context["uptime"] = _duration(stats["current"]["uptime_seconds"]) if stats["current"] else ""
+    context["chart"] = {
+        "t": [int(point["t"].timestamp()) for point in points],
+        "cpu_percent": [point["cpu_percent"] for point in points],
+        "rss_mib": [round(point["rss_bytes"] / 2**20, 1) if point["rss_bytes"] is not None else None for point in points],
+    }
+    if instance.state != InstanceState.RUNNING:
+        context["log_problem"] = f"{instance.instance_id} is {instance.state}: its output is kept on the instance and shows here while it runs."
+        return context, 200
+    try:
+        # The agent is asked now, outside any transaction (the tab's view, like "Ask the agent").
+        body = services.instance_app_logs(instance=instance, tail=APP_LOG_LINES, stream=form.cleaned_data["stream"], q=form.cleaned_data["q"])
+    except DomainError as exc:
+        context["log_problem"] = f"The instance's agent did not give its output just now ({exc.detail}). This page tries again by itself."
+        return context, 200
+    lines = [{**line, "at": _log_time(line.get("ts"))} for line in body["lines"] if isinstance(line, dict)]
+    starts = int(body.get("starts") or 0)
+    context["log"] = {"lines": lines, "truncated": bool(body.get("truncated")), "restarts": max(starts - 1, 0), "last_exit_code": body.get("last_exit_code")}
+    return context, 200
+
+
+@require_GET
+@console_view
+def instance_monitoring(request, instance_id: str):
+    context, status = _monitoring_context(request, instance_id)
+    return render(request, "instances/monitoring.html", context, status=status)
+
+
+@require_GET
+@console_view
+def instance_monitoring_live(request, instance_id: str):
+    """The Monitoring tab's live parts (figures, chart data, the app log), for static/console/live.js."""
+    context, status = _monitoring_context(request, instance_id)
+    return render(request, "instances/_monitoring_live.html", context, status=status)
 
 
 # --- the tenant's operations, across its instances (GET /api/v1/operations in the console) -----

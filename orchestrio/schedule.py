@@ -36,6 +36,7 @@ def periodic_jobs() -> list[PeriodicJob]:
     return [
         PeriodicJob("orchestrio.jobs.purge_idempotency_keys", interval=3600),
         PeriodicJob("instances.jobs.health_sweep", interval=settings.HEALTH_CHECK_INTERVAL_SECONDS, timeout=600),
+        PeriodicJob("instances.jobs.sample_stats", interval=settings.STATS_SAMPLE_SECONDS, timeout=120),
         PeriodicJob("instances.jobs.readiness_sweep", interval=settings.READINESS_SWEEP_SECONDS, timeout=120),
         PeriodicJob("tasks.jobs.poll_due_tasks", interval=settings.TASK_POLL_SWEEP_SECONDS, timeout=120),
         PeriodicJob("instances.jobs.reconcile", interval=settings.RECONCILER_INTERVAL_SECONDS, timeout=900),

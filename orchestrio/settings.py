@@ -315,6 +315,8 @@ SPECTACULAR_SETTINGS = {
         "OperationKindEnum": "instances.choices.OperationKind",
         "FleetRequestStatusEnum": "fleet.choices.RequestStatus",
         "FleetRequestKindEnum": "fleet.choices.RequestKind",
+        "StatsWindowEnum": "instances.choices.StatWindow",
+        "StatResolutionEnum": "instances.choices.StatResolution",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }
@@ -375,6 +377,12 @@ APP_LOG_MAX_BYTES = env_int("APP_LOG_MAX_BYTES", 1024 * 1024)
 APP_LOG_FOLLOW_POLL_SECONDS = float(env("APP_LOG_FOLLOW_POLL_SECONDS", "1"))
 # The longest a follow stays open, whatever its `timeout` asks (1–300 s): it holds a thread.
 APP_LOG_FOLLOW_MAX_SECONDS = env_int("APP_LOG_FOLLOW_MAX_SECONDS", 300)
+# Each running instance's stats (docs/observability.md "Stats"): asked of its agent this often
+# (one point a minute; points kept a day, then one an hour for 30 days), at most this many at
+# once, each within this timeout.
+STATS_SAMPLE_SECONDS = env_int("STATS_SAMPLE_SECONDS", 60)
+STATS_SAMPLE_CONCURRENCY = env_int("STATS_SAMPLE_CONCURRENCY", 32)
+STATS_SAMPLE_TIMEOUT_SECONDS = float(env("STATS_SAMPLE_TIMEOUT_SECONDS", "3"))
 # A fleet request (POST /api/v1/requests) creates or returns at most this many instances (docs/fleet.md).
 FLEET_REQUEST_MAX_COUNT = env_int("FLEET_REQUEST_MAX_COUNT", 100)
 ENABLED_PROVIDERS = env_list("ENABLED_PROVIDERS", ["local"])

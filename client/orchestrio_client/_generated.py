@@ -810,7 +810,35 @@ class SigningSecret(TypedDict):
     signing_secret: str
 
 
+class StatPoint(TypedDict):
+    t: str
+    samples: int
+    cpu_percent: float | None
+    rss_bytes: int | None
+    memory_limit_bytes: int | None
+    net_rx_bytes_per_second: float | None
+    net_tx_bytes_per_second: float | None
+    disk_read_bytes_per_second: float | None
+    disk_write_bytes_per_second: float | None
+    uptime_seconds: float | None
+    restarts: int | None
+
+
+StatResolutionEnum = Literal['minute', 'hour']
+
+
 StateEnum = Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'resizing', 'destroying', 'destroyed', 'error']
+
+
+class Stats(TypedDict):
+    instance_id: str
+    window: StatsWindowEnum
+    resolution: StatResolutionEnum
+    points: list[StatPoint]
+    current: StatPoint | None
+
+
+StatsWindowEnum = Literal['1h', '24h', '30d']
 
 
 class StepStats(TypedDict):
@@ -934,7 +962,7 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanEnum', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StateEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanEnum', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
@@ -998,6 +1026,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_rotate_agent_key_create': ('POST', '/api/v1/instances/{instance_id}/rotate-agent-key'),
     'instances_runtime_retrieve': ('GET', '/api/v1/instances/{instance_id}/runtime'),
     'instances_start_create': ('POST', '/api/v1/instances/{instance_id}/start'),
+    'instances_stats_retrieve': ('GET', '/api/v1/instances/{instance_id}/stats'),
     'instances_stop_create': ('POST', '/api/v1/instances/{instance_id}/stop'),
     'instances_suspend_create': ('POST', '/api/v1/instances/{instance_id}/suspend'),
     'instances_tasks_create': ('POST', '/api/v1/instances/{instance_id}/tasks'),
@@ -1587,6 +1616,15 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/start"
         params: dict[str, Any] = {}
         return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def instances_stats_retrieve(self, instance_id: str | int, *, window: Literal['1h', '24h', '30d'] | None = None, request_timeout: float | None = None) -> Stats:
+        """GET /api/v1/instances/{instance_id}/stats
+
+        The instance's stats over a window: CPU, memory, network and disk rates, uptime, restarts
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/stats"
+        params = {'window': window}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
     def instances_stop_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
         """POST /api/v1/instances/{instance_id}/stop
@@ -2830,6 +2868,20 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                               'within 24 h replays the first answer.'}},
                             'required': ['instance_id'],
                             'additionalProperties': False},
+ 'instances_stats_retrieve': {'type': 'object',
+                              'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                             'window': {'type': 'string',
+                                                        'enum': ['1h', '24h', '30d'],
+                                                        'default': '1h',
+                                                        'minLength': 1,
+                                                        'description': '1h and 24h: a point a minute; 30d: a point an '
+                                                                       'hour.\n'
+                                                                       '\n'
+                                                                       '* `1h` - Hour\n'
+                                                                       '* `24h` - Day\n'
+                                                                       '* `30d` - Month'}},
+                              'required': ['instance_id'],
+                              'additionalProperties': False},
  'instances_stop_create': {'type': 'object',
                            'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                           'idempotency_key': {'type': 'string',

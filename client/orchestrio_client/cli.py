@@ -558,6 +558,21 @@ def instances_app_logs(state: State, instance_id: str, tail: int, stream: str | 
         pass
 
 
+@instances.command(name="stats")
+@click.argument("instance_id")
+@click.option("--window", type=click.Choice(["1h", "24h", "30d"]), default="1h", show_default=True, help="1h and 24h: a point a minute; 30d: a point an hour.")
+@pass_state
+@api_errors
+@rest("instances_stats_retrieve")
+def instances_stats(state: State, instance_id: str, window: str) -> None:
+    """The instance's CPU, memory, network and disk over a window, oldest point first."""
+    answer = state.client().instances_stats_retrieve(instance_id, window=window)
+    if state.json:
+        emit(state, answer)
+        return
+    emit(state, answer["points"], ["t", "cpu_percent", "rss_bytes", "net_rx_bytes_per_second", "net_tx_bytes_per_second", "disk_read_bytes_per_second", "disk_write_bytes_per_second", "restarts"])
+
+
 @instances.command(name="operations")
 @click.argument("instance_id")
 @pass_state

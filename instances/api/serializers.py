@@ -10,7 +10,7 @@ from orchestrio.api.strict import BodySerializer, StrictTypesMixin
 from orchestrio.models import SLUG_PATTERN
 
 from .. import hostnames
-from ..choices import HealthStatus, InstanceState, OperationKind, OperationStatus, Provider, ProviderApi
+from ..choices import HealthStatus, InstanceState, OperationKind, OperationStatus, Provider, ProviderApi, StatResolution, StatWindow
 from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, InstancePlan, LogLine, Region
 
 
@@ -118,6 +118,32 @@ class AppLogQuerySerializer(serializers.Serializer):
     q = serializers.CharField(max_length=200, required=False, default="", help_text="Only lines containing this text (case-insensitive).")
     follow = serializers.BooleanField(default=False, help_text="Server-sent events: the lines, then each new one as it is written.")
     timeout = serializers.IntegerField(min_value=1, max_value=300, default=60, help_text="Follow: end the stream after this many seconds (reconnect with Last-Event-ID).")
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    window = serializers.ChoiceField(choices=StatWindow.choices, default="1h", help_text="1h and 24h: a point a minute; 30d: a point an hour.")
+
+
+class StatPointSerializer(serializers.Serializer):
+    t = serializers.DateTimeField(help_text="The start of the point's minute or hour (UTC).")
+    samples = serializers.IntegerField(help_text="Minute points averaged into this one (1 for a minute point).")
+    cpu_percent = serializers.FloatField(allow_null=True, help_text="CPU seconds of the instance's processes per second × 100 (100 = one core busy).")
+    rss_bytes = serializers.IntegerField(allow_null=True, help_text="Resident memory of the instance's processes.")
+    memory_limit_bytes = serializers.IntegerField(allow_null=True, help_text="The instance's memory limit (its cgroup's, else its address-space limit); null: none.")
+    net_rx_bytes_per_second = serializers.FloatField(allow_null=True)
+    net_tx_bytes_per_second = serializers.FloatField(allow_null=True)
+    disk_read_bytes_per_second = serializers.FloatField(allow_null=True)
+    disk_write_bytes_per_second = serializers.FloatField(allow_null=True)
+    uptime_seconds = serializers.FloatField(allow_null=True, help_text="Since the instance's process (its agent) started.")
+    restarts = serializers.IntegerField(allow_null=True, help_text="Starts of the instance's process − 1.")
+
+
+class StatsSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    window = serializers.ChoiceField(choices=StatWindow.choices)
+    resolution = serializers.ChoiceField(choices=StatResolution.choices)
+    points = StatPointSerializer(many=True, help_text="Oldest first; rates are null where there was no earlier sample to compare with.")
+    current = StatPointSerializer(allow_null=True, help_text="The latest minute point (null before the first sample).")
 
 
 class AppLogLineSerializer(serializers.Serializer):

@@ -108,7 +108,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
     serializer_class = s.InstanceSerializer
     filterset_class = InstanceFilterSet
     allows_scoped_tokens = {
-        "list", "retrieve", "destroy", "wait", "operations", "logs", "app_logs", "health", "runtime", "config",
+        "list", "retrieve", "destroy", "wait", "operations", "logs", "app_logs", "stats", "health", "runtime", "config",
         "stop", "start", "restart", "suspend", "resume", "resize", "by_idempotency_key",
     }  # fmt: skip
     capabilities = {
@@ -253,6 +253,15 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
         response["Cache-Control"] = "no-store"
         response["X-Accel-Buffering"] = "no"
         return response
+
+    @extend_schema(
+        summary="The instance's stats over a window: CPU, memory, network and disk rates, uptime, restarts",
+        parameters=[s.StatsQuerySerializer], responses={200: s.StatsSerializer},
+    )  # fmt: skip
+    @action(detail=True, methods=["get"], url_path="stats", filterset_class=None)
+    def stats(self, request, instance_id=None):
+        query = _query(s.StatsQuerySerializer, request)
+        return Response(s.StatsSerializer(selectors.instance_stats(instance=self.get_object(), window=query["window"])).data)
 
     @extend_schema(summary="Probe the instance's health endpoint now", responses={200: s.HealthProbeSerializer, 400: ERR_400})
     @action(detail=True, methods=["get"], url_path="health", filterset_class=None)

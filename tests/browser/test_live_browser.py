@@ -4,6 +4,8 @@ polling the pages' server-rendered fragments every CONSOLE_LIVE_INTERVAL_SECONDS
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from playwright.sync_api import expect
@@ -78,3 +80,32 @@ def test_the_instances_list_follows_the_api(logged_in_page, live_server, worker,
     api("POST", "instances", {"instance_id": "live-list-2"})
     expect(page.locator('tr[data-instance="live-list-2"]')).to_be_visible(timeout=FEW_SECONDS)
     _assert_no_reload(page)
+
+
+def test_the_monitoring_tab_draws_the_stats_and_follows_them(logged_in_page, live_server, worker, api):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from instances import services
+
+    page = logged_in_page
+    csp_errors = []
+    page.on("console", lambda message: csp_errors.append(message.text) if "Content Security Policy" in message.text else None)
+    api("POST", "instances", {"instance_id": "live-stats"})
+    page.goto(f"{live_server.url}/instances/live-stats")
+    expect(page.get_by_test_id("state")).to_have_text("running", timeout=30_000)
+    services.instance_stats_sample()  # what the periodic job does each minute
+    page.get_by_role("link", name="Monitoring").click()
+    _mark_no_reload(page)
+    canvases = page.locator("[data-stats-chart] canvas")
+    expect(canvases).to_have_count(2)
+    assert all(box["width"] > 100 and box["height"] > 50 for box in (canvases.nth(i).bounding_box() for i in range(2)))
+    expect(page.locator('[data-field="cpu"]')).to_have_text("measured from the next sample")  # one sample: no rate yet
+    expect(page.get_by_test_id("app-log")).to_be_attached()
+
+    services.instance_stats_sample(now=timezone.now() + timedelta(minutes=1))  # the next minute's point
+    expect(page.locator('[data-field="cpu"]')).to_have_text(re.compile(r"^\d+(\.\d)? %$"), timeout=FEW_SECONDS)
+    expect(page.locator('[data-stats-chart="cpu_percent"]')).to_have_attribute("aria-label", re.compile(r"over 2 points, latest \d"))  # redrawn
+    _assert_no_reload(page)
+    assert not csp_errors, csp_errors

@@ -45,6 +45,10 @@ def test_instances_and_tasks(ork_cli, worker):
     app_logs = ork_cli.json("instances", "app-logs", "cli-box", "--tail", "5")
     assert app_logs["instance_id"] == "cli-box" and isinstance(app_logs["lines"], list) and app_logs["starts"] >= 1
     ork_cli("instances", "app-logs", "cli-box", "--follow", "--timeout", "0.5")
+    stats = ork_cli.json("instances", "stats", "cli-box", "--window", "24h")
+    assert stats["instance_id"] == "cli-box" and stats["resolution"] == "minute" and isinstance(stats["points"], list)
+    expected = "(none)" if not stats["points"] else "T"  # no sample yet, or the table's first column
+    assert ork_cli("instances", "stats", "cli-box").stdout.split()[0] == expected
     assert ork_cli.json("instances", "wait", "cli-box", "--state", "running")["state"] == "running"
 
     assert ork_cli.json("instances", "config", "set", "cli-box", "greeting=hello", "n=3")["config"]["greeting"] == "hello"

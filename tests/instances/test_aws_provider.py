@@ -5,7 +5,7 @@ so our own idempotency is what these tests prove.)"""
 from __future__ import annotations
 
 import base64
-import gzip
+import bz2
 
 import boto3
 import pytest
@@ -80,11 +80,17 @@ def test_user_data_installs_and_starts_the_agent(api, aws):
 
     import instances
 
-    shipped = gzip.decompress(base64.b64decode(embedded))
+    shipped = bz2.decompress(base64.b64decode(embedded))
     assert shipped == agent_for_user_data()
     # The same code as instances/agent.py, without its docstrings (and comments, which ast drops).
     assert _without_docstrings(shipped.decode()) == _without_docstrings((Path(instances.__file__).parent / "agent.py").read_text())
     assert len(script.encode()) < 16 * 1024
+    # The bootstrap's own line unpacks it (with the instance's python3).
+    import subprocess
+
+    unpack = next(line for line in script.splitlines() if line.endswith("> /opt/orchestrio/agent.py")).rsplit(">", 1)[0]
+    assert subprocess.run(["bash", "-c", unpack], capture_output=True, check=True).stdout == shipped
+    assert "--own-cgroup" in script  # systemd gives the agent a cgroup of its own: its CPU and memory limit
 
 
 def _without_docstrings(source: str) -> str:

@@ -321,6 +321,7 @@ EXPECTED_CAPABILITIES = {
     ("api:instance-logs", "get"): "read",
     ("api:instance-operations", "get"): "read",
     ("api:instance-app-logs", "get"): "read",
+    ("api:instance-stats", "get"): "read",
     ("api:operation-list", "get"): "read",
     ("api:fleet-request-list", "get"): "read",
     ("api:fleet-request-list", "post"): "operate",
