@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('instances', '0012_instance_agent_key_pending'),
+        ('instances', '0013_blueprint_fleet_fields'),
     ]
 
     operations = [
