@@ -23,7 +23,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestrio import crypto, outbound
+from orchestrio import crypto, hooks, outbound
 from orchestrio.errors import InvalidState, NotFound, ValidationFailed
 from orchestrio.models import Tenant
 from orchestrio.queue import enqueue, enqueue_on_commit
@@ -43,6 +43,7 @@ EVENTS = {
     "quota.80": "80% of the monthly executions are used",
     "quota.100": "the monthly executions are used up",
     "billing.payment_failed": "a payment failed",
+    "invitation.accepted": "someone accepted an invitation and joined the team",
     "alert.test": "a test alert",
 }
 RETRY_WINDOW = timedelta(hours=24)
@@ -265,7 +266,8 @@ def quota_alerts() -> int:
                 try:
                     with transaction.atomic():
                         QuotaAlertMark.objects.create(tenant=tenant, period_start=start, threshold=threshold)
-                        emit(tenant.pk, f"quota.{threshold}", {"executions": used, "quota": quota, "period_start": start, "period_end": end})
+                        # The one event source (alert webhooks, notifications): orchestrio/hooks.py.
+                        hooks.tenant_event(tenant.pk, f"quota.{threshold}", {"executions": used, "quota": quota, "period_start": start, "period_end": end})
                         sent += 1
                 except IntegrityError:
                     continue

@@ -9,12 +9,12 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from orchestrio import hooks
 from orchestrio.errors import BadRequest, InvalidState, ServiceUnavailable, ValidationFailed
 from orchestrio.models import SubscriptionPlan, Tenant
 from orchestrio.services import activity_record, tenant_plan_change
 from orchestrio.tenancy import Actor, Principal
 
-from . import alerts
 from .models import StripeEvent, Subscription
 from .stripe_client import call, client
 
@@ -190,7 +190,8 @@ def _handle(event) -> tuple[Tenant | None, str]:
         from django.utils import timezone
 
         Subscription.objects.filter(tenant=tenant).update(status="past_due", last_payment_failed_at=timezone.now())
-        alerts.emit(tenant.pk, "billing.payment_failed", {"invoice": obj.get("id"), "amount_due": obj.get("amount_due"), "attempt_count": obj.get("attempt_count")})
+        # The one event source: alert webhooks and the owners' and admins' notifications hear it.
+        hooks.tenant_event(tenant.pk, "billing.payment_failed", {"invoice": obj.get("id"), "amount_due": obj.get("amount_due"), "attempt_count": obj.get("attempt_count")})
         return tenant, f"{tenant.pk}: payment failed"
     return tenant, f"ignored {kind}"
 

@@ -10,9 +10,12 @@ that contributes to something the core shows or checks registers a function here
 - `subscription_status(tenant)`: the tenant's subscription status as the API shows it. One
   provider, the billing app; none registered: "none".
 - `tenant_events(events)`: something a tenant may want to hear about happened, as
-  `(tenant_id, event, data)` (`instance.error`, `instance.health.unhealthy`, `task.failed`…).
-  Called inside the transaction that made the change; listeners (billing's alert webhooks) queue
-  what they send after it commits, and a failure rolls the change back, as any write in it would.
+  `(tenant_id, event, data)` (`instance.error`, `instance.health_down`, `task.failed`,
+  `quota.80`, `billing.payment_failed`, `invitation.accepted`…): the one event source of the
+  alert webhooks (billing) and of each member's notifications (the core's
+  orchestrio/notifications.py). Called inside the transaction that made the change; listeners
+  write their rows in it (the webhooks queue what they send after it commits), and a failure rolls
+  the change back, as any write in it would.
 - `object_links(principal, refs)`: the console pages of objects the audit log names (an activity
   entry's `object_type` and `object_id`). The app that owns an object type registers one
   resolver for it (`on_object_links("instance", func)`); `func(principal=, ids=)` answers

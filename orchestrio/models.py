@@ -241,3 +241,34 @@ class Invitation(models.Model):
         if self.expires_at <= timezone.now():
             return InvitationStatus.EXPIRED
         return InvitationStatus.PENDING
+
+
+class Notification(models.Model):
+    """One line of a person's feed in one tenant (docs/notifications.md): written for each member
+    whose role may see the event when it happens (`capability`, re-checked when read, so a token
+    of a lower role or a demoted member does not read what their role may not), in the person's
+    words (`title`, `body`), naming the object it is about for a console link. Bounded: the
+    newest `NOTIFICATIONS_KEEP_PER_USER` per person and tenant, for `NOTIFICATIONS_RETENTION_DAYS`
+    (orchestrio.jobs.trim_notifications)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=64)
+    capability = models.CharField(max_length=16)
+    title = models.CharField(max_length=200)
+    body = models.CharField(max_length=1000, blank=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "tenant", "-created_at", "-id"], name="notification_feed"),
+            models.Index(fields=["user", "tenant"], condition=models.Q(read_at__isnull=True), name="notification_unread"),
+            models.Index(fields=["created_at"], name="notification_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} for {self.user_id} in {self.tenant_id}"

@@ -35,6 +35,7 @@ class PeriodicJob:
 def periodic_jobs() -> list[PeriodicJob]:
     return [
         PeriodicJob("orchestrio.jobs.purge_idempotency_keys", interval=3600),
+        PeriodicJob("orchestrio.jobs.trim_notifications", interval=3600),
         PeriodicJob("instances.jobs.health_sweep", interval=settings.HEALTH_CHECK_INTERVAL_SECONDS, timeout=600),
         PeriodicJob("instances.jobs.sample_stats", interval=settings.STATS_SAMPLE_SECONDS, timeout=120),
         PeriodicJob("instances.jobs.readiness_sweep", interval=settings.READINESS_SWEEP_SECONDS, timeout=120),

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import re
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import hooks
-from .models import ActivityEvent, ApiToken, Invitation, Membership, Tenant
+from . import hooks, roles
+from .errors import Forbidden
+from .models import ActivityEvent, ApiToken, Invitation, Membership, Notification, Tenant
 from .tokens import hash_token
 
 
@@ -99,3 +101,36 @@ def activity_with_links(*, principal, events) -> list[ActivityEvent]:
     for event in events:
         event.link = None if event.action.startswith("admin.") else links.get((event.object_type, event.object_id))
     return events
+
+
+# --- notifications (orchestrio/notifications.py) ----------------------------------------------------
+
+
+def notification_list(*, principal) -> QuerySet[Notification]:
+    """The principal's person's notifications in the principal's tenant, newest first, of the
+    events the principal's role may see now (a token acts with its own role, which may be lower
+    than its creator's; a member demoted since stops seeing what the old role saw). A token that
+    belongs to no person (one made by `createtenant`, or whose creator was removed) has no feed:
+    Forbidden, with why."""
+    if principal.user is None:
+        raise Forbidden(
+            "notifications belong to a person, and this API token has none (it was created by createtenant, "
+            "or its creator left the tenant): use a token a member created, or the console"
+        )
+    held = [name for name, allowed in roles.held_by(principal.role).items() if allowed]
+    return Notification.objects.filter(tenant=principal.tenant, user_id=principal.user.pk, capability__in=held)
+
+
+def notification_unread_count(*, principal) -> int:
+    """One COUNT query (the console's bell, on every page)."""
+    return notification_list(principal=principal).filter(read_at__isnull=True).count()
+
+
+def notification_with_links(*, principal, notifications) -> list[Notification]:
+    """The notifications, each with `link`: its object's console page while it exists in the
+    tenant and the principal may open it, else None (one query per object type on the page)."""
+    notifications = list(notifications)
+    links = hooks.object_links(principal=principal, refs=((n.object_type, n.object_id) for n in notifications))
+    for notification in notifications:
+        notification.link = links.get((notification.object_type, notification.object_id))
+    return notifications

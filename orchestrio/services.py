@@ -18,11 +18,11 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from . import hooks, roles, tokens
+from . import hooks, roles, selectors, tokens
 from .choices import ActorType, Role
 from .errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
 from .limits import limit_check
-from .models import ActivityEvent, ApiToken, Invitation, Membership, SubscriptionPlan, Tenant
+from .models import ActivityEvent, ApiToken, Invitation, Membership, Notification, SubscriptionPlan, Tenant
 from .selectors import invitation_by_token
 from .tenancy import Actor, Principal
 
@@ -447,6 +447,8 @@ def _join(*, invitation: Invitation, user, actor: Actor) -> Membership:
         object_id=membership.pk,
         data={"email": invitation.email, "role": invitation.role, "invitation": invitation.pk},
     )
+    # Heard by the alert webhooks and the team managers' notifications (not the newcomer's own).
+    hooks.tenant_event(tenant.pk, "invitation.accepted", {"email": invitation.email, "role": invitation.role, "member_id": membership.pk, "user_id": user.pk, "invitation": invitation.pk})
     return membership
 
 
@@ -509,3 +511,21 @@ def member_remove(*, membership: Membership, principal: Principal) -> None:
         object_id=member_id,
         data={"email": user.get_username(), "role": role, "tokens_revoked": revoked},
     )
+
+
+# --- notifications (orchestrio/notifications.py) ----------------------------------------------------
+# Reading one's own feed changes nothing of the tenant's: no audit row (the log would fill with
+# every click on the bell, which is nobody's business but the reader's).
+
+
+def notification_mark_read(*, notification: Notification) -> Notification:
+    """Mark one read (again: it stays read at the first time)."""
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=notification.read_at)
+    return notification
+
+
+def notification_mark_all_read(*, principal: Principal) -> int:
+    """Mark read every unread notification the principal's feed shows; returns how many."""
+    return selectors.notification_list(principal=principal).filter(read_at__isnull=True).update(read_at=timezone.now())

@@ -530,6 +530,11 @@ ALERT_TIMEOUT_SECONDS = float(env("ALERT_TIMEOUT_SECONDS", "10"))
 ALERT_RETRY_BASE_SECONDS = env_int("ALERT_RETRY_BASE_SECONDS", 30)
 ALERT_RETRY_MAX_SECONDS = env_int("ALERT_RETRY_MAX_SECONDS", 3600)
 
+# Notifications (docs/notifications.md): each person's feed keeps its newest N per tenant, for
+# this many days (orchestrio.jobs.trim_notifications, hourly).
+NOTIFICATIONS_KEEP_PER_USER = env_int("NOTIFICATIONS_KEEP_PER_USER", 200)
+NOTIFICATIONS_RETENTION_DAYS = env_int("NOTIFICATIONS_RETENTION_DAYS", 90)
+
 # Prometheus metrics at /metrics (orchestrio/metrics.py): off by default. When a token is set,
 # scrapes need `Authorization: Bearer <token>`; when addresses (or networks) are listed, only
 # those socket addresses may scrape.
