@@ -6,7 +6,7 @@ from rest_framework import serializers
 from orchestrio import hooks
 from orchestrio.api.strict import BodySerializer
 from orchestrio.choices import InvitationStatus, Role
-from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, ActivityEvent, ApiToken, Invitation, Membership, SubscriptionPlan, Tenant
+from orchestrio.models import SLUG_MESSAGE, SLUG_PATTERN, ActivityEvent, ApiToken, Invitation, Membership, Notification, SubscriptionPlan, Tenant
 from orchestrio.services import INVITATION_MAX_DAYS, TOKEN_EXPIRY_CHOICES
 
 
@@ -163,3 +163,23 @@ class InvitationCreatedSerializer(InvitationSerializer):
     class Meta(InvitationSerializer.Meta):
         fields = [*InvitationSerializer.Meta.fields, "url"]
         read_only_fields = fields
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    event = serializers.CharField(help_text="What happened: instance.error, instance.health_down, instance.health_up, task.failed, quota.80, quota.100, billing.payment_failed, invitation.accepted.")
+    object_type = serializers.CharField(help_text="The kind of object it is about (instance, task, subscription, member), or empty.")
+    object_id = serializers.CharField(help_text="Its id (an instance id, a task id…), or empty.")
+
+    class Meta:
+        model = Notification
+        fields = ["id", "event", "title", "body", "object_type", "object_id", "created_at", "read_at"]
+
+
+class NotificationFeedSerializer(serializers.Serializer):
+    unread = serializers.IntegerField(help_text="Unread notifications in the whole feed (not only those returned).")
+    results = NotificationSerializer(many=True, help_text="The most recent notifications, newest first (at most 50).")
+
+
+class NotificationsReadSerializer(serializers.Serializer):
+    marked = serializers.IntegerField(help_text="How many were unread and are now read.")
+    unread = serializers.IntegerField()

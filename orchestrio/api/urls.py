@@ -8,6 +8,7 @@ router.register("api-tokens", views.ApiTokenViewSet, basename="api-token")
 router.register("activity", views.ActivityViewSet, basename="activity")
 router.register("members", views.MemberViewSet, basename="member")
 router.register("invitations", views.InvitationViewSet, basename="invitation")
+router.register("notifications", views.NotificationViewSet, basename="notification")
 
 urlpatterns = [
     path("tenant", views.TenantView.as_view(), name="tenant"),

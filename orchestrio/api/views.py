@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from orchestrio import selectors, services
 from orchestrio.filtersets import ActivityEventFilterSet, ApiTokenFilterSet
 from orchestrio.http import carries_secret
-from orchestrio.models import ActivityEvent, ApiToken, Invitation, Membership
+from orchestrio.models import ActivityEvent, ApiToken, Invitation, Membership, Notification
 
 from . import serializers
-from .schema import ERR_400, ERR_402, ERR_403, ERR_409
+from .schema import ERR_400, ERR_402, ERR_403, ERR_404, ERR_409
 from .viewsets import TenantApiView, TenantScopedViewSet, idempotent
 
 
@@ -129,3 +130,48 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     def destroy(self, request, pk=None):
         services.invitation_revoke(invitation=self.get_object(), principal=self.principal)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+NOTIFICATION_FEED_SIZE = 50
+
+
+@extend_schema(tags=["notifications"])
+class NotificationViewSet(TenantScopedViewSet):
+    """The caller's own notifications in the tenant (docs/notifications.md): the token's creator's,
+    or the console user's. Someone else's, or another tenant's, is 404. A token of no person is 403."""
+
+    queryset = Notification.objects.all()
+    serializer_class = serializers.NotificationSerializer
+    not_found_label = "notification"
+    pagination_class = None
+    # Reading and marking one's own feed needs no more than reading the tenant.
+    capabilities = {"list": "read", "read": "read", "read_all": "read"}
+
+    def scope_queryset(self, queryset):
+        return selectors.notification_list(principal=self.principal)
+
+    def _feed(self) -> dict:
+        feed = selectors.notification_list(principal=self.principal)
+        return {
+            "unread": feed.filter(read_at__isnull=True).count(),
+            "results": serializers.NotificationSerializer(feed[:NOTIFICATION_FEED_SIZE], many=True).data,
+        }
+
+    @extend_schema(
+        summary="Your 50 most recent notifications, newest first, and how many are unread",
+        responses={200: serializers.NotificationFeedSerializer, 403: ERR_403},
+    )
+    def list(self, request):
+        return Response(self._feed())
+
+    @extend_schema(summary="Mark one notification read", request=None, responses={200: serializers.NotificationSerializer, 403: ERR_403, 404: ERR_404})
+    @action(detail=True, methods=["post"], url_path="read")
+    def read(self, request, pk=None):
+        notification = services.notification_mark_read(notification=self.get_object())
+        return Response(serializers.NotificationSerializer(notification).data)
+
+    @extend_schema(summary="Mark all your notifications read", request=None, responses={200: serializers.NotificationsReadSerializer, 403: ERR_403})
+    @action(detail=False, methods=["post"], url_path="read-all")
+    def read_all(self, request):
+        marked = services.notification_mark_all_read(principal=self.principal)
+        return Response({"marked": marked, "unread": selectors.notification_unread_count(principal=self.principal)})
