@@ -553,6 +553,27 @@ class Member(TypedDict):
     joined_at: str
 
 
+class Notification(TypedDict):
+    id: int
+    event: str
+    title: str
+    body: NotRequired[str]
+    object_type: str
+    object_id: str
+    created_at: str
+    read_at: NotRequired[str | None]
+
+
+class NotificationFeed(TypedDict):
+    unread: int
+    results: list[Notification]
+
+
+class NotificationsRead(TypedDict):
+    marked: int
+    unread: int
+
+
 NullEnum = None
 
 
@@ -962,7 +983,7 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanEnum', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanEnum', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
@@ -1041,6 +1062,9 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'members_list': ('GET', '/api/v1/members'),
     'members_partial_update': ('PATCH', '/api/v1/members/{id}'),
     'members_retrieve': ('GET', '/api/v1/members/{id}'),
+    'notifications_list': ('GET', '/api/v1/notifications'),
+    'notifications_read_all_create': ('POST', '/api/v1/notifications/read-all'),
+    'notifications_read_create': ('POST', '/api/v1/notifications/{id}/read'),
     'operations_list': ('GET', '/api/v1/operations'),
     'operations_retrieve': ('GET', '/api/v1/operations/{id}'),
     'plans_list': ('GET', '/api/v1/plans'),
@@ -1776,6 +1800,42 @@ class GeneratedOperations:
         path = f"/api/v1/members/{_q(id)}"
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def notifications_list(self, *, request_timeout: float | None = None) -> list[NotificationFeed]:
+        """GET /api/v1/notifications
+
+        Your 50 most recent notifications, newest first, and how many are unread
+
+        The caller's own notifications in the tenant (docs/notifications.md): the token's creator's,
+        or the console user's. Someone else's, or another tenant's, is 404. A token of no person is 403.
+        """
+        path = f"/api/v1/notifications"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def notifications_read_all_create(self, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> NotificationsRead:
+        """POST /api/v1/notifications/read-all
+
+        Mark all your notifications read
+
+        The caller's own notifications in the tenant (docs/notifications.md): the token's creator's,
+        or the console user's. Someone else's, or another tenant's, is 404. A token of no person is 403.
+        """
+        path = f"/api/v1/notifications/read-all"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def notifications_read_create(self, id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Notification:
+        """POST /api/v1/notifications/{id}/read
+
+        Mark one notification read
+
+        The caller's own notifications in the tenant (docs/notifications.md): the token's creator's,
+        or the console user's. Someone else's, or another tenant's, is 404. A token of no person is 403.
+        """
+        path = f"/api/v1/notifications/{_q(id)}/read"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def operations_list(self, *, instance_id: str | None = None, kind: list[Literal['create', 'destroy', 'resize', 'restart', 'resume', 'start', 'stop', 'suspend']] | None = None, limit: int | None = None, offset: int | None = None, since: str | None = None, status: list[Literal['failed', 'queued', 'running', 'succeeded']] | None = None, until: str | None = None, request_timeout: float | None = None) -> Page[TenantOperation]:
         """GET /api/v1/operations
@@ -3069,6 +3129,28 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                             'description': 'A unique integer value identifying this membership.'}},
                       'required': ['id'],
                       'additionalProperties': False},
+ 'notifications_list': {'type': 'object', 'properties': {}, 'required': [], 'additionalProperties': False},
+ 'notifications_read_all_create': {'type': 'object',
+                                   'properties': {'idempotency_key': {'type': 'string',
+                                                                      'minLength': 1,
+                                                                      'maxLength': 255,
+                                                                      'description': 'Idempotency-Key: the same key '
+                                                                                     'and body within 24 h replays the '
+                                                                                     'first answer.'}},
+                                   'required': [],
+                                   'additionalProperties': False},
+ 'notifications_read_create': {'type': 'object',
+                               'properties': {'id': {'type': 'integer',
+                                                     'description': 'A unique integer value identifying this '
+                                                                    'notification.'},
+                                              'idempotency_key': {'type': 'string',
+                                                                  'minLength': 1,
+                                                                  'maxLength': 255,
+                                                                  'description': 'Idempotency-Key: the same key and '
+                                                                                 'body within 24 h replays the first '
+                                                                                 'answer.'}},
+                               'required': ['id'],
+                               'additionalProperties': False},
  'operations_list': {'type': 'object',
                      'properties': {'instance_id': {'type': 'string'},
                                     'kind': {'type': 'array',

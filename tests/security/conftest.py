@@ -17,7 +17,8 @@ import pytest
 from django.db import transaction
 from django.test import override_settings
 
-from orchestrio.models import SubscriptionPlan
+from orchestrio import notifications
+from orchestrio.models import Notification, SubscriptionPlan
 from instances.models import Operation
 from instances.services import log_append
 
@@ -149,6 +150,9 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     colleague = MembershipFactory(user=UserFactory(username=f"dev@{tenant.pk}.example"), tenant=tenant, role="member")
     invitation = _ok(api.post("invitations", {"email": f"invitee@{tenant.pk}.example"}), 201)
     fleet_request = _ok(api.post("requests", {"count": 1, "instance_id_prefix": f"{tenant.pk}-fleet"}), 202)
+    # The broken instance's event, as its operation would raise it: each member's notification.
+    notifications.notify([(tenant.pk, "instance.error", {"instance_id": broken.instance_id, "error_message": "boom"})])
+    notification = Notification.objects.get(tenant=tenant, user=api.user)
 
     return Seeded(
         api=api,
@@ -163,6 +167,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "member": [colleague.pk],
             "invitation": [invitation["id"]],
             "fleet_request": [fleet_request["request_id"]],
+            "notification": [notification.pk],
             "idempotency_key": [created_key],
             "operation": list(Operation.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True)[:2]),
             "domain": [domain],

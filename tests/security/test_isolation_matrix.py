@@ -45,6 +45,7 @@ VIEW_PARAMETER_OBJECTS = {
     ("MemberViewSet", "pk"): "member",
     ("InvitationViewSet", "pk"): "invitation",
     ("OperationViewSet", "pk"): "operation",
+    ("NotificationViewSet", "pk"): "notification",
 }
 
 # Bodies that pass validation, so that a 404 comes from the tenant-scoped lookup and not from a
@@ -376,6 +377,9 @@ EXPECTED_CAPABILITIES = {
     ("api:alert-delivery-test", "post"): "alerts",
     ("api:alert-delivery-rotate-secret", "post"): "alerts",
     ("api:alert-delivery-redeliver", "post"): "alerts",
+    ("api:notification-list", "get"): "read",  # one's own feed, of the events one's role may see
+    ("api:notification-read", "post"): "read",
+    ("api:notification-read-all", "post"): "read",
 }
 # The same roles by name, so that the table above is checked against a second statement of the
 # matrix and not only against orchestrio/roles.py.
@@ -396,6 +400,9 @@ EFFECTIVE_CAPABILITIES = {
     ("api:api-token-detail", "delete"): "tokens",  # the seeded token is the owner's
     ("api:instance-gateway-policy-list", "post"): "expose",  # the body asks for an anonymous policy
 }
+# Routes naming an object of one person (a notification is its reader's): another person in the
+# same tenant, whatever the role, gets 404 as another tenant does.
+PERSONAL_ROUTES = {"api:notification-read"}
 ROLE_BODIES = {
     **BODIES,
     ("api:instance-gateway-policy-list", "post"): {"slug": "public-hook", "provider": "anonymous"},
@@ -484,6 +491,10 @@ def test_each_role_is_allowed_or_refused_exactly_as_the_matrix_says(seeded, role
     assert queued_jobs() == jobs_before, f"refused requests of a {role} queued jobs"
 
     for route, method, response in _sweep(api, seeded, allowed, bodies=ROLE_BODIES):
+        if route.name in PERSONAL_ROUTES and api is not seeded.api:
+            # The seeded object is the seeded owner's own: another person of the tenant gets 404.
+            assert response.status_code == 404, (role, method.upper(), route.name, response.status_code, response.content[:300])
+            continue
         assert response.status_code not in (403, 404), (role, method.upper(), route.name, response.status_code, response.content[:300])
 
 

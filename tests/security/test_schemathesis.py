@@ -57,6 +57,7 @@ ID_KINDS = {
     "/api/v1/members/": "member",
     "/api/v1/invitations/": "invitation",
     "/api/v1/operations/": "operation",
+    "/api/v1/notifications/": "notification",
 }
 
 
