@@ -21,4 +21,8 @@ urlpatterns = [
     path("team/invitations/<int:invitation_pk>/revoke", views.team_invitation_revoke, name="team-invitation-revoke"),
     path("invitations/<str:token>", views.invitation_link, name="invitation-link"),
     path("invitation", views.invitation, name="invitation"),
+    path("notifications", views.notifications, name="notifications"),
+    path("notifications/bell", views.notifications_bell, name="notifications-bell"),
+    path("notifications/read-all", views.notifications_read_all, name="notifications-read-all"),
+    path("notifications/<int:notification_pk>/read", views.notification_read, name="notification-read"),
 ]

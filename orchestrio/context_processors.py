@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 
-from . import roles
+from . import roles, selectors
 
 # The console's navigation: (label, URL name, the capability the page needs). Pages slot in
 # here as they are built.
@@ -61,6 +61,9 @@ def console(request):
         "current_tenant": principal.tenant if principal is not None else None,
         "current_role": principal.role if principal is not None else None,
         "can": can,
+        # The top bar's bell (templates/console/_bell.html): a callable, so the one COUNT query
+        # runs only where a template shows it (not for fragments, redirects or JSON).
+        "notifications_unread": (lambda: selectors.notification_unread_count(principal=principal)) if principal is not None else None,
         # static/console/live.js polls `[data-live]` fragments at this interval (milliseconds).
         "live_interval_ms": settings.CONSOLE_LIVE_INTERVAL_SECONDS * 1000,
     }

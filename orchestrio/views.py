@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -439,3 +440,52 @@ def handler500(request):
 def favicon(request):
     """Browsers ask for /favicon.ico on pages that declare no icon (the admin, the API docs)."""
     return HttpResponsePermanentRedirect(static("console/favicon.svg"))
+
+
+# --- notifications (docs/notifications.md) ---------------------------------------------------------
+
+NOTIFICATIONS_PER_PAGE = 50
+
+
+@require_GET
+@console_view
+def notifications(request):
+    """The reader's notifications, newest first, 50 a page, each linking to its object while that
+    still exists; `?unread=1` shows only the unread. Mark one, or all, read (POST forms)."""
+    principal = request.principal
+    feed = selectors.notification_list(principal=principal)
+    unread_only = request.GET.get("unread") == "1"
+    page = Paginator(feed.filter(read_at__isnull=True) if unread_only else feed, NOTIFICATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = selectors.notification_with_links(principal=principal, notifications=page.object_list)
+    return render(request, "console/notifications.html", {"page": page, "unread_only": unread_only})
+
+
+@require_GET
+@console_view
+def notifications_bell(request):
+    """The top bar's bell, for static/console/live.js: one COUNT beyond the session's own reads."""
+    return render(request, "console/_bell.html", {"unread": selectors.notification_unread_count(principal=request.principal)})
+
+
+def _back_to_notifications(request) -> HttpResponseRedirect:
+    """Back where the form was (its page of the list), never off the site."""
+    target = request.POST.get("next") or ""
+    if not (target.startswith(reverse("console:notifications")) and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})):
+        target = reverse("console:notifications")
+    return HttpResponseRedirect(target)
+
+
+@require_POST
+@console_view(capabilities={"POST": "read"})
+def notification_read(request, notification_pk: int):
+    notification = get_object_or_404(selectors.notification_list(principal=request.principal), pk=notification_pk)
+    services.notification_mark_read(notification=notification)
+    return _back_to_notifications(request)
+
+
+@require_POST
+@console_view(capabilities={"POST": "read"})
+def notifications_read_all(request):
+    marked = services.notification_mark_all_read(principal=request.principal)
+    messages.success(request, f"Marked {marked} notification{'' if marked == 1 else 's'} read." if marked else "Nothing was unread.")
+    return _back_to_notifications(request)

@@ -8,14 +8,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing import alerts
 from billing.metering import record_execution
 from billing.models import AlertDelivery, Subscription
 from orchestrio import notifications, services
-from orchestrio.models import Notification, SubscriptionPlan
+from orchestrio.models import Membership, Notification, SubscriptionPlan
 from orchestrio.tenancy import Actor, Principal
 
 from ..billing.conftest import event, post_webhook, stripe_stub  # noqa: F401 - fixture
@@ -196,3 +198,70 @@ def test_a_token_reads_with_its_own_role_and_a_token_of_no_one_is_refused(team, 
 def test_a_scoped_token_cannot_read_the_feed(team, tenant, running):
     scoped = Api(ApiTokenFactory(tenant=tenant, created_by=team["owner"], role="owner", instance_id="web-01").plaintext)
     assert_error(scoped.get("notifications"), 403, contains="scoped")
+
+
+# --- the console ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def console(client, tenant, owner):
+    client.force_login(owner)
+    return client
+
+
+def _bell_queries(client) -> int:
+    client.get("/notifications/bell")
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get("/notifications/bell").status_code == 200
+    return len(captured)
+
+
+def test_the_bell_counts_the_unread_live_in_constant_queries(console, team, tenant):
+    page = console.get("/").content.decode()
+    assert 'data-live="/notifications/bell"' in page and 'data-testid="bell-count"' not in page and "none unread" in page
+    empty = _bell_queries(console)
+    notifications.notify([(tenant.pk, "instance.health_up", {"instance_id": "i-0"})])
+    fragment = console.get("/notifications/bell").content.decode()
+    assert 'data-testid="bell-count">1</span>' in fragment and "1 unread" in fragment and "<html" not in fragment
+    for n in range(1, 120):
+        notifications.notify([(tenant.pk, "instance.health_up", {"instance_id": f"i-{n}"})])
+    assert 'data-testid="bell-count">99+</span>' in console.get("/notifications/bell").content.decode()
+    assert 'data-testid="bell-count">99+</span>' in console.get("/").content.decode()  # the first paint, same template
+    assert _bell_queries(console) == empty
+
+
+def test_the_page_lists_links_marks_read_and_pages(console, team, tenant, running):
+    notifications.notify([(tenant.pk, "instance.error", {"instance_id": "web-01", "error_message": "boom"})])
+    notifications.notify([(tenant.pk, "instance.error", {"instance_id": "gone-01", "error_message": "boom"})])
+    for n in range(55):
+        notifications.notify([(tenant.pk, "quota.80", {"executions": n, "quota": 100})])
+    first = console.get("/notifications").content.decode()
+    assert first.count('data-testid="notification"') == 50 and 'class="unread"' in first
+    assert 'href="/billing/"' in first and "Older →" in first
+    older = console.get("/notifications?page=2").content.decode()
+    assert older.count('data-testid="notification"') == 7
+    assert 'href="/instances/web-01"' in older and "gone-01 is in error</div>" in older  # a gone instance is plain text
+
+    mine = Notification.objects.filter(user=team["owner"], title="web-01 is in error").get()
+    response = console.post(f"/notifications/{mine.pk}/read", {"next": "/notifications?page=2"})
+    assert response.status_code == 302 and response["Location"] == "/notifications?page=2"
+    mine.refresh_from_db()
+    assert mine.read_at is not None
+    assert console.post(f"/notifications/{mine.pk}/read", {"next": "https://evil.example/"})["Location"] == "/notifications"
+    theirs = Notification.objects.get(user=team["admin"], title="web-01 is in error")
+    assert console.post(f"/notifications/{theirs.pk}/read").status_code == 404
+
+    assert "Unread" in console.get("/notifications?unread=1").content.decode()
+    assert console.post("/notifications/read-all").status_code == 302
+    assert not Notification.objects.filter(user=team["owner"], read_at__isnull=True).exists()
+    assert Notification.objects.filter(user=team["admin"], read_at__isnull=True).count() == 57
+    assert "Nothing unread." in console.get("/notifications?unread=1").content.decode()
+    assert 'data-testid="bell-count"' not in console.get("/notifications/bell").content.decode()
+
+
+def test_the_console_shows_a_member_only_what_their_role_may_see(client, team, tenant):
+    notifications.notify([(tenant.pk, "billing.payment_failed", {"invoice": "in_1"})])
+    Membership.objects.filter(user=team["admin"], tenant=tenant).update(role="member")  # demoted since
+    client.force_login(team["admin"])
+    assert "A payment failed" not in client.get("/notifications").content.decode()
+    assert 'data-testid="bell-count"' not in client.get("/notifications/bell").content.decode()

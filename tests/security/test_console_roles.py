@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 from django.urls import URLResolver, get_resolver, reverse
 
-from orchestrio import roles
+from orchestrio import notifications, roles
+from orchestrio.models import Notification
 
 from ..factories import ApiTokenFactory, MembershipFactory, UserFactory
 from ..helpers import CommitClient
@@ -63,8 +64,12 @@ EXPECTED = [
     ("deployments:detail-live", "GET", None, "read"),
     ("tasks:detail-live", "GET", None, "read"),
     ("billing:alerts-live", "GET", None, "alerts"),
+    ("console:notifications", "GET", None, "read"),  # one's own feed, of the events one's role may see
+    ("console:notifications-bell", "GET", None, "read"),
     ("instances:destroy", "GET", None, "destroy"),  # the confirmation page of a destroy
     ("console:switch-tenant", "POST", None, "read"),  # the user's own session
+    ("console:notification-read", "POST", None, "read"),  # one's own notification; another's is 404
+    ("console:notifications-read-all", "POST", None, "read"),
     ("console:tokens", "POST", None, "operate"),
     ("console:token-revoke", "POST", None, "operate"),  # one's own; someone else's needs "tokens"
     ("console:team", "POST", None, "members"),  # inviting an owner needs "owners" (service)
@@ -136,6 +141,7 @@ def test_console_declarations_match_the_expected_matrix():
 def _url(name: str, argument: str | None, ids: dict) -> str:
     kwargs = {
         "console:token-revoke": {"token_pk": ids["own_token"]},
+        "console:notification-read": {"notification_pk": ids["own_notification"]},
         "console:team-member-role": {"member_pk": ids["member"]},
         "console:team-member-remove": {"member_pk": ids["member"]},
         "console:team-invitation-revoke": {"invitation_pk": ids["invitation"]},
@@ -195,6 +201,8 @@ def test_each_role_is_allowed_or_refused_in_the_console_as_the_matrix_says(seede
         MembershipFactory(user=user, tenant=tenant, role=role)
     ids = {kind: values[0] for kind, values in seeded.ids.items()}
     ids["own_token"] = ApiTokenFactory(tenant=tenant, created_by=user, role=role).pk
+    notifications.notify([(tenant.pk, "instance.health_up", {"instance_id": ids["instance"]})])
+    ids["own_notification"] = Notification.objects.filter(user=user).values_list("pk", flat=True).first()
     client = CommitClient()
     client.force_login(user)
 
@@ -219,7 +227,7 @@ def test_each_role_is_allowed_or_refused_in_the_console_as_the_matrix_says(seede
         assert response.status_code not in (403, 404), (role, method, name, argument, response.status_code, response.content[:300])
 
 
-OBJECT_PAGES = {"console:token-revoke", "console:team-member-role", "console:team-member-remove", "console:team-invitation-revoke"}
+OBJECT_PAGES = {"console:notification-read", "console:token-revoke", "console:team-member-role", "console:team-member-remove", "console:team-invitation-revoke"}
 
 
 def test_a_refusal_in_the_console_comes_after_the_tenant_lookup(seeded, tenant_b):
@@ -230,6 +238,7 @@ def test_a_refusal_in_the_console_comes_after_the_tenant_lookup(seeded, tenant_b
     client.force_login(user)
     ids = {kind: values[0] for kind, values in seeded.ids.items()}
     ids["own_token"] = ApiTokenFactory(tenant=seeded.api.tenant, created_by=seeded.api.user).pk
+    ids["own_notification"] = seeded.ids["notification"][0]
     for name, method, argument, _ in EXPECTED:
         if name.startswith(("console:", "billing:")) and name not in OBJECT_PAGES or name in ("instances:list", "instances:list-live", "instances:create", "deployments:list", "deployments:list-live", "deployments:create", "fleet:list", "fleet:list-live", "operations:list", "operations:list-live"):
             continue  # the page names none of A's objects
