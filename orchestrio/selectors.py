@@ -110,12 +110,12 @@ def notification_list(*, principal) -> QuerySet[Notification]:
     """The principal's person's notifications in the principal's tenant, newest first, of the
     events the principal's role may see now (a token acts with its own role, which may be lower
     than its creator's; a member demoted since stops seeing what the old role saw). A token that
-    belongs to no person (one made by `createtenant`, or whose creator was removed) has no feed:
+    belongs to no person (one made by `createtenant`, or whose creator's account was deleted) has no feed:
     Forbidden, with why."""
     if principal.user is None:
         raise Forbidden(
             "notifications belong to a person, and this API token has none (it was created by createtenant, "
-            "or its creator left the tenant): use a token a member created, or the console"
+            "or its creator's account was deleted): use a token a member created, or the console"
         )
     held = [name for name, allowed in roles.held_by(principal.role).items() if allowed]
     return Notification.objects.filter(tenant=principal.tenant, user_id=principal.user.pk, capability__in=held)

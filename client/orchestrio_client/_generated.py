@@ -1801,7 +1801,7 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def notifications_list(self, *, request_timeout: float | None = None) -> list[NotificationFeed]:
+    def notifications_list(self, *, request_timeout: float | None = None) -> NotificationFeed:
         """GET /api/v1/notifications
 
         Your 50 most recent notifications, newest first, and how many are unread

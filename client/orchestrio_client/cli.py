@@ -1281,6 +1281,48 @@ def activity(state: State, action: str | None, since: str | None, max_rows: int)
     emit(state, rows, ["created_at", "action", "object_type", "object_id", "actor", "ip"])
 
 
+@cli.group()
+def notifications() -> None:
+    """Your notifications in the tenant: what the console's bell counts."""
+
+
+@notifications.command(name="list")
+@click.option("--unread", "unread_only", is_flag=True, help="Only the unread ones.")
+@pass_state
+@api_errors
+@rest("notifications_list")
+def notifications_list(state: State, unread_only: bool) -> None:
+    """Your 50 most recent notifications, newest first, and how many are unread."""
+    feed = state.client().notifications_list()
+    if unread_only:
+        feed = {**feed, "results": [n for n in feed["results"] if n["read_at"] is None]}
+    if state.json:
+        emit(state, feed)
+        return
+    click.echo(f"{feed['unread']} unread")
+    if feed["results"]:
+        click.echo(table(feed["results"], ["id", "created_at", "event", "title", "read_at"]))
+
+
+@notifications.command(name="read")
+@click.argument("notification_id", type=int)
+@pass_state
+@api_errors
+@rest("notifications_read_create")
+def notifications_read(state: State, notification_id: int) -> None:
+    """Mark one notification read."""
+    emit(state, state.client().notifications_read_create(notification_id))
+
+
+@notifications.command(name="read-all")
+@pass_state
+@api_errors
+@rest("notifications_read_all_create")
+def notifications_read_all(state: State) -> None:
+    """Mark all your notifications read."""
+    emit(state, state.client().notifications_read_all_create())
+
+
 @cli.command()
 @pass_state
 @api_errors

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from orchestrio import hooks
@@ -175,6 +175,7 @@ class NotificationSerializer(serializers.ModelSerializer):
         fields = ["id", "event", "title", "body", "object_type", "object_id", "created_at", "read_at"]
 
 
+@extend_schema_serializer(many=False)  # the list action answers one object, not an array
 class NotificationFeedSerializer(serializers.Serializer):
     unread = serializers.IntegerField(help_text="Unread notifications in the whole feed (not only those returned).")
     results = NotificationSerializer(many=True, help_text="The most recent notifications, newest first (at most 50).")

@@ -10,6 +10,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 
+from orchestrio import notifications
 from orchestrio_client.cli import EXIT_CODES, cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -107,7 +108,7 @@ def test_login_profiles_and_the_token_file(ork_cli, live_server, ork_token, tmp_
     ork_cli("tenant", code=EXIT_CODES["auth"], ORK_TOKEN=None, ORK_URL=None)
 
 
-def test_blueprints_gateway_domains_tokens_usage_activity(ork_cli, tmp_path):
+def test_blueprints_gateway_domains_tokens_usage_activity(ork_cli, ork_tenant, tmp_path):
     blueprint = tmp_path / "bp.json"
     blueprint.write_text(json.dumps({"name": "cli-bp", "provider_api": "RunInstances", "health_path": "/health"}))
     assert ork_cli.json("blueprints", "validate", str(blueprint))["valid"] is True
@@ -147,6 +148,12 @@ def test_blueprints_gateway_domains_tokens_usage_activity(ork_cli, tmp_path):
 
     assert set(ork_cli.json("usage")) >= {"executions", "quota", "instance_hours"}
     assert any(e["action"] for e in ork_cli.json("activity"))
+    notifications.notify([(ork_tenant[0].pk, "instance.health_up", {"instance_id": "cli-gw"})])
+    assert "1 unread" in ork_cli("notifications", "list").stdout
+    [note] = ork_cli.json("notifications", "list", "--unread")["results"]
+    assert ork_cli.json("notifications", "read", str(note["id"]))["read_at"] is not None
+    assert ork_cli.json("notifications", "read-all") == {"marked": 0, "unread": 0}
+    ork_cli("notifications", "read", "999999", code=EXIT_CODES["not_found"])
     assert ork_cli.json("regions") and ork_cli.json("plans")["instance_plans"]
     assert "complete" in ork_cli("completion", "bash").stdout
 
