@@ -57,6 +57,8 @@ class SubscriptionPlan(models.Model):
     feature_oidc_gateway = models.BooleanField(default=False)
     feature_deployment_rollback = models.BooleanField(default=False)
     feature_hibernation = models.BooleanField(default=False)
+    feature_addons = models.BooleanField(default=False, help_text="PostgreSQL and Redis add-ons (docs/addons.md).")
+    max_addons = models.PositiveIntegerField(null=True, blank=True, default=0, help_text="Live add-ons. Empty: unlimited.")
     is_public = models.BooleanField(default=True, help_text="Listed in the public catalogue.")
     sort_order = models.PositiveSmallIntegerField(default=0)
 
