@@ -288,8 +288,10 @@ def addon_env_push(*, instance: Instance) -> str | None:
     """Push the add-ons' URLs to the instance's agent when it runs (its secrets live in memory: a
     start pushes them again, `addon_env_push_hook`). Returns what happened, for the lifecycle log."""
     fresh = Instance.objects.select_related("blueprint").filter(pk=instance.pk, destroyed_at__isnull=True).first()
-    if fresh is None or fresh.state != InstanceState.RUNNING or not fresh.socket_path and fresh.provider == "local":
+    if fresh is None or fresh.state != InstanceState.RUNNING:
         return None
+    if fresh.provider == "local" and not (fresh.socket_path or fresh.port):
+        return None  # no agent to reach (a record without a machine)
     values = _instance_secrets(fresh)
     names = sorted(instance_addon_env(instance=fresh))
     try:

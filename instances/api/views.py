@@ -225,7 +225,9 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
 
     @extend_schema(
         summary="The instance's own stdout/stderr (its agent's ring buffer); `follow=true`: server-sent events",
-        parameters=[s.AppLogQuerySerializer], responses={200: s.AppLogsSerializer, 400: ERR_400, 429: ERR_429_LONG_POLL, 502: ERR_502, 504: ERR_504},
+        parameters=[s.AppLogQuerySerializer],
+        # The stream's events are of several shapes (status, line, end, error: applogs.py), not the record's.
+        responses={(200, "application/json"): s.AppLogsSerializer, (200, "text/event-stream"): OpenApiTypes.OBJECT, 400: ERR_400, 429: ERR_429_LONG_POLL, 502: ERR_502, 504: ERR_504},
     )  # fmt: skip
     @action(detail=True, methods=["get"], url_path="app-logs", filterset_class=None, renderer_classes=[JSONRenderer, EventStreamRenderer])
     def app_logs(self, request, instance_id=None):

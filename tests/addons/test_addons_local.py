@@ -4,6 +4,9 @@ One server per test, each test the whole lifecycle (a server starts in 1–3 s).
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -19,6 +22,36 @@ from instances.models import LogLine
 from ..helpers import run_jobs
 
 pytestmark = pytest.mark.slow
+
+
+class _Agent(BaseHTTPRequestHandler):
+    """An instance agent that records the secrets it is given."""
+
+    received: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if self.path == "/secrets":
+            _Agent.received.append(body)
+        data = json.dumps({"stored": len(body)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def agent():
+    _Agent.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Agent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 def _lifecycle_start(api, engine):
@@ -55,8 +88,10 @@ def _nothing_secret_recorded(*passwords):
 
 
 @pytest.mark.skipif(engines.postgres_bin() is None, reason="needs the host's PostgreSQL binaries (apt-get install postgresql)")
-def test_postgres_addon_lifecycle(api, running):
+def test_postgres_addon_lifecycle(api, make_instance, agent):
+    make_instance(instance_id="web-01", state="running", ip_address="127.0.0.1", port=agent.server_port)
     addon_id, url, directory = _lifecycle_start(api, "postgres")
+    assert _Agent.received[-1] == {"DATABASE_URL": url}  # the instance's environment
     assert (directory / "data" / "PG_VERSION").exists()
     with psycopg.connect(url) as conn:
         conn.execute("CREATE TABLE notes (body text)")
@@ -66,7 +101,7 @@ def test_postgres_addon_lifecycle(api, running):
     assert user == "app" and superuser is False  # a superuser could run programs on the host
 
     new_url = _rotate(api, addon_id)
-    assert new_url != url
+    assert new_url != url and _Agent.received[-1] == {"DATABASE_URL": new_url}
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(url).close()
     with psycopg.connect(new_url) as conn:
@@ -74,6 +109,7 @@ def test_postgres_addon_lifecycle(api, running):
 
     _nothing_secret_recorded(url.split(":")[2].split("@")[0], new_url.split(":")[2].split("@")[0])
     _destroy(api, addon_id, directory)
+    assert _Agent.received[-1] == {}  # gone from the instance's environment too
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(new_url, connect_timeout=2).close()
 

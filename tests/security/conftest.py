@@ -35,6 +35,8 @@ class _AgentHandler(BaseHTTPRequestHandler):
             return self._send({"status": "ok"})
         if self.path == "/api/status":
             return self._send({"status": "running", "uptime_seconds": 60})
+        if self.path.startswith("/app-logs"):
+            return self._send({"lines": [], "last_seq": 0, "truncated": False, "starts": 1, "last_exit_code": None, "last_exit_at": None})
         return self._send({"config": {}} if self.path == "/config" else {"status": "running", "exit_code": None})
 
     def do_POST(self):  # noqa: N802
@@ -146,6 +148,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     colleague = MembershipFactory(user=UserFactory(username=f"dev@{tenant.pk}.example"), tenant=tenant, role="member")
     invitation = _ok(api.post("invitations", {"email": f"invitee@{tenant.pk}.example"}), 201)
     fleet_request = _ok(api.post("requests", {"count": 1, "instance_id_prefix": f"{tenant.pk}-fleet"}), 202)
+    addon = _ok(api.post(f"instances/{web.instance_id}/addons", {"engine": "postgres"}), 201)  # its job is not run: no server
 
     return Seeded(
         api=api,
@@ -160,6 +163,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "member": [colleague.pk],
             "invitation": [invitation["id"]],
             "fleet_request": [fleet_request["request_id"]],
+            "addon": [addon["addon_id"]],
             "idempotency_key": [created_key],
             "operation": list(Operation.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True)[:2]),
             "domain": [domain],
