@@ -30,7 +30,7 @@ def test_create_answers_201_with_the_url_once(api, running):
     body = response.json()
     assert set(body) == RECORD | {"connection_url"}
     assert body["addon_id"].startswith("addon_") and body["status"] == "provisioning" and body["env_name"] == "DATABASE_URL"
-    assert body["connection_url"].startswith(f"postgres://app:") and body["connection_url"].endswith(f"@127.0.0.1:{body['port']}/app")
+    assert body["connection_url"].startswith("postgres://app:") and body["connection_url"].endswith(f"@127.0.0.1:{body['port']}/app")
     addon = AddOn.objects.get(addon_id=body["addon_id"])
     password = body["connection_url"].split(":")[2].split("@")[0]
     assert password not in addon.password_encrypted and addon.operations.get().kind == "create"
