@@ -78,6 +78,7 @@ class SubscriptionPlan(models.Model):
             "api_requests_per_minute": self.api_requests_per_minute,
             "tokens": self.max_tokens,
             "deployments": self.max_deployments,
+            "addons": self.max_addons,
         }
 
     @property
@@ -87,6 +88,7 @@ class SubscriptionPlan(models.Model):
             "oidc_gateway": self.feature_oidc_gateway,
             "deployment_rollback": self.feature_deployment_rollback,
             "hibernation": self.feature_hibernation,
+            "addons": self.feature_addons,
         }
 
 
