@@ -158,7 +158,8 @@ def _wrap(target: Target, uid: int | None, argv: list[str]) -> list[str]:
         mounts += ["--perms", "0755", "--dir", parent]
     mounts += ["--bind", str(directory / "data"), DATA, "--bind", str(directory / "run"), RUN]
     drop = [setpriv, "--reuid", str(uid), "--regid", str(uid), "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
-    return [bwrap, *mounts, "--remount-ro", "/", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", target.addon_id.replace("_", "-"), "--new-session", "--chdir", "/", "--", *drop, *argv]
+    # Its own pid namespace too: it sees none of the host's processes (their command lines).
+    return [bwrap, *mounts, "--remount-ro", "/", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", target.addon_id.replace("_", "-"), "--new-session", "--chdir", "/", "--", *drop, *argv]
 
 
 def _paths(uid: int | None, target: Target) -> tuple[str, str]:
@@ -407,12 +408,16 @@ def set_password(target: Target, password: str) -> None:
         raise
 
 
+SERVER_NAMES = ("postgres", "redis-server")
+
+
 def _server(root: psutil.Process) -> list[psutil.Process]:
-    """The server itself: the wrapper's children (bubblewrap does not pass signals on), or the
-    process we started when it is the server (unwrapped)."""
+    """The server itself, to signal: the topmost process of the tree that is the engine's binary
+    (under bubblewrap, whose processes do not pass signals on, it is a grandchild; unwrapped, the
+    process we started)."""
     try:
-        children = root.children()
-        return children if children and "bwrap" in root.name() else [root]
+        tree = [root, *root.children(recursive=True)]
+        return [proc for proc in tree if proc.name() in SERVER_NAMES and (proc.parent() is None or proc.parent().name() not in SERVER_NAMES)][:1]
     except psutil.NoSuchProcess:
         return []
 

@@ -326,14 +326,15 @@ def addons_of_destroyed_instance(instance: Instance) -> None:
 
 
 def addons_reconcile(summary: dict) -> None:
-    """instances' `reconcile` hook: start an available add-on's server again when it is gone (a
-    host reboot), and destroy add-ons left on a destroyed instance."""
+    """instances' `reconcile` hook: destroy add-ons left on a destroyed instance (their operation
+    was unfinished when it went), and start an available add-on's server again when it is gone
+    (a host reboot)."""
+    orphaned = AddOn.objects.filter(deleted_at__isnull=True, instance__destroyed_at__isnull=False).exclude(status=AddOnStatus.DELETING)
+    for instance in {addon.instance for addon in orphaned.select_related("instance")}:
+        with transaction.atomic():
+            addons_of_destroyed_instance(instance)
     restarted = 0
-    for addon in AddOn.objects.filter(deleted_at__isnull=True, provider="local", status=AddOnStatus.AVAILABLE).select_related("instance"):
-        if addon.instance.destroyed_at is not None:
-            with transaction.atomic():
-                addons_of_destroyed_instance(addon.instance)
-            continue
+    for addon in AddOn.objects.filter(deleted_at__isnull=True, provider="local", status=AddOnStatus.AVAILABLE, instance__destroyed_at__isnull=True):
         target = _target(addon)
         if engines.is_running(target):
             continue

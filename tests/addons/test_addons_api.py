@@ -123,3 +123,26 @@ def test_another_tenant_gets_404(api, other_api, running):
         other_api.delete(f"addons/{addon_id}?confirm={addon_id}"), other_api.get("instances/web-01/addons"), create(other_api),
     ):  # fmt: skip
         assert_error(response, 404)
+
+
+def test_destroying_the_instance_destroys_its_addons(api, running):
+    addon_id = create(api).json()["addon_id"]
+    AddOnOperation.objects.update(status="succeeded")
+    AddOn.objects.update(status="available")
+    assert api.delete("instances/web-01").status_code == 202
+    addon = AddOn.objects.get(addon_id=addon_id)
+    assert addon.status == "deleting" and addon.operations.filter(kind="destroy", status="queued").exists()
+
+
+def test_the_reconciler_destroys_addons_left_on_a_destroyed_instance(api, running):
+    from django.utils import timezone
+
+    from addons.services import addons_reconcile
+
+    addon_id = create(api).json()["addon_id"]
+    AddOnOperation.objects.update(status="failed")
+    AddOn.objects.update(status="error")
+    type(running).objects.filter(pk=running.pk).update(destroyed_at=timezone.now(), state="destroyed")
+    addons_reconcile({})
+    addon = AddOn.objects.get(addon_id=addon_id)
+    assert addon.status == "deleting" and addon.operations.filter(kind="destroy", status="queued").exists()
