@@ -17,6 +17,8 @@ SUBSCRIPTION_PLANS = [
         "feature_oidc_gateway": False,
         "feature_deployment_rollback": False,
         "feature_hibernation": False,
+        "feature_addons": False,
+        "max_addons": 0,
         "sort_order": 1,
     },
     {
@@ -34,6 +36,8 @@ SUBSCRIPTION_PLANS = [
         "feature_oidc_gateway": True,
         "feature_deployment_rollback": True,
         "feature_hibernation": True,
+        "feature_addons": True,
+        "max_addons": 5,
         "sort_order": 2,
     },
     {
@@ -51,11 +55,16 @@ SUBSCRIPTION_PLANS = [
         "feature_oidc_gateway": True,
         "feature_deployment_rollback": True,
         "feature_hibernation": True,
+        "feature_addons": True,
+        "max_addons": 20,
         "sort_order": 3,
     },
 ]
 
 
 def seed(SubscriptionPlan) -> None:
+    # An early migration seeds with the historical model: fields added later (the add-ons'
+    # limits) are left to the migration that adds them (orchestrio 0005).
+    known = {field.name for field in SubscriptionPlan._meta.get_fields()}
     for row in SUBSCRIPTION_PLANS:
-        SubscriptionPlan.objects.get_or_create(id=row["id"], defaults=row)
+        SubscriptionPlan.objects.get_or_create(id=row["id"], defaults={key: value for key, value in row.items() if key in known})

@@ -34,6 +34,8 @@ LIMITS: dict[str, Limit] = {
     "custom_domains": Limit("feature_custom_domains", "custom domains"),
     "oidc_gateway": Limit("feature_oidc_gateway", "OIDC gateway policies"),
     "deployment_rollback": Limit("feature_deployment_rollback", "deployment rollback"),
+    "addons_feature": Limit("feature_addons", "PostgreSQL and Redis add-ons"),
+    "addons": Limit("max_addons", "add-ons", "destroy one"),
 }
 
 

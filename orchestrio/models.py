@@ -57,6 +57,8 @@ class SubscriptionPlan(models.Model):
     feature_oidc_gateway = models.BooleanField(default=False)
     feature_deployment_rollback = models.BooleanField(default=False)
     feature_hibernation = models.BooleanField(default=False)
+    feature_addons = models.BooleanField(default=False, help_text="PostgreSQL and Redis add-ons (docs/addons.md).")
+    max_addons = models.PositiveIntegerField(null=True, blank=True, default=0, help_text="Live add-ons. Empty: unlimited.")
     is_public = models.BooleanField(default=True, help_text="Listed in the public catalogue.")
     sort_order = models.PositiveSmallIntegerField(default=0)
 
@@ -76,6 +78,7 @@ class SubscriptionPlan(models.Model):
             "api_requests_per_minute": self.api_requests_per_minute,
             "tokens": self.max_tokens,
             "deployments": self.max_deployments,
+            "addons": self.max_addons,
         }
 
     @property
@@ -85,6 +88,7 @@ class SubscriptionPlan(models.Model):
             "oidc_gateway": self.feature_oidc_gateway,
             "deployment_rollback": self.feature_deployment_rollback,
             "hibernation": self.feature_hibernation,
+            "addons": self.feature_addons,
         }
 
 

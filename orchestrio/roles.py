@@ -45,7 +45,7 @@ CAPABILITIES: dict[str, tuple[tuple[str, ...], str]] = {
     OPERATE: (_EVERYONE, "operating instances (lifecycle, resize, config, tasks, non-public gateway policies, deployments)"),
     DESTROY: (_ADMINS, "destroying (instances, deployments, blueprints, gateway policies, custom domains, cleanup)"),
     EXPOSE: (_ADMINS, "exposing an instance publicly (anonymous or unpinned OIDC gateway policies, custom domains)"),
-    TOKENS: (_ADMINS, "managing credentials (other people's API tokens, an instance's agent key)"),
+    TOKENS: (_ADMINS, "managing credentials (other people's API tokens, an instance's agent key, add-on connection URLs and passwords)"),
     BILLING: (_ADMINS, "billing (Stripe checkout and portal)"),
     ALERTS: (_ADMINS, "alert webhooks (their URL, secret and deliveries)"),
     MEMBERS: (_ADMINS, "managing the team (inviting people, changing members' roles, removing members)"),

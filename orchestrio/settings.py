@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "domains",
     "fleet",
     "deployments",
+    "addons",
     "billing",
 ]
 
@@ -317,6 +318,9 @@ SPECTACULAR_SETTINGS = {
         "FleetRequestKindEnum": "fleet.choices.RequestKind",
         "StatsWindowEnum": "instances.choices.StatWindow",
         "StatResolutionEnum": "instances.choices.StatResolution",
+        "AddOnStatusEnum": "addons.choices.AddOnStatus",
+        "AddOnPlanEnum": "addons.choices.AddOnPlan",
+        "AddOnEngineEnum": "addons.choices.Engine",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }
@@ -432,6 +436,15 @@ LOCAL_STOP_GRACE_SECONDS = float(env("LOCAL_STOP_GRACE_SECONDS", "5"))
 # it off, and then tenant commands are refused. Instance n runs as uid/gid LOCAL_SANDBOX_UID_BASE+n.
 LOCAL_SANDBOX = env_bool("LOCAL_SANDBOX", True)
 LOCAL_SANDBOX_UID_BASE = env_int("LOCAL_SANDBOX_UID_BASE", 2_000_000)
+
+# Add-ons (docs/addons.md): the local engine's clusters and servers, one directory each; add-on n
+# runs as uid/gid ADDONS_LOCAL_UID_BASE+n (its own, like an instance's) when the control plane is root.
+ADDONS_LOCAL_DIR = Path(env("ADDONS_LOCAL_DIR", str(VAR_DIR / "addons")))
+ADDONS_LOCAL_UID_BASE = env_int("ADDONS_LOCAL_UID_BASE", 3_000_000)
+# Where PostgreSQL's initdb/pg_ctl/postgres live (empty: the newest /usr/lib/postgresql/*/bin).
+ADDONS_POSTGRES_BIN = env("ADDONS_POSTGRES_BIN", "")
+ADDONS_REDIS_SERVER = env("ADDONS_REDIS_SERVER", "redis-server")
+ADDONS_START_TIMEOUT_SECONDS = float(env("ADDONS_START_TIMEOUT_SECONDS", "30"))
 # A create/start waits this long for the instance's health endpoint before failing.
 INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 120)
 INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)

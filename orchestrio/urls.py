@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("instances.api.urls")),
     path("", include("domains.api.urls")),
     path("", include("deployments.api.urls")),
+    path("", include("addons.api.urls")),
     path("", include("tasks.api.urls")),
     path("", include("gateway.api.urls")),
     path("", include("fleet.api.urls")),

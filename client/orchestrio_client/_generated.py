@@ -22,6 +22,67 @@ class ActivityEvent(TypedDict):
     created_at: str
 
 
+class AddOn(TypedDict):
+    """An add-on's record: where it listens and as whom, never its password (nor the URL)."""
+    addon_id: str
+    instance_id: str
+    engine: AddOnEngineEnum
+    version: str
+    plan: AddOnPlanEnum
+    status: AddOnStatusEnum
+    provider: str
+    host: str
+    port: int | None
+    username: str
+    database: str
+    env_name: str
+    error_message: str | None
+    credentials_rotated_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class AddOnCreateRequest(TypedDict):
+    engine: AddOnEngineEnum
+    version: NotRequired[str | None]
+    plan: NotRequired[AddOnPlanEnum]
+
+
+class AddOnCreated(TypedDict):
+    """An add-on's record: where it listens and as whom, never its password (nor the URL)."""
+    addon_id: str
+    instance_id: str
+    engine: AddOnEngineEnum
+    version: str
+    plan: AddOnPlanEnum
+    status: AddOnStatusEnum
+    provider: str
+    host: str
+    port: int | None
+    username: str
+    database: str
+    env_name: str
+    error_message: str | None
+    credentials_rotated_at: str | None
+    created_at: str
+    updated_at: str
+    connection_url: str | None
+
+
+AddOnEngineEnum = Literal['postgres', 'redis']
+
+
+AddOnPlanEnum = Literal['hobby', 'standard', 'premium']
+
+
+class AddOnReveal(TypedDict):
+    addon_id: str
+    connection_url: str
+
+
+AddOnStatusEnum = Literal['provisioning', 'available', 'backing_up', 'restoring', 'deleting', 'deleted', 'error']
+
+
 class AlertAttempt(TypedDict):
     number: int
     at: str
@@ -184,8 +245,11 @@ class Catalogue(TypedDict):
     subscription_plans: list[SubscriptionPlan]
 
 
+CheckoutPlanEnum = Literal['pro', 'team']
+
+
 class CheckoutRequest(TypedDict):
-    plan: PlanEnum
+    plan: CheckoutPlanEnum
 
 
 class CleanupResult(TypedDict):
@@ -611,6 +675,13 @@ class PaginatedActivityEventList(TypedDict):
     results: list[ActivityEvent]
 
 
+class PaginatedAddOnList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[AddOn]
+
+
 class PaginatedAlertDeliveryList(TypedDict):
     count: int
     next: NotRequired[str | None]
@@ -768,9 +839,6 @@ class PatchedGatewayPolicyWriteRequest(TypedDict, total=False):
 
 class PatchedMemberUpdateRequest(TypedDict, total=False):
     role: RoleEnum
-
-
-PlanEnum = Literal['pro', 'team']
 
 
 class PlanLimitError(TypedDict):
@@ -983,12 +1051,16 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanEnum', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
 OPERATIONS: dict[str, tuple[str, str]] = {
     'activity_list': ('GET', '/api/v1/activity'),
+    'addons_destroy': ('DELETE', '/api/v1/addons/{addon_id}'),
+    'addons_retrieve': ('GET', '/api/v1/addons/{addon_id}'),
+    'addons_reveal_create': ('POST', '/api/v1/addons/{addon_id}/reveal'),
+    'addons_rotate_credentials_create': ('POST', '/api/v1/addons/{addon_id}/rotate-credentials'),
     'alerts_deliveries_list': ('GET', '/api/v1/alerts/deliveries'),
     'alerts_deliveries_redeliver_create': ('POST', '/api/v1/alerts/deliveries/{id}/redeliver'),
     'alerts_deliveries_rotate_secret_create': ('POST', '/api/v1/alerts/deliveries/rotate-secret'),
@@ -1023,6 +1095,8 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'gateway_policies_destroy': ('DELETE', '/api/v1/gateway-policies/{id}'),
     'gateway_policies_partial_update': ('PATCH', '/api/v1/gateway-policies/{id}'),
     'gateway_policies_retrieve': ('GET', '/api/v1/gateway-policies/{id}'),
+    'instances_addons_create': ('POST', '/api/v1/instances/{instance_id}/addons'),
+    'instances_addons_list': ('GET', '/api/v1/instances/{instance_id}/addons'),
     'instances_app_logs_retrieve': ('GET', '/api/v1/instances/{instance_id}/app-logs'),
     'instances_by_idempotency_key_retrieve': ('GET', '/api/v1/instances/by-idempotency-key/{key}'),
     'instances_cleanup_create': ('POST', '/api/v1/instances/cleanup'),
@@ -1092,6 +1166,50 @@ class GeneratedOperations:
         path = f"/api/v1/activity"
         params = {'action': action, 'actor': actor, 'actor_type': actor_type, 'instance': instance, 'limit': limit, 'object_id': object_id, 'object_type': object_type, 'offset': offset, 'q': q, 'since': since, 'until': until}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def addons_destroy(self, addon_id: str | int, *, confirm: str | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOn:
+        """DELETE /api/v1/addons/{addon_id}
+
+        Destroy the add-on and its data (?confirm=<addon id>)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}"
+        params = {'confirm': confirm}
+        return self._call("DELETE", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_retrieve(self, addon_id: str | int, *, request_timeout: float | None = None) -> AddOn:
+        """GET /api/v1/addons/{addon_id}
+
+        An add-on: engine, status, where it listens (never its password)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def addons_reveal_create(self, addon_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOnReveal:
+        """POST /api/v1/addons/{addon_id}/reveal
+
+        Show the add-on's connection URL (owners and admins; audited)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/reveal"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_rotate_credentials_create(self, addon_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOn:
+        """POST /api/v1/addons/{addon_id}/rotate-credentials
+
+        A new password for the add-on (the old one stops working)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/rotate-credentials"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def alerts_deliveries_list(self, *, limit: int | None = None, offset: int | None = None, request_timeout: float | None = None) -> Page[AlertDelivery]:
         """GET /api/v1/alerts/deliveries
@@ -1197,7 +1315,7 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def billing_checkout_create(self, *, plan: PlanEnum, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Url:
+    def billing_checkout_create(self, *, plan: CheckoutPlanEnum, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Url:
         """POST /api/v1/billing/checkout
 
         A Stripe Checkout session to subscribe to a plan
@@ -1405,6 +1523,29 @@ class GeneratedOperations:
         path = f"/api/v1/gateway-policies/{_q(id)}"
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_addons_create(self, instance_id: str | int, *, engine: AddOnEngineEnum, version: str | None | Unset = UNSET, plan: AddOnPlanEnum | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOnCreated:
+        """POST /api/v1/instances/{instance_id}/addons
+
+        Add a PostgreSQL or Redis add-on to the instance (its connection URL is shown once)
+
+        /api/v1/instances/{instance_id}/addons
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/addons"
+        params: dict[str, Any] = {}
+        payload = _body({'engine': engine, 'version': version, 'plan': plan}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def instances_addons_list(self, instance_id: str | int, *, limit: int | None = None, offset: int | None = None, request_timeout: float | None = None) -> Page[AddOn]:
+        """GET /api/v1/instances/{instance_id}/addons
+
+        The instance's add-ons (PostgreSQL, Redis)
+
+        /api/v1/instances/{instance_id}/addons
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/addons"
+        params = {'limit': limit, 'offset': offset}
+        return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
     def instances_app_logs_retrieve(self, instance_id: str | int, *, after: int | None = None, follow: bool | None = None, format: Literal['json', 'sse'] | None = None, q: str | None = None, since: str | None = None, stream: Literal['stdout', 'stderr'] | None = None, tail: int | None = None, timeout: int | None = None, request_timeout: float | None = None) -> AppLogs:
         """GET /api/v1/instances/{instance_id}/app-logs
@@ -2015,6 +2156,40 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                            'the end of that day, UTC).'}},
                    'required': [],
                    'additionalProperties': False},
+ 'addons_destroy': {'type': 'object',
+                    'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                   'confirm': {'type': 'string',
+                                               'description': "The add-on's id: destroying it deletes its data."},
+                                   'idempotency_key': {'type': 'string',
+                                                       'minLength': 1,
+                                                       'maxLength': 255,
+                                                       'description': 'Idempotency-Key: the same key and body within '
+                                                                      '24 h replays the first answer.'}},
+                    'required': ['addon_id'],
+                    'additionalProperties': False},
+ 'addons_retrieve': {'type': 'object',
+                     'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                     'required': ['addon_id'],
+                     'additionalProperties': False},
+ 'addons_reveal_create': {'type': 'object',
+                          'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                         'idempotency_key': {'type': 'string',
+                                                             'minLength': 1,
+                                                             'maxLength': 255,
+                                                             'description': 'Idempotency-Key: the same key and body '
+                                                                            'within 24 h replays the first answer.'}},
+                          'required': ['addon_id'],
+                          'additionalProperties': False},
+ 'addons_rotate_credentials_create': {'type': 'object',
+                                      'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                     'idempotency_key': {'type': 'string',
+                                                                         'minLength': 1,
+                                                                         'maxLength': 255,
+                                                                         'description': 'Idempotency-Key: the same key '
+                                                                                        'and body within 24 h replays '
+                                                                                        'the first answer.'}},
+                                      'required': ['addon_id'],
+                                      'additionalProperties': False},
  'alerts_deliveries_list': {'type': 'object',
                             'properties': {'limit': {'type': 'integer',
                                                      'description': 'Number of results to return per page.'},
@@ -2587,6 +2762,42 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                'properties': {'id': {'type': 'string', 'pattern': '^[^/]+$'}},
                                'required': ['id'],
                                'additionalProperties': False},
+ 'instances_addons_create': {'type': 'object',
+                             'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                            'engine': {'type': 'string',
+                                                       'enum': ['postgres', 'redis'],
+                                                       'description': '* `postgres` - PostgreSQL\n* `redis` - Redis'},
+                                            'version': {'anyOf': [{'type': 'string',
+                                                                   'description': "The engine's major version; "
+                                                                                  'default: the one installed.',
+                                                                   'minLength': 1,
+                                                                   'maxLength': 16},
+                                                                  {'type': 'null'}]},
+                                            'plan': {'type': 'string',
+                                                     'enum': ['hobby', 'standard', 'premium'],
+                                                     'description': "The add-on's size.\n"
+                                                                    '\n'
+                                                                    '* `hobby` - Hobby\n'
+                                                                    '* `standard` - Standard\n'
+                                                                    '* `premium` - Premium',
+                                                     'default': 'hobby'},
+                                            'idempotency_key': {'type': 'string',
+                                                                'minLength': 1,
+                                                                'maxLength': 255,
+                                                                'description': 'Idempotency-Key: the same key and body '
+                                                                               'within 24 h replays the first '
+                                                                               'answer.'}},
+                             'required': ['instance_id', 'engine'],
+                             'additionalProperties': False},
+ 'instances_addons_list': {'type': 'object',
+                           'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                          'limit': {'type': 'integer',
+                                                    'description': 'Number of results to return per page.'},
+                                          'offset': {'type': 'integer',
+                                                     'description': 'The initial index from which to return the '
+                                                                    'results.'}},
+                           'required': ['instance_id'],
+                           'additionalProperties': False},
  'instances_app_logs_retrieve': {'type': 'object',
                                  'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                                 'after': {'type': 'integer',

@@ -153,6 +153,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     # The broken instance's event, as its operation would raise it: each member's notification.
     notifications.notify([(tenant.pk, "instance.error", {"instance_id": broken.instance_id, "error_message": "boom"})])
     notification = Notification.objects.get(tenant=tenant, user=api.user)
+    addon = _ok(api.post(f"instances/{web.instance_id}/addons", {"engine": "postgres"}), 201)  # its job is not run: no server
 
     return Seeded(
         api=api,
@@ -168,6 +169,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "invitation": [invitation["id"]],
             "fleet_request": [fleet_request["request_id"]],
             "notification": [notification.pk],
+            "addon": [addon["addon_id"]],
             "idempotency_key": [created_key],
             "operation": list(Operation.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True)[:2]),
             "domain": [domain],

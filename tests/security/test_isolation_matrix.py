@@ -35,7 +35,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 # Which of a tenant's objects a path parameter names: by its name, or, for the generic names a
 # router gives (`pk`) and `name`, by the view that reads it.
-PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key", "request_id": "fleet_request"}
+PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon"}
 VIEW_PARAMETER_OBJECTS = {
     ("ApiTokenViewSet", "pk"): "api_token",
     ("BlueprintViewSet", "name"): "blueprint",
@@ -55,6 +55,7 @@ BODIES = {
     ("api:instance-custom-domain", "post"): {"domain": "app.intruder.example"},
     ("api:instance-resize", "put"): {"plan_id": "openclaw-pro"},
     ("api:instance-task-list", "post"): {"operation_code": "steal", "script_path": "/opt/orchestrio/scripts/echo-args.sh"},
+    ("api:instance-addon-list", "post"): {"engine": "redis"},
     ("api:instance-gateway-policy-list", "post"): {"slug": "intruder", "provider": "anonymous"},
     ("api:gateway-policy-detail", "patch"): {"enabled": False},
     ("api:deployment-detail", "patch"): {"config": {"b_was_here": True}},
@@ -360,6 +361,12 @@ EXPECTED_CAPABILITIES = {
     ("api:instance-task-list", "post"): "operate",
     ("api:task-detail", "get"): "read",
     ("api:task-cancel", "post"): "operate",
+    ("api:instance-addon-list", "get"): "read",
+    ("api:instance-addon-list", "post"): "operate",  # the URL in the 201 only for owners and admins
+    ("api:addon-detail", "get"): "read",
+    ("api:addon-detail", "delete"): "destroy",
+    ("api:addon-rotate-credentials", "post"): "tokens",
+    ("api:addon-reveal", "post"): "tokens",
     ("api:instance-gateway-policy-list", "get"): "read",
     ("api:instance-gateway-policy-list", "post"): "operate",  # a public policy needs "expose" (service)
     ("api:gateway-policy-detail", "get"): "read",

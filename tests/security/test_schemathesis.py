@@ -40,6 +40,7 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation.meta import TestPhase
 
 from instances import waiting
+from instances.api import applogs
 from orchestrio.wsgi import application
 
 # Generated cases per operation in the fuzzing phase; the coverage phase adds its own boundary
@@ -47,7 +48,7 @@ from orchestrio.wsgi import application
 MAX_EXAMPLES = 15
 
 # Path parameters and where their real values come from (see conftest.seed_tenant).
-PARAMETER_KINDS = {"instance_id": "instance", "task_id": "task", "name": "blueprint", "key": "idempotency_key", "request_id": "fleet_request"}
+PARAMETER_KINDS = {"instance_id": "instance", "task_id": "task", "name": "blueprint", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon"}
 # `{id}` names a different kind of object on each resource.
 ID_KINDS = {
     "/api/v1/api-tokens/": "api_token",
@@ -120,6 +121,8 @@ def wait_times_out_at_once(monkeypatch):
     look, so the 408 answer comes at once (tests/instances/test_wait.py waits for real)."""
     ticks = itertools.count(step=1000)
     monkeypatch.setattr(waiting, "time", SimpleNamespace(monotonic=lambda: next(ticks), sleep=lambda seconds: None))
+    # A followed app log (server-sent events) ends at once the same way.
+    monkeypatch.setattr(applogs, "time", SimpleNamespace(monotonic=lambda: next(ticks), sleep=lambda seconds: None))
 
 
 def _credentials(case, token: str) -> dict[str, str]:

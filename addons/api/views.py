@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from instances.api.parents import INSTANCE
+from orchestrio import roles
+from orchestrio.api.schema import ERR_400, ERR_402, ERR_409, ERR_422, ERR_503
+from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
+from orchestrio.http import carries_secret
+
+from .. import services
+from ..models import AddOn
+from . import serializers as s
+
+
+class _AddOnBase(TenantScopedViewSet):
+    queryset = AddOn.objects.filter(deleted_at__isnull=True).select_related("instance")
+    instance_scope_field = "instance__instance_id"
+    serializer_class = s.AddOnSerializer
+    allows_scoped_tokens = True
+    not_found_label = "add-on"
+
+
+@extend_schema(tags=["addons"])
+class InstanceAddOnViewSet(mixins.ListModelMixin, _AddOnBase):
+    """/api/v1/instances/{instance_id}/addons"""
+
+    parent = INSTANCE
+    rate_classes = {"create": "write"}
+
+    @extend_schema(summary="The instance's add-ons (PostgreSQL, Redis)")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Add a PostgreSQL or Redis add-on to the instance (its connection URL is shown once)",
+        request=s.AddOnCreateSerializer,
+        responses={201: s.AddOnCreatedSerializer, 400: ERR_400, 402: ERR_402, 409: ERR_409, 422: ERR_422, 503: ERR_503},
+    )
+    @idempotent
+    def create(self, request, instance_id=None):
+        body = s.AddOnCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        addon, url = services.addon_create(instance=self.parent_object, actor=self.principal.actor, **body.validated_data)
+        addon.connection_url = url if roles.allows(self.principal.role, roles.TOKENS) else None
+        response = Response(s.AddOnCreatedSerializer(addon).data, status=status.HTTP_201_CREATED)
+        return carries_secret(response) if addon.connection_url else response
+
+
+@extend_schema(tags=["addons"])
+class AddOnViewSet(mixins.RetrieveModelMixin, _AddOnBase):
+    """/api/v1/addons/{addon_id}"""
+
+    lookup_field = "addon_id"
+    lookup_value_regex = "[^/]+"
+    rate_classes = {"destroy": "write", "rotate_credentials": "write", "reveal": "write"}
+    capabilities = {"destroy": roles.DESTROY, "rotate_credentials": roles.TOKENS, "reveal": roles.TOKENS}
+
+    @extend_schema(summary="An add-on: engine, status, where it listens (never its password)")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Destroy the add-on and its data (?confirm=<addon id>)",
+        parameters=[s.AddOnDeleteQuerySerializer],
+        responses={202: s.AddOnSerializer, 400: ERR_400, 409: ERR_409},
+    )
+    def destroy(self, request, addon_id=None):
+        query = s.AddOnDeleteQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        addon = services.addon_destroy(addon=self.get_object(), actor=self.principal.actor, confirm=query.validated_data.get("confirm"))
+        return Response(s.AddOnSerializer(addon).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(summary="A new password for the add-on (the old one stops working)", request=None, responses={202: s.AddOnSerializer, 400: ERR_400, 409: ERR_409})
+    @action(detail=True, methods=["post"], url_path="rotate-credentials")
+    def rotate_credentials(self, request, addon_id=None):
+        addon = services.addon_rotate_credentials(addon=self.get_object(), actor=self.principal.actor)
+        return Response(s.AddOnSerializer(addon).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(summary="Show the add-on's connection URL (owners and admins; audited)", request=None, responses={200: s.AddOnRevealSerializer, 400: ERR_400})
+    @action(detail=True, methods=["post"], url_path="reveal")
+    def reveal(self, request, addon_id=None):
+        addon = self.get_object()
+        url = services.addon_reveal(addon=addon, actor=self.principal.actor)
+        return carries_secret(Response({"addon_id": addon.addon_id, "connection_url": url}))

@@ -1,0 +1,462 @@
+"""The local engine: a real PostgreSQL cluster or redis-server per add-on, on this host.
+
+Each add-on has a directory `<ADDONS_LOCAL_DIR>/<addon_id>/`:
+
+    meta.json, process.json   the control plane's records (which add-on; which process)
+    server.log                the server's stdout and stderr
+    data/                     the engine's files, owned by the add-on's uid, mode 0700
+    run/                      its unix socket(s), owned by the add-on's uid
+
+The directory itself is root's (0711); only `data/` and `run/` are the add-on's. The server runs
+as a uid of its own (ADDONS_LOCAL_UID_BASE + the add-on's pk, dropped with `setpriv`, no
+capabilities) when the control plane is root — PostgreSQL refuses to run as root — and listens on
+127.0.0.1 on a port of its own, with password authentication (SCRAM for PostgreSQL, `requirepass`
+for Redis). It is *not* wrapped in the instances' bubblewrap sandbox (docs/addons.md says so): it
+shares the host's network namespace, which is how the control plane reaches it.
+
+A restarted control plane finds the server again from `process.json` (the pid checked against its
+start time, so a recycled pid is never taken for ours); `ensure_running` starts it again from its
+data directory when it is gone. Passwords never reach a command line (where `ps` shows them): the
+PostgreSQL one goes through initdb's --pwfile (removed right after) and SQL on a connection, the
+Redis one through its configuration file (0600, the add-on's uid) and CONFIG SET.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+
+from instances.providers import sandbox
+
+logger = logging.getLogger(__name__)
+
+
+class EngineUnavailable(Exception):
+    """The host lacks what the engine needs (the binaries): the message says what to install."""
+
+
+class EngineError(Exception):
+    """The engine failed to do what was asked (the message says what, never a password)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the engine needs to know of an add-on (no model import: the engine is below services)."""
+
+    addon_id: str
+    addon_pk: int
+    engine: str
+    port: int
+    username: str
+    database: str
+    password: str
+    admin_password: str
+
+    @property
+    def directory(self) -> Path:
+        return Path(settings.ADDONS_LOCAL_DIR) / self.addon_id
+
+
+# --- binaries ---------------------------------------------------------------------------------
+
+
+def postgres_bin() -> Path | None:
+    """The directory of initdb/postgres: ADDONS_POSTGRES_BIN, else the newest installed major."""
+    if settings.ADDONS_POSTGRES_BIN:
+        path = Path(settings.ADDONS_POSTGRES_BIN)
+        return path if (path / "initdb").exists() and (path / "postgres").exists() else None
+    found = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb") if (Path(p).parent / "postgres").exists()]
+    if not found:
+        return None
+    return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+
+
+def redis_server() -> str | None:
+    return shutil.which(settings.ADDONS_REDIS_SERVER)
+
+
+def installed_version(engine: str) -> str:
+    """The major version the host's binaries provide, or EngineUnavailable with what to install."""
+    if engine == "postgres":
+        path = postgres_bin()
+        if path is None:
+            raise EngineUnavailable("PostgreSQL add-ons need the host's PostgreSQL server binaries (initdb, postgres): install them (Debian/Ubuntu: apt-get install postgresql) or set ADDONS_POSTGRES_BIN")
+        out = subprocess.run([str(path / "postgres"), "--version"], capture_output=True, text=True, timeout=10).stdout
+        match = re.search(r"(\d+)(?:\.\d+)?", out)
+        return match.group(1) if match else path.parent.name
+    server = redis_server()
+    if server is None:
+        raise EngineUnavailable("Redis add-ons need the host's redis-server: install it (Debian/Ubuntu: apt-get install redis-server) or set ADDONS_REDIS_SERVER")
+    out = subprocess.run([server, "--version"], capture_output=True, text=True, timeout=10).stdout
+    match = re.search(r"v=(\d+)\.(\d+)", out)
+    return f"{match.group(1)}.{match.group(2)}" if match else "unknown"
+
+
+# --- ports and users --------------------------------------------------------------------------
+
+
+def free_port(taken: set[int]) -> int:
+    """A loopback port nothing listens on now and no other live add-on has recorded."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in taken:
+            return port
+    raise EngineError("no free loopback port for the add-on")
+
+
+def uid_for(addon_pk: int) -> int | None:
+    """The add-on's own uid when the control plane can drop to one (it is root), else None."""
+    return settings.ADDONS_LOCAL_UID_BASE + int(addon_pk) if os.geteuid() == 0 else None
+
+
+# Paths inside the add-on's filesystem view.
+DATA = "/var/lib/addon/data"
+RUN = "/run/addon"
+
+
+def _wrap(target: Target, uid: int | None, argv: list[str]) -> list[str]:
+    """`argv` run as the add-on's uid, in a filesystem view of its own: the system read-only, its
+    own `data/` and `run/` and nothing else of the host (not the control plane's var/, not another
+    add-on's or instance's files), its own /etc/passwd (PostgreSQL looks its uid up). It keeps the
+    host's network namespace: the control plane reaches it on 127.0.0.1. Without root (a
+    developer's `make run` as themselves) it runs as the control plane's own user, unwrapped,
+    with host paths."""
+    if uid is None:
+        return argv
+    bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
+    if bwrap is None or setpriv is None:
+        raise EngineUnavailable("local add-ons run as a user of their own in a filesystem view of their own: install bubblewrap and setpriv (Debian/Ubuntu: apt-get install bubblewrap util-linux)")
+    mounts: list[str] = []
+    for path in sandbox.SYSTEM_DIRS:
+        if os.path.islink(path):
+            mounts += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            mounts += ["--ro-bind", path, path]
+    mounts += ["--perms", "0755", "--dir", "/etc"]
+    for name in sandbox.SYSTEM_ETC:
+        mounts += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    directory = target.directory
+    mounts += ["--ro-bind", str(directory / "etc" / "passwd"), "/etc/passwd", "--ro-bind", str(directory / "etc" / "group"), "/etc/group"]
+    mounts += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    for parent in ("/run", "/var", "/var/lib", "/var/lib/addon"):
+        mounts += ["--perms", "0755", "--dir", parent]
+    mounts += ["--bind", str(directory / "data"), DATA, "--bind", str(directory / "run"), RUN]
+    drop = [setpriv, "--reuid", str(uid), "--regid", str(uid), "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+    # Its own pid namespace too: it sees none of the host's processes (their command lines).
+    return [bwrap, *mounts, "--remount-ro", "/", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", target.addon_id.replace("_", "-"), "--new-session", "--chdir", "/", "--", *drop, *argv]
+
+
+def _paths(uid: int | None, target: Target) -> tuple[str, str]:
+    """The data and run directories as the server sees them."""
+    if uid is None:
+        return str(target.directory / "data"), str(target.directory / "run")
+    return DATA, RUN
+
+
+def _env() -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+# --- records ----------------------------------------------------------------------------------
+
+
+def _record(directory: Path) -> dict:
+    try:
+        record = json.loads((directory / "process.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _process(directory: Path) -> psutil.Process | None:
+    record = _record(directory)
+    pid, started = record.get("pid"), record.get("start_time")
+    if not pid:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > 0.01:
+            return None
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return proc
+
+
+def is_running(target: Target) -> bool:
+    return _process(target.directory) is not None
+
+
+def _prepare(target: Target, uid: int | None) -> bool:
+    """The add-on's directory; True when its data directory is new (the engine must initialise it)."""
+    base = Path(settings.ADDONS_LOCAL_DIR)
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o711)
+    directory = target.directory
+    directory.mkdir(mode=0o711, exist_ok=True)
+    data, run = directory / "data", directory / "run"
+    fresh = not data.exists()
+    for path in (data, run):
+        path.mkdir(mode=0o700, exist_ok=True)
+        if uid is not None:
+            os.chown(path, uid, uid, follow_symlinks=False)
+    etc = directory / "etc"
+    etc.mkdir(mode=0o755, exist_ok=True)
+    user = uid if uid is not None else os.getuid()
+    (etc / "passwd").write_text(f"root:x:0:0:root:/root:/usr/sbin/nologin\naddon:x:{user}:{user}:{target.addon_id}:{DATA}:/usr/sbin/nologin\n")
+    (etc / "group").write_text(f"root:x:0:\naddon:x:{user}:\n")
+    (directory / "meta.json").write_text(json.dumps({"addon_id": target.addon_id, "addon_pk": target.addon_pk, "engine": target.engine, "port": target.port}))
+    return fresh
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    threading.Thread(target=proc.wait, name=f"reap-addon-{proc.pid}", daemon=True).start()
+
+
+def _launch(target: Target, argv: list[str], uid: int | None) -> None:
+    directory = target.directory
+    with open(directory / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            _wrap(target, uid, argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=str(directory), start_new_session=True, close_fds=True
+        )
+    _reap(proc)
+    try:
+        started = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:
+        started = None
+    (directory / "process.json").write_text(json.dumps({"pid": proc.pid, "start_time": started, "uid": uid, "port": target.port}))
+
+
+def _log_tail(directory: Path, limit: int = 600) -> str:
+    try:
+        text = (directory / "server.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no output)"
+    return text[-limit:].strip() or "(no output)"
+
+
+def _wait_ready(target: Target, check) -> None:
+    deadline = time.monotonic() + settings.ADDONS_START_TIMEOUT_SECONDS
+    last = ""
+    while time.monotonic() < deadline:
+        if not is_running(target):
+            raise EngineError(f"the {target.engine} server exited on start: {_log_tail(target.directory)}")
+        try:
+            check()
+            return
+        except Exception as exc:  # noqa: BLE001 - not ready yet: any connection error
+            last = type(exc).__name__
+        time.sleep(0.1)
+    raise EngineError(f"the {target.engine} server did not accept connections within {settings.ADDONS_START_TIMEOUT_SECONDS:g}s ({last})")
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+ADMIN_USER = "postgres"
+
+
+def _pg_connect(target: Target, *, user: str, password: str, dbname: str):
+    import psycopg
+
+    return psycopg.connect(host="127.0.0.1", port=target.port, user=user, password=password, dbname=dbname, connect_timeout=3, autocommit=True)
+
+
+def _pg_admin(target: Target, dbname: str = "postgres"):
+    return _pg_connect(target, user=ADMIN_USER, password=target.admin_password, dbname=dbname)
+
+
+def _pg_start(target: Target, uid: int | None) -> None:
+    binaries = postgres_bin()
+    if binaries is None:
+        installed_version("postgres")  # raises with what to install
+    data, run = target.directory / "data", target.directory / "run"
+    fresh = _prepare(target, uid)
+    inside_data, inside_run = _paths(uid, target)
+    if fresh or not (data / "PG_VERSION").exists():
+        pwfile = run / "initdb.pw"
+        pwfile.write_text(target.admin_password + "\n")
+        os.chmod(pwfile, 0o600)
+        if uid is not None:
+            os.chown(pwfile, uid, uid)
+        argv = [str(binaries / "initdb"), "-D", inside_data, "-U", ADMIN_USER, "--auth=scram-sha-256", f"--pwfile={inside_run}/initdb.pw", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"]
+        try:
+            result = subprocess.run(_wrap(target, uid, argv), capture_output=True, text=True, timeout=120, env=_env(), cwd=str(target.directory))
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise EngineError(f"initdb failed (exit {result.returncode}): {(result.stderr or result.stdout).strip()[-400:]}")
+    argv = [
+        str(binaries / "postgres"), "-D", inside_data, "-p", str(target.port), "-c", "listen_addresses=127.0.0.1",
+        "-c", f"unix_socket_directories={inside_run}", "-c", "password_encryption=scram-sha-256", "-c", "log_statement=none",
+    ]  # fmt: skip
+    _launch(target, argv, uid)
+    _wait_ready(target, lambda: _pg_admin(target).close())
+
+
+def _pg_setup(target: Target) -> None:
+    """The tenant's role (not a superuser: a superuser could run programs as the add-on's uid) and
+    its database; idempotent, so a job run again finds them made."""
+    from psycopg import sql
+
+    with _pg_admin(target) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [target.username]).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB PASSWORD {}").format(sql.Identifier(target.username), sql.Literal(target.password)))
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [target.database]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(target.database), sql.Identifier(target.username)))
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE postgres FROM PUBLIC"))
+
+
+def _pg_set_password(target: Target, password: str) -> None:
+    from psycopg import sql
+
+    with _pg_admin(target) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(target.username), sql.Literal(password)))
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+def _redis_client(target: Target, password: str):
+    import redis
+
+    return redis.Redis(host="127.0.0.1", port=target.port, password=password, socket_timeout=3, socket_connect_timeout=3)
+
+
+def _redis_start(target: Target, uid: int | None) -> None:
+    server = redis_server()
+    if server is None:
+        installed_version("redis")
+    _prepare(target, uid)
+    data = target.directory / "data"
+    inside_data, inside_run = _paths(uid, target)
+    conf = data / "redis.conf"
+    if not conf.exists():
+        # In the add-on's data directory (its own, 0600): CONFIG REWRITE keeps a rotated password.
+        conf.write_text(
+            f"port {target.port}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize no\ndir {inside_data}\n"
+            f"unixsocket {inside_run}/redis.sock\nunixsocketperm 700\nappendonly yes\nsave 60 1\n"
+            f"requirepass {target.password}\n"
+        )
+        os.chmod(conf, 0o600)
+        if uid is not None:
+            os.chown(conf, uid, uid)
+    _launch(target, [server, f"{inside_data}/redis.conf"], uid)
+    _wait_ready(target, lambda: _redis_client(target, target.password).ping())
+
+
+def _redis_set_password(target: Target, password: str) -> None:
+    client = _redis_client(target, target.password)
+    client.config_set("requirepass", password)
+    try:
+        _redis_client(target, password).config_rewrite()
+    except Exception as exc:  # noqa: BLE001 - the live password changed; say the file did not
+        raise EngineError(f"redis took the new password but could not save it to its configuration ({type(exc).__name__})") from exc
+
+
+# --- the engine's operations (each idempotent: a job run again finds its work done) ----------
+
+
+def ensure_running(target: Target) -> None:
+    """Start the server (initialising its data on the first start) unless it runs already."""
+    if is_running(target):
+        return
+    uid = uid_for(target.addon_pk)
+    if target.engine == "postgres":
+        _pg_start(target, uid)
+    else:
+        _redis_start(target, uid)
+
+
+def provision(target: Target) -> None:
+    ensure_running(target)
+    if target.engine == "postgres":
+        _pg_setup(target)
+
+
+def set_password(target: Target, password: str) -> None:
+    """Make `password` the tenant's password (from `target.password`, the one in force)."""
+    ensure_running(target)
+    if target.engine == "postgres":
+        _pg_set_password(target, password)
+        return
+    try:
+        _redis_set_password(target, password)
+    except Exception as exc:  # noqa: BLE001 - a retried job: the new password may be in force already
+        import redis
+
+        if isinstance(exc, redis.AuthenticationError):
+            _redis_client(target, password).ping()  # in force: done (raises if not)
+            return
+        raise
+
+
+SERVER_NAMES = ("postgres", "redis-server")
+
+
+def _server(root: psutil.Process) -> list[psutil.Process]:
+    """The server itself, to signal: the topmost process of the tree that is the engine's binary
+    (under bubblewrap, whose processes do not pass signals on, it is a grandchild; unwrapped, the
+    process we started)."""
+    try:
+        tree = [root, *root.children(recursive=True)]
+        return [proc for proc in tree if proc.name() in SERVER_NAMES and (proc.parent() is None or proc.parent().name() not in SERVER_NAMES)][:1]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop(target: Target, grace: float = 10) -> None:
+    root = _process(target.directory)
+    if root is None:
+        return
+    try:
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    # PostgreSQL: SIGINT is the fast shutdown (disconnect clients, checkpoint); Redis: SIGTERM saves.
+    for proc in _server(root):
+        try:
+            proc.send_signal(signal.SIGINT if target.engine == "postgres" else signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs([root], timeout=grace)
+    leftovers = [p for p in tree if p.is_running()] if alive else [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for proc in leftovers:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(leftovers, timeout=5)
+
+
+def destroy(target: Target) -> None:
+    """Stop the server and remove its directory, data included."""
+    stop(target)
+    shutil.rmtree(target.directory, ignore_errors=True)
+    if target.directory.exists():
+        raise EngineError(f"the add-on's directory could not be removed: {target.directory}")
+
+
+def connection_url(*, engine: str, host: str, port: int, username: str, password: str, database: str) -> str:
+    from urllib.parse import quote
+
+    if engine == "postgres":
+        return f"postgres://{quote(username, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(database, safe='')}"
+    return f"redis://:{quote(password, safe='')}@{host}:{port}/0"

@@ -1,0 +1,347 @@
+"""State changes for add-ons. One unfinished operation per add-on (create, rotate, destroy): the
+add-on's row is locked to accept one, and a partial unique index backs that up in the database.
+The engine's work runs in the job (`addons.jobs.run_addon_operation`), never under a row lock.
+
+Secrets: the tenant's password and the engine's administrator password are stored encrypted
+(orchestrio.crypto); the connection URL is built from them only to be returned once (creation,
+an audited reveal) or pushed to the attached instance, and never reaches a log, a record or the
+audit log (whose rows carry the engine and the instance, nothing more)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from deployments.models import Deployment
+from deployments.services import revision_secrets
+from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
+from instances.choices import InstanceState
+from instances.models import Instance
+from instances.services import log_append
+from orchestrio import crypto
+from orchestrio.errors import Conflict, InvalidState, NotFound, ServiceUnavailable, ValidationFailed
+from orchestrio.limits import limit_check
+from orchestrio.queue import enqueue_on_commit
+from orchestrio.services import activity_record
+from orchestrio.tenancy import Actor
+
+from . import engines
+from .choices import BUSY_STATUS, ENV_NAME, UNFINISHED_OPERATION_STATUSES, AddOnOperationKind, AddOnOperationStatus, AddOnPlan, AddOnStatus, Engine
+from .models import AddOn, AddOnOperation
+
+logger = logging.getLogger(__name__)
+
+_ALPHABET = string.ascii_lowercase + string.digits
+USERNAME = "app"
+DATABASE = "app"
+
+
+def new_addon_id() -> str:
+    return "addon_" + "".join(secrets.choice(_ALPHABET) for _ in range(20))
+
+
+def _new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def addon_connection_url(*, addon: AddOn, password: str | None = None) -> str:
+    """The tenant's URL (with `password`, else the one in force): for the 201 and a reveal only."""
+    password = password if password is not None else crypto.decrypt(addon.password_encrypted)
+    return engines.connection_url(engine=addon.engine, host=addon.host, port=addon.port, username=addon.username, password=password, database=addon.database)
+
+
+def _target(addon: AddOn, *, password: str | None = None) -> engines.Target:
+    return engines.Target(
+        addon_id=addon.addon_id, addon_pk=addon.pk, engine=addon.engine, port=addon.port, username=addon.username, database=addon.database,
+        password=password if password is not None else crypto.decrypt(addon.password_encrypted),
+        admin_password=crypto.decrypt(addon.admin_password_encrypted) if addon.admin_password_encrypted else "",
+    )  # fmt: skip
+
+
+def _unfinished(addon: AddOn) -> AddOnOperation | None:
+    return AddOnOperation.objects.filter(addon=addon, status__in=UNFINISHED_OPERATION_STATUSES).first()
+
+
+def _busy(addon: AddOn, operation: AddOnOperation) -> Conflict:
+    return Conflict(f"add-on {addon.addon_id} has a {operation.kind} operation {operation.status}; one runs at a time", operation=operation.summary())
+
+
+def _accept(addon: AddOn, *, kind: str, actor: Actor) -> AddOnOperation:
+    """Record the operation (the caller holds the add-on's row lock) and queue its job on commit."""
+    operation = AddOnOperation(addon=addon, kind=kind, requested_by=actor.label[:254])
+    try:
+        with transaction.atomic():
+            operation.save(force_insert=True)
+    except IntegrityError as exc:  # a second accept raced past the lock (another database session)
+        raise Conflict(f"add-on {addon.addon_id} has an operation running; one runs at a time") from exc
+    operation.rq_job_id = f"addon-op-{operation.pk}-1"
+    operation.save(update_fields=["rq_job_id"])
+    enqueue_on_commit("addons.jobs.run_addon_operation", operation.pk, job_id=operation.rq_job_id)
+    return operation
+
+
+def addon_create(*, instance: Instance, actor: Actor, engine: str, version: str | None = None, plan: str = AddOnPlan.HOBBY) -> tuple[AddOn, str]:
+    """Accept a new add-on on `instance`; returns it and its connection URL (shown once)."""
+    try:
+        installed = engines.installed_version(engine)  # a subprocess: before any lock
+    except engines.EngineUnavailable as exc:
+        raise ServiceUnavailable(str(exc)) from exc
+    if version not in (None, "", installed):
+        raise ValidationFailed(f"this installation provides {Engine(engine).label} {installed} only", field="version")
+    password, admin_password = _new_password(), _new_password()
+    with transaction.atomic():
+        locked = Instance.objects.select_for_update(of=("self",)).select_related("tenant__plan").get(pk=instance.pk)
+        if locked.destroyed_at is not None or locked.state in (InstanceState.DESTROYING, InstanceState.DESTROYED):
+            raise InvalidState(f"cannot add an add-on to {locked.instance_id}: it is {locked.state}")
+        if locked.provider != "local":
+            raise InvalidState(f"add-ons run on the local provider only for now; {locked.instance_id} is on {locked.provider} (docs/addons.md)")
+        tenant_plan = locked.tenant.plan
+        limit_check(plan=tenant_plan, limit="addons_feature")
+        limit_check(plan=tenant_plan, limit="addons", used=lambda: AddOn.objects.filter(tenant_id=locked.tenant_id, deleted_at__isnull=True).count())
+        taken = set(AddOn.objects.filter(deleted_at__isnull=True, port__isnull=False).values_list("port", flat=True))
+        addon = AddOn(
+            addon_id=new_addon_id(), tenant_id=locked.tenant_id, instance=locked, engine=engine, version=installed, plan=plan,
+            status=AddOnStatus.PROVISIONING, provider="local", host="127.0.0.1", port=engines.free_port(taken),
+            username=USERNAME if engine == Engine.POSTGRES else "", database=DATABASE if engine == Engine.POSTGRES else "",
+            password_encrypted=crypto.encrypt(password), admin_password_encrypted=crypto.encrypt(admin_password) if engine == Engine.POSTGRES else "",
+        )  # fmt: skip
+        try:
+            with transaction.atomic():
+                addon.save(force_insert=True)
+        except IntegrityError as exc:
+            raise Conflict("the port chosen for the add-on was just taken; try again") from exc
+        _accept(addon, kind=AddOnOperationKind.CREATE, actor=actor)
+        log_append(instance=locked, stage="addon", message=f"add-on {addon.addon_id} ({addon.get_engine_display()} {installed}, {plan}) requested by {actor.label}")
+        activity_record(
+            actor=actor, action="addon.create", tenant=locked.tenant_id, object_type="addon", object_id=addon.addon_id,
+            data={"instance_id": locked.instance_id, "engine": engine, "version": installed, "plan": plan},
+        )  # fmt: skip
+    return addon, addon_connection_url(addon=addon, password=password)
+
+
+def _lock(addon: AddOn) -> AddOn:
+    locked = AddOn.objects.select_for_update(of=("self",)).select_related("instance").filter(pk=addon.pk).first()
+    if locked is None or locked.deleted_at is not None:
+        raise NotFound(f"no add-on {addon.addon_id!r} in this tenant")
+    return locked
+
+
+@transaction.atomic
+def addon_rotate_credentials(*, addon: AddOn, actor: Actor) -> AddOn:
+    """A new password for the tenant's role: set by the job, then in force (the old one refused)."""
+    locked = _lock(addon)
+    if (operation := _unfinished(locked)) is not None:
+        raise _busy(locked, operation)
+    if locked.status != AddOnStatus.AVAILABLE:
+        raise InvalidState(f"cannot rotate the credentials of {locked.addon_id}: it is {locked.status}, not available")
+    locked.pending_password_encrypted = crypto.encrypt(_new_password())
+    locked.save(update_fields=["pending_password_encrypted", "updated_at"])
+    _accept(locked, kind=AddOnOperationKind.ROTATE_CREDENTIALS, actor=actor)
+    activity_record(actor=actor, action="addon.rotate_credentials", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data={"instance_id": locked.instance.instance_id})
+    return locked
+
+
+@transaction.atomic
+def addon_destroy(*, addon: AddOn, actor: Actor, confirm: str | None) -> AddOn:
+    """Destroy the add-on and its data: the caller repeats its id (`?confirm=`)."""
+    locked = _lock(addon)
+    if confirm != locked.addon_id:
+        raise InvalidState(f"destroying {locked.addon_id} deletes its data: repeat its id to confirm (?confirm={locked.addon_id})")
+    if (operation := _unfinished(locked)) is not None:
+        raise _busy(locked, operation)
+    locked.status = AddOnStatus.DELETING
+    locked.save(update_fields=["status", "updated_at"])
+    _accept(locked, kind=AddOnOperationKind.DESTROY, actor=actor)
+    log_append(instance=locked.instance, stage="addon", message=f"add-on {locked.addon_id} is being destroyed, with its data, by {actor.label}")
+    activity_record(actor=actor, action="addon.destroy", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data={"instance_id": locked.instance.instance_id, "engine": locked.engine})
+    return locked
+
+
+@transaction.atomic
+def addon_reveal(*, addon: AddOn, actor: Actor) -> str:
+    """The connection URL, for an owner or admin who asked for it: audited (that it was shown,
+    never what)."""
+    locked = _lock(addon)
+    if locked.status in (AddOnStatus.DELETING, AddOnStatus.DELETED):
+        raise InvalidState(f"{locked.addon_id} is {locked.status}: it has no connection to reveal")
+    activity_record(actor=actor, action="addon.reveal", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data={"instance_id": locked.instance.instance_id, "engine": locked.engine})
+    return addon_connection_url(addon=locked)
+
+
+# --- the job's steps ---------------------------------------------------------------------------
+
+
+def addon_operation_begin(*, pk: int) -> AddOnOperation | None:
+    """Mark the operation running (counting the attempt); None when it has finished already (a
+    job run twice does its work once)."""
+    with transaction.atomic():
+        operation = AddOnOperation.objects.select_for_update(of=("self",)).select_related("addon__instance").filter(pk=pk).first()
+        if operation is None or operation.status not in UNFINISHED_OPERATION_STATUSES:
+            return None
+        operation.status = AddOnOperationStatus.RUNNING
+        operation.attempts += 1
+        operation.started_at = operation.started_at or timezone.now()
+        operation.save(update_fields=["status", "attempts", "started_at"])
+        addon = operation.addon
+        if addon.status != BUSY_STATUS[operation.kind]:
+            addon.status = BUSY_STATUS[operation.kind]
+            addon.save(update_fields=["status", "updated_at"])
+    return operation
+
+
+def _scrub(text: str, addon: AddOn) -> str:
+    """An engine's error message, without any of the add-on's passwords (defence in depth: the
+    engine never puts one in a message)."""
+    for field in ("password_encrypted", "pending_password_encrypted", "admin_password_encrypted"):
+        value = getattr(addon, field)
+        if value:
+            text = text.replace(crypto.decrypt(value), "[secret]")
+    return text[:2000]
+
+
+def addon_operation_run(*, operation: AddOnOperation) -> None:
+    """Do the engine's work for `operation` (idempotent steps) and record how it ended."""
+    addon = operation.addon
+    try:
+        if operation.kind == AddOnOperationKind.CREATE:
+            engines.provision(_target(addon))
+        elif operation.kind == AddOnOperationKind.ROTATE_CREDENTIALS:
+            engines.set_password(_target(addon), crypto.decrypt(addon.pending_password_encrypted))
+        else:
+            engines.destroy(_target(addon))
+    except Exception as exc:  # noqa: BLE001 - any engine failure ends the operation as failed, said why
+        reason = _scrub(f"{type(exc).__name__}: {exc}", addon)
+        logger.warning("add-on %s: %s failed: %s", addon.addon_id, operation.kind, reason)
+        _finish(operation, ok=False, reason=reason)
+        return
+    _finish(operation, ok=True)
+    if operation.kind != AddOnOperationKind.DESTROY or addon.instance.destroyed_at is None:
+        addon_env_push(instance=addon.instance)
+
+
+@transaction.atomic
+def _finish(operation: AddOnOperation, *, ok: bool, reason: str = "") -> None:
+    op = AddOnOperation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
+    addon = AddOn.objects.select_for_update(of=("self",)).select_related("instance").get(pk=op.addon_id)
+    now = timezone.now()
+    op.status, op.finished_at, op.error_message = (AddOnOperationStatus.SUCCEEDED if ok else AddOnOperationStatus.FAILED), now, reason
+    op.save(update_fields=["status", "finished_at", "error_message"])
+    fields = ["status", "error_message", "updated_at"]
+    addon.error_message = "" if ok else reason
+    if op.kind == AddOnOperationKind.ROTATE_CREDENTIALS:
+        # A failed rotation leaves the old password in force: the add-on stays available.
+        addon.status = AddOnStatus.AVAILABLE
+        if ok:
+            addon.password_encrypted, addon.pending_password_encrypted, addon.credentials_rotated_at = addon.pending_password_encrypted, "", now
+            fields += ["password_encrypted", "pending_password_encrypted", "credentials_rotated_at"]
+        else:
+            addon.pending_password_encrypted = ""
+            fields.append("pending_password_encrypted")
+    elif op.kind == AddOnOperationKind.DESTROY and ok:
+        addon.status, addon.deleted_at = AddOnStatus.DELETED, now
+        fields.append("deleted_at")
+    else:
+        addon.status = AddOnStatus.AVAILABLE if ok else AddOnStatus.ERROR
+    addon.save(update_fields=fields)
+    outcome = "done" if ok else f"failed: {reason}"
+    log_append(instance=addon.instance, stage="addon", message=f"add-on {addon.addon_id}: {op.kind} {outcome}", level="info" if ok else "warning")
+    if not ok:
+        activity_record(actor=Actor.system("addons"), action=f"addon.{op.kind}.failed", tenant=addon.tenant_id, object_type="addon", object_id=addon.addon_id, data={"reason": reason[:200]})
+
+
+def addon_operation_fail(*, pk: int, reason: str) -> None:
+    operation = AddOnOperation.objects.select_related("addon").filter(pk=pk).first()
+    if operation is not None and operation.status in UNFINISHED_OPERATION_STATUSES:
+        _finish(operation, ok=False, reason=_scrub(reason, operation.addon))
+
+
+# --- the attached instance's environment -------------------------------------------------------
+
+
+def instance_addon_env(*, instance: Instance) -> dict[str, str]:
+    """What the instance's program sees of its add-ons: the oldest available one of each engine
+    as DATABASE_URL / REDIS_URL."""
+    env: dict[str, str] = {}
+    for addon in AddOn.objects.filter(instance=instance, deleted_at__isnull=True, status=AddOnStatus.AVAILABLE).order_by("created_at", "id"):
+        env.setdefault(ENV_NAME[addon.engine], addon_connection_url(addon=addon))
+    return env
+
+
+def _instance_secrets(instance: Instance) -> dict[str, str]:
+    """The agent keeps one set of secrets: the deployment's (if one runs on the instance) and the
+    add-ons' are pushed together, so neither push drops the other's."""
+    values: dict[str, str] = {}
+    deployment = Deployment.objects.filter(instance=instance, deleted_at__isnull=True, current_revision__gt=0).first()
+    if deployment is not None:
+        revision = deployment.revisions.filter(number=deployment.current_revision).first()
+        if revision is not None:
+            values.update(revision_secrets(revision=revision))
+    values.update(instance_addon_env(instance=instance))
+    return values
+
+
+def addon_env_push(*, instance: Instance) -> str | None:
+    """Push the add-ons' URLs to the instance's agent when it runs (its secrets live in memory: a
+    start pushes them again, `addon_env_push_hook`). Returns what happened, for the lifecycle log."""
+    fresh = Instance.objects.select_related("blueprint").filter(pk=instance.pk, destroyed_at__isnull=True).first()
+    if fresh is None or fresh.state != InstanceState.RUNNING:
+        return None
+    if fresh.provider == "local" and not (fresh.socket_path or fresh.port):
+        return None  # no agent to reach (a record without a machine)
+    values = _instance_secrets(fresh)
+    names = sorted(instance_addon_env(instance=fresh))
+    try:
+        agent_client_for(fresh, timeout=30).put_secrets(values)
+    except (AgentError, AgentUnreachable, AgentTimeout) as exc:
+        log_append(instance=fresh, stage="addon", message=f"the add-ons' environment could not be pushed to the agent: {type(exc).__name__}", level="warning")
+        return f"add-ons: environment not pushed ({type(exc).__name__})"
+    note = f"add-ons: {', '.join(names) if names else 'no add-on URL'} pushed to the instance's environment"
+    log_append(instance=fresh, stage="addon", message=note)
+    return note
+
+
+def addon_env_push_hook(instance: Instance) -> str | None:
+    """instances' `machine_started` hook: the secrets were lost with the machine's memory."""
+    if not AddOn.objects.filter(instance=instance, deleted_at__isnull=True).exists():
+        return None
+    return addon_env_push(instance=instance)
+
+
+def addons_of_destroyed_instance(instance: Instance) -> None:
+    """instances' `instance_destroying` hook (inside the destroy's transaction): an instance's
+    add-ons go with it (their data too), each by a destroy operation of its own."""
+    for addon in AddOn.objects.filter(instance=instance, deleted_at__isnull=True).exclude(status=AddOnStatus.DELETING):
+        locked = AddOn.objects.select_for_update(of=("self",)).get(pk=addon.pk)
+        if _unfinished(locked) is not None:
+            # Its running operation ends first; the reconciler destroys it then (below).
+            continue
+        locked.status = AddOnStatus.DELETING
+        locked.save(update_fields=["status", "updated_at"])
+        _accept(locked, kind=AddOnOperationKind.DESTROY, actor=Actor.system("addons"))
+        activity_record(actor=Actor.system("addons"), action="addon.destroy", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data={"instance_id": instance.instance_id, "engine": locked.engine, "reason": "its instance is destroyed"})
+
+
+def addons_reconcile(summary: dict) -> None:
+    """instances' `reconcile` hook: destroy add-ons left on a destroyed instance (their operation
+    was unfinished when it went), and start an available add-on's server again when it is gone
+    (a host reboot)."""
+    orphaned = AddOn.objects.filter(deleted_at__isnull=True, instance__destroyed_at__isnull=False).exclude(status=AddOnStatus.DELETING)
+    for instance in {addon.instance for addon in orphaned.select_related("instance")}:
+        with transaction.atomic():
+            addons_of_destroyed_instance(instance)
+    restarted = 0
+    for addon in AddOn.objects.filter(deleted_at__isnull=True, provider="local", status=AddOnStatus.AVAILABLE, instance__destroyed_at__isnull=True):
+        target = _target(addon)
+        if engines.is_running(target):
+            continue
+        try:
+            engines.ensure_running(target)
+            restarted += 1
+        except Exception as exc:  # noqa: BLE001 - said in the log; tried again on the next pass
+            logger.warning("add-on %s: its server could not be started again: %s", addon.addon_id, _scrub(f"{type(exc).__name__}: {exc}", addon))
+    if restarted:
+        summary["addons_restarted"] = restarted

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import pytest
+
+from ..instances.conftest import make_instance, running  # noqa: F401 - fixtures
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_addon_servers():
+    """Every add-on server a test started is gone when it ends (its directory removed)."""
+    yield
+    import shutil
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from addons import engines
+
+    base = Path(settings.ADDONS_LOCAL_DIR)
+    for directory in base.glob("addon_*") if base.exists() else []:
+        meta = engines._record(directory)
+        target = engines.Target(addon_id=directory.name, addon_pk=0, engine="postgres" if (directory / "data" / "PG_VERSION").exists() else "redis", port=meta.get("port") or 0, username="", database="", password="", admin_password="")
+        engines.stop(target, grace=5)
+        shutil.rmtree(directory, ignore_errors=True)
