@@ -9,8 +9,9 @@ class AddonsConfig(AppConfig):
         from instances import hooks
         from . import services
 
-        # After deployments' hook (INSTALLED_APPS order): the add-ons' URLs are pushed with the
-        # deployment's secrets, so neither push drops the other's.
+        # Every push of the agent's secrets sends the instance's whole environment
+        # (instances.hooks.instance_environment): the deployment's and the add-ons' parts.
+        hooks.on_environment("addons", services.instance_addon_env)
         hooks.on_machine_started(services.addon_env_push_hook)
         hooks.on_instance_destroying(services.addons_of_destroyed_instance)
         hooks.on_reconcile(services.addons_reconcile)

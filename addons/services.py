@@ -16,8 +16,7 @@ import string
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deployments.models import Deployment
-from deployments.services import revision_secrets
+from instances import hooks as instance_hooks
 from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
 from instances.choices import InstanceState
 from instances.models import Instance
@@ -271,19 +270,6 @@ def instance_addon_env(*, instance: Instance) -> dict[str, str]:
     return env
 
 
-def _instance_secrets(instance: Instance) -> dict[str, str]:
-    """The agent keeps one set of secrets: the deployment's (if one runs on the instance) and the
-    add-ons' are pushed together, so neither push drops the other's."""
-    values: dict[str, str] = {}
-    deployment = Deployment.objects.filter(instance=instance, deleted_at__isnull=True, current_revision__gt=0).first()
-    if deployment is not None:
-        revision = deployment.revisions.filter(number=deployment.current_revision).first()
-        if revision is not None:
-            values.update(revision_secrets(revision=revision))
-    values.update(instance_addon_env(instance=instance))
-    return values
-
-
 def addon_env_push(*, instance: Instance) -> str | None:
     """Push the add-ons' URLs to the instance's agent when it runs (its secrets live in memory: a
     start pushes them again, `addon_env_push_hook`). Returns what happened, for the lifecycle log."""
@@ -292,7 +278,7 @@ def addon_env_push(*, instance: Instance) -> str | None:
         return None
     if fresh.provider == "local" and not (fresh.socket_path or fresh.port):
         return None  # no agent to reach (a record without a machine)
-    values = _instance_secrets(fresh)
+    values = instance_hooks.instance_environment(fresh)
     names = sorted(instance_addon_env(instance=fresh))
     try:
         agent_client_for(fresh, timeout=30).put_secrets(values)

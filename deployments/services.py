@@ -28,7 +28,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from gateway.models import GatewayPolicy
-from instances import hostnames
+from instances import hooks, hostnames
 from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
 from instances.choices import InstanceState, LogLevel, OperationKind
 from instances.health import probe_until
@@ -316,7 +316,7 @@ def _configure(instance: Instance, revision: DeploymentRevision) -> str:
     client = agent_client_for(instance, timeout=90)
     try:
         config_result = client.put_config(revision.config)
-        secrets_result = client.put_secrets(revision_secrets(revision=revision))
+        secrets_result = client.put_secrets(hooks.instance_environment(instance, replace={"deployment": revision_secrets(revision=revision)}))
     except (AgentError, AgentUnreachable, AgentTimeout) as exc:
         raise StepFailed("configure", f"the instance agent did not take the revision: {exc}") from exc
     Instance.objects.filter(pk=instance.pk).update(config=revision.config, updated_at=timezone.now())
@@ -326,6 +326,14 @@ def _configure(instance: Instance, revision: DeploymentRevision) -> str:
         raise StepFailed("configure", f"the instance's reload hook failed (exit {failed[0].get('exit_code')}): {failed[0].get('output') or failed[0].get('error', '')}".strip())
     hook = f"reload hook ran {len(reloads)}×" if reloads else "no reload hook installed"
     return f"config {config_result.get('digest', '')[:12]} and {len(revision.secret_keys)} secret(s) applied; {hook}"
+
+
+def deployment_environment(*, instance: Instance) -> dict[str, str]:
+    """The deployment's part of its instance's environment (instances.hooks.on_environment): the
+    secrets of the revision in force."""
+    deployment = Deployment.objects.filter(instance=instance, deleted_at__isnull=True, current_revision__gt=0).first()
+    revision = deployment.revisions.filter(number=deployment.current_revision).first() if deployment is not None else None
+    return revision_secrets(revision=revision) if revision is not None else {}
 
 
 def deployment_reapply_secrets(instance: Instance) -> str | None:
@@ -339,7 +347,7 @@ def deployment_reapply_secrets(instance: Instance) -> str | None:
         return None
     fresh = Instance.objects.select_related("blueprint").get(pk=instance.pk)
     try:
-        agent_client_for(fresh, timeout=30).put_secrets(revision_secrets(revision=revision))
+        agent_client_for(fresh, timeout=30).put_secrets(hooks.instance_environment(fresh))
     except (AgentError, AgentUnreachable, AgentTimeout) as exc:
         return f"deployment {deployment.name}: its secrets could not be restored ({exc})"
     return f"deployment {deployment.name}: {len(revision.secret_keys)} secret(s) of revision {revision.number} restored"

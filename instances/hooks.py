@@ -17,6 +17,12 @@
 - `reconcile(summary)`: the reconciler's pass (instances.reconciler.reconcile_all), after the
   instances app has reconciled its operations and machines, under the reconciler's singleton.
   Each listener adds its corrections to `summary`; it runs in the order registered.
+- `instance_environment(instance, replace=…)`: the environment the instance's program gets (the
+  agent's one set of secrets), merged from every app that contributes a part (`on_environment`:
+  deployments their current revision's secrets, add-ons their URLs). Whoever pushes secrets to the
+  agent pushes this whole set, so that no push drops another app's part; `replace` gives one part's
+  values for this push (a deployment applying a new revision). On a name two parts set, the part
+  of higher `priority` wins (a deployment's own secret over an add-on's URL).
 - `instance_for_host(host)`: the id of the instance a host name outside BASE_DOMAIN serves, or
   None (the domains app: an active custom domain). The gateway routes by it; the first resolver
   that knows the name wins, and with none the host is the console's.
@@ -31,6 +37,21 @@ logger = logging.getLogger(__name__)
 
 _machine_started: list[Callable] = []
 _instance_running: list[Callable] = []
+_environment: dict[str, tuple[int, Callable]] = {}
+
+
+def on_environment(name: str, func: Callable, *, priority: int = 0) -> Callable:
+    """Register `name`'s part of an instance's environment: `func(instance=…) -> {NAME: value}`."""
+    _environment[name] = (priority, func)
+    return func
+
+
+def instance_environment(instance, *, replace: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+    """Every part merged, lower priority first (see the module's docstring)."""
+    merged: dict[str, str] = {}
+    for name, (_, func) in sorted(_environment.items(), key=lambda item: item[1][0]):
+        merged.update(replace[name] if replace and name in replace else func(instance=instance))
+    return merged
 
 
 def on_machine_started(func: Callable) -> Callable:
