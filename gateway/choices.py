@@ -15,3 +15,23 @@ class GatewayProvider(models.TextChoices):
 
 
 OIDC_PROVIDERS = frozenset(p.value for p in GatewayProvider if p.value.endswith("oidc"))
+
+
+class RequestMetricsWindow(models.TextChoices):
+    HOUR = "1h"
+    DAY = "24h"
+    MONTH = "30d"
+
+
+class AppHealth(models.TextChoices):
+    """What recent proxied traffic says of an instance (gateway.selectors.app_health)."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+class AppHealthSource(models.TextChoices):
+    TRAFFIC = "traffic"
+    HEALTH_CHECK = "health_check"
