@@ -228,3 +228,29 @@ def test_percentiles_of_a_real_instance_that_sleeps(api):
     assert 150 / 2**0.25 <= totals["p95_ms"] <= 150 * 2**0.5, totals
     assert 150 / 2**0.25 <= totals["p99_ms"] <= 150 * 2**0.5, totals
     assert body["app_health"] == "degraded" and body["recent_error_rate"] == round(2 / 30, 4)
+
+
+# --- Prometheus ---------------------------------------------------------------------------------
+
+
+def test_prometheus_series_per_instance_with_recent_traffic_only(client, settings, running, make_instance):
+    from ..orchestrio.test_metrics import scrape, value
+
+    settings.METRICS_ENABLED, settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS = True, None, []
+    idle = make_instance(instance_id="idle-01", state="running")
+    for ms in (0.5, 3, 3, 300):
+        traffic.record(running.pk, ms=ms, upstream_error=ms == 300)
+    traffic.record(idle.pk, ms=10, at=at(0))  # long ago: no series
+    traffic.flush()
+    families = scrape(client)
+    labels = {"instance": "web-01", "tenant": running.tenant_id}
+    assert value(families, "orchestrio_instance_requests", "orchestrio_instance_requests_total", **labels) == 4
+    assert value(families, "orchestrio_instance_request_errors", "orchestrio_instance_request_errors_total", source="upstream", **labels) == 1
+    bucket = "orchestrio_instance_request_duration_seconds_bucket"
+    assert value(families, "orchestrio_instance_request_duration_seconds", bucket, le="0.001", **labels) == 1
+    assert value(families, "orchestrio_instance_request_duration_seconds", bucket, le="0.004", **labels) == 3
+    assert value(families, "orchestrio_instance_request_duration_seconds", bucket, le="0.256", **labels) == 3
+    assert value(families, "orchestrio_instance_request_duration_seconds", bucket, le="+Inf", **labels) == 4
+    assert value(families, "orchestrio_instance_requests", "orchestrio_instance_requests_total", instance="idle-01") is None
+    settings.METRICS_INSTANCE_SERIES_LIMIT = 0
+    assert value(scrape(client), "orchestrio_instance_requests", "orchestrio_instance_requests_total", **labels) is None
