@@ -4,8 +4,10 @@ API, and the percentiles of a real instance that sleeps a known time."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -254,3 +256,39 @@ def test_prometheus_series_per_instance_with_recent_traffic_only(client, setting
     assert value(families, "orchestrio_instance_requests", "orchestrio_instance_requests_total", instance="idle-01") is None
     settings.METRICS_INSTANCE_SERIES_LIMIT = 0
     assert value(scrape(client), "orchestrio_instance_requests", "orchestrio_instance_requests_total", **labels) is None
+
+
+# --- the console's Traffic tab ------------------------------------------------------------------
+
+
+def test_traffic_tab_and_its_live_fragment_in_constant_queries(client, owner, running, other_api):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(owner)
+    page = client.get("/instances/web-01/traffic")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-status="unknown"' in html and 'href="/instances/web-01/traffic"' in html and "traffic-chart-data" in html
+    assert "style=" not in html
+
+    def figures(window: str = "1h") -> tuple[str, int]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(f"/instances/web-01/traffic/live?window={window}")
+        assert response.status_code == 200
+        return response.content.decode(), len(captured)
+
+    _, quiet = figures()
+    for minute in range(40):  # 40 minutes of traffic, the last ones failing
+        traffic.record(running.pk, ms=30, at=time.time() - minute * 60, upstream_error=minute < 3)
+    traffic.flush()
+    traffic.record(running.pk, ms=30, upstream_error=True)  # unflushed: shown too
+    busy, queries = figures()
+    assert queries == quiet
+    assert 'data-status="unhealthy"' in busy and '<td data-field="count">41</td>' in busy
+    assert json.loads(busy.split('id="traffic-chart-data" type="application/json">')[1].split("</script>")[0])["requests"][-1] >= 1
+    assert figures("30d")[1] == quiet and figures("bogus")[1] == quiet  # an unknown window is the default one
+    assert client.get("/instances/nope/traffic/live").status_code == 404
+    other = other_api.user
+    client.force_login(other)
+    assert client.get("/instances/web-01/traffic").status_code == 404
