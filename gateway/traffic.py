@@ -32,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from instances.models import Instance
+from orchestrio.queue import singleton
 from orchestrio.redis import get_redis
 
 from . import histogram
@@ -41,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 PENDING = "orchestrio:traffic:pending"
 BATCH_PREFIX = "orchestrio:traffic:batch:"
-LOCK = "orchestrio:traffic:flush-lock"
 MINUTE_RETENTION = timedelta(hours=24)
 HOUR_RETENTION = timedelta(days=30)
 FLUSH_RECORD_RETENTION = timedelta(days=2)
@@ -243,24 +243,19 @@ def prune(now: datetime | None = None) -> int:
 
 def flush(now: datetime | None = None) -> dict:
     """Fold pending counts into the database, then apply retention (the periodic job). One flush
-    at a time (a Redis lock); a second one at once returns at once."""
+    at a time (a singleton lock); a second one at once returns at once."""
     client = get_redis()
-    token = uuid.uuid4().hex
     try:
-        if not client.set(LOCK, token, nx=True, ex=max(settings.REQUEST_METRICS_FLUSH_SECONDS * 4, 60)):
-            return {"flushed": 0, "pruned": 0, "skipped": "another flush is running"}
-        try:
-            batch_key = BATCH_PREFIX + uuid.uuid4().hex
+        with singleton("request-metrics-flush", ttl=max(settings.REQUEST_METRICS_FLUSH_SECONDS * 4, 60)) as mine:
+            if not mine:
+                return {"flushed": 0, "pruned": 0, "skipped": "another flush is running"}
             try:
-                client.rename(PENDING, batch_key)
+                client.rename(PENDING, BATCH_PREFIX + uuid.uuid4().hex)
             except redis.ResponseError:
                 pass  # nothing pending
             flushed = 0
             for key in list(client.scan_iter(match=BATCH_PREFIX + "*", count=100)):
                 flushed += _apply_batch(client, _decode(key))
-        finally:
-            if _decode(client.get(LOCK) or b"") == token:
-                client.delete(LOCK)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         logger.warning("request metrics flush postponed: %s", exc)
         return {"flushed": 0, "pruned": prune(now)}
