@@ -1,5 +1,7 @@
 from django.db import models
 
+from instances.choices import StatWindow
+
 
 class GatewayProvider(models.TextChoices):
     API_KEY = "api-key", "Orchestrio API key"
@@ -17,10 +19,8 @@ class GatewayProvider(models.TextChoices):
 OIDC_PROVIDERS = frozenset(p.value for p in GatewayProvider if p.value.endswith("oidc"))
 
 
-class RequestMetricsWindow(models.TextChoices):
-    HOUR = "1h"
-    DAY = "24h"
-    MONTH = "30d"
+# The request metrics' windows are the stats' (instances.choices.StatWindow): one enum in the schema.
+RequestMetricsWindow = StatWindow
 
 
 class AppHealth(models.TextChoices):

@@ -312,7 +312,6 @@ SPECTACULAR_SETTINGS = {
         "InvitationStatusEnum": "orchestrio.choices.InvitationStatus",
         "InstanceProviderEnum": "instances.choices.Provider",
         "GatewayProviderEnum": "gateway.choices.GatewayProvider",
-        "RequestMetricsWindowEnum": "gateway.choices.RequestMetricsWindow",
         "AppHealthEnum": "gateway.choices.AppHealth",
         "AppHealthSourceEnum": "gateway.choices.AppHealthSource",
         "OperationStatusEnum": "instances.choices.OperationStatus",
