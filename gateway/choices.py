@@ -1,5 +1,7 @@
 from django.db import models
 
+from instances.choices import StatWindow
+
 
 class GatewayProvider(models.TextChoices):
     API_KEY = "api-key", "Orchestrio API key"
@@ -15,3 +17,21 @@ class GatewayProvider(models.TextChoices):
 
 
 OIDC_PROVIDERS = frozenset(p.value for p in GatewayProvider if p.value.endswith("oidc"))
+
+
+# The request metrics' windows are the stats' (instances.choices.StatWindow): one enum in the schema.
+RequestMetricsWindow = StatWindow
+
+
+class AppHealth(models.TextChoices):
+    """What recent proxied traffic says of an instance (gateway.selectors.app_health)."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+class AppHealthSource(models.TextChoices):
+    TRAFFIC = "traffic"
+    HEALTH_CHECK = "health_check"

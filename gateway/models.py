@@ -45,3 +45,44 @@ class GatewayPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.provider} {self.slug or '*'} on {self.instance_id}"
+
+
+class RequestMetrics(models.Model):
+    """Proxied requests of one instance in one minute (`resolution` 60) or one hour (3600), folded
+    in from Redis by `gateway.traffic.flush` (docs/observability.md, "Request metrics")."""
+
+    MINUTE = 60
+    HOUR = 3600
+
+    instance = models.ForeignKey("instances.Instance", on_delete=models.CASCADE, related_name="request_metrics")
+    resolution = models.PositiveIntegerField()  # seconds: MINUTE or HOUR
+    start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    errors_upstream = models.PositiveIntegerField(default=0, help_text="5xx answered by the instance.")
+    errors_gateway = models.PositiveIntegerField(default=0, help_text="502/504 from the gateway: the instance did not answer.")
+    histogram = models.JSONField(default=list, help_text="Latency bucket counts (gateway/histogram.py).")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["instance", "resolution", "start"], name="request_metrics_point_unique")]
+        indexes = [models.Index(fields=["resolution", "start"], name="request_metrics_retention")]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} {self.start:%Y-%m-%d %H:%M} /{self.resolution}s: {self.count}"
+
+
+class RequestMetricsTotal(models.Model):
+    """Everything an instance was ever sent (monotonic: Prometheus counters read it)."""
+
+    instance = models.OneToOneField("instances.Instance", on_delete=models.CASCADE, primary_key=True, related_name="request_metrics_total")
+    count = models.PositiveBigIntegerField(default=0)
+    errors_upstream = models.PositiveBigIntegerField(default=0)
+    errors_gateway = models.PositiveBigIntegerField(default=0)
+    histogram = models.JSONField(default=list)
+    last_request_at = models.DateTimeField(db_index=True)
+
+
+class RequestMetricsFlush(models.Model):
+    """A Redis batch already folded in (so a retried flush never counts it twice)."""
+
+    batch = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)

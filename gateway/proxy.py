@@ -26,7 +26,7 @@ from instances.agent_client import GATEWAY_HEADER, Endpoint, gateway_key_for
 from orchestrio.errors import UpstreamError, UpstreamTimeout
 from orchestrio.tenancy import client_ip
 
-from . import origin
+from . import origin, traffic
 
 logger = logging.getLogger(__name__)
 
@@ -125,19 +125,27 @@ def forward(request, instance, upstream_path: str, caller, on_close=None):
     """Send the request to the instance and stream its answer back (UpstreamError/UpstreamTimeout:
 502/504, when it does not answer).
     `on_close` runs once the answer has been sent (or could not be): when the response's stream
-    ends or is closed, or at once when there is nothing to stream."""
-    try:
-        response = _forward(request, instance, upstream_path, caller, on_close)
-    except BaseException:
+    ends or is closed, or at once when there is nothing to stream. The request's metrics
+    (gateway/traffic.py) are recorded then too."""
+    meter = traffic.Meter(instance.pk)
+
+    def close():
+        meter.finish()
         if on_close is not None:
             on_close()
+
+    try:
+        response = _forward(request, instance, upstream_path, caller, close, meter)
+    except BaseException:
+        meter.fail()
+        close()
         raise
-    if on_close is not None and not response.streaming:
-        on_close()  # nothing left to send
+    if not response.streaming:
+        close()  # nothing left to send
     return response
 
 
-def _forward(request, instance, upstream_path: str, caller, on_close):
+def _forward(request, instance, upstream_path: str, caller, on_close, meter):
     if not upstream_path.startswith("/"):
         upstream_path = "/" + upstream_path
     endpoint = Endpoint.of(ip_address=instance.ip_address, port=instance.port, socket_path=instance.socket_path) or Endpoint(
@@ -178,12 +186,13 @@ def _forward(request, instance, upstream_path: str, caller, on_close):
         try:
             yield from upstream.iter_stream()  # the chunks as read from the socket (at most 64 KiB)
         except UPSTREAM_ERRORS as exc:
+            meter.fail()
             logger.warning("gateway: %s stream from %s broke: %s", request.method, instance.instance_id, exc)
         finally:
             upstream.close()
-            if on_close is not None:
-                on_close()
+            on_close()
 
+    meter.headers(upstream.status)
     reason = upstream.extensions.get("reason_phrase", b"").decode("ascii", "replace")
     response = StreamingHttpResponse(stream() if request.method != "HEAD" else iter(()), status=upstream.status, reason=reason or None)
     content_length, chunked = None, False
@@ -206,6 +215,5 @@ def _forward(request, instance, upstream_path: str, caller, on_close):
         origin.sandbox(response)
     if request.method == "HEAD":
         upstream.close()
-        if on_close is not None:
-            on_close()
+        on_close()
     return response

@@ -216,3 +216,59 @@ def instance_open(request, instance_id: str):
     response = render(request, "gateway/open.html", {"instance": instance, "open_url": grants.open_url(instance=instance, grant=grant)})
     response["Cache-Control"] = "no-store"
     return response
+
+
+# --- the Traffic tab ------------------------------------------------------------------------------
+
+from django.utils import timezone  # noqa: E402
+from django.views.decorators.http import require_GET  # noqa: E402
+
+from .choices import RequestMetricsWindow  # noqa: E402
+from .selectors import WINDOWS, request_metrics  # noqa: E402
+
+
+def _traffic_context(request, instance_id: str) -> dict:
+    instance = live_instances(tenant=request.principal.tenant).filter(instance_id=instance_id).first()
+    if instance is None:
+        raise Http404(f"no instance {instance_id}")
+    window = request.GET.get("window", "1h")
+    if window not in WINDOWS:
+        window = "1h"
+    now = timezone.now()
+    metrics = request_metrics(instance, window=window, now=now)
+    return {
+        "instance": instance, "window": window, "windows": RequestMetricsWindow.values, "metrics": metrics, "chart": _chart(metrics, now=now),
+        "percent": {"recent": round(metrics["recent_error_rate"] * 100, 1), "total": round(metrics["totals"]["error_rate"] * 100, 1)},
+        "flush_seconds": settings.REQUEST_METRICS_FLUSH_SECONDS,
+    }  # fmt: skip
+
+
+def _chart(metrics: dict, *, now) -> dict:
+    """Every minute (hour) of the window, 0 requests where there were none: uPlot's columns."""
+    step = metrics["resolution_seconds"]
+    span = WINDOWS[metrics["window"]][0]
+    last = int(now.timestamp()) // step * step
+    first = int((now - span).timestamp()) // step * step + step
+    by_start = {int(p["start"].timestamp()): p for p in metrics["points"]}
+    times = list(range(first, last + step, step))
+    return {
+        "t": times, "step": step,
+        "requests": [by_start[t]["count"] if t in by_start else 0 for t in times],
+        "errors": [by_start[t]["errors"] if t in by_start else 0 for t in times],
+        "p95": [by_start[t]["p95_ms"] if t in by_start else None for t in times],
+    }  # fmt: skip
+
+
+@require_GET
+@console_view
+def instance_traffic(request, instance_id: str):
+    """The instance's Traffic tab: requests through the gateway and tunnel, errors, latency."""
+    return render(request, "gateway/instance_traffic.html", _traffic_context(request, instance_id))
+
+
+@require_GET
+@console_view
+def instance_traffic_live(request, instance_id: str):
+    """The Traffic tab's figures alone, for static/console/live.js (the template the tab includes)."""
+    return render(request, "gateway/_traffic_live.html", _traffic_context(request, instance_id))
+

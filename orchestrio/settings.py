@@ -312,6 +312,8 @@ SPECTACULAR_SETTINGS = {
         "InvitationStatusEnum": "orchestrio.choices.InvitationStatus",
         "InstanceProviderEnum": "instances.choices.Provider",
         "GatewayProviderEnum": "gateway.choices.GatewayProvider",
+        "AppHealthEnum": "gateway.choices.AppHealth",
+        "AppHealthSourceEnum": "gateway.choices.AppHealthSource",
         "OperationStatusEnum": "instances.choices.OperationStatus",
         "OperationKindEnum": "instances.choices.OperationKind",
         "FleetRequestStatusEnum": "fleet.choices.RequestStatus",
@@ -476,6 +478,11 @@ GATEWAY_CONNECT_TIMEOUT_SECONDS = float(env("GATEWAY_CONNECT_TIMEOUT_SECONDS", "
 GATEWAY_READ_TIMEOUT_SECONDS = float(env("GATEWAY_READ_TIMEOUT_SECONDS", "60"))
 GATEWAY_MAX_CONNECTIONS = env_int("GATEWAY_MAX_CONNECTIONS", 200)
 USAGE_FLUSH_SECONDS = env_int("USAGE_FLUSH_SECONDS", 30)
+# How often proxied requests' metrics move from Redis to the database (gateway/traffic.py).
+REQUEST_METRICS_FLUSH_SECONDS = env_int("REQUEST_METRICS_FLUSH_SECONDS", 15)
+# Prometheus: per-instance request series only for instances with traffic in the last hour, at
+# most this many (the busiest first): docs/observability.md, "Request metrics".
+METRICS_INSTANCE_SERIES_LIMIT = env_int("METRICS_INSTANCE_SERIES_LIMIT", 500)
 
 # Custom domains
 DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])  # empty: the system's resolvers

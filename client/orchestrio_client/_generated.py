@@ -161,6 +161,12 @@ class ApiTokenCreated(TypedDict):
     token: str
 
 
+AppHealthEnum = Literal['healthy', 'degraded', 'unhealthy', 'unknown']
+
+
+AppHealthSourceEnum = Literal['traffic', 'health_check']
+
+
 class AppLogLine(TypedDict):
     seq: int
     ts: str
@@ -858,6 +864,41 @@ class Region(TypedDict):
     available: bool
 
 
+class RequestMetrics(TypedDict):
+    instance_id: str
+    window: StatsWindowEnum
+    resolution_seconds: int
+    points: list[RequestMetricsPoint]
+    totals: RequestMetricsSummary
+    app_health: AppHealthEnum
+    app_health_source: AppHealthSourceEnum
+    recent_count: int
+    recent_error_rate: float
+
+
+class RequestMetricsPoint(TypedDict):
+    count: int
+    errors: int
+    errors_upstream: int
+    errors_gateway: int
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    start: str
+
+
+class RequestMetricsSummary(TypedDict):
+    count: int
+    errors: int
+    errors_upstream: int
+    errors_gateway: int
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
 class ResizeRequest(TypedDict, total=False):
     """Exactly one of the two (the service's rule)."""
     new_instance_type: str | None
@@ -1051,7 +1092,7 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
@@ -1114,6 +1155,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_list': ('GET', '/api/v1/instances'),
     'instances_logs_list': ('GET', '/api/v1/instances/{instance_id}/logs'),
     'instances_operations_list': ('GET', '/api/v1/instances/{instance_id}/operations'),
+    'instances_request_metrics_retrieve': ('GET', '/api/v1/instances/{instance_id}/request-metrics'),
     'instances_resize_update': ('PUT', '/api/v1/instances/{instance_id}/resize'),
     'instances_restart_create': ('POST', '/api/v1/instances/{instance_id}/restart'),
     'instances_resume_create': ('POST', '/api/v1/instances/{instance_id}/resume'),
@@ -1717,6 +1759,17 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/operations"
         params = {'kind': kind, 'limit': limit, 'offset': offset, 'status': status}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_request_metrics_retrieve(self, instance_id: str | int, *, window: Literal['1h', '24h', '30d'] | None = None, request_timeout: float | None = None) -> RequestMetrics:
+        """GET /api/v1/instances/{instance_id}/request-metrics
+
+        Request count, errors and latency percentiles of the proxied requests
+
+        `instances/{instance_id}/request-metrics`: what the gateway and tunnel forwarded to it.
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/request-metrics"
+        params = {'window': window}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
     def instances_resize_update(self, instance_id: str | int, *, new_instance_type: str | None | Unset = UNSET, plan_id: str | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
         """PUT /api/v1/instances/{instance_id}/resize
@@ -3076,6 +3129,20 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                               'status': {'type': 'string'}},
                                'required': ['instance_id'],
                                'additionalProperties': False},
+ 'instances_request_metrics_retrieve': {'type': 'object',
+                                        'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                       'window': {'type': 'string',
+                                                                  'enum': ['1h', '24h', '30d'],
+                                                                  'default': '1h',
+                                                                  'minLength': 1,
+                                                                  'description': '1h and 24h: a point a minute; 30d: a '
+                                                                                 'point an hour.\n'
+                                                                                 '\n'
+                                                                                 '* `1h` - Hour\n'
+                                                                                 '* `24h` - Day\n'
+                                                                                 '* `30d` - Month'}},
+                                        'required': ['instance_id'],
+                                        'additionalProperties': False},
  'instances_resize_update': {'type': 'object',
                              'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                             'new_instance_type': {'anyOf': [{'type': 'string',

@@ -573,6 +573,25 @@ def instances_stats(state: State, instance_id: str, window: str) -> None:
     emit(state, answer["points"], ["t", "cpu_percent", "rss_bytes", "net_rx_bytes_per_second", "net_tx_bytes_per_second", "disk_read_bytes_per_second", "disk_write_bytes_per_second", "restarts"])
 
 
+@instances.command(name="request-metrics")
+@click.argument("instance_id")
+@click.option("--window", type=click.Choice(["1h", "24h", "30d"]), default="1h", show_default=True)
+@pass_state
+@api_errors
+@rest("instances_request_metrics_retrieve")
+def instances_request_metrics(state: State, instance_id: str, window: str) -> None:
+    """Requests proxied to the instance: count, errors, p50/p95/p99 latency, app health."""
+    answer = state.client().instances_request_metrics_retrieve(instance_id, window=window)
+    if state.json:
+        emit(state, answer)
+        return
+    totals = answer["totals"]
+    click.echo(f"app health: {answer['app_health']} (from {answer['app_health_source']})")
+    click.echo(f"{window}: {totals['count']} requests, {totals['errors']} errors ({totals['error_rate']:.1%}), "
+               f"p50 {totals['p50_ms']} ms, p95 {totals['p95_ms']} ms, p99 {totals['p99_ms']} ms")  # fmt: skip
+    emit(state, answer["points"], ["start", "count", "errors", "p50_ms", "p95_ms", "p99_ms"])
+
+
 @instances.command(name="operations")
 @click.argument("instance_id")
 @pass_state

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from instances.models import gateway_url
 from orchestrio.api.strict import BodySerializer
 
-from ..choices import GatewayProvider
+from ..choices import AppHealth, AppHealthSource, GatewayProvider, RequestMetricsWindow
 from ..models import GatewayPolicy
 from ..services import policy_issuer, policy_warnings
 
@@ -56,3 +56,34 @@ class GatewayPolicyWriteSerializer(BodySerializer):
         if not self.partial and "provider" not in attrs:
             raise serializers.ValidationError({"provider": ["This field is required."]})
         return attrs
+
+
+class RequestMetricsQuerySerializer(serializers.Serializer):
+    window = serializers.ChoiceField(choices=RequestMetricsWindow.choices, default="1h", help_text="1h and 24h: a point a minute; 30d: a point an hour.")
+
+
+class RequestMetricsSummarySerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Requests forwarded to the instance.")
+    errors = serializers.IntegerField(help_text="errors_upstream + errors_gateway.")
+    errors_upstream = serializers.IntegerField(help_text="5xx answered by the instance.")
+    errors_gateway = serializers.IntegerField(help_text="502/504 from the gateway (no answer, or a broken stream).")
+    error_rate = serializers.FloatField(help_text="errors / count (0 when there was no request).")
+    p50_ms = serializers.FloatField(allow_null=True, help_text="Time to the instance's first byte, ms (within 19 %: docs/observability.md).")
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+
+
+class RequestMetricsPointSerializer(RequestMetricsSummarySerializer):
+    start = serializers.DateTimeField(help_text="The minute's (or hour's) start.")
+
+
+class RequestMetricsSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    window = serializers.ChoiceField(choices=RequestMetricsWindow.choices)
+    resolution_seconds = serializers.IntegerField(help_text="60 or 3600: the span of each point.")
+    points = RequestMetricsPointSerializer(many=True, help_text="Oldest first; only the minutes (hours) that had traffic.")
+    totals = RequestMetricsSummarySerializer()
+    app_health = serializers.ChoiceField(choices=AppHealth.choices, help_text="From the last 5 minutes' error rate; without traffic, the health check's status.")
+    app_health_source = serializers.ChoiceField(choices=AppHealthSource.choices)
+    recent_count = serializers.IntegerField(help_text="Requests in the last 5 minutes.")
+    recent_error_rate = serializers.FloatField()

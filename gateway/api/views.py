@@ -2,15 +2,19 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from instances.api.parents import INSTANCE
+from instances.api.views import InstanceScopedViewSet
+from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_402, ERR_409
 from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
 
 from .. import services
 from ..models import GatewayPolicy
-from .serializers import GatewayPolicySerializer, GatewayPolicyWriteSerializer
+from ..selectors import request_metrics
+from .serializers import GatewayPolicySerializer, GatewayPolicyWriteSerializer, RequestMetricsQuerySerializer, RequestMetricsSerializer
 
 
 class _PolicyBase(TenantScopedViewSet):
@@ -63,3 +67,22 @@ class PolicyViewSet(mixins.RetrieveModelMixin, _PolicyBase):
     def destroy(self, request, pk=None):
         services.policy_delete(policy=self.get_object(), actor=self.principal.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["instances"])
+class InstanceRequestMetricsViewSet(InstanceScopedViewSet):
+    """`instances/{instance_id}/request-metrics`: what the gateway and tunnel forwarded to it."""
+
+    serializer_class = RequestMetricsSerializer
+    allows_scoped_tokens = {"request_metrics"}
+
+    @extend_schema(
+        summary="Request count, errors and latency percentiles of the proxied requests",
+        parameters=[RequestMetricsQuerySerializer], responses=RequestMetricsSerializer,
+    )  # fmt: skip
+    @action(detail=True, methods=["get"], url_path="request-metrics")
+    def request_metrics(self, request, instance_id=None):
+        query = RequestMetricsQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            raise QueryValidationError(query.errors)
+        return Response(RequestMetricsSerializer(request_metrics(self.get_object(), window=query.validated_data["window"])).data)

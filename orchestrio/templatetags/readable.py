@@ -30,6 +30,8 @@ TONES = {
     "resuming": "busy", "resizing": "busy", "destroying": "busy", "queued": "busy", "updating": "busy",
     "rolling_back": "busy", "deleting": "busy", "pending_dns": "busy", "verifying": "busy", "removing": "busy",
     "processing": "busy", "retrying": "busy", "in_progress": "busy",
+    # half wrong
+    "degraded": "warn",
     # wrong
     "error": "bad", "failed": "bad", "unhealthy": "bad", "timed_out": "bad", "past_due": "bad", "unpaid": "bad",
     "incomplete": "bad", "revoked": "bad", "partial": "bad",

@@ -28,6 +28,7 @@ def api(live_server, console_user):
         assert response.status_code < 300, response.text
         return response
 
+    call.token = token.plaintext
     return call
 
 
@@ -51,6 +52,26 @@ def test_the_instance_page_follows_the_api(logged_in_page, live_server, worker, 
     expect(page.get_by_test_id("operation")).to_be_hidden()
     expect(page.get_by_test_id("operations").locator("tbody tr").first).to_contain_text("succeeded")
     expect(page.get_by_role("button", name="Stop", exact=True)).to_be_enabled()
+
+    # The Traffic tab (request metrics): a request through the tunnel shows in its figures, drawn
+    # as charts, and the next one arrives live.
+    def tunnel():
+        assert httpx.get(f"{live_server.url}/tunnel/live-detail/", headers={"Authorization": f"Bearer {api.token}"}, timeout=20).status_code == 200
+
+    tunnel()
+    page.get_by_role("link", name="Traffic", exact=True).click()
+    count = page.get_by_test_id("traffic-totals").locator('[data-field="count"]')
+    expect(count).to_have_text("1")
+    expect(page.get_by_test_id("app-health")).to_have_text("healthy")
+    expect(page.locator('[data-traffic-chart="requests"] canvas')).to_have_count(1)
+    expect(page.locator('[data-traffic-chart="p95"] canvas')).to_have_count(1)
+    _mark_no_reload(page)
+    tunnel()
+    expect(count).to_have_text("2", timeout=FEW_SECONDS)
+    expect(page.locator('[data-traffic-chart="requests"]')).to_have_attribute("aria-label", re.compile("2 requests"))
+    _assert_no_reload(page)
+    page.go_back()
+    _mark_no_reload(page)
 
     # A stop through the API: the header says stopped and the Operations table does not stay "running".
     api("POST", "instances/live-detail/stop")

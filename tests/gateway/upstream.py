@@ -4,7 +4,8 @@ blueprints (not on how the local provider runs or reaches the process), so it ke
 whatever sandbox the provider puts the command in.
 
 The server answers from pages given on its command line, one argument each (a blueprint's
-`command` holds up to 64 arguments of 4 KiB): `[path, {"status", "headers", "body"}]`.
+`command` holds up to 64 arguments of 4 KiB): `[path, {"status", "headers", "body", "sleep_ms"}]`
+(`sleep_ms`: the page answers after that long).
 It resolves the request path the way `http.server` and most file servers do (percent-decode,
 then `posixpath.normpath`), so a dot-segment that reaches it really does climb out of
 `/webhooks/<slug>`. `GET /_seen` answers the request targets (and Cookie headers) it has
@@ -18,7 +19,7 @@ import json
 from ..helpers import run_jobs
 
 SERVER = r"""
-import json, os, posixpath, sys
+import json, os, posixpath, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -42,6 +43,8 @@ class Handler(BaseHTTPRequestHandler):
         page = spec.get(name)
         if page is None:
             return self.reply(404, [["Content-Type", "text/plain"]], "no page " + name)
+        if page.get("sleep_ms"):
+            time.sleep(page["sleep_ms"] / 1000)
         self.reply(page.get("status", 200), page.get("headers", []), page.get("body", ""))
 
     def reply(self, status, headers, body):

@@ -340,6 +340,7 @@ EXPECTED_CAPABILITIES = {
     ("api:instance-stop", "post"): "operate",
     ("api:instance-suspend", "post"): "operate",
     ("api:instance-usage", "get"): "read",
+    ("api:instance-request-metrics", "get"): "read",
     ("api:instance-wait", "get"): "read",
     ("api:blueprint-list", "get"): "read",
     ("api:blueprint-list", "post"): "operate",
