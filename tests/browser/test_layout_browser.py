@@ -71,6 +71,18 @@ def _objects(user):
     AlertConfig.objects.create(tenant=tenant, webhook_url="https://hooks.example/" + LONG_ID, enabled=True)
     AlertDelivery.objects.create(id="alr_layout0000000000000000000001", tenant=tenant, event="instance.error", payload={}, url="https://hooks.example/x")
     activity_record(actor=Actor.system(), action="instance.create", tenant=tenant, object_type="instance", object_id=LONG_ID)
+    from fleet.models import FleetRequest, FleetRequestItem
+    from instances.models import Operation
+
+    operation = Operation.objects.create(
+        instance=instance, tenant=tenant, kind="create", status="failed", requested_by=user.username, requested_by_type="user",
+        error_code="provider_capacity", error_message="no capacity for " + LONG_ID,
+    )  # fmt: skip
+    fleet_request = FleetRequest.objects.create(
+        request_id="req-layout0000001", tenant=tenant, kind="acquire", blueprint_name="OpenClaw", plan_id="openclaw-basic",
+        region="local", instance_id_prefix=LONG_ID[:59], count=1, requested_by=user.username, requested_by_type="user",
+    )  # fmt: skip
+    FleetRequestItem.objects.create(request=fleet_request, position=1, instance=instance, operation=operation)
     return instance, task, deployment
 
 
@@ -96,6 +108,10 @@ def test_every_console_page_fits_a_phone_and_a_laptop(logged_in_page, live_serve
         "change password": reverse("console:password-change"),
         "billing": reverse("billing:overview"),
         "alerts": reverse("billing:alerts"),
+        "operations": reverse("operations:list"),
+        "fleet requests": reverse("fleet:list"),
+        "fleet request": reverse("fleet:detail", args=["req-layout0000001"]),
+        "notifications": reverse("console:notifications"),
         "404 page": "/instances/no-such-instance-anywhere",
     }
     # Every tab of the instance page, as its tab bar links them (new tabs are checked too).
@@ -104,7 +120,7 @@ def test_every_console_page_fits_a_phone_and_a_laptop(logged_in_page, live_serve
         label = link.inner_text().strip()
         if label != "Overview":
             pages[f"instance tab {label}"] = link.get_attribute("href")
-    assert len(pages) > 17, pages  # the tabs were found (Tasks, Gateway, Domain)
+    assert len(pages) > 21, pages  # the tabs were found (Tasks, Gateway, Domain)
 
     for width, height in ((390, 844), (1280, 800)):
         page.set_viewport_size({"width": width, "height": height})
