@@ -23,6 +23,7 @@ urlpatterns = [
     path("invitation", views.invitation, name="invitation"),
     path("notifications", views.notifications, name="notifications"),
     path("notifications/bell", views.notifications_bell, name="notifications-bell"),
+    path("notifications/live", views.notifications_live, name="notifications-live"),
     path("notifications/read-all", views.notifications_read_all, name="notifications-read-all"),
     path("notifications/<int:notification_pk>/read", views.notification_read, name="notification-read"),
 ]

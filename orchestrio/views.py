@@ -452,12 +452,26 @@ NOTIFICATIONS_PER_PAGE = 50
 def notifications(request):
     """The reader's notifications, newest first, 50 a page, each linking to its object while that
     still exists; `?unread=1` shows only the unread. Mark one, or all, read (POST forms)."""
+    return render(request, "console/notifications.html", _notifications_context(request))
+
+
+def _notifications_context(request) -> dict:
     principal = request.principal
     feed = selectors.notification_list(principal=principal)
     unread_only = request.GET.get("unread") == "1"
     page = Paginator(feed.filter(read_at__isnull=True) if unread_only else feed, NOTIFICATIONS_PER_PAGE).get_page(request.GET.get("page"))
     page.object_list = selectors.notification_with_links(principal=principal, notifications=page.object_list)
-    return render(request, "console/notifications.html", {"page": page, "unread_only": unread_only})
+    query = request.GET.urlencode()
+    # Where the page's forms send the reader back: the page itself, also from its live fragment.
+    next_url = reverse("console:notifications") + (f"?{query}" if query else "")
+    return {"page": page, "unread_only": unread_only, "next_url": next_url}
+
+
+@require_GET
+@console_view
+def notifications_live(request):
+    """The list alone, for static/console/live.js (the same template the page includes)."""
+    return render(request, "console/_notifications_table.html", _notifications_context(request))
 
 
 @require_GET

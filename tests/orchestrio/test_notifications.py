@@ -241,6 +241,9 @@ def test_the_page_lists_links_marks_read_and_pages(console, team, tenant, runnin
     older = console.get("/notifications?page=2").content.decode()
     assert older.count('data-testid="notification"') == 7
     assert 'href="/instances/web-01"' in older and "gone-01 is in error</div>" in older  # a gone instance is plain text
+    # The list is live: its fragment is the same rows, and its forms send the reader back to the page.
+    live = console.get("/notifications/live?page=2").content.decode()
+    assert live.count('data-testid="notification"') == 7 and 'name="next" value="/notifications?page=2"' in live
 
     mine = Notification.objects.filter(user=team["owner"], title="web-01 is in error").get()
     response = console.post(f"/notifications/{mine.pk}/read", {"next": "/notifications?page=2"})

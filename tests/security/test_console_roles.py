@@ -67,6 +67,7 @@ EXPECTED = [
     ("tasks:detail-live", "GET", None, "read"),
     ("billing:alerts-live", "GET", None, "alerts"),
     ("console:notifications", "GET", None, "read"),  # one's own feed, of the events one's role may see
+    ("console:notifications-live", "GET", None, "read"),
     ("console:notifications-bell", "GET", None, "read"),
     ("instances:destroy", "GET", None, "destroy"),  # the confirmation page of a destroy
     ("console:switch-tenant", "POST", None, "read"),  # the user's own session
