@@ -41,6 +41,7 @@ import psutil
 from django.conf import settings
 
 from instances.providers import sandbox
+from instances.providers.local import live_process
 
 logger = logging.getLogger(__name__)
 
@@ -186,18 +187,7 @@ def _record(directory: Path) -> dict:
 
 def _process(directory: Path) -> psutil.Process | None:
     record = _record(directory)
-    pid, started = record.get("pid"), record.get("start_time")
-    if not pid:
-        return None
-    try:
-        proc = psutil.Process(pid)
-        if started is not None and abs(proc.create_time() - started) > 0.01:
-            return None
-        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
-            return None
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-    return proc
+    return live_process(record.get("pid"), record.get("start_time"))
 
 
 def is_running(target: Target) -> bool:

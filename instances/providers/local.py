@@ -53,7 +53,7 @@ SOCKET_NAME = "agent.sock"
 OWN_DIRS = ("state", "home", "root")  # the instance's; everything else in its directory is ours
 
 
-def _process(pid: int | None, start_time: float | None) -> psutil.Process | None:
+def live_process(pid: int | None, start_time: float | None) -> psutil.Process | None:
     """The process with this pid if it is the one we started (same start time), alive."""
     if not pid:
         return None
@@ -79,7 +79,7 @@ def _tree(root: psutil.Process) -> list[psutil.Process]:
 
 def process_state(pid: int | None, start_time: float | None = None) -> str | None:
     """'running', 'suspended', or None when the process is gone (or the pid was recycled)."""
-    proc = _process(pid, start_time)
+    proc = live_process(pid, start_time)
     if proc is None:
         return None
     processes = _tree(proc)
@@ -118,7 +118,7 @@ class LocalProvider(Provider):
         have been killed on its own, the sandbox's init, which goes on holding every process of
         the instance (they are its descendants in their pid namespace)."""
         record = self._record(directory)
-        return _process(record.get("pid"), record.get("start_time")) or _process(record.get("init_pid"), record.get("init_start"))
+        return live_process(record.get("pid"), record.get("start_time")) or live_process(record.get("init_pid"), record.get("init_start"))
 
     def _machine(self, spec: MachineSpec, directory: Path) -> Machine:
         if not directory.exists():
@@ -264,7 +264,7 @@ class LocalProvider(Provider):
         finally:
             listener.close()  # the agent holds it now
         _reap(proc)
-        started = _process(proc.pid, None)
+        started = live_process(proc.pid, None)
         init = _sandbox_init(started) if support.enabled and started is not None else None
         record = {
             "pid": proc.pid, "start_time": started.create_time() if started else None,
