@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.conf import settings
 from rest_framework import serializers
 
 from instances.api.serializers import OperationSerializer
@@ -21,12 +20,6 @@ class FleetRequestCreateSerializer(BodySerializer):
         help_text="The instances are <prefix>-1 … <prefix>-<count>; default: the request's id.",
     )  # fmt: skip
     labels = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
-
-    def validate_count(self, value: int) -> int:
-        ceiling = settings.FLEET_REQUEST_MAX_COUNT
-        if not 1 <= value <= ceiling:
-            raise serializers.ValidationError(f"count must be from 1 to {ceiling}")
-        return value
 
 
 class FleetReturnSerializer(BodySerializer):
