@@ -23,6 +23,15 @@
   agent pushes this whole set, so that no push drops another app's part; `replace` gives one part's
   values for this push (a deployment applying a new revision). On a name two parts set, the part
   of higher `priority` wins (a deployment's own secret over an add-on's URL).
+- `create_held_by(operation)`: a create is about to launch its instance's machine. An app that
+  launches several instances' machines in one call (the fleet app: one EC2 Fleet for a request's
+  batch) answers the id of the job that will hand this instance its machine and run the create
+  again; the create then waits, queued under that job (`services.operation_hold`). None: launch
+  as usual. The first listener with an answer wins.
+- `machine_ready(instance)`: the instance's agent has just answered its health path after an
+  operation that (re)started its machine, before the operation finishes as running. An app that
+  launched the machine with a provisional identity (the fleet app: a batch's shared bootstrap
+  key) makes the agent the instance's own here; a ProviderError fails the operation.
 - `instance_for_host(host)`: the id of the instance a host name outside BASE_DOMAIN serves, or
   None (the domains app: an active custom domain). The gateway routes by it; the first resolver
   that knows the name wins, and with none the host is the console's.
@@ -148,3 +157,28 @@ def instance_for_host(host: str) -> str | None:
         if instance_id:
             return instance_id
     return None
+
+
+_create_held_by: list[Callable] = []
+_machine_ready: list[Callable] = []
+
+
+def on_create_held_by(func: Callable) -> Callable:
+    return _register(_create_held_by, func)
+
+
+def create_held_by(operation) -> str | None:
+    for func in _create_held_by:
+        job_id = func(operation)
+        if job_id:
+            return job_id
+    return None
+
+
+def on_machine_ready(func: Callable) -> Callable:
+    return _register(_machine_ready, func)
+
+
+def machine_ready(instance) -> list[str]:
+    """Run every `machine_ready` hook; returns what each reported (for the lifecycle log)."""
+    return [note for note in (func(instance) for func in _machine_ready) if note]

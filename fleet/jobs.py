@@ -1,0 +1,65 @@
+"""Background jobs of the fleet app: the one fleet call of a batch (docs/fleet.md "One fleet call
+per batch").
+
+`launch_batch` launches the machines of an acquire request from an EC2Fleet/SpotFleet blueprint
+with one CreateFleet (type instant) or RequestSpotFleet call, assigns them to the request's
+instances in one transaction, releases each instance's create to finish on its own, and
+terminates what AWS launched beyond the count. It is safe to run again from any point: the fleet
+call carries the request's ClientToken and the provider first looks for machines tagged with the
+request, the assignment happens once (under the batch's row lock), and a create that finds its
+batch still launching waits for this job (instances' `create_held_by` hook) instead of launching
+a machine of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+from instances.choices import ErrorCode
+from instances.providers import BatchLaunch, ProviderError, batch_spec_for, get_provider
+from orchestrio import crypto
+from orchestrio.queue import singleton
+
+from . import services
+from .models import FleetBatch
+
+logger = logging.getLogger(__name__)
+
+
+def launch_batch(batch_pk: int) -> str:
+    batch = FleetBatch.objects.select_related("request").filter(pk=batch_pk).first()
+    if batch is None:
+        return "nothing to do"
+    with singleton(f"fleet-batch:{batch.pk}", ttl=settings.AWS_FLEET_WAIT_SECONDS + 300) as mine:
+        if not mine:
+            return "another attempt is launching this batch"
+        batch = services.fleet_batch_begin(batch=batch)
+        if batch is None:
+            return "nothing to do: assigned already"
+        request_id = batch.request.request_id
+        waiting = services.fleet_batch_waiting(batch=batch)
+        if not waiting:
+            services.fleet_batch_assign(batch=batch, launch=BatchLaunch(machines=[]))
+            return "nothing to do: no instance waits"
+        if not batch.bootstrap_key_encrypted:
+            services.fleet_batch_fail(batch=batch, error=ProviderError(ErrorCode.TIMEOUT, f"the batch did not launch within {settings.FLEET_BOOTSTRAP_KEY_SECONDS}s (its bootstrap key was erased); retry the instances with POST /instances/{{id}}/start"))
+            return "failed: too late"
+        instance = waiting[0].instance
+        provider = get_provider(instance.provider)
+        spec = batch_spec_for(instance, fleet_request=request_id, bootstrap_key=crypto.decrypt(batch.bootstrap_key_encrypted))
+        try:
+            launch = provider.launch_batch(spec, count=batch.request.count)
+        except ProviderError as exc:
+            logger.info("fleet batch %s failed: %s: %s", request_id, exc.code, exc.message)
+            services.fleet_batch_fail(batch=batch, error=exc)
+            return f"failed: {exc.code}"
+        extras = services.fleet_batch_assign(batch=batch, launch=launch)
+        if extras:
+            try:
+                provider.terminate_machines(spec.region, extras)
+            except ProviderError as exc:  # they carry the request's tag: the admin's batch lists them
+                logger.warning("fleet batch %s: could not terminate its extra machines %s: %s", request_id, extras, exc.message)
+        return f"launched {len(launch.machines)} of {batch.request.count}"
+
