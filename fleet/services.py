@@ -25,7 +25,6 @@ from instances.selectors import RUNNING_STATES, blueprint_visible
 from instances.services import (
     instance_create,
     instance_record_machine,
-    log_append,
     new_agent_key,
     operation_accept,
     operation_fail,
