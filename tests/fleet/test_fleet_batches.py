@@ -381,3 +381,19 @@ def test_another_tenants_batch_is_404_and_its_secrets_never_answered(api, other_
     body = api.get(f"requests/{request_id}").content.decode()
     batch = FleetBatch.objects.get(request__request_id=request_id)
     assert "bootstrap" not in body and (not batch.bootstrap_key_encrypted or batch.bootstrap_key_encrypted not in body)
+
+
+def test_support_sees_the_batch_in_the_admin_without_its_key(api, aws, client):
+    from django.contrib.auth import get_user_model
+
+    from fleet.models import FleetRequest
+
+    _blueprint(api, aws, "Fleet", "EC2Fleet")
+    request_id = _request(api, 2, prefix="adm")
+    batch = FleetBatch.objects.get(request__request_id=request_id)
+    client.force_login(get_user_model().objects.create_superuser("ops@orchestrio.example", "ops@orchestrio.example", "staff-password-1"))
+    page = client.get(f"/admin/fleet/fleetrequest/{FleetRequest.objects.get(request_id=request_id).pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "launching" in text and batch.rq_job_id in text
+    assert batch.bootstrap_key_encrypted not in text and crypto.decrypt(batch.bootstrap_key_encrypted) not in text
