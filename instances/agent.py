@@ -21,7 +21,10 @@ single `cat` and the local provider can run it as a child process.
 
 Every call but /health needs `X-Orchestrio-Agent-Key: <key>`; the agent keeps only the key's
 SHA-256 (given by the launcher in ORCHESTRIO_AGENT_KEY_SHA256, then kept in
-`<state-dir>/agent-key.sha256` across rotations). Traffic the control plane's gateway proxies
+`<state-dir>/agent-key.sha256` across rotations). A machine of a fleet batch starts with the
+batch's bootstrap key and no instance; the control plane's first `POST /agent-key` gives it its
+instance's key and `identity` ({"instance_id", "tenant_id"}), kept in `<state-dir>/identity.json`
+and never changed afterwards. Traffic the control plane's gateway proxies
 (`/webhooks/…` and the echo) carries `X-Orchestrio-Gateway-Key` instead, a key derived from that
 hash which opens those routes only: a gateway caller can never reach the management routes.
 Script arguments reach the script as data: JSON on stdin, and `--key value` pairs in argv (the

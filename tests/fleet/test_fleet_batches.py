@@ -198,8 +198,22 @@ def test_a_request_of_n_is_one_create_fleet_of_n_whose_machines_become_its_insta
     batch.refresh_from_db()
     assert batch.status == "assigned" and batch.bootstrap_key_encrypted == "" and batch.key_erased_at is not None
     assert batch.launched == 3 and batch.fleet_id == fleet_id(aws)
+    # Every EC2 call the batch made is in the IAM policy docs/aws.md gives the control plane.
+    allowed = _policy_actions()
+    called = {"ec2:" + "".join(part.title() for part in method.split("_")) for method in sent}
+    assert called - allowed == set(), called - allowed
     # The reconciler sees each machine as its instance's (no orphan, nothing vanished).
     assert {m.instance_pk for m in aws.provider.list_machines("us-east-1")} == set(Instance.objects.filter(instance_id__startswith="bt-").values_list("pk", flat=True))
+
+
+def _policy_actions() -> set[str]:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "aws.md").read_text()
+    policy = json.loads(doc.split("## The control plane's IAM policy", 1)[1].split("```json", 1)[1].split("```", 1)[0])
+    actions = set()
+    for statement in policy["Statement"]:
+        listed = statement["Action"]
+        actions.update([listed] if isinstance(listed, str) else listed)
+    return actions
 
 
 def fleet_id(aws) -> str:
