@@ -55,11 +55,20 @@ def launch_batch(batch_pk: int) -> str:
             logger.info("fleet batch %s failed: %s: %s", request_id, exc.code, exc.message)
             services.fleet_batch_fail(batch=batch, error=exc)
             return f"failed: {exc.code}"
+        # Machines beyond the waiting instances go before the assignment is recorded: a job that
+        # dies after the assignment is not run again, and a re-run before it finds them gone.
+        surplus = [m.provider_instance_id for m in sorted(launch.machines, key=lambda m: m.provider_instance_id)[len(waiting) :]]
+        _terminate(provider, spec.region, request_id, surplus)
         extras = services.fleet_batch_assign(batch=batch, launch=launch)
-        if extras:
-            try:
-                provider.terminate_machines(spec.region, extras)
-            except ProviderError as exc:  # they carry the request's tag: the admin's batch lists them
-                logger.warning("fleet batch %s: could not terminate its extra machines %s: %s", request_id, extras, exc.message)
+        _terminate(provider, spec.region, request_id, [m for m in extras if m not in surplus])  # an instance stopped waiting meanwhile
         return f"launched {len(launch.machines)} of {batch.request.count}"
+
+
+def _terminate(provider, region: str, request_id: str, machine_ids: list[str]) -> None:
+    if not machine_ids:
+        return
+    try:
+        provider.terminate_machines(region, machine_ids)
+    except ProviderError as exc:  # they carry the request's tag; the admin's batch lists them
+        logger.warning("fleet batch %s: could not terminate its extra machines %s: %s", request_id, machine_ids, exc.message)
 
