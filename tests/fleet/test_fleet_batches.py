@@ -60,6 +60,8 @@ def _spy(aws, monkeypatch) -> dict:
 def _request(api, count, blueprint="Fleet", prefix="bt"):
     response = api.post("requests", {"blueprint_name": blueprint, "count": count, "region": "iad", "instance_id_prefix": prefix})
     assert response.status_code == 202, response.content
+    call = response.json()["fleet_call"]
+    assert call["status"] == "launching" and call["launched"] == 0 and call["provider_api"] in ("EC2Fleet", "SpotFleet")
     return response.json()["request_id"]
 
 
@@ -242,6 +244,9 @@ def test_partial_capacity_fails_the_rest_with_provider_capacity_and_aws_reasons(
     assert asked == [3]
     body = api.get(f"requests/{request_id}").json()
     assert (body["status"], body["succeeded"], body["failed"]) == ("partial", 1, 2), body
+    call = body["fleet_call"]
+    assert (call["provider_api"], call["status"], call["launched"]) == ("EC2Fleet", "assigned", 1) and call["fleet_id"].startswith("fleet-")
+    assert call["reasons"] == ["InsufficientInstanceCapacity: no more t3.micro in us-east-1a", "InsufficientInstanceCapacity: no more t3.small in us-east-1a"]
     first, *rest = body["instances"]
     assert first["instance_id"] == "pc-1" and first["state"] == "running" and first["reason"] is None
     for item in rest:
