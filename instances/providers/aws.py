@@ -588,6 +588,8 @@ class AwsProvider(Provider):
                                 {"provider_api": "EC2Fleet", "fleet_id": fleet_id, "lifecycle": group.get("Lifecycle", "on-demand")})
             for group in answer.get("Instances", []) for instance_id in group.get("InstanceIds", [])
         ]  # fmt: skip
+        if not machines:  # nothing at all: typed like a single launch's (capacity, or a bad subnet…)
+            raise self._no_capacity(spec, "EC2 Fleet", answer.get("Errors", []))
         errors = [] if len(machines) >= count else self._batch_reasons(spec, "EC2 Fleet", answer.get("Errors", []), len(machines), count)
         return BatchLaunch(machines=machines, errors=errors, fleet_id=fleet_id)
 
@@ -633,6 +635,7 @@ class AwsProvider(Provider):
             )["SpotFleetRequestId"]  # fmt: skip
         deadline = time.monotonic() + settings.AWS_FLEET_WAIT_SECONDS
         errors: list[str] = []
+        history: list[dict] = []
         while True:
             active = self.ec2(spec, "describe_spot_fleet_instances", action="follow the Spot Fleet request", SpotFleetRequestId=request_id).get("ActiveInstances", [])
             if len(active) >= count:
@@ -655,6 +658,10 @@ class AwsProvider(Provider):
         # Looked at once more after the cancel: a machine launched meanwhile is the batch's too.
         self._cancel_spot_fleet(spec, request_id, terminate=False)
         active = self.ec2(spec, "describe_spot_fleet_instances", action="follow the Spot Fleet request", SpotFleetRequestId=request_id).get("ActiveInstances", [])
+        if not active:
+            if history:
+                raise self._no_capacity(spec, f"Spot Fleet request {request_id}", history)
+            raise ProviderError(ErrorCode.PROVIDER_CAPACITY, f"{'; '.join(errors)}; add machine types or subnets, raise on_demand_percentage, or retry later")
         machines = [
             self._batch_machine(item, {"provider_api": "SpotFleet", "spot_fleet_request_id": request_id, "lifecycle": "spot" if item.get("SpotInstanceRequestId") else "on-demand"})
             for item in active

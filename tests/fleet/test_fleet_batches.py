@@ -370,6 +370,7 @@ def test_a_fleet_call_that_fails_fails_every_create_with_its_typed_error(api, aw
     body = api.get(f"requests/{request_id}").json()
     assert (body["status"], body["failed"]) == ("failed", 2), body
     assert all("InvalidSubnetID.NotFound" in item["reason"] for item in body["instances"])
+    assert {item["operation"]["error_code"] for item in body["instances"]} == {"provider_invalid_request"}  # typed, not "capacity"
     assert FleetBatch.objects.get(request__request_id=request_id).bootstrap_key_encrypted == ""
 
 
@@ -416,3 +417,35 @@ def test_support_sees_the_batch_in_the_admin_without_its_key(api, aws, client):
     text = page.content.decode()
     assert "launching" in text and batch.rq_job_id in text
     assert batch.bootstrap_key_encrypted not in text and crypto.decrypt(batch.bootstrap_key_encrypted) not in text
+
+
+def test_a_spot_fleet_batch_that_gets_nothing_fails_with_provider_capacity_and_aws_reasons(api, aws, monkeypatch):
+    """moto's Spot Fleet always launches: botocore's Stubber answers for AWS from the request on."""
+    from botocore.stub import ANY, Stubber
+
+    import instances.providers.aws as aws_module
+
+    monkeypatch.setattr(aws_module, "FLEET_POLL_SECONDS", 0)
+    _blueprint(api, aws, "Spot", "SpotFleet", on_demand_percentage=0)
+    request_id = _request(api, 2, blueprint="Spot", prefix="sn")
+    stubber = Stubber(aws.provider.client("ec2", "us-east-1"))
+    stubber.add_response("describe_instances", {"Reservations": []})
+    stubber.add_response("create_launch_template", {"LaunchTemplate": {"LaunchTemplateName": "orchestrio-x"}}, {"LaunchTemplateName": f"orchestrio-{request_id}", "ClientToken": ANY, "LaunchTemplateData": ANY})
+    stubber.add_response("describe_spot_fleet_requests", {"SpotFleetRequestConfigs": []})
+    stubber.add_response("request_spot_fleet", {"SpotFleetRequestId": "sfr-0789"})
+    stubber.add_response("describe_spot_fleet_instances", {"ActiveInstances": [], "SpotFleetRequestId": "sfr-0789"})
+    stubber.add_response("describe_spot_fleet_requests", {"SpotFleetRequestConfigs": [{"SpotFleetRequestId": "sfr-0789", "SpotFleetRequestState": "active", "ActivityStatus": "error"}]})
+    history = {"HistoryRecords": [{"EventType": "error", "EventInformation": {"EventSubType": "launchSpecUnusable", "EventDescription": "InsufficientInstanceCapacity: no t3 spot capacity"}}]}
+    stubber.add_response("describe_spot_fleet_request_history", history, {"SpotFleetRequestId": "sfr-0789", "StartTime": ANY, "EventType": "error"})
+    stubber.add_response("cancel_spot_fleet_requests", {"SuccessfulFleetRequests": []}, {"SpotFleetRequestIds": ["sfr-0789"], "TerminateInstances": False})
+    stubber.add_response("describe_spot_fleet_instances", {"ActiveInstances": [], "SpotFleetRequestId": "sfr-0789"})
+    stubber.add_response("delete_launch_template", {}, {"LaunchTemplateName": f"orchestrio-{request_id}"})
+    with stubber:
+        run_jobs()
+    stubber.assert_no_pending_responses()
+    body = api.get(f"requests/{request_id}").json()
+    assert (body["status"], body["failed"]) == ("failed", 2), body
+    for item in body["instances"]:
+        assert item["operation"]["error_code"] == "provider_capacity"
+        assert "Spot Fleet request sfr-0789 launched no machine" in item["reason"] and "no t3 spot capacity" in item["reason"]
+    assert body["fleet_call"]["status"] == "assigned" and body["fleet_call"]["launched"] == 0

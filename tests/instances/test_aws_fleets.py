@@ -251,6 +251,6 @@ def test_fleet_request_whose_one_fleet_call_finds_no_capacity_fails_each_instanc
     assert (body["status"], body["succeeded"], body["failed"]) == ("failed", 0, 2), body
     for item in body["instances"]:
         assert item["operation"]["error_code"] == "provider_capacity" and item["state"] == "error"
-        assert "launched 0 of the 2 machines" in item["reason"] and "InsufficientInstanceCapacity: no t3 capacity" in item["reason"]
+        assert "EC2 Fleet launched no machine" in item["reason"] and "InsufficientInstanceCapacity: no t3 capacity" in item["reason"]
     assert machines(aws.ec2) == []
     assert aws.ec2.describe_launch_templates()["LaunchTemplates"] == []  # the batch's template too
