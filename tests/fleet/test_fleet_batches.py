@@ -449,3 +449,42 @@ def test_a_spot_fleet_batch_that_gets_nothing_fails_with_provider_capacity_and_a
         assert item["operation"]["error_code"] == "provider_capacity"
         assert "Spot Fleet request sfr-0789 launched no machine" in item["reason"] and "no t3 spot capacity" in item["reason"]
     assert body["fleet_call"]["status"] == "assigned" and body["fleet_call"]["launched"] == 0
+
+
+def test_a_batch_machines_agent_keeps_its_identity_and_own_key_across_restarts(tmp_path):
+    """systemd restarts the agent (and user data runs once): what the first POST /agent-key gave a
+    batch machine (its instance's key and identity) is what it knows from then on."""
+    bootstrap, own = "oak_bootstrap-shared", "oak_own-key-of-b-1"
+
+    def start(env):
+        port_file = tmp_path / "port"
+        port_file.unlink(missing_ok=True)
+        argv = [sys.executable, "-I", str(AGENT), "--state-dir", str(tmp_path / "state"), "--port", "0", "--port-file", str(port_file), "--tenant-id", "acme-corp"]
+        proc = subprocess.Popen(argv, env={"PATH": "/usr/bin:/bin", **env}, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if port_file.exists() and port_file.read_text():
+                return proc, f"http://127.0.0.1:{port_file.read_text()}"
+            time.sleep(0.05)
+        raise AssertionError("the agent did not start")
+
+    proc, base = start({"ORCHESTRIO_AGENT_KEY_SHA256": hashlib.sha256(bootstrap.encode()).hexdigest()})
+    try:
+        assert httpx.get(base + "/api/status", headers={KEY: bootstrap}).json()["instance_id"] == ""
+        identity = {"instance_id": "b-1", "tenant_id": "acme-corp"}
+        bad = httpx.post(base + "/agent-key", headers={KEY: bootstrap}, json={"key_sha256": hashlib.sha256(own.encode()).hexdigest(), "identity": {"instance_id": "b-1"}})
+        assert bad.status_code == 422  # an identity names both
+        taken = httpx.post(base + "/agent-key", headers={KEY: bootstrap}, json={"key_sha256": hashlib.sha256(own.encode()).hexdigest(), "identity": identity})
+        assert taken.json() == {"rotated": True, "instance_id": "b-1"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    proc, base = start({})  # restarted: no launcher's hash, the files it kept
+    try:
+        assert httpx.get(base + "/api/status", headers={KEY: bootstrap}).status_code == 401
+        status = httpx.get(base + "/api/status", headers={KEY: own}).json()
+        assert (status["instance_id"], status["tenant_id"]) == ("b-1", "acme-corp")
+        again = {"key_sha256": hashlib.sha256(own.encode()).hexdigest(), "identity": {"instance_id": "b-2", "tenant_id": "acme-corp"}}
+        assert httpx.post(base + "/agent-key", headers={KEY: own}, json=again).status_code == 422
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
