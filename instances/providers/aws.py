@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import bz2
 import gzip
 import json
 import logging
@@ -141,8 +140,7 @@ def translate(error: Exception, *, action: str, spec: MachineSpec | None = None)
 def agent_for_user_data() -> bytes:
     """The agent as user data carries it: the same code without its docstrings and comments
     (`ast.unparse`), so that it and the scripts fit EC2's 16 KiB with room for a blueprint's own
-    user data (48 KB of source: 13.3 KB so, bzip2-compressed and base64-encoded; bzip2 packs
-    Python source a tenth tighter than gzip, and the instance's own python3 unpacks it)."""
+    user data."""
     tree = ast.parse(AGENT_PATH.read_text())
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -153,13 +151,23 @@ def agent_for_user_data() -> bytes:
     return ("#!/usr/bin/env python3\n" + ast.unparse(tree) + "\n").encode()
 
 
-def render_user_data(spec: MachineSpec) -> str:
-    """A shell script that installs and starts the instance agent, then runs the blueprint's own."""
-    agent = base64.b64encode(bz2.compress(agent_for_user_data(), 9)).decode()
-    scripts = []
+def _heredoc(path: str, content: bytes, marker: str) -> str:
+    """`content` written to `path` by a quoted here-document (no expansion inside)."""
+    text = content.decode()
+    if marker in text.splitlines():
+        raise ValueError(f"{path} holds a line {marker!r}, the here-document's end")
+    return f"cat > {path} <<'{marker}'\n{text.rstrip(chr(10))}\n{marker}"
+
+
+def render_user_data(spec: MachineSpec) -> bytes:
+    """A shell script that installs and starts the instance agent, then runs the blueprint's own;
+    gzip-compressed as a whole, which cloud-init unpacks before running it ("Gzip compressed
+    content", https://cloudinit.readthedocs.io/en/latest/explanation/format.html). The agent and the
+    scripts travel as plain text inside: compressing the whole once packs them about a third tighter
+    than base64 of each compressed part, the room a larger agent needs under EC2's 16 KiB."""
+    files = [_heredoc("/opt/orchestrio/agent.py", agent_for_user_data(), "ORCHESTRIO_AGENT_EOF")]
     for script in sorted(SCRIPTS_DIR.glob("*.sh")):
-        encoded = base64.b64encode(gzip.compress(script.read_bytes(), 9)).decode()
-        scripts.append(f"echo {encoded} | base64 -d | gunzip > /opt/orchestrio/scripts/{script.name}")
+        files.append(_heredoc(f"/opt/orchestrio/scripts/{script.name}", script.read_bytes(), "ORCHESTRIO_SCRIPT_EOF"))
     # A batch's machine knows only its tenant: its instance's id comes with its own key (the agent's
     # POST /agent-key), once the control plane has assigned it (docs/fleet.md).
     identity = ["--instance-id", spec.instance_id, "--instance-pk", str(spec.instance_pk)] if spec.instance_id else []
@@ -177,8 +185,7 @@ def render_user_data(spec: MachineSpec) -> str:
 set -euo pipefail
 install -d -m 0755 /opt/orchestrio /opt/orchestrio/scripts /opt/openclaw/scripts
 install -d -m 0700 /var/lib/orchestrio/state
-echo {agent} | base64 -d | python3 -c 'import bz2,sys;sys.stdout.buffer.write(bz2.decompress(sys.stdin.buffer.read()))' > /opt/orchestrio/agent.py
-{chr(10).join(scripts)}
+{chr(10).join(files)}
 chmod 0755 /opt/orchestrio/scripts/*.sh
 printf '%s' {key_sha256(spec.agent_key)} > /var/lib/orchestrio/state/agent-key.sha256
 [ -f /var/lib/orchestrio/state/config.json ] || printf '%s' {config} > /var/lib/orchestrio/state/config.json
@@ -198,12 +205,13 @@ systemctl enable --now orchestrio-agent.service
 """
     if spec.user_data:
         script += "\n# --- the blueprint's user data ---\n" + spec.user_data.replace("#!/bin/bash", "", 1) + "\n"
-    if len(script.encode()) > USER_DATA_LIMIT:
+    packed = gzip.compress(script.encode(), 9, mtime=0)
+    if len(packed) > USER_DATA_LIMIT:
         raise ProviderError(
             ErrorCode.PROVIDER_INVALID_REQUEST,
-            f"the user data is {len(script.encode())} bytes with the agent; EC2 allows {USER_DATA_LIMIT}: shorten the blueprint's user_data",
+            f"the user data is {len(packed)} bytes with the agent (gzip-compressed); EC2 allows {USER_DATA_LIMIT}: shorten the blueprint's user_data",
         )
-    return script
+    return packed
 
 
 def task_comment(task: TaskRequest) -> str:
@@ -424,7 +432,7 @@ class AwsProvider(Provider):
         tag_list = tag_list if tag_list is not None else self._tag_list(spec)
         data = {
             "ImageId": spec.image_id,
-            "UserData": base64.b64encode(render_user_data(spec).encode()).decode(),
+            "UserData": base64.b64encode(render_user_data(spec)).decode(),
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list}, {"ResourceType": "volume", "Tags": tag_list}],
             "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
         }

@@ -7,6 +7,7 @@ machines' agents to answer."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import socket
@@ -157,13 +158,14 @@ def test_a_request_of_n_is_one_create_fleet_of_n_whose_machines_become_its_insta
 
     # One user data for the batch: its tenant and the bootstrap key's hash, no instance's identity or key.
     raw_user_data = aws.ec2.describe_instance_attribute(InstanceId=launched[0]["InstanceId"], Attribute="userData")["UserData"]["Value"]
-    script = base64.b64decode(raw_user_data).decode()
+    script = gzip.decompress(base64.b64decode(raw_user_data)).decode()
     bootstrap = crypto.decrypt(batch.bootstrap_key_encrypted)
     bootstrap_hash = hashlib.sha256(bootstrap.encode()).hexdigest()
-    assert bootstrap_hash in script and bootstrap not in script and "--instance-id" not in script and "--tenant-id acme-corp" in script
+    (exec_start,) = [line for line in script.splitlines() if line.startswith("ExecStart=")]
+    assert bootstrap_hash in script and bootstrap not in script and "--instance-id" not in exec_start and "--tenant-id acme-corp" in exec_start
     for instance in Instance.objects.filter(instance_id__startswith="bt-"):
         assert hashlib.sha256(crypto.decrypt(instance.agent_key_encrypted).encode()).hexdigest() not in script
-    assert len(script.encode()) < 16 * 1024
+    assert len(base64.b64decode(raw_user_data)) < 16 * 1024
 
     # Assigned in position order by machine id, in one go; then each create finishes on its own.
     ids = sorted(m["InstanceId"] for m in launched)

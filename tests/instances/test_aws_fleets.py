@@ -7,6 +7,7 @@ tagged like RunInstances machines, and tied back to its instance; a fleet that l
 from __future__ import annotations
 
 import base64
+import gzip
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -100,7 +101,7 @@ def test_ec2_fleet_launches_one_tagged_machine_tied_to_its_instance(api, aws, mo
     assert {t["Key"]: t["Value"] for t in data["TagSpecifications"][1]["Tags"]}["orchestrio:instance_pk"] == str(instance.pk)  # volumes too
     assert aws.ec2.describe_launch_templates()["LaunchTemplates"] == []
     user_data = aws.ec2.describe_instance_attribute(InstanceId=raw["InstanceId"], Attribute="userData")["UserData"]["Value"]
-    assert "systemctl enable --now orchestrio-agent.service" in base64.b64decode(user_data).decode()
+    assert "systemctl enable --now orchestrio-agent.service" in gzip.decompress(base64.b64decode(user_data)).decode()
 
     # The reconciler and every later operation find the machine by its tags, as for RunInstances.
     (listed,) = aws.provider.list_machines("us-east-1")

@@ -5,7 +5,7 @@ so our own idempotency is what these tests prove.)"""
 from __future__ import annotations
 
 import base64
-import bz2
+import gzip
 
 import boto3
 import pytest
@@ -64,7 +64,9 @@ def test_create_launches_a_tagged_machine_with_a_client_token(api, aws, monkeypa
 def test_user_data_installs_and_starts_the_agent(api, aws):
     instance = _create(api)
     raw = aws.ec2.describe_instance_attribute(InstanceId=instance.provider_instance_id, Attribute="userData")["UserData"]["Value"]
-    script = base64.b64decode(raw).decode()
+    packed = base64.b64decode(raw)
+    assert len(packed) <= 16 * 1024  # EC2's limit applies to the user data as sent: gzip-compressed
+    script = gzip.decompress(packed).decode()  # as cloud-init unpacks it
     assert script.startswith("#!/bin/bash")
     assert "systemctl enable --now orchestrio-agent.service" in script
     assert "--instance-id aws-01" in script and "--port 8080" in script
@@ -75,21 +77,25 @@ def test_user_data_installs_and_starts_the_agent(api, aws):
     import hashlib
 
     assert hashlib.sha256(key.encode()).hexdigest() in script
-    embedded = script.split("echo ", 1)[1].split(" |", 1)[0]
     from pathlib import Path
 
     import instances
 
-    shipped = bz2.decompress(base64.b64decode(embedded))
+    # The bootstrap's own here-document writes the agent (bash, as on the instance).
+    import subprocess
+
+    start = script.index("cat > /opt/orchestrio/agent.py")
+    end = script.index("\nORCHESTRIO_AGENT_EOF\n", start) + len("\nORCHESTRIO_AGENT_EOF\n")
+    heredoc = script[start:end].replace("cat > /opt/orchestrio/agent.py", "cat", 1)
+    shipped = subprocess.run(["bash", "-c", heredoc], capture_output=True, check=True).stdout
     assert shipped == agent_for_user_data()
     # The same code as instances/agent.py, without its docstrings (and comments, which ast drops).
     assert _without_docstrings(shipped.decode()) == _without_docstrings((Path(instances.__file__).parent / "agent.py").read_text())
-    assert len(script.encode()) < 16 * 1024
-    # The bootstrap's own line unpacks it (with the instance's python3).
-    import subprocess
+    # The sample scripts arrive byte for byte too.
+    from instances.providers.aws import SCRIPTS_DIR
 
-    unpack = next(line for line in script.splitlines() if line.endswith("> /opt/orchestrio/agent.py")).rsplit(">", 1)[0]
-    assert subprocess.run(["bash", "-c", unpack], capture_output=True, check=True).stdout == shipped
+    for sample in sorted(SCRIPTS_DIR.glob("*.sh")):
+        assert f"cat > /opt/orchestrio/scripts/{sample.name} <<'ORCHESTRIO_SCRIPT_EOF'\n{sample.read_text().rstrip(chr(10))}\nORCHESTRIO_SCRIPT_EOF" in script
     assert "--own-cgroup" in script  # systemd gives the agent a cgroup of its own: its CPU and memory limit
 
 
@@ -138,7 +144,11 @@ def test_the_shipped_agent_runs(tmp_path):
 def test_oversized_user_data_is_refused_clearly(api, aws, tenant):
     from instances.models import Blueprint
 
-    Blueprint.objects.filter(name="OnAws").update(user_data="echo x\n" * 1200)
+    import hashlib
+
+    # Incompressible (the limit is on the gzip-compressed user data): 15 KB of distinct hex lines.
+    lines = "".join(f"echo {hashlib.sha256(str(n).encode()).hexdigest()}\n" for n in range(220))
+    Blueprint.objects.filter(name="OnAws").update(user_data=lines)
     instance = Instance.objects.get(pk=_create(api).pk)
     assert instance.state == "error" and "EC2 allows 16384" in instance.error_message
 
