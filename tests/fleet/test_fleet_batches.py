@@ -490,3 +490,26 @@ def test_a_batch_machines_agent_keeps_its_identity_and_own_key_across_restarts(t
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_reconciler_resumes_a_batch_whose_job_redis_lost(api, aws):
+    """End to end: the queue loses the batch's job; the reconciler requeues the waiting creates
+    (their job is gone), the first to run enqueues the batch's job again and both wait for it; one
+    fleet call launches the batch."""
+    from datetime import timedelta
+
+    import django_rq
+
+    from instances.reconciler import reconcile_all
+
+    _blueprint(api, aws, "Fleet", "EC2Fleet")
+    request_id = _request(api, 2, prefix="rc")
+    django_rq.get_queue("default").empty()
+    Operation.objects.filter(instance__instance_id__startswith="rc-").update(created_at=Operation.objects.first().created_at - timedelta(minutes=1))
+    summary = call_job(reconcile_all)
+    assert summary["requeued"] == 2
+    run_jobs()
+    body = api.get(f"requests/{request_id}").json()
+    assert (body["status"], body["succeeded"]) == ("complete", 2), body
+    assert len(_batch_machines(aws, request_id)) == 2 and len(aws.ec2.describe_fleets()["Fleets"]) == 1
+    assert FleetBatch.objects.get(request__request_id=request_id).rq_job_id == f"fleet-batch-{request_id}-2"
