@@ -224,7 +224,7 @@ def fleet_id(aws) -> str:
     return aws.ec2.describe_fleets()["Fleets"][0]["FleetId"]
 
 
-def test_partial_capacity_fails_the_rest_with_provider_capacity_and_aws_reasons(api, aws, monkeypatch):
+def test_partial_capacity_fails_the_rest_with_provider_capacity_and_aws_reasons(api, aws, monkeypatch, owner):
     _blueprint(api, aws, "Fleet", "EC2Fleet")
     errors = [
         {"Lifecycle": "on-demand", "ErrorCode": "InsufficientInstanceCapacity", "ErrorMessage": "no more t3.micro in us-east-1a"},
@@ -263,6 +263,14 @@ def test_partial_capacity_fails_the_rest_with_provider_capacity_and_aws_reasons(
     # pass erases the key once every create has finished.
     fleet_services.fleet_batch_reconcile({})
     assert FleetBatch.objects.get(pk=batch.pk).bootstrap_key_encrypted == ""
+    # The console's request page says what the one call did.
+    from django.test import Client
+
+    console = Client()
+    console.force_login(owner)
+    page = console.get(f"/fleet/{request_id}").content.decode()
+    assert "one EC2Fleet call for the whole batch" in page and "1 of 3 machines launched" in page and "no more t3.small in us-east-1a" in page
+    assert "fleet-call" not in console.get("/fleet/").content.decode()
     # A failed one is retried on its own: its own fleet call of capacity 1, as a single create.
     monkeypatch.setattr(aws.provider, "call", real)
     assert api.post("instances/pc-2/start").status_code == 202
