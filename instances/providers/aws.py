@@ -576,37 +576,51 @@ class AwsProvider(Provider):
         return Machine(provider_instance_id=raw["InstanceId"], state=MachineState.PENDING, instance_type=raw.get("InstanceType", ""), provider_data=facts)
 
     def _batch_ec2_fleet(self, spec: MachineSpec, template: str, count: int) -> BatchLaunch:
-        on_demand, spot = self._split(spec, count)
-        answer = self.ec2(
+        """CreateFleet for `count` units. An instance is one machine: when the weights let AWS fill
+        the units with fewer machines (and AWS reports no error), the missing ones are asked for
+        again, each call with a ClientToken of its own (the request's, then `-<machines so far>`),
+        until there are `count` or AWS has no more."""
+        machines: list[Machine] = []
+        fleet_id, errors = "", []
+        while len(machines) < count:
+            token = self._batch_token(spec) if not machines else f"{self._batch_token(spec)[:54]}-{len(machines)}"
+            answer = self._create_batch_fleet(spec, template, count - len(machines), token)
+            fleet_id = fleet_id or answer.get("FleetId", "")
+            got = [
+                self._batch_machine({"InstanceId": instance_id, "InstanceType": group.get("InstanceType", "")},
+                                    {"provider_api": "EC2Fleet", "fleet_id": answer.get("FleetId", ""), "lifecycle": group.get("Lifecycle", "on-demand")})
+                for group in answer.get("Instances", []) for instance_id in group.get("InstanceIds", [])
+            ]  # fmt: skip
+            if not machines and not got:  # nothing at all: typed like a single launch's (capacity, or a bad subnet…)
+                raise self._no_capacity(spec, "EC2 Fleet", answer.get("Errors", []))
+            machines += got
+            if len(machines) < count and (answer.get("Errors") or not got):
+                errors = self._batch_reasons(spec, "EC2 Fleet", answer.get("Errors", []), len(machines), count)
+                break
+        return BatchLaunch(machines=machines, errors=errors, fleet_id=fleet_id)
+
+    def _create_batch_fleet(self, spec: MachineSpec, template: str, capacity: int, token: str) -> dict:
+        on_demand, spot = self._split(spec, capacity)
+        return self.ec2(
             spec, "create_fleet", action="launch the batch with EC2 Fleet",
             Type="instant",
-            ClientToken=self._batch_token(spec),
+            ClientToken=token,
             LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {"LaunchTemplateName": template, "Version": "$Latest"}, "Overrides": self._overrides(spec)}],
             TargetCapacitySpecification={
-                "TotalTargetCapacity": count, "OnDemandTargetCapacity": on_demand, "SpotTargetCapacity": spot,
+                "TotalTargetCapacity": capacity, "OnDemandTargetCapacity": on_demand, "SpotTargetCapacity": spot,
                 "DefaultTargetCapacityType": "on-demand" if on_demand else "spot",
             },
             SpotOptions={"AllocationStrategy": spec.allocation_strategy or "price-capacity-optimized"},
             OnDemandOptions={"AllocationStrategy": "lowest-price"},
             TagSpecifications=[{"ResourceType": "fleet", "Tags": self._batch_tag_list(spec)}],
         )  # fmt: skip
-        fleet_id = answer.get("FleetId", "")
-        machines = [
-            self._batch_machine({"InstanceId": instance_id, "InstanceType": group.get("InstanceType", "")},
-                                {"provider_api": "EC2Fleet", "fleet_id": fleet_id, "lifecycle": group.get("Lifecycle", "on-demand")})
-            for group in answer.get("Instances", []) for instance_id in group.get("InstanceIds", [])
-        ]  # fmt: skip
-        if not machines:  # nothing at all: typed like a single launch's (capacity, or a bad subnet…)
-            raise self._no_capacity(spec, "EC2 Fleet", answer.get("Errors", []))
-        errors = [] if len(machines) >= count else self._batch_reasons(spec, "EC2 Fleet", answer.get("Errors", []), len(machines), count)
-        return BatchLaunch(machines=machines, errors=errors, fleet_id=fleet_id)
 
     def _batch_reasons(self, spec: MachineSpec, api: str, errors: list[dict], launched: int, count: int) -> list[str]:
         """Why a batch got fewer machines than it asked for: AWS's own errors (the first of each),
         or, with none, what the weights did (a type of weight w fills w units of capacity)."""
         found = [(e.get("ErrorCode") or e.get("Code") or "", e.get("ErrorMessage") or e.get("Message") or "") for e in errors]
         reasons = list(dict.fromkeys(f"{code}: {message}" if message else code for code, message in found if code or message))
-        if not reasons and any(weight > 1 for _, weight in self._machine_types(spec)):
+        if not reasons and any(weight > 1 for _, weight in self._machine_types(spec)) and api.startswith("Spot Fleet"):
             reasons = [f"AWS filled the {count} units of capacity with {launched} machines (a type of weight w counts w units); an instance is one machine"]
         return reasons or [f"{api} launched {launched} of {count} machines without saying why"]
 
@@ -653,6 +667,7 @@ class AwsProvider(Provider):
             state, activity = config.get("SpotFleetRequestState", "gone"), config.get("ActivityStatus", "")
             target = config.get("SpotFleetRequestConfig", {}).get("TargetCapacity", count)
             if active and config.get("SpotFleetRequestConfig", {}).get("FulfilledCapacity", 0) >= target:
+                errors = self._batch_reasons(spec, f"Spot Fleet request {request_id}", [], len(active), count)
                 break  # the weights filled the capacity with fewer machines
             if state in ("cancelled", "cancelled_terminating", "cancelled_running", "failed", "gone") or activity == "error" or time.monotonic() >= deadline:
                 history = self._spot_fleet_errors(spec, request_id)

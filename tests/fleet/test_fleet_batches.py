@@ -521,3 +521,23 @@ def test_the_reconciler_resumes_a_batch_whose_job_redis_lost(api, aws):
     assert (body["status"], body["succeeded"]) == ("complete", 2), body
     assert len(_batch_machines(aws, request_id)) == 2 and len(aws.ec2.describe_fleets()["Fleets"]) == 1
     assert FleetBatch.objects.get(request__request_id=request_id).rq_job_id == f"fleet-batch-{request_id}-2"
+
+
+def test_when_weights_fill_the_units_with_fewer_machines_the_missing_ones_are_asked_for_again(api, aws, monkeypatch):
+    """A type of weight 2 counts two units, so AWS (and moto, which honours the weights) may answer
+    3 units with fewer than 3 machines, reporting no error. An instance is one machine: the batch
+    asks for the missing ones, each call with a ClientToken of its own, until it has 3."""
+    _blueprint(api, aws, "Weighted", "EC2Fleet", machine_types={"m6i.large": 2})
+    sent = _spy(aws, monkeypatch)
+    request_id = _request(api, 3, blueprint="Weighted", prefix="wt")
+    run_jobs()
+    asked = [(call["TargetCapacitySpecification"]["TotalTargetCapacity"], call["ClientToken"]) for call in sent["create_fleet"]]
+    assert asked[0] == (3, f"orchestrio-{request_id}") and len(asked) > 1
+    token, got = f"orchestrio-{request_id}", 0
+    for capacity, sent_token in asked[1:]:
+        got = 3 - capacity
+        assert sent_token == f"{token}-{got}"  # the machines so far name the call: a re-run repeats it, AWS answers the first
+    body = api.get(f"requests/{request_id}").json()
+    assert (body["status"], body["succeeded"]) == ("complete", 3), body
+    assert body["fleet_call"]["launched"] == 3 and body["fleet_call"]["reasons"] == []
+    assert len(machines(aws.ec2, "running")) == 3
