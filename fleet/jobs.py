@@ -8,7 +8,9 @@ terminates what AWS launched beyond the count. It is safe to run again from any 
 call carries the request's ClientToken and the provider first looks for machines tagged with the
 request, the assignment happens once (under the batch's row lock), and a create that finds its
 batch still launching waits for this job (instances' `create_held_by` hook) instead of launching
-a machine of its own.
+a machine of its own. One job runs a batch at a time (`services.fleet_batch_held`: a Redis lock kept
+alive while it runs); a killed worker's hold lapses within seconds, and the reconciler's pass
+enqueues the job again (`services.fleet_batch_reconcile`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import logging
 from django.conf import settings
 
 from instances.choices import ErrorCode
-from instances.providers import BatchLaunch, ProviderError, batch_spec_for, get_provider
+from instances.providers import BatchLaunch, Machine, MachineState, ProviderError, batch_spec_for, get_provider
 from orchestrio import crypto
-from orchestrio.queue import singleton
 
 from . import services
 from .models import FleetBatch
@@ -32,7 +33,7 @@ def launch_batch(batch_pk: int) -> str:
     batch = FleetBatch.objects.select_related("request").filter(pk=batch_pk).first()
     if batch is None:
         return "nothing to do"
-    with singleton(f"fleet-batch:{batch.pk}", ttl=settings.AWS_FLEET_WAIT_SECONDS + 300) as mine:
+    with services.fleet_batch_held(batch=batch) as mine:
         if not mine:
             return "another attempt is launching this batch"
         batch = services.fleet_batch_begin(batch=batch)
@@ -40,9 +41,8 @@ def launch_batch(batch_pk: int) -> str:
             return "nothing to do: assigned already"
         request_id = batch.request.request_id
         waiting = services.fleet_batch_waiting(batch=batch)
-        if not waiting:
-            services.fleet_batch_assign(batch=batch, launch=BatchLaunch(machines=[]))
-            return "nothing to do: no instance waits"
+        if not waiting:  # every create finished meanwhile (wedged, superseded): what was launched goes
+            return _close_unclaimed(batch)
         if not batch.bootstrap_key_encrypted:
             services.fleet_batch_fail(batch=batch, error=ProviderError(ErrorCode.TIMEOUT, f"the batch did not launch within {settings.FLEET_BOOTSTRAP_KEY_SECONDS}s (its bootstrap key was erased); retry the instances with POST /instances/{{id}}/start"))
             return "failed: too late"
@@ -72,3 +72,17 @@ def _terminate(provider, region: str, request_id: str, machine_ids: list[str]) -
     except ProviderError as exc:  # they carry the request's tag; the admin's batch lists them
         logger.warning("fleet batch %s: could not terminate its extra machines %s: %s", request_id, machine_ids, exc.message)
 
+
+
+def _close_unclaimed(batch: FleetBatch) -> str:
+    item = batch.request.items.select_related("instance__region").first()
+    leftovers: list[str] = []
+    if item is not None:
+        provider, region = get_provider(item.instance.provider), item.instance.region.provider_region
+        try:
+            leftovers = provider.unclaimed_batch_machines(region, batch.request.request_id)
+        except (ProviderError, NotImplementedError) as exc:
+            logger.warning("fleet batch %s: could not look for its machines: %s", batch.request.request_id, exc)
+        _terminate(provider, region, batch.request.request_id, leftovers)
+    services.fleet_batch_assign(batch=batch, launch=BatchLaunch(machines=[Machine(provider_instance_id=m, state=MachineState.PENDING) for m in leftovers]))
+    return f"no instance waits: {len(leftovers)} machines terminated"

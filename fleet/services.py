@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
+
+import redis
 
 from django.conf import settings
 from django.db import transaction
@@ -34,7 +38,8 @@ from orchestrio import crypto
 from orchestrio.errors import Forbidden, NotFound, ValidationFailed
 from orchestrio.limits import limit_check
 from orchestrio.models import Tenant
-from orchestrio.queue import enqueue_on_commit, job_is_alive
+from orchestrio.queue import enqueue_on_commit, job_is_alive, job_is_waiting
+from orchestrio.redis import get_redis
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor, Principal
 
@@ -186,19 +191,70 @@ def _held(operation: Operation | None) -> bool:
     return operation is not None and operation.status == OperationStatus.QUEUED and not operation.rq_job_id.startswith("op-")
 
 
-def fleet_batch_job(*, batch: FleetBatch) -> str:
-    """The live job of a launching batch, enqueued again when it is gone (a worker died, Redis
-    lost it, it crashed): the held creates wait for it. Idempotent: the job finds what an earlier
-    attempt launched."""
+BATCH_LOCK_SECONDS = 30  # a dead job's hold on its batch lapses this fast (refreshed while it runs)
+
+
+def _batch_lock(batch_pk: int):
+    return get_redis().lock(f"orchestrio:fleet-batch:{batch_pk}", timeout=BATCH_LOCK_SECONDS, blocking=False)
+
+
+@contextmanager
+def fleet_batch_held(*, batch: FleetBatch):
+    """Run the block only if no other job runs this batch: a Redis lock that a thread keeps alive
+    while the block runs, so that a killed worker's hold lapses within BATCH_LOCK_SECONDS (and the
+    reconciler can tell a running batch from a dead one). Yields whether it got it."""
+    lock = _batch_lock(batch.pk)
+    try:
+        acquired = lock.acquire()
+    except (redis.ConnectionError, redis.TimeoutError):
+        acquired = False
+    if not acquired:
+        yield False
+        return
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(BATCH_LOCK_SECONDS / 3):
+            try:
+                lock.extend(BATCH_LOCK_SECONDS, replace_ttl=True)
+            except Exception:  # noqa: BLE001 - lost meanwhile: the assignment's row lock still rules
+                pass
+
+    thread = threading.Thread(target=refresh, name=f"fleet-batch-{batch.pk}", daemon=True)
+    thread.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - expired meanwhile
+            pass
+
+
+def _batch_running(batch: FleetBatch) -> bool | None:
+    try:
+        return bool(_batch_lock(batch.pk).locked())
+    except (redis.ConnectionError, redis.TimeoutError):
+        return None
+
+
+def fleet_batch_job(*, batch: FleetBatch, dead: bool = False) -> str:
+    """The live job of a launching batch, enqueued again when it is gone (Redis lost it, it
+    crashed; `dead`: the reconciler found its worker gone), its waiting creates moved under the new
+    one. Idempotent: the job finds what an earlier attempt launched."""
     with transaction.atomic():
         locked = FleetBatch.objects.select_for_update(of=("self",)).select_related("request").get(pk=batch.pk)
-        if locked.status != BatchStatus.LAUNCHING or job_is_alive(locked.rq_job_id) is not False:
+        if locked.status != BatchStatus.LAUNCHING or (not dead and job_is_alive(locked.rq_job_id) is not False):
             return locked.rq_job_id
-        number = int(locked.rq_job_id.rsplit("-", 1)[-1]) + 1 if locked.rq_job_id[-1:].isdigit() else 1
+        previous = locked.rq_job_id
+        number = int(previous.rsplit("-", 1)[-1]) + 1 if previous[-1:].isdigit() else 1
         locked.rq_job_id = f"fleet-batch-{locked.request.request_id}-{number}"
         locked.save(update_fields=["rq_job_id"])
+        Operation.objects.filter(pk__in=locked.request.items.values("operation"), status=OperationStatus.QUEUED, rq_job_id=previous).update(rq_job_id=locked.rq_job_id)
         enqueue_on_commit("fleet.jobs.launch_batch", locked.pk, job_id=locked.rq_job_id, timeout=_batch_job_timeout())
-        logger.warning("fleet batch %s: its job was gone; enqueued %s", locked.request.request_id, locked.rq_job_id)
+        logger.warning("fleet batch %s: its job %s was gone; enqueued %s", locked.request.request_id, previous, locked.rq_job_id)
         return locked.rq_job_id
 
 
@@ -353,6 +409,15 @@ def fleet_batch_reconcile(summary: dict) -> None:
     """instances' `reconcile` hook: erase the bootstrap keys of batches that are done, or older
     than FLEET_BOOTSTRAP_KEY_SECONDS whatever they wait for (a key shared by machines lives
     minutes, never longer)."""
+    # A launching batch whose job is neither waiting nor running (its worker was killed: RQ still
+    # calls it started) is enqueued again, before its creates count as wedged.
+    requeued = 0
+    grace = timezone.now() - timedelta(seconds=BATCH_LOCK_SECONDS + settings.RECONCILER_QUEUE_GRACE_SECONDS)
+    for batch in FleetBatch.objects.filter(status=BatchStatus.LAUNCHING, created_at__lt=grace).select_related("request"):
+        if job_is_waiting(batch.rq_job_id) is False and _batch_running(batch) is False:
+            requeued += fleet_batch_job(batch=batch, dead=True) != batch.rq_job_id
+    if requeued:
+        summary["fleet_batches_requeued"] = requeued
     erased = 0
     too_old = timezone.now() - timedelta(seconds=settings.FLEET_BOOTSTRAP_KEY_SECONDS)
     for batch in FleetBatch.objects.exclude(bootstrap_key_encrypted="").select_related("request"):

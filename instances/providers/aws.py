@@ -584,7 +584,13 @@ class AwsProvider(Provider):
         fleet_id, errors = "", []
         while len(machines) < count:
             token = self._batch_token(spec) if not machines else f"{self._batch_token(spec)[:54]}-{len(machines)}"
-            answer = self._create_batch_fleet(spec, template, count - len(machines), token)
+            try:
+                answer = self._create_batch_fleet(spec, template, count - len(machines), token)
+            except ProviderError as exc:
+                if not machines:
+                    raise
+                errors = [exc.message]  # what the first call launched is the batch's all the same
+                break
             fleet_id = fleet_id or answer.get("FleetId", "")
             got = [
                 self._batch_machine({"InstanceId": instance_id, "InstanceType": group.get("InstanceType", "")},
@@ -655,6 +661,15 @@ class AwsProvider(Provider):
                     "TagSpecifications": [{"ResourceType": "spot-fleet-request", "Tags": self._batch_tag_list(spec)}],
                 },
             )["SpotFleetRequestId"]  # fmt: skip
+        try:
+            return self._follow_batch_spot_fleet(spec, request_id, count)
+        except ProviderError:
+            # AWS stopped answering about it: cancel the request and whatever it launched, so no
+            # machine is left that the batch does not know of.
+            self._cancel_spot_fleet(spec, request_id, terminate=True)
+            raise
+
+    def _follow_batch_spot_fleet(self, spec: MachineSpec, request_id: str, count: int) -> BatchLaunch:
         deadline = time.monotonic() + settings.AWS_FLEET_WAIT_SECONDS
         errors: list[str] = []
         history: list[dict] = []
@@ -702,6 +717,18 @@ class AwsProvider(Provider):
         volumes = [m["Ebs"]["VolumeId"] for m in raw.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("VolumeId")]
         self.ec2(spec, "create_tags", action="tag the machine with its instance", Resources=[raw["InstanceId"], *volumes], Tags=wanted)
         raw["Tags"] = [{"Key": k, "Value": v} for k, v in {**tags, **{t["Key"]: t["Value"] for t in wanted}}.items()]
+
+    def unclaimed_batch_machines(self, region: str, fleet_request: str) -> list[str]:
+        """The live machines a batch launched that no instance claimed (not tagged with one)."""
+        filters = [
+            {"Name": "tag:orchestrio:fleet_request", "Values": [fleet_request]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+        reservations = self.call("ec2", region, "describe_instances", action="look up the batch's machines", Filters=filters)["Reservations"]
+        return [
+            raw["InstanceId"] for reservation in reservations for raw in reservation["Instances"]
+            if not any(tag["Key"] == "orchestrio:instance_pk" for tag in raw.get("Tags", []))
+        ]  # fmt: skip
 
     def terminate_machines(self, region: str, machine_ids: list[str]) -> None:
         if machine_ids:

@@ -169,6 +169,10 @@ class Provider(abc.ABC):
         earlier attempt launched (never a second fleet for the same batch)."""
         raise NotImplementedError
 
+    def unclaimed_batch_machines(self, region: str, fleet_request: str) -> list[str]:
+        """The live machines a batch launched that no instance was given (to terminate)."""
+        raise NotImplementedError
+
     def terminate_machines(self, region: str, machine_ids: list[str]) -> None:
         """Terminate machines a batch launched beyond what it needed (idempotent)."""
         raise NotImplementedError

@@ -541,3 +541,87 @@ def test_when_weights_fill_the_units_with_fewer_machines_the_missing_ones_are_as
     assert (body["status"], body["succeeded"]) == ("complete", 3), body
     assert body["fleet_call"]["launched"] == 3 and body["fleet_call"]["reasons"] == []
     assert len(machines(aws.ec2, "running")) == 3
+
+
+def test_a_killed_batch_worker_is_found_by_the_reconciler_and_its_job_enqueued_again(api, aws):
+    """The worker dies while running the batch's job: RQ still reports the job started, but the
+    batch's lock (kept alive only while a job runs it) lapses; the fleet app's reconciler pass
+    enqueues the job again and moves the waiting creates under it, before they count as wedged."""
+    from datetime import timedelta
+
+    import django_rq
+    from rq.job import Job, JobStatus
+
+    from instances.reconciler import reconcile_all
+
+    _blueprint(api, aws, "Fleet", "EC2Fleet")
+    request_id = _request(api, 2, prefix="kw")
+    batch = FleetBatch.objects.get(request__request_id=request_id)
+    job = Job.fetch(batch.rq_job_id, connection=django_rq.get_connection("default"))
+    django_rq.get_queue("default").remove(job)
+    job.set_status(JobStatus.STARTED)  # what RQ says of a job whose worker was killed
+    summary = call_job(reconcile_all)
+    assert "fleet_batches_requeued" not in summary  # seconds young: its worker may be starting
+    FleetBatch.objects.filter(pk=batch.pk).update(created_at=batch.created_at - timedelta(minutes=2))
+    Operation.objects.filter(instance__instance_id__startswith="kw-").update(created_at=batch.created_at - timedelta(minutes=2))
+    summary = call_job(reconcile_all)
+    assert summary["fleet_batches_requeued"] == 1 and summary["requeued"] == 0
+    batch.refresh_from_db()
+    assert batch.rq_job_id == f"fleet-batch-{request_id}-2"
+    assert set(Operation.objects.filter(instance__instance_id__startswith="kw-").values_list("rq_job_id", flat=True)) == {batch.rq_job_id}
+    run_jobs()
+    assert api.get(f"requests/{request_id}").json()["status"] == "complete"
+    assert len(machines(aws.ec2, "running")) == 2
+
+
+def test_one_job_runs_a_batch_at_a_time(api, aws):
+    _blueprint(api, aws, "Fleet", "EC2Fleet")
+    request_id = _request(api, 2, prefix="one")
+    batch = FleetBatch.objects.get(request__request_id=request_id)
+    with fleet_services.fleet_batch_held(batch=batch) as mine:
+        assert mine
+        assert call_job(launch_batch, batch.pk) == "another attempt is launching this batch"
+        assert _batch_machines(aws, request_id) == []
+    assert call_job(launch_batch, batch.pk).startswith("launched 2")
+
+
+def test_machines_nobody_waits_for_any_more_are_terminated(api, aws, monkeypatch):
+    """The batch's job died after AWS launched; meanwhile its creates were given up (wedged). The
+    job run again assigns nothing and terminates what the batch launched."""
+    _blueprint(api, aws, "Fleet", "EC2Fleet")
+    request_id = _request(api, 2, prefix="gone")
+    batch = FleetBatch.objects.get(request__request_id=request_id)
+    real_assign = fleet_services.fleet_batch_assign
+    monkeypatch.setattr(fleet_services, "fleet_batch_assign", lambda **kw: (_ for _ in ()).throw(SystemExit("worker killed")))
+    with pytest.raises(SystemExit):
+        call_job(launch_batch, batch.pk)
+    monkeypatch.setattr(fleet_services, "fleet_batch_assign", real_assign)
+    assert len(_batch_machines(aws, request_id, "pending", "running")) == 2
+    for op in Operation.objects.filter(instance__instance_id__startswith="gone-"):
+        from instances.services import operation_fail
+
+        operation_fail(operation=op, code="timeout", message="wedged")
+    assert call_job(launch_batch, batch.pk) == "no instance waits: 2 machines terminated"
+    assert _batch_machines(aws, request_id, "pending", "running") == []
+    batch.refresh_from_db()
+    assert batch.status == "assigned" and len(batch.extra_machine_ids) == 2 and batch.bootstrap_key_encrypted == ""
+
+
+def test_a_spot_fleet_batch_aws_stops_answering_about_is_cancelled_with_what_it_launched(api, aws, monkeypatch):
+    from botocore.stub import ANY, Stubber
+
+    _blueprint(api, aws, "Spot", "SpotFleet", on_demand_percentage=0)
+    request_id = _request(api, 2, blueprint="Spot", prefix="sq")
+    stubber = Stubber(aws.provider.client("ec2", "us-east-1"))
+    stubber.add_response("describe_instances", {"Reservations": []})
+    stubber.add_response("create_launch_template", {"LaunchTemplate": {"LaunchTemplateName": "orchestrio-x"}}, {"LaunchTemplateName": ANY, "ClientToken": ANY, "LaunchTemplateData": ANY})
+    stubber.add_response("describe_spot_fleet_requests", {"SpotFleetRequestConfigs": []})
+    stubber.add_response("request_spot_fleet", {"SpotFleetRequestId": "sfr-0999"})
+    stubber.add_client_error("describe_spot_fleet_instances", "UnauthorizedOperation", "not allowed to describe it")
+    stubber.add_response("cancel_spot_fleet_requests", {"SuccessfulFleetRequests": []}, {"SpotFleetRequestIds": ["sfr-0999"], "TerminateInstances": True})
+    stubber.add_response("delete_launch_template", {}, {"LaunchTemplateName": ANY})
+    with stubber:
+        run_jobs()
+    stubber.assert_no_pending_responses()
+    body = api.get(f"requests/{request_id}").json()
+    assert body["status"] == "failed" and {i["operation"]["error_code"] for i in body["instances"]} == {"provider_auth"}
