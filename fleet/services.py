@@ -187,10 +187,6 @@ def _batch_job_timeout() -> int:
     return settings.AWS_FLEET_WAIT_SECONDS + 300  # a Spot Fleet batch follows its request that long
 
 
-def _held(operation: Operation | None) -> bool:
-    return operation is not None and operation.status == OperationStatus.QUEUED and not operation.rq_job_id.startswith("op-")
-
-
 BATCH_LOCK_SECONDS = 30  # a dead job's hold on its batch lapses this fast (refreshed while it runs)
 
 
