@@ -209,7 +209,7 @@ def addon_reveal(*, addon: AddOn, actor: Actor) -> str:
         raise InvalidState(f"{locked.addon_id} is {locked.status}: it has no connection to reveal")
     url = addon_connection_url(addon=locked)
     if url is None:
-        raise InvalidState(f"{locked.addon_id} has no endpoint yet (AWS is creating it): reveal its URL once it is available")
+        raise InvalidState(f"{locked.addon_id} has no endpoint on AWS yet: reveal its URL once it is available")
     activity_record(actor=actor, action="addon.reveal", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data={"instance_id": locked.instance.instance_id, "engine": locked.engine})
     return url
 
@@ -369,7 +369,9 @@ def instance_addon_env(*, instance: Instance) -> dict[str, str]:
     as DATABASE_URL / REDIS_URL."""
     env: dict[str, str] = {}
     for addon in AddOn.objects.filter(instance=instance, deleted_at__isnull=True, status=AddOnStatus.AVAILABLE).order_by("created_at", "id"):
-        env.setdefault(ENV_NAME[addon.engine], addon_connection_url(addon=addon))
+        url = addon_connection_url(addon=addon)
+        if url:  # on AWS, once the database has its endpoint
+            env.setdefault(ENV_NAME[addon.engine], url)
     return env
 
 

@@ -113,7 +113,7 @@ def test_rds_lifecycle(api, on_aws, aws, sent, rds_creating):
     # On AWS the endpoint comes later: no URL in the 201, none to reveal yet.
     assert body["provider"] == "aws" and body["host"] == "" and body["port"] is None and body["connection_url"] is None
     assert body["version"] == "16"
-    assert_error(api.post(f"addons/{addon_id}/reveal"), 400, contains="no endpoint yet")
+    assert_error(api.post(f"addons/{addon_id}/reveal"), 400, contains="no endpoint on AWS yet")
 
     run_jobs()
     identifier = "orchestrio-" + addon_id.replace("_", "-")
@@ -329,6 +329,16 @@ def test_a_poll_is_claimed_once(api, on_aws, rds_creating):
     assert call_job(poll_due_addon_operations) == {"enqueued": 0}  # claimed: its due time moved on
     op = _operation(addon_id)
     assert op.rq_job_id.startswith(f"addon-op-{op.pk}-poll-") and op.next_poll_at > timezone.now()
+
+
+def test_status_is_aws_s(api, on_aws):
+    addon = _available(api, "redis")
+    target = services._target(addon)
+    assert engine.status(target) == "available" and engine.is_running(target)
+    _cache_backend().replication_groups[target.identifier].status = "modifying"
+    assert engine.status(target) == "modifying" and not engine.is_running(target)
+    gone = engine.AwsTarget(**{**target.__dict__, "addon_id": "addon_nothere", "provider_data": {}})
+    assert engine.status(gone) == "missing"
 
 
 def test_versions_on_aws(api, on_aws):
