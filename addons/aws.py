@@ -84,6 +84,8 @@ QUOTA = {
 }  # fmt: skip
 WRONG_STATE = {"InvalidDBInstanceState", "InvalidDBInstanceStateFault", "InvalidReplicationGroupState", "InvalidReplicationGroupStateFault", "InvalidDBSnapshotState", "InvalidSnapshotState", "InvalidSnapshotStateFault"}
 TOO_FEW_ZONES = {"DBSubnetGroupDoesNotCoverEnoughAZs"}
+# A subnet group AWS still counts as used for a moment after its database is gone.
+SUBNET_GROUP_IN_USE = {"CacheSubnetGroupInUse", "CacheSubnetGroupInUseFault", "InvalidDBSubnetGroupStateFault", "InvalidDBSubnetGroupState"}
 
 
 class InProgress(Exception):
@@ -266,10 +268,18 @@ def _delete_own_subnet_group(target: AwsTarget) -> None:
     """The add-on's own subnet group, once its database is gone (the operator's is kept)."""
     if not target.subnet_ids:
         return
-    if target.engine == "postgres" and not settings.ADDONS_AWS_DB_SUBNET_GROUP:
-        _call_or_none("rds", target, "delete_db_subnet_group", missing=SUBNET_GROUP_NOT_FOUND, action="delete the add-on's subnet group", DBSubnetGroupName=target.base_identifier)
-    elif target.engine == "redis" and not settings.ADDONS_AWS_CACHE_SUBNET_GROUP:
-        _call_or_none("elasticache", target, "delete_cache_subnet_group", missing=SUBNET_GROUP_NOT_FOUND, action="delete the add-on's subnet group", CacheSubnetGroupName=target.base_identifier)
+    try:
+        if target.engine == "postgres" and not settings.ADDONS_AWS_DB_SUBNET_GROUP:
+            get_provider("aws").client("rds", target.region).delete_db_subnet_group(DBSubnetGroupName=target.base_identifier)
+        elif target.engine == "redis" and not settings.ADDONS_AWS_CACHE_SUBNET_GROUP:
+            get_provider("aws").client("elasticache", target.region).delete_cache_subnet_group(CacheSubnetGroupName=target.base_identifier)
+    except ClientError as exc:
+        if _code(exc) in SUBNET_GROUP_IN_USE:
+            raise InProgress(f"the subnet group {target.base_identifier} is still in use; it is deleted once AWS has let go of the database") from None
+        if _code(exc) not in SUBNET_GROUP_NOT_FOUND:
+            raise error_for(exc, action="delete the add-on's subnet group", target=target) from None
+    except BotoCoreError as exc:
+        raise error_for(exc, action="delete the add-on's subnet group", target=target) from None
 
 
 def _ours(target: AwsTarget, raw: dict, tag_list: list[dict] | None) -> dict:
