@@ -98,6 +98,10 @@ class InProgress(Exception):
         self.deleting = deleting  # AWS accepted the deletion and is at it (nothing left for us to send)
 
 
+class NotOurs(ProviderError):
+    """AWS has a database of the add-on's name that carries another add-on's tag."""
+
+
 @dataclass(frozen=True)
 class Facts:
     """A finished step: where the add-on listens now (empty host: unchanged) and what to remember."""
@@ -287,7 +291,7 @@ def _ours(target: AwsTarget, raw: dict, tag_list: list[dict] | None) -> dict:
     never adopted, changed or deleted."""
     found = {tag["Key"]: tag["Value"] for tag in tag_list or []}
     if found.get("orchestrio:addon_id") not in (None, target.addon_id):
-        raise ProviderError(ErrorCode.PROVIDER_INVALID_REQUEST, f"AWS already has a database named {raw.get('DBInstanceIdentifier') or raw.get('ReplicationGroupId')} that is not this add-on's; not touching it")
+        raise NotOurs(ErrorCode.PROVIDER_INVALID_REQUEST, f"AWS already has a database named {raw.get('DBInstanceIdentifier') or raw.get('ReplicationGroupId')} that is not this add-on's; not touching it")
     return raw
 
 
@@ -525,10 +529,13 @@ def set_password(target: AwsTarget, password: str) -> None:
 def destroy(target: AwsTarget, *, final_snapshot: bool = True) -> Facts:
     """Delete the database — after a final snapshot (`<identifier>-final`) unless not wanted —
     and then the add-on's own subnet group; done once AWS has no such database anymore."""
-    if target.engine == "postgres":
-        snapshot = _rds_delete(target, target.identifier, final_snapshot=final_snapshot)
-    else:
-        snapshot = _cache_delete(target, target.identifier, final_snapshot=final_snapshot)
+    try:
+        if target.engine == "postgres":
+            snapshot = _rds_delete(target, target.identifier, final_snapshot=final_snapshot)
+        else:
+            snapshot = _cache_delete(target, target.identifier, final_snapshot=final_snapshot)
+    except NotOurs:
+        snapshot = ""  # the add-on never had a database of its own: nothing of it to delete
     _delete_own_subnet_group(target)
     data = {"final_snapshot_id": snapshot or target.provider_data.get("final_snapshot_id", "")} if final_snapshot else {"final_snapshot_id": ""}
     return Facts(data=data)

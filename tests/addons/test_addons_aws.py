@@ -289,6 +289,10 @@ def test_a_database_of_that_name_that_is_not_ours_is_never_adopted(api, on_aws, 
     run_jobs()
     record = api.get(f"addons/{addon_id}").json()
     assert record["status"] == "error" and "not this add-on's" in record["error_message"]
+    # Destroying the add-on deletes nothing of theirs.
+    assert api.delete(f"addons/{addon_id}?confirm={addon_id}").status_code == 202
+    run_jobs()
+    assert api.get(f"addons/{addon_id}").status_code == 404
     assert _rds_backend().databases[identifier]._master_user_password == "their-password-1"
 
 
