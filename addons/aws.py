@@ -134,9 +134,11 @@ class AwsTarget:
 
     @property
     def base_identifier(self) -> str:
-        """`orchestrio-addon-<id>`: a valid RDS and ElastiCache identifier (letters, digits and
-        single hyphens, ≤ 40 characters) derived from the add-on's id alone."""
-        return "orchestrio-" + re.sub(r"[^a-z0-9]+", "-", self.addon_id.lower()).strip("-")
+        """`orchestrio-<the random part of the add-on's id>`, 31 characters: a valid RDS and
+        ElastiCache identifier (a letter first, letters, digits and single hyphens) with room for
+        a restore's `-g<n>` within ElastiCache's 40, derived from the add-on's id alone."""
+        cleaned = re.sub(r"[^a-z0-9]+", "-", self.addon_id.lower().removeprefix("addon_")).strip("-")
+        return f"orchestrio-{cleaned}"
 
     @property
     def identifier(self) -> str:

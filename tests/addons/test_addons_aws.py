@@ -96,6 +96,12 @@ def _poll_again():
     return summary
 
 
+def _identifier(addon_id: str) -> str:
+    name = "orchestrio-" + addon_id.removeprefix("addon_")
+    assert len(name) + len("-g9999999") <= 40  # ElastiCache's limit, with room for restores
+    return name
+
+
 def _password(url: str) -> str:
     return url.split("@")[0].rsplit(":", 1)[1]
 
@@ -116,7 +122,7 @@ def test_rds_lifecycle(api, on_aws, aws, sent, rds_creating):
     assert_error(api.post(f"addons/{addon_id}/reveal"), 400, contains="no endpoint on AWS yet")
 
     run_jobs()
-    identifier = "orchestrio-" + addon_id.replace("_", "-")
+    identifier = _identifier(addon_id)
     (params,) = sent["CreateDBInstance"]
     assert params["DBInstanceIdentifier"] == identifier and params["Engine"] == "postgres" and params["EngineVersion"] == "16"
     assert params["DBInstanceClass"] == "db.t4g.micro" and params["AllocatedStorage"] == 20 and params["StorageEncrypted"] is True
@@ -178,7 +184,7 @@ def test_rds_lifecycle(api, on_aws, aws, sent, rds_creating):
 def test_rds_destroy_without_a_final_snapshot(api, on_aws, sent):
     addon_id = _create(api)["addon_id"]
     run_jobs()
-    identifier = "orchestrio-" + addon_id.replace("_", "-")
+    identifier = _identifier(addon_id)
     assert api.get(f"addons/{addon_id}").json()["status"] == "available"
     assert_validation_error(api.delete(f"addons/{addon_id}?confirm={addon_id}&final_snapshot=perhaps"), ("query", "final_snapshot"))
     assert api.delete(f"addons/{addon_id}?confirm={addon_id}&final_snapshot=false").status_code == 202
@@ -196,7 +202,7 @@ def test_elasticache_lifecycle(api, on_aws, aws, sent):
     addon_id = body["addon_id"]
     assert body["version"] == "7.1" and body["connection_url"] is None
     run_jobs()
-    identifier = "orchestrio-" + addon_id.replace("_", "-")
+    identifier = _identifier(addon_id)
     (params,) = sent["CreateReplicationGroup"]
     assert params["ReplicationGroupId"] == identifier and params["Engine"] == "redis" and params["CacheNodeType"] == "cache.t4g.medium"
     # AUTH requires TLS in transit.
@@ -257,7 +263,7 @@ def test_a_retried_job_never_creates_a_second_database(api, on_aws, sent, rds_cr
     # The same job again (a retry, a second delivery), and the sweep's, while RDS is creating.
     call_job(run_addon_operation, op.pk)
     _poll_again()
-    identifier = "orchestrio-" + addon_id.replace("_", "-")
+    identifier = _identifier(addon_id)
     assert len(sent["CreateDBInstance"]) == 1 and [name for name in _rds_backend().databases] == [identifier]
     _rds_backend().databases[identifier].status = "available"
     call_job(run_addon_operation, op.pk)
@@ -281,7 +287,7 @@ def test_a_job_that_died_after_creating_finds_the_database(api, on_aws, sent):
 
 def test_a_database_of_that_name_that_is_not_ours_is_never_adopted(api, on_aws, aws):
     addon_id = _create(api)["addon_id"]
-    identifier = "orchestrio-" + addon_id.replace("_", "-")
+    identifier = _identifier(addon_id)
     get_provider("aws").client("rds", REGION).create_db_instance(
         DBInstanceIdentifier=identifier, Engine="postgres", DBInstanceClass="db.t4g.micro", AllocatedStorage=20,
         MasterUsername="someone", MasterUserPassword="their-password-1", Tags=[{"Key": "orchestrio:addon_id", "Value": "addon_someoneelse"}],
@@ -340,6 +346,11 @@ def test_a_poll_is_claimed_once(api, on_aws, rds_creating):
     assert call_job(poll_due_addon_operations) == {"enqueued": 0}  # claimed: its due time moved on
     op = _operation(addon_id)
     assert op.rq_job_id.startswith(f"addon-op-{op.pk}-poll-") and op.next_poll_at > timezone.now()
+    # The claim expired without its job running (Redis lost it, its worker died): enqueued again.
+    AddOnOperation.objects.update(next_poll_at=timezone.now() - timedelta(seconds=1))
+    assert call_job(poll_due_addon_operations) == {"enqueued": 1}
+    run_jobs()  # both jobs: each a look at AWS, the database still creating
+    assert _operation(addon_id).status == "running" and len(_rds_backend().databases) == 1
 
 
 def test_status_is_aws_s(api, on_aws):
@@ -402,7 +413,7 @@ def test_rds_snapshots_create_restore_delete(api, on_aws, sent):
 
     # Another add-on's snapshot is not this one's to read, restore or delete.
     with pytest.raises(ProviderError, match="is not a snapshot of"):
-        engine.snapshot_restore(target, "orchestrio-addon-someoneelse-bkp-1")
+        engine.snapshot_restore(target, "orchestrio-someoneelse0000000000-bkp-1")
     engine.snapshot_delete(target, snapshot)
     assert engine.snapshot_status(target, snapshot) == "missing"
     engine.snapshot_delete(target, snapshot)  # gone already: fine
