@@ -256,6 +256,29 @@ def test_elasticache_lifecycle(api, on_aws, aws, sent):
     _nothing_secret_recorded(_password(url), _password(new_url))
 
 
+def test_an_operators_subnet_group_and_security_groups(api, on_aws, aws, sent, settings):
+    get_provider("aws").client("rds", REGION).create_db_subnet_group(DBSubnetGroupName="ops-databases", DBSubnetGroupDescription="ops", SubnetIds=[aws.subnet])
+    settings.ADDONS_AWS_DB_SUBNET_GROUP = "ops-databases"
+    settings.ADDONS_AWS_SECURITY_GROUP_IDS = ["sg-0ops0databases0"]
+    sent.clear()
+    addon_id = _create(api)["addon_id"]
+    run_jobs()
+    (params,) = sent["CreateDBInstance"]
+    assert params["DBSubnetGroupName"] == "ops-databases" and params["VpcSecurityGroupIds"] == ["sg-0ops0databases0"]
+    assert "CreateDBSubnetGroup" not in sent
+    assert api.delete(f"addons/{addon_id}?confirm={addon_id}").status_code == 202
+    run_jobs()
+    assert "DeleteDBSubnetGroup" not in sent and "ops-databases" in _rds_backend().subnet_groups  # the operator's is kept
+
+
+def test_a_blueprint_without_subnets_uses_the_default_vpc(api, on_aws, sent):
+    Blueprint.objects.filter(name="OnAws").update(subnet_ids=[], security_group_ids=[])
+    _create(api, "redis")
+    run_jobs()
+    (params,) = sent["CreateReplicationGroup"]
+    assert "CacheSubnetGroupName" not in params and "SecurityGroupIds" not in params
+
+
 def test_a_retried_job_never_creates_a_second_database(api, on_aws, sent, rds_creating):
     addon_id = _create(api)["addon_id"]
     op = _operation(addon_id)
