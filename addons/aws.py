@@ -381,7 +381,7 @@ def _rds_delete(target: AwsTarget, identifier: str, *, final_snapshot: bool) -> 
     snapshot = f"{identifier}-final" if final_snapshot else ""
     if status == "deleting":
         raise InProgress(f"the RDS instance {identifier} is being deleted", data={"final_snapshot_id": snapshot} if snapshot else None, deleting=True)
-    if snapshot and status in RDS_BROKEN:
+    if status in RDS_BROKEN:
         snapshot = ""  # a failed database cannot be snapshotted: deleted without one
     elif status not in RDS_READY and status != "stopped":
         raise InProgress(f"the RDS instance {identifier} is {status}; it is deleted once that ends")
@@ -488,8 +488,8 @@ def _cache_delete(target: AwsTarget, identifier: str, *, final_snapshot: bool) -
     snapshot = f"{identifier}-final" if final_snapshot else ""
     if status == "deleting":
         raise InProgress(f"the ElastiCache replication group {identifier} is being deleted", data={"final_snapshot_id": snapshot} if snapshot else None, deleting=True)
-    if snapshot and status in CACHE_BROKEN:
-        snapshot = ""
+    if status in CACHE_BROKEN:
+        snapshot = ""  # a failed group cannot be snapshotted: deleted without one
     elif status not in CACHE_READY:
         raise InProgress(f"the ElastiCache replication group {identifier} is {status}; it is deleted once that ends")
     kwargs = {"FinalSnapshotIdentifier": snapshot} if snapshot else {}

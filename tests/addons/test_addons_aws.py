@@ -256,6 +256,18 @@ def test_elasticache_lifecycle(api, on_aws, aws, sent):
     _nothing_secret_recorded(_password(url), _password(new_url))
 
 
+@pytest.mark.parametrize("final_snapshot", ["true", "false"])
+def test_a_failed_database_is_deleted_without_a_snapshot(api, on_aws, sent, final_snapshot):
+    addon_id = _create(api)["addon_id"]
+    run_jobs()
+    identifier = _identifier(addon_id)
+    _rds_backend().databases[identifier].status = "failed"
+    assert api.delete(f"addons/{addon_id}?confirm={addon_id}&final_snapshot={final_snapshot}").status_code == 202
+    run_jobs()
+    assert sent["DeleteDBInstance"][0]["SkipFinalSnapshot"] is True
+    assert api.get(f"addons/{addon_id}").status_code == 404 and identifier not in _rds_backend().databases
+
+
 def test_an_operators_subnet_group_and_security_groups(api, on_aws, aws, sent, settings):
     get_provider("aws").client("rds", REGION).create_db_subnet_group(DBSubnetGroupName="ops-databases", DBSubnetGroupDescription="ops", SubnetIds=[aws.subnet])
     settings.ADDONS_AWS_DB_SUBNET_GROUP = "ops-databases"
