@@ -203,6 +203,19 @@ def _call(service: str, target: AwsTarget, method: str, *, action: str, **kwargs
         raise error_for(exc, action=action, target=target) from None
 
 
+def _call_when_ready(service: str, target: AwsTarget, method: str, *, action: str, **kwargs):
+    """Like `_call`, for a change AWS refuses while the database is busy (a backup, another
+    change): that refusal is "not yet" (InProgress), and the step is tried again on the next look."""
+    try:
+        return getattr(get_provider("aws").client(service, target.region), method)(**kwargs)
+    except ClientError as exc:
+        if _code(exc) in WRONG_STATE:
+            raise InProgress(f"AWS cannot {action} yet ({_code(exc)}): the database is busy") from None
+        raise error_for(exc, action=action, target=target) from None
+    except BotoCoreError as exc:
+        raise error_for(exc, action=action, target=target) from None
+
+
 def _call_or_none(service: str, target: AwsTarget, method: str, *, missing: set[str], action: str, **kwargs):
     """Like `_call`, but None when AWS answers with one of the `missing` codes."""
     try:
@@ -364,7 +377,7 @@ def _rds_set_password(target: AwsTarget, identifier: str, password: str, *, mark
     marker = _digest(identifier, password)
     if target.provider_data.get(marker_key) != marker:
         _rds_wait_ready(target, raw, doing="before the password is changed")
-        _call("rds", target, "modify_db_instance", action="change the database's password", DBInstanceIdentifier=identifier, MasterUserPassword=password, ApplyImmediately=True)
+        _call_when_ready("rds", target, "modify_db_instance", action="change the database's password", DBInstanceIdentifier=identifier, MasterUserPassword=password, ApplyImmediately=True)
         raise InProgress(f"RDS is applying the new password to {identifier}", data={marker_key: marker})
     if "MasterUserPassword" in (raw.get("PendingModifiedValues") or {}):
         raise InProgress(f"RDS is applying the new password to {identifier}")
@@ -387,7 +400,7 @@ def _rds_delete(target: AwsTarget, identifier: str, *, final_snapshot: bool) -> 
         raise InProgress(f"the RDS instance {identifier} is {status}; it is deleted once that ends")
     kwargs = {"FinalDBSnapshotIdentifier": snapshot} if snapshot else {"SkipFinalSnapshot": True}
     kwargs["DeleteAutomatedBackups"] = not snapshot
-    _call("rds", target, "delete_db_instance", action="delete the RDS instance", DBInstanceIdentifier=identifier, **kwargs)
+    _call_when_ready("rds", target, "delete_db_instance", action="delete the RDS instance", DBInstanceIdentifier=identifier, **kwargs)
     if _rds(target, identifier) is not None:
         raise InProgress(f"the RDS instance {identifier} is being deleted", data={"final_snapshot_id": snapshot} if snapshot else None, deleting=True)
     return snapshot
@@ -458,7 +471,7 @@ def _cache_create(target: AwsTarget, identifier: str, *, snapshot: str = "") -> 
 
 
 def _cache_modify_token(target: AwsTarget, identifier: str, password: str, strategy: str) -> None:
-    _call(
+    _call_when_ready(
         "elasticache", target, "modify_replication_group", action="change the Redis AUTH token",
         ReplicationGroupId=identifier, AuthToken=password, AuthTokenUpdateStrategy=strategy, ApplyImmediately=True,
     )  # fmt: skip
@@ -493,7 +506,7 @@ def _cache_delete(target: AwsTarget, identifier: str, *, final_snapshot: bool) -
     elif status not in CACHE_READY:
         raise InProgress(f"the ElastiCache replication group {identifier} is {status}; it is deleted once that ends")
     kwargs = {"FinalSnapshotIdentifier": snapshot} if snapshot else {}
-    _call("elasticache", target, "delete_replication_group", action="delete the ElastiCache replication group", ReplicationGroupId=identifier, RetainPrimaryCluster=False, **kwargs)
+    _call_when_ready("elasticache", target, "delete_replication_group", action="delete the ElastiCache replication group", ReplicationGroupId=identifier, RetainPrimaryCluster=False, **kwargs)
     raise InProgress(f"the ElastiCache replication group {identifier} is being deleted", data={"final_snapshot_id": snapshot} if snapshot else None, deleting=True)
 
 

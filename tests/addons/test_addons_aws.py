@@ -268,6 +268,17 @@ def test_a_failed_database_is_deleted_without_a_snapshot(api, on_aws, sent, fina
     assert api.get(f"addons/{addon_id}").status_code == 404 and identifier not in _rds_backend().databases
 
 
+def test_a_busy_database_is_deleted_once_aws_lets_it(api, on_aws, sent, answer_with):
+    addon_id = _create(api)["addon_id"]
+    run_jobs()
+    answer_with("DeleteDBInstance", error_answer("InvalidDBInstanceState", message="backing up"))
+    assert api.delete(f"addons/{addon_id}?confirm={addon_id}").status_code == 202
+    run_jobs()
+    assert api.get(f"addons/{addon_id}").json()["status"] == "deleting" and _operation(addon_id).next_poll_at is not None
+    _poll_again()
+    assert api.get(f"addons/{addon_id}").status_code == 404 and len(sent["DeleteDBInstance"]) == 2
+
+
 def test_an_operators_subnet_group_and_security_groups(api, on_aws, aws, sent, settings):
     get_provider("aws").client("rds", REGION).create_db_subnet_group(DBSubnetGroupName="ops-databases", DBSubnetGroupDescription="ops", SubnetIds=[aws.subnet])
     settings.ADDONS_AWS_DB_SUBNET_GROUP = "ops-databases"
