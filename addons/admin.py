@@ -7,7 +7,7 @@ class AddOnOperationInline(admin.TabularInline):
     model = AddOnOperation
     extra = 0
     can_delete = False
-    fields = ["kind", "status", "requested_by", "error_message", "created_at", "started_at", "finished_at"]
+    fields = ["kind", "status", "requested_by", "error_message", "created_at", "started_at", "next_poll_at", "finished_at"]
     readonly_fields = fields
 
 
@@ -19,7 +19,7 @@ class AddOnAdmin(admin.ModelAdmin):
     list_filter = ["engine", "status", "provider"]
     search_fields = ["addon_id", "tenant__id", "instance__instance_id"]
     # Never the encrypted passwords either: nothing of a secret is on the page.
-    fields = ["addon_id", "tenant", "instance", "engine", "version", "plan", "status", "provider", "host", "port", "username", "database", "error_message", "credentials_rotated_at", "created_at", "updated_at", "deleted_at"]
+    fields = ["addon_id", "tenant", "instance", "engine", "version", "plan", "status", "provider", "host", "port", "username", "database", "provider_data", "error_message", "credentials_rotated_at", "created_at", "updated_at", "deleted_at"]
     readonly_fields = fields
     inlines = [AddOnOperationInline]
 

@@ -66,12 +66,16 @@ class AddOnOperation(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # On AWS an operation waits for AWS between its steps: set while it does (the poll sweep then
+    # enqueues its job again at this time; a claimed poll moves it on, so a lost job is retried).
+    next_poll_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["addon"], condition=Q(status__in=UNFINISHED_OPERATION_STATUSES), name="addon_one_unfinished_operation"),
         ]
+        indexes = [models.Index(fields=["next_poll_at"], condition=Q(next_poll_at__isnull=False), name="addon_operation_awaiting_poll")]
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.addon_id} ({self.status})"

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -20,6 +22,7 @@ from instances import hooks as instance_hooks
 from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
 from instances.choices import InstanceState
 from instances.models import Instance
+from instances.providers import ProviderError
 from instances.services import log_append
 from orchestrio import crypto
 from orchestrio.errors import Conflict, InvalidState, NotFound, ServiceUnavailable, ValidationFailed
@@ -28,7 +31,7 @@ from orchestrio.queue import enqueue_on_commit
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
 
-from . import engines
+from . import aws, engines
 from .choices import BUSY_STATUS, ENV_NAME, UNFINISHED_OPERATION_STATUSES, AddOnOperationKind, AddOnOperationStatus, AddOnPlan, AddOnStatus, Engine
 from .models import AddOn, AddOnOperation
 
@@ -44,19 +47,36 @@ def new_addon_id() -> str:
 
 
 def _new_password() -> str:
-    return secrets.token_urlsafe(24)
+    # Letters and digits only: ElastiCache AUTH tokens refuse most punctuation (`_` included).
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
 
 
-def addon_connection_url(*, addon: AddOn, password: str | None = None) -> str:
-    """The tenant's URL (with `password`, else the one in force): for the 201 and a reveal only."""
+def _engine(addon: AddOn):
+    """The engine module that runs the add-on: addons.engines (local) or addons.aws."""
+    return aws if addon.provider == "aws" else engines
+
+
+def addon_connection_url(*, addon: AddOn, password: str | None = None) -> str | None:
+    """The tenant's URL (with `password`, else the one in force): for the 201 and a reveal only.
+    None on AWS until the database has its endpoint."""
     password = password if password is not None else crypto.decrypt(addon.password_encrypted)
-    return engines.connection_url(engine=addon.engine, host=addon.host, port=addon.port, username=addon.username, password=password, database=addon.database)
+    return _engine(addon).connection_url(engine=addon.engine, host=addon.host, port=addon.port, username=addon.username, password=password, database=addon.database)
 
 
-def _target(addon: AddOn, *, password: str | None = None) -> engines.Target:
+def _target(addon: AddOn, *, password: str | None = None):
+    password = password if password is not None else crypto.decrypt(addon.password_encrypted)
+    if addon.provider == "aws":
+        instance = addon.instance
+        blueprint = instance.blueprint
+        return aws.AwsTarget(
+            addon_id=addon.addon_id, tenant_id=addon.tenant_id, instance_id=instance.instance_id, instance_pk=instance.pk, engine=addon.engine,
+            version=addon.version, plan=addon.plan, region=instance.region.provider_region, username=addon.username, database=addon.database,
+            password=password, subnet_ids=tuple(blueprint.subnet_ids or ()), security_group_ids=tuple(blueprint.security_group_ids or ()),
+            tags=dict(blueprint.tags or {}), provider_data=dict(addon.provider_data or {}),
+        )  # fmt: skip
     return engines.Target(
         addon_id=addon.addon_id, addon_pk=addon.pk, engine=addon.engine, port=addon.port, username=addon.username, database=addon.database,
-        password=password if password is not None else crypto.decrypt(addon.password_encrypted),
+        password=password,
         admin_password=crypto.decrypt(addon.admin_password_encrypted) if addon.admin_password_encrypted else "",
     )  # fmt: skip
 
@@ -83,30 +103,44 @@ def _accept(addon: AddOn, *, kind: str, actor: Actor) -> AddOnOperation:
     return operation
 
 
-def addon_create(*, instance: Instance, actor: Actor, engine: str, version: str | None = None, plan: str = AddOnPlan.HOBBY) -> tuple[AddOn, str]:
-    """Accept a new add-on on `instance`; returns it and its connection URL (shown once)."""
-    try:
-        installed = engines.installed_version(engine)  # a subprocess: before any lock
-    except engines.EngineUnavailable as exc:
-        raise ServiceUnavailable(str(exc)) from exc
-    if version not in (None, "", installed):
-        raise ValidationFailed(f"this installation provides {Engine(engine).label} {installed} only", field="version")
+def addon_create(*, instance: Instance, actor: Actor, engine: str, version: str | None = None, plan: str = AddOnPlan.HOBBY) -> tuple[AddOn, str | None]:
+    """Accept a new add-on on `instance`, on its provider (local, or RDS/ElastiCache on AWS);
+    returns it and its connection URL (shown once; None on AWS, where the endpoint comes later)."""
+    on_aws = instance.provider == "aws"
+    if on_aws:
+        offered = aws.versions(engine)
+        if version not in (None, "") and version not in offered:
+            raise ValidationFailed(f"on AWS, {Engine(engine).label} {', '.join(offered)} are offered", field="version")
+        installed = version or offered[0]
+    else:
+        try:
+            installed = engines.installed_version(engine)  # a subprocess: before any lock
+        except engines.EngineUnavailable as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+        if version not in (None, "", installed):
+            raise ValidationFailed(f"this installation provides {Engine(engine).label} {installed} only", field="version")
     password, admin_password = _new_password(), _new_password()
     with transaction.atomic():
         locked = Instance.objects.select_for_update(of=("self",)).select_related("tenant__plan").get(pk=instance.pk)
         if locked.destroyed_at is not None or locked.state in (InstanceState.DESTROYING, InstanceState.DESTROYED):
             raise InvalidState(f"cannot add an add-on to {locked.instance_id}: it is {locked.state}")
-        if locked.provider != "local":
-            raise InvalidState(f"add-ons run on the local provider only for now; {locked.instance_id} is on {locked.provider} (docs/addons.md)")
+        if locked.provider != ("aws" if on_aws else "local"):
+            raise InvalidState(f"add-ons run on the local provider and on AWS; {locked.instance_id} is on {locked.provider} (docs/addons.md)")
         tenant_plan = locked.tenant.plan
         limit_check(plan=tenant_plan, limit="addons_feature")
         limit_check(plan=tenant_plan, limit="addons", used=lambda: AddOn.objects.filter(tenant_id=locked.tenant_id, deleted_at__isnull=True).count())
-        taken = set(AddOn.objects.filter(deleted_at__isnull=True, port__isnull=False).values_list("port", flat=True))
+        if on_aws:  # where it listens is AWS's to say, once the database exists
+            where = {"provider": "aws", "host": "", "port": None, "provider_data": {"region": locked.region.provider_region}}
+        else:
+            taken = set(AddOn.objects.filter(deleted_at__isnull=True, port__isnull=False).values_list("port", flat=True))
+            where = {"provider": "local", "host": "127.0.0.1", "port": engines.free_port(taken)}
         addon = AddOn(
             addon_id=new_addon_id(), tenant_id=locked.tenant_id, instance=locked, engine=engine, version=installed, plan=plan,
-            status=AddOnStatus.PROVISIONING, provider="local", host="127.0.0.1", port=engines.free_port(taken),
+            status=AddOnStatus.PROVISIONING, **where,
             username=USERNAME if engine == Engine.POSTGRES else "", database=DATABASE if engine == Engine.POSTGRES else "",
-            password_encrypted=crypto.encrypt(password), admin_password_encrypted=crypto.encrypt(admin_password) if engine == Engine.POSTGRES else "",
+            password_encrypted=crypto.encrypt(password),
+            # The local cluster's superuser is the control plane's; RDS has one user, the tenant's.
+            admin_password_encrypted=crypto.encrypt(admin_password) if engine == Engine.POSTGRES and not on_aws else "",
         )  # fmt: skip
         try:
             with transaction.atomic():
@@ -145,18 +179,24 @@ def addon_rotate_credentials(*, addon: AddOn, actor: Actor) -> AddOn:
 
 
 @transaction.atomic
-def addon_destroy(*, addon: AddOn, actor: Actor, confirm: str | None) -> AddOn:
-    """Destroy the add-on and its data: the caller repeats its id (`?confirm=`)."""
+def addon_destroy(*, addon: AddOn, actor: Actor, confirm: str | None, final_snapshot: bool = True) -> AddOn:
+    """Destroy the add-on and its data: the caller repeats its id (`?confirm=`). On AWS a final
+    snapshot is kept unless `final_snapshot` is False (the local engine keeps none)."""
     locked = _lock(addon)
     if confirm != locked.addon_id:
         raise InvalidState(f"destroying {locked.addon_id} deletes its data: repeat its id to confirm (?confirm={locked.addon_id})")
     if (operation := _unfinished(locked)) is not None:
         raise _busy(locked, operation)
     locked.status = AddOnStatus.DELETING
-    locked.save(update_fields=["status", "updated_at"])
+    fields = ["status", "updated_at"]
+    if locked.provider == "aws":
+        locked.provider_data = {**locked.provider_data, "final_snapshot": bool(final_snapshot)}
+        fields.append("provider_data")
+    locked.save(update_fields=fields)
     _accept(locked, kind=AddOnOperationKind.DESTROY, actor=actor)
     log_append(instance=locked.instance, stage="addon", message=f"add-on {locked.addon_id} is being destroyed, with its data, by {actor.label}")
-    activity_record(actor=actor, action="addon.destroy", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data={"instance_id": locked.instance.instance_id, "engine": locked.engine})
+    data = {"instance_id": locked.instance.instance_id, "engine": locked.engine, **({"final_snapshot": bool(final_snapshot)} if locked.provider == "aws" else {})}
+    activity_record(actor=actor, action="addon.destroy", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data=data)
     return locked
 
 
@@ -167,8 +207,11 @@ def addon_reveal(*, addon: AddOn, actor: Actor) -> str:
     locked = _lock(addon)
     if locked.status in (AddOnStatus.DELETING, AddOnStatus.DELETED):
         raise InvalidState(f"{locked.addon_id} is {locked.status}: it has no connection to reveal")
+    url = addon_connection_url(addon=locked)
+    if url is None:
+        raise InvalidState(f"{locked.addon_id} has no endpoint on AWS yet: reveal its URL once it is available")
     activity_record(actor=actor, action="addon.reveal", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data={"instance_id": locked.instance.instance_id, "engine": locked.engine})
-    return addon_connection_url(addon=locked)
+    return url
 
 
 # --- the job's steps ---------------------------------------------------------------------------
@@ -178,7 +221,7 @@ def addon_operation_begin(*, pk: int) -> AddOnOperation | None:
     """Mark the operation running (counting the attempt); None when it has finished already (a
     job run twice does its work once)."""
     with transaction.atomic():
-        operation = AddOnOperation.objects.select_for_update(of=("self",)).select_related("addon__instance").filter(pk=pk).first()
+        operation = AddOnOperation.objects.select_for_update(of=("self",)).select_related("addon__instance__blueprint", "addon__instance__region").filter(pk=pk).first()
         if operation is None or operation.status not in UNFINISHED_OPERATION_STATUSES:
             return None
         operation.status = AddOnOperationStatus.RUNNING
@@ -203,34 +246,42 @@ def _scrub(text: str, addon: AddOn) -> str:
 
 
 def addon_operation_run(*, operation: AddOnOperation) -> None:
-    """Do the engine's work for `operation` (idempotent steps) and record how it ended."""
+    """Do the engine's work for `operation` (idempotent steps) and record how it ended. An AWS
+    step that has to wait for AWS hands the operation to the poll sweep (`_await_poll`)."""
     addon = operation.addon
+    engine = _engine(addon)
     try:
         if operation.kind == AddOnOperationKind.CREATE:
-            engines.provision(_target(addon))
+            facts = engine.provision(_target(addon))
         elif operation.kind == AddOnOperationKind.ROTATE_CREDENTIALS:
-            engines.set_password(_target(addon), crypto.decrypt(addon.pending_password_encrypted))
+            facts = engine.set_password(_target(addon), crypto.decrypt(addon.pending_password_encrypted))
+        elif addon.provider == "aws":
+            facts = aws.destroy(_target(addon), final_snapshot=addon.provider_data.get("final_snapshot", True))
         else:
-            engines.destroy(_target(addon))
+            facts = engines.destroy(_target(addon))
+    except aws.InProgress as progress:
+        _await_poll(operation, progress)
+        return
     except Exception as exc:  # noqa: BLE001 - any engine failure ends the operation as failed, said why
-        reason = _scrub(f"{type(exc).__name__}: {exc}", addon)
+        reason = _scrub(f"{exc.code}: {exc.message}" if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}", addon)
         logger.warning("add-on %s: %s failed: %s", addon.addon_id, operation.kind, reason)
         _finish(operation, ok=False, reason=reason)
         return
-    _finish(operation, ok=True)
+    _finish(operation, ok=True, facts=facts)
     if operation.kind != AddOnOperationKind.DESTROY or addon.instance.destroyed_at is None:
         addon_env_push(instance=addon.instance)
 
 
 @transaction.atomic
-def _finish(operation: AddOnOperation, *, ok: bool, reason: str = "") -> None:
+def _finish(operation: AddOnOperation, *, ok: bool, reason: str = "", facts: aws.Facts | None = None) -> None:
     op = AddOnOperation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
     addon = AddOn.objects.select_for_update(of=("self",)).select_related("instance").get(pk=op.addon_id)
     now = timezone.now()
-    op.status, op.finished_at, op.error_message = (AddOnOperationStatus.SUCCEEDED if ok else AddOnOperationStatus.FAILED), now, reason
-    op.save(update_fields=["status", "finished_at", "error_message"])
+    op.status, op.finished_at, op.error_message, op.next_poll_at = (AddOnOperationStatus.SUCCEEDED if ok else AddOnOperationStatus.FAILED), now, reason, None
+    op.save(update_fields=["status", "finished_at", "error_message", "next_poll_at"])
     fields = ["status", "error_message", "updated_at"]
     addon.error_message = "" if ok else reason
+    fields += _record_facts(addon, facts)
     if op.kind == AddOnOperationKind.ROTATE_CREDENTIALS:
         # A failed rotation leaves the old password in force: the add-on stays available.
         addon.status = AddOnStatus.AVAILABLE
@@ -247,6 +298,8 @@ def _finish(operation: AddOnOperation, *, ok: bool, reason: str = "") -> None:
         addon.status = AddOnStatus.AVAILABLE if ok else AddOnStatus.ERROR
     addon.save(update_fields=fields)
     outcome = "done" if ok else f"failed: {reason}"
+    if ok and op.kind == AddOnOperationKind.DESTROY and addon.provider_data.get("final_snapshot_id"):
+        outcome += f" (its final snapshot {addon.provider_data['final_snapshot_id']} is kept in AWS)"
     log_append(instance=addon.instance, stage="addon", message=f"add-on {addon.addon_id}: {op.kind} {outcome}", level="info" if ok else "warning")
     if not ok:
         activity_record(actor=Actor.system("addons"), action=f"addon.{op.kind}.failed", tenant=addon.tenant_id, object_type="addon", object_id=addon.addon_id, data={"reason": reason[:200]})
@@ -258,6 +311,56 @@ def addon_operation_fail(*, pk: int, reason: str) -> None:
         _finish(operation, ok=False, reason=_scrub(reason, operation.addon))
 
 
+# --- waiting for AWS ---------------------------------------------------------------------------
+
+
+def _record_facts(addon: AddOn, facts: aws.Facts | None) -> list[str]:
+    """What an AWS step found (the endpoint, the identifiers), set on the locked `addon`; returns
+    the fields changed."""
+    if facts is None:
+        return []
+    fields = []
+    if facts.host:
+        addon.host, addon.port = facts.host, facts.port
+        fields += ["host", "port"]
+    if facts.data:
+        addon.provider_data = {**(addon.provider_data or {}), **facts.data}
+        fields.append("provider_data")
+    return fields
+
+
+@transaction.atomic
+def _await_poll(operation: AddOnOperation, progress: aws.InProgress) -> None:
+    """AWS is still at it: remember what the step said and let the poll sweep enqueue the job
+    again in ADDONS_AWS_POLL_SECONDS; past ADDONS_AWS_WAIT_TIMEOUT_SECONDS the operation fails."""
+    op = AddOnOperation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
+    addon = AddOn.objects.select_for_update(of=("self",)).select_related("instance").get(pk=op.addon_id)
+    if op.status not in UNFINISHED_OPERATION_STATUSES:
+        return
+    if progress.data:
+        addon.provider_data = {**(addon.provider_data or {}), **progress.data}
+        addon.save(update_fields=["provider_data", "updated_at"])
+    now = timezone.now()
+    waited = (now - (op.started_at or now)).total_seconds()
+    if waited >= settings.ADDONS_AWS_WAIT_TIMEOUT_SECONDS:
+        _finish(op, ok=False, reason=_scrub(f"timeout: {progress.message} after {int(waited)}s (ADDONS_AWS_WAIT_TIMEOUT_SECONDS); gave up waiting", addon))
+        return
+    first = op.next_poll_at is None
+    op.next_poll_at = now + timedelta(seconds=settings.ADDONS_AWS_POLL_SECONDS)
+    op.save(update_fields=["next_poll_at"])
+    if first:
+        log_append(instance=addon.instance, stage="addon", message=f"add-on {addon.addon_id}: {op.kind} waits for AWS: {progress.message}")
+
+
+def addon_operation_claim_poll(*, pk: int, due: object, claim: str, until: object) -> bool:
+    """The poll sweep takes a due operation for one job (`claim`): its due time moves to `until`,
+    so a job that is lost (Redis, a dead worker) is enqueued again then. False when another sweep
+    took it first, or it finished meanwhile."""
+    return bool(
+        AddOnOperation.objects.filter(pk=pk, status__in=UNFINISHED_OPERATION_STATUSES, next_poll_at=due).update(next_poll_at=until, rq_job_id=claim[:64])
+    )
+
+
 # --- the attached instance's environment -------------------------------------------------------
 
 
@@ -266,7 +369,9 @@ def instance_addon_env(*, instance: Instance) -> dict[str, str]:
     as DATABASE_URL / REDIS_URL."""
     env: dict[str, str] = {}
     for addon in AddOn.objects.filter(instance=instance, deleted_at__isnull=True, status=AddOnStatus.AVAILABLE).order_by("created_at", "id"):
-        env.setdefault(ENV_NAME[addon.engine], addon_connection_url(addon=addon))
+        url = addon_connection_url(addon=addon)
+        if url:  # on AWS, once the database has its endpoint
+            env.setdefault(ENV_NAME[addon.engine], url)
     return env
 
 

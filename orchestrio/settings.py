@@ -447,6 +447,19 @@ ADDONS_LOCAL_UID_BASE = env_int("ADDONS_LOCAL_UID_BASE", 3_000_000)
 ADDONS_POSTGRES_BIN = env("ADDONS_POSTGRES_BIN", "")
 ADDONS_REDIS_SERVER = env("ADDONS_REDIS_SERVER", "redis-server")
 ADDONS_START_TIMEOUT_SECONDS = float(env("ADDONS_START_TIMEOUT_SECONDS", "30"))
+# Add-ons of instances on AWS (docs/addons.md, "On AWS"): RDS PostgreSQL and ElastiCache Redis.
+# The versions offered (the first is the default), where the databases go (an operator's subnet
+# groups and security groups; else the instance's blueprint's subnets and groups), and how the
+# operation's job follows AWS: a look every ADDONS_AWS_POLL_SECONDS (the poll sweep), failing
+# the operation past ADDONS_AWS_WAIT_TIMEOUT_SECONDS.
+ADDONS_AWS_POSTGRES_VERSIONS = env_list("ADDONS_AWS_POSTGRES_VERSIONS", ["16", "17", "15"])
+ADDONS_AWS_REDIS_VERSIONS = env_list("ADDONS_AWS_REDIS_VERSIONS", ["7.1", "7.0", "6.2"])
+ADDONS_AWS_DB_SUBNET_GROUP = env("ADDONS_AWS_DB_SUBNET_GROUP", "")
+ADDONS_AWS_CACHE_SUBNET_GROUP = env("ADDONS_AWS_CACHE_SUBNET_GROUP", "")
+ADDONS_AWS_SECURITY_GROUP_IDS = env_list("ADDONS_AWS_SECURITY_GROUP_IDS", [])
+ADDONS_AWS_SIZES: dict = {}  # overrides of addons.aws.SIZES, by engine and plan
+ADDONS_AWS_POLL_SECONDS = env_int("ADDONS_AWS_POLL_SECONDS", 15)
+ADDONS_AWS_WAIT_TIMEOUT_SECONDS = env_int("ADDONS_AWS_WAIT_TIMEOUT_SECONDS", 3600)
 # A create/start waits this long for the instance's health endpoint before failing.
 INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 120)
 INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)

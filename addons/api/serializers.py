@@ -54,3 +54,6 @@ class AddOnRevealSerializer(serializers.Serializer):
 
 class AddOnDeleteQuerySerializer(serializers.Serializer):
     confirm = serializers.CharField(required=False, allow_blank=True, help_text="The add-on's id: destroying it deletes its data.")
+    final_snapshot = serializers.BooleanField(
+        required=False, default=True, help_text="On AWS: keep a final RDS/ElastiCache snapshot of the data (the default); false deletes without one. The local engine keeps none."
+    )

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from instances.api.parents import INSTANCE
 from orchestrio import roles
+from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.schema import ERR_400, ERR_402, ERR_409, ERR_422, ERR_503
 from orchestrio.api.viewsets import TenantScopedViewSet, idempotent
 from orchestrio.http import carries_secret
@@ -64,14 +65,15 @@ class AddOnViewSet(mixins.RetrieveModelMixin, _AddOnBase):
         return super().retrieve(request, *args, **kwargs)
 
     @extend_schema(
-        summary="Destroy the add-on and its data (?confirm=<addon id>)",
+        summary="Destroy the add-on and its data (?confirm=<addon id>; on AWS ?final_snapshot=false skips the final snapshot)",
         parameters=[s.AddOnDeleteQuerySerializer],
-        responses={202: s.AddOnSerializer, 400: ERR_400, 409: ERR_409},
+        responses={202: s.AddOnSerializer, 400: ERR_400, 409: ERR_409, 422: ERR_422},
     )
     def destroy(self, request, addon_id=None):
         query = s.AddOnDeleteQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        addon = services.addon_destroy(addon=self.get_object(), actor=self.principal.actor, confirm=query.validated_data.get("confirm"))
+        if not query.is_valid():
+            raise QueryValidationError(query.errors)  # 422 at ["query", name]
+        addon = services.addon_destroy(addon=self.get_object(), actor=self.principal.actor, confirm=query.validated_data.get("confirm"), final_snapshot=query.validated_data["final_snapshot"])
         return Response(s.AddOnSerializer(addon).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(summary="A new password for the add-on (the old one stops working)", request=None, responses={202: s.AddOnSerializer, 400: ERR_400, 409: ERR_409})

@@ -1209,15 +1209,15 @@ class GeneratedOperations:
         params = {'action': action, 'actor': actor, 'actor_type': actor_type, 'instance': instance, 'limit': limit, 'object_id': object_id, 'object_type': object_type, 'offset': offset, 'q': q, 'since': since, 'until': until}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def addons_destroy(self, addon_id: str | int, *, confirm: str | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOn:
+    def addons_destroy(self, addon_id: str | int, *, confirm: str | None = None, final_snapshot: bool | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOn:
         """DELETE /api/v1/addons/{addon_id}
 
-        Destroy the add-on and its data (?confirm=<addon id>)
+        Destroy the add-on and its data (?confirm=<addon id>; on AWS ?final_snapshot=false skips the final snapshot)
 
         /api/v1/addons/{addon_id}
         """
         path = f"/api/v1/addons/{_q(addon_id)}"
-        params = {'confirm': confirm}
+        params = {'confirm': confirm, 'final_snapshot': final_snapshot}
         return self._call("DELETE", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def addons_retrieve(self, addon_id: str | int, *, request_timeout: float | None = None) -> AddOn:
@@ -2213,6 +2213,11 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                     'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                    'confirm': {'type': 'string',
                                                'description': "The add-on's id: destroying it deletes its data."},
+                                   'final_snapshot': {'type': 'boolean',
+                                                      'default': True,
+                                                      'description': 'On AWS: keep a final RDS/ElastiCache snapshot of '
+                                                                     'the data (the default); false deletes without '
+                                                                     'one. The local engine keeps none.'},
                                    'idempotency_key': {'type': 'string',
                                                        'minLength': 1,
                                                        'maxLength': 255,
