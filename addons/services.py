@@ -35,6 +35,7 @@ from .models import AddOn, AddOnOperation
 logger = logging.getLogger(__name__)
 
 _ALPHABET = string.ascii_lowercase + string.digits
+ENV_STATUSES = (AddOnStatus.AVAILABLE, AddOnStatus.BACKING_UP, AddOnStatus.RESTORING)
 USERNAME = "app"
 DATABASE = "app"
 
@@ -58,6 +59,7 @@ def _target(addon: AddOn, *, password: str | None = None) -> engines.Target:
         addon_id=addon.addon_id, addon_pk=addon.pk, engine=addon.engine, port=addon.port, username=addon.username, database=addon.database,
         password=password if password is not None else crypto.decrypt(addon.password_encrypted),
         admin_password=crypto.decrypt(addon.admin_password_encrypted) if addon.admin_password_encrypted else "",
+        instance_id=addon.instance.instance_id, instance_pk=addon.instance_id,
     )  # fmt: skip
 
 
@@ -261,12 +263,24 @@ def addon_operation_fail(*, pk: int, reason: str) -> None:
 # --- the attached instance's environment -------------------------------------------------------
 
 
+def instance_connection_url(*, addon: AddOn, instance: Instance) -> str:
+    """The URL the attached instance connects with: a sandboxed local instance has a network of
+    its own and reaches the add-on through its unix socket, bound into its sandbox at
+    /run/addons/<addon_id>; an unsandboxed one over loopback TCP."""
+    sandboxed = (instance.provider_data or {}).get("sandbox", "off") != "off"
+    socket_dir = engines.instance_socket_dir(_target(addon)) if sandboxed and addon.provider == "local" else None
+    password = crypto.decrypt(addon.password_encrypted)
+    return engines.connection_url(engine=addon.engine, host=addon.host, port=addon.port, username=addon.username, password=password, database=addon.database, socket_dir=socket_dir)
+
+
 def instance_addon_env(*, instance: Instance) -> dict[str, str]:
     """What the instance's program sees of its add-ons: the oldest available one of each engine
-    as DATABASE_URL / REDIS_URL."""
+    as DATABASE_URL / REDIS_URL (in the form it can connect with: instance_connection_url). An add-on
+    backing up or restoring is still the instance's: its URL stays."""
     env: dict[str, str] = {}
-    for addon in AddOn.objects.filter(instance=instance, deleted_at__isnull=True, status=AddOnStatus.AVAILABLE).order_by("created_at", "id"):
-        env.setdefault(ENV_NAME[addon.engine], addon_connection_url(addon=addon))
+    live = AddOn.objects.filter(instance=instance, deleted_at__isnull=True, status__in=ENV_STATUSES).select_related("instance").order_by("created_at", "id")
+    for addon in live:
+        env.setdefault(ENV_NAME[addon.engine], instance_connection_url(addon=addon, instance=instance))
     return env
 
 
