@@ -388,7 +388,7 @@ def _redis_client(target: Target, password: str):
     return redis.Redis(host="127.0.0.1", port=target.port, password=password, socket_timeout=3, socket_connect_timeout=3)
 
 
-def _redis_start(target: Target, uid: int | None) -> None:
+def _redis_start(target: Target, uid: int | None, *, load_rdb: bool = False) -> None:
     server = redis_server()
     if server is None:
         installed_version("redis")
@@ -396,22 +396,25 @@ def _redis_start(target: Target, uid: int | None) -> None:
     data = target.directory / "data"
     inside_data, _, inside_sockets = _paths(uid, target)
     conf = data / "redis.conf"
-    socket_lines = f"unixsocket {inside_sockets}/{REDIS_SOCKET}\nunixsocketperm 770\n"
+    # Where its files and socket are is the control plane's to say (a restore puts dump.rdb in its
+    # data directory; its instance finds the socket at one place), whatever CONFIG REWRITE wrote.
+    ours = {
+        "dir": inside_data, "dbfilename": "dump.rdb", "appenddirname": "appendonlydir",
+        "unixsocket": f"{inside_sockets}/{REDIS_SOCKET}", "unixsocketperm": "770",
+    }  # fmt: skip
     if not conf.exists():
         # In the add-on's data directory (its own, 0600): CONFIG REWRITE keeps a rotated password.
-        conf.write_text(
-            f"port {target.port}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize no\ndir {inside_data}\n"
-            f"{socket_lines}appendonly yes\nsave 60 1\n"
-            f"requirepass {target.password}\n"
-        )
+        lines = [f"port {target.port}", "bind 127.0.0.1", "protected-mode yes", "daemonize no", "appendonly yes", "save 60 1", f"requirepass {target.password}"]
     else:
-        # Where its socket goes may have moved (an add-on made before its instance could reach it).
-        lines = [line for line in conf.read_text().splitlines() if not line.startswith(("unixsocket ", "unixsocketperm "))]
-        conf.write_text("\n".join(lines) + "\n" + socket_lines)
+        lines = [line for line in conf.read_text().splitlines() if line.split(" ", 1)[0] not in ours]
+    conf.write_text("\n".join([*lines, *(f"{key} {value}" for key, value in ours.items())]) + "\n")
     os.chmod(conf, 0o600)
     if uid is not None:
         os.chown(conf, uid, uid)
-    _launch(target, [server, f"{inside_data}/redis.conf"], uid)
+    # A restore starts it once without its append-only file, so that it loads the RDB put in place
+    # (with appendonly on, Redis reads only the AOF), then turns the AOF on again (below).
+    extra = ["--appendonly", "no"] if load_rdb else []
+    _launch(target, [server, f"{inside_data}/redis.conf", *extra], uid)
     _wait_ready(target, lambda: _redis_client(target, target.password).ping())
 
 
@@ -459,6 +462,104 @@ def set_password(target: Target, password: str) -> None:
             _redis_client(target, password).ping()  # in force: done (raises if not)
             return
         raise
+
+
+# --- backups and restores ------------------------------------------------------------------
+#
+# A backup is a file of the control plane's: PostgreSQL's `pg_dump -Fc` of the tenant's database
+# (the host's binaries of the server's major version, run as the add-on's uid, talking to the
+# server over loopback), Redis' RDB snapshot streamed over the replication protocol
+# (`redis-cli --rdb`). Neither reads a file of the add-on's data directory, which the tenant's
+# server can write (a symlink planted there is never followed by the control plane).
+
+
+def _as_addon(target: Target) -> list[str]:
+    """The prefix that runs a client program as the add-on's uid (not root), when there is one."""
+    uid = uid_for(target.addon_pk)
+    if uid is None:
+        return []
+    setpriv = shutil.which("setpriv") or "setpriv"
+    return [setpriv, "--reuid", str(uid), "--regid", str(uid), "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+
+
+def _pg_client_env(target: Target) -> dict[str, str]:
+    # The administrator's password in the child's environment only (never on a command line):
+    # /proc/<pid>/environ is readable by its own uid and root alone.
+    return {**_env(), "PGPASSWORD": target.admin_password, "PGCONNECT_TIMEOUT": "5", "PGOPTIONS": "-c lock_timeout=60000"}
+
+
+def _failed(what: str, result: subprocess.CompletedProcess) -> EngineError:
+    output = (result.stderr or b"").decode("utf-8", "replace").strip()[-400:]
+    return EngineError(f"{what} failed (exit {result.returncode}): {output or '(no output)'}")
+
+
+def backup(target: Target, dest: Path) -> None:
+    """Write the add-on's backup to `dest` (a file of ours, created here)."""
+    ensure_running(target)
+    with open(dest, "wb") as out:
+        os.chmod(dest, 0o600)
+        if target.engine == "postgres":
+            binaries = postgres_bin()
+            argv = [*_as_addon(target), str(binaries / "pg_dump"), "-Fc", "--no-password", "-h", "127.0.0.1", "-p", str(target.port), "-U", ADMIN_USER, "-d", target.database]
+            result = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, env=_pg_client_env(target), timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
+            if result.returncode != 0:
+                raise _failed("pg_dump", result)
+            return
+    cli = shutil.which("redis-cli", path=str(Path(redis_server() or "/usr/bin/redis-server").parent)) or shutil.which("redis-cli")
+    if cli is None:
+        raise EngineUnavailable("Redis backups need redis-cli (Debian/Ubuntu: apt-get install redis-tools)")
+    env = {**_env(), "REDISCLI_AUTH": target.password}
+    result = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(target.port), "--no-auth-warning", "--rdb", str(dest)], capture_output=True, env=env, timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
+    if result.returncode != 0 or not dest.stat().st_size:
+        raise _failed("redis-cli --rdb", result)
+
+
+def restore(target: Target, source: Path) -> None:
+    """Put the backup at `source` (verified by the caller) back in place of the add-on's data."""
+    if target.engine == "postgres":
+        ensure_running(target)
+        binaries = postgres_bin()
+        # One transaction: an error rolls the whole restore back, and the data is as it was.
+        argv = [
+            *_as_addon(target), str(binaries / "pg_restore"), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--no-password",
+            "-h", "127.0.0.1", "-p", str(target.port), "-U", ADMIN_USER, "-d", target.database,
+        ]  # fmt: skip
+        with open(source, "rb") as archive:
+            result = subprocess.run(argv, stdin=archive, capture_output=True, env=_pg_client_env(target), timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
+        if result.returncode != 0:
+            raise _failed("pg_restore", result)
+        return
+    _redis_restore(target, source)
+
+
+def _redis_restore(target: Target, source: Path) -> None:
+    """Stop the server, replace its data with the snapshot, start it on the snapshot, then write
+    its append-only file again from what it loaded."""
+    uid = uid_for(target.addon_pk)
+    stop(target)
+    data = target.directory / "data"
+    aof = data / "appendonlydir"
+    if aof.is_symlink() or aof.is_file():
+        aof.unlink()
+    elif aof.exists():
+        shutil.rmtree(aof)
+    rdb = data / "dump.rdb"
+    rdb.unlink(missing_ok=True)  # never follows a link the server may have put there
+    fd = os.open(rdb, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as snapshot:
+        shutil.copyfileobj(snapshot, out)
+        if uid is not None:
+            os.fchown(out.fileno(), uid, uid)
+    _redis_start(target, uid, load_rdb=True)
+    client = _redis_client(target, target.password)
+    client.config_set("appendonly", "yes")  # rewrites the AOF from the data loaded
+    deadline = time.monotonic() + settings.ADDONS_BACKUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        info = client.info("persistence")
+        if info.get("aof_enabled") == 1 and not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+            return
+        time.sleep(0.1)
+    raise EngineError("redis loaded the snapshot but did not finish writing its append-only file")
 
 
 SERVER_NAMES = ("postgres", "redis-server")

@@ -11,3 +11,8 @@ def run_addon_operation(operation_pk: int) -> str:
         return "already finished"
     services.addon_operation_run(operation=operation)
     return f"{operation.kind} of {operation.addon.addon_id} done"
+
+
+def backup_sweep() -> dict:
+    """Periodic (orchestrio/schedule.py): due automatic backups, retention."""
+    return services.backups_sweep()

@@ -447,6 +447,18 @@ ADDONS_LOCAL_UID_BASE = env_int("ADDONS_LOCAL_UID_BASE", 3_000_000)
 ADDONS_POSTGRES_BIN = env("ADDONS_POSTGRES_BIN", "")
 ADDONS_REDIS_SERVER = env("ADDONS_REDIS_SERVER", "redis-server")
 ADDONS_START_TIMEOUT_SECONDS = float(env("ADDONS_START_TIMEOUT_SECONDS", "30"))
+# Add-on backups (docs/addons.md "Backups"): in S3 (boto3's credential chain) when a bucket is set,
+# at ADDONS_BACKUP_S3_ENDPOINT_URL when that is set (MinIO, a moto server), else in a local directory.
+ADDONS_BACKUP_DIR = Path(env("ADDONS_BACKUP_DIR", str(VAR_DIR / "backups")))
+ADDONS_BACKUP_S3_BUCKET = env("ADDONS_BACKUP_S3_BUCKET", "")
+ADDONS_BACKUP_S3_ENDPOINT_URL = env("ADDONS_BACKUP_S3_ENDPOINT_URL", "")
+ADDONS_BACKUP_S3_REGION = env("ADDONS_BACKUP_S3_REGION", "")
+ADDONS_BACKUP_S3_PREFIX = env("ADDONS_BACKUP_S3_PREFIX", "addon-backups/")
+# How long a download URL works (an S3 presigned URL, or the local store's signed URL).
+ADDONS_BACKUP_DOWNLOAD_SECONDS = env_int("ADDONS_BACKUP_DOWNLOAD_SECONDS", 600)
+# The scheduler's sweep: due automatic backups, then retention (expired backups deleted).
+ADDONS_BACKUP_SWEEP_SECONDS = env_int("ADDONS_BACKUP_SWEEP_SECONDS", 300)
+ADDONS_BACKUP_TIMEOUT_SECONDS = env_int("ADDONS_BACKUP_TIMEOUT_SECONDS", 1800)
 # A create/start waits this long for the instance's health endpoint before failing.
 INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 120)
 INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)
