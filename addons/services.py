@@ -392,7 +392,7 @@ def _plan_of(addon: AddOn):
     return Tenant.objects.select_related("plan").get(pk=addon.tenant_id).plan
 
 
-def addon_backup_next_run(addon: AddOn) -> datetime | None:
+def addon_backup_next_run(*, addon: AddOn) -> datetime | None:
     """When the sweep takes the add-on's next automatic backup (None: automatic backups are off):
     a day after the last one attempted since they were turned on, else as soon as they are."""
     if addon.auto_backup_since is None:
@@ -416,7 +416,7 @@ def addon_backup_info(*, addon: AddOn) -> dict:
     return {
         "addon_id": addon.addon_id, "auto_backup": addon.auto_backup_since is not None,
         "retention_days": plan.addon_backup_retention_days, "daily_quota": plan.addon_backups_per_day,
-        "used_today": _manual_today(addon, now), "next_run_at": addon_backup_next_run(addon), "last_backup_at": last,
+        "used_today": _manual_today(addon, now), "next_run_at": addon_backup_next_run(addon=addon), "last_backup_at": last,
     }  # fmt: skip
 
 
@@ -486,11 +486,11 @@ def backup_restore(*, addon: AddOn, actor: Actor, backup_id: str) -> AddOn:
     """Put the add-on's data back as it was in one of its backups (replacing what is there)."""
     locked = _lock(addon)
     _aws_not_yet(locked)
-    backup = _backup_of(locked, backup_id)
     if (operation := _unfinished(locked)) is not None:
         raise _busy(locked, operation)
     if locked.status != AddOnStatus.AVAILABLE:
         raise InvalidState(f"cannot restore {locked.addon_id}: it is {locked.status}, not available")
+    backup = _backup_of(locked, backup_id)
     if backup.status != BackupStatus.AVAILABLE:
         raise InvalidState(f"backup {backup.backup_id} is {backup.status}: only an available backup can be restored")
     _accept(locked, kind=AddOnOperationKind.RESTORE, actor=actor, backup=backup)
@@ -529,7 +529,7 @@ def backup_delete(*, addon: AddOn, actor: Actor, backup_id: str) -> None:
     activity_record(actor=actor, action="addon.backup.delete", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data={"backup_id": backup.backup_id})
 
 
-def backup_filename(backup: AddOnBackup) -> str:
+def backup_filename(*, backup: AddOnBackup) -> str:
     return f"{backup.addon.addon_id}-{backup.backup_id}.{'dump' if backup.location.endswith('.pgdump') else 'rdb'}"
 
 
@@ -546,7 +546,7 @@ def backup_download_url(*, addon: AddOn, actor: Actor, backup_id: str, signed_ur
     expires_at = timezone.now() + timedelta(seconds=seconds)
     if backup.storage == storage.S3Store.name:
         try:
-            url = storage.S3Store().presigned_url(backup.location, filename=backup_filename(backup), seconds=seconds)
+            url = storage.S3Store().presigned_url(backup.location, filename=backup_filename(backup=backup), seconds=seconds)
         except storage.StoreError as exc:
             raise ServiceUnavailable(f"the backup store cannot sign a download now: {exc}") from exc
     elif backup.storage == storage.LocalStore.name:
@@ -557,7 +557,7 @@ def backup_download_url(*, addon: AddOn, actor: Actor, backup_id: str, signed_ur
     return url, expires_at
 
 
-def backup_for_download(token: str) -> AddOnBackup:
+def backup_for_download(*, token: str) -> AddOnBackup:
     """The backup a local store's download URL names, if its signature holds, it has not expired,
     and the backup is still its tenant's and available; else NotFound (or Forbidden: expired)."""
     try:
@@ -628,7 +628,7 @@ def backups_sweep() -> dict:
     summary = {"auto_backups": 0, "expired": 0, "purged": 0}
     enabled = AddOn.objects.filter(deleted_at__isnull=True, auto_backup_since__isnull=False, status=AddOnStatus.AVAILABLE)
     for addon in enabled.select_related("instance"):
-        next_run = addon_backup_next_run(addon)
+        next_run = addon_backup_next_run(addon=addon)
         if next_run is None or next_run > now:
             continue
         try:
