@@ -483,9 +483,11 @@ def _as_addon(target: Target) -> list[str]:
 
 
 def _pg_client_env(target: Target) -> dict[str, str]:
-    # The administrator's password in the child's environment only (never on a command line):
+    # The tenant's own role dumps and restores (it owns everything in its database): never the
+    # superuser, which a tenant's function in an index or a default would run as during a
+    # restore. Its password in the child's environment only (never on a command line):
     # /proc/<pid>/environ is readable by its own uid and root alone.
-    return {**_env(), "PGPASSWORD": target.admin_password, "PGCONNECT_TIMEOUT": "5", "PGOPTIONS": "-c lock_timeout=60000"}
+    return {**_env(), "PGPASSWORD": target.password, "PGCONNECT_TIMEOUT": "5", "PGOPTIONS": "-c lock_timeout=60000"}
 
 
 def _failed(what: str, result: subprocess.CompletedProcess) -> EngineError:
@@ -494,24 +496,25 @@ def _failed(what: str, result: subprocess.CompletedProcess) -> EngineError:
 
 
 def backup(target: Target, dest: Path) -> None:
-    """Write the add-on's backup to `dest` (a file of ours, created here)."""
+    """Write the add-on's backup to `dest` (a file of ours): the client runs as the add-on's uid
+    and writes to its stdout, which is that file."""
     ensure_running(target)
+    if target.engine == "postgres":
+        what = "pg_dump"
+        argv = [str(postgres_bin() / "pg_dump"), "-Fc", "--no-password", "-h", "127.0.0.1", "-p", str(target.port), "-U", target.username, "-d", target.database]
+        env = _pg_client_env(target)
+    else:
+        what = "redis-cli --rdb"
+        cli = shutil.which("redis-cli", path=str(Path(redis_server() or "/usr/bin/redis-server").parent)) or shutil.which("redis-cli")
+        if cli is None:
+            raise EngineUnavailable("Redis backups need redis-cli (Debian/Ubuntu: apt-get install redis-tools)")
+        argv = [cli, "-h", "127.0.0.1", "-p", str(target.port), "--no-auth-warning", "--rdb", "-"]
+        env = {**_env(), "REDISCLI_AUTH": target.password}  # never on the command line
     with open(dest, "wb") as out:
         os.chmod(dest, 0o600)
-        if target.engine == "postgres":
-            binaries = postgres_bin()
-            argv = [*_as_addon(target), str(binaries / "pg_dump"), "-Fc", "--no-password", "-h", "127.0.0.1", "-p", str(target.port), "-U", ADMIN_USER, "-d", target.database]
-            result = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, env=_pg_client_env(target), timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
-            if result.returncode != 0:
-                raise _failed("pg_dump", result)
-            return
-    cli = shutil.which("redis-cli", path=str(Path(redis_server() or "/usr/bin/redis-server").parent)) or shutil.which("redis-cli")
-    if cli is None:
-        raise EngineUnavailable("Redis backups need redis-cli (Debian/Ubuntu: apt-get install redis-tools)")
-    env = {**_env(), "REDISCLI_AUTH": target.password}
-    result = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(target.port), "--no-auth-warning", "--rdb", str(dest)], capture_output=True, env=env, timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
+        result = subprocess.run([*_as_addon(target), *argv], stdout=out, stderr=subprocess.PIPE, env=env, timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
     if result.returncode != 0 or not dest.stat().st_size:
-        raise _failed("redis-cli --rdb", result)
+        raise _failed(what, result)
 
 
 def restore(target: Target, source: Path) -> None:
@@ -522,7 +525,7 @@ def restore(target: Target, source: Path) -> None:
         # One transaction: an error rolls the whole restore back, and the data is as it was.
         argv = [
             *_as_addon(target), str(binaries / "pg_restore"), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--no-password",
-            "-h", "127.0.0.1", "-p", str(target.port), "-U", ADMIN_USER, "-d", target.database,
+            "-h", "127.0.0.1", "-p", str(target.port), "-U", target.username, "-d", target.database,
         ]  # fmt: skip
         with open(source, "rb") as archive:
             result = subprocess.run(argv, stdin=archive, capture_output=True, env=_pg_client_env(target), timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
