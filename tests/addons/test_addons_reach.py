@@ -123,3 +123,27 @@ def test_a_sandboxed_instance_connects_to_its_redis_addon(api, live):
     assert url.startswith("unix://:") and url.endswith(f"/run/addons/{addon.addon_id}/redis.sock?db=0")
     assert redis.connection.parse_url(url)["path"] == f"/run/addons/{addon.addon_id}/redis.sock"
     assert os.stat(_target(addon).socket_dir).st_gid == local_instance("web-01").provider_data["uid"]
+
+
+@pytest.mark.skipif(engines.redis_server() is None, reason="needs redis-server (apt-get install redis-server)")
+def test_a_new_deployment_revision_keeps_the_addon_url_in_the_instance(api):
+    """The agent keeps one set of secrets: a revision's push carries the add-ons' part too."""
+    created = api.post("deployments", {"name": "shop", "secrets": {"API_KEY": "first"}})
+    assert created.status_code == 201, created.content
+    run_jobs()
+    deployment = api.get(f"deployments/{created.json()['id']}").json()
+    assert deployment["status"] == "active", deployment
+    instance_id = created.json()["instance_id"]
+    addon = _create(api, instance_id, "redis")
+    read = """python3 -c 'import json, os; s = json.load(open(os.environ["ORCHESTRIO_SECRETS_FILE"])); print(s.get("API_KEY"), s.get("REDIS_URL", "")[:8])'"""
+    assert run_in_instance(api, instance_id, read, name="env.sh")["stdout"].split() == ["first", "unix://:"]
+
+    patched = api.patch(f"deployments/{created.json()['id']}", {"secrets": {"API_KEY": "second"}})
+    assert patched.status_code in (200, 202), patched.content
+    run_jobs()
+    assert api.get(f"deployments/{created.json()['id']}").json()["revision"] == 2
+    assert run_in_instance(api, instance_id, read, name="env2.sh")["stdout"].split() == ["second", "unix://:"]
+    # …and the instance still connects with it.
+    done = run_in_instance(api, instance_id, REDIS.format(args="PING"), name="ping.sh")
+    assert done["stdout"].split() == ["+OK", "+PONG"], (done["stdout"], done["stderr"])
+    assert AddOn.objects.get(pk=addon.pk).status == "available"
