@@ -114,6 +114,7 @@ class AddOnViewSet(mixins.RetrieveModelMixin, _AddOnBase):
     @extend_schema(methods=["GET"], summary="The add-on's backups, newest first", responses={200: s.BackupSerializer(many=True)})
     @extend_schema(methods=["POST"], summary="Back the add-on up now (counted against the plan's daily quota)", request=None, responses={202: s.BackupSerializer, 400: ERR_400, 402: ERR_402, 409: ERR_409})
     @action(detail=True, methods=["get", "post"], url_path="backups")
+    @idempotent
     def backups(self, request, addon_id=None):
         addon = self.get_object()
         if request.method == "POST":
@@ -140,6 +141,7 @@ class AddOnViewSet(mixins.RetrieveModelMixin, _AddOnBase):
 
     @extend_schema(summary="Restore the add-on's data from one of its backups (replaces what is there)", request=s.RestoreSerializer, responses={202: s.AddOnSerializer, 400: ERR_400, 404: ERR_404, 409: ERR_409, 422: ERR_422})
     @action(detail=True, methods=["post"], url_path="restore")
+    @idempotent
     def restore(self, request, addon_id=None):
         body = s.RestoreSerializer(data=request.data)
         body.is_valid(raise_exception=True)

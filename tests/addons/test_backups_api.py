@@ -60,3 +60,12 @@ def test_validation_and_roles(api, addon_id, member_api):
     assert_error(member_api.post(f"addons/{addon_id}/restore", {"backup_id": backup_id}), 403)
     assert_error(member_api.delete(f"addons/{addon_id}/backups/{backup_id}"), 403)
     assert_error(member_api.get(f"addons/{addon_id}/backups/{backup_id}/download"), 403)
+
+
+def test_an_idempotency_key_replays_the_backup_not_a_second_one(api, addon_id):
+    from addons.models import AddOnBackup
+
+    first = api.post(f"addons/{addon_id}/backups", headers={"Idempotency-Key": "nightly-1"})
+    again = api.post(f"addons/{addon_id}/backups", headers={"Idempotency-Key": "nightly-1"})
+    assert first.status_code == again.status_code == 202 and again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json() and AddOnBackup.objects.count() == 1
