@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(engines.postgres_bin() is None, reason="needs th
 
 
 @pytest.fixture
-def browser(owner):
+def console(owner):
     client = CommitClient()
     client.force_login(owner)
     return client
@@ -39,30 +39,30 @@ def _available(addon_id):
     AddOnOperation.objects.update(status="succeeded")
 
 
-def test_create_reveal_and_destroy(browser, running, tenant):
-    page = browser.get(_url("addons"))
+def test_create_reveal_and_destroy(console, running, tenant):
+    page = console.get(_url("addons"))
     assert page.status_code == 200 and b'data-testid="no-addons"' in page.content and b"Add-ons" in page.content
-    created = browser.post(_url("addons"), {"engine": "postgres", "plan": "hobby"}, follow=True)
+    created = console.post(_url("addons"), {"engine": "postgres", "plan": "hobby"}, follow=True)
     addon = AddOn.objects.get()
     assert f"Creating PostgreSQL add-on {addon.addon_id}" in _messages(created)
-    assert b'data-status="provisioning"' in browser.get(_url("addons-live")).content
+    assert b'data-status="provisioning"' in console.get(_url("addons-live")).content
     _available(addon.addon_id)
-    live = browser.get(_url("addons-live")).content.decode()
+    live = console.get(_url("addons-live")).content.decode()
     assert 'data-status="available"' in live and "DATABASE_URL" in live and "Reveal URL" in live
     assert "postgres://" not in created.content.decode() and "postgres://" not in live  # the URL is never on the tab itself
 
     # Reveal: a confirmation first (nothing shown, nothing audited), then the URL, not cached.
-    ask = browser.get(_url("addon-reveal", addon.addon_id))
+    ask = console.get(_url("addon-reveal", addon.addon_id))
     assert ask.status_code == 200 and b"postgres://" not in ask.content and not ActivityEvent.objects.filter(action="addon.reveal").exists()
-    shown = browser.post(_url("addon-reveal", addon.addon_id))
+    shown = console.post(_url("addon-reveal", addon.addon_id))
     assert shown.status_code == 200 and shown["Cache-Control"] == "no-store"
     assert b'data-testid="connection-url">postgres://app:' in shown.content
     assert ActivityEvent.objects.filter(action="addon.reveal", object_id=addon.addon_id).count() == 1
 
     # Destroy: the id typed, or nothing happens.
-    wrong = browser.post(_url("addon-destroy", addon.addon_id), {"confirm": "yes"})
+    wrong = console.post(_url("addon-destroy", addon.addon_id), {"confirm": "yes"})
     assert wrong.status_code == 400 and AddOn.objects.get().status == "available"
-    done = browser.post(_url("addon-destroy", addon.addon_id), {"confirm": addon.addon_id}, follow=True)
+    done = console.post(_url("addon-destroy", addon.addon_id), {"confirm": addon.addon_id}, follow=True)
     assert "and its data" in _messages(done) and AddOn.objects.get().status == "deleting"
 
 
@@ -84,32 +84,32 @@ def test_a_member_sees_no_reveal_and_no_restore(running, tenant):
     assert refused.status_code == 403 and b"needs the owner or admin role" in refused.content
 
 
-def test_backups_from_the_tab(browser, running, tenant):
-    browser.post(_url("addons"), {"engine": "postgres", "plan": "hobby"})
+def test_backups_from_the_tab(console, running, tenant):
+    console.post(_url("addons"), {"engine": "postgres", "plan": "hobby"})
     addon = AddOn.objects.get()
     _available(addon.addon_id)
-    backed = browser.post(_url("addon-action", addon.addon_id, "backup"), follow=True)
+    backed = console.post(_url("addon-action", addon.addon_id, "backup"), follow=True)
     backup = AddOnBackup.objects.get()
     assert f"Backing up {addon.addon_id} ({backup.backup_id})" in _messages(backed)
     # A second one while the first runs: said in words, nothing queued.
-    again = browser.post(_url("addon-action", addon.addon_id, "backup"), follow=True)
+    again = console.post(_url("addon-action", addon.addon_id, "backup"), follow=True)
     assert "one runs at a time" in _messages(again) and AddOnBackup.objects.count() == 1
     AddOnOperation.objects.update(status="succeeded")
     AddOnBackup.objects.update(status="available", stored=True, sha256="0" * 64, size_bytes=10)
-    live = browser.get(_url("addons-live")).content.decode()
+    live = console.get(_url("addons-live")).content.decode()
     assert backup.backup_id in live and "Download" in live and "Restore" in live and 'class="table-wrap"' in live
 
     # Download: a redirect to the signed URL (the local store).
-    download = browser.post(_url("addon-action", addon.addon_id, "download"), {"backup_id": backup.backup_id})
+    download = console.post(_url("addon-action", addon.addon_id, "download"), {"backup_id": backup.backup_id})
     assert download.status_code == 302 and urlsplit(download["Location"]).path.startswith("/addons/backups/download/")
     # The toggle, and the plan's limits in a person's words.
-    on = browser.post(_url("addon-action", addon.addon_id, "auto-backup"), {"enabled": "on"}, follow=True)
+    on = console.post(_url("addon-action", addon.addon_id, "auto-backup"), {"enabled": "on"}, follow=True)
     assert "automatic backups are on" in _messages(on) and AddOn.objects.get().auto_backup_since is not None
     Tenant.objects.update(plan=SubscriptionPlan.objects.get(pk="starter"))
-    refused = browser.post(_url("addon-action", addon.addon_id, "backup"), follow=True)
+    refused = console.post(_url("addon-action", addon.addon_id, "backup"), follow=True)
     assert "does not include add-on backups" in _messages(refused)
-    assert "your plan has no backups" in browser.get(_url("addons-live")).content.decode()
-    deleted = browser.post(_url("addon-action", addon.addon_id, "delete-backup"), {"backup_id": backup.backup_id}, follow=True)
+    assert "your plan has no backups" in console.get(_url("addons-live")).content.decode()
+    deleted = console.post(_url("addon-action", addon.addon_id, "delete-backup"), {"backup_id": backup.backup_id}, follow=True)
     assert f"Backup {backup.backup_id} deleted" in _messages(deleted) and AddOnBackup.objects.get().status == "deleted"
 
 
