@@ -42,3 +42,6 @@ def poll_due_addon_operations() -> dict:
                 enqueue("addons.jobs.run_addon_operation", pk, job_id=claim, timeout=POLL_JOB_TIMEOUT)
                 enqueued += 1
         return {"enqueued": enqueued}
+def backup_sweep() -> dict:
+    """Periodic (orchestrio/schedule.py): due automatic backups, retention."""
+    return services.backups_sweep()

@@ -460,6 +460,18 @@ ADDONS_AWS_SECURITY_GROUP_IDS = env_list("ADDONS_AWS_SECURITY_GROUP_IDS", [])
 ADDONS_AWS_SIZES: dict = {}  # overrides of addons.aws.SIZES, by engine and plan
 ADDONS_AWS_POLL_SECONDS = env_int("ADDONS_AWS_POLL_SECONDS", 15)
 ADDONS_AWS_WAIT_TIMEOUT_SECONDS = env_int("ADDONS_AWS_WAIT_TIMEOUT_SECONDS", 3600)
+# Add-on backups (docs/addons.md "Backups"): in S3 (boto3's credential chain) when a bucket is set,
+# at ADDONS_BACKUP_S3_ENDPOINT_URL when that is set (MinIO, a moto server), else in a local directory.
+ADDONS_BACKUP_DIR = Path(env("ADDONS_BACKUP_DIR", str(VAR_DIR / "backups")))
+ADDONS_BACKUP_S3_BUCKET = env("ADDONS_BACKUP_S3_BUCKET", "")
+ADDONS_BACKUP_S3_ENDPOINT_URL = env("ADDONS_BACKUP_S3_ENDPOINT_URL", "")
+ADDONS_BACKUP_S3_REGION = env("ADDONS_BACKUP_S3_REGION", "")
+ADDONS_BACKUP_S3_PREFIX = env("ADDONS_BACKUP_S3_PREFIX", "addon-backups/")
+# How long a download URL works (an S3 presigned URL, or the local store's signed URL).
+ADDONS_BACKUP_DOWNLOAD_SECONDS = env_int("ADDONS_BACKUP_DOWNLOAD_SECONDS", 600)
+# The scheduler's sweep: due automatic backups, then retention (expired backups deleted).
+ADDONS_BACKUP_SWEEP_SECONDS = env_int("ADDONS_BACKUP_SWEEP_SECONDS", 300)
+ADDONS_BACKUP_TIMEOUT_SECONDS = env_int("ADDONS_BACKUP_TIMEOUT_SECONDS", 1800)
 # A create/start waits this long for the instance's health endpoint before failing.
 INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 120)
 INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)

@@ -185,6 +185,47 @@ class AppLogs(TypedDict):
     last_exit_at: str | None
 
 
+class AutoBackupRequest(TypedDict):
+    enabled: bool
+
+
+class Backup(TypedDict):
+    """A backup's record: what it is and where it stands, with its checksum (never its key)."""
+    backup_id: str
+    addon_id: str
+    kind: BackupKindEnum
+    status: BackupStatusEnum
+    storage: StorageEnum
+    size_bytes: int | None
+    sha256: str
+    error_message: str | None
+    created_at: str
+    completed_at: str | None
+    expires_at: str | None
+
+
+class BackupDownload(TypedDict):
+    backup_id: str
+    url: str
+    expires_at: str
+
+
+class BackupInfo(TypedDict):
+    addon_id: str
+    auto_backup: bool
+    retention_days: int
+    daily_quota: int | None
+    used_today: int
+    next_run_at: str | None
+    last_backup_at: str | None
+
+
+BackupKindEnum = Literal['manual', 'auto']
+
+
+BackupStatusEnum = Literal['pending', 'available', 'failed', 'deleted']
+
+
 class Blueprint(TypedDict):
     """A blueprint as the API shows it (what BlueprintWriteSerializer takes, in snake_case)."""
     name: str
@@ -702,6 +743,13 @@ class PaginatedApiTokenList(TypedDict):
     results: list[ApiToken]
 
 
+class PaginatedBackupList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[Backup]
+
+
 class PaginatedBlueprintList(TypedDict):
     count: int
     next: NotRequired[str | None]
@@ -905,6 +953,10 @@ class ResizeRequest(TypedDict, total=False):
     plan_id: str | None
 
 
+class RestoreRequest(TypedDict):
+    backup_id: str
+
+
 RoleEnum = Literal['owner', 'admin', 'member']
 
 
@@ -979,6 +1031,9 @@ class StepStats(TypedDict):
     succeeded: int
     failed: int
     skipped: int
+
+
+StorageEnum = Literal['local', 's3', 'snapshot']
 
 
 StreamEnum = Literal['stdout', 'stderr']
@@ -1092,13 +1147,20 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
 OPERATIONS: dict[str, tuple[str, str]] = {
     'activity_list': ('GET', '/api/v1/activity'),
+    'addons_auto_backup_create': ('POST', '/api/v1/addons/{addon_id}/auto-backup'),
+    'addons_backup_info_retrieve': ('GET', '/api/v1/addons/{addon_id}/backup-info'),
+    'addons_backups_create': ('POST', '/api/v1/addons/{addon_id}/backups'),
+    'addons_backups_destroy': ('DELETE', '/api/v1/addons/{addon_id}/backups/{backup_id}'),
+    'addons_backups_download_retrieve': ('GET', '/api/v1/addons/{addon_id}/backups/{backup_id}/download'),
+    'addons_backups_list': ('GET', '/api/v1/addons/{addon_id}/backups'),
     'addons_destroy': ('DELETE', '/api/v1/addons/{addon_id}'),
+    'addons_restore_create': ('POST', '/api/v1/addons/{addon_id}/restore'),
     'addons_retrieve': ('GET', '/api/v1/addons/{addon_id}'),
     'addons_reveal_create': ('POST', '/api/v1/addons/{addon_id}/reveal'),
     'addons_rotate_credentials_create': ('POST', '/api/v1/addons/{addon_id}/rotate-credentials'),
@@ -1209,6 +1271,73 @@ class GeneratedOperations:
         params = {'action': action, 'actor': actor, 'actor_type': actor_type, 'instance': instance, 'limit': limit, 'object_id': object_id, 'object_type': object_type, 'offset': offset, 'q': q, 'since': since, 'until': until}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
+    def addons_auto_backup_create(self, addon_id: str | int, *, enabled: bool, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> BackupInfo:
+        """POST /api/v1/addons/{addon_id}/auto-backup
+
+        Turn the add-on's daily automatic backups on or off
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/auto-backup"
+        params: dict[str, Any] = {}
+        payload = _body({'enabled': enabled}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_backup_info_retrieve(self, addon_id: str | int, *, request_timeout: float | None = None) -> BackupInfo:
+        """GET /api/v1/addons/{addon_id}/backup-info
+
+        The add-on's backup plan: retention, daily quota, next and last backup
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backup-info"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def addons_backups_create(self, addon_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Backup:
+        """POST /api/v1/addons/{addon_id}/backups
+
+        Back the add-on up now (counted against the plan's daily quota)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backups"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_backups_destroy(self, addon_id: str | int, backup_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> None:
+        """DELETE /api/v1/addons/{addon_id}/backups/{backup_id}
+
+        Delete a backup (from its store too)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backups/{_q(backup_id)}"
+        params: dict[str, Any] = {}
+        return self._call("DELETE", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_backups_download_retrieve(self, addon_id: str | int, backup_id: str | int, *, request_timeout: float | None = None) -> BackupDownload:
+        """GET /api/v1/addons/{addon_id}/backups/{backup_id}/download
+
+        A URL that downloads the backup for a few minutes (owners and admins; audited)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backups/{_q(backup_id)}/download"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def addons_backups_list(self, addon_id: str | int, *, limit: int | None = None, offset: int | None = None, request_timeout: float | None = None) -> Page[Backup]:
+        """GET /api/v1/addons/{addon_id}/backups
+
+        The add-on's backups, newest first
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backups"
+        params = {'limit': limit, 'offset': offset}
+        return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
     def addons_destroy(self, addon_id: str | int, *, confirm: str | None = None, final_snapshot: bool | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOn:
         """DELETE /api/v1/addons/{addon_id}
 
@@ -1219,6 +1348,18 @@ class GeneratedOperations:
         path = f"/api/v1/addons/{_q(addon_id)}"
         params = {'confirm': confirm, 'final_snapshot': final_snapshot}
         return self._call("DELETE", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_restore_create(self, addon_id: str | int, *, backup_id: str, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOn:
+        """POST /api/v1/addons/{addon_id}/restore
+
+        Restore the add-on's data from one of its backups (replaces what is there)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/restore"
+        params: dict[str, Any] = {}
+        payload = _body({'backup_id': backup_id}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def addons_retrieve(self, addon_id: str | int, *, request_timeout: float | None = None) -> AddOn:
         """GET /api/v1/addons/{addon_id}
@@ -2209,6 +2350,54 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                            'the end of that day, UTC).'}},
                    'required': [],
                    'additionalProperties': False},
+ 'addons_auto_backup_create': {'type': 'object',
+                               'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                              'enabled': {'type': 'boolean'},
+                                              'idempotency_key': {'type': 'string',
+                                                                  'minLength': 1,
+                                                                  'maxLength': 255,
+                                                                  'description': 'Idempotency-Key: the same key and '
+                                                                                 'body within 24 h replays the first '
+                                                                                 'answer.'}},
+                               'required': ['addon_id', 'enabled'],
+                               'additionalProperties': False},
+ 'addons_backup_info_retrieve': {'type': 'object',
+                                 'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                                 'required': ['addon_id'],
+                                 'additionalProperties': False},
+ 'addons_backups_create': {'type': 'object',
+                           'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                          'idempotency_key': {'type': 'string',
+                                                              'minLength': 1,
+                                                              'maxLength': 255,
+                                                              'description': 'Idempotency-Key: the same key and body '
+                                                                             'within 24 h replays the first answer.'}},
+                           'required': ['addon_id'],
+                           'additionalProperties': False},
+ 'addons_backups_destroy': {'type': 'object',
+                            'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                           'backup_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                           'idempotency_key': {'type': 'string',
+                                                               'minLength': 1,
+                                                               'maxLength': 255,
+                                                               'description': 'Idempotency-Key: the same key and body '
+                                                                              'within 24 h replays the first answer.'}},
+                            'required': ['addon_id', 'backup_id'],
+                            'additionalProperties': False},
+ 'addons_backups_download_retrieve': {'type': 'object',
+                                      'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                     'backup_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                                      'required': ['addon_id', 'backup_id'],
+                                      'additionalProperties': False},
+ 'addons_backups_list': {'type': 'object',
+                         'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                        'limit': {'type': 'integer',
+                                                  'description': 'Number of results to return per page.'},
+                                        'offset': {'type': 'integer',
+                                                   'description': 'The initial index from which to return the '
+                                                                  'results.'}},
+                         'required': ['addon_id'],
+                         'additionalProperties': False},
  'addons_destroy': {'type': 'object',
                     'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                    'confirm': {'type': 'string',
@@ -2225,6 +2414,16 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                       '24 h replays the first answer.'}},
                     'required': ['addon_id'],
                     'additionalProperties': False},
+ 'addons_restore_create': {'type': 'object',
+                           'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                          'backup_id': {'type': 'string', 'minLength': 1, 'maxLength': 40},
+                                          'idempotency_key': {'type': 'string',
+                                                              'minLength': 1,
+                                                              'maxLength': 255,
+                                                              'description': 'Idempotency-Key: the same key and body '
+                                                                             'within 24 h replays the first answer.'}},
+                           'required': ['addon_id', 'backup_id'],
+                           'additionalProperties': False},
  'addons_retrieve': {'type': 'object',
                      'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'}},
                      'required': ['addon_id'],

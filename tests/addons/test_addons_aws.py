@@ -491,3 +491,53 @@ def test_a_snapshot_that_is_still_being_made_is_not_restored(api, on_aws):
     assert engine.snapshot_status(target, snapshot) == "creating"
     with pytest.raises(engine.InProgress, match="still being made"):
         engine.snapshot_restore(target, snapshot)
+
+
+def test_backups_of_an_aws_addon_are_snapshots_through_the_api(api, on_aws, sent, agent):
+    """The backups API on AWS: a backup is an RDS snapshot followed by the poll sweep, a restore
+    makes the new database the add-on's (its URL pushed to the instance), deleting the backup
+    deletes the snapshot, and a snapshot is not downloadable."""
+    addon = _available(api, "postgres")
+    created = api.post(f"addons/{addon.addon_id}/backups")
+    assert created.status_code == 202, created.content
+    backup_id = created.json()["backup_id"]
+    snapshot = f"{services._target(addon).base_identifier}-{backup_id.replace('_', '-')}"
+    # AWS takes its time: the operation waits for the poll sweep, the backup is pending.
+    real = RDSBackend.create_db_snapshot
+
+    def slow(self, *args, **kwargs):
+        made = real(self, *args, **kwargs)
+        made.status = "creating"
+        return made
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RDSBackend, "create_db_snapshot", slow)
+        run_jobs()
+    assert _operation(addon.addon_id).status == "running"
+    listed = api.get(f"addons/{addon.addon_id}/backups").json()["results"]
+    assert listed[0]["backup_id"] == backup_id and listed[0]["status"] == "pending" and listed[0]["storage"] == "snapshot"
+    _rds_backend().database_snapshots[snapshot].status = "available"
+    _poll_again()
+    (backup,) = api.get(f"addons/{addon.addon_id}/backups").json()["results"]
+    assert backup["status"] == "available" and backup["sha256"] == ""
+    assert api.get(f"addons/{addon.addon_id}").json()["status"] == "available"
+    assert_error(api.get(f"addons/{addon.addon_id}/backups/{backup_id}/download"), 400, contains="snapshot")
+
+    # Restore: a new database from the snapshot, which becomes the add-on's.
+    old_host = AddOn.objects.get(pk=addon.pk).host
+    assert api.post(f"addons/{addon.addon_id}/restore", {"backup_id": backup_id}).status_code == 202
+    for _ in range(5):
+        run_jobs()
+        if _operation(addon.addon_id).status != "running":
+            break
+        _poll_again()
+    assert _operation(addon.addon_id).status == "succeeded", _operation(addon.addon_id).error_message
+    restored = AddOn.objects.get(pk=addon.pk)
+    new = f"{services._target(addon).base_identifier}-g1"
+    assert restored.status == "available" and restored.provider_data["identifier"] == new and restored.host != old_host
+    assert sent["RestoreDBInstanceFromDBSnapshot"][0]["DBSnapshotIdentifier"] == snapshot
+    assert new in _Agent.received[-1]["DATABASE_URL"]  # the instance was given the new database's URL
+
+    # Deleting the backup deletes the snapshot in AWS.
+    assert api.delete(f"addons/{addon.addon_id}/backups/{backup_id}").status_code == 204
+    assert snapshot not in _rds_backend().database_snapshots

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('addons', '0001_addons'),
+        ('addons', '0002_backups'),
     ]
 
     operations = [
