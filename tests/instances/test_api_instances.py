@@ -346,6 +346,9 @@ class TestInstanceIsolation(TenantIsolationContract):
         ("POST", "instances/{id}/restart", None),
         ("POST", "instances/{id}/suspend", None),
         ("POST", "instances/{id}/resume", None),
+        ("POST", "instances/{id}/sleep", None),
+        ("POST", "instances/{id}/wake", None),
+        ("PATCH", "instances/{id}", {"idle_timeout_seconds": 600}),
         ("PUT", "instances/{id}/resize", {"plan_id": "openclaw-pro"}),
         ("POST", "instances/{id}/rotate-agent-key", None),
     ]
