@@ -288,3 +288,37 @@ def test_instance_hours_exclude_sleep(api, make_instance):
         StateChange.objects.create(instance=instance, tenant_id=instance.tenant_id, from_state=before, to_state=after, created_at=when)
     hours = instance_hours(filters={"instance": instance}, start=t0, end=t0 + timedelta(days=1))
     assert hours == round((3 * 3600 + 2 * 60) / 3600, 3)
+
+
+# --- the console -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def console(client, tenant, owner):
+    client.force_login(owner)
+    return client
+
+
+def test_console_shows_asleep_apart_from_suspended_and_sets_the_idle_timeout(console, make_instance):
+    make_instance(instance_id="sw-c-asleep", state="asleep")
+    make_instance(instance_id="sw-c-held", state="suspended")
+    page = console.get("/instances/sw-c-asleep").content.decode()
+    assert "the next request through the gateway, the tunnel or its hostname wakes it" in page
+    assert 'data-show-in="asleep">Wake</button>' in page and 'data-show-in="running" disabled>Sleep</button>' in page
+    held = console.get("/instances/sw-c-held").content.decode()
+    assert "suspended by a person: traffic does not wake it" in held
+    assert 'data-show-in="asleep" disabled>Wake</button>' in held  # not offered for a person's suspend
+
+    response = console.post("/instances/sw-c-asleep/idle-timeout", {"idle_timeout_seconds": "600"}, follow=True)
+    assert b"sleeps after 600 s without traffic" in response.content
+    assert Instance.objects.get(instance_id="sw-c-asleep").idle_timeout_seconds == 600
+    response = console.post("/instances/sw-c-asleep/idle-timeout", {"idle_timeout_seconds": "5"}, follow=True)
+    assert b"from 60 to" in response.content
+    assert Instance.objects.get(instance_id="sw-c-asleep").idle_timeout_seconds == 600
+    console.post("/instances/sw-c-asleep/idle-timeout", {"idle_timeout_seconds": ""})
+    assert Instance.objects.get(instance_id="sw-c-asleep").idle_timeout_seconds is None  # the blueprint's again
+
+    console.post("/instances/sw-c-asleep/wake")
+    assert Operation.objects.get(instance__instance_id="sw-c-asleep").kind == "wake"
+    created = console.post("/instances/new", {"instance_id": "sw-c-new", "blueprint_name": "OpenClaw", "plan_id": "openclaw-basic", "region": "local", "idle_timeout_seconds": "120"})
+    assert created.status_code == 302 and Instance.objects.get(instance_id="sw-c-new").idle_timeout_seconds == 120
