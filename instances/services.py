@@ -406,7 +406,7 @@ def tenant_instances_suspend(*, tenant: Tenant, actor: Actor) -> dict[str, list[
 # --- sleep and wake (docs/lifecycle.md, "Sleep and wake") ----------------------------------------
 
 
-def idle_timeout_problem(value: Any) -> str | None:
+def idle_timeout_problem(*, value: Any) -> str | None:
     """What is wrong with an idle timeout (None: nothing). Null or 0 never sleeps; otherwise
     INSTANCE_IDLE_TIMEOUT_MIN_SECONDS (the idle sweep's resolution) to 30 days."""
     if value is None:
@@ -418,7 +418,7 @@ def idle_timeout_problem(value: Any) -> str | None:
 
 
 def _check_idle_timeout(value: Any) -> None:
-    problem = idle_timeout_problem(value)
+    problem = idle_timeout_problem(value=value)
     if problem:
         raise ValidationFailed(problem, field="idle_timeout_seconds")
 
