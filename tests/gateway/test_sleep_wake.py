@@ -256,6 +256,19 @@ def test_suspending_an_asleep_instance_stops_traffic_from_waking_it(api, live):
     assert_error(call("/tunnel/sw-held2/", token=api.token), 409, contains="suspended by a person")
 
 
+def test_supports_tenant_wide_suspend_takes_asleep_instances_too(tenant, make_instance):
+    """Support suspending a tenant (abuse, an unpaid bill) must not leave instances that the next
+    request would wake."""
+    from instances.services import tenant_instances_suspend
+    from orchestrio.tenancy import Actor
+
+    make_instance(instance_id="sw-t-asleep", state="asleep")
+    make_instance(instance_id="sw-t-run", state="running")
+    result = tenant_instances_suspend(tenant=tenant, actor=Actor.system("support"))
+    assert sorted(result["suspended"]) == ["sw-t-asleep", "sw-t-run"]
+    assert Instance.objects.get(instance_id="sw-t-asleep").state == "suspending"
+
+
 def test_other_tenants_token_cannot_wake_it(api, other_api, make_instance):
     make_instance(instance_id="sw-private", state="asleep")
     assert call("/tunnel/sw-private/", token=other_api.token).status_code == 404
@@ -319,6 +332,10 @@ def test_console_shows_asleep_apart_from_suspended_and_sets_the_idle_timeout(con
     assert Instance.objects.get(instance_id="sw-c-asleep").idle_timeout_seconds is None  # the blueprint's again
 
     console.post("/instances/sw-c-asleep/wake")
-    assert Operation.objects.get(instance__instance_id="sw-c-asleep").kind == "wake"
+    operation = Operation.objects.get(instance__instance_id="sw-c-asleep")
+    assert operation.kind == "wake" and operation.reason == ""
+    Operation.objects.filter(pk=operation.pk).update(status="succeeded")
+    Operation.objects.create(instance=operation.instance, tenant_id=operation.tenant_id, kind="sleep", reason="idle", status="succeeded", requested_by="idle-sweep", requested_by_type="system")
+    assert "sleep <small class=\"muted\">(no traffic for the idle timeout)</small>" in console.get("/instances/sw-c-asleep").content.decode()
     created = console.post("/instances/new", {"instance_id": "sw-c-new", "blueprint_name": "OpenClaw", "plan_id": "openclaw-basic", "region": "local", "idle_timeout_seconds": "120"})
     assert created.status_code == 302 and Instance.objects.get(instance_id="sw-c-new").idle_timeout_seconds == 120
