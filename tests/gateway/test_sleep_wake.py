@@ -83,6 +83,56 @@ def test_an_idle_instance_is_put_to_sleep_by_the_sweep_and_traffic_keeps_another
     assert Instance.objects.get(instance_id="sw-busy").state == "running"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_request_in_progress_keeps_it_awake(api, make_instance):
+    """The sweep never suspends an instance under a request it is still answering: a request is
+    noted as traffic when it starts, not only when it ends."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            release.wait(10)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    instance = make_instance(instance_id="sw-inflight", state="running", ip_address="127.0.0.1", port=server.server_address[1], idle_timeout_seconds=60)
+    Instance.objects.filter(pk=instance.pk).update(state_changed_at=an_hour_ago)
+    statuses = []
+
+    def caller():
+        try:
+            statuses.append(call("/tunnel/sw-inflight/slow", token=api.token).status_code)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not traffic.last_seen([instance.pk]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # An hour without a finished request, but one in progress since just now: not idle.
+        assert wake.idle_sweep(now=timezone.now() + timedelta(seconds=30))["slept"] == []
+        assert Instance.objects.get(pk=instance.pk).state == "running"
+    finally:
+        release.set()
+        thread.join(timeout=10)
+        server.shutdown()
+    assert statuses == [200]
+
+
 def test_no_idle_timeout_never_sleeps_and_the_instance_overrides_its_blueprint(api, live):
     live("sw-never")
     far = timezone.now() + timedelta(days=60)
