@@ -44,6 +44,7 @@ def periodic_jobs() -> list[PeriodicJob]:
         PeriodicJob("instances.jobs.reconcile", interval=settings.RECONCILER_INTERVAL_SECONDS, timeout=900),
         PeriodicJob("billing.jobs.flush_usage", interval=settings.USAGE_FLUSH_SECONDS, timeout=300),
         PeriodicJob("gateway.jobs.flush_request_metrics", interval=settings.REQUEST_METRICS_FLUSH_SECONDS, timeout=300),
+        PeriodicJob("gateway.jobs.sleep_idle_instances", interval=settings.IDLE_SWEEP_SECONDS, timeout=300),
         PeriodicJob("domains.jobs.check_custom_domains", interval=60, timeout=600),
         PeriodicJob("billing.jobs.retry_alerts", interval=30, timeout=300),
         PeriodicJob("addons.jobs.backup_sweep", interval=settings.ADDONS_BACKUP_SWEEP_SECONDS, timeout=300),

@@ -480,6 +480,12 @@ INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)
 # slow instance never holds the workers everyone shares (docs/operations.md, "Queues and workers").
 JOB_INLINE_WAIT_SECONDS = float(env("JOB_INLINE_WAIT_SECONDS", "5"))
 READINESS_SWEEP_SECONDS = env_int("READINESS_SWEEP_SECONDS", 2)
+# Scale to zero (docs/lifecycle.md, "Sleep and wake"): the idle sweep runs this often and puts to
+# sleep running instances with no traffic for their idle timeout (at least the minimum below); a
+# request to a sleeping instance is held at most INSTANCE_WAKE_WAIT_SECONDS for it to wake (504 after).
+IDLE_SWEEP_SECONDS = env_int("IDLE_SWEEP_SECONDS", 30)
+INSTANCE_IDLE_TIMEOUT_MIN_SECONDS = env_int("INSTANCE_IDLE_TIMEOUT_MIN_SECONDS", 60)
+INSTANCE_WAKE_WAIT_SECONDS = env_int("INSTANCE_WAKE_WAIT_SECONDS", 30)
 HEALTH_CHECK_INTERVAL_SECONDS = env_int("HEALTH_CHECK_INTERVAL_SECONDS", 30)
 HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS", "3"))
 HEALTH_CHECK_CONCURRENCY = env_int("HEALTH_CHECK_CONCURRENCY", 200)

@@ -246,6 +246,7 @@ class Blueprint(TypedDict):
     agent_port: int
     command: list[str]
     task_roots: list[str]
+    idle_timeout_seconds: int | None
     builtin: bool
     created_at: str
     updated_at: str
@@ -277,6 +278,7 @@ class BlueprintWriteRequest(TypedDict):
     agent_port: NotRequired[int]
     command: NotRequired[list[str]]
     task_roots: NotRequired[list[str]]
+    idle_timeout_seconds: NotRequired[int | None]
 
 
 class ByIdempotencyKey(TypedDict):
@@ -569,6 +571,8 @@ class Instance(TypedDict):
     operation: Operation | None
     error_message: str | None
     labels: dict[str, str]
+    idle_timeout_seconds: int | None
+    effective_idle_timeout_seconds: int
     last_health_check: str | None
     created_at: str
     updated_at: str
@@ -581,6 +585,7 @@ class InstanceCreateRequest(TypedDict):
     region: NotRequired[str | None]
     labels: NotRequired[dict[str, str]]
     config: NotRequired[dict[str, Any]]
+    idle_timeout_seconds: NotRequired[int | None]
 
 
 class InstancePlan(TypedDict):
@@ -701,9 +706,10 @@ class Operation(TypedDict):
     finished_at: str | None
     error_code: str | None
     error_message: str | None
+    reason: ReasonEnum | NullEnum | None
 
 
-OperationKindEnum = Literal['create', 'start', 'stop', 'restart', 'suspend', 'resume', 'resize', 'destroy']
+OperationKindEnum = Literal['create', 'start', 'stop', 'restart', 'suspend', 'resume', 'sleep', 'wake', 'resize', 'destroy']
 
 
 OperationStatusEnum = Literal['queued', 'running', 'succeeded', 'failed']
@@ -873,6 +879,7 @@ class PatchedBlueprintWriteRequest(TypedDict, total=False):
     agent_port: int
     command: list[str]
     task_roots: list[str]
+    idle_timeout_seconds: int | None
 
 
 class PatchedDeploymentUpdateRequest(TypedDict, total=False):
@@ -891,6 +898,11 @@ class PatchedGatewayPolicyWriteRequest(TypedDict, total=False):
     enabled: bool
 
 
+class PatchedInstanceUpdateRequest(TypedDict, total=False):
+    """PATCH /instances/{id}: the instance's own settings; only the fields present change."""
+    idle_timeout_seconds: int | None
+
+
 class PatchedMemberUpdateRequest(TypedDict, total=False):
     role: RoleEnum
 
@@ -902,6 +914,9 @@ class PlanLimitError(TypedDict):
 
 
 ProviderApiEnum = Literal['RunInstances', 'EC2Fleet', 'SpotFleet']
+
+
+ReasonEnum = Literal['idle', 'request']
 
 
 class Region(TypedDict):
@@ -1009,7 +1024,7 @@ class StatPoint(TypedDict):
 StatResolutionEnum = Literal['minute', 'hour']
 
 
-StateEnum = Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'resizing', 'destroying', 'destroyed', 'error']
+StateEnum = Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'sleeping', 'asleep', 'waking', 'resizing', 'destroying', 'destroyed', 'error']
 
 
 class Stats(TypedDict):
@@ -1100,6 +1115,7 @@ class TenantOperation(TypedDict):
     finished_at: str | None
     error_code: str | None
     error_message: str | None
+    reason: ReasonEnum | NullEnum | None
     instance_id: str
     instance_destroyed: bool
 
@@ -1147,7 +1163,7 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedInstanceUpdateRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'ReasonEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
@@ -1217,6 +1233,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_list': ('GET', '/api/v1/instances'),
     'instances_logs_list': ('GET', '/api/v1/instances/{instance_id}/logs'),
     'instances_operations_list': ('GET', '/api/v1/instances/{instance_id}/operations'),
+    'instances_partial_update': ('PATCH', '/api/v1/instances/{instance_id}'),
     'instances_request_metrics_retrieve': ('GET', '/api/v1/instances/{instance_id}/request-metrics'),
     'instances_resize_update': ('PUT', '/api/v1/instances/{instance_id}/resize'),
     'instances_restart_create': ('POST', '/api/v1/instances/{instance_id}/restart'),
@@ -1224,6 +1241,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_retrieve': ('GET', '/api/v1/instances/{instance_id}'),
     'instances_rotate_agent_key_create': ('POST', '/api/v1/instances/{instance_id}/rotate-agent-key'),
     'instances_runtime_retrieve': ('GET', '/api/v1/instances/{instance_id}/runtime'),
+    'instances_sleep_create': ('POST', '/api/v1/instances/{instance_id}/sleep'),
     'instances_start_create': ('POST', '/api/v1/instances/{instance_id}/start'),
     'instances_stats_retrieve': ('GET', '/api/v1/instances/{instance_id}/stats'),
     'instances_stop_create': ('POST', '/api/v1/instances/{instance_id}/stop'),
@@ -1232,6 +1250,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_tasks_list': ('GET', '/api/v1/instances/{instance_id}/tasks'),
     'instances_usage_retrieve': ('GET', '/api/v1/instances/{instance_id}/usage'),
     'instances_wait_retrieve': ('GET', '/api/v1/instances/{instance_id}/wait'),
+    'instances_wake_create': ('POST', '/api/v1/instances/{instance_id}/wake'),
     'invitations_create': ('POST', '/api/v1/invitations'),
     'invitations_destroy': ('DELETE', '/api/v1/invitations/{id}'),
     'invitations_list': ('GET', '/api/v1/invitations'),
@@ -1517,14 +1536,14 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
-    def blueprints_create(self, *, name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
+    def blueprints_create(self, *, name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
         """POST /api/v1/blueprints
 
         Create a blueprint (camelCase or snake_case)
         """
         path = f"/api/v1/blueprints"
         params: dict[str, Any] = {}
-        payload = _body({'name': name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
+        payload = _body({'name': name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots, 'idle_timeout_seconds': idle_timeout_seconds}, body)
         return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def blueprints_destroy(self, name: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> None:
@@ -1542,14 +1561,14 @@ class GeneratedOperations:
         params = {'limit': limit, 'offset': offset, 'provider_api': provider_api}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def blueprints_partial_update(self, name: str | int, *, new_name: str | Unset = UNSET, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
+    def blueprints_partial_update(self, name: str | int, *, new_name: str | Unset = UNSET, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
         """PATCH /api/v1/blueprints/{name}
 
         Change some of a blueprint's settings
         """
         path = f"/api/v1/blueprints/{_q(name)}"
         params: dict[str, Any] = {}
-        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
+        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots, 'idle_timeout_seconds': idle_timeout_seconds}, body)
         return self._call("PATCH", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def blueprints_retrieve(self, name: str | int, *, request_timeout: float | None = None) -> Blueprint:
@@ -1558,14 +1577,14 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def blueprints_update(self, name: str | int, *, new_name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
+    def blueprints_update(self, name: str | int, *, new_name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
         """PUT /api/v1/blueprints/{name}
 
         Replace a blueprint's settings
         """
         path = f"/api/v1/blueprints/{_q(name)}"
         params: dict[str, Any] = {}
-        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
+        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots, 'idle_timeout_seconds': idle_timeout_seconds}, body)
         return self._call("PUT", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def blueprints_validate_create(self, *, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> BlueprintValidation:
@@ -1778,14 +1797,14 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def instances_create(self, *, instance_id: str, blueprint_name: str | Unset = UNSET, plan_id: str | Unset = UNSET, region: str | None | Unset = UNSET, labels: dict[str, str] | Unset = UNSET, config: dict[str, Any] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
+    def instances_create(self, *, instance_id: str, blueprint_name: str | Unset = UNSET, plan_id: str | Unset = UNSET, region: str | None | Unset = UNSET, labels: dict[str, str] | Unset = UNSET, config: dict[str, Any] | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
         """POST /api/v1/instances
 
         Create an instance (provisioned by a background job)
         """
         path = f"/api/v1/instances"
         params: dict[str, Any] = {}
-        payload = _body({'instance_id': instance_id, 'blueprint_name': blueprint_name, 'plan_id': plan_id, 'region': region, 'labels': labels, 'config': config}, body)
+        payload = _body({'instance_id': instance_id, 'blueprint_name': blueprint_name, 'plan_id': plan_id, 'region': region, 'labels': labels, 'config': config, 'idle_timeout_seconds': idle_timeout_seconds}, body)
         return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key, replay_safe=True)
 
     def instances_custom_domain_check_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> CustomDomain:
@@ -1874,7 +1893,7 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def instances_list(self, *, blueprint_name: str | None = None, health_status: Literal['healthy', 'unhealthy', 'unknown'] | None = None, label: list[str] | None = None, limit: int | None = None, offset: int | None = None, plan_id: str | None = None, provider: Literal['aws', 'local'] | None = None, region: str | None = None, state: list[Literal['destroyed', 'destroying', 'error', 'pending', 'provisioning', 'resizing', 'resuming', 'running', 'starting', 'stopped', 'stopping', 'suspended', 'suspending']] | None = None, request_timeout: float | None = None) -> Page[Instance]:
+    def instances_list(self, *, blueprint_name: str | None = None, health_status: Literal['healthy', 'unhealthy', 'unknown'] | None = None, label: list[str] | None = None, limit: int | None = None, offset: int | None = None, plan_id: str | None = None, provider: Literal['aws', 'local'] | None = None, region: str | None = None, state: list[Literal['asleep', 'destroyed', 'destroying', 'error', 'pending', 'provisioning', 'resizing', 'resuming', 'running', 'sleeping', 'starting', 'stopped', 'stopping', 'suspended', 'suspending', 'waking']] | None = None, request_timeout: float | None = None) -> Page[Instance]:
         """GET /api/v1/instances
 
         List live instances
@@ -1900,6 +1919,16 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/operations"
         params = {'kind': kind, 'limit': limit, 'offset': offset, 'status': status}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_partial_update(self, instance_id: str | int, *, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
+        """PATCH /api/v1/instances/{instance_id}
+
+        Change the instance's own settings (its idle timeout)
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}"
+        params: dict[str, Any] = {}
+        payload = _body({'idle_timeout_seconds': idle_timeout_seconds}, body)
+        return self._call("PATCH", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def instances_request_metrics_retrieve(self, instance_id: str | int, *, window: Literal['1h', '24h', '30d'] | None = None, request_timeout: float | None = None) -> RequestMetrics:
         """GET /api/v1/instances/{instance_id}/request-metrics
@@ -1966,6 +1995,15 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/runtime"
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_sleep_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
+        """POST /api/v1/instances/{instance_id}/sleep
+
+        Put a running instance to sleep (suspended; the next request to it wakes it)
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/sleep"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def instances_start_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
         """POST /api/v1/instances/{instance_id}/start
@@ -2037,7 +2075,7 @@ class GeneratedOperations:
         params = {'days': days}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def instances_wait_retrieve(self, instance_id: str | int, *, state: Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'resizing', 'destroying', 'destroyed', 'error'] | None = None, timeout: int | None = None, request_timeout: float | None = None) -> Instance:
+    def instances_wait_retrieve(self, instance_id: str | int, *, state: Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'sleeping', 'asleep', 'waking', 'resizing', 'destroying', 'destroyed', 'error'] | None = None, timeout: int | None = None, request_timeout: float | None = None) -> Instance:
         """GET /api/v1/instances/{instance_id}/wait
 
         Long-poll until the instance is in `state`
@@ -2047,6 +2085,15 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/wait"
         params = {'state': state, 'timeout': timeout}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_wake_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
+        """POST /api/v1/instances/{instance_id}/wake
+
+        Wake an asleep instance
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/wake"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def invitations_create(self, *, email: str, role: RoleEnum | Unset = UNSET, expires_in_days: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> InvitationCreated:
         """POST /api/v1/invitations
@@ -2172,7 +2219,7 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
-    def operations_list(self, *, instance_id: str | None = None, kind: list[Literal['create', 'destroy', 'resize', 'restart', 'resume', 'start', 'stop', 'suspend']] | None = None, limit: int | None = None, offset: int | None = None, since: str | None = None, status: list[Literal['failed', 'queued', 'running', 'succeeded']] | None = None, until: str | None = None, request_timeout: float | None = None) -> Page[TenantOperation]:
+    def operations_list(self, *, instance_id: str | None = None, kind: list[Literal['create', 'destroy', 'resize', 'restart', 'resume', 'sleep', 'start', 'stop', 'suspend', 'wake']] | None = None, limit: int | None = None, offset: int | None = None, since: str | None = None, status: list[Literal['failed', 'queued', 'running', 'succeeded']] | None = None, until: str | None = None, request_timeout: float | None = None) -> Page[TenantOperation]:
         """GET /api/v1/operations
 
         The tenant's operations across its instances, newest first
@@ -2660,6 +2707,12 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                       'task_roots': {'type': 'array',
                                                      'maxItems': 16,
                                                      'items': {'type': 'string', 'minLength': 1, 'pattern': '^/\\S*$'}},
+                                      'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                          'description': 'Sleep after this many '
+                                                                                         'seconds without traffic '
+                                                                                         '(checked by the service); '
+                                                                                         'null or 0: never.'},
+                                                                         {'type': 'null'}]},
                                       'idempotency_key': {'type': 'string',
                                                           'minLength': 1,
                                                           'maxLength': 255,
@@ -2757,6 +2810,13 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                              'items': {'type': 'string',
                                                                        'minLength': 1,
                                                                        'pattern': '^/\\S*$'}},
+                                              'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                                  'description': 'Sleep after this '
+                                                                                                 'many seconds without '
+                                                                                                 'traffic (checked by '
+                                                                                                 'the service); null '
+                                                                                                 'or 0: never.'},
+                                                                                 {'type': 'null'}]},
                                               'idempotency_key': {'type': 'string',
                                                                   'minLength': 1,
                                                                   'maxLength': 255,
@@ -2833,6 +2893,12 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                       'task_roots': {'type': 'array',
                                                      'maxItems': 16,
                                                      'items': {'type': 'string', 'minLength': 1, 'pattern': '^/\\S*$'}},
+                                      'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                          'description': 'Sleep after this many '
+                                                                                         'seconds without traffic '
+                                                                                         '(checked by the service); '
+                                                                                         'null or 0: never.'},
+                                                                         {'type': 'null'}]},
                                       'idempotency_key': {'type': 'string',
                                                           'minLength': 1,
                                                           'maxLength': 255,
@@ -3154,6 +3220,11 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                      'config': {'type': 'object',
                                                 'description': 'Initial platform config.',
                                                 'additionalProperties': {}},
+                                     'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                         'description': 'Sleep after this many seconds '
+                                                                                        'without traffic (null: the '
+                                                                                        "blueprint's; 0: never)."},
+                                                                        {'type': 'null'}]},
                                      'idempotency_key': {'type': 'string',
                                                          'minLength': 1,
                                                          'maxLength': 255,
@@ -3282,7 +3353,8 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                    'region': {'type': 'string'},
                                    'state': {'type': 'array',
                                              'items': {'type': 'string',
-                                                       'enum': ['destroyed',
+                                                       'enum': ['asleep',
+                                                                'destroyed',
                                                                 'destroying',
                                                                 'error',
                                                                 'pending',
@@ -3290,11 +3362,13 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                 'resizing',
                                                                 'resuming',
                                                                 'running',
+                                                                'sleeping',
                                                                 'starting',
                                                                 'stopped',
                                                                 'stopping',
                                                                 'suspended',
-                                                                'suspending']},
+                                                                'suspending',
+                                                                'waking']},
                                              'description': '* `pending` - Pending\n'
                                                             '* `provisioning` - Provisioning\n'
                                                             '* `running` - Running\n'
@@ -3304,6 +3378,9 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                             '* `suspending` - Suspending\n'
                                                             '* `suspended` - Suspended\n'
                                                             '* `resuming` - Resuming\n'
+                                                            '* `sleeping` - Sleeping\n'
+                                                            '* `asleep` - Asleep\n'
+                                                            '* `waking` - Waking\n'
                                                             '* `resizing` - Resizing\n'
                                                             '* `destroying` - Destroying\n'
                                                             '* `destroyed` - Destroyed\n'
@@ -3333,6 +3410,23 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                               'status': {'type': 'string'}},
                                'required': ['instance_id'],
                                'additionalProperties': False},
+ 'instances_partial_update': {'type': 'object',
+                              'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                             'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                                 'description': 'Sleep after this many '
+                                                                                                'seconds without '
+                                                                                                'traffic (null: the '
+                                                                                                "blueprint's; 0: "
+                                                                                                'never).'},
+                                                                                {'type': 'null'}]},
+                                             'idempotency_key': {'type': 'string',
+                                                                 'minLength': 1,
+                                                                 'maxLength': 255,
+                                                                 'description': 'Idempotency-Key: the same key and '
+                                                                                'body within 24 h replays the first '
+                                                                                'answer.'}},
+                              'required': ['instance_id'],
+                              'additionalProperties': False},
  'instances_request_metrics_retrieve': {'type': 'object',
                                         'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                                        'window': {'type': 'string',
@@ -3401,6 +3495,15 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                 'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'}},
                                 'required': ['instance_id'],
                                 'additionalProperties': False},
+ 'instances_sleep_create': {'type': 'object',
+                            'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                           'idempotency_key': {'type': 'string',
+                                                               'minLength': 1,
+                                                               'maxLength': 255,
+                                                               'description': 'Idempotency-Key: the same key and body '
+                                                                              'within 24 h replays the first answer.'}},
+                            'required': ['instance_id'],
+                            'additionalProperties': False},
  'instances_start_create': {'type': 'object',
                             'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                            'idempotency_key': {'type': 'string',
@@ -3503,6 +3606,9 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                'suspending',
                                                                'suspended',
                                                                'resuming',
+                                                               'sleeping',
+                                                               'asleep',
+                                                               'waking',
                                                                'resizing',
                                                                'destroying',
                                                                'destroyed',
@@ -3518,6 +3624,9 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                      '* `suspending` - Suspending\n'
                                                                      '* `suspended` - Suspended\n'
                                                                      '* `resuming` - Resuming\n'
+                                                                     '* `sleeping` - Sleeping\n'
+                                                                     '* `asleep` - Asleep\n'
+                                                                     '* `waking` - Waking\n'
                                                                      '* `resizing` - Resizing\n'
                                                                      '* `destroying` - Destroying\n'
                                                                      '* `destroyed` - Destroyed\n'
@@ -3528,6 +3637,15 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                         'maximum': 300}},
                              'required': ['instance_id'],
                              'additionalProperties': False},
+ 'instances_wake_create': {'type': 'object',
+                           'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                          'idempotency_key': {'type': 'string',
+                                                              'minLength': 1,
+                                                              'maxLength': 255,
+                                                              'description': 'Idempotency-Key: the same key and body '
+                                                                             'within 24 h replays the first answer.'}},
+                           'required': ['instance_id'],
+                           'additionalProperties': False},
  'invitations_create': {'type': 'object',
                         'properties': {'email': {'type': 'string', 'format': 'email', 'minLength': 1, 'maxLength': 254},
                                        'role': {'type': 'string',
@@ -3642,9 +3760,11 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                 'resize',
                                                                 'restart',
                                                                 'resume',
+                                                                'sleep',
                                                                 'start',
                                                                 'stop',
-                                                                'suspend']},
+                                                                'suspend',
+                                                                'wake']},
                                              'description': 'repeat for several\n'
                                                             '\n'
                                                             '* `create` - Create\n'
@@ -3653,6 +3773,8 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                             '* `restart` - Restart\n'
                                                             '* `suspend` - Suspend\n'
                                                             '* `resume` - Resume\n'
+                                                            '* `sleep` - Sleep\n'
+                                                            '* `wake` - Wake\n'
                                                             '* `resize` - Resize\n'
                                                             '* `destroy` - Destroy'},
                                     'limit': {'type': 'integer',

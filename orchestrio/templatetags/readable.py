@@ -28,7 +28,7 @@ TONES = {
     "available": "good",
     # in progress, waiting
     "pending": "busy", "provisioning": "busy", "starting": "busy", "stopping": "busy", "suspending": "busy",
-    "resuming": "busy", "resizing": "busy", "destroying": "busy", "queued": "busy", "updating": "busy",
+    "resuming": "busy", "sleeping": "busy", "waking": "busy", "resizing": "busy", "destroying": "busy", "queued": "busy", "updating": "busy",
     "rolling_back": "busy", "deleting": "busy", "pending_dns": "busy", "verifying": "busy", "removing": "busy",
     "processing": "busy", "retrying": "busy", "in_progress": "busy", "backing_up": "busy", "restoring": "busy",
     # half wrong
@@ -37,7 +37,7 @@ TONES = {
     "error": "bad", "failed": "bad", "unhealthy": "bad", "timed_out": "bad", "past_due": "bad", "unpaid": "bad",
     "incomplete": "bad", "revoked": "bad", "partial": "bad",
     # at rest
-    "stopped": "idle", "suspended": "idle", "destroyed": "idle", "deleted": "idle", "cancelled": "idle",
+    "stopped": "idle", "suspended": "idle", "asleep": "idle", "destroyed": "idle", "deleted": "idle", "cancelled": "idle",
     "canceled": "idle", "skipped": "idle", "unknown": "idle", "none": "idle", "expired": "idle", "disabled": "idle",
 }
 KIND_TONES = {

@@ -89,7 +89,7 @@ EXPECTED = [
     ("instances:gateway", "POST", None, "operate"),  # a public policy needs "expose" (service)
     ("instances:domain", "POST", None, "expose"),
     ("instances:domain-action", "POST", "check", "operate"),
-    *[("instances:action", "POST", verb, "operate") for verb in ("stop", "start", "restart", "suspend", "resume", "resize")],
+    *[("instances:action", "POST", verb, "operate") for verb in ("stop", "start", "restart", "suspend", "resume", "sleep", "wake", "resize", "idle-timeout")],
     ("instances:action", "POST", "rotate-agent-key", "tokens"),
     ("instances:addons", "POST", None, "operate"),
     ("instances:addon-action", "POST", "backup", "operate"),
@@ -206,6 +206,7 @@ FORMS = {
     ("console:team", None): {"email": "console-hire@example.org", "role": "member", "expires_in_days": "7"},
     ("console:team-member-role", None): {"role": "admin"},
     ("instances:action", "resize"): {"plan_id": "openclaw-pro"},
+    ("instances:action", "idle-timeout"): {"idle_timeout_seconds": "600"},
     ("instances:domain", None): {"domain": "www.acme-corp.example"},
     ("instances:addons", None): {"engine": "redis", "plan": "hobby"},
     ("instances:destroy", None): {"confirm": "acme-corp-web"},

@@ -52,6 +52,7 @@ VIEW_PARAMETER_OBJECTS = {
 # validator that happens to run first.
 BODIES = {
     ("api:instance-config", "patch"): {"b_was_here": True},
+    ("api:instance-detail", "patch"): {"idle_timeout_seconds": 600},
     ("api:instance-custom-domain", "post"): {"domain": "app.intruder.example"},
     ("api:instance-resize", "put"): {"plan_id": "openclaw-pro"},
     ("api:instance-task-list", "post"): {"operation_code": "steal", "script_path": "/opt/orchestrio/scripts/echo-args.sh"},
@@ -341,6 +342,9 @@ EXPECTED_CAPABILITIES = {
     ("api:instance-start", "post"): "operate",
     ("api:instance-stop", "post"): "operate",
     ("api:instance-suspend", "post"): "operate",
+    ("api:instance-sleep", "post"): "operate",
+    ("api:instance-wake", "post"): "operate",
+    ("api:instance-detail", "patch"): "operate",
     ("api:instance-usage", "get"): "read",
     ("api:instance-request-metrics", "get"): "read",
     ("api:instance-wait", "get"): "read",
