@@ -32,6 +32,11 @@
   operation that (re)started its machine, before the operation finishes as running. An app that
   launched the machine with a provisional identity (the fleet app: a batch's shared bootstrap
   key) makes the agent the instance's own here; a ProviderError fails the operation.
+- `sandbox_binds(instance_id=…, instance_pk=…)`: directories a sandboxed local instance gets
+  bound into its filesystem view at launch, `(host path, sandbox path, writable)` (add-ons: the
+  directory of its add-ons' unix sockets, read-only at /run/addons). A bind is fixed at launch, so
+  a listener binds a directory that outlives its contents: what it puts in it later (an add-on
+  created while the instance runs) appears inside at once. Only that instance gets it.
 - `instance_for_host(host)`: the id of the instance a host name outside BASE_DOMAIN serves, or
   None (the domains app: an active custom domain). The gateway routes by it; the first resolver
   that knows the name wins, and with none the host is the console's.
@@ -182,3 +187,18 @@ def on_machine_ready(func: Callable) -> Callable:
 def machine_ready(instance) -> list[str]:
     """Run every `machine_ready` hook; returns what each reported (for the lifecycle log)."""
     return [note for note in (func(instance) for func in _machine_ready) if note]
+
+
+_sandbox_binds: list[Callable] = []
+
+
+def on_sandbox_binds(func: Callable) -> Callable:
+    return _register(_sandbox_binds, func)
+
+
+def sandbox_binds(*, instance_id: str, instance_pk: int) -> list[tuple[str, str, bool]]:
+    """Every listener's binds for this instance's sandbox (see the module's docstring)."""
+    binds: list[tuple[str, str, bool]] = []
+    for func in _sandbox_binds:
+        binds += func(instance_id=instance_id, instance_pk=instance_pk)
+    return binds
