@@ -22,7 +22,11 @@ def test_every_limit_names_a_field_of_the_plan():
     fields = {field.name for field in SubscriptionPlan._meta.get_fields()}
     for name, rule in LIMITS.items():
         assert rule.field in fields, name
-        assert rule.counted == (SubscriptionPlan._meta.get_field(rule.field).get_internal_type() != "BooleanField"), name
+        # A flag is a feature; a number is counted, unless the limit says it is a feature whose
+        # number is not a count (0: not included, e.g. the days add-on backups are kept).
+        is_flag = SubscriptionPlan._meta.get_field(rule.field).get_internal_type() == "BooleanField"
+        assert rule.counted == (not is_flag and not rule.feature), name
+        assert not (is_flag and rule.feature), name
 
 
 def test_counted_limit_counts_only_when_the_plan_sets_a_number():
