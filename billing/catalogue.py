@@ -19,6 +19,7 @@ SUBSCRIPTION_PLANS = [
         "feature_hibernation": False,
         "feature_addons": False,
         "max_addons": 0,
+        "max_functions": 2,
         "sort_order": 1,
     },
     {
@@ -38,6 +39,7 @@ SUBSCRIPTION_PLANS = [
         "feature_hibernation": True,
         "feature_addons": True,
         "max_addons": 5,
+        "max_functions": 20,
         "sort_order": 2,
     },
     {
@@ -57,6 +59,7 @@ SUBSCRIPTION_PLANS = [
         "feature_hibernation": True,
         "feature_addons": True,
         "max_addons": 20,
+        "max_functions": 100,
         "sort_order": 3,
     },
 ]

@@ -36,6 +36,7 @@ LIMITS: dict[str, Limit] = {
     "deployment_rollback": Limit("feature_deployment_rollback", "deployment rollback"),
     "addons_feature": Limit("feature_addons", "PostgreSQL and Redis add-ons"),
     "addons": Limit("max_addons", "add-ons", "destroy one"),
+    "functions": Limit("max_functions", "functions", "delete one"),
 }
 
 

@@ -59,6 +59,7 @@ class SubscriptionPlan(models.Model):
     feature_hibernation = models.BooleanField(default=False)
     feature_addons = models.BooleanField(default=False, help_text="PostgreSQL and Redis add-ons (docs/addons.md).")
     max_addons = models.PositiveIntegerField(null=True, blank=True, default=0, help_text="Live add-ons. Empty: unlimited.")
+    max_functions = models.PositiveIntegerField(null=True, blank=True, default=2, help_text="Functions (docs/functions.md). Empty: unlimited.")
     is_public = models.BooleanField(default=True, help_text="Listed in the public catalogue.")
     sort_order = models.PositiveSmallIntegerField(default=0)
 
@@ -79,6 +80,7 @@ class SubscriptionPlan(models.Model):
             "tokens": self.max_tokens,
             "deployments": self.max_deployments,
             "addons": self.max_addons,
+            "functions": self.max_functions,
         }
 
     @property
