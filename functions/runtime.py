@@ -133,12 +133,18 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def require_runtime(runtime: str) -> None:
+    """422 unless this host offers `runtime`."""
+    if runtime not in available_runtimes():
+        raise ValidationFailed(f"this installation has no {runtime} runtime (it offers: {', '.join(available_runtimes()) or 'none'})", field="runtime")
+
+
 def require_available(runtime: str) -> None:
+    """What running a version needs: the sandbox (503 without it) and its runtime (422)."""
     reason = unavailable_reason()
     if reason:
         raise ServiceUnavailable(reason)
-    if runtime not in available_runtimes():
-        raise ValidationFailed(f"this installation has no {runtime} runtime (it offers: {', '.join(available_runtimes()) or 'none'})", field="runtime")
+    require_runtime(runtime)
 
 
 # --- files -------------------------------------------------------------------------------------

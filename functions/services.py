@@ -123,7 +123,7 @@ def function_create(
     problem = slug_problem(slug)
     if problem:
         raise ValidationFailed(problem, field="slug")
-    runtime.require_available(runtime_name)
+    runtime.require_runtime(runtime_name)
     check_code(code)
     env = check_env(env or {})
     actor = principal.actor
@@ -154,7 +154,7 @@ def function_update(*, function: Function, actor: Actor, data: dict) -> tuple[Fu
     if "code" in data:
         check_code(data["code"])
     if "runtime" in data:
-        runtime.require_available(data["runtime"])
+        runtime.require_runtime(data["runtime"])
     with transaction.atomic():
         locked = _lock(function)
         changed: list[str] = []

@@ -60,7 +60,7 @@ def test_api_key_required_checked_and_rotated(api):
     key = function["api_key"]
     assert key.startswith("fnk_") and function["api_key_prefix"] == key[:12]
     stored = Function.objects.get(function_id=function["function_id"])
-    assert key not in json.dumps(list(Function.objects.filter(pk=stored.pk).values())), "the key is stored only hashed"
+    assert key not in json.dumps(list(Function.objects.filter(pk=stored.pk).values()), default=str), "the key is stored only hashed"
     assert api.get(f"functions/{function['function_id']}").json().get("api_key") is None
     deploy(api, function["function_id"])
 
@@ -145,6 +145,7 @@ def test_scale_to_zero_and_wake_on_the_next_request(api):
     assert any("started on request (cold start" in line for line in api.get(f"functions/{fid}/logs").json()["lines"])
 
 
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_invocations_of_a_function_at_zero_share_one_start(api, monkeypatch):
     function = create(api)
     fid = function["function_id"]
