@@ -25,7 +25,7 @@ from orchestrio.quotas import execution_quota_check
 
 from . import metrics, runtime
 from .models import Function, FunctionVersion
-from .services import decrypt_env
+from .rules import decrypt_env
 
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 MAX_HEADERS = 100
@@ -44,51 +44,102 @@ class Result:
 def _version_target(function: Function) -> runtime.Target:
     version = function.current_version
     if version is None:
-        raise Conflict(f"function {function.slug} has no deployed version yet: deploy it first")
+        raise Conflict(
+            f"function {function.slug} has no deployed version yet: deploy it first"
+        )
     code = env = None
     if not (runtime.version_dir(function.pk, version.number) / "code").exists():
         # This host has not run it yet (a new host, a wiped var/): the code comes from the database.
         full = FunctionVersion.objects.only("code", "env_encrypted").get(pk=version.pk)
         code, env = full.code, decrypt_env(full.env_encrypted)
     elif not runtime.is_running(function.pk, version.number):
-        env = decrypt_env(FunctionVersion.objects.only("env_encrypted").get(pk=version.pk).env_encrypted)
-    return runtime.Target(function_pk=function.pk, slug=function.slug, number=version.number, runtime=version.runtime, code=code, env=env)
+        env = decrypt_env(
+            FunctionVersion.objects.only("env_encrypted")
+            .get(pk=version.pk)
+            .env_encrypted
+        )
+    return runtime.Target(
+        function_pk=function.pk,
+        slug=function.slug,
+        number=version.number,
+        runtime=version.runtime,
+        code=code,
+        env=env,
+    )
 
 
 def _response(payload: dict) -> tuple[int, list[tuple[str, str]], bytes]:
     """The runtime's response envelope, checked: anything malformed is the function's error (502),
     never the control plane's (a header with a line break would otherwise be a 500)."""
     status = payload.get("status")
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise UpstreamError(f"the function answered an invalid status {str(status)[:20]!r}")
+    if (
+        not isinstance(status, int)
+        or isinstance(status, bool)
+        or not 100 <= status <= 599
+    ):
+        raise UpstreamError(
+            f"the function answered an invalid status {str(status)[:20]!r}"
+        )
     raw_headers = payload.get("headers") or {}
     if not isinstance(raw_headers, dict) or len(raw_headers) > MAX_HEADERS:
-        raise UpstreamError("the function's response headers must be an object of at most 100 names")
+        raise UpstreamError(
+            "the function's response headers must be an object of at most 100 names"
+        )
     headers = []
     for name, value in raw_headers.items():
-        if not isinstance(value, str) or not HEADER_NAME.match(str(name)) or any(c in value for c in "\r\n\x00"):
-            raise UpstreamError(f"the function answered an invalid header {str(name)[:40]!r}")
+        if (
+            not isinstance(value, str)
+            or not HEADER_NAME.match(str(name))
+            or any(c in value for c in "\r\n\x00")
+        ):
+            raise UpstreamError(
+                f"the function answered an invalid header {str(name)[:40]!r}"
+            )
         headers.append((str(name), value))
     body = payload.get("body", "")
     encoding = payload.get("body_encoding", "text")
     if not isinstance(body, str):
         raise UpstreamError("the function's response body must be a string")
     try:
-        data = base64.b64decode(body, validate=True) if encoding == "base64" else body.encode("utf-8")
+        data = (
+            base64.b64decode(body, validate=True)
+            if encoding == "base64"
+            else body.encode("utf-8")
+        )
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise UpstreamError("the function's response body is not valid base64 / UTF-8") from exc
+        raise UpstreamError(
+            "the function's response body is not valid base64 / UTF-8"
+        ) from exc
     if len(data) > settings.FUNCTIONS_MAX_RESPONSE_BYTES:
-        raise UpstreamError(f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes")
+        raise UpstreamError(
+            f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes"
+        )
     return status, headers, data
 
 
-def request_envelope(*, method: str, path: str, query: dict, query_string: str, headers: dict, body: bytes) -> dict:
+def request_envelope(
+    *,
+    method: str,
+    path: str,
+    query: dict,
+    query_string: str,
+    headers: dict,
+    body: bytes,
+) -> dict:
     """The request as the handler sees it (docs/functions.md)."""
     try:
         text, encoding = body.decode("utf-8"), "text"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(body).decode("ascii"), "base64"
-    return {"method": method, "path": path or "/", "query": query, "query_string": query_string, "headers": headers, "body": text, "body_encoding": encoding}
+    return {
+        "method": method,
+        "path": path or "/",
+        "query": query,
+        "query_string": query_string,
+        "headers": headers,
+        "body": text,
+        "body_encoding": encoding,
+    }
 
 
 def invoke(function: Function, envelope: dict, *, plan) -> Result:
@@ -105,11 +156,25 @@ def invoke(function: Function, envelope: dict, *, plan) -> Result:
         with runtime.in_flight(function.pk, deadline=deadline):
             runtime.touch(function.pk)
             socket_path, cold = runtime.ensure_running(target, deadline=deadline)
-            payload = runtime.call(socket_path, envelope, timeout=settings.FUNCTIONS_INVOKE_TIMEOUT_SECONDS)
+            payload = runtime.call(
+                socket_path, envelope, timeout=settings.FUNCTIONS_INVOKE_TIMEOUT_SECONDS
+            )
             status, headers, body = _response(payload)
             runtime.touch(function.pk)
         error = status >= 500
-        return Result(status=status, headers=headers, body=body, duration_ms=int((time.monotonic() - began) * 1000), cold_start=cold, version=target.number)
+        return Result(
+            status=status,
+            headers=headers,
+            body=body,
+            duration_ms=int((time.monotonic() - began) * 1000),
+            cold_start=cold,
+            version=target.number,
+        )
     finally:
-        metrics.record(function.pk, duration_ms=int((time.monotonic() - began) * 1000), error=error, cold=cold)
+        metrics.record(
+            function.pk,
+            duration_ms=int((time.monotonic() - began) * 1000),
+            error=error,
+            cold=cold,
+        )
         runtime.trim_log(function.pk)

@@ -18,16 +18,32 @@ from .choices import AuthMode, Runtime, VersionStatus
 
 class Function(models.Model):
     function_id = models.CharField(max_length=40, unique=True, editable=False)
-    tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="functions")
-    slug = models.CharField(max_length=63, unique=True, help_text="DNS-safe, unique on this installation: /fn/<slug>.")
+    tenant = models.ForeignKey(
+        "orchestrio.Tenant", on_delete=models.CASCADE, related_name="functions"
+    )
+    slug = models.CharField(
+        max_length=63,
+        unique=True,
+        help_text="DNS-safe, unique on this installation: /fn/<slug>.",
+    )
     runtime = models.CharField(max_length=16, choices=Runtime.choices)
     code = models.TextField(help_text="The draft handler: deployed as a new version.")
-    env_encrypted = models.TextField(blank=True, help_text="The draft env vars: JSON, encrypted (Fernet).")
-    auth_mode = models.CharField(max_length=16, choices=AuthMode.choices, default=AuthMode.NONE)
+    env_encrypted = models.TextField(
+        blank=True, help_text="The draft env vars: JSON, encrypted (Fernet)."
+    )
+    auth_mode = models.CharField(
+        max_length=16, choices=AuthMode.choices, default=AuthMode.NONE
+    )
     api_key_hash = models.CharField(max_length=64, blank=True)
     api_key_prefix = models.CharField(max_length=16, blank=True)
     idle_timeout_seconds = models.PositiveIntegerField(default=300)
-    current_version = models.ForeignKey("FunctionVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    current_version = models.ForeignKey(
+        "FunctionVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     invocations = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0)
     cold_starts = models.PositiveBigIntegerField(default=0)
@@ -38,7 +54,11 @@ class Function(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["tenant", "created_at"], name="function_tenant_created")]
+        indexes = [
+            models.Index(
+                fields=["tenant", "created_at"], name="function_tenant_created"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.slug} ({self.runtime})"
@@ -47,15 +67,23 @@ class Function(models.Model):
 class FunctionVersion(models.Model):
     """One deploy's code and env, immutable: a rollback deploys an old one's again as a new one."""
 
-    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="versions")
+    function = models.ForeignKey(
+        Function, on_delete=models.CASCADE, related_name="versions"
+    )
     number = models.PositiveIntegerField()
     runtime = models.CharField(max_length=16, choices=Runtime.choices)
     code = models.TextField()
     env_encrypted = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=VersionStatus.choices, default=VersionStatus.BUILDING)
+    status = models.CharField(
+        max_length=16, choices=VersionStatus.choices, default=VersionStatus.BUILDING
+    )
     error_message = models.TextField(blank=True)
     rolled_back_from = models.PositiveIntegerField(null=True, blank=True)
-    start_ms = models.PositiveIntegerField(null=True, blank=True, help_text="How long its runtime took to start and answer its health check.")
+    start_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="How long its runtime took to start and answer its health check.",
+    )
     created_by = models.CharField(max_length=254, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -63,9 +91,15 @@ class FunctionVersion(models.Model):
     class Meta:
         ordering = ["-number"]
         constraints = [
-            models.UniqueConstraint(fields=["function", "number"], name="function_version_number_unique"),
+            models.UniqueConstraint(
+                fields=["function", "number"], name="function_version_number_unique"
+            ),
             # One deploy at a time per function.
-            models.UniqueConstraint(fields=["function"], condition=Q(status=VersionStatus.BUILDING), name="function_one_building_version"),
+            models.UniqueConstraint(
+                fields=["function"],
+                condition=Q(status=VersionStatus.BUILDING),
+                name="function_one_building_version",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -79,7 +113,9 @@ class FunctionVersion(models.Model):
 class FunctionMetricMinute(models.Model):
     """A function's invocations in one minute (UTC), flushed from Redis."""
 
-    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="metric_minutes")
+    function = models.ForeignKey(
+        Function, on_delete=models.CASCADE, related_name="metric_minutes"
+    )
     minute = models.DateTimeField()
     count = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
@@ -88,4 +124,8 @@ class FunctionMetricMinute(models.Model):
 
     class Meta:
         ordering = ["minute"]
-        constraints = [models.UniqueConstraint(fields=["function", "minute"], name="function_metric_minute_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["function", "minute"], name="function_metric_minute_unique"
+            )
+        ]

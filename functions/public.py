@@ -21,12 +21,24 @@ from django.http import HttpResponse
 from gateway import origin
 from gateway.proxy import DROPPED_REQUEST, DROPPED_RESPONSE, DROPPED_RESPONSE_SHARED
 from orchestrio.api.exceptions import domain_error_response
-from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
-from orchestrio.errors import DomainError, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized
+from orchestrio.api.ratelimit import (
+    AUTH_FAILURE_DETAIL,
+    Counter,
+    attach,
+    auth_failure,
+    count,
+)
+from orchestrio.errors import (
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from orchestrio.longpoll import proxy_slot
 from orchestrio.tenancy import client_ip
 
-from . import services
+from . import rules
 from .choices import AuthMode
 from .invoke import invoke, request_envelope
 from .models import Function
@@ -54,7 +66,12 @@ def _read_body(request) -> bytes:
             raise PayloadTooLarge(f"the request body is over {limit} bytes")
     except ValueError as exc:
         raise PayloadTooLarge("the request's Content-Length is not a number") from exc
-    stream = request.META["wsgi.input"] if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower() and not length else request
+    stream = (
+        request.META["wsgi.input"]
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        and not length
+        else request
+    )
     chunks, size = [], 0
     while True:
         chunk = stream.read(64 * 1024)
@@ -68,15 +85,25 @@ def _read_body(request) -> bytes:
 
 
 def _headers_for_handler(request) -> dict[str, str]:
-    connection = {t.strip().lower() for t in request.headers.get("Connection", "").split(",") if t.strip()}
-    headers = {name.lower(): value for name, value in request.headers.items() if name.lower() not in DROPPED_TO_HANDLER and name.lower() not in connection}
+    connection = {
+        t.strip().lower()
+        for t in request.headers.get("Connection", "").split(",")
+        if t.strip()
+    }
+    headers = {
+        name.lower(): value
+        for name, value in request.headers.items()
+        if name.lower() not in DROPPED_TO_HANDLER and name.lower() not in connection
+    }
     headers["x-forwarded-for"] = client_ip(request) or ""
     headers["x-forwarded-proto"] = "https" if request.is_secure() else "http"
     return headers
 
 
 def _host_only_cookie(value: str) -> bool:
-    return not any(part.strip().lower().startswith("domain") for part in value.split(";")[1:])
+    return not any(
+        part.strip().lower().startswith("domain") for part in value.split(";")[1:]
+    )
 
 
 def serve(request, slug: str, path: str, *, shared: bool) -> HttpResponse:
@@ -98,18 +125,32 @@ def _serve(request, slug: str, path: str, *, shared: bool) -> HttpResponse:
         raise NotFound(f"no function {slug!r}")
     if function.auth_mode == AuthMode.API_KEY:
         presented = presented_key(request)
-        if not services.api_key_matches(function, presented):
+        if not rules.api_key_matches(function, presented):
             throttled = auth_failure(request) if presented else None
             if throttled is not None:
-                raise TooManyRequests(f"{AUTH_FAILURE_DETAIL}; retry after {throttled.reset} seconds", retry_after=throttled.reset)
+                raise TooManyRequests(
+                    f"{AUTH_FAILURE_DETAIL}; retry after {throttled.reset} seconds",
+                    retry_after=throttled.reset,
+                )
             raise Unauthorized(
                 "this function needs its API key (X-Api-Key: <key>, or Authorization: Bearer <key>)" if not presented else "the API key is not this function's",
                 challenge='Bearer realm="function"',
             )  # fmt: skip
-    usage = count([Counter(group="functions", key=f"fn:{function.pk}:ip:{client_ip(request) or 'unknown'}", rate=settings.RATE_LIMITS["gateway"])])[0]
+    usage = count(
+        [
+            Counter(
+                group="functions",
+                key=f"fn:{function.pk}:ip:{client_ip(request) or 'unknown'}",
+                rate=settings.RATE_LIMITS["gateway"],
+            )
+        ]
+    )[0]
     attach(request, usage)
     if usage is not None and usage.limited:
-        raise TooManyRequests(f"rate limit exceeded for this caller; retry after {usage.reset} seconds", retry_after=usage.reset)
+        raise TooManyRequests(
+            f"rate limit exceeded for this caller; retry after {usage.reset} seconds",
+            retry_after=usage.reset,
+        )
     body = _read_body(request)
     envelope = request_envelope(
         method=request.method, path=path or "/", query={k: request.GET.get(k) for k in request.GET}, query_string=request.META.get("QUERY_STRING", ""),
@@ -120,13 +161,17 @@ def _serve(request, slug: str, path: str, *, shared: bool) -> HttpResponse:
         result = invoke(function, envelope, plan=function.tenant.plan)
     finally:
         release()
-    response = HttpResponse(result.body if request.method != "HEAD" else b"", status=result.status)
+    response = HttpResponse(
+        result.body if request.method != "HEAD" else b"", status=result.status
+    )
     dropped = DROPPED_RESPONSE_SHARED if shared else DROPPED_RESPONSE
     for name, value in result.headers:
         lower = name.lower()
         if lower in dropped:
             continue
-        if lower == "set-cookie" and (not _host_only_cookie(value) or "Set-Cookie" in response):
+        if lower == "set-cookie" and (
+            not _host_only_cookie(value) or "Set-Cookie" in response
+        ):
             continue
         response[name] = value
     if not any(n.lower() == "content-type" for n, _ in result.headers):
@@ -142,4 +187,4 @@ def slug_for_host(host: str) -> str | None:
     if not domain or not host.endswith("." + domain):
         return None
     label = host[: -len(domain) - 1]
-    return label if services.slug_problem(label) is None else ""
+    return label if rules.slug_problem(label) is None else ""

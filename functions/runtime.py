@@ -46,7 +46,12 @@ from django.utils import timezone
 from gateway.proxy import pool
 from instances.providers import sandbox
 from instances.providers.local import live_process
-from orchestrio.errors import ServiceUnavailable, UpstreamError, UpstreamTimeout, ValidationFailed
+from orchestrio.errors import (
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+    ValidationFailed,
+)
 
 from .choices import HANDLER_FILE, Runtime
 
@@ -77,7 +82,9 @@ class Target:
     slug: str
     number: int
     runtime: str
-    code: str | None = None  # None: read it from the version's directory (it was prepared)
+    code: str | None = (
+        None  # None: read it from the version's directory (it was prepared)
+    )
     env: dict | None = None
 
 
@@ -106,7 +113,9 @@ def uid_for(function_pk: int) -> int:
 
 def _version_of(argv: list[str]) -> str:
     try:
-        result = subprocess.run(argv, capture_output=True, timeout=10, env={"PATH": "/usr/bin:/bin"})
+        result = subprocess.run(
+            argv, capture_output=True, timeout=10, env={"PATH": "/usr/bin:/bin"}
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     return (result.stdout or result.stderr).decode("utf-8", "replace").strip()
@@ -136,7 +145,10 @@ def unavailable_reason() -> str | None:
 def require_runtime(runtime: str) -> None:
     """422 unless this host offers `runtime`."""
     if runtime not in available_runtimes():
-        raise ValidationFailed(f"this installation has no {runtime} runtime (it offers: {', '.join(available_runtimes()) or 'none'})", field="runtime")
+        raise ValidationFailed(
+            f"this installation has no {runtime} runtime (it offers: {', '.join(available_runtimes()) or 'none'})",
+            field="runtime",
+        )
 
 
 def require_available(runtime: str) -> None:
@@ -173,7 +185,9 @@ def prepare(target: Target) -> Path:
     tmp.write_text(target.code)
     os.chmod(tmp, 0o644)
     tmp.replace(handler)
-    runner = "python_runner.py" if target.runtime == Runtime.PYTHON311 else "node_runner.mjs"
+    runner = (
+        "python_runner.py" if target.runtime == Runtime.PYTHON311 else "node_runner.mjs"
+    )
     shutil.copyfile(RUNNERS / runner, directory / runner)
     os.chmod(directory / runner, 0o644)
     for name in ("last-invoked",):
@@ -191,7 +205,9 @@ def touch(function_pk: int) -> None:
 
 def idle_seconds(function_pk: int) -> float | None:
     try:
-        return time.time() - (function_dir(function_pk) / "last-invoked").stat().st_mtime
+        return (
+            time.time() - (function_dir(function_pk) / "last-invoked").stat().st_mtime
+        )
     except FileNotFoundError:
         return None
 
@@ -253,7 +269,9 @@ def _record(directory: Path) -> dict:
 
 def _root(directory: Path) -> psutil.Process | None:
     record = _record(directory)
-    return live_process(record.get("pid"), record.get("start_time")) or live_process(record.get("init_pid"), record.get("init_start"))
+    return live_process(record.get("pid"), record.get("start_time")) or live_process(
+        record.get("init_pid"), record.get("init_start")
+    )
 
 
 def is_running(function_pk: int, number: int) -> bool:
@@ -313,13 +331,37 @@ def _argv(target: Target, directory: Path, fd: int) -> list[str]:
     handler = "/code/" + HANDLER_FILE[target.runtime]
     if target.runtime == Runtime.PYTHON311:
         runner = ("/orchestrio/runner.py", str(directory / "python_runner.py"))
-        command = ["{python}", "-I", "-B", runner[0], "--listen-fd", str(fd), "--handler", handler]
+        command = [
+            "{python}",
+            "-I",
+            "-B",
+            runner[0],
+            "--listen-fd",
+            str(fd),
+            "--handler",
+            handler,
+        ]
     else:
         runner = ("/orchestrio/runner.mjs", str(directory / "node_runner.mjs"))
-        command = [shutil.which("node", path="/usr/local/bin:/usr/bin:/bin") or "/usr/bin/node", runner[0], "--listen-fd", str(fd), "--handler", handler]
+        command = [
+            shutil.which("node", path="/usr/local/bin:/usr/bin:/bin")
+            or "/usr/bin/node",
+            runner[0],
+            "--listen-fd",
+            str(fd),
+            "--handler",
+            handler,
+        ]
     binds = [(str(directory / "code"), "/code", False), (runner[1], runner[0], False)]
     hostname = f"fn-{target.slug}"[:63]
-    argv = sandbox.wrap(uid=uid_for(target.function_pk), hostname=hostname, binds=binds, argv=command, mode=sandbox.support().mode, chdir="/code")
+    argv = sandbox.wrap(
+        uid=uid_for(target.function_pk),
+        hostname=hostname,
+        binds=binds,
+        argv=command,
+        mode=sandbox.support().mode,
+        chdir="/code",
+    )
     prlimit = shutil.which("prlimit")
     return [prlimit, f"--fsize={FILE_SIZE_LIMIT}", "--", *argv] if prlimit else argv
 
@@ -381,14 +423,22 @@ def start(target: Target, *, timeout: float | None = None) -> int:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _kill(directory)
-            raise StartFailed(f"the runtime exited at start (code {proc.returncode})", _output_since(log_file, offset))
-        if _health(str(socket_path), timeout=max(0.05, min(1.0, deadline - time.monotonic()))):
+            raise StartFailed(
+                f"the runtime exited at start (code {proc.returncode})",
+                _output_since(log_file, offset),
+            )
+        if _health(
+            str(socket_path), timeout=max(0.05, min(1.0, deadline - time.monotonic()))
+        ):
             threading_reap(proc)
             return int((time.monotonic() - began) * 1000)
         time.sleep(0.02)
     _kill(directory)
     proc.poll()
-    raise StartFailed(f"the runtime did not answer its health check within {timeout:g}s", _output_since(log_file, offset))
+    raise StartFailed(
+        f"the runtime did not answer its health check within {timeout:g}s",
+        _output_since(log_file, offset),
+    )
 
 
 def threading_reap(proc: subprocess.Popen) -> None:
@@ -456,36 +506,54 @@ def ensure_running(target: Target, *, deadline: float) -> tuple[str, bool]:
     if is_running(target.function_pk, target.number):
         return str(directory / SOCKET_NAME), False
     try:
-        with _flock(function_dir(target.function_pk) / "start.lock", fcntl.LOCK_EX, deadline):
+        with _flock(
+            function_dir(target.function_pk) / "start.lock", fcntl.LOCK_EX, deadline
+        ):
             if is_running(target.function_pk, target.number):
                 return str(directory / SOCKET_NAME), True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
             try:
-                took = start(target, timeout=min(settings.FUNCTIONS_START_TIMEOUT_SECONDS, remaining))
+                took = start(
+                    target,
+                    timeout=min(settings.FUNCTIONS_START_TIMEOUT_SECONDS, remaining),
+                )
             except StartFailed as exc:
                 log(target.function_pk, f"version {target.number} did not start: {exc}")
                 if "health check" in str(exc) and time.monotonic() >= deadline - 0.05:
-                    raise UpstreamTimeout(f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s") from exc
-                raise UpstreamError(f"function {target.slug} could not start: {exc} (see its logs)") from exc
-            log(target.function_pk, f"version {target.number} started on request (cold start {took} ms)")
+                    raise UpstreamTimeout(
+                        f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s"
+                    ) from exc
+                raise UpstreamError(
+                    f"function {target.slug} could not start: {exc} (see its logs)"
+                ) from exc
+            log(
+                target.function_pk,
+                f"version {target.number} started on request (cold start {took} ms)",
+            )
             return str(directory / SOCKET_NAME), True
     except TimeoutError as exc:
-        raise UpstreamTimeout(f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s") from exc
+        raise UpstreamTimeout(
+            f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s"
+        ) from exc
 
 
 @contextmanager
 def in_flight(function_pk: int, *, deadline: float):
     """Held (shared) for an invocation: the idle sweep never stops a runtime that is answering."""
     try:
-        with _flock(function_dir(function_pk) / "inflight.lock", fcntl.LOCK_SH, deadline):
+        with _flock(
+            function_dir(function_pk) / "inflight.lock", fcntl.LOCK_SH, deadline
+        ):
             yield
     except TimeoutError as exc:
         raise UpstreamTimeout("the function is being stopped; retry") from exc
 
 
-def stop_if_idle(function_pk: int, number: int, *, idle_after: float | None, reason: str) -> bool:
+def stop_if_idle(
+    function_pk: int, number: int, *, idle_after: float | None, reason: str
+) -> bool:
     """Stop the runtime unless an invocation holds it, or (with `idle_after`) it was invoked less
     than that many seconds ago. True when it was stopped."""
     try:
@@ -515,21 +583,33 @@ def call(socket_path: str, envelope: dict, *, timeout: float) -> dict:
             chunks, size = [], 0
             for chunk in response.iter_stream():
                 size += len(chunk)
-                if size > settings.FUNCTIONS_MAX_RESPONSE_BYTES * 2 + 65536:  # base64 and JSON's escaping
-                    raise UpstreamError(f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes")
+                if (
+                    size > settings.FUNCTIONS_MAX_RESPONSE_BYTES * 2 + 65536
+                ):  # base64 and JSON's escaping
+                    raise UpstreamError(
+                        f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes"
+                    )
                 chunks.append(chunk)
         finally:
             response.close()
     except httpcore.TimeoutException as exc:
-        raise UpstreamTimeout(f"the function did not answer within {timeout:g}s") from exc
+        raise UpstreamTimeout(
+            f"the function did not answer within {timeout:g}s"
+        ) from exc
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-        raise UpstreamError(f"the function's runtime broke the connection ({type(exc).__name__}): see its logs") from exc
+        raise UpstreamError(
+            f"the function's runtime broke the connection ({type(exc).__name__}): see its logs"
+        ) from exc
     try:
         payload = json.loads(b"".join(chunks))
     except ValueError as exc:
-        raise UpstreamError("the function's runtime answered something that is not its response envelope") from exc
+        raise UpstreamError(
+            "the function's runtime answered something that is not its response envelope"
+        ) from exc
     if response.status == 500 and isinstance(payload, dict):
-        raise UpstreamError(f"{str(payload.get('error'))[:200]} (see the function's logs)")
+        raise UpstreamError(
+            f"{str(payload.get('error'))[:200]} (see the function's logs)"
+        )
     if response.status != 200 or not isinstance(payload, dict):
         raise UpstreamError(f"the function's runtime answered {response.status}")
     return payload

@@ -9,11 +9,17 @@ from django.utils import timezone
 
 from .models import Function, FunctionMetricMinute
 
-WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+WINDOWS = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
 
 
 def function_list(*, tenant=None) -> QuerySet[Function]:
-    queryset = Function.objects.select_related("current_version").defer("current_version__code", "current_version__env_encrypted")
+    queryset = Function.objects.select_related("current_version").defer(
+        "current_version__code", "current_version__env_encrypted"
+    )
     return queryset.filter(tenant=tenant) if tenant is not None else queryset
 
 
@@ -25,9 +31,18 @@ def function_metrics(*, function: Function, window: str, now=None) -> dict:
     """Per-minute points of the window (only minutes with invocations) and its totals."""
     now = now or timezone.now()
     since = now - WINDOWS[window]
-    rows = list(FunctionMetricMinute.objects.filter(function=function, minute__gte=since).order_by("minute"))
-    totals = FunctionMetricMinute.objects.filter(function=function, minute__gte=since).aggregate(
-        count=Sum("count"), errors=Sum("errors"), cold_starts=Sum("cold_starts"), duration=Sum("duration_ms_total")
+    rows = list(
+        FunctionMetricMinute.objects.filter(
+            function=function, minute__gte=since
+        ).order_by("minute")
+    )
+    totals = FunctionMetricMinute.objects.filter(
+        function=function, minute__gte=since
+    ).aggregate(
+        count=Sum("count"),
+        errors=Sum("errors"),
+        cold_starts=Sum("cold_starts"),
+        duration=Sum("duration_ms_total"),
     )
     count = totals["count"] or 0
     return {

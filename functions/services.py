@@ -13,11 +13,7 @@ stopped (or, when an invocation still holds it, by the next idle sweep).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
-import re
 import secrets
 import string
 from datetime import timedelta
@@ -27,8 +23,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from instances.hostnames import MESSAGE as SLUG_MESSAGE
-from instances.hostnames import is_label
 from orchestrio import crypto
 from orchestrio.errors import Conflict, InvalidState, ValidationFailed
 from orchestrio.limits import limit_check
@@ -38,40 +32,23 @@ from orchestrio.tenancy import Actor, Principal
 
 from . import runtime
 from .choices import API_KEY_PREFIX, AuthMode, VersionStatus
+from .rules import (
+    check_code,
+    check_env,
+    decrypt_env,
+    encrypt_env,
+    key_hash,
+    slug_problem,
+)
 from .models import Function, FunctionVersion
 
 logger = logging.getLogger(__name__)
 
 _ALPHABET = string.ascii_lowercase + string.digits
-RESERVED_SLUGS = frozenset({"check-name", "new", "live", "www", "api", "admin"})
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-ENV_RESERVED = ("ORCHESTRIO_",)
-ENV_MAX_VARS = 64
-ENV_MAX_BYTES = 64 * 1024
 
 
 def new_function_id() -> str:
     return "fn_" + "".join(secrets.choice(_ALPHABET) for _ in range(20))
-
-
-def slug_problem(slug: object) -> str | None:
-    """Why `slug` cannot name a function (None: it can, if it is free)."""
-    if not is_label(slug):
-        return SLUG_MESSAGE
-    if slug in RESERVED_SLUGS:
-        return f"{slug!r} is reserved; choose another slug"
-    return None
-
-
-def key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def api_key_matches(function: Function, presented: str | None) -> bool:
-    """Constant-time comparison of the presented key's hash with the stored one."""
-    if not presented or not function.api_key_hash:
-        return False
-    return hmac.compare_digest(key_hash(presented), function.api_key_hash)
 
 
 def _new_key(function: Function) -> str:
@@ -81,37 +58,12 @@ def _new_key(function: Function) -> str:
     return key
 
 
-def check_code(code: str) -> None:
-    size = len(code.encode("utf-8"))
-    if size > settings.FUNCTIONS_MAX_CODE_BYTES:
-        raise ValidationFailed(f"the handler's code is {size} bytes; at most {settings.FUNCTIONS_MAX_CODE_BYTES} are allowed", field="code")
-    if not code.strip():
-        raise ValidationFailed("the handler's code is empty", field="code")
-
-
-def check_env(env: dict) -> dict:
-    if len(env) > ENV_MAX_VARS:
-        raise ValidationFailed(f"at most {ENV_MAX_VARS} env vars", field="env")
-    for name, value in env.items():
-        if not ENV_NAME.match(name) or name.startswith(ENV_RESERVED):
-            raise ValidationFailed(f"{name[:80]!r} is not an env var name this allows (letters, digits and _, not ORCHESTRIO_…)", field="env")
-        if not isinstance(value, str):
-            raise ValidationFailed(f"the value of {name} must be a string", field="env")
-    if len(json.dumps(env).encode("utf-8")) > ENV_MAX_BYTES:
-        raise ValidationFailed(f"the env vars are over {ENV_MAX_BYTES} bytes in all", field="env")
-    return env
-
-
-def _encrypt_env(env: dict) -> str:
-    return crypto.encrypt(json.dumps(env, sort_keys=True)) if env else ""
-
-
-def decrypt_env(encrypted: str) -> dict:
-    return json.loads(crypto.decrypt(encrypted)) if encrypted else {}
-
-
 def _lock(function: Function) -> Function:
-    return Function.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=function.pk)
+    return (
+        Function.objects.select_for_update(of=("self",))
+        .select_related("current_version")
+        .get(pk=function.pk)
+    )
 
 
 def function_create(
@@ -128,10 +80,18 @@ def function_create(
     env = check_env(env or {})
     actor = principal.actor
     with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=principal.tenant.pk)
-        limit_check(plan=tenant.plan, limit="functions", used=lambda: Function.objects.filter(tenant=tenant).count())
+        tenant = (
+            Tenant.objects.select_for_update()
+            .select_related("plan")
+            .get(pk=principal.tenant.pk)
+        )
+        limit_check(
+            plan=tenant.plan,
+            limit="functions",
+            used=lambda: Function.objects.filter(tenant=tenant).count(),
+        )
         function = Function(
-            function_id=new_function_id(), tenant=tenant, slug=slug, runtime=runtime_name, code=code, env_encrypted=_encrypt_env(env),
+            function_id=new_function_id(), tenant=tenant, slug=slug, runtime=runtime_name, code=code, env_encrypted=encrypt_env(env),
             auth_mode=auth_mode, idle_timeout_seconds=idle_timeout_seconds or settings.FUNCTIONS_DEFAULT_IDLE_SECONDS, created_by=actor.label[:254],
         )  # fmt: skip
         key = _new_key(function) if auth_mode == AuthMode.API_KEY else None
@@ -147,7 +107,9 @@ def function_create(
     return function, key
 
 
-def function_update(*, function: Function, actor: Actor, data: dict) -> tuple[Function, str | None]:
+def function_update(
+    *, function: Function, actor: Actor, data: dict
+) -> tuple[Function, str | None]:
     """Change the draft (code, env: a merge patch, null removes a var), the runtime, the auth mode
     and the idle timeout. Switching to api_key issues a key (returned once). A draft change takes
     effect on the next deploy; the auth mode and idle timeout at once."""
@@ -172,7 +134,7 @@ def function_update(*, function: Function, actor: Actor, data: dict) -> tuple[Fu
                 else:
                     env[name] = value
                 env_names.append(name)
-            locked.env_encrypted = _encrypt_env(check_env(env))
+            locked.env_encrypted = encrypt_env(check_env(env))
             changed.append("env_encrypted")
         if "auth_mode" in data and data["auth_mode"] != locked.auth_mode:
             locked.auth_mode = data["auth_mode"]
@@ -190,22 +152,40 @@ def function_update(*, function: Function, actor: Actor, data: dict) -> tuple[Fu
     return locked, key
 
 
-def function_rotate_api_key(*, function: Function, actor: Actor) -> tuple[Function, str]:
+def function_rotate_api_key(
+    *, function: Function, actor: Actor
+) -> tuple[Function, str]:
     """A new API key: the old one is refused from the next request on."""
     with transaction.atomic():
         locked = _lock(function)
         if locked.auth_mode != AuthMode.API_KEY:
-            raise InvalidState(f"{locked.slug} is public (auth_mode none): set auth_mode to api_key to give it a key")
+            raise InvalidState(
+                f"{locked.slug} is public (auth_mode none): set auth_mode to api_key to give it a key"
+            )
         key = _new_key(locked)
         locked.save(update_fields=["api_key_hash", "api_key_prefix", "updated_at"])
-        activity_record(actor=actor, action="function.rotate_api_key", tenant=locked.tenant_id, object_type="function", object_id=locked.function_id, data={"prefix": locked.api_key_prefix})
+        activity_record(
+            actor=actor,
+            action="function.rotate_api_key",
+            tenant=locked.tenant_id,
+            object_type="function",
+            object_id=locked.function_id,
+            data={"prefix": locked.api_key_prefix},
+        )
     return locked, key
 
 
 def function_env_reveal(*, function: Function, actor: Actor) -> dict:
     """The draft's env vars, decrypted, for an owner or admin: audited (which names, never values)."""
     env = decrypt_env(function.env_encrypted)
-    activity_record(actor=actor, action="function.env_reveal", tenant=function.tenant_id, object_type="function", object_id=function.function_id, data={"env_names": sorted(env)})
+    activity_record(
+        actor=actor,
+        action="function.env_reveal",
+        tenant=function.tenant_id,
+        object_type="function",
+        object_id=function.function_id,
+        data={"env_names": sorted(env)},
+    )
     return env
 
 
@@ -215,16 +195,32 @@ def function_delete(*, function: Function, actor: Actor) -> None:
     with transaction.atomic():
         locked = _lock(function)
         pk = locked.pk
-        activity_record(actor=actor, action="function.delete", tenant=locked.tenant_id, object_type="function", object_id=locked.function_id, data={"slug": locked.slug})
+        activity_record(
+            actor=actor,
+            action="function.delete",
+            tenant=locked.tenant_id,
+            object_type="function",
+            object_id=locked.function_id,
+            data={"slug": locked.slug},
+        )
         locked.delete()
         transaction.on_commit(lambda: runtime.remove(pk))
 
 
 def _target(function: Function, version: FunctionVersion) -> runtime.Target:
-    return runtime.Target(function_pk=function.pk, slug=function.slug, number=version.number, runtime=version.runtime, code=version.code, env=decrypt_env(version.env_encrypted))
+    return runtime.Target(
+        function_pk=function.pk,
+        slug=function.slug,
+        number=version.number,
+        runtime=version.runtime,
+        code=version.code,
+        env=decrypt_env(version.env_encrypted),
+    )
 
 
-def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None = None) -> FunctionVersion:
+def function_deploy(
+    *, function: Function, actor: Actor, rollback_to: int | None = None
+) -> FunctionVersion:
     """Build a new version from the draft (or, with `rollback_to`, from that earlier version's
     code and env), start and health-check its runtime, then switch traffic to it. A version that
     fails to start is recorded `failed` with what it printed; the current one keeps serving."""
@@ -232,15 +228,32 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
     with transaction.atomic():
         locked = _lock(function)
         if rollback_to is not None:
-            source = FunctionVersion.objects.filter(function=locked, number=rollback_to).first()
+            source = FunctionVersion.objects.filter(
+                function=locked, number=rollback_to
+            ).first()
             if source is None or source.status != VersionStatus.BUILT:
-                raise InvalidState(f"{locked.slug} has no built version {rollback_to} to roll back to")
-            code, runtime_name, env_encrypted = source.code, source.runtime, source.env_encrypted
+                raise InvalidState(
+                    f"{locked.slug} has no built version {rollback_to} to roll back to"
+                )
+            code, runtime_name, env_encrypted = (
+                source.code,
+                source.runtime,
+                source.env_encrypted,
+            )
         else:
             check_code(locked.code)
-            code, runtime_name, env_encrypted = locked.code, locked.runtime, locked.env_encrypted
+            code, runtime_name, env_encrypted = (
+                locked.code,
+                locked.runtime,
+                locked.env_encrypted,
+            )
         runtime.require_available(runtime_name)
-        number = (FunctionVersion.objects.filter(function=locked).aggregate(n=Max("number"))["n"] or 0) + 1
+        number = (
+            FunctionVersion.objects.filter(function=locked).aggregate(n=Max("number"))[
+                "n"
+            ]
+            or 0
+        ) + 1
         version = FunctionVersion(
             function=locked, number=number, runtime=runtime_name, code=code, env_encrypted=env_encrypted and crypto.rotate(env_encrypted),
             rolled_back_from=rollback_to, created_by=actor.label[:254],
@@ -249,7 +262,9 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
             with transaction.atomic():
                 version.save(force_insert=True)
         except IntegrityError as exc:
-            raise Conflict(f"{locked.slug} is being deployed already; one deploy runs at a time") from exc
+            raise Conflict(
+                f"{locked.slug} is being deployed already; one deploy runs at a time"
+            ) from exc
         activity_record(
             actor=actor, action="function.deploy", tenant=locked.tenant_id, object_type="function", object_id=locked.function_id,
             data={"version": number, **({"rolled_back_from": rollback_to} if rollback_to is not None else {})},
@@ -259,7 +274,15 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
     error, took = "", None
     try:
         runtime.prepare(target)
-        runtime.log(locked.pk, f"deploying version {number}" + (f" (rollback to version {rollback_to})" if rollback_to is not None else ""))
+        runtime.log(
+            locked.pk,
+            f"deploying version {number}"
+            + (
+                f" (rollback to version {rollback_to})"
+                if rollback_to is not None
+                else ""
+            ),
+        )
         took = runtime.start(target)
     except runtime.StartFailed as exc:
         error = f"{exc}: {exc.output}" if exc.output else str(exc)
@@ -272,7 +295,9 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
         version.error_message = error[:4000]
         version.start_ms = took
         version.finished_at = timezone.now()
-        version.save(update_fields=["status", "error_message", "start_ms", "finished_at"])
+        version.save(
+            update_fields=["status", "error_message", "start_ms", "finished_at"]
+        )
         if not error:
             previous = fresh.current_version
             fresh.current_version = version
@@ -282,17 +307,34 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
             object_id=fresh.function_id, data={"version": number},
         )  # fmt: skip
     if error:
-        runtime.log(locked.pk, f"version {number} failed to deploy; " + (f"version {previous_number(fresh)} keeps serving" if fresh.current_version_id else "nothing is deployed"))
+        runtime.log(
+            locked.pk,
+            f"version {number} failed to deploy; "
+            + (
+                f"version {_previous_number(fresh)} keeps serving"
+                if fresh.current_version_id
+                else "nothing is deployed"
+            ),
+        )
         return version
     runtime.touch(locked.pk)
     runtime.log(locked.pk, f"version {number} is live (started in {took} ms)")
     if previous is not None and previous.number != number:
-        runtime.stop_if_idle(locked.pk, previous.number, idle_after=None, reason=f"replaced by version {number}")
+        runtime.stop_if_idle(
+            locked.pk,
+            previous.number,
+            idle_after=None,
+            reason=f"replaced by version {number}",
+        )
     return version
 
 
-def previous_number(function: Function) -> int | None:
-    return function.current_version.number if function.current_version_id and function.current_version else None
+def _previous_number(function: Function) -> int | None:
+    return (
+        function.current_version.number
+        if function.current_version_id and function.current_version
+        else None
+    )
 
 
 def functions_stop_idle() -> dict:
@@ -300,15 +342,31 @@ def functions_stop_idle() -> dict:
     every runtime of a version that is no longer current, and fail deploys left `building` by a
     process that died."""
     stopped = replaced = 0
-    stale = timezone.now() - timedelta(seconds=settings.FUNCTIONS_START_TIMEOUT_SECONDS * 3 + 60)
-    interrupted = FunctionVersion.objects.filter(status=VersionStatus.BUILDING, created_at__lt=stale).update(
-        status=VersionStatus.FAILED, error_message="the deploy was interrupted (its process ended before the runtime was checked)", finished_at=timezone.now()
+    stale = timezone.now() - timedelta(
+        seconds=settings.FUNCTIONS_START_TIMEOUT_SECONDS * 3 + 60
     )
-    for pk, idle, current in Function.objects.values_list("pk", "idle_timeout_seconds", "current_version__number"):
+    interrupted = FunctionVersion.objects.filter(
+        status=VersionStatus.BUILDING, created_at__lt=stale
+    ).update(
+        status=VersionStatus.FAILED,
+        error_message="the deploy was interrupted (its process ended before the runtime was checked)",
+        finished_at=timezone.now(),
+    )
+    for pk, idle, current in Function.objects.values_list(
+        "pk", "idle_timeout_seconds", "current_version__number"
+    ):
         for number in runtime.running_versions(pk):
             if number != current:
-                replaced += runtime.stop_if_idle(pk, number, idle_after=None, reason="no longer the current version")
-            elif runtime.stop_if_idle(pk, number, idle_after=idle, reason=f"idle for {idle}s (scaled to zero)"):
+                replaced += runtime.stop_if_idle(
+                    pk, number, idle_after=None, reason="no longer the current version"
+                )
+            elif runtime.stop_if_idle(
+                pk, number, idle_after=idle, reason=f"idle for {idle}s (scaled to zero)"
+            ):
                 stopped += 1
         runtime.trim_log(pk)
-    return {"stopped_idle": stopped, "stopped_replaced": replaced, "interrupted_deploys": interrupted}
+    return {
+        "stopped_idle": stopped,
+        "stopped_replaced": replaced,
+        "interrupted_deploys": interrupted,
+    }

@@ -1,4 +1,5 @@
 """Console pages for functions: placeholder replaced below."""
+
 from django.http import HttpResponse
 
 
@@ -6,4 +7,6 @@ def _todo(request, *args, **kwargs):
     return HttpResponse("")
 
 
-function_list = function_detail = function_deploy = function_invoke = function_rotate_key = function_delete = _todo
+function_list = function_detail = function_deploy = function_invoke = (
+    function_rotate_key
+) = function_delete = _todo

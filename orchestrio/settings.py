@@ -101,8 +101,8 @@ INSTALLED_APPS = [
     "domains",
     "fleet",
     "deployments",
-    "addons",
     "functions",
+    "addons",
     "billing",
 ]
 

@@ -9,7 +9,7 @@ from orchestrio.api.strict import BodySerializer
 
 from .. import runtime
 from ..choices import AuthMode, Runtime, VersionStatus
-from ..services import decrypt_env
+from ..rules import decrypt_env
 
 SLUG_HELP = "3–63 lowercase letters, digits and hyphens (a DNS label), unique on this installation."
 
@@ -32,14 +32,28 @@ class FunctionSerializer(serializers.Serializer):
     slug = serializers.CharField()
     runtime = serializers.ChoiceField(choices=Runtime.choices)
     auth_mode = serializers.ChoiceField(choices=AuthMode.choices)
-    api_key_prefix = serializers.SerializerMethodField(help_text="The first characters of the API key (null with auth_mode none).")
+    api_key_prefix = serializers.SerializerMethodField(
+        help_text="The first characters of the API key (null with auth_mode none)."
+    )
     idle_timeout_seconds = serializers.IntegerField()
-    url = serializers.SerializerMethodField(help_text="The public URL: /fn/<slug> on the gateway host.")
-    host_url = serializers.SerializerMethodField(help_text="<slug>.<FUNCTIONS_DOMAIN>, when the installation has one.")
-    code = serializers.CharField(help_text="The draft handler (deployed as a new version by POST …/deploy).")
-    env_var_names = serializers.SerializerMethodField(help_text="Names only: values are returned by GET …/env-vars (owners and admins).")
-    current_version = serializers.IntegerField(source="current_version.number", allow_null=True, default=None)
-    running = serializers.SerializerMethodField(help_text="Whether the current version's runtime is up (false: scaled to zero).")
+    url = serializers.SerializerMethodField(
+        help_text="The public URL: /fn/<slug> on the gateway host."
+    )
+    host_url = serializers.SerializerMethodField(
+        help_text="<slug>.<FUNCTIONS_DOMAIN>, when the installation has one."
+    )
+    code = serializers.CharField(
+        help_text="The draft handler (deployed as a new version by POST …/deploy)."
+    )
+    env_var_names = serializers.SerializerMethodField(
+        help_text="Names only: values are returned by GET …/env-vars (owners and admins)."
+    )
+    current_version = serializers.IntegerField(
+        source="current_version.number", allow_null=True, default=None
+    )
+    running = serializers.SerializerMethodField(
+        help_text="Whether the current version's runtime is up (false: scaled to zero)."
+    )
     invocations = serializers.IntegerField()
     errors = serializers.IntegerField()
     cold_starts = serializers.IntegerField()
@@ -63,27 +77,49 @@ class FunctionSerializer(serializers.Serializer):
         return sorted(decrypt_env(function.env_encrypted))
 
     def get_running(self, function) -> bool:
-        return bool(function.current_version_id) and runtime.is_running(function.pk, function.current_version.number)
+        return bool(function.current_version_id) and runtime.is_running(
+            function.pk, function.current_version.number
+        )
 
 
 class FunctionWithKeySerializer(FunctionSerializer):
-    api_key = serializers.CharField(allow_null=True, help_text="The full API key: shown once (on create, on switching to api_key, on rotate).")
+    api_key = serializers.CharField(
+        allow_null=True,
+        help_text="The full API key: shown once (on create, on switching to api_key, on rotate).",
+    )
 
 
 class FunctionCreateSerializer(BodySerializer):
     slug = serializers.CharField(max_length=63, help_text=SLUG_HELP)
-    runtime = serializers.ChoiceField(choices=Runtime.choices, help_text="Only what this installation has (GET /api/v1/functions lists them in docs/functions.md).")
-    code = serializers.CharField(trim_whitespace=False, help_text="The handler; at most FUNCTIONS_MAX_CODE_BYTES (422 over).")
+    runtime = serializers.ChoiceField(
+        choices=Runtime.choices,
+        help_text="Only what this installation has (GET /api/v1/functions lists them in docs/functions.md).",
+    )
+    code = serializers.CharField(
+        trim_whitespace=False,
+        help_text="The handler; at most FUNCTIONS_MAX_CODE_BYTES (422 over).",
+    )
     auth_mode = serializers.ChoiceField(choices=AuthMode.choices, default=AuthMode.NONE)
-    idle_timeout_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False, allow_null=True, default=None)
-    env = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8192), required=False, default=dict, help_text="Encrypted at rest.")
+    idle_timeout_seconds = serializers.IntegerField(
+        min_value=10, max_value=86400, required=False, allow_null=True, default=None
+    )
+    env = serializers.DictField(
+        child=serializers.CharField(
+            allow_blank=True, trim_whitespace=False, max_length=8192
+        ),
+        required=False,
+        default=dict,
+        help_text="Encrypted at rest.",
+    )
 
 
 class FunctionUpdateSerializer(BodySerializer):
     code = serializers.CharField(trim_whitespace=False, required=False)
     runtime = serializers.ChoiceField(choices=Runtime.choices, required=False)
     auth_mode = serializers.ChoiceField(choices=AuthMode.choices, required=False)
-    idle_timeout_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False)
+    idle_timeout_seconds = serializers.IntegerField(
+        min_value=10, max_value=86400, required=False
+    )
     env = serializers.DictField(
         child=serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=False, max_length=8192), required=False,
         help_text="A merge patch of the env vars: null removes one.",
@@ -91,7 +127,13 @@ class FunctionUpdateSerializer(BodySerializer):
 
 
 class FunctionDeploySerializer(BodySerializer):
-    version = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None, help_text="Roll back: deploy this earlier version's code and env again, as a new version.")
+    version = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Roll back: deploy this earlier version's code and env again, as a new version.",
+    )
 
 
 class FunctionVersionSerializer(serializers.Serializer):
@@ -100,7 +142,10 @@ class FunctionVersionSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=VersionStatus.choices)
     error_message = serializers.CharField(allow_null=True, source="error_or_none")
     rolled_back_from = serializers.IntegerField(allow_null=True)
-    start_ms = serializers.IntegerField(allow_null=True, help_text="How long its runtime took to start and pass its health check.")
+    start_ms = serializers.IntegerField(
+        allow_null=True,
+        help_text="How long its runtime took to start and pass its health check.",
+    )
     code = serializers.CharField()
     created_by = serializers.CharField()
     created_at = serializers.DateTimeField()
@@ -108,17 +153,32 @@ class FunctionVersionSerializer(serializers.Serializer):
 
 
 class InvokeSerializer(BodySerializer):
-    method = serializers.ChoiceField(choices=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"], default="GET")
+    method = serializers.ChoiceField(
+        choices=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        default="GET",
+    )
     path = serializers.RegexField(r"^/[^\x00-\x1f]*$", max_length=2048, default="/")
-    query = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=4096), required=False, default=dict)
-    headers = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=8192), required=False, default=dict)
-    body = serializers.CharField(allow_blank=True, trim_whitespace=False, required=False, default="")
+    query = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=4096),
+        required=False,
+        default=dict,
+    )
+    headers = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=8192),
+        required=False,
+        default=dict,
+    )
+    body = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, required=False, default=""
+    )
 
 
 class InvokeResultSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     headers = serializers.DictField(child=serializers.CharField())
-    body = serializers.CharField(help_text="Text, or base64 when body_encoding is base64.")
+    body = serializers.CharField(
+        help_text="Text, or base64 when body_encoding is base64."
+    )
     body_encoding = serializers.ChoiceField(choices=["text", "base64"])
     duration_ms = serializers.IntegerField()
     cold_start = serializers.BooleanField()
@@ -131,7 +191,10 @@ class LogsQuerySerializer(serializers.Serializer):
 
 class LogsSerializer(serializers.Serializer):
     function_id = serializers.CharField()
-    lines = serializers.ListField(child=serializers.CharField(), help_text="The newest lines last: the runtime's output and the control plane's ([orchestrio]).")
+    lines = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The newest lines last: the runtime's output and the control plane's ([orchestrio]).",
+    )
 
 
 class MetricsQuerySerializer(serializers.Serializer):

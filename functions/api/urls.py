@@ -7,6 +7,10 @@ router = SimpleRouter(trailing_slash=False)
 router.register("functions", views.FunctionViewSet, basename="function")
 
 urlpatterns = [
-    path("functions/check-name/<str:name>", views.FunctionNameCheckView.as_view(), name="function-check-name"),
+    path(
+        "functions/check-name/<str:name>",
+        views.FunctionNameCheckView.as_view(),
+        name="function-check-name",
+    ),
     *router.urls,
 ]

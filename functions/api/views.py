@@ -9,11 +9,19 @@ from rest_framework.response import Response
 
 from orchestrio import roles
 from orchestrio.api.exceptions import QueryValidationError
-from orchestrio.api.schema import ERR_400, ERR_402, ERR_409, ERR_422, ERR_502, ERR_503, ERR_504
+from orchestrio.api.schema import (
+    ERR_400,
+    ERR_402,
+    ERR_409,
+    ERR_422,
+    ERR_502,
+    ERR_503,
+    ERR_504,
+)
 from orchestrio.api.viewsets import TenantApiView, TenantScopedViewSet, idempotent
 from orchestrio.http import carries_secret
 
-from .. import runtime, selectors, services
+from .. import rules, runtime, selectors, services
 from ..invoke import invoke, request_envelope
 from . import serializers as s
 
@@ -32,7 +40,9 @@ def _with_key(function, key):
 
 
 @extend_schema(tags=["functions"])
-class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class FunctionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet
+):
     """/api/v1/functions and /api/v1/functions/{function_id}"""
 
     queryset = selectors.function_list()
@@ -41,14 +51,28 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     lookup_value_regex = "[^/]+"
     not_found_label = "function"
     filter_backends: list = []
-    capabilities = {"destroy": roles.DESTROY, "env_vars": roles.TOKENS, "rotate_api_key": roles.TOKENS}
-    rate_classes = {"create": "write", "partial_update": "write", "destroy": "write", "deploy": "write", "invoke": "write", "rotate_api_key": "write", "env_vars": "write"}
+    capabilities = {
+        "destroy": roles.DESTROY,
+        "env_vars": roles.TOKENS,
+        "rotate_api_key": roles.TOKENS,
+    }
+    rate_classes = {
+        "create": "write",
+        "partial_update": "write",
+        "destroy": "write",
+        "deploy": "write",
+        "invoke": "write",
+        "rotate_api_key": "write",
+        "env_vars": "write",
+    }
 
     @extend_schema(summary="The tenant's functions")
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(summary="A function: its draft code, settings, current version and counters")
+    @extend_schema(
+        summary="A function: its draft code, settings, current version and counters"
+    )
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
 
@@ -61,7 +85,9 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         body = s.FunctionCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        function, key = services.function_create(principal=self.principal, runtime_name=data.pop("runtime"), **data)
+        function, key = services.function_create(
+            principal=self.principal, runtime_name=data.pop("runtime"), **data
+        )
         response = _with_key(function, key)
         response.status_code = status.HTTP_201_CREATED
         return response
@@ -73,10 +99,17 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def partial_update(self, request, function_id=None):
         body = s.FunctionUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        function, key = services.function_update(function=self.get_object(), actor=self.principal.actor, data=body.validated_data)
+        function, key = services.function_update(
+            function=self.get_object(),
+            actor=self.principal.actor,
+            data=body.validated_data,
+        )
         return _with_key(function, key)
 
-    @extend_schema(summary="Delete the function, its versions and logs (its slug is free again)", responses={204: None})
+    @extend_schema(
+        summary="Delete the function, its versions and logs (its slug is free again)",
+        responses={204: None},
+    )
     def destroy(self, request, function_id=None):
         services.function_delete(function=self.get_object(), actor=self.principal.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -90,14 +123,25 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def deploy(self, request, function_id=None):
         body = s.FunctionDeploySerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        version = services.function_deploy(function=self.get_object(), actor=self.principal.actor, rollback_to=body.validated_data["version"])
-        return Response(s.FunctionVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        version = services.function_deploy(
+            function=self.get_object(),
+            actor=self.principal.actor,
+            rollback_to=body.validated_data["version"],
+        )
+        return Response(
+            s.FunctionVersionSerializer(version).data, status=status.HTTP_201_CREATED
+        )
 
-    @extend_schema(summary="The function's versions, newest first", responses=s.FunctionVersionSerializer(many=True))
+    @extend_schema(
+        summary="The function's versions, newest first",
+        responses=s.FunctionVersionSerializer(many=True),
+    )
     @action(detail=True, methods=["get"], url_path="versions")
     def versions(self, request, function_id=None):
         page = self.paginate_queryset(self.get_object().versions.order_by("-number"))
-        return self.get_paginated_response(s.FunctionVersionSerializer(page, many=True).data)
+        return self.get_paginated_response(
+            s.FunctionVersionSerializer(page, many=True).data
+        )
 
     @extend_schema(
         summary="Invoke the current version with a sample request (counts as an execution)",
@@ -124,30 +168,62 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
             "duration_ms": result.duration_ms, "cold_start": result.cold_start, "version": result.version,
         })  # fmt: skip
 
-    @extend_schema(summary="The function's logs: its runtimes' output and the control plane's lines, newest last", parameters=[s.LogsQuerySerializer], responses=s.LogsSerializer)
+    @extend_schema(
+        summary="The function's logs: its runtimes' output and the control plane's lines, newest last",
+        parameters=[s.LogsQuerySerializer],
+        responses=s.LogsSerializer,
+    )
     @action(detail=True, methods=["get"], url_path="logs")
     def logs(self, request, function_id=None):
         query = _query(s.LogsQuerySerializer, request)
         function = self.get_object()
-        return Response({"function_id": function.function_id, "lines": runtime.read_log(function.pk, tail=query["tail"])})
+        return Response(
+            {
+                "function_id": function.function_id,
+                "lines": runtime.read_log(function.pk, tail=query["tail"]),
+            }
+        )
 
-    @extend_schema(summary="Invocations, errors, cold starts and durations per minute", parameters=[s.MetricsQuerySerializer], responses=s.MetricsSerializer)
+    @extend_schema(
+        summary="Invocations, errors, cold starts and durations per minute",
+        parameters=[s.MetricsQuerySerializer],
+        responses=s.MetricsSerializer,
+    )
     @action(detail=True, methods=["get"], url_path="metrics")
     def metrics(self, request, function_id=None):
         query = _query(s.MetricsQuerySerializer, request)
-        return Response(s.MetricsSerializer(selectors.function_metrics(function=self.get_object(), window=query["window"])).data)
+        return Response(
+            s.MetricsSerializer(
+                selectors.function_metrics(
+                    function=self.get_object(), window=query["window"]
+                )
+            ).data
+        )
 
-    @extend_schema(summary="The draft's env vars, decrypted (owners and admins; audited)", responses=s.EnvVarsSerializer)
+    @extend_schema(
+        summary="The draft's env vars, decrypted (owners and admins; audited)",
+        responses=s.EnvVarsSerializer,
+    )
     @action(detail=True, methods=["get"], url_path="env-vars")
     def env_vars(self, request, function_id=None):
         function = self.get_object()
-        env = services.function_env_reveal(function=function, actor=self.principal.actor)
-        return carries_secret(Response({"function_id": function.function_id, "env": env}))
+        env = services.function_env_reveal(
+            function=function, actor=self.principal.actor
+        )
+        return carries_secret(
+            Response({"function_id": function.function_id, "env": env})
+        )
 
-    @extend_schema(summary="A new API key (shown once); the old one is refused from now on", request=None, responses={200: s.FunctionWithKeySerializer, 400: ERR_400})
+    @extend_schema(
+        summary="A new API key (shown once); the old one is refused from now on",
+        request=None,
+        responses={200: s.FunctionWithKeySerializer, 400: ERR_400},
+    )
     @action(detail=True, methods=["post"], url_path="rotate-api-key")
     def rotate_api_key(self, request, function_id=None):
-        function, key = services.function_rotate_api_key(function=self.get_object(), actor=self.principal.actor)
+        function, key = services.function_rotate_api_key(
+            function=self.get_object(), actor=self.principal.actor
+        )
         return _with_key(function, key)
 
 
@@ -161,7 +237,7 @@ class FunctionNameCheckView(TenantApiView):
         parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH, description="The slug to check.")],
     )  # fmt: skip
     def get(self, request, name: str):
-        problem = services.slug_problem(name)
+        problem = rules.slug_problem(name)
         if problem is None and selectors.slug_taken(name):
             problem = "taken"
         return Response({"name": name, "available": problem is None, "reason": problem})

@@ -39,9 +39,19 @@ def envelope(result):
     if result is None:
         return {"status": 204, "headers": {}, "body": "", "body_encoding": "text"}
     if isinstance(result, (bytes, bytearray)):
-        return {"status": 200, "headers": {"content-type": "application/octet-stream"}, "body": base64.b64encode(result).decode(), "body_encoding": "base64"}
+        return {
+            "status": 200,
+            "headers": {"content-type": "application/octet-stream"},
+            "body": base64.b64encode(result).decode(),
+            "body_encoding": "base64",
+        }
     if isinstance(result, str):
-        return {"status": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": result, "body_encoding": "text"}
+        return {
+            "status": 200,
+            "headers": {"content-type": "text/plain; charset=utf-8"},
+            "body": result,
+            "body_encoding": "text",
+        }
     if isinstance(result, dict) and ({"status", "body", "headers"} & set(result)):
         headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
         body = result.get("body", "")
@@ -51,8 +61,18 @@ def envelope(result):
         elif not isinstance(body, str):
             body = json.dumps(body)
             headers.setdefault("content-type", "application/json")
-        return {"status": int(result.get("status", 200)), "headers": headers, "body": body, "body_encoding": encoding}
-    return {"status": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(result), "body_encoding": "text"}
+        return {
+            "status": int(result.get("status", 200)),
+            "headers": headers,
+            "body": body,
+            "body_encoding": encoding,
+        }
+    return {
+        "status": 200,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps(result),
+        "body_encoding": "text",
+    }
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -87,7 +107,9 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # the tenant's code: its traceback goes to its logs
             traceback.print_exc()
             sys.stderr.flush()
-            return self._send(500, {"error": f"the handler raised {type(exc).__name__}"})
+            return self._send(
+                500, {"error": f"the handler raised {type(exc).__name__}"}
+            )
         self._send(200, response)
 
     def log_message(self, *args):

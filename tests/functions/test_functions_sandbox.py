@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.django_db]
 
 SECRET = "sk_live_tenant-a-function-secret-41c2"
 
-ATTACK = r'''
+ATTACK = r"""
 import json, os, signal, socket
 TARGETS = json.loads(%r)
 
@@ -57,33 +57,63 @@ def handler(request):
     attempt("unshare a user namespace", lambda: os.unshare(os.CLONE_NEWUSER))
     attempt("see the victim's env", lambda: [p for p in os.listdir("/proc") if p.isdigit() and "%s" in open("/proc/%%s/environ" %% p).read()])
     return results
-'''
+"""
 
 
 def test_a_handler_cannot_reach_another_tenants_function_nor_the_host(api, other_api):
-    victim = create(api, slug="victim", code=f"SECRET = {SECRET!r}\ndef handler(request):\n    print(SECRET)\n    return 'ok'\n", env={"VICTIM_SECRET": SECRET})
+    victim = create(
+        api,
+        slug="victim",
+        code=f"SECRET = {SECRET!r}\ndef handler(request):\n    print(SECRET)\n    return 'ok'\n",
+        env={"VICTIM_SECRET": SECRET},
+    )
     deploy(api, victim["function_id"])
-    assert Client().get("/fn/victim").status_code == 200  # its logs now hold the secret too
+    assert (
+        Client().get("/fn/victim").status_code == 200
+    )  # its logs now hold the secret too
     victim_pk = Function.objects.get(function_id=victim["function_id"]).pk
     victim_dir = runtime.function_dir(victim_pk)
-    record = json.loads((runtime.version_dir(victim_pk, 1) / "process.json").read_text())
-    victim_pids = [p.pid for p in [psutil.Process(record["pid"]), *psutil.Process(record["pid"]).children(recursive=True)]]
+    record = json.loads(
+        (runtime.version_dir(victim_pk, 1) / "process.json").read_text()
+    )
+    victim_pids = [
+        p.pid
+        for p in [
+            psutil.Process(record["pid"]),
+            *psutil.Process(record["pid"]).children(recursive=True),
+        ]
+    ]
 
     service = socket.socket()
     service.bind(("127.0.0.1", 0))
     service.listen(1)
-    database = connection.settings_dict["NAME"] if connection.vendor == "sqlite" else str(Path(settings.VAR_DIR) / "orchestrio.sqlite3")
+    database = (
+        connection.settings_dict["NAME"]
+        if connection.vendor == "sqlite"
+        else str(Path(settings.VAR_DIR) / "orchestrio.sqlite3")
+    )
     targets = {
         "read": [
-            str(runtime.version_dir(victim_pk, 1) / "code" / "handler.py"), str(victim_dir / "output.log"), str(database),
-            "/etc/shadow", "/root/.bashrc", str(Path(settings.BASE_DIR) / "orchestrio" / "settings.py"),
+            str(runtime.version_dir(victim_pk, 1) / "code" / "handler.py"),
+            str(victim_dir / "output.log"),
+            str(database),
+            "/etc/shadow",
+            "/root/.bashrc",
+            str(Path(settings.BASE_DIR) / "orchestrio" / "settings.py"),
         ],
-        "list": [str(settings.VAR_DIR), str(settings.FUNCTIONS_LOCAL_DIR), str(victim_dir), "/root"],
+        "list": [
+            str(settings.VAR_DIR),
+            str(settings.FUNCTIONS_LOCAL_DIR),
+            str(victim_dir),
+            "/root",
+        ],
         "ports": [service.getsockname()[1]],
         "sockets": [str(runtime.version_dir(victim_pk, 1) / runtime.SOCKET_NAME)],
         "pids": victim_pids,
     }
-    attacker = create(other_api, slug="attacker", code=ATTACK % (json.dumps(targets), SECRET))
+    attacker = create(
+        other_api, slug="attacker", code=ATTACK % (json.dumps(targets), SECRET)
+    )
     assert deploy(other_api, attacker["function_id"])["status"] == "built"
     response = Client().get("/fn/attacker")
     service.close()
@@ -95,9 +125,16 @@ def test_a_handler_cannot_reach_another_tenants_function_nor_the_host(api, other
     assert results["uid"] != settings.FUNCTIONS_LOCAL_UID_BASE + victim_pk
     assert results["groups"] in ([], [results["gid"]])
     allowed = {"see the victim's env"}
-    succeeded = {name: outcome for name, outcome in results.items() if isinstance(outcome, dict) and outcome["ok"] and name not in allowed}
+    succeeded = {
+        name: outcome
+        for name, outcome in results.items()
+        if isinstance(outcome, dict) and outcome["ok"] and name not in allowed
+    }
     assert not succeeded, f"the attacker's handler reached: {succeeded}"
-    assert results["see the victim's env"]["ok"] and results["see the victim's env"]["value"] == "[]", results["see the victim's env"]
+    assert (
+        results["see the victim's env"]["ok"]
+        and results["see the victim's env"]["value"] == "[]"
+    ), results["see the victim's env"]
     assert SECRET not in response.content.decode()
     # The victim is still up and serving.
     assert Client().get("/fn/victim").status_code == 200

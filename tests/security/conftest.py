@@ -66,6 +66,9 @@ def _serve(server):
 
 # The servers are stateless for these suites and shared by the whole session (stopping one takes
 # half a second, which per test would dominate the run).
+# A function every tenant has (not deployed: the sweeps that reach …/deploy start its runtime).
+FUNCTION_CODE = "def handler(request):\n    return 'ok'\n"
+
 @pytest.fixture(scope="session")
 def agent_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _AgentHandler)
@@ -154,6 +157,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     notifications.notify([(tenant.pk, "instance.error", {"instance_id": broken.instance_id, "error_message": "boom"})])
     notification = Notification.objects.get(tenant=tenant, user=api.user)
     addon = _ok(api.post(f"instances/{web.instance_id}/addons", {"engine": "postgres"}), 201)  # its job is not run: no server
+    function = _ok(api.post("functions", {"slug": f"{tenant.pk}-fn", "runtime": "python3.11", "code": FUNCTION_CODE, "auth_mode": "api_key", "env": {"K": "v"}}), 201)
 
     return Seeded(
         api=api,
@@ -170,6 +174,8 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "fleet_request": [fleet_request["request_id"]],
             "notification": [notification.pk],
             "addon": [addon["addon_id"]],
+            "function": [function["function_id"]],
+            "function_slug": [function["slug"]],
             "idempotency_key": [created_key],
             "operation": list(Operation.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True)[:2]),
             "domain": [domain],
