@@ -24,6 +24,18 @@ class VersionStatus(models.TextChoices):
     FAILED = "failed"
 
 
+class RequestMethod(models.TextChoices):
+    """The methods a sample request (POST …/invoke) may use."""
+
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    HEAD = "HEAD"
+    OPTIONS = "OPTIONS"
+
+
 # The file the handler is written to inside the sandbox (`/code/<name>`), per runtime.
 HANDLER_FILE = {Runtime.PYTHON311: "handler.py", Runtime.NODE20: "handler.mjs"}
 

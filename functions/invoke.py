@@ -44,20 +44,14 @@ class Result:
 def _version_target(function: Function) -> runtime.Target:
     version = function.current_version
     if version is None:
-        raise Conflict(
-            f"function {function.slug} has no deployed version yet: deploy it first"
-        )
+        raise Conflict(f"function {function.slug} has no deployed version yet: deploy it first")
     code = env = None
     if not (runtime.version_dir(function.pk, version.number) / "code").exists():
         # This host has not run it yet (a new host, a wiped var/): the code comes from the database.
         full = FunctionVersion.objects.only("code", "env_encrypted").get(pk=version.pk)
         code, env = full.code, decrypt_env(full.env_encrypted)
     elif not runtime.is_running(function.pk, version.number):
-        env = decrypt_env(
-            FunctionVersion.objects.only("env_encrypted")
-            .get(pk=version.pk)
-            .env_encrypted
-        )
+        env = decrypt_env(FunctionVersion.objects.only("env_encrypted").get(pk=version.pk).env_encrypted)
     return runtime.Target(
         function_pk=function.pk,
         slug=function.slug,
@@ -72,48 +66,26 @@ def _response(payload: dict) -> tuple[int, list[tuple[str, str]], bytes]:
     """The runtime's response envelope, checked: anything malformed is the function's error (502),
     never the control plane's (a header with a line break would otherwise be a 500)."""
     status = payload.get("status")
-    if (
-        not isinstance(status, int)
-        or isinstance(status, bool)
-        or not 100 <= status <= 599
-    ):
-        raise UpstreamError(
-            f"the function answered an invalid status {str(status)[:20]!r}"
-        )
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise UpstreamError(f"the function answered an invalid status {str(status)[:20]!r}")
     raw_headers = payload.get("headers") or {}
     if not isinstance(raw_headers, dict) or len(raw_headers) > MAX_HEADERS:
-        raise UpstreamError(
-            "the function's response headers must be an object of at most 100 names"
-        )
+        raise UpstreamError("the function's response headers must be an object of at most 100 names")
     headers = []
     for name, value in raw_headers.items():
-        if (
-            not isinstance(value, str)
-            or not HEADER_NAME.match(str(name))
-            or any(c in value for c in "\r\n\x00")
-        ):
-            raise UpstreamError(
-                f"the function answered an invalid header {str(name)[:40]!r}"
-            )
+        if not isinstance(value, str) or not HEADER_NAME.match(str(name)) or any(c in value for c in "\r\n\x00"):
+            raise UpstreamError(f"the function answered an invalid header {str(name)[:40]!r}")
         headers.append((str(name), value))
     body = payload.get("body", "")
     encoding = payload.get("body_encoding", "text")
     if not isinstance(body, str):
         raise UpstreamError("the function's response body must be a string")
     try:
-        data = (
-            base64.b64decode(body, validate=True)
-            if encoding == "base64"
-            else body.encode("utf-8")
-        )
+        data = base64.b64decode(body, validate=True) if encoding == "base64" else body.encode("utf-8")
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise UpstreamError(
-            "the function's response body is not valid base64 / UTF-8"
-        ) from exc
+        raise UpstreamError("the function's response body is not valid base64 / UTF-8") from exc
     if len(data) > settings.FUNCTIONS_MAX_RESPONSE_BYTES:
-        raise UpstreamError(
-            f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes"
-        )
+        raise UpstreamError(f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes")
     return status, headers, data
 
 
@@ -156,9 +128,7 @@ def invoke(function: Function, envelope: dict, *, plan) -> Result:
         with runtime.in_flight(function.pk, deadline=deadline):
             runtime.touch(function.pk)
             socket_path, cold = runtime.ensure_running(target, deadline=deadline)
-            payload = runtime.call(
-                socket_path, envelope, timeout=settings.FUNCTIONS_INVOKE_TIMEOUT_SECONDS
-            )
+            payload = runtime.call(socket_path, envelope, timeout=settings.FUNCTIONS_INVOKE_TIMEOUT_SECONDS)
             status, headers, body = _response(payload)
             runtime.touch(function.pk)
         error = status >= 500

@@ -58,27 +58,19 @@ def flush() -> int:
         pass  # nothing pending
     changed = 0
     for key in list(client.scan_iter(match=BATCH_PREFIX + "*", count=100)):
-        points: dict[tuple[int, int], dict[str, int]] = defaultdict(
-            lambda: dict.fromkeys(FIELDS, 0)
-        )
+        points: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
         for field, value in client.hgetall(key).items():
             text = field.decode() if isinstance(field, bytes) else field
             pk, minute, name = text.split("|", 2)
             if name in FIELDS:
                 points[(int(pk), int(minute))][name] += int(value)
-        known = set(
-            Function.objects.filter(pk__in={pk for pk, _ in points}).values_list(
-                "pk", flat=True
-            )
-        )
+        known = set(Function.objects.filter(pk__in={pk for pk, _ in points}).values_list("pk", flat=True))
         with transaction.atomic():
             for (pk, minute), figures in points.items():
                 if pk not in known:
                     continue  # deleted since
                 at = datetime.fromtimestamp(minute, UTC)
-                row, created = FunctionMetricMinute.objects.get_or_create(
-                    function_id=pk, minute=at, defaults=figures
-                )
+                row, created = FunctionMetricMinute.objects.get_or_create(function_id=pk, minute=at, defaults=figures)
                 if not created:
                     FunctionMetricMinute.objects.filter(pk=row.pk).update(
                         count=F("count") + figures["count"], errors=F("errors") + figures["errors"], cold_starts=F("cold_starts") + figures["cold_starts"],
@@ -88,9 +80,7 @@ def flush() -> int:
                     invocations=F("invocations") + figures["count"], errors=F("errors") + figures["errors"],
                     cold_starts=F("cold_starts") + figures["cold_starts"],
                 )  # fmt: skip
-                Function.objects.filter(
-                    Q(last_invoked_at__isnull=True) | Q(last_invoked_at__lt=at), pk=pk
-                ).update(last_invoked_at=at)
+                Function.objects.filter(Q(last_invoked_at__isnull=True) | Q(last_invoked_at__lt=at), pk=pk).update(last_invoked_at=at)
                 changed += 1
             transaction.on_commit(lambda k=key: client.delete(k))
     return changed

@@ -31,10 +31,7 @@ class FunctionMiddleware:
         if slug is not None:
             return public.serve(request, slug, request.path_info, shared=False)
         path = request.path_info
-        if (
-            path.startswith(public.PREFIX)
-            and origin.of(request).site is not Site.INSTANCE
-        ):
+        if path.startswith(public.PREFIX) and origin.of(request).site is not Site.INSTANCE:
             slug, _, rest = path[len(public.PREFIX) :].partition("/")
             return public.serve(request, slug, "/" + rest, shared=True)
         return self.get_response(request)

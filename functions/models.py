@@ -18,9 +18,7 @@ from .choices import AuthMode, Runtime, VersionStatus
 
 class Function(models.Model):
     function_id = models.CharField(max_length=40, unique=True, editable=False)
-    tenant = models.ForeignKey(
-        "orchestrio.Tenant", on_delete=models.CASCADE, related_name="functions"
-    )
+    tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="functions")
     slug = models.CharField(
         max_length=63,
         unique=True,
@@ -28,12 +26,8 @@ class Function(models.Model):
     )
     runtime = models.CharField(max_length=16, choices=Runtime.choices)
     code = models.TextField(help_text="The draft handler: deployed as a new version.")
-    env_encrypted = models.TextField(
-        blank=True, help_text="The draft env vars: JSON, encrypted (Fernet)."
-    )
-    auth_mode = models.CharField(
-        max_length=16, choices=AuthMode.choices, default=AuthMode.NONE
-    )
+    env_encrypted = models.TextField(blank=True, help_text="The draft env vars: JSON, encrypted (Fernet).")
+    auth_mode = models.CharField(max_length=16, choices=AuthMode.choices, default=AuthMode.NONE)
     api_key_hash = models.CharField(max_length=64, blank=True)
     api_key_prefix = models.CharField(max_length=16, blank=True)
     idle_timeout_seconds = models.PositiveIntegerField(default=300)
@@ -54,11 +48,7 @@ class Function(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [
-            models.Index(
-                fields=["tenant", "created_at"], name="function_tenant_created"
-            )
-        ]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="function_tenant_created")]
 
     def __str__(self) -> str:
         return f"{self.slug} ({self.runtime})"
@@ -67,16 +57,12 @@ class Function(models.Model):
 class FunctionVersion(models.Model):
     """One deploy's code and env, immutable: a rollback deploys an old one's again as a new one."""
 
-    function = models.ForeignKey(
-        Function, on_delete=models.CASCADE, related_name="versions"
-    )
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     runtime = models.CharField(max_length=16, choices=Runtime.choices)
     code = models.TextField()
     env_encrypted = models.TextField(blank=True)
-    status = models.CharField(
-        max_length=16, choices=VersionStatus.choices, default=VersionStatus.BUILDING
-    )
+    status = models.CharField(max_length=16, choices=VersionStatus.choices, default=VersionStatus.BUILDING)
     error_message = models.TextField(blank=True)
     rolled_back_from = models.PositiveIntegerField(null=True, blank=True)
     start_ms = models.PositiveIntegerField(
@@ -91,9 +77,7 @@ class FunctionVersion(models.Model):
     class Meta:
         ordering = ["-number"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["function", "number"], name="function_version_number_unique"
-            ),
+            models.UniqueConstraint(fields=["function", "number"], name="function_version_number_unique"),
             # One deploy at a time per function.
             models.UniqueConstraint(
                 fields=["function"],
@@ -113,9 +97,7 @@ class FunctionVersion(models.Model):
 class FunctionMetricMinute(models.Model):
     """A function's invocations in one minute (UTC), flushed from Redis."""
 
-    function = models.ForeignKey(
-        Function, on_delete=models.CASCADE, related_name="metric_minutes"
-    )
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="metric_minutes")
     minute = models.DateTimeField()
     count = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
@@ -124,8 +106,4 @@ class FunctionMetricMinute(models.Model):
 
     class Meta:
         ordering = ["minute"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["function", "minute"], name="function_metric_minute_unique"
-            )
-        ]
+        constraints = [models.UniqueConstraint(fields=["function", "minute"], name="function_metric_minute_unique")]

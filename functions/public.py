@@ -66,12 +66,7 @@ def _read_body(request) -> bytes:
             raise PayloadTooLarge(f"the request body is over {limit} bytes")
     except ValueError as exc:
         raise PayloadTooLarge("the request's Content-Length is not a number") from exc
-    stream = (
-        request.META["wsgi.input"]
-        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-        and not length
-        else request
-    )
+    stream = request.META["wsgi.input"] if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower() and not length else request
     chunks, size = [], 0
     while True:
         chunk = stream.read(64 * 1024)
@@ -85,25 +80,15 @@ def _read_body(request) -> bytes:
 
 
 def _headers_for_handler(request) -> dict[str, str]:
-    connection = {
-        t.strip().lower()
-        for t in request.headers.get("Connection", "").split(",")
-        if t.strip()
-    }
-    headers = {
-        name.lower(): value
-        for name, value in request.headers.items()
-        if name.lower() not in DROPPED_TO_HANDLER and name.lower() not in connection
-    }
+    connection = {t.strip().lower() for t in request.headers.get("Connection", "").split(",") if t.strip()}
+    headers = {name.lower(): value for name, value in request.headers.items() if name.lower() not in DROPPED_TO_HANDLER and name.lower() not in connection}
     headers["x-forwarded-for"] = client_ip(request) or ""
     headers["x-forwarded-proto"] = "https" if request.is_secure() else "http"
     return headers
 
 
 def _host_only_cookie(value: str) -> bool:
-    return not any(
-        part.strip().lower().startswith("domain") for part in value.split(";")[1:]
-    )
+    return not any(part.strip().lower().startswith("domain") for part in value.split(";")[1:])
 
 
 def serve(request, slug: str, path: str, *, shared: bool) -> HttpResponse:
@@ -161,17 +146,13 @@ def _serve(request, slug: str, path: str, *, shared: bool) -> HttpResponse:
         result = invoke(function, envelope, plan=function.tenant.plan)
     finally:
         release()
-    response = HttpResponse(
-        result.body if request.method != "HEAD" else b"", status=result.status
-    )
+    response = HttpResponse(result.body if request.method != "HEAD" else b"", status=result.status)
     dropped = DROPPED_RESPONSE_SHARED if shared else DROPPED_RESPONSE
     for name, value in result.headers:
         lower = name.lower()
         if lower in dropped:
             continue
-        if lower == "set-cookie" and (
-            not _host_only_cookie(value) or "Set-Cookie" in response
-        ):
+        if lower == "set-cookie" and (not _host_only_cookie(value) or "Set-Cookie" in response):
             continue
         response[name] = value
     if not any(n.lower() == "content-type" for n, _ in result.headers):

@@ -66,9 +66,7 @@ def check_env(env: dict) -> dict:
         if not isinstance(value, str):
             raise ValidationFailed(f"the value of {name} must be a string", field="env")
     if len(json.dumps(env).encode("utf-8")) > ENV_MAX_BYTES:
-        raise ValidationFailed(
-            f"the env vars are over {ENV_MAX_BYTES} bytes in all", field="env"
-        )
+        raise ValidationFailed(f"the env vars are over {ENV_MAX_BYTES} bytes in all", field="env")
     return env
 
 

@@ -82,9 +82,7 @@ class Target:
     slug: str
     number: int
     runtime: str
-    code: str | None = (
-        None  # None: read it from the version's directory (it was prepared)
-    )
+    code: str | None = None  # None: read it from the version's directory (it was prepared)
     env: dict | None = None
 
 
@@ -113,9 +111,7 @@ def uid_for(function_pk: int) -> int:
 
 def _version_of(argv: list[str]) -> str:
     try:
-        result = subprocess.run(
-            argv, capture_output=True, timeout=10, env={"PATH": "/usr/bin:/bin"}
-        )
+        result = subprocess.run(argv, capture_output=True, timeout=10, env={"PATH": "/usr/bin:/bin"})
     except (OSError, subprocess.SubprocessError):
         return ""
     return (result.stdout or result.stderr).decode("utf-8", "replace").strip()
@@ -185,9 +181,7 @@ def prepare(target: Target) -> Path:
     tmp.write_text(target.code)
     os.chmod(tmp, 0o644)
     tmp.replace(handler)
-    runner = (
-        "python_runner.py" if target.runtime == Runtime.PYTHON311 else "node_runner.mjs"
-    )
+    runner = "python_runner.py" if target.runtime == Runtime.PYTHON311 else "node_runner.mjs"
     shutil.copyfile(RUNNERS / runner, directory / runner)
     os.chmod(directory / runner, 0o644)
     for name in ("last-invoked",):
@@ -205,9 +199,7 @@ def touch(function_pk: int) -> None:
 
 def idle_seconds(function_pk: int) -> float | None:
     try:
-        return (
-            time.time() - (function_dir(function_pk) / "last-invoked").stat().st_mtime
-        )
+        return time.time() - (function_dir(function_pk) / "last-invoked").stat().st_mtime
     except FileNotFoundError:
         return None
 
@@ -269,9 +261,7 @@ def _record(directory: Path) -> dict:
 
 def _root(directory: Path) -> psutil.Process | None:
     record = _record(directory)
-    return live_process(record.get("pid"), record.get("start_time")) or live_process(
-        record.get("init_pid"), record.get("init_start")
-    )
+    return live_process(record.get("pid"), record.get("start_time")) or live_process(record.get("init_pid"), record.get("init_start"))
 
 
 def is_running(function_pk: int, number: int) -> bool:
@@ -344,8 +334,7 @@ def _argv(target: Target, directory: Path, fd: int) -> list[str]:
     else:
         runner = ("/orchestrio/runner.mjs", str(directory / "node_runner.mjs"))
         command = [
-            shutil.which("node", path="/usr/local/bin:/usr/bin:/bin")
-            or "/usr/bin/node",
+            shutil.which("node", path="/usr/local/bin:/usr/bin:/bin") or "/usr/bin/node",
             runner[0],
             "--listen-fd",
             str(fd),
@@ -427,9 +416,7 @@ def start(target: Target, *, timeout: float | None = None) -> int:
                 f"the runtime exited at start (code {proc.returncode})",
                 _output_since(log_file, offset),
             )
-        if _health(
-            str(socket_path), timeout=max(0.05, min(1.0, deadline - time.monotonic()))
-        ):
+        if _health(str(socket_path), timeout=max(0.05, min(1.0, deadline - time.monotonic()))):
             threading_reap(proc)
             return int((time.monotonic() - began) * 1000)
         time.sleep(0.02)
@@ -506,9 +493,7 @@ def ensure_running(target: Target, *, deadline: float) -> tuple[str, bool]:
     if is_running(target.function_pk, target.number):
         return str(directory / SOCKET_NAME), False
     try:
-        with _flock(
-            function_dir(target.function_pk) / "start.lock", fcntl.LOCK_EX, deadline
-        ):
+        with _flock(function_dir(target.function_pk) / "start.lock", fcntl.LOCK_EX, deadline):
             if is_running(target.function_pk, target.number):
                 return str(directory / SOCKET_NAME), True
             remaining = deadline - time.monotonic()
@@ -522,38 +507,28 @@ def ensure_running(target: Target, *, deadline: float) -> tuple[str, bool]:
             except StartFailed as exc:
                 log(target.function_pk, f"version {target.number} did not start: {exc}")
                 if "health check" in str(exc) and time.monotonic() >= deadline - 0.05:
-                    raise UpstreamTimeout(
-                        f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s"
-                    ) from exc
-                raise UpstreamError(
-                    f"function {target.slug} could not start: {exc} (see its logs)"
-                ) from exc
+                    raise UpstreamTimeout(f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s") from exc
+                raise UpstreamError(f"function {target.slug} could not start: {exc} (see its logs)") from exc
             log(
                 target.function_pk,
                 f"version {target.number} started on request (cold start {took} ms)",
             )
             return str(directory / SOCKET_NAME), True
     except TimeoutError as exc:
-        raise UpstreamTimeout(
-            f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s"
-        ) from exc
+        raise UpstreamTimeout(f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s") from exc
 
 
 @contextmanager
 def in_flight(function_pk: int, *, deadline: float):
     """Held (shared) for an invocation: the idle sweep never stops a runtime that is answering."""
     try:
-        with _flock(
-            function_dir(function_pk) / "inflight.lock", fcntl.LOCK_SH, deadline
-        ):
+        with _flock(function_dir(function_pk) / "inflight.lock", fcntl.LOCK_SH, deadline):
             yield
     except TimeoutError as exc:
         raise UpstreamTimeout("the function is being stopped; retry") from exc
 
 
-def stop_if_idle(
-    function_pk: int, number: int, *, idle_after: float | None, reason: str
-) -> bool:
+def stop_if_idle(function_pk: int, number: int, *, idle_after: float | None, reason: str) -> bool:
     """Stop the runtime unless an invocation holds it, or (with `idle_after`) it was invoked less
     than that many seconds ago. True when it was stopped."""
     try:
@@ -583,33 +558,21 @@ def call(socket_path: str, envelope: dict, *, timeout: float) -> dict:
             chunks, size = [], 0
             for chunk in response.iter_stream():
                 size += len(chunk)
-                if (
-                    size > settings.FUNCTIONS_MAX_RESPONSE_BYTES * 2 + 65536
-                ):  # base64 and JSON's escaping
-                    raise UpstreamError(
-                        f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes"
-                    )
+                if size > settings.FUNCTIONS_MAX_RESPONSE_BYTES * 2 + 65536:  # base64 and JSON's escaping
+                    raise UpstreamError(f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes")
                 chunks.append(chunk)
         finally:
             response.close()
     except httpcore.TimeoutException as exc:
-        raise UpstreamTimeout(
-            f"the function did not answer within {timeout:g}s"
-        ) from exc
+        raise UpstreamTimeout(f"the function did not answer within {timeout:g}s") from exc
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-        raise UpstreamError(
-            f"the function's runtime broke the connection ({type(exc).__name__}): see its logs"
-        ) from exc
+        raise UpstreamError(f"the function's runtime broke the connection ({type(exc).__name__}): see its logs") from exc
     try:
         payload = json.loads(b"".join(chunks))
     except ValueError as exc:
-        raise UpstreamError(
-            "the function's runtime answered something that is not its response envelope"
-        ) from exc
+        raise UpstreamError("the function's runtime answered something that is not its response envelope") from exc
     if response.status == 500 and isinstance(payload, dict):
-        raise UpstreamError(
-            f"{str(payload.get('error'))[:200]} (see the function's logs)"
-        )
+        raise UpstreamError(f"{str(payload.get('error'))[:200]} (see the function's logs)")
     if response.status != 200 or not isinstance(payload, dict):
         raise UpstreamError(f"the function's runtime answered {response.status}")
     return payload

@@ -17,9 +17,7 @@ WINDOWS = {
 
 
 def function_list(*, tenant=None) -> QuerySet[Function]:
-    queryset = Function.objects.select_related("current_version").defer(
-        "current_version__code", "current_version__env_encrypted"
-    )
+    queryset = Function.objects.select_related("current_version").defer("current_version__code", "current_version__env_encrypted")
     return queryset.filter(tenant=tenant) if tenant is not None else queryset
 
 
@@ -31,14 +29,8 @@ def function_metrics(*, function: Function, window: str, now=None) -> dict:
     """Per-minute points of the window (only minutes with invocations) and its totals."""
     now = now or timezone.now()
     since = now - WINDOWS[window]
-    rows = list(
-        FunctionMetricMinute.objects.filter(
-            function=function, minute__gte=since
-        ).order_by("minute")
-    )
-    totals = FunctionMetricMinute.objects.filter(
-        function=function, minute__gte=since
-    ).aggregate(
+    rows = list(FunctionMetricMinute.objects.filter(function=function, minute__gte=since).order_by("minute"))
+    totals = FunctionMetricMinute.objects.filter(function=function, minute__gte=since).aggregate(
         count=Sum("count"),
         errors=Sum("errors"),
         cold_starts=Sum("cold_starts"),

@@ -59,11 +59,7 @@ def _new_key(function: Function) -> str:
 
 
 def _lock(function: Function) -> Function:
-    return (
-        Function.objects.select_for_update(of=("self",))
-        .select_related("current_version")
-        .get(pk=function.pk)
-    )
+    return Function.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=function.pk)
 
 
 def function_create(
@@ -80,11 +76,7 @@ def function_create(
     env = check_env(env or {})
     actor = principal.actor
     with transaction.atomic():
-        tenant = (
-            Tenant.objects.select_for_update()
-            .select_related("plan")
-            .get(pk=principal.tenant.pk)
-        )
+        tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=principal.tenant.pk)
         limit_check(
             plan=tenant.plan,
             limit="functions",
@@ -107,9 +99,7 @@ def function_create(
     return function, key
 
 
-def function_update(
-    *, function: Function, actor: Actor, data: dict
-) -> tuple[Function, str | None]:
+def function_update(*, function: Function, actor: Actor, data: dict) -> tuple[Function, str | None]:
     """Change the draft (code, env: a merge patch, null removes a var), the runtime, the auth mode
     and the idle timeout. Switching to api_key issues a key (returned once). A draft change takes
     effect on the next deploy; the auth mode and idle timeout at once."""
@@ -152,16 +142,12 @@ def function_update(
     return locked, key
 
 
-def function_rotate_api_key(
-    *, function: Function, actor: Actor
-) -> tuple[Function, str]:
+def function_rotate_api_key(*, function: Function, actor: Actor) -> tuple[Function, str]:
     """A new API key: the old one is refused from the next request on."""
     with transaction.atomic():
         locked = _lock(function)
         if locked.auth_mode != AuthMode.API_KEY:
-            raise InvalidState(
-                f"{locked.slug} is public (auth_mode none): set auth_mode to api_key to give it a key"
-            )
+            raise InvalidState(f"{locked.slug} is public (auth_mode none): set auth_mode to api_key to give it a key")
         key = _new_key(locked)
         locked.save(update_fields=["api_key_hash", "api_key_prefix", "updated_at"])
         activity_record(
@@ -218,9 +204,7 @@ def _target(function: Function, version: FunctionVersion) -> runtime.Target:
     )
 
 
-def function_deploy(
-    *, function: Function, actor: Actor, rollback_to: int | None = None
-) -> FunctionVersion:
+def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None = None) -> FunctionVersion:
     """Build a new version from the draft (or, with `rollback_to`, from that earlier version's
     code and env), start and health-check its runtime, then switch traffic to it. A version that
     fails to start is recorded `failed` with what it printed; the current one keeps serving."""
@@ -228,13 +212,9 @@ def function_deploy(
     with transaction.atomic():
         locked = _lock(function)
         if rollback_to is not None:
-            source = FunctionVersion.objects.filter(
-                function=locked, number=rollback_to
-            ).first()
+            source = FunctionVersion.objects.filter(function=locked, number=rollback_to).first()
             if source is None or source.status != VersionStatus.BUILT:
-                raise InvalidState(
-                    f"{locked.slug} has no built version {rollback_to} to roll back to"
-                )
+                raise InvalidState(f"{locked.slug} has no built version {rollback_to} to roll back to")
             code, runtime_name, env_encrypted = (
                 source.code,
                 source.runtime,
@@ -248,12 +228,7 @@ def function_deploy(
                 locked.env_encrypted,
             )
         runtime.require_available(runtime_name)
-        number = (
-            FunctionVersion.objects.filter(function=locked).aggregate(n=Max("number"))[
-                "n"
-            ]
-            or 0
-        ) + 1
+        number = (FunctionVersion.objects.filter(function=locked).aggregate(n=Max("number"))["n"] or 0) + 1
         version = FunctionVersion(
             function=locked, number=number, runtime=runtime_name, code=code, env_encrypted=env_encrypted and crypto.rotate(env_encrypted),
             rolled_back_from=rollback_to, created_by=actor.label[:254],
@@ -262,9 +237,7 @@ def function_deploy(
             with transaction.atomic():
                 version.save(force_insert=True)
         except IntegrityError as exc:
-            raise Conflict(
-                f"{locked.slug} is being deployed already; one deploy runs at a time"
-            ) from exc
+            raise Conflict(f"{locked.slug} is being deployed already; one deploy runs at a time") from exc
         activity_record(
             actor=actor, action="function.deploy", tenant=locked.tenant_id, object_type="function", object_id=locked.function_id,
             data={"version": number, **({"rolled_back_from": rollback_to} if rollback_to is not None else {})},
@@ -276,12 +249,7 @@ def function_deploy(
         runtime.prepare(target)
         runtime.log(
             locked.pk,
-            f"deploying version {number}"
-            + (
-                f" (rollback to version {rollback_to})"
-                if rollback_to is not None
-                else ""
-            ),
+            f"deploying version {number}" + (f" (rollback to version {rollback_to})" if rollback_to is not None else ""),
         )
         took = runtime.start(target)
     except runtime.StartFailed as exc:
@@ -295,9 +263,7 @@ def function_deploy(
         version.error_message = error[:4000]
         version.start_ms = took
         version.finished_at = timezone.now()
-        version.save(
-            update_fields=["status", "error_message", "start_ms", "finished_at"]
-        )
+        version.save(update_fields=["status", "error_message", "start_ms", "finished_at"])
         if not error:
             previous = fresh.current_version
             fresh.current_version = version
@@ -310,11 +276,7 @@ def function_deploy(
         runtime.log(
             locked.pk,
             f"version {number} failed to deploy; "
-            + (
-                f"version {_previous_number(fresh)} keeps serving"
-                if fresh.current_version_id
-                else "nothing is deployed"
-            ),
+            + (f"version {_previous_number(fresh)} keeps serving" if fresh.current_version_id else "nothing is deployed"),
         )
         return version
     runtime.touch(locked.pk)
@@ -330,11 +292,7 @@ def function_deploy(
 
 
 def _previous_number(function: Function) -> int | None:
-    return (
-        function.current_version.number
-        if function.current_version_id and function.current_version
-        else None
-    )
+    return function.current_version.number if function.current_version_id and function.current_version else None
 
 
 def functions_stop_idle() -> dict:
@@ -342,27 +300,17 @@ def functions_stop_idle() -> dict:
     every runtime of a version that is no longer current, and fail deploys left `building` by a
     process that died."""
     stopped = replaced = 0
-    stale = timezone.now() - timedelta(
-        seconds=settings.FUNCTIONS_START_TIMEOUT_SECONDS * 3 + 60
-    )
-    interrupted = FunctionVersion.objects.filter(
-        status=VersionStatus.BUILDING, created_at__lt=stale
-    ).update(
+    stale = timezone.now() - timedelta(seconds=settings.FUNCTIONS_START_TIMEOUT_SECONDS * 3 + 60)
+    interrupted = FunctionVersion.objects.filter(status=VersionStatus.BUILDING, created_at__lt=stale).update(
         status=VersionStatus.FAILED,
         error_message="the deploy was interrupted (its process ended before the runtime was checked)",
         finished_at=timezone.now(),
     )
-    for pk, idle, current in Function.objects.values_list(
-        "pk", "idle_timeout_seconds", "current_version__number"
-    ):
+    for pk, idle, current in Function.objects.values_list("pk", "idle_timeout_seconds", "current_version__number"):
         for number in runtime.running_versions(pk):
             if number != current:
-                replaced += runtime.stop_if_idle(
-                    pk, number, idle_after=None, reason="no longer the current version"
-                )
-            elif runtime.stop_if_idle(
-                pk, number, idle_after=idle, reason=f"idle for {idle}s (scaled to zero)"
-            ):
+                replaced += runtime.stop_if_idle(pk, number, idle_after=None, reason="no longer the current version")
+            elif runtime.stop_if_idle(pk, number, idle_after=idle, reason=f"idle for {idle}s (scaled to zero)"):
                 stopped += 1
         runtime.trim_log(pk)
     return {

@@ -7,6 +7,4 @@ def _todo(request, *args, **kwargs):
     return HttpResponse("")
 
 
-function_list = function_detail = function_deploy = function_invoke = (
-    function_rotate_key
-) = function_delete = _todo
+function_list = function_detail = function_deploy = function_invoke = function_rotate_key = function_delete = _todo

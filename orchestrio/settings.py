@@ -328,6 +328,7 @@ SPECTACULAR_SETTINGS = {
         "FunctionRuntimeEnum": "functions.choices.Runtime",
         "FunctionAuthModeEnum": "functions.choices.AuthMode",
         "FunctionVersionStatusEnum": "functions.choices.VersionStatus",
+        "FunctionRequestMethodEnum": "functions.choices.RequestMethod",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }

@@ -8,7 +8,7 @@ from instances.models import gateway_url
 from orchestrio.api.strict import BodySerializer
 
 from .. import runtime
-from ..choices import AuthMode, Runtime, VersionStatus
+from ..choices import AuthMode, RequestMethod, Runtime, VersionStatus
 from ..rules import decrypt_env
 
 SLUG_HELP = "3–63 lowercase letters, digits and hyphens (a DNS label), unique on this installation."
@@ -32,28 +32,14 @@ class FunctionSerializer(serializers.Serializer):
     slug = serializers.CharField()
     runtime = serializers.ChoiceField(choices=Runtime.choices)
     auth_mode = serializers.ChoiceField(choices=AuthMode.choices)
-    api_key_prefix = serializers.SerializerMethodField(
-        help_text="The first characters of the API key (null with auth_mode none)."
-    )
+    api_key_prefix = serializers.SerializerMethodField(help_text="The first characters of the API key (null with auth_mode none).")
     idle_timeout_seconds = serializers.IntegerField()
-    url = serializers.SerializerMethodField(
-        help_text="The public URL: /fn/<slug> on the gateway host."
-    )
-    host_url = serializers.SerializerMethodField(
-        help_text="<slug>.<FUNCTIONS_DOMAIN>, when the installation has one."
-    )
-    code = serializers.CharField(
-        help_text="The draft handler (deployed as a new version by POST …/deploy)."
-    )
-    env_var_names = serializers.SerializerMethodField(
-        help_text="Names only: values are returned by GET …/env-vars (owners and admins)."
-    )
-    current_version = serializers.IntegerField(
-        source="current_version.number", allow_null=True, default=None
-    )
-    running = serializers.SerializerMethodField(
-        help_text="Whether the current version's runtime is up (false: scaled to zero)."
-    )
+    url = serializers.SerializerMethodField(help_text="The public URL: /fn/<slug> on the gateway host.")
+    host_url = serializers.SerializerMethodField(help_text="<slug>.<FUNCTIONS_DOMAIN>, when the installation has one.")
+    code = serializers.CharField(help_text="The draft handler (deployed as a new version by POST …/deploy).")
+    env_var_names = serializers.SerializerMethodField(help_text="Names only: values are returned by GET …/env-vars (owners and admins).")
+    current_version = serializers.IntegerField(source="current_version.number", allow_null=True, default=None)
+    running = serializers.SerializerMethodField(help_text="Whether the current version's runtime is up (false: scaled to zero).")
     invocations = serializers.IntegerField()
     errors = serializers.IntegerField()
     cold_starts = serializers.IntegerField()
@@ -77,9 +63,7 @@ class FunctionSerializer(serializers.Serializer):
         return sorted(decrypt_env(function.env_encrypted))
 
     def get_running(self, function) -> bool:
-        return bool(function.current_version_id) and runtime.is_running(
-            function.pk, function.current_version.number
-        )
+        return bool(function.current_version_id) and runtime.is_running(function.pk, function.current_version.number)
 
 
 class FunctionWithKeySerializer(FunctionSerializer):
@@ -100,13 +84,9 @@ class FunctionCreateSerializer(BodySerializer):
         help_text="The handler; at most FUNCTIONS_MAX_CODE_BYTES (422 over).",
     )
     auth_mode = serializers.ChoiceField(choices=AuthMode.choices, default=AuthMode.NONE)
-    idle_timeout_seconds = serializers.IntegerField(
-        min_value=10, max_value=86400, required=False, allow_null=True, default=None
-    )
+    idle_timeout_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False, allow_null=True, default=None)
     env = serializers.DictField(
-        child=serializers.CharField(
-            allow_blank=True, trim_whitespace=False, max_length=8192
-        ),
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8192),
         required=False,
         default=dict,
         help_text="Encrypted at rest.",
@@ -117,9 +97,7 @@ class FunctionUpdateSerializer(BodySerializer):
     code = serializers.CharField(trim_whitespace=False, required=False)
     runtime = serializers.ChoiceField(choices=Runtime.choices, required=False)
     auth_mode = serializers.ChoiceField(choices=AuthMode.choices, required=False)
-    idle_timeout_seconds = serializers.IntegerField(
-        min_value=10, max_value=86400, required=False
-    )
+    idle_timeout_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False)
     env = serializers.DictField(
         child=serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=False, max_length=8192), required=False,
         help_text="A merge patch of the env vars: null removes one.",
@@ -152,44 +130,35 @@ class FunctionVersionSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
-class InvokeSerializer(BodySerializer):
-    method = serializers.ChoiceField(
-        choices=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-        default="GET",
-    )
+class SampleRequestSerializer(BodySerializer):
+    """The request the handler receives (its envelope, docs/functions.md), as a caller would send it."""
+
+    method = serializers.ChoiceField(choices=RequestMethod.choices, default=RequestMethod.GET)
     path = serializers.RegexField(r"^/[^\x00-\x1f]*$", max_length=2048, default="/")
-    query = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, max_length=4096),
-        required=False,
-        default=dict,
-    )
-    headers = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, max_length=8192),
-        required=False,
-        default=dict,
-    )
-    body = serializers.CharField(
-        allow_blank=True, trim_whitespace=False, required=False, default=""
-    )
+    query = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=4096), required=False, default=dict)
+    headers = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=8192), required=False, default=dict)
+    body = serializers.CharField(allow_blank=True, trim_whitespace=False, required=False, default="")
 
 
-class InvokeResultSerializer(serializers.Serializer):
+class InvokeSerializer(BodySerializer):
+    request = SampleRequestSerializer(required=False, help_text="Default: GET /.")
+
+
+class FunctionInvokeResultSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     headers = serializers.DictField(child=serializers.CharField())
-    body = serializers.CharField(
-        help_text="Text, or base64 when body_encoding is base64."
-    )
+    body = serializers.CharField(help_text="Text, or base64 when body_encoding is base64.")
     body_encoding = serializers.ChoiceField(choices=["text", "base64"])
     duration_ms = serializers.IntegerField()
     cold_start = serializers.BooleanField()
     version = serializers.IntegerField()
 
 
-class LogsQuerySerializer(serializers.Serializer):
+class FunctionLogsQuerySerializer(serializers.Serializer):
     tail = serializers.IntegerField(min_value=1, max_value=5000, default=200)
 
 
-class LogsSerializer(serializers.Serializer):
+class FunctionLogsSerializer(serializers.Serializer):
     function_id = serializers.CharField()
     lines = serializers.ListField(
         child=serializers.CharField(),
@@ -197,11 +166,11 @@ class LogsSerializer(serializers.Serializer):
     )
 
 
-class MetricsQuerySerializer(serializers.Serializer):
+class FunctionMetricsQuerySerializer(serializers.Serializer):
     window = serializers.ChoiceField(choices=["1h", "24h", "7d"], default="1h")
 
 
-class MetricPointSerializer(serializers.Serializer):
+class FunctionMetricPointSerializer(serializers.Serializer):
     start = serializers.DateTimeField()
     count = serializers.IntegerField()
     errors = serializers.IntegerField()
@@ -209,7 +178,7 @@ class MetricPointSerializer(serializers.Serializer):
     avg_ms = serializers.FloatField(allow_null=True)
 
 
-class MetricTotalsSerializer(serializers.Serializer):
+class FunctionMetricTotalsSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     errors = serializers.IntegerField()
     cold_starts = serializers.IntegerField()
@@ -217,26 +186,26 @@ class MetricTotalsSerializer(serializers.Serializer):
     avg_ms = serializers.FloatField(allow_null=True)
 
 
-class MetricAllTimeSerializer(serializers.Serializer):
+class FunctionMetricAllTimeSerializer(serializers.Serializer):
     invocations = serializers.IntegerField()
     errors = serializers.IntegerField()
     cold_starts = serializers.IntegerField()
     last_invoked_at = serializers.DateTimeField(allow_null=True)
 
 
-class MetricsSerializer(serializers.Serializer):
+class FunctionMetricsSerializer(serializers.Serializer):
     window = serializers.CharField()
-    points = MetricPointSerializer(many=True)
-    totals = MetricTotalsSerializer()
-    all_time = MetricAllTimeSerializer()
+    points = FunctionMetricPointSerializer(many=True)
+    totals = FunctionMetricTotalsSerializer()
+    all_time = FunctionMetricAllTimeSerializer()
 
 
-class EnvVarsSerializer(serializers.Serializer):
+class FunctionEnvVarsSerializer(serializers.Serializer):
     function_id = serializers.CharField()
     env = serializers.DictField(child=serializers.CharField())
 
 
-class NameCheckSerializer(serializers.Serializer):
+class FunctionNameCheckSerializer(serializers.Serializer):
     name = serializers.CharField()
     available = serializers.BooleanField()
     reason = serializers.CharField(allow_null=True)

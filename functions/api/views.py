@@ -40,9 +40,7 @@ def _with_key(function, key):
 
 
 @extend_schema(tags=["functions"])
-class FunctionViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet
-):
+class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     """/api/v1/functions and /api/v1/functions/{function_id}"""
 
     queryset = selectors.function_list()
@@ -70,9 +68,7 @@ class FunctionViewSet(
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(
-        summary="A function: its draft code, settings, current version and counters"
-    )
+    @extend_schema(summary="A function: its draft code, settings, current version and counters")
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
 
@@ -85,9 +81,7 @@ class FunctionViewSet(
         body = s.FunctionCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        function, key = services.function_create(
-            principal=self.principal, runtime_name=data.pop("runtime"), **data
-        )
+        function, key = services.function_create(principal=self.principal, runtime_name=data.pop("runtime"), **data)
         response = _with_key(function, key)
         response.status_code = status.HTTP_201_CREATED
         return response
@@ -128,9 +122,7 @@ class FunctionViewSet(
             actor=self.principal.actor,
             rollback_to=body.validated_data["version"],
         )
-        return Response(
-            s.FunctionVersionSerializer(version).data, status=status.HTTP_201_CREATED
-        )
+        return Response(s.FunctionVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="The function's versions, newest first",
@@ -139,19 +131,19 @@ class FunctionViewSet(
     @action(detail=True, methods=["get"], url_path="versions")
     def versions(self, request, function_id=None):
         page = self.paginate_queryset(self.get_object().versions.order_by("-number"))
-        return self.get_paginated_response(
-            s.FunctionVersionSerializer(page, many=True).data
-        )
+        return self.get_paginated_response(s.FunctionVersionSerializer(page, many=True).data)
 
     @extend_schema(
         summary="Invoke the current version with a sample request (counts as an execution)",
-        request=s.InvokeSerializer, responses={200: s.InvokeResultSerializer, 402: ERR_402, 409: ERR_409, 502: ERR_502, 504: ERR_504},
+        request=s.InvokeSerializer, responses={200: s.FunctionInvokeResultSerializer, 402: ERR_402, 409: ERR_409, 502: ERR_502, 504: ERR_504},
     )  # fmt: skip
     @action(detail=True, methods=["post"], url_path="invoke")
     def invoke(self, request, function_id=None):
         body = s.InvokeSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        data = body.validated_data
+        sample = s.SampleRequestSerializer(data=body.validated_data.get("request") or {})
+        sample.is_valid(raise_exception=True)
+        data = sample.validated_data
         function = self.get_object()
         query = data["query"]
         envelope = request_envelope(
@@ -170,12 +162,12 @@ class FunctionViewSet(
 
     @extend_schema(
         summary="The function's logs: its runtimes' output and the control plane's lines, newest last",
-        parameters=[s.LogsQuerySerializer],
-        responses=s.LogsSerializer,
+        parameters=[s.FunctionLogsQuerySerializer],
+        responses=s.FunctionLogsSerializer,
     )
     @action(detail=True, methods=["get"], url_path="logs")
     def logs(self, request, function_id=None):
-        query = _query(s.LogsQuerySerializer, request)
+        query = _query(s.FunctionLogsQuerySerializer, request)
         function = self.get_object()
         return Response(
             {
@@ -186,33 +178,23 @@ class FunctionViewSet(
 
     @extend_schema(
         summary="Invocations, errors, cold starts and durations per minute",
-        parameters=[s.MetricsQuerySerializer],
-        responses=s.MetricsSerializer,
+        parameters=[s.FunctionMetricsQuerySerializer],
+        responses=s.FunctionMetricsSerializer,
     )
     @action(detail=True, methods=["get"], url_path="metrics")
     def metrics(self, request, function_id=None):
-        query = _query(s.MetricsQuerySerializer, request)
-        return Response(
-            s.MetricsSerializer(
-                selectors.function_metrics(
-                    function=self.get_object(), window=query["window"]
-                )
-            ).data
-        )
+        query = _query(s.FunctionMetricsQuerySerializer, request)
+        return Response(s.FunctionMetricsSerializer(selectors.function_metrics(function=self.get_object(), window=query["window"])).data)
 
     @extend_schema(
         summary="The draft's env vars, decrypted (owners and admins; audited)",
-        responses=s.EnvVarsSerializer,
+        responses=s.FunctionEnvVarsSerializer,
     )
     @action(detail=True, methods=["get"], url_path="env-vars")
     def env_vars(self, request, function_id=None):
         function = self.get_object()
-        env = services.function_env_reveal(
-            function=function, actor=self.principal.actor
-        )
-        return carries_secret(
-            Response({"function_id": function.function_id, "env": env})
-        )
+        env = services.function_env_reveal(function=function, actor=self.principal.actor)
+        return carries_secret(Response({"function_id": function.function_id, "env": env}))
 
     @extend_schema(
         summary="A new API key (shown once); the old one is refused from now on",
@@ -221,9 +203,7 @@ class FunctionViewSet(
     )
     @action(detail=True, methods=["post"], url_path="rotate-api-key")
     def rotate_api_key(self, request, function_id=None):
-        function, key = services.function_rotate_api_key(
-            function=self.get_object(), actor=self.principal.actor
-        )
+        function, key = services.function_rotate_api_key(function=self.get_object(), actor=self.principal.actor)
         return _with_key(function, key)
 
 
@@ -233,7 +213,7 @@ class FunctionNameCheckView(TenantApiView):
     installation, as they are public hostnames)."""
 
     @extend_schema(
-        summary="Whether a function slug is valid and free", responses=s.NameCheckSerializer,
+        summary="Whether a function slug is valid and free", responses=s.FunctionNameCheckSerializer,
         parameters=[OpenApiParameter("name", str, OpenApiParameter.PATH, description="The slug to check.")],
     )  # fmt: skip
     def get(self, request, name: str):

@@ -49,9 +49,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "code",
-                    models.TextField(
-                        help_text="The draft handler: deployed as a new version."
-                    ),
+                    models.TextField(help_text="The draft handler: deployed as a new version."),
                 ),
                 (
                     "env_encrypted",
@@ -206,9 +204,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="functionversion",
-            constraint=models.UniqueConstraint(
-                fields=("function", "number"), name="function_version_number_unique"
-            ),
+            constraint=models.UniqueConstraint(fields=("function", "number"), name="function_version_number_unique"),
         ),
         migrations.AddConstraint(
             model_name="functionversion",
@@ -220,8 +216,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="function",
-            index=models.Index(
-                fields=["tenant", "created_at"], name="function_tenant_created"
-            ),
+            index=models.Index(fields=["tenant", "created_at"], name="function_tenant_created"),
         ),
     ]

@@ -107,9 +107,7 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # the tenant's code: its traceback goes to its logs
             traceback.print_exc()
             sys.stderr.flush()
-            return self._send(
-                500, {"error": f"the handler raised {type(exc).__name__}"}
-            )
+            return self._send(500, {"error": f"the handler raised {type(exc).__name__}"})
         self._send(200, response)
 
     def log_message(self, *args):

@@ -32,9 +32,7 @@ def _fresh_runtime_probe():
 
 
 def create(api, slug="hello", runtime="python3.11", code=PYTHON_HANDLER, **extra):
-    response = api.post(
-        "functions", {"slug": slug, "runtime": runtime, "code": code, **extra}
-    )
+    response = api.post("functions", {"slug": slug, "runtime": runtime, "code": code, **extra})
     assert response.status_code == 201, response.content
     return response.json()
 

@@ -20,9 +20,7 @@ def test_the_plan_limits_the_number_of_functions(api):
     plan.max_functions = 1
     plan.save(update_fields=["max_functions"])
     create(api, slug="first")
-    response = api.post(
-        "functions", {"slug": "second", "runtime": "python3.11", "code": PYTHON_HANDLER}
-    )
+    response = api.post("functions", {"slug": "second", "runtime": "python3.11", "code": PYTHON_HANDLER})
     body = assert_error(response, 402)
     assert body["limit"] == "functions" and body["plan"] == plan.pk
     assert SubscriptionPlan.objects.get(pk="team").max_functions == 100
@@ -36,14 +34,9 @@ def test_code_over_the_size_limit_is_refused(api):
             {"slug": "big", "runtime": "python3.11", "code": "x = 1\n" * 500},
         )
         body = assert_error(response, 422)
-        assert (
-            body["detail"][0]["loc"] == ["body", "code"]
-            and "at most 1000" in body["detail"][0]["msg"]
-        )
+        assert body["detail"][0]["loc"] == ["body", "code"] and "at most 1000" in body["detail"][0]["msg"]
         function = create(api, slug="small")
-        response = api.patch(
-            f"functions/{function['function_id']}", {"code": "#" * 1001}
-        )
+        response = api.patch(f"functions/{function['function_id']}", {"code": "#" * 1001})
         assert_error(response, 422)
 
 
@@ -64,9 +57,7 @@ def test_slug_rules_and_check_name(api, other_api):
         422,
     )
     assert_error(
-        api.post(
-            "functions", {"slug": "ok-slug", "runtime": "cobol", "code": PYTHON_HANDLER}
-        ),
+        api.post("functions", {"slug": "ok-slug", "runtime": "cobol", "code": PYTHON_HANDLER}),
         422,
     )
     assert api.get("functions/check-name/hello").json() == {
@@ -110,9 +101,7 @@ def test_env_var_names_are_checked(api):
     )
     assert_error(response, 422)
     function = create(api, slug="envy", env={"A": "1", "B": "2"})
-    patched = api.patch(
-        f"functions/{function['function_id']}", {"env": {"A": None, "C": "3"}}
-    ).json()
+    patched = api.patch(f"functions/{function['function_id']}", {"env": {"A": None, "C": "3"}}).json()
     assert patched["env_var_names"] == ["B", "C"]
 
 
@@ -136,10 +125,7 @@ def test_members_operate_but_do_not_delete_or_see_secrets(api, member_api):
     function = create(api, auth_mode="api_key")
     fid = function["function_id"]
     assert member_api.get(f"functions/{fid}").status_code == 200
-    assert (
-        member_api.patch(f"functions/{fid}", {"idle_timeout_seconds": 60}).status_code
-        == 200
-    )
+    assert member_api.patch(f"functions/{fid}", {"idle_timeout_seconds": 60}).status_code == 200
     assert member_api.post(f"functions/{fid}/rotate-api-key").status_code == 403
     assert member_api.get(f"functions/{fid}/env-vars").status_code == 403
     assert member_api.delete(f"functions/{fid}").status_code == 403
@@ -151,10 +137,7 @@ def test_members_operate_but_do_not_delete_or_see_secrets(api, member_api):
 def test_an_undeployed_or_unknown_function_and_the_public_errors(api):
     create(api)
     response = Client().get("/fn/hello")
-    assert (
-        response.status_code == 409
-        and "no deployed version" in json.loads(response.content)["detail"]
-    )
+    assert response.status_code == 409 and "no deployed version" in json.loads(response.content)["detail"]
     assert response["Content-Security-Policy"] == "sandbox"
     assert Client().get("/fn/nobody-here").status_code == 404
 
@@ -163,10 +146,5 @@ def test_an_undeployed_or_unknown_function_and_the_public_errors(api):
 def test_rotating_a_public_functions_key_is_refused(api):
     function = create(api)
     assert_error(api.post(f"functions/{function['function_id']}/rotate-api-key"), 400)
-    switched = api.patch(
-        f"functions/{function['function_id']}", {"auth_mode": "api_key"}
-    )
-    assert (
-        switched.json()["api_key"].startswith("fnk_")
-        and switched["Cache-Control"] == "no-store"
-    )
+    switched = api.patch(f"functions/{function['function_id']}", {"auth_mode": "api_key"})
+    assert switched.json()["api_key"].startswith("fnk_") and switched["Cache-Control"] == "no-store"

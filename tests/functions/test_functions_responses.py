@@ -38,18 +38,10 @@ def test_responses_are_checked_and_filtered(api):
     deploy(api, function["function_id"])
     shared = Client().get("/fn/hello/cookies")
     assert shared.status_code == 200 and shared["x-ok"] == "yes"
-    assert (
-        "Set-Cookie" not in shared
-        and not shared.cookies
-        and "Strict-Transport-Security" not in shared
-    )
+    assert "Set-Cookie" not in shared and not shared.cookies and "Strict-Transport-Security" not in shared
     assert shared["Content-Security-Policy"] == "sandbox"
     hop = Client().get("/fn/hello/")
-    assert (
-        hop.status_code == 200
-        and "Transfer-Encoding" not in hop
-        and hop.get("Connection") is None
-    )
+    assert hop.status_code == 200 and "Transfer-Encoding" not in hop and hop.get("Connection") is None
     for path in ("/newline", "/status", "/raise"):
         response = Client().get("/fn/hello" + path)
         assert response.status_code == 502, (path, response.content)
@@ -69,21 +61,14 @@ def test_the_functions_own_host_keeps_only_host_only_cookies(api):
         assert own.status_code == 200 and "pref=1" in own["Set-Cookie"]
         assert "Content-Security-Policy" not in own
         parent = Client().get("/cookies", HTTP_HOST="hello.fn.example.net")
-        assert "Set-Cookie" not in parent, (
-            "a cookie for a parent domain could reach the console"
-        )
+        assert "Set-Cookie" not in parent, "a cookie for a parent domain could reach the console"
         assert Client().get("/", HTTP_HOST="no_such.fn.example.net").status_code == 404
-        assert (
-            api.get(f"functions/{function['function_id']}").json()["host_url"]
-            == "http://hello.fn.example.net"
-        )
+        assert api.get(f"functions/{function['function_id']}").json()["host_url"] == "http://hello.fn.example.net"
 
 
 def test_a_body_over_the_limit_is_413(api):
     function = create(api, code=HEADERS)
     deploy(api, function["function_id"])
     with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=100):
-        response = Client().post(
-            "/fn/hello/", data="y" * 200, content_type="text/plain"
-        )
+        response = Client().post("/fn/hello/", data="y" * 200, content_type="text/plain")
     assert response.status_code == 413

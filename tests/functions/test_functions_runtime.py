@@ -38,19 +38,11 @@ def test_python_handler_deployed_and_invoked_through_the_public_url(api):
     )
     assert response.status_code == 200, response.content
     body = json.loads(response.content)
-    assert (
-        body["path"] == "/some/where"
-        and body["query"] == {"x": "1"}
-        and body["body"] == "ping"
-        and body["greeting"] == "hi"
-    )
+    assert body["path"] == "/some/where" and body["query"] == {"x": "1"} and body["body"] == "ping" and body["greeting"] == "hi"
     assert "cookie" not in body["headers"] and "authorization" not in body["headers"]
     assert response["x-handled-by"] == "python"
     # Served on the console's host: sandboxed, as everything proxied there is.
-    assert (
-        response["Content-Security-Policy"] == "sandbox"
-        and response["X-Content-Type-Options"] == "nosniff"
-    )
+    assert response["Content-Security-Policy"] == "sandbox" and response["X-Content-Type-Options"] == "nosniff"
 
     logs = api.get(f"functions/{function['function_id']}/logs").json()["lines"]
     assert any("got POST /some/where" in line for line in logs), logs
@@ -58,9 +50,7 @@ def test_python_handler_deployed_and_invoked_through_the_public_url(api):
 
 def test_node_handler_deployed_and_invoked(api):
     if "node20" not in runtime.available_runtimes():
-        pytest.skip(
-            "node 20 is not installed here (apt-get install nodejs): the Node runtime cannot be tested"
-        )
+        pytest.skip("node 20 is not installed here (apt-get install nodejs): the Node runtime cannot be tested")
     function = create(
         api,
         slug="hello-node",
@@ -77,10 +67,7 @@ def test_node_handler_deployed_and_invoked(api):
         "body": "x",
     }
     assert response["x-handled-by"] == "node"
-    assert any(
-        "node got POST /n" in line
-        for line in api.get(f"functions/{function['function_id']}/logs").json()["lines"]
-    )
+    assert any("node got POST /n" in line for line in api.get(f"functions/{function['function_id']}/logs").json()["lines"])
 
 
 def test_api_key_required_checked_and_rotated(api):
@@ -88,9 +75,7 @@ def test_api_key_required_checked_and_rotated(api):
     key = function["api_key"]
     assert key.startswith("fnk_") and function["api_key_prefix"] == key[:12]
     stored = Function.objects.get(function_id=function["function_id"])
-    assert key not in json.dumps(
-        list(Function.objects.filter(pk=stored.pk).values()), default=str
-    ), "the key is stored only hashed"
+    assert key not in json.dumps(list(Function.objects.filter(pk=stored.pk).values()), default=str), "the key is stored only hashed"
     assert api.get(f"functions/{function['function_id']}").json().get("api_key") is None
     deploy(api, function["function_id"])
 
@@ -99,17 +84,13 @@ def test_api_key_required_checked_and_rotated(api):
     assert public(path="/fn/secured", HTTP_X_API_KEY=key).status_code == 200
     ok = public(path="/fn/secured", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert ok.status_code == 200
-    assert "authorization" not in json.loads(ok.content)["headers"], (
-        "the key never reaches the handler"
-    )
+    assert "authorization" not in json.loads(ok.content)["headers"], "the key never reaches the handler"
 
     rotated = api.post(f"functions/{function['function_id']}/rotate-api-key")
     assert rotated.status_code == 200 and rotated["Cache-Control"] == "no-store"
     new_key = rotated.json()["api_key"]
     assert new_key != key
-    assert public(path="/fn/secured", HTTP_X_API_KEY=key).status_code == 401, (
-        "the old key is refused"
-    )
+    assert public(path="/fn/secured", HTTP_X_API_KEY=key).status_code == 401, "the old key is refused"
     assert public(path="/fn/secured", HTTP_X_API_KEY=new_key).status_code == 200
 
 
@@ -122,9 +103,7 @@ def test_api_key_required_checked_and_rotated(api):
         "def not_a_handler():\n    pass\n",  # no handler
     ],
 )
-def test_a_broken_handler_fails_its_deploy_and_the_previous_version_keeps_serving(
-    api, broken
-):
+def test_a_broken_handler_fails_its_deploy_and_the_previous_version_keeps_serving(api, broken):
     function = create(api)
     fid = function["function_id"]
     assert deploy(api, fid)["status"] == "built"
@@ -134,9 +113,7 @@ def test_a_broken_handler_fails_its_deploy_and_the_previous_version_keeps_servin
     assert failed["error_message"]
     assert api.get(f"functions/{fid}").json()["current_version"] == 1
     response = public("get", "/fn/hello/still")
-    assert (
-        response.status_code == 200 and json.loads(response.content)["path"] == "/still"
-    )
+    assert response.status_code == 200 and json.loads(response.content)["path"] == "/still"
     assert response["X-Function-Version"] == "1"
 
 
@@ -147,15 +124,9 @@ def test_deploy_switches_and_rollback_deploys_an_earlier_version_again(api):
     api.patch(f"functions/{fid}", {"code": "def handler(request):\n    return 'v2'\n"})
     assert deploy(api, fid)["number"] == 2
     assert public(path="/fn/hello").content == b"v2"
-    assert runtime.running_versions(Function.objects.get(function_id=fid).pk) == [2], (
-        "the replaced version's runtime is stopped"
-    )
+    assert runtime.running_versions(Function.objects.get(function_id=fid).pk) == [2], "the replaced version's runtime is stopped"
     rolled = deploy(api, fid, version=1)
-    assert (
-        rolled["number"] == 3
-        and rolled["rolled_back_from"] == 1
-        and rolled["status"] == "built"
-    )
+    assert rolled["number"] == 3 and rolled["rolled_back_from"] == 1 and rolled["status"] == "built"
     assert json.loads(public(path="/fn/hello/r").content)["path"] == "/r"
     versions = api.get(f"functions/{fid}/versions").json()
     assert [v["number"] for v in versions["results"]] == [3, 2, 1]
@@ -182,18 +153,11 @@ def test_scale_to_zero_and_wake_on_the_next_request(api):
     assert api.get(f"functions/{fid}").json()["running"] is False
 
     response = public(path="/fn/hello/woken")
-    assert (
-        response.status_code == 200 and json.loads(response.content)["path"] == "/woken"
-    )
+    assert response.status_code == 200 and json.loads(response.content)["path"] == "/woken"
     assert runtime.is_running(pk, 1)
-    invoked = api.post(
-        f"functions/{fid}/invoke", {"method": "GET", "path": "/x"}
-    ).json()
+    invoked = api.post(f"functions/{fid}/invoke", {"method": "GET", "path": "/x"}).json()
     assert invoked["cold_start"] is False and invoked["status"] == 200
-    assert any(
-        "started on request (cold start" in line
-        for line in api.get(f"functions/{fid}/logs").json()["lines"]
-    )
+    assert any("started on request (cold start" in line for line in api.get(f"functions/{fid}/logs").json()["lines"])
 
 
 @pytest.mark.django_db(transaction=True)
@@ -241,9 +205,7 @@ def test_a_runtime_that_does_not_come_up_in_time_answers_504(api):
     assert deploy(api, fid)["status"] == "built"
     pk = Function.objects.get(function_id=fid).pk
     runtime.stop(pk, 2)
-    (runtime.version_dir(pk, 2) / "code" / "handler.py").write_text(
-        "import time\ntime.sleep(30)\ndef handler(request):\n    return 'ok'\n"
-    )
+    (runtime.version_dir(pk, 2) / "code" / "handler.py").write_text("import time\ntime.sleep(30)\ndef handler(request):\n    return 'ok'\n")
     with override_settings(FUNCTIONS_WAKE_TIMEOUT_SECONDS=1):
         response = public(path="/fn/hello")
     assert response.status_code == 504, response.content
@@ -256,16 +218,10 @@ def test_env_vars_are_encrypted_at_rest_and_revealed_only_to_admins(api, member_
     deploy(api, fid)
     row = Function.objects.filter(function_id=fid).values().get()
     version = FunctionVersion.objects.filter(function__function_id=fid).values().get()
-    assert "hunter2" not in json.dumps(
-        row, default=str
-    ) and "hunter2" not in json.dumps(version, default=str)
-    assert function["env_var_names"] == ["DB_PASSWORD"] and "hunter2" not in json.dumps(
-        function
-    )
+    assert "hunter2" not in json.dumps(row, default=str) and "hunter2" not in json.dumps(version, default=str)
+    assert function["env_var_names"] == ["DB_PASSWORD"] and "hunter2" not in json.dumps(function)
     revealed = api.get(f"functions/{fid}/env-vars")
-    assert revealed.status_code == 200 and revealed.json()["env"] == {
-        "DB_PASSWORD": "hunter2-secret-value"
-    }
+    assert revealed.status_code == 200 and revealed.json()["env"] == {"DB_PASSWORD": "hunter2-secret-value"}
     assert revealed["Cache-Control"] == "no-store"
     assert member_api.get(f"functions/{fid}/env-vars").status_code == 403
     activity = api.get("activity").json()["results"]
@@ -284,12 +240,7 @@ def test_invocations_count_as_executions_and_metrics(api):
     from datetime import date, timedelta
 
     today = date.today()
-    assert (
-        metering.pending_counts(
-            api.tenant.pk, today - timedelta(days=1), today + timedelta(days=2)
-        )
-        == 3
-    )
+    assert metering.pending_counts(api.tenant.pk, today - timedelta(days=1), today + timedelta(days=2)) == 3
     jobs.flush_function_metrics()
     metrics = api.get(f"functions/{fid}/metrics").json()
     assert metrics["totals"]["count"] == 3 and metrics["all_time"]["invocations"] == 3

@@ -68,14 +68,10 @@ def test_a_handler_cannot_reach_another_tenants_function_nor_the_host(api, other
         env={"VICTIM_SECRET": SECRET},
     )
     deploy(api, victim["function_id"])
-    assert (
-        Client().get("/fn/victim").status_code == 200
-    )  # its logs now hold the secret too
+    assert Client().get("/fn/victim").status_code == 200  # its logs now hold the secret too
     victim_pk = Function.objects.get(function_id=victim["function_id"]).pk
     victim_dir = runtime.function_dir(victim_pk)
-    record = json.loads(
-        (runtime.version_dir(victim_pk, 1) / "process.json").read_text()
-    )
+    record = json.loads((runtime.version_dir(victim_pk, 1) / "process.json").read_text())
     victim_pids = [
         p.pid
         for p in [
@@ -87,11 +83,7 @@ def test_a_handler_cannot_reach_another_tenants_function_nor_the_host(api, other
     service = socket.socket()
     service.bind(("127.0.0.1", 0))
     service.listen(1)
-    database = (
-        connection.settings_dict["NAME"]
-        if connection.vendor == "sqlite"
-        else str(Path(settings.VAR_DIR) / "orchestrio.sqlite3")
-    )
+    database = connection.settings_dict["NAME"] if connection.vendor == "sqlite" else str(Path(settings.VAR_DIR) / "orchestrio.sqlite3")
     targets = {
         "read": [
             str(runtime.version_dir(victim_pk, 1) / "code" / "handler.py"),
@@ -111,9 +103,7 @@ def test_a_handler_cannot_reach_another_tenants_function_nor_the_host(api, other
         "sockets": [str(runtime.version_dir(victim_pk, 1) / runtime.SOCKET_NAME)],
         "pids": victim_pids,
     }
-    attacker = create(
-        other_api, slug="attacker", code=ATTACK % (json.dumps(targets), SECRET)
-    )
+    attacker = create(other_api, slug="attacker", code=ATTACK % (json.dumps(targets), SECRET))
     assert deploy(other_api, attacker["function_id"])["status"] == "built"
     response = Client().get("/fn/attacker")
     service.close()
@@ -125,16 +115,9 @@ def test_a_handler_cannot_reach_another_tenants_function_nor_the_host(api, other
     assert results["uid"] != settings.FUNCTIONS_LOCAL_UID_BASE + victim_pk
     assert results["groups"] in ([], [results["gid"]])
     allowed = {"see the victim's env"}
-    succeeded = {
-        name: outcome
-        for name, outcome in results.items()
-        if isinstance(outcome, dict) and outcome["ok"] and name not in allowed
-    }
+    succeeded = {name: outcome for name, outcome in results.items() if isinstance(outcome, dict) and outcome["ok"] and name not in allowed}
     assert not succeeded, f"the attacker's handler reached: {succeeded}"
-    assert (
-        results["see the victim's env"]["ok"]
-        and results["see the victim's env"]["value"] == "[]"
-    ), results["see the victim's env"]
+    assert results["see the victim's env"]["ok"] and results["see the victim's env"]["value"] == "[]", results["see the victim's env"]
     assert SECRET not in response.content.decode()
     # The victim is still up and serving.
     assert Client().get("/fn/victim").status_code == 200
