@@ -7,16 +7,7 @@ class FunctionVersionInline(admin.TabularInline):
     model = FunctionVersion
     extra = 0
     can_delete = False
-    fields = [
-        "number",
-        "runtime",
-        "status",
-        "error_message",
-        "start_ms",
-        "created_by",
-        "created_at",
-        "finished_at",
-    ]
+    fields = ["number", "runtime", "status", "error_message", "start_ms", "created_by", "created_at", "finished_at"]
     readonly_fields = fields
 
 
@@ -25,16 +16,7 @@ class FunctionAdmin(admin.ModelAdmin):
     """Read-only for support staff: changes go through the API's audited services. Never the
     env vars (encrypted or not) nor the API key's hash."""
 
-    list_display = [
-        "slug",
-        "function_id",
-        "tenant",
-        "runtime",
-        "auth_mode",
-        "current_version",
-        "invocations",
-        "created_at",
-    ]
+    list_display = ["slug", "function_id", "tenant", "runtime", "auth_mode", "current_version", "invocations", "created_at"]
     list_filter = ["runtime", "auth_mode"]
     search_fields = ["slug", "function_id", "tenant__id"]
     fields = [

@@ -52,14 +52,7 @@ def _version_target(function: Function) -> runtime.Target:
         code, env = full.code, decrypt_env(full.env_encrypted)
     elif not runtime.is_running(function.pk, version.number):
         env = decrypt_env(FunctionVersion.objects.only("env_encrypted").get(pk=version.pk).env_encrypted)
-    return runtime.Target(
-        function_pk=function.pk,
-        slug=function.slug,
-        number=version.number,
-        runtime=version.runtime,
-        code=code,
-        env=env,
-    )
+    return runtime.Target(function_pk=function.pk, slug=function.slug, number=version.number, runtime=version.runtime, code=code, env=env)
 
 
 def _response(payload: dict) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -89,29 +82,13 @@ def _response(payload: dict) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, headers, data
 
 
-def request_envelope(
-    *,
-    method: str,
-    path: str,
-    query: dict,
-    query_string: str,
-    headers: dict,
-    body: bytes,
-) -> dict:
+def request_envelope(*, method: str, path: str, query: dict, query_string: str, headers: dict, body: bytes) -> dict:
     """The request as the handler sees it (docs/functions.md)."""
     try:
         text, encoding = body.decode("utf-8"), "text"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(body).decode("ascii"), "base64"
-    return {
-        "method": method,
-        "path": path or "/",
-        "query": query,
-        "query_string": query_string,
-        "headers": headers,
-        "body": text,
-        "body_encoding": encoding,
-    }
+    return {"method": method, "path": path or "/", "query": query, "query_string": query_string, "headers": headers, "body": text, "body_encoding": encoding}
 
 
 def invoke(function: Function, envelope: dict, *, plan) -> Result:
@@ -132,19 +109,7 @@ def invoke(function: Function, envelope: dict, *, plan) -> Result:
             status, headers, body = _response(payload)
             runtime.touch(function.pk)
         error = status >= 500
-        return Result(
-            status=status,
-            headers=headers,
-            body=body,
-            duration_ms=int((time.monotonic() - began) * 1000),
-            cold_start=cold,
-            version=target.number,
-        )
+        return Result(status=status, headers=headers, body=body, duration_ms=int((time.monotonic() - began) * 1000), cold_start=cold, version=target.number)
     finally:
-        metrics.record(
-            function.pk,
-            duration_ms=int((time.monotonic() - began) * 1000),
-            error=error,
-            cold=cold,
-        )
+        metrics.record(function.pk, duration_ms=int((time.monotonic() - began) * 1000), error=error, cold=cold)
         runtime.trim_log(function.pk)

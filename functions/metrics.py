@@ -41,11 +41,7 @@ def record(function_pk: int, *, duration_ms: int, error: bool, cold: bool) -> No
         pipe.hincrby(PENDING, prefix + "duration_ms_total", max(0, duration_ms))
         pipe.execute()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        logger.warning(
-            "function metrics unavailable; an invocation of function %s not counted: %s",
-            function_pk,
-            exc,
-        )
+        logger.warning("function metrics unavailable; an invocation of function %s not counted: %s", function_pk, exc)
 
 
 def flush() -> int:

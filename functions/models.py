@@ -19,11 +19,7 @@ from .choices import AuthMode, Runtime, VersionStatus
 class Function(models.Model):
     function_id = models.CharField(max_length=40, unique=True, editable=False)
     tenant = models.ForeignKey("orchestrio.Tenant", on_delete=models.CASCADE, related_name="functions")
-    slug = models.CharField(
-        max_length=63,
-        unique=True,
-        help_text="DNS-safe, unique on this installation: /fn/<slug>.",
-    )
+    slug = models.CharField(max_length=63, unique=True, help_text="DNS-safe, unique on this installation: /fn/<slug>.")
     runtime = models.CharField(max_length=16, choices=Runtime.choices)
     code = models.TextField(help_text="The draft handler: deployed as a new version.")
     env_encrypted = models.TextField(blank=True, help_text="The draft env vars: JSON, encrypted (Fernet).")
@@ -31,13 +27,7 @@ class Function(models.Model):
     api_key_hash = models.CharField(max_length=64, blank=True)
     api_key_prefix = models.CharField(max_length=16, blank=True)
     idle_timeout_seconds = models.PositiveIntegerField(default=300)
-    current_version = models.ForeignKey(
-        "FunctionVersion",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
+    current_version = models.ForeignKey("FunctionVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     invocations = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0)
     cold_starts = models.PositiveBigIntegerField(default=0)
@@ -65,11 +55,7 @@ class FunctionVersion(models.Model):
     status = models.CharField(max_length=16, choices=VersionStatus.choices, default=VersionStatus.BUILDING)
     error_message = models.TextField(blank=True)
     rolled_back_from = models.PositiveIntegerField(null=True, blank=True)
-    start_ms = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        help_text="How long its runtime took to start and answer its health check.",
-    )
+    start_ms = models.PositiveIntegerField(null=True, blank=True, help_text="How long its runtime took to start and answer its health check.")
     created_by = models.CharField(max_length=254, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -79,11 +65,7 @@ class FunctionVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["function", "number"], name="function_version_number_unique"),
             # One deploy at a time per function.
-            models.UniqueConstraint(
-                fields=["function"],
-                condition=Q(status=VersionStatus.BUILDING),
-                name="function_one_building_version",
-            ),
+            models.UniqueConstraint(fields=["function"], condition=Q(status=VersionStatus.BUILDING), name="function_one_building_version"),
         ]
 
     def __str__(self) -> str:

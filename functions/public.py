@@ -21,20 +21,8 @@ from django.http import HttpResponse
 from gateway import origin
 from gateway.proxy import DROPPED_REQUEST, DROPPED_RESPONSE, DROPPED_RESPONSE_SHARED
 from orchestrio.api.exceptions import domain_error_response
-from orchestrio.api.ratelimit import (
-    AUTH_FAILURE_DETAIL,
-    Counter,
-    attach,
-    auth_failure,
-    count,
-)
-from orchestrio.errors import (
-    DomainError,
-    NotFound,
-    PayloadTooLarge,
-    TooManyRequests,
-    Unauthorized,
-)
+from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
+from orchestrio.errors import DomainError, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized
 from orchestrio.longpoll import proxy_slot
 from orchestrio.tenancy import client_ip
 
@@ -113,29 +101,15 @@ def _serve(request, slug: str, path: str, *, shared: bool) -> HttpResponse:
         if not rules.api_key_matches(function, presented):
             throttled = auth_failure(request) if presented else None
             if throttled is not None:
-                raise TooManyRequests(
-                    f"{AUTH_FAILURE_DETAIL}; retry after {throttled.reset} seconds",
-                    retry_after=throttled.reset,
-                )
+                raise TooManyRequests(f"{AUTH_FAILURE_DETAIL}; retry after {throttled.reset} seconds", retry_after=throttled.reset)
             raise Unauthorized(
                 "this function needs its API key (X-Api-Key: <key>, or Authorization: Bearer <key>)" if not presented else "the API key is not this function's",
                 challenge='Bearer realm="function"',
             )  # fmt: skip
-    usage = count(
-        [
-            Counter(
-                group="functions",
-                key=f"fn:{function.pk}:ip:{client_ip(request) or 'unknown'}",
-                rate=settings.RATE_LIMITS["gateway"],
-            )
-        ]
-    )[0]
+    usage = count([Counter(group="functions", key=f"fn:{function.pk}:ip:{client_ip(request) or 'unknown'}", rate=settings.RATE_LIMITS["gateway"])])[0]
     attach(request, usage)
     if usage is not None and usage.limited:
-        raise TooManyRequests(
-            f"rate limit exceeded for this caller; retry after {usage.reset} seconds",
-            retry_after=usage.reset,
-        )
+        raise TooManyRequests(f"rate limit exceeded for this caller; retry after {usage.reset} seconds", retry_after=usage.reset)
     body = _read_body(request)
     envelope = request_envelope(
         method=request.method, path=path or "/", query={k: request.GET.get(k) for k in request.GET}, query_string=request.META.get("QUERY_STRING", ""),

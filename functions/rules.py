@@ -46,10 +46,7 @@ def api_key_matches(function, presented: str | None) -> bool:
 def check_code(code: str) -> None:
     size = len(code.encode("utf-8"))
     if size > settings.FUNCTIONS_MAX_CODE_BYTES:
-        raise ValidationFailed(
-            f"the handler's code is {size} bytes; at most {settings.FUNCTIONS_MAX_CODE_BYTES} are allowed",
-            field="code",
-        )
+        raise ValidationFailed(f"the handler's code is {size} bytes; at most {settings.FUNCTIONS_MAX_CODE_BYTES} are allowed", field="code")
     if not code.strip():
         raise ValidationFailed("the handler's code is empty", field="code")
 
@@ -59,10 +56,7 @@ def check_env(env: dict) -> dict:
         raise ValidationFailed(f"at most {ENV_MAX_VARS} env vars", field="env")
     for name, value in env.items():
         if not ENV_NAME.match(name) or name.startswith(ENV_RESERVED):
-            raise ValidationFailed(
-                f"{name[:80]!r} is not an env var name this allows (letters, digits and _, not ORCHESTRIO_…)",
-                field="env",
-            )
+            raise ValidationFailed(f"{name[:80]!r} is not an env var name this allows (letters, digits and _, not ORCHESTRIO_…)", field="env")
         if not isinstance(value, str):
             raise ValidationFailed(f"the value of {name} must be a string", field="env")
     if len(json.dumps(env).encode("utf-8")) > ENV_MAX_BYTES:

@@ -46,12 +46,7 @@ from django.utils import timezone
 from gateway.proxy import pool
 from instances.providers import sandbox
 from instances.providers.local import live_process
-from orchestrio.errors import (
-    ServiceUnavailable,
-    UpstreamError,
-    UpstreamTimeout,
-    ValidationFailed,
-)
+from orchestrio.errors import ServiceUnavailable, UpstreamError, UpstreamTimeout, ValidationFailed
 
 from .choices import HANDLER_FILE, Runtime
 
@@ -141,10 +136,7 @@ def unavailable_reason() -> str | None:
 def require_runtime(runtime: str) -> None:
     """422 unless this host offers `runtime`."""
     if runtime not in available_runtimes():
-        raise ValidationFailed(
-            f"this installation has no {runtime} runtime (it offers: {', '.join(available_runtimes()) or 'none'})",
-            field="runtime",
-        )
+        raise ValidationFailed(f"this installation has no {runtime} runtime (it offers: {', '.join(available_runtimes()) or 'none'})", field="runtime")
 
 
 def require_available(runtime: str) -> None:
@@ -321,36 +313,13 @@ def _argv(target: Target, directory: Path, fd: int) -> list[str]:
     handler = "/code/" + HANDLER_FILE[target.runtime]
     if target.runtime == Runtime.PYTHON311:
         runner = ("/orchestrio/runner.py", str(directory / "python_runner.py"))
-        command = [
-            "{python}",
-            "-I",
-            "-B",
-            runner[0],
-            "--listen-fd",
-            str(fd),
-            "--handler",
-            handler,
-        ]
+        command = ["{python}", "-I", "-B", "-u", runner[0], "--listen-fd", str(fd), "--handler", handler]
     else:
         runner = ("/orchestrio/runner.mjs", str(directory / "node_runner.mjs"))
-        command = [
-            shutil.which("node", path="/usr/local/bin:/usr/bin:/bin") or "/usr/bin/node",
-            runner[0],
-            "--listen-fd",
-            str(fd),
-            "--handler",
-            handler,
-        ]
+        command = [shutil.which("node", path="/usr/local/bin:/usr/bin:/bin") or "/usr/bin/node", runner[0], "--listen-fd", str(fd), "--handler", handler]
     binds = [(str(directory / "code"), "/code", False), (runner[1], runner[0], False)]
     hostname = f"fn-{target.slug}"[:63]
-    argv = sandbox.wrap(
-        uid=uid_for(target.function_pk),
-        hostname=hostname,
-        binds=binds,
-        argv=command,
-        mode=sandbox.support().mode,
-        chdir="/code",
-    )
+    argv = sandbox.wrap(uid=uid_for(target.function_pk), hostname=hostname, binds=binds, argv=command, mode=sandbox.support().mode, chdir="/code")
     prlimit = shutil.which("prlimit")
     return [prlimit, f"--fsize={FILE_SIZE_LIMIT}", "--", *argv] if prlimit else argv
 
@@ -412,20 +381,14 @@ def start(target: Target, *, timeout: float | None = None) -> int:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _kill(directory)
-            raise StartFailed(
-                f"the runtime exited at start (code {proc.returncode})",
-                _output_since(log_file, offset),
-            )
+            raise StartFailed(f"the runtime exited at start (code {proc.returncode})", _output_since(log_file, offset))
         if _health(str(socket_path), timeout=max(0.05, min(1.0, deadline - time.monotonic()))):
             threading_reap(proc)
             return int((time.monotonic() - began) * 1000)
         time.sleep(0.02)
     _kill(directory)
     proc.poll()
-    raise StartFailed(
-        f"the runtime did not answer its health check within {timeout:g}s",
-        _output_since(log_file, offset),
-    )
+    raise StartFailed(f"the runtime did not answer its health check within {timeout:g}s", _output_since(log_file, offset))
 
 
 def threading_reap(proc: subprocess.Popen) -> None:
@@ -500,19 +463,13 @@ def ensure_running(target: Target, *, deadline: float) -> tuple[str, bool]:
             if remaining <= 0:
                 raise TimeoutError
             try:
-                took = start(
-                    target,
-                    timeout=min(settings.FUNCTIONS_START_TIMEOUT_SECONDS, remaining),
-                )
+                took = start(target, timeout=min(settings.FUNCTIONS_START_TIMEOUT_SECONDS, remaining))
             except StartFailed as exc:
                 log(target.function_pk, f"version {target.number} did not start: {exc}")
                 if "health check" in str(exc) and time.monotonic() >= deadline - 0.05:
                     raise UpstreamTimeout(f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s") from exc
                 raise UpstreamError(f"function {target.slug} could not start: {exc} (see its logs)") from exc
-            log(
-                target.function_pk,
-                f"version {target.number} started on request (cold start {took} ms)",
-            )
+            log(target.function_pk, f"version {target.number} started on request (cold start {took} ms)")
             return str(directory / SOCKET_NAME), True
     except TimeoutError as exc:
         raise UpstreamTimeout(f"function {target.slug} did not start within {settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS:g}s") from exc

@@ -9,11 +9,7 @@ from django.utils import timezone
 
 from .models import Function, FunctionMetricMinute
 
-WINDOWS = {
-    "1h": timedelta(hours=1),
-    "24h": timedelta(hours=24),
-    "7d": timedelta(days=7),
-}
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
 def function_list(*, tenant=None) -> QuerySet[Function]:
@@ -31,10 +27,7 @@ def function_metrics(*, function: Function, window: str, now=None) -> dict:
     since = now - WINDOWS[window]
     rows = list(FunctionMetricMinute.objects.filter(function=function, minute__gte=since).order_by("minute"))
     totals = FunctionMetricMinute.objects.filter(function=function, minute__gte=since).aggregate(
-        count=Sum("count"),
-        errors=Sum("errors"),
-        cold_starts=Sum("cold_starts"),
-        duration=Sum("duration_ms_total"),
+        count=Sum("count"), errors=Sum("errors"), cold_starts=Sum("cold_starts"), duration=Sum("duration_ms_total")
     )
     count = totals["count"] or 0
     return {

@@ -32,14 +32,7 @@ from orchestrio.tenancy import Actor, Principal
 
 from . import runtime
 from .choices import API_KEY_PREFIX, AuthMode, VersionStatus
-from .rules import (
-    check_code,
-    check_env,
-    decrypt_env,
-    encrypt_env,
-    key_hash,
-    slug_problem,
-)
+from .rules import check_code, check_env, decrypt_env, encrypt_env, key_hash, slug_problem
 from .models import Function, FunctionVersion
 
 logger = logging.getLogger(__name__)
@@ -77,11 +70,7 @@ def function_create(
     actor = principal.actor
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=principal.tenant.pk)
-        limit_check(
-            plan=tenant.plan,
-            limit="functions",
-            used=lambda: Function.objects.filter(tenant=tenant).count(),
-        )
+        limit_check(plan=tenant.plan, limit="functions", used=lambda: Function.objects.filter(tenant=tenant).count())
         function = Function(
             function_id=new_function_id(), tenant=tenant, slug=slug, runtime=runtime_name, code=code, env_encrypted=encrypt_env(env),
             auth_mode=auth_mode, idle_timeout_seconds=idle_timeout_seconds or settings.FUNCTIONS_DEFAULT_IDLE_SECONDS, created_by=actor.label[:254],
@@ -182,12 +171,7 @@ def function_delete(*, function: Function, actor: Actor) -> None:
         locked = _lock(function)
         pk = locked.pk
         activity_record(
-            actor=actor,
-            action="function.delete",
-            tenant=locked.tenant_id,
-            object_type="function",
-            object_id=locked.function_id,
-            data={"slug": locked.slug},
+            actor=actor, action="function.delete", tenant=locked.tenant_id, object_type="function", object_id=locked.function_id, data={"slug": locked.slug}
         )
         locked.delete()
         transaction.on_commit(lambda: runtime.remove(pk))
@@ -195,12 +179,7 @@ def function_delete(*, function: Function, actor: Actor) -> None:
 
 def _target(function: Function, version: FunctionVersion) -> runtime.Target:
     return runtime.Target(
-        function_pk=function.pk,
-        slug=function.slug,
-        number=version.number,
-        runtime=version.runtime,
-        code=version.code,
-        env=decrypt_env(version.env_encrypted),
+        function_pk=function.pk, slug=function.slug, number=version.number, runtime=version.runtime, code=version.code, env=decrypt_env(version.env_encrypted)
     )
 
 
@@ -215,18 +194,10 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
             source = FunctionVersion.objects.filter(function=locked, number=rollback_to).first()
             if source is None or source.status != VersionStatus.BUILT:
                 raise InvalidState(f"{locked.slug} has no built version {rollback_to} to roll back to")
-            code, runtime_name, env_encrypted = (
-                source.code,
-                source.runtime,
-                source.env_encrypted,
-            )
+            code, runtime_name, env_encrypted = (source.code, source.runtime, source.env_encrypted)
         else:
             check_code(locked.code)
-            code, runtime_name, env_encrypted = (
-                locked.code,
-                locked.runtime,
-                locked.env_encrypted,
-            )
+            code, runtime_name, env_encrypted = (locked.code, locked.runtime, locked.env_encrypted)
         runtime.require_available(runtime_name)
         number = (FunctionVersion.objects.filter(function=locked).aggregate(n=Max("number"))["n"] or 0) + 1
         version = FunctionVersion(
@@ -247,10 +218,7 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
     error, took = "", None
     try:
         runtime.prepare(target)
-        runtime.log(
-            locked.pk,
-            f"deploying version {number}" + (f" (rollback to version {rollback_to})" if rollback_to is not None else ""),
-        )
+        runtime.log(locked.pk, f"deploying version {number}" + (f" (rollback to version {rollback_to})" if rollback_to is not None else ""))
         took = runtime.start(target)
     except runtime.StartFailed as exc:
         error = f"{exc}: {exc.output}" if exc.output else str(exc)
@@ -282,12 +250,7 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
     runtime.touch(locked.pk)
     runtime.log(locked.pk, f"version {number} is live (started in {took} ms)")
     if previous is not None and previous.number != number:
-        runtime.stop_if_idle(
-            locked.pk,
-            previous.number,
-            idle_after=None,
-            reason=f"replaced by version {number}",
-        )
+        runtime.stop_if_idle(locked.pk, previous.number, idle_after=None, reason=f"replaced by version {number}")
     return version
 
 
@@ -302,9 +265,7 @@ def functions_stop_idle() -> dict:
     stopped = replaced = 0
     stale = timezone.now() - timedelta(seconds=settings.FUNCTIONS_START_TIMEOUT_SECONDS * 3 + 60)
     interrupted = FunctionVersion.objects.filter(status=VersionStatus.BUILDING, created_at__lt=stale).update(
-        status=VersionStatus.FAILED,
-        error_message="the deploy was interrupted (its process ended before the runtime was checked)",
-        finished_at=timezone.now(),
+        status=VersionStatus.FAILED, error_message="the deploy was interrupted (its process ended before the runtime was checked)", finished_at=timezone.now()
     )
     for pk, idle, current in Function.objects.values_list("pk", "idle_timeout_seconds", "current_version__number"):
         for number in runtime.running_versions(pk):
@@ -313,8 +274,4 @@ def functions_stop_idle() -> dict:
             elif runtime.stop_if_idle(pk, number, idle_after=idle, reason=f"idle for {idle}s (scaled to zero)"):
                 stopped += 1
         runtime.trim_log(pk)
-    return {
-        "stopped_idle": stopped,
-        "stopped_replaced": replaced,
-        "interrupted_deploys": interrupted,
-    }
+    return {"stopped_idle": stopped, "stopped_replaced": replaced, "interrupted_deploys": interrupted}

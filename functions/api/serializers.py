@@ -67,29 +67,19 @@ class FunctionSerializer(serializers.Serializer):
 
 
 class FunctionWithKeySerializer(FunctionSerializer):
-    api_key = serializers.CharField(
-        allow_null=True,
-        help_text="The full API key: shown once (on create, on switching to api_key, on rotate).",
-    )
+    api_key = serializers.CharField(allow_null=True, help_text="The full API key: shown once (on create, on switching to api_key, on rotate).")
 
 
 class FunctionCreateSerializer(BodySerializer):
     slug = serializers.CharField(max_length=63, help_text=SLUG_HELP)
     runtime = serializers.ChoiceField(
-        choices=Runtime.choices,
-        help_text="Only what this installation has (GET /api/v1/functions lists them in docs/functions.md).",
+        choices=Runtime.choices, help_text="Only what this installation has (GET /api/v1/functions lists them in docs/functions.md)."
     )
-    code = serializers.CharField(
-        trim_whitespace=False,
-        help_text="The handler; at most FUNCTIONS_MAX_CODE_BYTES (422 over).",
-    )
+    code = serializers.CharField(trim_whitespace=False, help_text="The handler; at most FUNCTIONS_MAX_CODE_BYTES (422 over).")
     auth_mode = serializers.ChoiceField(choices=AuthMode.choices, default=AuthMode.NONE)
     idle_timeout_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False, allow_null=True, default=None)
     env = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8192),
-        required=False,
-        default=dict,
-        help_text="Encrypted at rest.",
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=8192), required=False, default=dict, help_text="Encrypted at rest."
     )
 
 
@@ -106,11 +96,7 @@ class FunctionUpdateSerializer(BodySerializer):
 
 class FunctionDeploySerializer(BodySerializer):
     version = serializers.IntegerField(
-        min_value=1,
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text="Roll back: deploy this earlier version's code and env again, as a new version.",
+        min_value=1, required=False, allow_null=True, default=None, help_text="Roll back: deploy this earlier version's code and env again, as a new version."
     )
 
 
@@ -120,10 +106,7 @@ class FunctionVersionSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=VersionStatus.choices)
     error_message = serializers.CharField(allow_null=True, source="error_or_none")
     rolled_back_from = serializers.IntegerField(allow_null=True)
-    start_ms = serializers.IntegerField(
-        allow_null=True,
-        help_text="How long its runtime took to start and pass its health check.",
-    )
+    start_ms = serializers.IntegerField(allow_null=True, help_text="How long its runtime took to start and pass its health check.")
     code = serializers.CharField()
     created_by = serializers.CharField()
     created_at = serializers.DateTimeField()
@@ -161,8 +144,7 @@ class FunctionLogsQuerySerializer(serializers.Serializer):
 class FunctionLogsSerializer(serializers.Serializer):
     function_id = serializers.CharField()
     lines = serializers.ListField(
-        child=serializers.CharField(),
-        help_text="The newest lines last: the runtime's output and the control plane's ([orchestrio]).",
+        child=serializers.CharField(), help_text="The newest lines last: the runtime's output and the control plane's ([orchestrio])."
     )
 
 

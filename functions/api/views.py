@@ -9,15 +9,7 @@ from rest_framework.response import Response
 
 from orchestrio import roles
 from orchestrio.api.exceptions import QueryValidationError
-from orchestrio.api.schema import (
-    ERR_400,
-    ERR_402,
-    ERR_409,
-    ERR_422,
-    ERR_502,
-    ERR_503,
-    ERR_504,
-)
+from orchestrio.api.schema import ERR_400, ERR_402, ERR_409, ERR_422, ERR_502, ERR_503, ERR_504
 from orchestrio.api.viewsets import TenantApiView, TenantScopedViewSet, idempotent
 from orchestrio.http import carries_secret
 
@@ -49,11 +41,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     lookup_value_regex = "[^/]+"
     not_found_label = "function"
     filter_backends: list = []
-    capabilities = {
-        "destroy": roles.DESTROY,
-        "env_vars": roles.TOKENS,
-        "rotate_api_key": roles.TOKENS,
-    }
+    capabilities = {"destroy": roles.DESTROY, "env_vars": roles.TOKENS, "rotate_api_key": roles.TOKENS}
     rate_classes = {
         "create": "write",
         "partial_update": "write",
@@ -93,17 +81,10 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def partial_update(self, request, function_id=None):
         body = s.FunctionUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        function, key = services.function_update(
-            function=self.get_object(),
-            actor=self.principal.actor,
-            data=body.validated_data,
-        )
+        function, key = services.function_update(function=self.get_object(), actor=self.principal.actor, data=body.validated_data)
         return _with_key(function, key)
 
-    @extend_schema(
-        summary="Delete the function, its versions and logs (its slug is free again)",
-        responses={204: None},
-    )
+    @extend_schema(summary="Delete the function, its versions and logs (its slug is free again)", responses={204: None})
     def destroy(self, request, function_id=None):
         services.function_delete(function=self.get_object(), actor=self.principal.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -117,17 +98,10 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def deploy(self, request, function_id=None):
         body = s.FunctionDeploySerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        version = services.function_deploy(
-            function=self.get_object(),
-            actor=self.principal.actor,
-            rollback_to=body.validated_data["version"],
-        )
+        version = services.function_deploy(function=self.get_object(), actor=self.principal.actor, rollback_to=body.validated_data["version"])
         return Response(s.FunctionVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
-        summary="The function's versions, newest first",
-        responses=s.FunctionVersionSerializer(many=True),
-    )
+    @extend_schema(summary="The function's versions, newest first", responses=s.FunctionVersionSerializer(many=True))
     @action(detail=True, methods=["get"], url_path="versions")
     def versions(self, request, function_id=None):
         page = self.paginate_queryset(self.get_object().versions.order_by("-number"))
@@ -169,12 +143,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def logs(self, request, function_id=None):
         query = _query(s.FunctionLogsQuerySerializer, request)
         function = self.get_object()
-        return Response(
-            {
-                "function_id": function.function_id,
-                "lines": runtime.read_log(function.pk, tail=query["tail"]),
-            }
-        )
+        return Response({"function_id": function.function_id, "lines": runtime.read_log(function.pk, tail=query["tail"])})
 
     @extend_schema(
         summary="Invocations, errors, cold starts and durations per minute",
@@ -186,10 +155,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         query = _query(s.FunctionMetricsQuerySerializer, request)
         return Response(s.FunctionMetricsSerializer(selectors.function_metrics(function=self.get_object(), window=query["window"])).data)
 
-    @extend_schema(
-        summary="The draft's env vars, decrypted (owners and admins; audited)",
-        responses=s.FunctionEnvVarsSerializer,
-    )
+    @extend_schema(summary="The draft's env vars, decrypted (owners and admins; audited)", responses=s.FunctionEnvVarsSerializer)
     @action(detail=True, methods=["get"], url_path="env-vars")
     def env_vars(self, request, function_id=None):
         function = self.get_object()
@@ -197,9 +163,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         return carries_secret(Response({"function_id": function.function_id, "env": env}))
 
     @extend_schema(
-        summary="A new API key (shown once); the old one is refused from now on",
-        request=None,
-        responses={200: s.FunctionWithKeySerializer, 400: ERR_400},
+        summary="A new API key (shown once); the old one is refused from now on", request=None, responses={200: s.FunctionWithKeySerializer, 400: ERR_400}
     )
     @action(detail=True, methods=["post"], url_path="rotate-api-key")
     def rotate_api_key(self, request, function_id=None):

@@ -8,64 +8,19 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     initial = True
 
-    dependencies = [
-        ("orchestrio", "0007_functions"),
-    ]
+    dependencies = [("orchestrio", "0007_functions")]
 
     operations = [
         migrations.CreateModel(
             name="Function",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
-                (
-                    "function_id",
-                    models.CharField(editable=False, max_length=40, unique=True),
-                ),
-                (
-                    "slug",
-                    models.CharField(
-                        help_text="DNS-safe, unique on this installation: /fn/<slug>.",
-                        max_length=63,
-                        unique=True,
-                    ),
-                ),
-                (
-                    "runtime",
-                    models.CharField(
-                        choices=[
-                            ("python3.11", "Python 3.11"),
-                            ("node20", "Node.js 20"),
-                        ],
-                        max_length=16,
-                    ),
-                ),
-                (
-                    "code",
-                    models.TextField(help_text="The draft handler: deployed as a new version."),
-                ),
-                (
-                    "env_encrypted",
-                    models.TextField(
-                        blank=True,
-                        help_text="The draft env vars: JSON, encrypted (Fernet).",
-                    ),
-                ),
-                (
-                    "auth_mode",
-                    models.CharField(
-                        choices=[("none", "Public (no key)"), ("api_key", "API key")],
-                        default="none",
-                        max_length=16,
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("function_id", models.CharField(editable=False, max_length=40, unique=True)),
+                ("slug", models.CharField(help_text="DNS-safe, unique on this installation: /fn/<slug>.", max_length=63, unique=True)),
+                ("runtime", models.CharField(choices=[("python3.11", "Python 3.11"), ("node20", "Node.js 20")], max_length=16)),
+                ("code", models.TextField(help_text="The draft handler: deployed as a new version.")),
+                ("env_encrypted", models.TextField(blank=True, help_text="The draft env vars: JSON, encrypted (Fernet).")),
+                ("auth_mode", models.CharField(choices=[("none", "Public (no key)"), ("api_key", "API key")], default="none", max_length=16)),
                 ("api_key_hash", models.CharField(blank=True, max_length=64)),
                 ("api_key_prefix", models.CharField(blank=True, max_length=16)),
                 ("idle_timeout_seconds", models.PositiveIntegerField(default=300)),
@@ -76,146 +31,53 @@ class Migration(migrations.Migration):
                 ("created_by", models.CharField(blank=True, max_length=254)),
                 ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
-                (
-                    "tenant",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="functions",
-                        to="orchestrio.tenant",
-                    ),
-                ),
+                ("tenant", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="functions", to="orchestrio.tenant")),
             ],
-            options={
-                "ordering": ["created_at", "id"],
-            },
+            options={"ordering": ["created_at", "id"]},
         ),
         migrations.CreateModel(
             name="FunctionVersion",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("number", models.PositiveIntegerField()),
-                (
-                    "runtime",
-                    models.CharField(
-                        choices=[
-                            ("python3.11", "Python 3.11"),
-                            ("node20", "Node.js 20"),
-                        ],
-                        max_length=16,
-                    ),
-                ),
+                ("runtime", models.CharField(choices=[("python3.11", "Python 3.11"), ("node20", "Node.js 20")], max_length=16)),
                 ("code", models.TextField()),
                 ("env_encrypted", models.TextField(blank=True)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("building", "Building"),
-                            ("built", "Built"),
-                            ("failed", "Failed"),
-                        ],
-                        default="building",
-                        max_length=16,
-                    ),
-                ),
+                ("status", models.CharField(choices=[("building", "Building"), ("built", "Built"), ("failed", "Failed")], default="building", max_length=16)),
                 ("error_message", models.TextField(blank=True)),
-                (
-                    "rolled_back_from",
-                    models.PositiveIntegerField(blank=True, null=True),
-                ),
-                (
-                    "start_ms",
-                    models.PositiveIntegerField(
-                        blank=True,
-                        help_text="How long its runtime took to start and answer its health check.",
-                        null=True,
-                    ),
-                ),
+                ("rolled_back_from", models.PositiveIntegerField(blank=True, null=True)),
+                ("start_ms", models.PositiveIntegerField(blank=True, help_text="How long its runtime took to start and answer its health check.", null=True)),
                 ("created_by", models.CharField(blank=True, max_length=254)),
                 ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
                 ("finished_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "function",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="versions",
-                        to="functions.function",
-                    ),
-                ),
+                ("function", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="versions", to="functions.function")),
             ],
-            options={
-                "ordering": ["-number"],
-            },
+            options={"ordering": ["-number"]},
         ),
         migrations.AddField(
             model_name="function",
             name="current_version",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="+",
-                to="functions.functionversion",
-            ),
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="functions.functionversion"),
         ),
         migrations.CreateModel(
             name="FunctionMetricMinute",
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True,
-                        primary_key=True,
-                        serialize=False,
-                        verbose_name="ID",
-                    ),
-                ),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("minute", models.DateTimeField()),
                 ("count", models.PositiveIntegerField(default=0)),
                 ("errors", models.PositiveIntegerField(default=0)),
                 ("cold_starts", models.PositiveIntegerField(default=0)),
                 ("duration_ms_total", models.PositiveBigIntegerField(default=0)),
-                (
-                    "function",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="metric_minutes",
-                        to="functions.function",
-                    ),
-                ),
+                ("function", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="metric_minutes", to="functions.function")),
             ],
-            options={
-                "ordering": ["minute"],
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("function", "minute"),
-                        name="function_metric_minute_unique",
-                    )
-                ],
-            },
+            options={"ordering": ["minute"], "constraints": [models.UniqueConstraint(fields=("function", "minute"), name="function_metric_minute_unique")]},
+        ),
+        migrations.AddConstraint(
+            model_name="functionversion", constraint=models.UniqueConstraint(fields=("function", "number"), name="function_version_number_unique")
         ),
         migrations.AddConstraint(
             model_name="functionversion",
-            constraint=models.UniqueConstraint(fields=("function", "number"), name="function_version_number_unique"),
+            constraint=models.UniqueConstraint(condition=models.Q(("status", "building")), fields=("function",), name="function_one_building_version"),
         ),
-        migrations.AddConstraint(
-            model_name="functionversion",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("status", "building")),
-                fields=("function",),
-                name="function_one_building_version",
-            ),
-        ),
-        migrations.AddIndex(
-            model_name="function",
-            index=models.Index(fields=["tenant", "created_at"], name="function_tenant_created"),
-        ),
+        migrations.AddIndex(model_name="function", index=models.Index(fields=["tenant", "created_at"], name="function_tenant_created")),
     ]

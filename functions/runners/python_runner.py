@@ -39,19 +39,9 @@ def envelope(result):
     if result is None:
         return {"status": 204, "headers": {}, "body": "", "body_encoding": "text"}
     if isinstance(result, (bytes, bytearray)):
-        return {
-            "status": 200,
-            "headers": {"content-type": "application/octet-stream"},
-            "body": base64.b64encode(result).decode(),
-            "body_encoding": "base64",
-        }
+        return {"status": 200, "headers": {"content-type": "application/octet-stream"}, "body": base64.b64encode(result).decode(), "body_encoding": "base64"}
     if isinstance(result, str):
-        return {
-            "status": 200,
-            "headers": {"content-type": "text/plain; charset=utf-8"},
-            "body": result,
-            "body_encoding": "text",
-        }
+        return {"status": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": result, "body_encoding": "text"}
     if isinstance(result, dict) and ({"status", "body", "headers"} & set(result)):
         headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
         body = result.get("body", "")
@@ -61,18 +51,8 @@ def envelope(result):
         elif not isinstance(body, str):
             body = json.dumps(body)
             headers.setdefault("content-type", "application/json")
-        return {
-            "status": int(result.get("status", 200)),
-            "headers": headers,
-            "body": body,
-            "body_encoding": encoding,
-        }
-    return {
-        "status": 200,
-        "headers": {"content-type": "application/json"},
-        "body": json.dumps(result),
-        "body_encoding": "text",
-    }
+        return {"status": int(result.get("status", 200)), "headers": headers, "body": body, "body_encoding": encoding}
+    return {"status": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(result), "body_encoding": "text"}
 
 
 class Handler(BaseHTTPRequestHandler):

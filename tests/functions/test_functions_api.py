@@ -29,10 +29,7 @@ def test_the_plan_limits_the_number_of_functions(api):
 @pytest.mark.django_db
 def test_code_over_the_size_limit_is_refused(api):
     with override_settings(FUNCTIONS_MAX_CODE_BYTES=1000):
-        response = api.post(
-            "functions",
-            {"slug": "big", "runtime": "python3.11", "code": "x = 1\n" * 500},
-        )
+        response = api.post("functions", {"slug": "big", "runtime": "python3.11", "code": "x = 1\n" * 500})
         body = assert_error(response, 422)
         assert body["detail"][0]["loc"] == ["body", "code"] and "at most 1000" in body["detail"][0]["msg"]
         function = create(api, slug="small")
@@ -42,63 +39,22 @@ def test_code_over_the_size_limit_is_refused(api):
 
 @pytest.mark.django_db
 def test_slug_rules_and_check_name(api, other_api):
-    assert_error(
-        api.post(
-            "functions",
-            {"slug": "Bad_Slug", "runtime": "python3.11", "code": PYTHON_HANDLER},
-        ),
-        422,
-    )
-    assert_error(
-        api.post(
-            "functions",
-            {"slug": "check-name", "runtime": "python3.11", "code": PYTHON_HANDLER},
-        ),
-        422,
-    )
-    assert_error(
-        api.post("functions", {"slug": "ok-slug", "runtime": "cobol", "code": PYTHON_HANDLER}),
-        422,
-    )
-    assert api.get("functions/check-name/hello").json() == {
-        "name": "hello",
-        "available": True,
-        "reason": None,
-    }
+    assert_error(api.post("functions", {"slug": "Bad_Slug", "runtime": "python3.11", "code": PYTHON_HANDLER}), 422)
+    assert_error(api.post("functions", {"slug": "check-name", "runtime": "python3.11", "code": PYTHON_HANDLER}), 422)
+    assert_error(api.post("functions", {"slug": "ok-slug", "runtime": "cobol", "code": PYTHON_HANDLER}), 422)
+    assert api.get("functions/check-name/hello").json() == {"name": "hello", "available": True, "reason": None}
     create(api, slug="hello")
     # Slugs are public hostnames, unique on the installation: taken for everyone.
     assert other_api.get("functions/check-name/hello").json()["available"] is False
-    assert_error(
-        other_api.post(
-            "functions",
-            {"slug": "hello", "runtime": "python3.11", "code": PYTHON_HANDLER},
-        ),
-        409,
-    )
+    assert_error(other_api.post("functions", {"slug": "hello", "runtime": "python3.11", "code": PYTHON_HANDLER}), 409)
     assert api.get("functions/check-name/No").json()["available"] is False
 
 
 @pytest.mark.django_db
 def test_env_var_names_are_checked(api):
-    response = api.post(
-        "functions",
-        {
-            "slug": "envy",
-            "runtime": "python3.11",
-            "code": PYTHON_HANDLER,
-            "env": {"ORCHESTRIO_X": "1"},
-        },
-    )
+    response = api.post("functions", {"slug": "envy", "runtime": "python3.11", "code": PYTHON_HANDLER, "env": {"ORCHESTRIO_X": "1"}})
     assert_error(response, 422)
-    response = api.post(
-        "functions",
-        {
-            "slug": "envy",
-            "runtime": "python3.11",
-            "code": PYTHON_HANDLER,
-            "env": {"1BAD": "1"},
-        },
-    )
+    response = api.post("functions", {"slug": "envy", "runtime": "python3.11", "code": PYTHON_HANDLER, "env": {"1BAD": "1"}})
     assert_error(response, 422)
     function = create(api, slug="envy", env={"A": "1", "B": "2"})
     patched = api.patch(f"functions/{function['function_id']}", {"env": {"A": None, "C": "3"}}).json()

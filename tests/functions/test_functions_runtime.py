@@ -29,13 +29,7 @@ def test_python_handler_deployed_and_invoked_through_the_public_url(api):
     assert version["status"] == "built", version
     assert version["number"] == 1 and version["start_ms"] > 0
 
-    response = public(
-        "post",
-        "/fn/hello/some/where?x=1",
-        data="ping",
-        content_type="text/plain",
-        HTTP_COOKIE="sessionid=console-secret",
-    )
+    response = public("post", "/fn/hello/some/where?x=1", data="ping", content_type="text/plain", HTTP_COOKIE="sessionid=console-secret")
     assert response.status_code == 200, response.content
     body = json.loads(response.content)
     assert body["path"] == "/some/where" and body["query"] == {"x": "1"} and body["body"] == "ping" and body["greeting"] == "hi"
@@ -51,21 +45,11 @@ def test_python_handler_deployed_and_invoked_through_the_public_url(api):
 def test_node_handler_deployed_and_invoked(api):
     if "node20" not in runtime.available_runtimes():
         pytest.skip("node 20 is not installed here (apt-get install nodejs): the Node runtime cannot be tested")
-    function = create(
-        api,
-        slug="hello-node",
-        runtime="node20",
-        code=NODE_HANDLER,
-        env={"GREETING": "hey"},
-    )
+    function = create(api, slug="hello-node", runtime="node20", code=NODE_HANDLER, env={"GREETING": "hey"})
     assert deploy(api, function["function_id"])["status"] == "built"
     response = public("post", "/fn/hello-node/n", data="x", content_type="text/plain")
     assert response.status_code == 201, response.content
-    assert json.loads(response.content) == {
-        "path": "/n",
-        "greeting": "hey",
-        "body": "x",
-    }
+    assert json.loads(response.content) == {"path": "/n", "greeting": "hey", "body": "x"}
     assert response["x-handled-by"] == "node"
     assert any("node got POST /n" in line for line in api.get(f"functions/{function['function_id']}/logs").json()["lines"])
 
@@ -190,18 +174,12 @@ def test_concurrent_invocations_of_a_function_at_zero_share_one_start(api, monke
 
 
 def test_a_runtime_that_does_not_come_up_in_time_answers_504(api):
-    function = create(
-        api,
-        code="import time\ntime.sleep(30)\ndef handler(request):\n    return 'late'\n",
-    )
+    function = create(api, code="import time\ntime.sleep(30)\ndef handler(request):\n    return 'late'\n")
     fid = function["function_id"]
     with override_settings(FUNCTIONS_START_TIMEOUT_SECONDS=1):
         assert deploy(api, fid)["status"] == "failed"
     # A good version, stopped, whose next start is too slow for the wake timeout.
-    api.patch(
-        f"functions/{fid}",
-        {"code": "import time\ndef handler(request):\n    return 'ok'\n"},
-    )
+    api.patch(f"functions/{fid}", {"code": "import time\ndef handler(request):\n    return 'ok'\n"})
     assert deploy(api, fid)["status"] == "built"
     pk = Function.objects.get(function_id=fid).pk
     runtime.stop(pk, 2)

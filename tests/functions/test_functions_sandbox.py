@@ -61,24 +61,13 @@ def handler(request):
 
 
 def test_a_handler_cannot_reach_another_tenants_function_nor_the_host(api, other_api):
-    victim = create(
-        api,
-        slug="victim",
-        code=f"SECRET = {SECRET!r}\ndef handler(request):\n    print(SECRET)\n    return 'ok'\n",
-        env={"VICTIM_SECRET": SECRET},
-    )
+    victim = create(api, slug="victim", code=f"SECRET = {SECRET!r}\ndef handler(request):\n    print(SECRET)\n    return 'ok'\n", env={"VICTIM_SECRET": SECRET})
     deploy(api, victim["function_id"])
     assert Client().get("/fn/victim").status_code == 200  # its logs now hold the secret too
     victim_pk = Function.objects.get(function_id=victim["function_id"]).pk
     victim_dir = runtime.function_dir(victim_pk)
     record = json.loads((runtime.version_dir(victim_pk, 1) / "process.json").read_text())
-    victim_pids = [
-        p.pid
-        for p in [
-            psutil.Process(record["pid"]),
-            *psutil.Process(record["pid"]).children(recursive=True),
-        ]
-    ]
+    victim_pids = [p.pid for p in [psutil.Process(record["pid"]), *psutil.Process(record["pid"]).children(recursive=True)]]
 
     service = socket.socket()
     service.bind(("127.0.0.1", 0))
@@ -93,12 +82,7 @@ def test_a_handler_cannot_reach_another_tenants_function_nor_the_host(api, other
             "/root/.bashrc",
             str(Path(settings.BASE_DIR) / "orchestrio" / "settings.py"),
         ],
-        "list": [
-            str(settings.VAR_DIR),
-            str(settings.FUNCTIONS_LOCAL_DIR),
-            str(victim_dir),
-            "/root",
-        ],
+        "list": [str(settings.VAR_DIR), str(settings.FUNCTIONS_LOCAL_DIR), str(victim_dir), "/root"],
         "ports": [service.getsockname()[1]],
         "sockets": [str(runtime.version_dir(victim_pk, 1) / runtime.SOCKET_NAME)],
         "pids": victim_pids,
