@@ -8,6 +8,6 @@ class FunctionsConfig(AppConfig):
     def ready(self) -> None:
         from orchestrio import hooks
 
-        from . import links
+        from . import checks, links  # noqa: F401 - checks registers the startup checks
 
         hooks.on_object_links("function", links.function_links)

@@ -104,3 +104,16 @@ def test_rotating_a_public_functions_key_is_refused(api):
     assert_error(api.post(f"functions/{function['function_id']}/rotate-api-key"), 400)
     switched = api.patch(f"functions/{function['function_id']}", {"auth_mode": "api_key"})
     assert switched.json()["api_key"].startswith("fnk_") and switched["Cache-Control"] == "no-store"
+
+
+def test_the_functions_domain_must_not_cover_the_console_or_instances():
+    from functions.checks import check_functions_domain
+
+    with override_settings(FUNCTIONS_DOMAIN="", PUBLIC_URL="https://console.example.com"):
+        assert check_functions_domain() == []
+    with override_settings(FUNCTIONS_DOMAIN="fn.example.net", PUBLIC_URL="https://console.example.com", BASE_DOMAIN="instances.example.org", GATEWAY_HOST="gw.example.org"):
+        assert check_functions_domain() == []
+    with override_settings(FUNCTIONS_DOMAIN="example.com", PUBLIC_URL="https://console.example.com"):
+        assert [e.id for e in check_functions_domain()] == ["orchestrio.functions.E001"]
+    with override_settings(FUNCTIONS_DOMAIN="fn.instances.example.org", BASE_DOMAIN="instances.example.org", PUBLIC_URL="https://console.example.com"):
+        assert [e.id for e in check_functions_domain()] == ["orchestrio.functions.E001"]
