@@ -45,14 +45,13 @@ def _version_target(function: Function) -> runtime.Target:
     version = function.current_version
     if version is None:
         raise Conflict(f"function {function.slug} has no deployed version yet: deploy it first")
-    code = env = None
-    if not (runtime.version_dir(function.pk, version.number) / "code").exists():
-        # This host has not run it yet (a new host, a wiped var/): the code comes from the database.
+
+    def load() -> tuple[str, dict]:
+        # Only for a start (a cold invocation, a new host): the code and env from the database.
         full = FunctionVersion.objects.only("code", "env_encrypted").get(pk=version.pk)
-        code, env = full.code, decrypt_env(full.env_encrypted)
-    elif not runtime.is_running(function.pk, version.number):
-        env = decrypt_env(FunctionVersion.objects.only("env_encrypted").get(pk=version.pk).env_encrypted)
-    return runtime.Target(function_pk=function.pk, slug=function.slug, number=version.number, runtime=version.runtime, code=code, env=env)
+        return full.code, decrypt_env(full.env_encrypted)
+
+    return runtime.Target(function_pk=function.pk, slug=function.slug, number=version.number, runtime=version.runtime, loader=load)
 
 
 def _response(payload: dict) -> tuple[int, list[tuple[str, str]], bytes]:

@@ -34,7 +34,8 @@ import subprocess
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -79,6 +80,9 @@ class Target:
     runtime: str
     code: str | None = None  # None: read it from the version's directory (it was prepared)
     env: dict | None = None
+    # For a start on demand: returns (code, env) from the database, called only when the runtime
+    # must be started (an invocation of a running function reads neither).
+    loader: Callable[[], tuple[str, dict]] | None = None
 
 
 def _base() -> Path:
@@ -163,8 +167,8 @@ def prepare(target: Target) -> Path:
     directory = version_dir(target.function_pk, target.number)
     code_dir = directory / "code"
     handler = code_dir / HANDLER_FILE[target.runtime]
-    if handler.exists() and target.code is None:
-        return directory
+    if handler.exists():
+        return directory  # a version never changes: its code was written once
     if target.code is None:
         raise StartFailed(f"version {target.number}'s code is not on this host")
     _dir(directory, 0o711)
@@ -462,6 +466,9 @@ def ensure_running(target: Target, *, deadline: float) -> tuple[str, bool]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
+            if target.loader is not None and (target.env is None or target.code is None):
+                code, env = target.loader()
+                target = replace(target, code=code, env=env)
             try:
                 took = start(target, timeout=min(settings.FUNCTIONS_START_TIMEOUT_SECONDS, remaining))
             except StartFailed as exc:

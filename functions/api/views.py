@@ -96,7 +96,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @action(detail=True, methods=["post"], url_path="deploy")
     @idempotent
     def deploy(self, request, function_id=None):
-        body = s.FunctionDeploySerializer(data=request.data or {})
+        body = s.FunctionDeploySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         version = services.function_deploy(function=self.get_object(), actor=self.principal.actor, rollback_to=body.validated_data["version"])
         return Response(s.FunctionVersionSerializer(version).data, status=status.HTTP_201_CREATED)
@@ -113,7 +113,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     )  # fmt: skip
     @action(detail=True, methods=["post"], url_path="invoke")
     def invoke(self, request, function_id=None):
-        body = s.InvokeSerializer(data=request.data or {})
+        body = s.InvokeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         sample = s.SampleRequestSerializer(data=body.validated_data.get("request") or {})
         sample.is_valid(raise_exception=True)

@@ -117,7 +117,7 @@ def test_deploy_switches_and_rollback_deploys_an_earlier_version_again(api):
 
 
 def test_scale_to_zero_and_wake_on_the_next_request(api):
-    function = create(api, idle_timeout_seconds=10)
+    function = create(api, idle_timeout_seconds=10, env={"GREETING": "still here"})
     fid = function["function_id"]
     deploy(api, fid)
     pk = Function.objects.get(function_id=fid).pk
@@ -138,6 +138,7 @@ def test_scale_to_zero_and_wake_on_the_next_request(api):
 
     response = public(path="/fn/hello/woken")
     assert response.status_code == 200 and json.loads(response.content)["path"] == "/woken"
+    assert json.loads(response.content)["greeting"] == "still here", "a runtime started on demand has its env vars"
     assert runtime.is_running(pk, 1)
     invoked = api.post(f"functions/{fid}/invoke", {"method": "GET", "path": "/x"}).json()
     assert invoked["cold_start"] is False and invoked["status"] == 200
