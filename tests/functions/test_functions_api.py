@@ -11,7 +11,7 @@ from django.test.utils import override_settings
 from orchestrio.models import SubscriptionPlan
 
 from ..helpers import assert_error
-from .conftest import PYTHON_HANDLER, create
+from .conftest import PYTHON_HANDLER, create, deploy
 
 
 @pytest.mark.django_db
@@ -117,3 +117,55 @@ def test_the_functions_domain_must_not_cover_the_console_or_instances():
         assert [e.id for e in check_functions_domain()] == ["orchestrio.functions.E001"]
     with override_settings(FUNCTIONS_DOMAIN="fn.instances.example.org", BASE_DOMAIN="instances.example.org", PUBLIC_URL="https://console.example.com"):
         assert [e.id for e in check_functions_domain()] == ["orchestrio.functions.E001"]
+
+
+@pytest.mark.django_db
+def test_the_list_costs_the_same_queries_for_one_function_or_many(api, django_assert_max_num_queries):
+    plan = api.tenant.plan
+    plan.max_functions = None
+    plan.save(update_fields=["max_functions"])
+    create(api, slug="one")
+    with django_assert_max_num_queries(12) as one:
+        assert api.get("functions").json()["count"] == 1
+    queries_for_one = len(one.captured_queries)  # the test client resets them on the next request
+    for index in range(5):
+        create(api, slug=f"more-{index}")
+    with django_assert_max_num_queries(queries_for_one):
+        assert api.get("functions").json()["count"] == 6
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_functions_without_secrets(api, admin_client):
+    function = create(api, slug="admin-view", auth_mode="api_key", env={"SECRET_NAME": "admin-must-not-see"})
+    from functions.models import Function
+
+    pk = Function.objects.get(function_id=function["function_id"]).pk
+    page = admin_client.get(f"/admin/functions/function/{pk}/change/")
+    assert page.status_code == 200 and b"admin-view" in page.content
+    assert b"admin-must-not-see" not in page.content and function["api_key"].encode() not in page.content
+    assert admin_client.get("/admin/functions/function/").status_code == 200
+
+
+def test_logs_are_kept_to_their_limit(tmp_path):
+    from functions import runtime
+
+    with override_settings(FUNCTIONS_LOCAL_DIR=tmp_path, FUNCTIONS_LOG_MAX_BYTES=1000):
+        path = runtime.log_path(7)
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(f"line {n:04d}\n" for n in range(300)))  # 3,000 bytes
+        runtime.trim_log(7)
+        kept = path.read_text().splitlines()
+        assert path.stat().st_size <= 500 and kept[-1] == "line 0299" and kept[0].startswith("line ")
+        assert runtime.read_log(7, tail=3) == ["line 0297", "line 0298", "line 0299"]
+
+
+@pytest.mark.django_db
+@pytest.mark.sandbox
+def test_the_gateway_host_serves_functions_sandboxed(api):
+    function = create(api)
+    deploy(api, function["function_id"])
+    with override_settings(GATEWAY_HOST="gw.example.net", ALLOWED_HOSTS=["testserver", "gw.example.net"]):
+        response = Client().get("/fn/hello/gw", HTTP_HOST="gw.example.net")
+        assert response.status_code == 200 and json.loads(response.content)["path"] == "/gw"
+        assert response["Content-Security-Policy"] == "sandbox"
+        assert Client().get("/api/v1/functions", HTTP_HOST="gw.example.net").status_code == 404  # nothing of the console there
