@@ -27,13 +27,13 @@ class VersionStatus(models.TextChoices):
 class RequestMethod(models.TextChoices):
     """The methods a sample request (POST …/invoke) may use."""
 
-    GET = "GET"
-    POST = "POST"
-    PUT = "PUT"
-    PATCH = "PATCH"
-    DELETE = "DELETE"
-    HEAD = "HEAD"
-    OPTIONS = "OPTIONS"
+    GET = "GET", "GET"
+    POST = "POST", "POST"
+    PUT = "PUT", "PUT"
+    PATCH = "PATCH", "PATCH"
+    DELETE = "DELETE", "DELETE"
+    HEAD = "HEAD", "HEAD"
+    OPTIONS = "OPTIONS", "OPTIONS"
 
 
 # The file the handler is written to inside the sandbox (`/code/<name>`), per runtime.

@@ -140,7 +140,7 @@ def _context(request, function: Function, **extra) -> dict:
         "function": function, "url": public_url(function), "host_url": host_url(function), "versions": versions,
         "env_names": sorted(decrypt_env(function.env_encrypted)),
         "running": bool(function.current_version_id) and runtime.is_running(function.pk, function.current_version.number),
-        "logs": runtime.read_log(function.pk, tail=200), "unavailable": runtime.unavailable_reason(), **extra,
+        "logs": runtime.read_log(function.pk, tail=200), "unavailable": runtime.unavailable_reason(), "flush_seconds": settings.FUNCTIONS_METRICS_FLUSH_SECONDS, **extra,
     }  # fmt: skip
 
 

@@ -3174,14 +3174,14 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                                            'DELETE',
                                                                                            'HEAD',
                                                                                            'OPTIONS'],
-                                                                                  'description': '* `GET` - Get\n'
-                                                                                                 '* `POST` - Post\n'
-                                                                                                 '* `PUT` - Put\n'
-                                                                                                 '* `PATCH` - Patch\n'
-                                                                                                 '* `DELETE` - Delete\n'
-                                                                                                 '* `HEAD` - Head\n'
+                                                                                  'description': '* `GET` - GET\n'
+                                                                                                 '* `POST` - POST\n'
+                                                                                                 '* `PUT` - PUT\n'
+                                                                                                 '* `PATCH` - PATCH\n'
+                                                                                                 '* `DELETE` - DELETE\n'
+                                                                                                 '* `HEAD` - HEAD\n'
                                                                                                  '* `OPTIONS` - '
-                                                                                                 'Options',
+                                                                                                 'OPTIONS',
                                                                                   'default': 'GET'},
                                                                        'path': {'type': 'string',
                                                                                 'default': '/',
