@@ -21,6 +21,7 @@ from django.conf import settings
 
 from gateway import hooks as gateway_hooks
 from orchestrio.errors import Conflict, UpstreamError
+from orchestrio.longpoll import proxy_slot
 from orchestrio.quotas import execution_quota_check
 
 from . import metrics, runtime
@@ -96,6 +97,16 @@ def invoke(function: Function, envelope: dict, *, plan) -> Result:
     answered badly), 504 (no start or answer in time)."""
     execution_quota_check(tenant_id=function.tenant_id, plan=plan, cached=True)
     target = _version_target(function)
+    # It holds this thread until the function answers (a cold start included): counted as the
+    # gateway's proxied requests are, so one tenant's slow functions cannot take every thread.
+    release = proxy_slot(tenant_id=function.tenant_id)
+    try:
+        return _invoke(function, target, envelope)
+    finally:
+        release()
+
+
+def _invoke(function: Function, target: runtime.Target, envelope: dict) -> Result:
     began = time.monotonic()
     deadline = began + settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS
     gateway_hooks.request_proxied(function.tenant_id, None)  # one execution

@@ -25,6 +25,7 @@ from .models import Function, FunctionMetricMinute
 logger = logging.getLogger(__name__)
 PENDING = "orchestrio:functions:metrics:pending"
 BATCH_PREFIX = "orchestrio:functions:metrics:batch:"
+LOCK = "orchestrio:functions:metrics:flush-lock"
 FIELDS = ("count", "errors", "cold_starts", "duration_ms_total")
 
 
@@ -47,6 +48,19 @@ def record(function_pk: int, *, duration_ms: int, error: bool, cold: bool) -> No
 def flush() -> int:
     """Move pending points to the database; returns how many (function, minute) rows changed."""
     client = get_redis()
+    # One flush at a time (two would both add a batch before either deletes it). A flush that dies
+    # between its commit and the batch's deletion counts that batch again on the next one: at most
+    # FUNCTIONS_METRICS_FLUSH_SECONDS of invocations, and only in these metrics (billing's
+    # executions are counted by billing's own flush, which records its batches).
+    if not client.set(LOCK, "1", nx=True, ex=120):
+        return 0
+    try:
+        return _flush(client)
+    finally:
+        client.delete(LOCK)
+
+
+def _flush(client) -> int:
     batch = BATCH_PREFIX + uuid.uuid4().hex
     try:
         client.rename(PENDING, batch)

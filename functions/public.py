@@ -23,7 +23,6 @@ from gateway.proxy import DROPPED_REQUEST, DROPPED_RESPONSE, DROPPED_RESPONSE_SH
 from orchestrio.api.exceptions import domain_error_response
 from orchestrio.api.ratelimit import AUTH_FAILURE_DETAIL, Counter, attach, auth_failure, count
 from orchestrio.errors import DomainError, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized
-from orchestrio.longpoll import proxy_slot
 from orchestrio.tenancy import client_ip
 
 from . import rules
@@ -115,11 +114,7 @@ def _serve(request, slug: str, path: str, *, shared: bool) -> HttpResponse:
         method=request.method, path=path or "/", query={k: request.GET.get(k) for k in request.GET}, query_string=request.META.get("QUERY_STRING", ""),
         headers=_headers_for_handler(request), body=body,
     )  # fmt: skip
-    release = proxy_slot(tenant_id=function.tenant_id)
-    try:
-        result = invoke(function, envelope, plan=function.tenant.plan)
-    finally:
-        release()
+    result = invoke(function, envelope, plan=function.tenant.plan)
     response = HttpResponse(result.body if request.method != "HEAD" else b"", status=result.status)
     dropped = DROPPED_RESPONSE_SHARED if shared else DROPPED_RESPONSE
     for name, value in result.headers:
