@@ -105,3 +105,66 @@ def test_a_handler_cannot_reach_another_tenants_function_nor_the_host(api, other
     assert SECRET not in response.content.decode()
     # The victim is still up and serving.
     assert Client().get("/fn/victim").status_code == 200
+
+
+NODE_ATTACK = r"""
+import fs from "node:fs";
+import net from "node:net";
+const TARGETS = JSON.parse(%s);
+
+function attempt(results, name, fn) {
+  try { results[name] = { ok: true, value: String(fn()).slice(0, 300) }; }
+  catch (err) { results[name] = { ok: false, error: err.code || err.name }; }
+}
+function connect(options) {
+  return new Promise((resolve) => {
+    const socket = net.connect(options);
+    const done = (outcome) => { socket.destroy(); resolve(outcome); };
+    socket.setTimeout(1000, () => done({ ok: false, error: "timeout" }));
+    socket.on("connect", () => done({ ok: true, value: "connected" }));
+    socket.on("error", (err) => done({ ok: false, error: err.code }));
+  });
+}
+
+export default async () => {
+  const results = { uid: process.getuid(), gid: process.getgid(), groups: process.getgroups() };
+  for (const path of TARGETS.read) attempt(results, "read " + path, () => fs.readFileSync(path));
+  for (const path of TARGETS.list) attempt(results, "list " + path, () => fs.readdirSync(path));
+  for (const port of TARGETS.ports) results["connect 127.0.0.1:" + port] = await connect({ host: "127.0.0.1", port });
+  for (const path of TARGETS.sockets) results["connect " + path] = await connect({ path });
+  for (const pid of TARGETS.pids) attempt(results, "kill " + pid, () => process.kill(pid, "SIGKILL"));
+  attempt(results, "write /code", () => fs.writeFileSync("/code/pwned", "x"));
+  attempt(results, "write /", () => fs.writeFileSync("/pwned", "x"));
+  return results;
+};
+"""
+
+
+def test_a_node_handler_is_held_by_the_same_sandbox(api, other_api):
+    if "node20" not in runtime.available_runtimes():
+        pytest.skip("node 20 is not installed here (apt-get install nodejs): the Node runtime cannot be tested")
+    victim = create(api, slug="victim", code=f"SECRET = {SECRET!r}\ndef handler(request):\n    return 'ok'\n")
+    deploy(api, victim["function_id"])
+    victim_pk = Function.objects.get(function_id=victim["function_id"]).pk
+    record = json.loads((runtime.version_dir(victim_pk, 1) / "process.json").read_text())
+    service = socket.socket()
+    service.bind(("127.0.0.1", 0))
+    service.listen(1)
+    targets = {
+        "read": [str(runtime.version_dir(victim_pk, 1) / "code" / "handler.py"), str(runtime.function_dir(victim_pk) / "output.log"), "/etc/shadow"],
+        "list": [str(settings.VAR_DIR), str(settings.FUNCTIONS_LOCAL_DIR), "/root"],
+        "ports": [service.getsockname()[1]],
+        "sockets": [str(runtime.version_dir(victim_pk, 1) / runtime.SOCKET_NAME)],
+        "pids": [record["pid"]],
+    }
+    attacker = create(other_api, slug="node-attacker", runtime="node20", code=NODE_ATTACK % json.dumps(json.dumps(targets)))
+    assert deploy(other_api, attacker["function_id"])["status"] == "built"
+    response = Client().get("/fn/node-attacker")
+    service.close()
+    assert response.status_code == 200, response.content
+    results = json.loads(response.content)
+    attacker_pk = Function.objects.get(function_id=attacker["function_id"]).pk
+    assert results["uid"] == settings.FUNCTIONS_LOCAL_UID_BASE + attacker_pk
+    succeeded = {name: outcome for name, outcome in results.items() if isinstance(outcome, dict) and outcome["ok"]}
+    assert not succeeded, f"the attacker's handler reached: {succeeded}"
+    assert Client().get("/fn/victim").status_code == 200
