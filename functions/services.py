@@ -69,7 +69,7 @@ def function_create(
     env = check_env(env or {})
     actor = principal.actor
     with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().select_related("plan").get(pk=principal.tenant.pk)
+        tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
         limit_check(plan=tenant.plan, limit="functions", used=lambda: Function.objects.filter(tenant=tenant).count())
         function = Function(
             function_id=new_function_id(), tenant=tenant, slug=slug, runtime=runtime_name, code=code, env_encrypted=encrypt_env(env),
