@@ -1,6 +1,6 @@
 """The functions' rules on input and credentials, in one place: what a slug, a handler's code
 and env vars may be, and how an API key is compared. Pure functions (no writes), used by the
-services, the public URL and the serializers."""
+services, the public URL and the serializers; and where a function is reached."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from django.conf import settings
 
 from instances.hostnames import MESSAGE as SLUG_MESSAGE
 from instances.hostnames import is_label
+from instances.models import gateway_url
 from orchestrio import crypto
 from orchestrio.errors import ValidationFailed
 
@@ -70,3 +71,14 @@ def encrypt_env(env: dict) -> str:
 
 def decrypt_env(encrypted: str) -> dict:
     return json.loads(crypto.decrypt(encrypted)) if encrypted else {}
+
+
+def public_url(function) -> str:
+    return f"{gateway_url().rstrip('/')}/fn/{function.slug}"
+
+
+def host_url(function) -> str | None:
+    if not settings.FUNCTIONS_DOMAIN:
+        return None
+    scheme = "https" if settings.PUBLIC_URL.startswith("https") else "http"
+    return f"{scheme}://{function.slug}.{settings.FUNCTIONS_DOMAIN}"

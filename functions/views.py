@@ -16,11 +16,10 @@ from orchestrio.forms import errors_to_form
 from orchestrio.views import console_view, domain_error_message
 
 from . import runtime, selectors, services
-from .api.serializers import host_url, public_url
 from .choices import AuthMode, RequestMethod, Runtime
 from .invoke import invoke, request_envelope
 from .models import Function
-from .rules import decrypt_env
+from .rules import decrypt_env, host_url, public_url
 
 SAMPLE_PYTHON = '''def handler(request):
     print("hello from", request["path"])

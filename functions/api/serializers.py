@@ -1,28 +1,15 @@
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from instances.models import gateway_url
 from orchestrio.api.strict import BodySerializer
 
 from .. import runtime
 from ..choices import AuthMode, RequestMethod, Runtime, VersionStatus
-from ..rules import decrypt_env
+from ..rules import decrypt_env, host_url, public_url
 
 SLUG_HELP = "3–63 lowercase letters, digits and hyphens (a DNS label), unique on this installation."
-
-
-def public_url(function) -> str:
-    return f"{gateway_url().rstrip('/')}/fn/{function.slug}"
-
-
-def host_url(function) -> str | None:
-    if not settings.FUNCTIONS_DOMAIN:
-        return None
-    scheme = "https" if settings.PUBLIC_URL.startswith("https") else "http"
-    return f"{scheme}://{function.slug}.{settings.FUNCTIONS_DOMAIN}"
 
 
 class FunctionSerializer(serializers.Serializer):
