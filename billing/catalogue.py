@@ -21,6 +21,7 @@ SUBSCRIPTION_PLANS = [
         "max_addons": 0,
         "addon_backup_retention_days": 0,
         "addon_backups_per_day": 0,
+        "max_functions": 2,
         "sort_order": 1,
     },
     {
@@ -42,6 +43,7 @@ SUBSCRIPTION_PLANS = [
         "max_addons": 5,
         "addon_backup_retention_days": 7,
         "addon_backups_per_day": 5,
+        "max_functions": 20,
         "sort_order": 2,
     },
     {
@@ -63,6 +65,7 @@ SUBSCRIPTION_PLANS = [
         "max_addons": 20,
         "addon_backup_retention_days": 30,
         "addon_backups_per_day": 20,
+        "max_functions": 100,
         "sort_order": 3,
     },
 ]

@@ -9,6 +9,7 @@ NAV = [
     ("Overview", "console:home", "read"),
     ("Instances", "instances:list", "read"),
     ("Deployments", "deployments:list", "read"),
+    ("Functions", "functions:list", "read"),
     ("Fleet requests", "fleet:list", "read"),
     ("Billing", "billing:overview", "read"),
     ("Alerts", "billing:alerts", "alerts"),

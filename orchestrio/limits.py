@@ -39,6 +39,7 @@ LIMITS: dict[str, Limit] = {
     "addons": Limit("max_addons", "add-ons", "destroy one"),
     "addon_backups_feature": Limit("addon_backup_retention_days", "add-on backups", feature=True),
     "addon_backups": Limit("addon_backups_per_day", "manual backups of an add-on a day (UTC)", "wait for tomorrow, turn on automatic backups"),
+    "functions": Limit("max_functions", "functions", "delete one"),
 }
 
 

@@ -61,6 +61,7 @@ class SubscriptionPlan(models.Model):
     max_addons = models.PositiveIntegerField(null=True, blank=True, default=0, help_text="Live add-ons. Empty: unlimited.")
     addon_backup_retention_days = models.PositiveIntegerField(default=0, help_text="How long add-on backups are kept; 0: no backups.")
     addon_backups_per_day = models.PositiveIntegerField(null=True, blank=True, default=0, help_text="Manual backups per add-on per UTC day. Empty: unlimited.")
+    max_functions = models.PositiveIntegerField(null=True, blank=True, default=2, help_text="Functions (docs/functions.md). Empty: unlimited.")
     is_public = models.BooleanField(default=True, help_text="Listed in the public catalogue.")
     sort_order = models.PositiveSmallIntegerField(default=0)
 
@@ -81,6 +82,7 @@ class SubscriptionPlan(models.Model):
             "tokens": self.max_tokens,
             "deployments": self.max_deployments,
             "addons": self.max_addons,
+            "functions": self.max_functions,
         }
 
     @property

@@ -48,6 +48,8 @@ def periodic_jobs() -> list[PeriodicJob]:
         PeriodicJob("domains.jobs.check_custom_domains", interval=60, timeout=600),
         PeriodicJob("billing.jobs.retry_alerts", interval=30, timeout=300),
         PeriodicJob("addons.jobs.backup_sweep", interval=settings.ADDONS_BACKUP_SWEEP_SECONDS, timeout=300),
+        PeriodicJob("functions.jobs.stop_idle_functions", interval=settings.FUNCTIONS_IDLE_SWEEP_SECONDS, timeout=120),
+        PeriodicJob("functions.jobs.flush_function_metrics", interval=settings.FUNCTIONS_METRICS_FLUSH_SECONDS, timeout=120),
     ]
 
 

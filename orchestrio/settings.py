@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "domains",
     "fleet",
     "deployments",
+    "functions",
     "addons",
     "billing",
 ]
@@ -108,6 +109,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "orchestrio.metrics.MetricsMiddleware",  # first: times everything below; absent unless METRICS_ENABLED
     "orchestrio.middleware.DenyDirectIPMiddleware",
+    "functions.middleware.FunctionMiddleware",  # before the gateway's: /fn/<slug> and <slug>.FUNCTIONS_DOMAIN
     "gateway.middleware.InstanceHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -323,6 +325,10 @@ SPECTACULAR_SETTINGS = {
         "AddOnStatusEnum": "addons.choices.AddOnStatus",
         "AddOnPlanEnum": "addons.choices.AddOnPlan",
         "AddOnEngineEnum": "addons.choices.Engine",
+        "FunctionRuntimeEnum": "functions.choices.Runtime",
+        "FunctionAuthModeEnum": "functions.choices.AuthMode",
+        "FunctionVersionStatusEnum": "functions.choices.VersionStatus",
+        "FunctionRequestMethodEnum": "functions.choices.RequestMethod",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }
@@ -517,6 +523,32 @@ REQUEST_METRICS_FLUSH_SECONDS = env_int("REQUEST_METRICS_FLUSH_SECONDS", 15)
 # Prometheus: per-instance request series only for instances with traffic in the last hour, at
 # most this many (the busiest first): docs/observability.md, "Request metrics".
 METRICS_INSTANCE_SERIES_LIMIT = env_int("METRICS_INSTANCE_SERIES_LIMIT", 500)
+
+# Functions (docs/functions.md): each function's runtime is a sandboxed process on this host, as
+# uid/gid FUNCTIONS_LOCAL_UID_BASE+n (its own: never an instance's, never another function's).
+FUNCTIONS_LOCAL_DIR = Path(env("FUNCTIONS_LOCAL_DIR", str(VAR_DIR / "functions")))
+FUNCTIONS_LOCAL_UID_BASE = env_int("FUNCTIONS_LOCAL_UID_BASE", 4_000_000)
+# `<slug>.<FUNCTIONS_DOMAIN>` serves a function on a host of its own (empty: only /fn/<slug>).
+FUNCTIONS_DOMAIN = (env("FUNCTIONS_DOMAIN", "") or "").strip().lower().rstrip(".")
+if FUNCTIONS_DOMAIN and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", FUNCTIONS_DOMAIN):
+    raise ImproperlyConfigured(f"FUNCTIONS_DOMAIN must be a domain name (no scheme, port or path), not {FUNCTIONS_DOMAIN!r}")
+# A handler's code, at most (over: 422 on create, update and deploy).
+FUNCTIONS_MAX_CODE_BYTES = env_int("FUNCTIONS_MAX_CODE_BYTES", 256 * 1024)
+# What a runtime may answer (its response envelope); a request's body is bounded by REQUEST_MAX_BODY_BYTES.
+FUNCTIONS_MAX_RESPONSE_BYTES = env_int("FUNCTIONS_MAX_RESPONSE_BYTES", 6 * 1024 * 1024)
+# A runtime must answer its health check this soon after it is started (deploy and cold start).
+FUNCTIONS_START_TIMEOUT_SECONDS = float(env("FUNCTIONS_START_TIMEOUT_SECONDS", "10"))
+# An invocation of a function at zero waits this long for its runtime, then answers 504.
+FUNCTIONS_WAKE_TIMEOUT_SECONDS = float(env("FUNCTIONS_WAKE_TIMEOUT_SECONDS", "30"))
+# One invocation's handler may run this long (then 504).
+FUNCTIONS_INVOKE_TIMEOUT_SECONDS = float(env("FUNCTIONS_INVOKE_TIMEOUT_SECONDS", "30"))
+FUNCTIONS_DEFAULT_IDLE_SECONDS = env_int("FUNCTIONS_DEFAULT_IDLE_SECONDS", 300)
+# How often the idle sweep stops runtimes idle longer than their function's idle_timeout_seconds.
+FUNCTIONS_IDLE_SWEEP_SECONDS = env_int("FUNCTIONS_IDLE_SWEEP_SECONDS", 10)
+# A function's runtime output (its logs) is kept to about this many bytes (the oldest half dropped).
+FUNCTIONS_LOG_MAX_BYTES = env_int("FUNCTIONS_LOG_MAX_BYTES", 256 * 1024)
+# How often invocation counts and request metrics move from Redis to the database.
+FUNCTIONS_METRICS_FLUSH_SECONDS = env_int("FUNCTIONS_METRICS_FLUSH_SECONDS", 15)
 
 # Custom domains
 DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])  # empty: the system's resolvers

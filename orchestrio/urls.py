@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("domains.api.urls")),
     path("", include("deployments.api.urls")),
     path("", include("addons.api.urls")),
+    path("", include("functions.api.urls")),
     path("", include("tasks.api.urls")),
     path("", include("gateway.api.urls")),
     path("", include("fleet.api.urls")),
@@ -46,6 +47,7 @@ urlpatterns = [
     path("deployments/", include("deployments.urls")),
     path("fleet/", include("fleet.urls")),
     path("addons/", include("addons.urls")),
+    path("functions/", include("functions.urls")),
     path("gateway-console/", include("gateway.urls")),
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]

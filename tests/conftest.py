@@ -237,6 +237,24 @@ def _no_leftover_processes():
     assert not [m for m in provider.list_machines("") if process_state(m.provider_data.get("pid"), None)]
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_function_runtimes():
+    """Every function runtime a test started (functions/runtime.py) is stopped and its files removed."""
+    yield
+    import shutil
+    from pathlib import Path
+
+    from django.conf import settings as django_settings
+
+    from functions import runtime
+
+    base = Path(django_settings.FUNCTIONS_LOCAL_DIR)
+    for directory in base.iterdir() if base.exists() else []:
+        if directory.name.isdigit():
+            runtime.remove(int(directory.name))
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
 def owner(db):
     return UserFactory()

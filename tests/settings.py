@@ -34,6 +34,7 @@ if XDIST_WORKER and os.path.basename(os.environ["ORCHESTRIO_VAR_DIR"]) != XDIST_
     # Instance n runs as uid LOCAL_SANDBOX_UID_BASE+n, and every worker's database numbers its
     # instances from 1: a block of uids per worker, so that two workers' instances never share one.
     os.environ["LOCAL_SANDBOX_UID_BASE"] = str(int(os.environ.get("LOCAL_SANDBOX_UID_BASE") or 2_000_000) + WORKER_INDEX * 100_000)
+    os.environ["FUNCTIONS_LOCAL_UID_BASE"] = str(int(os.environ.get("FUNCTIONS_LOCAL_UID_BASE") or 4_000_000) + WORKER_INDEX * 100_000)
 # moto loads this short AMI list instead of its full catalogue (seconds per test).
 os.environ.setdefault("MOTO_AMIS_PATH", os.path.join(os.path.dirname(__file__), "instances", "moto_amis.json"))
 os.environ.setdefault("ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMDEyMzQ1Njc4OWE=")

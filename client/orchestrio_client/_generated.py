@@ -281,6 +281,9 @@ class BlueprintWriteRequest(TypedDict):
     idle_timeout_seconds: NotRequired[int | None]
 
 
+BodyEncodingEnum = Literal['text', 'base64']
+
+
 class ByIdempotencyKey(TypedDict):
     found: bool
     instance_id: str | None
@@ -520,6 +523,145 @@ class FleetReturnRequest(TypedDict):
     instance_ids: list[str]
 
 
+class Function(TypedDict):
+    """A function's record: never its env var values, nor its API key (only the key's prefix)."""
+    function_id: str
+    slug: str
+    runtime: FunctionRuntimeEnum
+    auth_mode: FunctionAuthModeEnum
+    api_key_prefix: str | None
+    idle_timeout_seconds: int
+    url: str
+    host_url: str | None
+    code: str
+    env_var_names: list[str]
+    current_version: NotRequired[int | None]
+    running: bool
+    invocations: int
+    errors: int
+    cold_starts: int
+    last_invoked_at: str | None
+    created_at: str
+    updated_at: str
+
+
+FunctionAuthModeEnum = Literal['none', 'api_key']
+
+
+class FunctionCreateRequest(TypedDict):
+    slug: str
+    runtime: FunctionRuntimeEnum
+    code: str
+    auth_mode: NotRequired[FunctionAuthModeEnum]
+    idle_timeout_seconds: NotRequired[int | None]
+    env: NotRequired[dict[str, str]]
+
+
+class FunctionDeployRequest(TypedDict, total=False):
+    version: int | None
+
+
+class FunctionEnvVars(TypedDict):
+    function_id: str
+    env: dict[str, str]
+
+
+class FunctionInvokeResult(TypedDict):
+    status: int
+    headers: dict[str, str]
+    body: str
+    body_encoding: BodyEncodingEnum
+    duration_ms: int
+    cold_start: bool
+    version: int
+
+
+class FunctionLogs(TypedDict):
+    function_id: str
+    lines: list[str]
+
+
+class FunctionMetricAllTime(TypedDict):
+    invocations: int
+    errors: int
+    cold_starts: int
+    last_invoked_at: str | None
+
+
+class FunctionMetricPoint(TypedDict):
+    start: str
+    count: int
+    errors: int
+    cold_starts: int
+    avg_ms: float | None
+
+
+class FunctionMetricTotals(TypedDict):
+    count: int
+    errors: int
+    cold_starts: int
+    error_rate: float
+    avg_ms: float | None
+
+
+class FunctionMetrics(TypedDict):
+    window: str
+    points: list[FunctionMetricPoint]
+    totals: FunctionMetricTotals
+    all_time: FunctionMetricAllTime
+
+
+class FunctionNameCheck(TypedDict):
+    name: str
+    available: bool
+    reason: str | None
+
+
+FunctionRequestMethodEnum = Literal['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS']
+
+
+FunctionRuntimeEnum = Literal['python3.11', 'node20']
+
+
+class FunctionVersion(TypedDict):
+    number: int
+    runtime: FunctionRuntimeEnum
+    status: FunctionVersionStatusEnum
+    error_message: str | None
+    rolled_back_from: int | None
+    start_ms: int | None
+    code: str
+    created_by: str
+    created_at: str
+    finished_at: str | None
+
+
+FunctionVersionStatusEnum = Literal['building', 'built', 'failed']
+
+
+class FunctionWithKey(TypedDict):
+    """A function's record: never its env var values, nor its API key (only the key's prefix)."""
+    function_id: str
+    slug: str
+    runtime: FunctionRuntimeEnum
+    auth_mode: FunctionAuthModeEnum
+    api_key_prefix: str | None
+    idle_timeout_seconds: int
+    url: str
+    host_url: str | None
+    code: str
+    env_var_names: list[str]
+    current_version: NotRequired[int | None]
+    running: bool
+    invocations: int
+    errors: int
+    cold_starts: int
+    last_invoked_at: str | None
+    created_at: str
+    updated_at: str
+    api_key: str | None
+
+
 class GatewayPolicy(TypedDict):
     id: str
     instance_id: str
@@ -653,6 +795,10 @@ class InvitationCreated(TypedDict):
 
 
 InvitationStatusEnum = Literal['pending', 'accepted', 'revoked', 'expired']
+
+
+class InvokeRequest(TypedDict, total=False):
+    request: SampleRequestRequest
 
 
 class LastDeploy(TypedDict):
@@ -804,6 +950,20 @@ class PaginatedFleetRequestList(TypedDict):
     results: list[FleetRequest]
 
 
+class PaginatedFunctionList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[Function]
+
+
+class PaginatedFunctionVersionList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[FunctionVersion]
+
+
 class PaginatedGatewayPolicyList(TypedDict):
     count: int
     next: NotRequired[str | None]
@@ -898,6 +1058,14 @@ class PatchedBlueprintWriteRequest(TypedDict, total=False):
 class PatchedDeploymentUpdateRequest(TypedDict, total=False):
     config: dict[str, Any]
     secrets: dict[str, str | None]
+
+
+class PatchedFunctionUpdateRequest(TypedDict, total=False):
+    code: str
+    runtime: FunctionRuntimeEnum
+    auth_mode: FunctionAuthModeEnum
+    idle_timeout_seconds: int
+    env: dict[str, str | None]
 
 
 class PatchedGatewayPolicyWriteRequest(TypedDict, total=False):
@@ -1014,6 +1182,15 @@ class Runtime(TypedDict):
     message: str
     agent: dict[str, Any]
     recent_logs: list[LogLine]
+
+
+class SampleRequestRequest(TypedDict, total=False):
+    """The request the handler receives (its envelope, docs/functions.md), as a caller would send it."""
+    method: FunctionRequestMethodEnum
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: str
 
 
 class SigningSecret(TypedDict):
@@ -1176,7 +1353,7 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetCall', 'FleetCallStatusEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedInstanceUpdateRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'ReasonEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'BodyEncodingEnum', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetCall', 'FleetCallStatusEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'Function', 'FunctionAuthModeEnum', 'FunctionCreateRequest', 'FunctionDeployRequest', 'FunctionEnvVars', 'FunctionInvokeResult', 'FunctionLogs', 'FunctionMetricAllTime', 'FunctionMetricPoint', 'FunctionMetricTotals', 'FunctionMetrics', 'FunctionNameCheck', 'FunctionRequestMethodEnum', 'FunctionRuntimeEnum', 'FunctionVersion', 'FunctionVersionStatusEnum', 'FunctionWithKey', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'InvokeRequest', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedFunctionList', 'PaginatedFunctionVersionList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedFunctionUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedInstanceUpdateRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'ReasonEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SampleRequestRequest', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
@@ -1224,6 +1401,19 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'deployments_revisions_list': ('GET', '/api/v1/deployments/{id}/revisions'),
     'deployments_rollback_create': ('POST', '/api/v1/deployments/{id}/rollback'),
     'deployments_stats_retrieve': ('GET', '/api/v1/deployments/{id}/stats'),
+    'functions_check_name_retrieve': ('GET', '/api/v1/functions/check-name/{name}'),
+    'functions_create': ('POST', '/api/v1/functions'),
+    'functions_deploy_create': ('POST', '/api/v1/functions/{function_id}/deploy'),
+    'functions_destroy': ('DELETE', '/api/v1/functions/{function_id}'),
+    'functions_env_vars_retrieve': ('GET', '/api/v1/functions/{function_id}/env-vars'),
+    'functions_invoke_create': ('POST', '/api/v1/functions/{function_id}/invoke'),
+    'functions_list': ('GET', '/api/v1/functions'),
+    'functions_logs_retrieve': ('GET', '/api/v1/functions/{function_id}/logs'),
+    'functions_metrics_retrieve': ('GET', '/api/v1/functions/{function_id}/metrics'),
+    'functions_partial_update': ('PATCH', '/api/v1/functions/{function_id}'),
+    'functions_retrieve': ('GET', '/api/v1/functions/{function_id}'),
+    'functions_rotate_api_key_create': ('POST', '/api/v1/functions/{function_id}/rotate-api-key'),
+    'functions_versions_list': ('GET', '/api/v1/functions/{function_id}/versions'),
     'gateway_policies_destroy': ('DELETE', '/api/v1/gateway-policies/{id}'),
     'gateway_policies_partial_update': ('PATCH', '/api/v1/gateway-policies/{id}'),
     'gateway_policies_retrieve': ('GET', '/api/v1/gateway-policies/{id}'),
@@ -1704,6 +1894,154 @@ class GeneratedOperations:
         path = f"/api/v1/deployments/{_q(id)}/stats"
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def functions_check_name_retrieve(self, name: str | int, *, request_timeout: float | None = None) -> FunctionNameCheck:
+        """GET /api/v1/functions/check-name/{name}
+
+        Whether a function slug is valid and free
+
+        GET /api/v1/functions/check-name/{name}: whether a slug is free (slugs are unique on the
+        installation, as they are public hostnames).
+        """
+        path = f"/api/v1/functions/check-name/{_q(name)}"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def functions_create(self, *, slug: str, runtime: FunctionRuntimeEnum, code: str, auth_mode: FunctionAuthModeEnum | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, env: dict[str, str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> FunctionWithKey:
+        """POST /api/v1/functions
+
+        Create a function (not deployed yet: POST …/deploy); with auth_mode api_key its key is shown once
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions"
+        params: dict[str, Any] = {}
+        payload = _body({'slug': slug, 'runtime': runtime, 'code': code, 'auth_mode': auth_mode, 'idle_timeout_seconds': idle_timeout_seconds, 'env': env}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def functions_deploy_create(self, function_id: str | int, *, version: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> FunctionVersion:
+        """POST /api/v1/functions/{function_id}/deploy
+
+        Deploy the draft as a new version (or roll back: {"version": N}); traffic switches only once it is healthy
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}/deploy"
+        params: dict[str, Any] = {}
+        payload = _body({'version': version}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def functions_destroy(self, function_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> None:
+        """DELETE /api/v1/functions/{function_id}
+
+        Delete the function, its versions and logs (its slug is free again)
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}"
+        params: dict[str, Any] = {}
+        return self._call("DELETE", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def functions_env_vars_retrieve(self, function_id: str | int, *, request_timeout: float | None = None) -> FunctionEnvVars:
+        """GET /api/v1/functions/{function_id}/env-vars
+
+        The draft's env vars, decrypted (owners and admins; audited)
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}/env-vars"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def functions_invoke_create(self, function_id: str | int, *, request: SampleRequestRequest | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> FunctionInvokeResult:
+        """POST /api/v1/functions/{function_id}/invoke
+
+        Invoke the current version with a sample request (counts as an execution)
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}/invoke"
+        params: dict[str, Any] = {}
+        payload = _body({'request': request}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def functions_list(self, *, limit: int | None = None, offset: int | None = None, request_timeout: float | None = None) -> Page[Function]:
+        """GET /api/v1/functions
+
+        The tenant's functions
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions"
+        params = {'limit': limit, 'offset': offset}
+        return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def functions_logs_retrieve(self, function_id: str | int, *, tail: int | None = None, request_timeout: float | None = None) -> FunctionLogs:
+        """GET /api/v1/functions/{function_id}/logs
+
+        The function's logs: its runtimes' output and the control plane's lines, newest last
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}/logs"
+        params = {'tail': tail}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def functions_metrics_retrieve(self, function_id: str | int, *, window: Literal['1h', '24h', '7d'] | None = None, request_timeout: float | None = None) -> FunctionMetrics:
+        """GET /api/v1/functions/{function_id}/metrics
+
+        Invocations, errors, cold starts and durations per minute
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}/metrics"
+        params = {'window': window}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def functions_partial_update(self, function_id: str | int, *, code: str | Unset = UNSET, runtime: FunctionRuntimeEnum | Unset = UNSET, auth_mode: FunctionAuthModeEnum | Unset = UNSET, idle_timeout_seconds: int | Unset = UNSET, env: dict[str, str | None] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> FunctionWithKey:
+        """PATCH /api/v1/functions/{function_id}
+
+        Change the draft (code, env merge patch), runtime, auth mode or idle timeout; switching to api_key shows the new key once
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}"
+        params: dict[str, Any] = {}
+        payload = _body({'code': code, 'runtime': runtime, 'auth_mode': auth_mode, 'idle_timeout_seconds': idle_timeout_seconds, 'env': env}, body)
+        return self._call("PATCH", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def functions_retrieve(self, function_id: str | int, *, request_timeout: float | None = None) -> Function:
+        """GET /api/v1/functions/{function_id}
+
+        A function: its draft code, settings, current version and counters
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def functions_rotate_api_key_create(self, function_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> FunctionWithKey:
+        """POST /api/v1/functions/{function_id}/rotate-api-key
+
+        A new API key (shown once); the old one is refused from now on
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}/rotate-api-key"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def functions_versions_list(self, function_id: str | int, *, limit: int | None = None, offset: int | None = None, request_timeout: float | None = None) -> Page[FunctionVersion]:
+        """GET /api/v1/functions/{function_id}/versions
+
+        The function's versions, newest first
+
+        /api/v1/functions and /api/v1/functions/{function_id}
+        """
+        path = f"/api/v1/functions/{_q(function_id)}/versions"
+        params = {'limit': limit, 'offset': offset}
+        return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
     def gateway_policies_destroy(self, id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> None:
         """DELETE /api/v1/gateway-policies/{id}
@@ -3039,6 +3377,185 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                 'properties': {'id': {'type': 'string', 'pattern': '^[^/]+$'}},
                                 'required': ['id'],
                                 'additionalProperties': False},
+ 'functions_check_name_retrieve': {'type': 'object',
+                                   'properties': {'name': {'type': 'string', 'description': 'The slug to check.'}},
+                                   'required': ['name'],
+                                   'additionalProperties': False},
+ 'functions_create': {'type': 'object',
+                      'properties': {'slug': {'type': 'string',
+                                              'description': '3–63 lowercase letters, digits and hyphens (a DNS '
+                                                             'label), unique on this installation.',
+                                              'minLength': 1,
+                                              'maxLength': 63},
+                                     'runtime': {'type': 'string',
+                                                 'enum': ['python3.11', 'node20'],
+                                                 'description': 'Only what this installation has (GET '
+                                                                '/api/v1/functions lists them in docs/functions.md).\n'
+                                                                '\n'
+                                                                '* `python3.11` - Python 3.11\n'
+                                                                '* `node20` - Node.js 20'},
+                                     'code': {'type': 'string',
+                                              'description': 'The handler; at most FUNCTIONS_MAX_CODE_BYTES (422 '
+                                                             'over).',
+                                              'minLength': 1},
+                                     'auth_mode': {'type': 'string',
+                                                   'enum': ['none', 'api_key'],
+                                                   'description': '* `none` - Public (no key)\n* `api_key` - API key',
+                                                   'default': 'none'},
+                                     'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                         'minimum': 10,
+                                                                         'maximum': 86400},
+                                                                        {'type': 'null'}]},
+                                     'env': {'type': 'object',
+                                             'description': 'Encrypted at rest.',
+                                             'additionalProperties': {'type': 'string', 'maxLength': 8192}},
+                                     'idempotency_key': {'type': 'string',
+                                                         'minLength': 1,
+                                                         'maxLength': 255,
+                                                         'description': 'Idempotency-Key: the same key and body within '
+                                                                        '24 h replays the first answer.'}},
+                      'required': ['slug', 'runtime', 'code'],
+                      'additionalProperties': False},
+ 'functions_deploy_create': {'type': 'object',
+                             'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                            'version': {'anyOf': [{'type': 'integer',
+                                                                   'description': 'Roll back: deploy this earlier '
+                                                                                  "version's code and env again, as a "
+                                                                                  'new version.',
+                                                                   'minimum': 1},
+                                                                  {'type': 'null'}]},
+                                            'idempotency_key': {'type': 'string',
+                                                                'minLength': 1,
+                                                                'maxLength': 255,
+                                                                'description': 'Idempotency-Key: the same key and body '
+                                                                               'within 24 h replays the first '
+                                                                               'answer.'}},
+                             'required': ['function_id'],
+                             'additionalProperties': False},
+ 'functions_destroy': {'type': 'object',
+                       'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                      'idempotency_key': {'type': 'string',
+                                                          'minLength': 1,
+                                                          'maxLength': 255,
+                                                          'description': 'Idempotency-Key: the same key and body '
+                                                                         'within 24 h replays the first answer.'}},
+                       'required': ['function_id'],
+                       'additionalProperties': False},
+ 'functions_env_vars_retrieve': {'type': 'object',
+                                 'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                                 'required': ['function_id'],
+                                 'additionalProperties': False},
+ 'functions_invoke_create': {'type': 'object',
+                             'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                            'request': {'type': 'object',
+                                                        'description': 'Default: GET /.',
+                                                        'properties': {'method': {'type': 'string',
+                                                                                  'enum': ['GET',
+                                                                                           'POST',
+                                                                                           'PUT',
+                                                                                           'PATCH',
+                                                                                           'DELETE',
+                                                                                           'HEAD',
+                                                                                           'OPTIONS'],
+                                                                                  'description': '* `GET` - GET\n'
+                                                                                                 '* `POST` - POST\n'
+                                                                                                 '* `PUT` - PUT\n'
+                                                                                                 '* `PATCH` - PATCH\n'
+                                                                                                 '* `DELETE` - DELETE\n'
+                                                                                                 '* `HEAD` - HEAD\n'
+                                                                                                 '* `OPTIONS` - '
+                                                                                                 'OPTIONS',
+                                                                                  'default': 'GET'},
+                                                                       'path': {'type': 'string',
+                                                                                'default': '/',
+                                                                                'minLength': 1,
+                                                                                'maxLength': 2048,
+                                                                                'pattern': '^/[^\\u0000-\\u001f]*$'},
+                                                                       'query': {'type': 'object',
+                                                                                 'additionalProperties': {'type': 'string',
+                                                                                                          'maxLength': 4096}},
+                                                                       'headers': {'type': 'object',
+                                                                                   'additionalProperties': {'type': 'string',
+                                                                                                            'maxLength': 8192}},
+                                                                       'body': {'type': 'string', 'default': ''}}},
+                                            'idempotency_key': {'type': 'string',
+                                                                'minLength': 1,
+                                                                'maxLength': 255,
+                                                                'description': 'Idempotency-Key: the same key and body '
+                                                                               'within 24 h replays the first '
+                                                                               'answer.'}},
+                             'required': ['function_id'],
+                             'additionalProperties': False},
+ 'functions_list': {'type': 'object',
+                    'properties': {'limit': {'type': 'integer', 'description': 'Number of results to return per page.'},
+                                   'offset': {'type': 'integer',
+                                              'description': 'The initial index from which to return the results.'}},
+                    'required': [],
+                    'additionalProperties': False},
+ 'functions_logs_retrieve': {'type': 'object',
+                             'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                            'tail': {'type': 'integer', 'default': 200, 'minimum': 1, 'maximum': 5000}},
+                             'required': ['function_id'],
+                             'additionalProperties': False},
+ 'functions_metrics_retrieve': {'type': 'object',
+                                'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                               'window': {'type': 'string',
+                                                          'enum': ['1h', '24h', '7d'],
+                                                          'default': '1h',
+                                                          'minLength': 1,
+                                                          'description': '* `1h` - 1h\n* `24h` - 24h\n* `7d` - 7d'}},
+                                'required': ['function_id'],
+                                'additionalProperties': False},
+ 'functions_partial_update': {'type': 'object',
+                              'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                             'code': {'type': 'string', 'minLength': 1},
+                                             'runtime': {'type': 'string',
+                                                         'enum': ['python3.11', 'node20'],
+                                                         'description': '* `python3.11` - Python 3.11\n'
+                                                                        '* `node20` - Node.js 20'},
+                                             'auth_mode': {'type': 'string',
+                                                           'enum': ['none', 'api_key'],
+                                                           'description': '* `none` - Public (no key)\n'
+                                                                          '* `api_key` - API key'},
+                                             'idle_timeout_seconds': {'type': 'integer',
+                                                                      'minimum': 10,
+                                                                      'maximum': 86400},
+                                             'env': {'type': 'object',
+                                                     'description': 'A merge patch of the env vars: null removes one.',
+                                                     'additionalProperties': {'anyOf': [{'type': 'string',
+                                                                                         'maxLength': 8192},
+                                                                                        {'type': 'null'}]}},
+                                             'idempotency_key': {'type': 'string',
+                                                                 'minLength': 1,
+                                                                 'maxLength': 255,
+                                                                 'description': 'Idempotency-Key: the same key and '
+                                                                                'body within 24 h replays the first '
+                                                                                'answer.'}},
+                              'required': ['function_id'],
+                              'additionalProperties': False},
+ 'functions_retrieve': {'type': 'object',
+                        'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                        'required': ['function_id'],
+                        'additionalProperties': False},
+ 'functions_rotate_api_key_create': {'type': 'object',
+                                     'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                    'idempotency_key': {'type': 'string',
+                                                                        'minLength': 1,
+                                                                        'maxLength': 255,
+                                                                        'description': 'Idempotency-Key: the same key '
+                                                                                       'and body within 24 h replays '
+                                                                                       'the first answer.'}},
+                                     'required': ['function_id'],
+                                     'additionalProperties': False},
+ 'functions_versions_list': {'type': 'object',
+                             'properties': {'function_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                            'limit': {'type': 'integer',
+                                                      'description': 'Number of results to return per page.'},
+                                            'offset': {'type': 'integer',
+                                                       'description': 'The initial index from which to return the '
+                                                                      'results.'}},
+                             'required': ['function_id'],
+                             'additionalProperties': False},
  'gateway_policies_destroy': {'type': 'object',
                               'properties': {'id': {'type': 'string', 'pattern': '^[^/]+$'},
                                              'idempotency_key': {'type': 'string',

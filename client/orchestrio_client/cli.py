@@ -1127,6 +1127,150 @@ def deployments_delete(state: State, deployment_id: str, confirm: str | None, ye
     emit(state, state.client().deployments_destroy(deployment_id, confirm=confirm))
 
 
+# -- functions -------------------------------------------------------------------------------------
+
+FUNCTION_COLUMNS = ["function_id", "slug", "runtime", "auth_mode", "current_version", "running", "invocations", "url"]
+VERSION_COLUMNS = ["number", "status", "runtime", "rolled_back_from", "start_ms", "created_at", "error_message"]
+
+
+@cli.group()
+def functions() -> None:
+    """Functions: a handler with a public URL that scales to zero (docs/functions.md)."""
+
+
+@functions.command(name="list")
+@pass_state
+@api_errors
+@rest("functions_list")
+def functions_list(state: State) -> None:
+    """The tenant's functions."""
+    emit(state, list(state.client().functions_list(limit=PAGE)), FUNCTION_COLUMNS)
+
+
+@functions.command(name="get")
+@click.argument("function_id")
+@pass_state
+@api_errors
+@rest("functions_retrieve")
+def functions_get(state: State, function_id: str) -> None:
+    """One function: its draft code, settings, current version and counters."""
+    emit(state, state.client().functions_retrieve(function_id))
+
+
+@functions.command(name="create")
+@click.argument("slug")
+@click.option("--runtime", required=True, type=click.Choice(["python3.11", "node20"]))
+@click.option("--file", "code_file", required=True, type=click.File("r"), help="The handler's source file (- for stdin).")
+@click.option("--api-key", "api_key", is_flag=True, help="Require an API key (shown once).")
+@click.option("--idle-timeout", type=int, help="Seconds without invocations before it scales to zero.")
+@click.option("--env", "env", multiple=True, help="KEY=value (repeatable; encrypted at rest).")
+@click.option("--deploy", "deploy_", is_flag=True, help="Then deploy it.")
+@pass_state
+@api_errors
+@rest("functions_create", "functions_deploy_create")
+def functions_create(state: State, slug: str, runtime: str, code_file, api_key: bool, idle_timeout: int | None, env, deploy_: bool) -> None:
+    """Create a function (its API key, with --api-key, is shown once)."""
+    from ._base import UNSET
+
+    client = state.client()
+    record = client.functions_create(
+        slug=slug, runtime=runtime, code=code_file.read(), auth_mode="api_key" if api_key else "none",
+        idle_timeout_seconds=idle_timeout if idle_timeout is not None else UNSET, env=string_pairs(env, "--env") or UNSET,
+    )  # fmt: skip
+    if deploy_:
+        version = client.functions_deploy_create(record["function_id"])
+        record = {**record, "deployed_version": version}
+        if version["status"] != "built":
+            emit(state, record)
+            raise Failure(f"the deploy failed: {version['error_message']}")
+    emit(state, record)
+
+
+@functions.command(name="deploy")
+@click.argument("function_id")
+@click.option("--file", "code_file", type=click.File("r"), help="Replace the draft's code with this file first.")
+@click.option("--version", "version", type=int, help="Roll back: deploy this earlier version again.")
+@pass_state
+@api_errors
+@rest("functions_deploy_create", "functions_partial_update")
+def functions_deploy(state: State, function_id: str, code_file, version: int | None) -> None:
+    """Deploy the draft as a new version (traffic switches once it is healthy); exit 1 when it fails."""
+    from ._base import UNSET
+
+    client = state.client()
+    if code_file is not None:
+        client.functions_partial_update(function_id, code=code_file.read())
+    built = client.functions_deploy_create(function_id, version=version if version is not None else UNSET)
+    emit(state, built)
+    if built["status"] != "built":
+        raise Failure(f"version {built['number']} failed to deploy; the previous version keeps serving")
+
+
+@functions.command(name="versions")
+@click.argument("function_id")
+@pass_state
+@api_errors
+@rest("functions_versions_list")
+def functions_versions(state: State, function_id: str) -> None:
+    """The function's versions, newest first."""
+    emit(state, list(state.client().functions_versions_list(function_id, limit=PAGE)), VERSION_COLUMNS)
+
+
+@functions.command(name="invoke")
+@click.argument("function_id")
+@click.option("--method", default="GET", show_default=True)
+@click.option("--path", "path", default="/", show_default=True)
+@click.option("--header", "headers", multiple=True, help="name=value (repeatable).")
+@click.option("--body", default="", help="The request body (text).")
+@pass_state
+@api_errors
+@rest("functions_invoke_create")
+def functions_invoke(state: State, function_id: str, method: str, path: str, headers, body: str) -> None:
+    """Invoke the current version with a sample request (counts as an execution)."""
+    sample = {"method": method.upper(), "path": path, "headers": string_pairs(headers, "--header"), "body": body}
+    emit(state, state.client().functions_invoke_create(function_id, request=sample))
+
+
+@functions.command(name="logs")
+@click.argument("function_id")
+@click.option("--tail", default=200, show_default=True)
+@pass_state
+@api_errors
+@rest("functions_logs_retrieve")
+def functions_logs(state: State, function_id: str, tail: int) -> None:
+    """The function's logs, newest last."""
+    logs = state.client().functions_logs_retrieve(function_id, tail=tail)
+    if state.json:
+        emit(state, logs)
+    else:
+        for line in logs["lines"]:
+            click.echo(line)
+
+
+@functions.command(name="rotate-key")
+@click.argument("function_id")
+@pass_state
+@api_errors
+@rest("functions_rotate_api_key_create")
+def functions_rotate_key(state: State, function_id: str) -> None:
+    """A new API key (shown once); the old one is refused from now on."""
+    emit(state, state.client().functions_rotate_api_key_create(function_id))
+
+
+@functions.command(name="delete")
+@click.argument("function_id")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@pass_state
+@api_errors
+@rest("functions_destroy")
+def functions_delete(state: State, function_id: str, yes: bool) -> None:
+    """Delete the function, its versions and logs."""
+    if not yes:
+        click.confirm(f"Delete function {function_id}?", abort=True, err=True)
+    state.client().functions_destroy(function_id)
+    progress(state, f"function {function_id} deleted")
+
+
 # -- fleet requests and tenant operations ---------------------------------------------------------
 
 REQUEST_COLUMNS = ["request_id", "kind", "status", "count", "succeeded", "failed", "instance_id_prefix", "created_at"]

@@ -95,6 +95,13 @@ def _objects(user):
             location="x", stored=True, size_bytes=123456789, sha256="a" * 64, requested_by=user.username,
             error_message="redis-cli --rdb failed: " + LONG_ID if status == "failed" else "",
         )  # fmt: skip
+    from functions.models import Function, FunctionVersion
+
+    function = Function.objects.create(
+        function_id="fn_layout0000000000000001", tenant=tenant, slug=LONG_ID[:63], runtime="python3.11", code="def handler(request):\n    return '" + "w" * 300 + "'\n",
+        auth_mode="api_key", api_key_prefix="fnk_abcdefgh", idle_timeout_seconds=300,
+    )  # fmt: skip
+    FunctionVersion.objects.create(function=function, number=1, runtime="python3.11", code=function.code, status="failed", error_message="SyntaxError: " + "e" * 400, created_by=user.username)
     return instance, task, deployment
 
 
@@ -123,6 +130,8 @@ def test_every_console_page_fits_a_phone_and_a_laptop(logged_in_page, live_serve
         "operations": reverse("operations:list"),
         "fleet requests": reverse("fleet:list"),
         "fleet request": reverse("fleet:detail", args=["req-layout0000001"]),
+        "functions": reverse("functions:list"),
+        "function page": reverse("functions:detail", args=["fn_layout0000000000000001"]),
         "notifications": reverse("console:notifications"),
         "reveal an add-on's URL": reverse("instances:addon-reveal", args=[LONG_ID, "addon_layout00000000000001"]),
         "destroy an add-on": reverse("instances:addon-destroy", args=[LONG_ID, "addon_layout00000000000001"]),

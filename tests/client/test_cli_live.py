@@ -187,3 +187,24 @@ def test_fleet_requests_and_operations(ork_cli, worker):
     returned = ork_cli.json("requests", "return", acquired["request_id"], "--yes", "--wait", "--timeout", "60")
     assert returned["kind"] == "return" and returned["status"] == "complete"
     assert ork_cli.json("instances", "list", "--label", "pr:7") == []
+
+
+@pytest.mark.sandbox
+def test_functions(ork_cli, tmp_path):
+    handler = tmp_path / "handler.py"
+    handler.write_text("def handler(request):\n    print('cli says hi')\n    return {'status': 200, 'body': {'path': request['path']}}\n")
+    created = ork_cli.json("functions", "create", "cli-fn", "--runtime", "python3.11", "--file", str(handler), "--api-key", "--deploy")
+    assert created["api_key"].startswith("fnk_") and created["deployed_version"]["status"] == "built"
+    fid = created["function_id"]
+    invoked = ork_cli.json("functions", "invoke", fid, "--path", "/p")
+    assert invoked["status"] == 200 and json.loads(invoked["body"]) == {"path": "/p"}
+    assert "cli says hi" in ork_cli("functions", "logs", fid).stdout
+    handler.write_text("def handler(request:\n")
+    failed = ork_cli("-o", "json", "functions", "deploy", fid, "--file", str(handler), code=EXIT_CODES["error"])
+    assert json.loads(failed.stdout)["status"] == "failed"
+    assert [v["number"] for v in ork_cli.json("functions", "versions", fid)] == [2, 1]
+    assert ork_cli.json("functions", "deploy", fid, "--version", "1")["status"] == "built"
+    assert ork_cli.json("functions", "rotate-key", fid)["api_key"] != created["api_key"]
+    assert "cli-fn" in ork_cli("functions", "list").stdout
+    ork_cli("functions", "delete", fid, "--yes")
+    ork_cli("functions", "get", fid, code=EXIT_CODES["not_found"])

@@ -66,6 +66,9 @@ def _serve(server):
 
 # The servers are stateless for these suites and shared by the whole session (stopping one takes
 # half a second, which per test would dominate the run).
+# A function every tenant has (not deployed: the sweeps that reach …/deploy start its runtime).
+FUNCTION_CODE = "def handler(request):\n    return 'ok'\n"
+
 @pytest.fixture(scope="session")
 def agent_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _AgentHandler)
@@ -160,6 +163,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     AddOnOperation.objects.filter(addon__addon_id=addon["addon_id"]).update(status="succeeded")
     AddOn.objects.filter(addon_id=addon["addon_id"]).update(status="available")
     backup = _ok(api.post(f"addons/{addon['addon_id']}/backups"), 202)
+    function = _ok(api.post("functions", {"slug": f"{tenant.pk}-fn", "runtime": "python3.11", "code": FUNCTION_CODE, "auth_mode": "api_key", "env": {"K": "v"}}), 201)
 
     return Seeded(
         api=api,
@@ -177,6 +181,8 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "notification": [notification.pk],
             "addon": [addon["addon_id"]],
             "addon_backup": [backup["backup_id"]],
+            "function": [function["function_id"]],
+            "function_slug": [function["slug"]],
             "idempotency_key": [created_key],
             "operation": list(Operation.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True)[:2]),
             "domain": [domain],

@@ -46,6 +46,9 @@ EXPECTED = [
     ("deployments:list", "GET", None, "read"),
     ("deployments:create", "GET", None, "read"),
     ("deployments:detail", "GET", None, "read"),
+    ("functions:list", "GET", None, "read"),
+    ("functions:detail", "GET", None, "read"),
+    ("functions:detail-live", "GET", None, "read"),
     ("operations:list", "GET", None, "read"),
     ("operations:list-live", "GET", None, "read"),
     ("fleet:list", "GET", None, "read"),
@@ -102,6 +105,11 @@ EXPECTED = [
     ("deployments:detail", "POST", None, "operate"),
     ("deployments:rollback", "POST", None, "operate"),
     ("fleet:list", "POST", None, "operate"),
+    ("functions:list", "POST", None, "operate"),
+    ("functions:detail", "POST", None, "operate"),
+    ("functions:deploy", "POST", None, "operate"),
+    ("functions:invoke", "POST", None, "operate"),
+    ("functions:rotate-key", "POST", None, "tokens"),
     ("tasks:cancel", "POST", None, "operate"),
     ("gateway:policy-toggle", "POST", None, "operate"),  # enabling a public policy needs "expose"
     ("billing:checkout", "POST", None, "billing"),
@@ -115,6 +123,7 @@ EXPECTED = [
     ("deployments:delete", "POST", None, "destroy"),
     ("fleet:return", "POST", None, "destroy"),
     ("instances:addon-destroy", "POST", None, "destroy"),
+    ("functions:delete", "POST", None, "destroy"),
     ("instances:destroy", "POST", None, "destroy"),
     ("console:team-member-remove", "POST", None, "members"),
 ]
@@ -188,6 +197,12 @@ def _url(name: str, argument: str | None, ids: dict) -> str:
         "fleet:detail": {"request_id": ids["fleet_request"]},
         "fleet:detail-live": {"request_id": ids["fleet_request"]},
         "fleet:return": {"request_id": ids["fleet_request"]},
+        "functions:detail": {"function_id": ids["function"]},
+        "functions:detail-live": {"function_id": ids["function"]},
+        "functions:deploy": {"function_id": ids["function"]},
+        "functions:invoke": {"function_id": ids["function"]},
+        "functions:rotate-key": {"function_id": ids["function"]},
+        "functions:delete": {"function_id": ids["function"]},
         "deployments:rollback": {"deployment_id": ids["deployment"]},
         "deployments:delete": {"deployment_id": ids["deployment"]},
         "tasks:detail": {"task_id": ids["task"]},
@@ -212,6 +227,10 @@ FORMS = {
     ("instances:destroy", None): {"confirm": "acme-corp-web"},
     ("deployments:rollback", None): {"revision": "1"},
     ("fleet:list", None): {"blueprint_name": "OpenClaw", "count": "1", "plan_id": "openclaw-basic", "instance_id_prefix": "acme-corp-console"},
+    ("functions:list", None): {"slug": "acme-corp-console-fn", "runtime": "python3.11", "code": "def handler(request):\n    return 'x'\n", "auth_mode": "none", "idle_timeout_seconds": "60"},
+    ("functions:detail", None): {"code": "def handler(request):\n    return 'y'\n", "auth_mode": "api_key", "idle_timeout_seconds": "60"},
+    ("functions:invoke", None): {"method": "GET", "path": "/"},
+    ("functions:delete", None): {"confirm": "acme-corp-fn"},
 }
 
 
@@ -264,7 +283,7 @@ def test_a_refusal_in_the_console_comes_after_the_tenant_lookup(seeded, tenant_b
     ids["own_token"] = ApiTokenFactory(tenant=seeded.api.tenant, created_by=seeded.api.user).pk
     ids["own_notification"] = seeded.ids["notification"][0]
     for name, method, argument, _ in EXPECTED:
-        if name.startswith(("console:", "billing:")) and name not in OBJECT_PAGES or name in ("instances:list", "instances:list-live", "instances:create", "deployments:list", "deployments:list-live", "deployments:create", "fleet:list", "fleet:list-live", "operations:list", "operations:list-live"):
+        if name.startswith(("console:", "billing:")) and name not in OBJECT_PAGES or name in ("instances:list", "instances:list-live", "instances:create", "deployments:list", "deployments:list-live", "deployments:create", "fleet:list", "fleet:list-live", "operations:list", "operations:list-live", "functions:list"):
             continue  # the page names none of A's objects
         url = _url(name, argument, ids)
         response = client.get(url) if method == "GET" else client.post(url, FORMS.get((name, argument), {}))

@@ -35,8 +35,9 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 # Which of a tenant's objects a path parameter names: by its name, or, for the generic names a
 # router gives (`pk`) and `name`, by the view that reads it.
-PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon", "backup_id": "addon_backup"}
+PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon", "backup_id": "addon_backup", "function_id": "function"}
 VIEW_PARAMETER_OBJECTS = {
+    ("FunctionNameCheckView", "name"): "function_slug",
     ("ApiTokenViewSet", "pk"): "api_token",
     ("BlueprintViewSet", "name"): "blueprint",
     ("DeploymentViewSet", "pk"): "deployment",
@@ -59,6 +60,8 @@ BODIES = {
     ("api:instance-addon-list", "post"): {"engine": "redis"},
     ("api:addon-auto-backup", "post"): {"enabled": True},
     ("api:addon-restore", "post"): {"backup_id": "bak_b_was_here"},
+    ("api:function-detail", "patch"): {"idle_timeout_seconds": 60},
+    ("api:function-list", "post"): {"slug": "other-corp-fn2", "runtime": "python3.11", "code": "def handler(request):\n    return 1\n"},
     ("api:instance-gateway-policy-list", "post"): {"slug": "intruder", "provider": "anonymous"},
     ("api:gateway-policy-detail", "patch"): {"enabled": False},
     ("api:deployment-detail", "patch"): {"config": {"b_was_here": True}},
@@ -85,6 +88,9 @@ HEADERS = {("api:instance-list", "post"): {"Idempotency-Key": "acme-corp-create-
 NOT_FOUND_BODIES = {
     # A lookup by key, not an object: "no create with that key in your tenant" is a 200.
     "api:instance-by-idempotency-key": {"found": False, "instance_id": None, "state": None, "provisioning_stage": None, "logs": []},
+    # Function slugs are public hostnames, unique on the installation (as instance ids are): that
+    # one is taken is no secret, and says nothing else of A's function.
+    "api:function-check-name": {"name": "acme-corp-fn", "available": False, "reason": "taken"},
 }
 # B's writes that take no ids and may be refused, with the reason.
 ALLOWED_REFUSALS = {
@@ -189,7 +195,7 @@ def queued_jobs() -> int:
 def a_ids(a: Seeded) -> list[str]:
     """Ids of tenant A's objects that tenant B cannot choose for its own."""
     ids = {*a.ids["instance"], *a.ids["domain"]}
-    for kind in ("task", "gateway_policy", "deployment", "alert_delivery"):
+    for kind in ("task", "gateway_policy", "deployment", "alert_delivery", "function", "function_slug"):
         ids.update(a.ids[kind])
     ids.update(ApiToken.objects.filter(tenant=a.api.tenant).values_list("prefix", flat=True))
     return sorted(ids)
@@ -245,7 +251,7 @@ def test_other_tenant_gets_404_on_every_route_that_names_an_object(seeded, tenan
     for _, route, method in calls:
         response = a.api.request(method.upper(), route.path(a), BODIES.get((route.name, method)))
         assert response.status_code != 404, (method.upper(), route.path(a), response.content[:300])
-        if route.name in NOT_FOUND_BODIES:
+        if route.name in NOT_FOUND_BODIES and "found" in NOT_FOUND_BODIES[route.name]:
             assert response.json()["found"] is True
 
 
@@ -381,6 +387,19 @@ EXPECTED_CAPABILITIES = {
     ("api:addon-backup-delete", "delete"): "destroy",
     ("api:addon-backup-download", "get"): "tokens",  # a backup holds all of the add-on's data
     ("api:addon-restore", "post"): "destroy",  # it replaces the add-on's data
+    ("api:function-list", "get"): "read",
+    ("api:function-list", "post"): "operate",
+    ("api:function-check-name", "get"): "read",
+    ("api:function-detail", "get"): "read",
+    ("api:function-detail", "patch"): "operate",
+    ("api:function-detail", "delete"): "destroy",
+    ("api:function-deploy", "post"): "operate",
+    ("api:function-invoke", "post"): "operate",
+    ("api:function-versions", "get"): "read",
+    ("api:function-logs", "get"): "read",
+    ("api:function-metrics", "get"): "read",
+    ("api:function-env-vars", "get"): "tokens",  # the values, decrypted (audited)
+    ("api:function-rotate-api-key", "post"): "tokens",
     ("api:instance-gateway-policy-list", "get"): "read",
     ("api:instance-gateway-policy-list", "post"): "operate",  # a public policy needs "expose" (service)
     ("api:gateway-policy-detail", "get"): "read",
@@ -431,6 +450,7 @@ ROLE_BODIES = {
     ("api:instance-list", "post"): {"instance_id": "acme-corp-second"},
     ("api:blueprint-list", "post"): {"name": "acme-corp-bp2"},
     ("api:deployment-list", "post"): {"name": "acme-corp-dep2", "environment": "staging"},
+    ("api:function-list", "post"): {"slug": "acme-corp-fn2", "runtime": "python3.11", "code": "def handler(request):\n    return 1\n"},
     ("api:fleet-request-list", "post"): {"count": 1, "instance_id_prefix": "acme-corp-batch"},
     # The fleet request's own instance: the sweep's later calls still need acme-corp-web.
     ("api:fleet-request-return-instances", "post"): {"instance_ids": ["acme-corp-fleet-1"]},

@@ -129,3 +129,19 @@ def test_the_replayable_copy_is_re_encrypted_by_rotate_encryption(api, settings)
     settings.ENCRYPTION_KEYS = [new_key]  # the old key is gone: the replay still decrypts
     replay = api.post("api-tokens", {"name": "ci"}, headers=headers)
     assert replay["Idempotent-Replayed"] == "true" and replay.json() == first.json()
+
+
+def test_a_new_function_api_key_is_no_store_and_so_is_its_replay_and_the_env_vars(api):
+    headers = {"Idempotency-Key": "function-key"}
+    body = {"slug": "keyed", "runtime": "python3.11", "code": "def handler(request):\n    return 1\n", "auth_mode": "api_key", "env": {"K": "v"}}
+    first = api.post("functions", body, headers=headers)
+    assert first.status_code == 201 and first["Cache-Control"] == "no-store"
+    key = first.json()["api_key"]
+    replay = api.post("functions", body, headers=headers)
+    assert replay["Idempotent-Replayed"] == "true" and replay["Cache-Control"] == "no-store" and replay.json()["api_key"] == key
+    row = IdempotencyKey.objects.get(key="function-key")
+    assert row.response_body is None and key not in row.response_body_encrypted
+    function_id = first.json()["function_id"]
+    assert api.post(f"functions/{function_id}/rotate-api-key")["Cache-Control"] == "no-store"
+    assert api.get(f"functions/{function_id}/env-vars")["Cache-Control"] == "no-store"
+    assert "no-store" not in api.get(f"functions/{function_id}").get("Cache-Control", "")
