@@ -54,6 +54,12 @@ class InstanceRuntimeViewSet(InstanceScopedViewSet):
     allows_scoped_tokens = {"chat", "consent", "conversations", "conversation", "model_policy"}
     capabilities = {"chat": "operate", "consent": {"PATCH": "debug"}, "conversations": "debug", "conversation": "debug"}
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        """An error is JSON (API.md's body), also for a caller that asked for the event stream."""
+        if isinstance(response, Response) and response.status_code >= 400 and getattr(request, "accepted_renderer", None) is not None:
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
     @extend_schema(
         summary="Chat with the instance's agent runtime; `Accept: text/event-stream` streams the reply",
         request=s.ChatRequestSerializer,

@@ -1,0 +1,97 @@
+"""Chat through the instance's agent runtime (issue 21, item 1): the reply, the conversation kept
+on the instance, token counts, streaming, the bounds, and how the instance's failures map."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from runtime.api.views import InstanceRuntimeViewSet
+
+from ..factories import InstanceFactory
+from ..helpers import assert_error, assert_validation_error, local_instance, run_jobs
+
+
+def tokens(text: str) -> int:
+    return -(-len(text) // 4)  # docs/agent.md: one per 4 characters, rounded up
+
+
+def sse(response) -> list[tuple[str, dict]]:
+    events = []
+    for block in b"".join(response.streaming_content).decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields:
+            events.append((fields.get("event"), json.loads(fields["data"])))
+    return events
+
+
+@pytest.mark.slow
+def test_chat_end_to_end_with_a_real_instance(api, other_api, live, settings):
+    live("chat-01")
+    first = api.post("instances/chat-01/chat", {"message": "Hello there", "user": "alice"})
+    assert first.status_code == 200, first.content
+    body = first.json()
+    assert body["skill"] == "greeting" and "chat-01" in body["reply"] and body["model"] == "default"
+    assert body["tokens_in"] == tokens("Hello there") == 3 and body["tokens_out"] == tokens(body["reply"])
+    cid = body["conversation_id"]
+
+    again = api.post("instances/chat-01/chat", {"message": "what is this?", "conversation_id": cid}).json()
+    assert again["skill"] == "echo" and again["reply"] == "You said: what is this?" and again["conversation_id"] == cid
+
+    # Streamed: `delta` pieces that make the reply, then `done` with the exchange.
+    streamed = api.post("instances/chat-01/chat", {"message": "help", "conversation_id": cid}, headers={"Accept": "text/event-stream"})
+    assert streamed.status_code == 200 and streamed["Content-Type"] == "text/event-stream" and streamed["Cache-Control"] == "no-store"
+    events = sse(streamed)
+    assert [name for name, _ in events[:-1]] == ["delta"] * (len(events) - 1) and events[-1][0] == "done"
+    done = events[-1][1]
+    assert "".join(data["text"] for _, data in events[:-1]) == done["reply"] and done["skill"] == "help"
+
+    # Recorded on the instance (its agent's state dir), not in the control plane's database.
+    state = os.path.join(local_instance("chat-01").provider_data["dir"], "state", "conversations")
+    saved = json.loads(open(os.path.join(state, f"{cid}.json")).read())
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"] * 3
+    assert saved["messages"][0]["content"] == "Hello there" and saved["messages"][0]["tokens"] == 3
+    assert saved["messages"][0]["user"] and "alice" not in json.dumps(saved)  # the end user's id is hashed
+
+    assert other_api.post("instances/chat-01/chat", {"message": "hi"}).status_code == 404
+
+
+@pytest.mark.slow
+def test_the_message_bounds_and_unicode(api, live):
+    live("chat-02")
+    assert_validation_error(api.post("instances/chat-02/chat", {"message": ""}), ("body", "message"))
+    assert api.post("instances/chat-02/chat", {"message": "x"}).status_code == 200
+    at_limit = api.post("instances/chat-02/chat", {"message": "é" * 8000})
+    assert at_limit.status_code == 200 and at_limit.json()["tokens_in"] == 2000
+    assert_validation_error(api.post("instances/chat-02/chat", {"message": "x" * 8001}), ("body", "message"))
+    assert_error(api.post("instances/chat-02/chat", raw='{"message": "\\ud800"}'), 422)  # a lone surrogate
+    assert_validation_error(api.post("instances/chat-02/chat", {"message": 5}), ("body", "message"))
+    assert_validation_error(api.post("instances/chat-02/chat", {"message": "hi", "conversation_id": "../etc"}), ("body", "conversation_id"))
+
+
+@pytest.mark.slow
+def test_a_stopped_instance_is_400(api, live):
+    live("chat-03")
+    api.post("instances/chat-03/stop")
+    run_jobs()
+    assert_error(api.post("instances/chat-03/chat", {"message": "hi"}), 400, contains="running")
+    assert_error(api.post("instances/chat-03/chat", {"message": "hi"}, headers={"Accept": "text/event-stream"}), 400, contains="running")
+
+
+def test_instance_failures_map_as_the_gateway_maps_them(api, tenant, broken_agent, settings):
+    InstanceFactory(tenant=tenant, instance_id="crashy", state="running", ip_address="127.0.0.1", port=broken_agent())
+    assert_error(api.post("instances/crashy/chat", {"message": "hi"}), 502, contains="did not answer")
+    assert_error(api.post("instances/crashy/chat", {"message": "hi"}, headers={"Accept": "text/event-stream"}), 502)
+    settings.CHAT_TIMEOUT_SECONDS = 0.5
+    InstanceFactory(tenant=tenant, instance_id="sleepy", state="running", ip_address="127.0.0.1", port=broken_agent(slow=True))
+    assert_error(api.post("instances/sleepy/chat", {"message": "hi"}), 504, contains="in time")
+    InstanceFactory(tenant=tenant, instance_id="gone", state="running", ip_address="127.0.0.1", port=1)  # nothing listens
+    assert_error(api.post("instances/gone/chat", {"message": "hi"}), 502)
+
+
+def test_members_chat_and_scoped_tokens_reach_only_their_instance(member_api, api, tenant):
+    assert InstanceRuntimeViewSet.capabilities["chat"] == "operate"
+    InstanceFactory(tenant=tenant, instance_id="idle-1", state="stopped")
+    assert_error(member_api.post("instances/idle-1/chat", {"message": "hi"}), 400)  # past the role check
