@@ -71,9 +71,9 @@ class InstanceRuntimeViewSet(InstanceScopedViewSet):
     )  # fmt: skip
     @action(detail=True, methods=["post"], url_path="chat", renderer_classes=[JSONRenderer, EventStreamRenderer])
     def chat(self, request, instance_id=None):
+        instance = self.get_object()  # another tenant's instance is 404 before anything about the body
         body = s.ChatRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        instance = self.get_object()
         if "text/event-stream" not in request.headers.get("Accept", ""):
             return Response(s.ChatReplySerializer(services.chat_send(instance=instance, **body.validated_data)).data)
         slot = ExitStack()
@@ -107,10 +107,10 @@ class InstanceRuntimeViewSet(InstanceScopedViewSet):
     )
     @action(detail=True, methods=["get"], url_path="conversations")
     def conversations(self, request, instance_id=None):
+        instance = self.get_object()
         query = s.ConversationQuerySerializer(data=request.query_params)
         if not query.is_valid():
             raise QueryValidationError(query.errors)
-        instance = self.get_object()
         body = services.conversations_read(instance=instance, limit=query.validated_data["limit"])
         return Response(s.ConversationListSerializer({**body, "instance_id": instance.instance_id}).data)
 

@@ -40,6 +40,7 @@ EXPECTED = [
     ("instances:gateway", "GET", None, "read"),
     ("instances:traffic", "GET", None, "read"),
     ("instances:domain", "GET", None, "read"),
+    ("instances:chat", "GET", None, "read"),
     ("instances:monitoring", "GET", None, "read"),
     ("deployments:list", "GET", None, "read"),
     ("deployments:create", "GET", None, "read"),
@@ -85,6 +86,8 @@ EXPECTED = [
     ("instances:gateway", "POST", None, "operate"),  # a public policy needs "expose" (service)
     ("instances:domain", "POST", None, "expose"),
     ("instances:domain-action", "POST", "check", "operate"),
+    ("instances:chat-action", "POST", "policy", "operate"),
+    ("instances:chat-action", "POST", "consent", "debug"),
     *[("instances:action", "POST", verb, "operate") for verb in ("stop", "start", "restart", "suspend", "resume", "resize")],
     ("instances:action", "POST", "rotate-agent-key", "tokens"),
     ("deployments:create", "POST", None, "operate"),
@@ -106,7 +109,7 @@ EXPECTED = [
     ("instances:destroy", "POST", None, "destroy"),
     ("console:team-member-remove", "POST", None, "members"),
 ]
-ARGUMENT = {"instances:action": "verb", "instances:domain-action": "action", "billing:alerts-action": "action"}
+ARGUMENT = {"instances:action": "verb", "instances:domain-action": "action", "instances:chat-action": "action", "billing:alerts-action": "action"}
 
 
 def console_routes() -> dict[str, object]:
@@ -166,6 +169,8 @@ def _url(name: str, argument: str | None, ids: dict) -> str:
         "instances:traffic-live": {"instance_id": ids["instance"]},
         "instances:domain": {"instance_id": ids["instance"]},
         "instances:domain-action": {"instance_id": ids["instance"], "action": argument},
+        "instances:chat": {"instance_id": ids["instance"]},
+        "instances:chat-action": {"instance_id": ids["instance"], "action": argument},
         "instances:action": {"instance_id": ids["instance"], "verb": argument},
         "deployments:detail": {"deployment_id": ids["deployment"]},
         "fleet:detail": {"request_id": ids["fleet_request"]},
@@ -190,6 +195,8 @@ FORMS = {
     ("console:team-member-role", None): {"role": "admin"},
     ("instances:action", "resize"): {"plan_id": "openclaw-pro"},
     ("instances:domain", None): {"domain": "www.acme-corp.example"},
+    ("instances:chat-action", "policy"): {"allowed_models": ["default"]},
+    ("instances:chat-action", "consent"): {"debug_access": "on"},
     ("instances:destroy", None): {"confirm": "acme-corp-web"},
     ("deployments:rollback", None): {"revision": "1"},
     ("fleet:list", None): {"blueprint_name": "OpenClaw", "count": "1", "plan_id": "openclaw-basic", "instance_id_prefix": "acme-corp-console"},
