@@ -838,10 +838,9 @@ class Runtime:
             wait = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
             raise Refused(429, f"this instance's daily token budget ({budget}) is used up ({used}); it resets at 00:00 UTC", {"Retry-After": str(wait)}, retry_after=wait)
         uhash = hashlib.sha256(f"{self.agent.instance_id}:{user}".encode("utf-8", "replace")).hexdigest()[:16] if user else None
-        history = self.conversation(cid) or {"id": cid, "created_at": now_iso(), "messages": []}
-        reply, skill = self.forward(message, cid, model, uhash, history) if self.agent.app is not None else self.answer(message, config)
+        reply, skill = self.forward(message, cid, model, uhash) if self.agent.app is not None else self.answer(message, config)
         exchange = {"conversation_id": cid, "model": model, "skill": skill, "reply": reply, "tokens_in": count_tokens(message), "tokens_out": count_tokens(reply), "at": now_iso()}
-        self.record(exchange, message, uhash, history)
+        self.record(exchange, message, uhash)
         return exchange
 
     def answer(self, message: str, config: dict) -> tuple:
@@ -854,11 +853,11 @@ class Runtime:
                 return skill["reply"].replace("{instance}", self.agent.instance_id).replace("{skills}", names).replace("{message}", message), str(skill.get("name", "skill"))
         return f"You said: {message}", "echo"
 
-    def forward(self, message: str, cid: str, model: str, uhash, history: dict) -> tuple:
+    def forward(self, message: str, cid: str, model: str, uhash) -> tuple:
         """App mode: the program's `POST /chat` answers (docs/agent.md has the contract)."""
         import http.client
 
-        body = json.dumps({"message": message, "conversation_id": cid, "model": model, "user": uhash, "history": history["messages"][-20:]}).encode()
+        body = json.dumps({"message": message, "conversation_id": cid, "model": model, "user": uhash, "history": (self.conversation(cid) or {}).get("messages", [])[-20:]}).encode()
         upstream = http.client.HTTPConnection("127.0.0.1", self.agent.app.port, timeout=APP_TIMEOUT_SECONDS)
         try:
             upstream.request("POST", "/chat", body, {"Content-Type": "application/json"})
@@ -874,14 +873,17 @@ class Runtime:
             raise Refused(502, f"the instance's program answered the chat with {response.status}, not 200 and a JSON reply")
         return answer["reply"], str(answer.get("skill") or "app")
 
-    def record(self, exchange: dict, message: str, uhash, history: dict) -> None:
-        day, model = exchange["at"][:10], exchange["model"]
-        history["messages"] += [
-            {"role": "user", "content": message, "user": uhash, "at": exchange["at"], "tokens": exchange["tokens_in"]},
-            {"role": "assistant", "content": exchange["reply"], "model": model, "skill": exchange["skill"], "at": exchange["at"], "tokens": exchange["tokens_out"]},
-        ]
-        history["messages"], history["updated_at"] = history["messages"][-MESSAGES_MAX:], exchange["at"]
+    def record(self, exchange: dict, message: str, uhash) -> None:
+        """The exchange into its conversation (read again under the lock: two chats of one
+        conversation at once both land) and into the day's counters."""
+        day, model, cid = exchange["at"][:10], exchange["model"], exchange["conversation_id"]
         with self.lock:
+            history = self.conversation(cid) or {"id": cid, "created_at": exchange["at"], "messages": []}
+            history["messages"] += [
+                {"role": "user", "content": message, "user": uhash, "at": exchange["at"], "tokens": exchange["tokens_in"]},
+                {"role": "assistant", "content": exchange["reply"], "model": model, "skill": exchange["skill"], "at": exchange["at"], "tokens": exchange["tokens_out"]},
+            ]
+            history["messages"], history["updated_at"] = history["messages"][-MESSAGES_MAX:], exchange["at"]
             days = self.usage["days"]
             totals = days.setdefault(day, {"requests": 0, "tokens_in": 0, "tokens_out": 0, "user_count": 0, "users": [], "models": {}})
             per_model = totals["models"].setdefault(model, {"requests": 0, "tokens_in": 0, "tokens_out": 0})

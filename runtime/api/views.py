@@ -74,8 +74,12 @@ class InstanceRuntimeViewSet(InstanceScopedViewSet):
         instance = self.get_object()  # another tenant's instance is 404 before anything about the body
         body = s.ChatRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        # A chat holds a thread until the instance answers (up to CHAT_TIMEOUT_SECONDS): it counts
+        # against the long-poll caps, as streams and waits do (docs/security.md).
         if "text/event-stream" not in request.headers.get("Accept", ""):
-            return Response(s.ChatReplySerializer(services.chat_send(instance=instance, **body.validated_data)).data)
+            with long_poll_slot(self.principal, "chat"):
+                exchange = services.chat_send(instance=instance, **body.validated_data)
+            return Response(s.ChatReplySerializer(exchange).data)
         slot = ExitStack()
         slot.enter_context(long_poll_slot(self.principal, "chat stream"))
         try:

@@ -95,3 +95,19 @@ def test_members_chat_and_scoped_tokens_reach_only_their_instance(member_api, ap
     assert InstanceRuntimeViewSet.capabilities["chat"] == "operate"
     InstanceFactory(tenant=tenant, instance_id="idle-1", state="stopped")
     assert_error(member_api.post("instances/idle-1/chat", {"message": "hi"}), 400)  # past the role check
+
+
+def test_chats_count_against_the_long_poll_caps(api, tenant, token, broken_agent, settings):
+    from orchestrio import longpoll
+    from orchestrio.tenancy import Principal
+
+    InstanceFactory(tenant=tenant, instance_id="capped", state="running", ip_address="127.0.0.1", port=broken_agent())
+    settings.LONG_POLL_MAX_PER_PRINCIPAL = 1
+    with longpoll.long_poll_slot(Principal(tenant=tenant, role="owner", token=token), "wait"):
+        for headers in ({}, {"Accept": "text/event-stream"}):
+            refused = api.post("instances/capped/chat", {"message": "hi"}, headers=headers)
+            assert_error(refused, 429, contains="long polls")
+            assert refused["Retry-After"]
+    assert longpoll._held_here == 0  # a refused or failed chat gives its slot back
+    assert_error(api.post("instances/capped/chat", {"message": "hi"}), 502)
+    assert longpoll._held_here == 0
