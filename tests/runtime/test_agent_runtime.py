@@ -66,3 +66,50 @@ def test_policy_refusals(tmp_path):
     for bad in ({"message": ""}, {"message": "x" * 8001}, {"message": "\ud800"}, {"message": "hi", "conversation_id": "a/b"}, {"message": "hi", "user": 5}):
         with pytest.raises(ValueError):
             rt.chat(bad)
+
+
+def test_app_mode_forwards_the_chat_to_the_program_and_keeps_the_rest(tmp_path):
+    """In app mode the program's `POST /chat` answers (docs/agent.md has the contract); the policy,
+    the record and the counts stay the agent's."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Program(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            good = body["message"] != "break"
+            data = json.dumps({"reply": f"program says {body['message']}", "skill": "llm"} if good else {"oops": 1}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Program)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rt = runtime(tmp_path, {"model_policy": {"allowed_models": ["m1"]}})
+        rt.agent.app = SimpleNamespace(port=server.server_port)
+        first = rt.chat({"message": "hello", "conversation_id": "app-1", "user": "bob"})
+        assert first["reply"] == "program says hello" and first["skill"] == "llm" and first["model"] == "m1"
+        assert first["tokens_out"] == count_tokens("program says hello")  # the agent's count, not the program's
+        rt.chat({"message": "again", "conversation_id": "app-1"})
+        assert seen[0]["history"] == [] and [m["content"] for m in seen[1]["history"]] == ["hello", "program says hello"]
+        assert seen[0]["user"] and seen[0]["user"] != "bob"  # the program gets the hash too
+        with pytest.raises(Refused) as refused:
+            rt.chat({"message": "hello", "model": "other"})
+        assert refused.value.status == 422 and len(seen) == 2  # refused before the program is asked
+        with pytest.raises(Refused) as broken:
+            rt.chat({"message": "break"})
+        assert broken.value.status == 502
+    finally:
+        server.shutdown()
+        server.server_close()
+    rt.agent.app = SimpleNamespace(port=1)  # nothing listens
+    with pytest.raises(Refused) as gone:
+        rt.chat({"message": "hi"})
+    assert gone.value.status == 502
