@@ -3,10 +3,14 @@ audit trail, the model policy)."""
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
+
 from django import forms
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from instances.selectors import live_instances
@@ -16,6 +20,8 @@ from orchestrio.views import console_view, domain_error_message
 
 from . import selectors, services
 from .choices import MAX_TOKENS_PER_DAY
+
+USAGE_DAYS = 14
 
 # The capability each action of `instance_chat_action` needs (orchestrio/roles.py).
 ACTION_CAPABILITIES = {"consent": "debug", "policy": "operate"}
@@ -46,9 +52,17 @@ def instance_chat(request, instance_id: str):
     instance = _instance(request, instance_id)
     policy = selectors.model_policy_get(instance=instance)
     form = ModelPolicyForm(models=selectors.catalogue(), initial={k: policy[k] for k in ("allowed_models", "default_model", "max_tokens_per_day")})
+    today = timezone.now().astimezone(dt_timezone.utc).date()
+    daily = selectors.agent_usage_daily(first=today - timedelta(days=USAGE_DAYS - 1), last=today, instance=instance)
+    chart = {
+        "t": [int(datetime.combine(day, time.min, tzinfo=dt_timezone.utc).timestamp()) for day in daily],
+        "tokens": [d["tokens_in"] + d["tokens_out"] for d in daily.values()],
+        "cost_usd": [float(d["cost_usd"]) for d in daily.values()],
+    }  # the series static/console/charts.js draws, as on the Billing page
     context = {
         "instance": instance, "policy": policy, "form": form, "consent": selectors.consent_get(instance=instance),
         "trail": selectors.consent_trail(instance=instance), "models": policy["allowed_models"] or ["default"],
+        "daily": [{"date": day, **values} for day, values in daily.items()], "chart": chart,
     }  # fmt: skip
     return render(request, "runtime/chat.html", context)
 

@@ -73,6 +73,11 @@ def test_usage_matches_the_exchanges_with_no_lost_counts_under_concurrency(api, 
     assert usage["totals"]["requests"] == 30 and Decimal(usage["totals"]["cost_usd"]) == Decimal(today["cost_usd"])
     assert all(day["requests"] == 0 for day in usage["daily"][:-1]) and "executions" in today and "instance_hours" in today
 
+    api.client.force_login(api.user)  # the Chat tab's usage table (and charts) say the same
+    page = api.client.get("/instances/use-1/chat").content.decode()
+    assert f"<td>{today['tokens_in']} / {today['tokens_out']}</td><td>30</td><td>3</td><td>{today['cost_usd']}</td>" in page
+    assert 'data-chart="tokens"' in page and 'data-chart="cost_usd"' in page
+
     current = api.get("usage/current").json()
     assert current["agent"]["requests"] == 30 and current["agent"]["tokens_in"] == today["tokens_in"] and current["agent"]["cost_usd"] == today["cost_usd"]
     assert other_api.get("usage/current").json()["agent"]["requests"] == 0
