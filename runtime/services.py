@@ -190,6 +190,9 @@ def usage_apply(*, instance: Instance, report: dict) -> int:
     time; a read older than one already applied adds nothing). Returns the requests added."""
     epoch, added = str(report.get("epoch") or ""), 0
     days = report.get("days") if isinstance(report.get("days"), dict) else {}
+    # One read of what was seen: only rows whose counters grew are locked and written (an agent
+    # reports every day it keeps, and all but today's are usually unchanged).
+    known = {(row.day, row.model): row for row in AgentUsage.objects.filter(instance=instance).only("day", "model", "epoch", "seen")}
     for day_text, counts in days.items():
         try:
             day = date.fromisoformat(day_text)
@@ -203,6 +206,9 @@ def usage_apply(*, instance: Instance, report: dict) -> int:
                 parts[model] = {name: per_model.get(name, 0) for name in COUNTERS}
         for model, values in parts.items():
             values = {name: value for name, value in values.items() if isinstance(value, int) and value >= 0}
+            seen = known.get((day, model))
+            if seen is not None and seen.epoch == epoch and all(value <= int(seen.seen.get(name, 0)) for name, value in values.items()):
+                continue
             added += _usage_row_apply(instance=instance, day=day, model=model, epoch=epoch, values=values).get("requests", 0)
     return added
 

@@ -94,6 +94,12 @@ def test_a_stale_read_adds_nothing_and_a_new_epoch_starts_over(tenant):
     assert services.usage_apply(instance=instance, report=report("e1", 5, 2)) == 5
     assert services.usage_apply(instance=instance, report=report("e1", 9, 3)) == 4
     assert services.usage_apply(instance=instance, report=report("e1", 7, 2)) == 0  # read before the last one, applied after
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert services.usage_apply(instance=instance, report=report("e1", 9, 3)) == 0
+    assert len(captured) == 1  # nothing grew: one read, no lock, no write
     row = AgentUsage.objects.get(instance=instance, model="default")
     assert (row.requests, row.tokens_in, row.tokens_out) == (9, 18, 27)
     # The agent's state began anew (a new machine): its counters count from zero again.
