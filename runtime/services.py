@@ -7,6 +7,7 @@ read, one row at a time under its lock."""
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,6 +42,16 @@ class ModelNotAllowed(ValidationFailed):
 
     def body(self) -> dict:
         return {**super().body(), "allowed_models": self.allowed}
+
+
+# What the agent's answers must hold (it runs on the tenant's machine: its answers are input).
+EXCHANGE = {"conversation_id": str, "model": str, "skill": str, "reply": str, "tokens_in": int, "tokens_out": int, "at": str}
+SUMMARY = {"id": str, "messages": int, "preview": str}
+MESSAGE = {"role": str, "content": str, "at": str, "tokens": int}
+
+
+def _well_formed(value, shape: dict) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(key), kind) and not isinstance(value.get(key), bool) for key, kind in shape.items())
 
 
 def _require_running(instance: Instance, what: str) -> None:
@@ -80,7 +91,7 @@ def chat_send(*, instance: Instance, message: str, conversation_id: str | None =
         exchange = agent_client_for(instance).chat(body, timeout=settings.CHAT_TIMEOUT_SECONDS)
     except (AgentError, AgentTimeout, AgentUnreachable) as exc:
         raise _agent_failure(exc, "chat") from exc
-    if not isinstance(exchange, dict) or not isinstance(exchange.get("reply"), str):
+    if not _well_formed(exchange, EXCHANGE):
         raise UpstreamError("the instance answered the chat in an unexpected shape")
     return exchange
 
@@ -95,9 +106,40 @@ def chat_stream(*, instance: Instance, message: str, conversation_id: str | None
         with agent_client_for(instance).stream("POST", "/chat", json=body, headers={"Accept": "text/event-stream"}, timeout=settings.CHAT_TIMEOUT_SECONDS) as response:
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 raise UpstreamError("the instance answered the chat without an event stream")
-            yield response.iter_raw()
+            yield _checked_events(response.iter_lines())
     except (AgentError, AgentTimeout, AgentUnreachable) as exc:
         raise _agent_failure(exc, "chat") from exc
+
+
+def _sse(name: str, data: dict) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _checked_events(lines):
+    """The agent's events, each parsed and written anew: only `delta {text}` and a well-formed
+    `done` pass; anything else ends the stream with an `error` event (nothing of the instance's
+    bytes reaches the caller unchecked)."""
+    name, data = "message", ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data += line[6:]
+        elif line == "" and data:
+            try:
+                value = json.loads(data)
+            except ValueError:
+                value = None
+            if name == "delta" and isinstance(value, dict) and isinstance(value.get("text"), str):
+                yield _sse("delta", {"text": value["text"]})
+            elif name == "done" and _well_formed(value, EXCHANGE):
+                yield _sse("done", {key: value[key] for key in EXCHANGE})
+                return
+            else:
+                yield _sse("error", {"detail": "the instance's chat stream held something other than its events"})
+                return
+            name, data = "message", ""
+    yield _sse("error", {"detail": "the instance's chat stream ended before its reply was done"})
 
 
 @transaction.atomic
@@ -133,9 +175,15 @@ def conversations_read(*, instance: Instance, conversation_id: str | None = None
         body = client.conversation(conversation_id) if conversation_id is not None else client.conversations(limit=limit)
     except (AgentError, AgentTimeout, AgentUnreachable) as exc:
         raise _agent_failure(exc, "conversation read") from exc
-    expected = "messages" if conversation_id is not None else "results"
-    if not isinstance(body, dict) or not isinstance(body.get(expected), list):
+    items, shape = (body.get("messages"), MESSAGE) if conversation_id is not None and isinstance(body, dict) else (body.get("results") if isinstance(body, dict) else None, SUMMARY)
+    if not isinstance(items, list) or not all(_well_formed(item, shape) for item in items) or (conversation_id is not None and not isinstance(body.get("id"), str)):
         raise UpstreamError("the instance answered its conversations in an unexpected shape")
+    if conversation_id is not None and any(m["role"] not in ("user", "assistant") for m in items):
+        raise UpstreamError("the instance answered its conversations in an unexpected shape")
+    if conversation_id is not None:
+        body = {"id": body["id"], "created_at": body.get("created_at"), "updated_at": body.get("updated_at"), "messages": items}
+    else:
+        body = {"count": body["count"] if isinstance(body.get("count"), int) else len(items), "results": items}
     if staff is not None:
         activity_record(
             actor=staff, action="instance.conversations.staff_read", tenant=instance.tenant_id, object_type="instance",

@@ -55,7 +55,7 @@ class ConversationSummarySerializer(serializers.Serializer):
 
 class ConversationListSerializer(serializers.Serializer):
     instance_id = serializers.CharField()
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="The instance's conversations in all (at most the agent keeps: 200).")
     results = ConversationSummarySerializer(many=True)
 
 

@@ -90,6 +90,9 @@ class InstanceRuntimeViewSet(InstanceScopedViewSet):
         response = StreamingHttpResponse(_stream(chunks, slot.close), content_type="text/event-stream")
         response["Cache-Control"] = "no-store"
         response["X-Accel-Buffering"] = "no"
+        # Words from the instance: never a document of the console's origin (docs/security.md).
+        response["Content-Security-Policy"] = "sandbox"
+        response["X-Content-Type-Options"] = "nosniff"
         return response
 
     @extend_schema(methods=["GET"], summary="The instance's debug consent", responses={200: s.ConsentSerializer})

@@ -43,6 +43,7 @@ def test_chat_end_to_end_with_a_real_instance(api, other_api, live, settings):
     # Streamed: `delta` pieces that make the reply, then `done` with the exchange.
     streamed = api.post("instances/chat-01/chat", {"message": "help", "conversation_id": cid}, headers={"Accept": "text/event-stream"})
     assert streamed.status_code == 200 and streamed["Content-Type"] == "text/event-stream" and streamed["Cache-Control"] == "no-store"
+    assert streamed["Content-Security-Policy"] == "sandbox" and streamed["X-Content-Type-Options"] == "nosniff"
     events = sse(streamed)
     assert [name for name, _ in events[:-1]] == ["delta"] * (len(events) - 1) and events[-1][0] == "done"
     done = events[-1][1]
@@ -111,3 +112,77 @@ def test_chats_count_against_the_long_poll_caps(api, tenant, token, broken_agent
     assert longpoll._held_here == 0  # a refused or failed chat gives its slot back
     assert_error(api.post("instances/capped/chat", {"message": "hi"}), 502)
     assert longpoll._held_here == 0
+
+
+def test_odd_answers_from_the_instance_are_502_not_500(api, tenant):
+    """The agent runs on the tenant's machine: whatever it answers is input, checked."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers = iter([
+        {"reply": "hi"},  # a chat without its counts
+        {"count": 1, "results": [{"id": "c", "messages": "many", "preview": ""}]},
+        {"id": "c", "messages": [{"role": "system", "content": "x", "at": "t", "tokens": 1}]},
+        {"results": [{"id": "c", "messages": 2, "preview": "hi"}]},  # no count: the results' length
+    ])
+
+    class Odd(BaseHTTPRequestHandler):
+        def _answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            data = json.dumps(next(answers)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Odd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        InstanceFactory(tenant=tenant, instance_id="odd-1", state="running", ip_address="127.0.0.1", port=server.server_port)
+        api.patch("instances/odd-1/consent", {"debug_access": True})
+        assert_error(api.post("instances/odd-1/chat", {"message": "hi"}), 502, contains="unexpected shape")
+        assert_error(api.get("instances/odd-1/conversations"), 502, contains="unexpected shape")
+        assert_error(api.get("instances/odd-1/conversations/c"), 502, contains="unexpected shape")
+        assert api.get("instances/odd-1/conversations").json()["count"] == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("raw, last", [
+    (b'event: delta\ndata: {"text": "he"}\n\nevent: script\ndata: {"x": 1}\n\n', "other than its events"),
+    (b'event: delta\ndata: {"text": "he"}\n\n', "ended before"),
+    (b'<html><script>alert(1)</script>\n\n', "ended before"),
+])
+def test_a_stream_is_checked_event_by_event(api, tenant, raw, last):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Streamer(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Streamer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        InstanceFactory(tenant=tenant, instance_id="streamy", state="running", ip_address="127.0.0.1", port=server.server_port)
+        events = sse(api.post("instances/streamy/chat", {"message": "hi"}, headers={"Accept": "text/event-stream"}))
+        assert events[-1][0] == "error" and last in events[-1][1]["detail"]
+        assert all(name in ("delta", "error") for name, _ in events) and b"script" not in json.dumps(events).encode()
+    finally:
+        server.shutdown()
+        server.server_close()
