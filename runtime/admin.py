@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from orchestrio.admin import staff_actor
+from orchestrio.admin import AuditedModelAdmin, staff_actor
 from orchestrio.errors import DomainError
 
 from . import services
@@ -18,7 +18,9 @@ from .models import AgentUsage, InstanceRuntime, LanguageModel
 
 
 @admin.register(LanguageModel)
-class LanguageModelAdmin(admin.ModelAdmin):
+class LanguageModelAdmin(AuditedModelAdmin):
+    """Plan data: staff edit prices and availability here (audited, as plans are)."""
+
     list_display = ["id", "name", "price_in_per_1k", "price_out_per_1k", "available", "sort_order"]
     list_editable = ["price_in_per_1k", "price_out_per_1k", "available", "sort_order"]
 
@@ -26,6 +28,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
 @admin.register(AgentUsage)
 class AgentUsageAdmin(admin.ModelAdmin):
     list_display = ["instance", "tenant", "day", "model", "requests", "tokens_in", "tokens_out", "end_users"]
+    list_select_related = ["instance"]
     list_filter = ["day", "model"]
     search_fields = ["instance__instance_id", "tenant__id"]
     fields = list_display
@@ -43,6 +46,7 @@ class InstanceRuntimeAdmin(admin.ModelAdmin):
     """Read-only: the consent is the tenant's to give (API, console)."""
 
     list_display = ["instance", "tenant", "debug_access", "debug_access_changed_at", "debug_access_changed_by", "conversations_link"]
+    list_select_related = ["instance"]
     list_filter = ["debug_access"]
     search_fields = ["instance__instance_id", "instance__tenant__id"]
     fields = ["instance", "debug_access", "debug_access_changed_at", "debug_access_changed_by"]

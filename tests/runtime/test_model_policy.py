@@ -67,3 +67,20 @@ def test_the_agent_enforces_the_policy(api, live):
     # A bigger budget lets chats through again at once.
     api.put("instances/pol-2/model-policy", {"allowed_models": ["openclaw-fast"], "max_tokens_per_day": 100000})
     assert api.post("instances/pol-2/chat", {"message": "one more"}).status_code == 200
+
+
+def test_staff_edit_the_catalogue_in_the_admin_audited(client, db):
+    from django.contrib.auth import get_user_model
+
+    from orchestrio.models import ActivityEvent
+
+    staff = get_user_model().objects.create_superuser("ops@orchestrio.example", "ops@orchestrio.example", "staff-password-1")
+    client.force_login(staff)
+    assert client.get("/admin/runtime/languagemodel/").status_code == 200
+    form = {"id": "openclaw-fast", "name": "OpenClaw Fast", "price_in_per_1k": "0.001", "price_out_per_1k": "0.002", "available": "on", "sort_order": "1"}
+    assert client.post("/admin/runtime/languagemodel/openclaw-fast/change/", form).status_code == 302
+    assert str(LanguageModel.objects.get(pk="openclaw-fast").price_in_per_1k) == "0.001000"
+    event = ActivityEvent.objects.get(action="admin.languagemodel.change")
+    assert event.actor_type == "staff" and set(event.data["fields"]) == {"price_in_per_1k", "price_out_per_1k"}
+    for path in ("/admin/runtime/agentusage/", "/admin/runtime/instanceruntime/"):
+        assert client.get(path).status_code == 200
