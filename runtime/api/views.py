@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from contextlib import ExitStack
+import threading
+from contextlib import ExitStack, contextmanager
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -8,7 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 
-from instances.api.applogs import EventStreamRenderer
+from instances.api.applogs import RENEW_SECONDS, EventStreamRenderer
 from instances.api.views import InstanceScopedViewSet
 from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.renderers import JSONRenderer
@@ -29,6 +30,24 @@ CHAT_EVENT_SCHEMA = {
 }
 ERR_422_MODEL = OpenApiResponse(s.ModelNotAllowedSerializer, description="The body fails validation, or the model is outside the instance's policy (with `allowed_models`).")
 ERR_429_CHAT = OpenApiResponse(ErrorSerializer, description="Rate limit, the instance's daily token budget is used up (Retry-After: the next 00:00 UTC), or too many open streams.")
+
+
+@contextmanager
+def _chat_slot(principal, kind: str):
+    """A long-poll slot for as long as the chat runs, its lease renewed from a thread: the request's
+    own thread is blocked on the instance (up to CHAT_TIMEOUT_SECONDS, longer than a lease)."""
+    with long_poll_slot(principal, kind) as held:
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(RENEW_SECONDS):
+                held.renew()
+
+        threading.Thread(target=renew, name="chat-slot-renew", daemon=True).start()
+        try:
+            yield held
+        finally:
+            stop.set()
 
 
 def _consent(instance) -> dict:
@@ -77,11 +96,11 @@ class InstanceRuntimeViewSet(InstanceScopedViewSet):
         # A chat holds a thread until the instance answers (up to CHAT_TIMEOUT_SECONDS): it counts
         # against the long-poll caps, as streams and waits do (docs/security.md).
         if "text/event-stream" not in request.headers.get("Accept", ""):
-            with long_poll_slot(self.principal, "chat"):
+            with _chat_slot(self.principal, "chat"):
                 exchange = services.chat_send(instance=instance, **body.validated_data)
             return Response(s.ChatReplySerializer(exchange).data)
         slot = ExitStack()
-        slot.enter_context(long_poll_slot(self.principal, "chat stream"))
+        slot.enter_context(_chat_slot(self.principal, "chat stream"))
         try:
             chunks = slot.enter_context(services.chat_stream(instance=instance, **body.validated_data))
         except BaseException:

@@ -186,3 +186,16 @@ def test_a_stream_is_checked_event_by_event(api, tenant, raw, last):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_long_chat_renews_its_slot(api, tenant, broken_agent, settings, monkeypatch):
+    from orchestrio import longpoll
+    from runtime.api import views
+
+    renewed = []
+    monkeypatch.setattr(views, "RENEW_SECONDS", 0.05)
+    monkeypatch.setattr(longpoll.Slot, "renew", lambda self: renewed.append(1))
+    InstanceFactory(tenant=tenant, instance_id="slow-1", state="running", ip_address="127.0.0.1", port=broken_agent(slow=True))
+    settings.CHAT_TIMEOUT_SECONDS = 1
+    assert_error(api.post("instances/slow-1/chat", {"message": "hi"}), 504)
+    assert len(renewed) >= 5 and longpoll._held_here == 0
