@@ -56,7 +56,7 @@ def _consent(instance) -> dict:
 
 
 def _stream(chunks, on_close):
-    """Pass the agent's events through; a failure after the first byte ends with an `error` event."""
+    """The agent's events as checked (services._checked_events); a failure after the first byte ends with an `error` event."""
     try:
         yield from chunks
     except Exception as exc:  # the status is sent: the one place left to say what happened
