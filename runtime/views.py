@@ -3,6 +3,7 @@ audit trail, the model policy)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 from datetime import timezone as dt_timezone
 
@@ -19,7 +20,9 @@ from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
 from . import selectors, services
-from .choices import MAX_TOKENS_PER_DAY
+from .choices import CONVERSATION_ID_PATTERN, MAX_TOKENS_PER_DAY
+
+CONVERSATION_ID = re.compile(CONVERSATION_ID_PATTERN)
 
 USAGE_DAYS = 14
 
@@ -59,8 +62,20 @@ def instance_chat(request, instance_id: str):
         "tokens": [d["tokens_in"] + d["tokens_out"] for d in daily.values()],
         "cost_usd": [float(d["cost_usd"]) for d in daily.values()],
     }  # the series static/console/charts.js draws, as on the Billing page
+    consent = selectors.consent_get(instance=instance)
+    conversations, conversation, problem = None, None, None
+    if consent.debug_access and roles.allows(request.principal.role, "debug") and instance.state == "running":
+        # The tenant's owners and admins read them here while consent is on (docs/agent.md).
+        wanted = request.GET.get("conversation") or None
+        try:
+            if wanted is not None and CONVERSATION_ID.fullmatch(wanted):
+                conversation = services.conversations_read(instance=instance, conversation_id=wanted)
+            conversations = services.conversations_read(instance=instance, limit=20)["results"]
+        except DomainError as exc:
+            problem = exc.detail
     context = {
-        "instance": instance, "policy": policy, "form": form, "consent": selectors.consent_get(instance=instance),
+        "instance": instance, "policy": policy, "form": form, "consent": consent,
+        "conversations": conversations, "conversation": conversation, "conversation_problem": problem,
         "trail": selectors.consent_trail(instance=instance), "models": policy["allowed_models"] or ["default"],
         "daily": [{"date": day, **values} for day, values in daily.items()], "chart": chart,
     }  # fmt: skip

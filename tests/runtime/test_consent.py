@@ -86,8 +86,17 @@ def test_conversations_are_403_while_consent_is_off_and_readable_when_on(api, ad
     owner.force_login(api.user)
     trail = owner.get("/instances/agent-2/chat")  # the Chat tab's audit trail
     assert trail.status_code == 200 and b"ops@orchestrio.example (support staff)" in trail.content
+    assert f"?conversation={cid}".encode() in trail.content  # and the conversations, for owners and admins
+    read = owner.get(f"/instances/agent-2/chat?conversation={cid}").content
+    assert b'<div class="chat-message chat-user">hello, keep this</div>' in read
+    from django.test import Client
+
+    as_member = Client()
+    as_member.force_login(member_api.user)
+    assert b"hello, keep this" not in as_member.get(f"/instances/agent-2/chat?conversation={cid}").content  # members never
 
     api.patch("instances/agent-2/consent", {"debug_access": False})
     assert staff.get(f"/admin/runtime/instanceruntime/{row.pk}/conversations/").status_code == 302
+    assert b'data-testid="conversations"' not in owner.get(f"/instances/agent-2/chat?conversation={cid}").content
     assert reads.count() == 2
 
