@@ -66,10 +66,21 @@ class Target:
     database: str
     password: str
     admin_password: str
+    # The instance it is attached to: its sandbox reaches the add-on's unix socket (below).
+    instance_id: str = ""
+    instance_pk: int = 0
 
     @property
     def directory(self) -> Path:
         return Path(settings.ADDONS_LOCAL_DIR) / self.addon_id
+
+    @property
+    def socket_dir(self) -> Path:
+        """Where the server puts its unix socket(s): in its instance's sockets directory (bound into
+        the instance's sandbox) when the add-on runs as a uid of its own, else its own `run/`."""
+        if uid_for(self.addon_pk) is None or not self.instance_id:
+            return self.directory / "run"
+        return instance_sockets_dir(self.instance_id, self.instance_pk) / self.addon_id
 
 
 # --- binaries ---------------------------------------------------------------------------------
@@ -126,9 +137,48 @@ def uid_for(addon_pk: int) -> int | None:
     return settings.ADDONS_LOCAL_UID_BASE + int(addon_pk) if os.geteuid() == 0 else None
 
 
-# Paths inside the add-on's filesystem view.
+# Paths inside the add-on's filesystem view: its data, its private run directory (initdb's
+# password file) and the directory of its sockets, which its instance sees too.
 DATA = "/var/lib/addon/data"
 RUN = "/run/addon"
+SOCKETS = "/run/addon-socket"
+# Where a sandboxed instance sees its add-ons' socket directories: /run/addons/<addon_id>/.
+INSTANCE_SOCKETS = "/run/addons"
+REDIS_SOCKET = "redis.sock"
+
+
+def instance_sockets_dir(instance_id: str, instance_pk: int) -> Path:
+    """The directory of an instance's add-ons' sockets, bound read-only into its sandbox at
+    /run/addons (instances.hooks.sandbox_binds). Root's; each add-on's directory in it is the
+    add-on's uid's with the instance's group (setgid, 2750): that instance and nobody else."""
+    return Path(settings.ADDONS_LOCAL_DIR) / "sockets" / f"{instance_id}-{instance_pk}"
+
+
+def sandbox_binds(*, instance_id: str, instance_pk: int) -> list[tuple[str, str, bool]]:
+    """instances' `sandbox_binds` hook: the instance's add-ons' sockets directory, made now (empty
+    until an add-on is created) so that add-ons created while it runs appear in it."""
+    if os.geteuid() != 0:
+        return []  # no add-on runs as a uid of its own: they listen on loopback TCP only
+    directory = instance_sockets_dir(instance_id, instance_pk)
+    _traversable_dirs(directory)
+    return [(str(directory), INSTANCE_SOCKETS, False)]
+
+
+def _traversable_dirs(directory: Path) -> None:
+    """`directory` and its parents up to ADDONS_LOCAL_DIR, root's, traversable by others (an
+    instance's bubblewrap may start as the instance's uid and must reach what it binds)."""
+    base = Path(settings.ADDONS_LOCAL_DIR)
+    for path, mode in ((base, 0o711), (base / "sockets", 0o711), (directory, 0o755)):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, mode)
+
+
+def instance_socket_dir(target: "Target") -> str | None:
+    """The add-on's socket directory as its sandboxed instance sees it, or None when it has none
+    there (not run as a uid of its own: the instance reaches it on loopback TCP)."""
+    if uid_for(target.addon_pk) is None or not target.instance_id:
+        return None
+    return f"{INSTANCE_SOCKETS}/{target.addon_id}"
 
 
 def _wrap(target: Target, uid: int | None, argv: list[str]) -> list[str]:
@@ -157,17 +207,17 @@ def _wrap(target: Target, uid: int | None, argv: list[str]) -> list[str]:
     mounts += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     for parent in ("/run", "/var", "/var/lib", "/var/lib/addon"):
         mounts += ["--perms", "0755", "--dir", parent]
-    mounts += ["--bind", str(directory / "data"), DATA, "--bind", str(directory / "run"), RUN]
+    mounts += ["--bind", str(directory / "data"), DATA, "--bind", str(directory / "run"), RUN, "--bind", str(target.socket_dir), SOCKETS]
     drop = [setpriv, "--reuid", str(uid), "--regid", str(uid), "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
     # Its own pid namespace too: it sees none of the host's processes (their command lines).
     return [bwrap, *mounts, "--remount-ro", "/", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", target.addon_id.replace("_", "-"), "--new-session", "--chdir", "/", "--", *drop, *argv]
 
 
-def _paths(uid: int | None, target: Target) -> tuple[str, str]:
-    """The data and run directories as the server sees them."""
+def _paths(uid: int | None, target: Target) -> tuple[str, str, str]:
+    """The data, run and sockets directories as the server sees them."""
     if uid is None:
-        return str(target.directory / "data"), str(target.directory / "run")
-    return DATA, RUN
+        return str(target.directory / "data"), str(target.directory / "run"), str(target.socket_dir)
+    return DATA, RUN, SOCKETS
 
 
 def _env() -> dict[str, str]:
@@ -207,6 +257,13 @@ def _prepare(target: Target, uid: int | None) -> bool:
         path.mkdir(mode=0o700, exist_ok=True)
         if uid is not None:
             os.chown(path, uid, uid, follow_symlinks=False)
+    if target.socket_dir != run:
+        # Its sockets, in its instance's sockets directory: the add-on's uid writes it, the
+        # instance's group (its uid's own) may reach what is in it, nobody else.
+        _traversable_dirs(target.socket_dir.parent)
+        target.socket_dir.mkdir(exist_ok=True)
+        os.chown(target.socket_dir, uid, sandbox.uid_for(target.instance_pk), follow_symlinks=False)
+        os.chmod(target.socket_dir, 0o2750)
     etc = directory / "etc"
     etc.mkdir(mode=0o755, exist_ok=True)
     user = uid if uid is not None else os.getuid()
@@ -278,7 +335,7 @@ def _pg_start(target: Target, uid: int | None) -> None:
         installed_version("postgres")  # raises with what to install
     data, run = target.directory / "data", target.directory / "run"
     fresh = _prepare(target, uid)
-    inside_data, inside_run = _paths(uid, target)
+    inside_data, inside_run, inside_sockets = _paths(uid, target)
     if fresh or not (data / "PG_VERSION").exists():
         pwfile = run / "initdb.pw"
         pwfile.write_text(target.admin_password + "\n")
@@ -294,7 +351,8 @@ def _pg_start(target: Target, uid: int | None) -> None:
             raise EngineError(f"initdb failed (exit {result.returncode}): {(result.stderr or result.stdout).strip()[-400:]}")
     argv = [
         str(binaries / "postgres"), "-D", inside_data, "-p", str(target.port), "-c", "listen_addresses=127.0.0.1",
-        "-c", f"unix_socket_directories={inside_run}", "-c", "password_encryption=scram-sha-256", "-c", "log_statement=none",
+        "-c", f"unix_socket_directories={inside_sockets}", "-c", "unix_socket_permissions=0770",
+        "-c", "password_encryption=scram-sha-256", "-c", "log_statement=none",
     ]  # fmt: skip
     _launch(target, argv, uid)
     _wait_ready(target, lambda: _pg_admin(target).close())
@@ -330,25 +388,33 @@ def _redis_client(target: Target, password: str):
     return redis.Redis(host="127.0.0.1", port=target.port, password=password, socket_timeout=3, socket_connect_timeout=3)
 
 
-def _redis_start(target: Target, uid: int | None) -> None:
+def _redis_start(target: Target, uid: int | None, *, load_rdb: bool = False) -> None:
     server = redis_server()
     if server is None:
         installed_version("redis")
     _prepare(target, uid)
     data = target.directory / "data"
-    inside_data, inside_run = _paths(uid, target)
+    inside_data, _, inside_sockets = _paths(uid, target)
     conf = data / "redis.conf"
+    # Where its files and socket are is the control plane's to say (a restore puts dump.rdb in its
+    # data directory; its instance finds the socket at one place), whatever CONFIG REWRITE wrote.
+    ours = {
+        "dir": inside_data, "dbfilename": "dump.rdb", "appenddirname": "appendonlydir",
+        "unixsocket": f"{inside_sockets}/{REDIS_SOCKET}", "unixsocketperm": "770",
+    }  # fmt: skip
     if not conf.exists():
         # In the add-on's data directory (its own, 0600): CONFIG REWRITE keeps a rotated password.
-        conf.write_text(
-            f"port {target.port}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize no\ndir {inside_data}\n"
-            f"unixsocket {inside_run}/redis.sock\nunixsocketperm 700\nappendonly yes\nsave 60 1\n"
-            f"requirepass {target.password}\n"
-        )
-        os.chmod(conf, 0o600)
-        if uid is not None:
-            os.chown(conf, uid, uid)
-    _launch(target, [server, f"{inside_data}/redis.conf"], uid)
+        lines = [f"port {target.port}", "bind 127.0.0.1", "protected-mode yes", "daemonize no", "appendonly yes", "save 60 1", f"requirepass {target.password}"]
+    else:
+        lines = [line for line in conf.read_text().splitlines() if line.split(" ", 1)[0] not in ours]
+    conf.write_text("\n".join([*lines, *(f"{key} {value}" for key, value in ours.items())]) + "\n")
+    os.chmod(conf, 0o600)
+    if uid is not None:
+        os.chown(conf, uid, uid)
+    # A restore starts it once without its append-only file, so that it loads the RDB put in place
+    # (with appendonly on, Redis reads only the AOF), then turns the AOF on again (below).
+    extra = ["--appendonly", "no"] if load_rdb else []
+    _launch(target, [server, f"{inside_data}/redis.conf", *extra], uid)
     _wait_ready(target, lambda: _redis_client(target, target.password).ping())
 
 
@@ -398,6 +464,107 @@ def set_password(target: Target, password: str) -> None:
         raise
 
 
+# --- backups and restores ------------------------------------------------------------------
+#
+# A backup is a file of the control plane's: PostgreSQL's `pg_dump -Fc` of the tenant's database
+# (the host's binaries of the server's major version, run as the add-on's uid, talking to the
+# server over loopback), Redis' RDB snapshot streamed over the replication protocol
+# (`redis-cli --rdb`). Neither reads a file of the add-on's data directory, which the tenant's
+# server can write (a symlink planted there is never followed by the control plane).
+
+
+def _as_addon(target: Target) -> list[str]:
+    """The prefix that runs a client program as the add-on's uid (not root), when there is one."""
+    uid = uid_for(target.addon_pk)
+    if uid is None:
+        return []
+    setpriv = shutil.which("setpriv") or "setpriv"
+    return [setpriv, "--reuid", str(uid), "--regid", str(uid), "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+
+
+def _pg_client_env(target: Target) -> dict[str, str]:
+    # The tenant's own role dumps and restores (it owns everything in its database): never the
+    # superuser, which a tenant's function in an index or a default would run as during a
+    # restore. Its password in the child's environment only (never on a command line):
+    # /proc/<pid>/environ is readable by its own uid and root alone.
+    return {**_env(), "PGPASSWORD": target.password, "PGCONNECT_TIMEOUT": "5", "PGOPTIONS": "-c lock_timeout=60000"}
+
+
+def _failed(what: str, result: subprocess.CompletedProcess) -> EngineError:
+    output = (result.stderr or b"").decode("utf-8", "replace").strip()[-400:]
+    return EngineError(f"{what} failed (exit {result.returncode}): {output or '(no output)'}")
+
+
+def backup(target: Target, dest: Path) -> None:
+    """Write the add-on's backup to `dest` (a file of ours): the client runs as the add-on's uid
+    and writes to its stdout, which is that file."""
+    ensure_running(target)
+    if target.engine == "postgres":
+        what = "pg_dump"
+        argv = [str(postgres_bin() / "pg_dump"), "-Fc", "--no-password", "-h", "127.0.0.1", "-p", str(target.port), "-U", target.username, "-d", target.database]
+        env = _pg_client_env(target)
+    else:
+        what = "redis-cli --rdb"
+        cli = shutil.which("redis-cli", path=str(Path(redis_server() or "/usr/bin/redis-server").parent)) or shutil.which("redis-cli")
+        if cli is None:
+            raise EngineUnavailable("Redis backups need redis-cli (Debian/Ubuntu: apt-get install redis-tools)")
+        argv = [cli, "-h", "127.0.0.1", "-p", str(target.port), "--no-auth-warning", "--rdb", "-"]
+        env = {**_env(), "REDISCLI_AUTH": target.password}  # never on the command line
+    with open(dest, "wb") as out:
+        os.chmod(dest, 0o600)
+        result = subprocess.run([*_as_addon(target), *argv], stdout=out, stderr=subprocess.PIPE, env=env, timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
+    if result.returncode != 0 or not dest.stat().st_size:
+        raise _failed(what, result)
+
+
+def restore(target: Target, source: Path) -> None:
+    """Put the backup at `source` (verified by the caller) back in place of the add-on's data."""
+    if target.engine == "postgres":
+        ensure_running(target)
+        binaries = postgres_bin()
+        # One transaction: an error rolls the whole restore back, and the data is as it was.
+        argv = [
+            *_as_addon(target), str(binaries / "pg_restore"), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--no-password",
+            "-h", "127.0.0.1", "-p", str(target.port), "-U", target.username, "-d", target.database,
+        ]  # fmt: skip
+        with open(source, "rb") as archive:
+            result = subprocess.run(argv, stdin=archive, capture_output=True, env=_pg_client_env(target), timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
+        if result.returncode != 0:
+            raise _failed("pg_restore", result)
+        return
+    _redis_restore(target, source)
+
+
+def _redis_restore(target: Target, source: Path) -> None:
+    """Stop the server, replace its data with the snapshot, start it on the snapshot, then write
+    its append-only file again from what it loaded."""
+    uid = uid_for(target.addon_pk)
+    stop(target)
+    data = target.directory / "data"
+    aof = data / "appendonlydir"
+    if aof.is_symlink() or aof.is_file():
+        aof.unlink()
+    elif aof.exists():
+        shutil.rmtree(aof)
+    rdb = data / "dump.rdb"
+    rdb.unlink(missing_ok=True)  # never follows a link the server may have put there
+    fd = os.open(rdb, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as snapshot:
+        shutil.copyfileobj(snapshot, out)
+        if uid is not None:
+            os.fchown(out.fileno(), uid, uid)
+    _redis_start(target, uid, load_rdb=True)
+    client = _redis_client(target, target.password)
+    client.config_set("appendonly", "yes")  # rewrites the AOF from the data loaded
+    deadline = time.monotonic() + settings.ADDONS_BACKUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        info = client.info("persistence")
+        if info.get("aof_enabled") == 1 and not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+            return
+        time.sleep(0.1)
+    raise EngineError("redis loaded the snapshot but did not finish writing its append-only file")
+
+
 SERVER_NAMES = ("postgres", "redis-server")
 
 
@@ -440,13 +607,22 @@ def destroy(target: Target) -> None:
     """Stop the server and remove its directory, data included."""
     stop(target)
     shutil.rmtree(target.directory, ignore_errors=True)
+    shutil.rmtree(target.socket_dir, ignore_errors=True)
     if target.directory.exists():
         raise EngineError(f"the add-on's directory could not be removed: {target.directory}")
 
 
-def connection_url(*, engine: str, host: str, port: int, username: str, password: str, database: str) -> str:
+def connection_url(*, engine: str, host: str, port: int, username: str, password: str, database: str, socket_dir: str | None = None) -> str:
+    """The tenant's URL: over loopback TCP, or, with `socket_dir` (as its sandboxed instance sees
+    it), over the unix socket in it — libpq's `postgres://user:pw@/db?host=<dir>&port=<port>`
+    (the socket is `<dir>/.s.PGSQL.<port>`), redis-py's `unix://:pw@<dir>/redis.sock?db=0`."""
     from urllib.parse import quote
 
+    user, secret = quote(username, safe=""), quote(password, safe="")
     if engine == "postgres":
-        return f"postgres://{quote(username, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(database, safe='')}"
-    return f"redis://:{quote(password, safe='')}@{host}:{port}/0"
+        if socket_dir:
+            return f"postgres://{user}:{secret}@/{quote(database, safe='')}?host={quote(socket_dir, safe='/')}&port={port}"
+        return f"postgres://{user}:{secret}@{host}:{port}/{quote(database, safe='')}"
+    if socket_dir:
+        return f"unix://:{secret}@{quote(socket_dir, safe='/')}/{REDIS_SOCKET}?db=0"
+    return f"redis://:{secret}@{host}:{port}/0"

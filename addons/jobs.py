@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from . import services
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from orchestrio.queue import enqueue, singleton
+
+from . import selectors, services
 
 
 def run_addon_operation(operation_pk: int) -> str:
@@ -11,3 +19,29 @@ def run_addon_operation(operation_pk: int) -> str:
         return "already finished"
     services.addon_operation_run(operation=operation)
     return f"{operation.kind} of {operation.addon.addon_id} done"
+
+
+# --- add-ons on AWS: the operation's job runs again while it waits for AWS ------------------
+
+POLL_JOB_TIMEOUT = 300  # seconds: a few AWS calls, each retried by botocore
+
+
+def poll_due_addon_operations() -> dict:
+    """Enqueue the job of each operation waiting for AWS whose next look is due (periodic, every
+    ADDONS_AWS_POLL_SECONDS). Each is claimed first (its due time moved past the job's run), so
+    two sweeps never enqueue one twice and a lost job is enqueued again when the claim expires."""
+    with singleton("addon-poll-sweep", ttl=max(settings.ADDONS_AWS_POLL_SECONDS * 4, 60)) as mine:
+        if not mine:
+            return {"skipped": "another sweep is running"}
+        now = timezone.now()
+        until = now + timedelta(seconds=POLL_JOB_TIMEOUT + settings.ADDONS_AWS_POLL_SECONDS)
+        enqueued = 0
+        for pk, due in selectors.addon_operations_due(now=now):
+            claim = f"addon-op-{pk}-poll-{secrets.token_hex(4)}"
+            if services.addon_operation_claim_poll(pk=pk, due=due, claim=claim, until=until):
+                enqueue("addons.jobs.run_addon_operation", pk, job_id=claim, timeout=POLL_JOB_TIMEOUT)
+                enqueued += 1
+        return {"enqueued": enqueued}
+def backup_sweep() -> dict:
+    """Periodic (orchestrio/schedule.py): due automatic backups, retention."""
+    return services.backups_sweep()

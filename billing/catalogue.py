@@ -19,6 +19,8 @@ SUBSCRIPTION_PLANS = [
         "feature_hibernation": False,
         "feature_addons": False,
         "max_addons": 0,
+        "addon_backup_retention_days": 0,
+        "addon_backups_per_day": 0,
         "sort_order": 1,
     },
     {
@@ -38,6 +40,8 @@ SUBSCRIPTION_PLANS = [
         "feature_hibernation": True,
         "feature_addons": True,
         "max_addons": 5,
+        "addon_backup_retention_days": 7,
+        "addon_backups_per_day": 5,
         "sort_order": 2,
     },
     {
@@ -57,6 +61,8 @@ SUBSCRIPTION_PLANS = [
         "feature_hibernation": True,
         "feature_addons": True,
         "max_addons": 20,
+        "addon_backup_retention_days": 30,
+        "addon_backups_per_day": 20,
         "sort_order": 3,
     },
 ]

@@ -18,8 +18,9 @@ from tasks.models import Task
 from .metering import pending_counts
 from .models import Subscription, UsageCounter
 
-# States in which an instance holds a machine that costs money.
-BILLABLE_STATES = frozenset({S.PROVISIONING, S.RUNNING, S.STARTING, S.STOPPING, S.SUSPENDING, S.RESUMING, S.RESIZING})
+# States in which an instance holds a machine that costs money. Not stopped, suspended or asleep
+# (scale to zero: only the way into sleep and out of it counts).
+BILLABLE_STATES = frozenset({S.PROVISIONING, S.RUNNING, S.STARTING, S.STOPPING, S.SUSPENDING, S.RESUMING, S.SLEEPING, S.WAKING, S.RESIZING})
 
 
 def billable_seconds(changes: list[tuple[datetime, str]], start: datetime, end: datetime) -> float:

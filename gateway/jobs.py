@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from . import traffic
+from . import traffic, wake
+
+
+def sleep_idle_instances() -> dict:
+    """Put to sleep the running instances with no traffic for their idle timeout (gateway/wake.py)."""
+    return wake.idle_sweep()
 
 
 def flush_request_metrics() -> dict:

@@ -128,6 +128,7 @@ def forward(request, instance, upstream_path: str, caller, on_close=None):
     ends or is closed, or at once when there is nothing to stream. The request's metrics
     (gateway/traffic.py) are recorded then too."""
     meter = traffic.Meter(instance.pk)
+    traffic.note_start(instance.pk)
 
     def close():
         meter.finish()

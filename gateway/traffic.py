@@ -21,6 +21,7 @@ window. A Redis outage drops the counts of the requests made during it (logged),
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -41,6 +42,15 @@ from .models import RequestMetrics, RequestMetricsFlush, RequestMetricsTotal
 logger = logging.getLogger(__name__)
 
 PENDING = "orchestrio:traffic:pending"
+# instance pk → the unix time of its last proxied request (written in the same pipeline as the
+# counts: no extra round trip). The idle sweep reads it (gateway/wake.py); the flushed
+# RequestMetricsTotal.last_request_at stands in for it when Redis lost it.
+LAST_SEEN = "orchestrio:traffic:last-seen"
+# A request is also noted when it starts (so the idle sweep never puts an instance to sleep under
+# a request it is answering), at most this often per instance and web process: one HSET.
+LAST_SEEN_START_EVERY_SECONDS = 5.0
+_started_noted: dict[int, float] = {}
+_started_lock = threading.Lock()
 BATCH_PREFIX = "orchestrio:traffic:batch:"
 MINUTE_RETENTION = timedelta(hours=24)
 HOUR_RETENTION = timedelta(days=30)
@@ -48,10 +58,13 @@ FLUSH_RECORD_RETENTION = timedelta(days=2)
 
 
 def record(instance_pk: int, *, ms: float, upstream_error: bool = False, gateway_error: bool = False, at: float | None = None) -> None:
-    """Count one proxied request (one Redis round trip). Never raises for Redis."""
-    prefix = f"{int((time.time() if at is None else at) // 60) * 60}|{instance_pk}|"
+    """Count one proxied request and note it as the instance's last traffic (one Redis round
+    trip). Never raises for Redis."""
+    now = time.time() if at is None else at
+    prefix = f"{int(now // 60) * 60}|{instance_pk}|"
     try:
         pipe = get_redis().pipeline(transaction=False)
+        pipe.hset(LAST_SEEN, str(instance_pk), str(int(now)))
         pipe.hincrby(PENDING, prefix + "c", 1)
         if gateway_error:
             pipe.hincrby(PENDING, prefix + "eg", 1)
@@ -90,6 +103,41 @@ class Meter:
         self.done = True
         end = self.first_byte if self.first_byte is not None else time.perf_counter()
         record(self.instance_pk, ms=(end - self.started) * 1000, upstream_error=self.status >= 500, gateway_error=self.failed)
+
+
+def note_start(instance_pk: int) -> None:
+    """A proxied request to the instance begins: note it as traffic now (throttled per process;
+    the request's end is noted again with its counts). Never raises for Redis."""
+    now = time.time()
+    with _started_lock:
+        if now - _started_noted.get(instance_pk, 0.0) < LAST_SEEN_START_EVERY_SECONDS:
+            return
+        _started_noted[instance_pk] = now
+        if len(_started_noted) > 100_000:  # a bound on what a process remembers
+            _started_noted.clear()
+    try:
+        get_redis().hset(LAST_SEEN, str(instance_pk), str(int(now)))
+    except redis.RedisError as exc:
+        logger.warning("last traffic of instance %s not noted: %s", instance_pk, exc)
+
+
+def last_seen(instance_pks: list[int]) -> dict[int, datetime]:
+    """When each instance last had a proxied request, as far as Redis knows ({} when it is down)."""
+    if not instance_pks:
+        return {}
+    try:
+        values = get_redis().hmget(LAST_SEEN, [str(pk) for pk in instance_pks])
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        logger.warning("last traffic unavailable (the flushed metrics stand in): %s", exc)
+        return {}
+    out = {}
+    for pk, value in zip(instance_pks, values):
+        if value is not None:
+            try:
+                out[pk] = datetime.fromtimestamp(int(value), tz=UTC)
+            except ValueError:
+                continue
+    return out
 
 
 # --- reading what is not flushed yet -----------------------------------------------------------

@@ -19,7 +19,7 @@ from orchestrio.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from orchestrio.longpoll import proxy_slot
 from orchestrio.quotas import execution_quota_check_proxied
 
-from . import grants, hooks, paths, proxy
+from . import grants, hooks, paths, proxy, wake
 from .auth import GatewayNotFound, GatewayUnauthorized, authenticate
 from .models import GatewayPolicy
 
@@ -89,8 +89,15 @@ def _serve(request, instance_id: str, *, slug: str | None, upstream_path: str, o
     execution_quota_check_proxied(
         tenant_id=instance.tenant_id, plan_id=instance.tenant_plan_id, plan_name=instance.tenant_plan_name, quota=instance.executions_per_month
     )
+    if instance.state in wake.ASLEEP_OR_ON_THE_WAY:
+        # Scale to zero: this request wakes it (or joins the wake under way) and is held until it
+        # runs; its address may have changed (an EC2 machine started again), so it is read again.
+        wake.wake_for_request(instance, caller)
+        instance = _route(instance_id, slug)
+        if instance is None:
+            raise NotFound(f"no instance {instance_id!r}")
     if instance.state != InstanceState.RUNNING:
-        raise Conflict(f"{instance_id} is {instance.state}, not running")
+        raise Conflict(wake.not_running_detail(instance_id, instance.state))
     release = proxy_slot(tenant_id=instance.tenant_id)
     hooks.request_proxied(instance.tenant_id, instance.pk)
     return proxy.forward(request, instance, upstream_path, caller, on_close=release)

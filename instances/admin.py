@@ -40,7 +40,7 @@ class OperationInline(admin.TabularInline):
     model = Operation
     extra = 0
     can_delete = False
-    fields = ["id", "kind", "status", "attempts", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message"]
+    fields = ["id", "kind", "reason", "status", "attempts", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message"]
     readonly_fields = fields
     ordering = ["-created_at"]
     show_change_link = True

@@ -35,6 +35,11 @@ class InstanceState(models.TextChoices):
     SUSPENDING = "suspending"
     SUSPENDED = "suspended"
     RESUMING = "resuming"
+    # Scale to zero (docs/lifecycle.md, "Sleep and wake"): suspended the same way, but by the idle
+    # sweep or a sleep request, and woken by the next request to it; `suspended` is a person's.
+    SLEEPING = "sleeping"
+    ASLEEP = "asleep"
+    WAKING = "waking"
     RESIZING = "resizing"
     DESTROYING = "destroying"
     DESTROYED = "destroyed"
@@ -54,6 +59,8 @@ class OperationKind(models.TextChoices):
     RESTART = "restart"
     SUSPEND = "suspend"
     RESUME = "resume"
+    SLEEP = "sleep"
+    WAKE = "wake"
     RESIZE = "resize"
     DESTROY = "destroy"
 
@@ -66,6 +73,13 @@ class OperationStatus(models.TextChoices):
 
 
 UNFINISHED_OPERATION_STATUSES = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+
+
+class OperationReason(models.TextChoices):
+    """Why an operation was started when no person asked for it ("" when one did)."""
+
+    IDLE = "idle", "No traffic for the idle timeout"
+    REQUEST = "request", "A request reached the sleeping instance"
 
 
 class ErrorCode(models.TextChoices):

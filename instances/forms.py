@@ -9,6 +9,9 @@ from .models import InstancePlan, Region
 from .selectors import blueprint_visible
 
 
+IDLE_TIMEOUT_HELP = "Seconds without traffic before it sleeps (the next request wakes it). Empty: the blueprint's; 0: never."
+
+
 class InstanceCreateForm(forms.Form):
     instance_id = forms.CharField(
         label="Instance id",
@@ -22,6 +25,7 @@ class InstanceCreateForm(forms.Form):
         label="Labels", required=False, widget=forms.Textarea(attrs={"rows": 2, "placeholder": "env=prod\nteam=core"}),
         help_text="One key=value per line.",
     )  # fmt: skip
+    idle_timeout_seconds = forms.IntegerField(label="Idle timeout (seconds)", required=False, min_value=0, help_text=IDLE_TIMEOUT_HELP)
 
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,6 +49,12 @@ class InstanceCreateForm(forms.Form):
                 raise forms.ValidationError(f"line {number}: write key=value")
             labels[key.strip()] = value.strip()
         return labels
+
+
+class IdleTimeoutForm(forms.Form):
+    """An instance's idle timeout (the service checks its range)."""
+
+    idle_timeout_seconds = forms.IntegerField(label="Idle timeout (seconds)", required=False, min_value=0, help_text=IDLE_TIMEOUT_HELP)
 
 
 class ResizeForm(forms.Form):

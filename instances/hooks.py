@@ -26,6 +26,11 @@
 - `managed_config_key(key)`: who sets a key of an instance's config that a higher app owns (the
   runtime app: `model_policy`, validated against its model catalogue); a config merge patch that
   names it is refused (422) and points there.
+- `sandbox_binds(instance_id=…, instance_pk=…)`: directories a sandboxed local instance gets
+  bound into its filesystem view at launch, `(host path, sandbox path, writable)` (add-ons: the
+  directory of its add-ons' unix sockets, read-only at /run/addons). A bind is fixed at launch, so
+  a listener binds a directory that outlives its contents: what it puts in it later (an add-on
+  created while the instance runs) appears inside at once. Only that instance gets it.
 - `instance_for_host(host)`: the id of the instance a host name outside BASE_DOMAIN serves, or
   None (the domains app: an active custom domain). The gateway routes by it; the first resolver
   that knows the name wins, and with none the host is the console's.
@@ -161,3 +166,18 @@ def instance_for_host(host: str) -> str | None:
         if instance_id:
             return instance_id
     return None
+
+
+_sandbox_binds: list[Callable] = []
+
+
+def on_sandbox_binds(func: Callable) -> Callable:
+    return _register(_sandbox_binds, func)
+
+
+def sandbox_binds(*, instance_id: str, instance_pk: int) -> list[tuple[str, str, bool]]:
+    """Every listener's binds for this instance's sandbox (see the module's docstring)."""
+    binds: list[tuple[str, str, bool]] = []
+    for func in _sandbox_binds:
+        binds += func(instance_id=instance_id, instance_pk=instance_pk)
+    return binds

@@ -22,7 +22,7 @@ from orchestrio.metrics import record_health_sweep
 from orchestrio.queue import lease, singleton
 
 from . import hooks, services
-from .choices import ErrorCode, InstanceState, OperationKind, OperationStatus
+from .choices import ErrorCode, InstanceState, OperationKind, OperationReason, OperationStatus
 from .health import probe_many, probe_until
 from .models import Instance, Operation
 from .providers import MachineState, ProviderError, get_provider, spec_for
@@ -174,6 +174,23 @@ def _resume(operation: Operation) -> None:
     _await_ready(operation, "resumed, running and healthy")
 
 
+def _sleep(operation: Operation) -> None:
+    """Suspended as `_suspend` is (hibernated on AWS where the plan allows it, else stopped), into
+    `asleep`: the next request to it wakes it (docs/lifecycle.md, "Sleep and wake")."""
+    machine = _provider(operation).suspend(spec_for(operation.instance, operation=operation))
+    how = "hibernated (memory saved to disk)" if machine.provider_data.get("hibernated") else "suspended"
+    why = " after no traffic for its idle timeout" if operation.reason == OperationReason.IDLE else ""
+    services.instance_record_machine(operation=operation, machine=machine, message=f"asleep{why}, {how}: {_describe_machine(machine)}")
+    services.operation_succeed(operation=operation, to_state=InstanceState.ASLEEP, message=f"asleep ({how}); the next request wakes it")
+
+
+def _wake(operation: Operation) -> None:
+    machine = _provider(operation).resume(spec_for(operation.instance, operation=operation))
+    why = " by a request" if operation.reason == OperationReason.REQUEST else ""
+    services.instance_record_machine(operation=operation, machine=machine, message=f"woken{why}: {_describe_machine(machine)}")
+    _await_ready(operation, "awake, running and healthy")
+
+
 def _resize(operation: Operation) -> None:
     params = operation.params
     previous = params.get("previous_state", InstanceState.STOPPED)
@@ -214,6 +231,8 @@ HANDLERS = {
     OperationKind.RESTART: _restart,
     OperationKind.SUSPEND: _suspend,
     OperationKind.RESUME: _resume,
+    OperationKind.SLEEP: _sleep,
+    OperationKind.WAKE: _wake,
     OperationKind.RESIZE: _resize,
     OperationKind.DESTROY: _destroy,
 }

@@ -5,6 +5,7 @@ them are legal, and which operation may start from which state. Nothing else ass
     pending → provisioning → running
     running → stopping → stopped → starting → running
     running → suspending → suspended → resuming → running
+    running → sleeping → asleep → waking → running     (scale to zero: woken by traffic)
     running|stopped → resizing → (the state it started from)
     any → destroying → destroyed
     a failed step → error (with error_message); error → starting (retry), provisioning (a staff
@@ -27,7 +28,7 @@ from orchestrio.redis import get_redis
 logger = logging.getLogger(__name__)
 
 TRANSITIONAL_STATES = frozenset(
-    {S.PENDING, S.PROVISIONING, S.STOPPING, S.STARTING, S.SUSPENDING, S.RESUMING, S.RESIZING, S.DESTROYING}
+    {S.PENDING, S.PROVISIONING, S.STOPPING, S.STARTING, S.SUSPENDING, S.RESUMING, S.SLEEPING, S.WAKING, S.RESIZING, S.DESTROYING}
 )
 TERMINAL_STATES = frozenset({S.DESTROYED})
 
@@ -35,13 +36,16 @@ TERMINAL_STATES = frozenset({S.DESTROYED})
 EDGES: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.PROVISIONING, S.DESTROYING}),
     S.PROVISIONING: frozenset({S.RUNNING}),
-    S.RUNNING: frozenset({S.STOPPING, S.SUSPENDING, S.RESIZING, S.DESTROYING}),
+    S.RUNNING: frozenset({S.STOPPING, S.SUSPENDING, S.SLEEPING, S.RESIZING, S.DESTROYING}),
     S.STOPPING: frozenset({S.STOPPED}),
     S.STOPPED: frozenset({S.STARTING, S.RESIZING, S.DESTROYING}),
     S.STARTING: frozenset({S.RUNNING}),
     S.SUSPENDING: frozenset({S.SUSPENDED}),
     S.SUSPENDED: frozenset({S.RESUMING, S.DESTROYING}),
     S.RESUMING: frozenset({S.RUNNING}),
+    S.SLEEPING: frozenset({S.ASLEEP}),
+    S.ASLEEP: frozenset({S.WAKING, S.SUSPENDING, S.DESTROYING}),
+    S.WAKING: frozenset({S.RUNNING}),
     S.RESIZING: frozenset({S.RUNNING, S.STOPPED}),
     S.DESTROYING: frozenset({S.DESTROYED}),
     S.DESTROYED: frozenset(),
@@ -56,6 +60,7 @@ for _state in set(S.values) - {S.DESTROYING, S.DESTROYED}:
 EDGES[S.RUNNING] = EDGES[S.RUNNING] | {S.ERROR}
 EDGES[S.STOPPED] = EDGES[S.STOPPED] | {S.ERROR}
 EDGES[S.SUSPENDED] = EDGES[S.SUSPENDED] | {S.ERROR}
+EDGES[S.ASLEEP] = EDGES[S.ASLEEP] | {S.ERROR}
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,13 @@ RULES: dict[str, OperationRule] = {
     K.STOP: OperationRule(K.STOP, frozenset({S.RUNNING}), S.STOPPING, "stop"),
     K.START: OperationRule(K.START, frozenset({S.STOPPED, S.ERROR}), S.STARTING, "start", needs_room="running_instances"),
     K.RESTART: OperationRule(K.RESTART, frozenset({S.RUNNING}), S.STOPPING, "restart"),
-    K.SUSPEND: OperationRule(K.SUSPEND, frozenset({S.RUNNING}), S.SUSPENDING, "suspend"),
+    # An asleep instance may be suspended too: from then on traffic no longer wakes it.
+    K.SUSPEND: OperationRule(K.SUSPEND, frozenset({S.RUNNING, S.ASLEEP}), S.SUSPENDING, "suspend"),
     K.RESUME: OperationRule(K.RESUME, frozenset({S.SUSPENDED}), S.RESUMING, "resume", needs_room="running_instances"),
+    # Sleep is a suspend that traffic undoes: the idle sweep's (reason "idle") or a person's; wake
+    # is the resume a request to it starts (reason "request") or a person's.
+    K.SLEEP: OperationRule(K.SLEEP, frozenset({S.RUNNING}), S.SLEEPING, "sleep"),
+    K.WAKE: OperationRule(K.WAKE, frozenset({S.ASLEEP}), S.WAKING, "wake", needs_room="running_instances"),
     K.RESIZE: OperationRule(K.RESIZE, frozenset({S.RUNNING, S.STOPPED}), S.RESIZING, "resize", keeps_previous_state=True),
     K.DESTROY: OperationRule(
         K.DESTROY, _LIVE, S.DESTROYING, "destroy",
@@ -126,7 +136,7 @@ def transition(instance, to_state: str, *, error_message: str | None = None) -> 
     if to_state == S.ERROR:
         instance.error_message = error_message or "the last operation failed"
         fields.append("error_message")
-    elif instance.error_message and to_state in (S.RUNNING, S.STOPPED, S.SUSPENDED):
+    elif instance.error_message and to_state in (S.RUNNING, S.STOPPED, S.SUSPENDED, S.ASLEEP):
         instance.error_message = ""
         fields.append("error_message")
     if to_state == S.DESTROYED:

@@ -25,6 +25,7 @@ from .choices import (
     InstanceState,
     LogLevel,
     OperationKind,
+    OperationReason,
     OperationStatus,
     Provider,
     ProviderApi,
@@ -104,6 +105,9 @@ class Blueprint(models.Model):
         default=list, blank=True, help_text="Local provider: argv to run instead of the bundled agent."
     )
     task_roots = models.JSONField(default=list, blank=True, help_text="Allowed directories for task scripts.")
+    # Scale to zero (docs/lifecycle.md, "Sleep and wake"): with no traffic for this long a running
+    # instance is put to sleep, and the next request wakes it. Null or 0: never.
+    idle_timeout_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Sleep after this long without traffic; empty or 0: never.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     # A deleted blueprint that destroyed instances still reference is kept, hidden.
@@ -175,6 +179,8 @@ class Instance(models.Model):
     last_health_check = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     labels = models.JSONField(default=dict, blank=True)
+    # Overrides the blueprint's idle timeout: null = the blueprint's, 0 = never sleep.
+    idle_timeout_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Sleep after this long without traffic; empty: the blueprint's; 0: never.")
     config = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     # Fernet-encrypted key the control plane presents to the instance agent.
     agent_key_encrypted = models.TextField(blank=True, editable=False)
@@ -228,6 +234,12 @@ class Instance(models.Model):
     def is_live(self) -> bool:
         return self.destroyed_at is None
 
+    @property
+    def effective_idle_timeout_seconds(self) -> int:
+        """The idle timeout in force: the instance's, else its blueprint's; 0 = never sleeps."""
+        own = self.idle_timeout_seconds
+        return (own if own is not None else self.blueprint.idle_timeout_seconds) or 0
+
 
 class Operation(models.Model):
     """One lifecycle operation on an instance (the NetBox Job pattern)."""
@@ -246,6 +258,8 @@ class Operation(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=32, choices=ErrorCode.choices, blank=True)
     error_message = models.TextField(blank=True)
+    # Why it was started when no person asked (a sleep after idle, a wake by a request); "" otherwise.
+    reason = models.CharField(max_length=16, choices=OperationReason.choices, blank=True, default="")
     # Set while the machine is up and the operation waits for its health path with no worker
     # holding it: the readiness sweep finishes it, or fails it at this time.
     ready_deadline = models.DateTimeField(null=True, blank=True)
@@ -285,6 +299,7 @@ class Operation(models.Model):
             "finished_at": api_datetime(self.finished_at),
             "error_code": self.error_code or None,
             "error_message": self.error_message or None,
+            "reason": self.reason or None,
         }
 
 

@@ -30,7 +30,7 @@ from .providers import MachineState, ProviderError, get_provider
 
 logger = logging.getLogger(__name__)
 ACTOR = Actor.system("reconciler")
-SETTLED_STATES = (InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.SUSPENDED)
+SETTLED_STATES = (InstanceState.RUNNING, InstanceState.STOPPED, InstanceState.SUSPENDED, InstanceState.ASLEEP)
 
 
 def reconcile_all() -> dict:

@@ -18,8 +18,10 @@ RUNNING_STATES = (
     InstanceState.RUNNING,
     InstanceState.STARTING,
     InstanceState.RESUMING,
+    InstanceState.WAKING,
     InstanceState.STOPPING,
     InstanceState.SUSPENDING,
+    InstanceState.SLEEPING,
     InstanceState.RESIZING,
 )
 
@@ -131,6 +133,9 @@ def instance_runtime(instance, *, agent: dict | None) -> dict:
             InstanceState.SUSPENDING: "the machine is being suspended",
             InstanceState.SUSPENDED: "suspended; resume it to reach its agent",
             InstanceState.RESUMING: "the machine is resuming",
+            InstanceState.SLEEPING: "the machine is being put to sleep",
+            InstanceState.ASLEEP: "asleep (scaled to zero); the next request to it wakes it, or wake it",
+            InstanceState.WAKING: "the machine is waking up",
             InstanceState.RESIZING: "the machine is being resized",
             InstanceState.DESTROYING: "the machine is being destroyed",
             InstanceState.DESTROYED: "destroyed",

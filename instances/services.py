@@ -48,6 +48,7 @@ from .choices import (
     InstanceState,
     LogLevel,
     OperationKind,
+    OperationReason,
     OperationStatus,
     StatResolution,
 )
@@ -59,6 +60,10 @@ from .selectors import RUNNING_STATES, STAT_FIGURES, blueprint_visible, stat_hou
 
 logger = logging.getLogger(__name__)
 
+IDLE_TIMEOUT_MAX_SECONDS = 30 * 86400
+INSTANCE_UPDATE_FIELDS = ("idle_timeout_seconds",)
+IDLE_ACTOR = Actor.system("idle-sweep")
+WAKE_ACTOR = Actor.system("wake-on-request")
 LABEL_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 MAX_LABELS = 32
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
@@ -128,13 +133,14 @@ def _refuse_if_busy(instance: Instance, verb: str) -> None:
         )
 
 
-def _operation_create(instance: Instance, kind: str, actor: Actor, params: dict | None = None) -> Operation:
+def _operation_create(instance: Instance, kind: str, actor: Actor, params: dict | None = None, reason: str = "") -> Operation:
     try:
         with transaction.atomic():
             operation = Operation.objects.create(
                 instance=instance,
                 tenant_id=instance.tenant_id,
                 kind=kind,
+                reason=reason,
                 params=params or {},
                 requested_by=actor.label[:254],
                 requested_by_type=actor.type,
@@ -191,6 +197,7 @@ def instance_create(
     config: dict | None = None,
     idempotency_key: str | None = None,
     actor: Actor | None = None,
+    idle_timeout_seconds: int | None = None,
 ) -> Instance:
     actor = actor or principal.actor
     if principal.instance_scope is not None:
@@ -199,6 +206,7 @@ def instance_create(
     if problem is not None:
         raise ValidationFailed(problem, field="instance_id")
     labels = _validate_labels(labels)
+    _check_idle_timeout(idle_timeout_seconds)
     region_id = region or settings.DEFAULT_REGION
 
     blueprint = blueprint_visible(tenant=principal.tenant).filter(name=blueprint_name).first()
@@ -240,6 +248,7 @@ def instance_create(
         provider=region_row.provider,
         instance_type=blueprint.instance_type or plan.instance_type,
         labels=labels,
+        idle_timeout_seconds=idle_timeout_seconds,
         config=config or {},
         agent_key_encrypted=crypto.encrypt(new_agent_key()),
         idempotency_key=idempotency_key,
@@ -282,6 +291,7 @@ def operation_accept(
     force: bool = False,
     audit: dict | None = None,
     note: str = "",
+    reason: str = "",
 ) -> Accepted:
     """Accept a lifecycle operation, as `lifecycle.RULES[kind]` says: lock the row, answer
     "already" in the rule's done states, refuse when another operation is unfinished (409; staff
@@ -289,7 +299,8 @@ def operation_accept(
     `retry`, its retry states) does not start from (400), check the plan has room (402), then
     record the operation, enter the transitional state, log, audit and enqueue on commit.
 
-    `audit` adds to the audit row's data; `note` replaces the log line's default wording."""
+    `audit` adds to the audit row's data; `note` replaces the log line's default wording;
+    `reason` (choices.OperationReason) says why when no person asked (a sleep after idle)."""
     rule = lifecycle.RULES[kind]
     locked = _lock(instance)
     if locked.state in rule.done_states:
@@ -317,13 +328,16 @@ def operation_accept(
     params = {k: v for k, v in (params or {}).items() if k != "previous_state"}
     if rule.keeps_previous_state:
         params["previous_state"] = locked.state
-    operation = _operation_create(locked, kind, actor, params)
+    operation = _operation_create(locked, kind, actor, params, reason)
     lifecycle.transition(locked, entered)
     if kind == OperationKind.DESTROY:
         hooks.instance_destroying(locked)  # e.g. its custom domain stops being served from now on
     verb = f"{rule.verb} retried" if retry else f"{rule.verb} accepted"
-    log_append(instance=locked, stage="accepted", message=f"{verb}{': ' + note if note else ''} (requested by {actor.label})", operation=operation)
+    why = f", reason {reason}" if reason else ""
+    log_append(instance=locked, stage="accepted", message=f"{verb}{': ' + note if note else ''} (requested by {actor.label}{why})", operation=operation)
     data = {"operation": operation.pk, **{k: v for k, v in params.items() if k != "previous_state"}, **(audit or {})}
+    if reason:
+        data["reason"] = reason
     if rule.forceable:
         data["forced"] = force
     activity_record(
@@ -375,7 +389,8 @@ def tenant_instances_suspend(*, tenant: Tenant, actor: Actor) -> dict[str, list[
     suspended: list[str] = []
     skipped: list[str] = []
     for instance in Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).order_by("instance_id"):
-        if instance.state != InstanceState.RUNNING:
+        # An asleep instance too: suspended by a person, traffic no longer wakes it.
+        if instance.state not in (InstanceState.RUNNING, InstanceState.ASLEEP):
             skipped.append(f"{instance.instance_id} is {instance.state}")
             continue
         try:
@@ -386,6 +401,73 @@ def tenant_instances_suspend(*, tenant: Tenant, actor: Actor) -> dict[str, list[
             if accepted.operation is not None:
                 suspended.append(instance.instance_id)
     return {"suspended": suspended, "skipped": skipped}
+
+
+# --- sleep and wake (docs/lifecycle.md, "Sleep and wake") ----------------------------------------
+
+
+def idle_timeout_problem(*, value: Any) -> str | None:
+    """What is wrong with an idle timeout (None: nothing). Null or 0 never sleeps; otherwise
+    INSTANCE_IDLE_TIMEOUT_MIN_SECONDS (the idle sweep's resolution) to 30 days."""
+    if value is None:
+        return None
+    low, high = settings.INSTANCE_IDLE_TIMEOUT_MIN_SECONDS, IDLE_TIMEOUT_MAX_SECONDS
+    if isinstance(value, bool) or not isinstance(value, int) or (value != 0 and not low <= value <= high):
+        return f"idle_timeout_seconds is 0 or null (never sleep), or a whole number of seconds from {low} to {high} (30 days)"
+    return None
+
+
+def _check_idle_timeout(value: Any) -> None:
+    problem = idle_timeout_problem(value=value)
+    if problem:
+        raise ValidationFailed(problem, field="idle_timeout_seconds")
+
+
+@transaction.atomic
+def instance_update(*, instance: Instance, actor: Actor, fields: dict[str, Any]) -> Instance:
+    """Change an instance's own settings (today: `idle_timeout_seconds`, null = the blueprint's,
+    0 = never). Audited with the fields that changed."""
+    if "idle_timeout_seconds" in fields:
+        _check_idle_timeout(fields["idle_timeout_seconds"])
+    locked = _lock(instance)
+    changed = {}
+    for key in INSTANCE_UPDATE_FIELDS:
+        if key in fields and getattr(locked, key) != fields[key]:
+            changed[key] = fields[key]
+            setattr(locked, key, fields[key])
+    if changed:
+        locked.save(update_fields=[*changed, "updated_at"])
+        activity_record(actor=actor, action="instance.update", tenant=locked.tenant_id, object_type="instance", object_id=locked.instance_id, data=changed)
+    return locked
+
+
+def instance_wake_on_request(*, instance: Instance) -> Operation | None:
+    """A request reached an asleep instance: accept a wake (reason `request`). None when none was
+    started here: another operation is already unfinished (the wake of a concurrent request, or a
+    sleep still under way: the caller waits for it) or the instance is no longer asleep."""
+    try:
+        return operation_accept(instance=instance, kind=OperationKind.WAKE, actor=WAKE_ACTOR, reason=OperationReason.REQUEST).operation
+    except (Conflict, InvalidState):
+        return None
+
+
+def instance_sleep_if_idle(*, instance: Instance, last_traffic, now) -> Operation | None:
+    """The idle sweep: put a running instance to sleep (reason `idle`) when nothing reached it
+    since `last_traffic` for its idle timeout. Re-checked under the row lock (its state, timeout
+    and the time it started running); None when it is not idle, or busy."""
+    with transaction.atomic():
+        locked = _lock(instance)
+        timeout = locked.effective_idle_timeout_seconds
+        if locked.state != InstanceState.RUNNING or not timeout or _unfinished(locked) is not None:
+            return None
+        since = max(filter(None, (last_traffic, locked.state_changed_at)))
+        if (now - since).total_seconds() < timeout:
+            return None
+        idle_for = int((now - since).total_seconds())
+        return operation_accept(
+            instance=locked, kind=OperationKind.SLEEP, actor=IDLE_ACTOR, reason=OperationReason.IDLE,
+            note=f"no traffic for {idle_for}s (idle timeout {timeout}s)", audit={"idle_seconds": idle_for, "idle_timeout_seconds": timeout},
+        ).operation  # fmt: skip
 
 
 def instance_retry_operation(*, operation: Operation, actor: Actor) -> Operation:
@@ -782,7 +864,7 @@ def _health_changes(changes: list[tuple[dict, str, int]], now) -> None:
 BLUEPRINT_FIELDS = (
     "description", "provider_api", "image_id", "instance_type", "subnet_ids", "security_group_ids", "key_name",
     "iam_instance_profile", "user_data", "tags", "health_path", "agent_port", "command", "task_roots",
-    "machine_types", "on_demand_percentage", "allocation_strategy",
+    "machine_types", "on_demand_percentage", "allocation_strategy", "idle_timeout_seconds",
 )  # fmt: skip
 MAX_MACHINE_WEIGHT = 1000
 FLEET_FIELDS = ("machine_types", "on_demand_percentage", "allocation_strategy")
@@ -855,6 +937,7 @@ def blueprint_create(*, principal: Principal, name: str, actor: Actor | None = N
     _check_instance_type(fields.get("instance_type"), field="instance_type")
     _refuse_command(fields.get("command"), field="command")
     _check_fleet(fields)
+    _check_idle_timeout(fields.get("idle_timeout_seconds"))
     if blueprint_visible(tenant=principal.tenant).filter(name=name).exists():
         raise Conflict(f"a blueprint named {name!r} exists (built-in names are reserved)")
     blueprint = Blueprint(tenant=principal.tenant, name=name, **{k: v for k, v in fields.items() if k in BLUEPRINT_FIELDS})
@@ -880,6 +963,7 @@ def blueprint_update(*, principal: Principal, blueprint: Blueprint, fields: dict
     _check_instance_type(fields.get("instance_type"), field="instance_type")
     if "command" in fields:
         _refuse_command(fields["command"], field="command")
+    _check_idle_timeout(fields.get("idle_timeout_seconds"))
     blueprint = Blueprint.objects.select_for_update(of=("self",)).get(pk=blueprint.pk)
     _check_fleet(fields, blueprint)
     changed = []

@@ -19,7 +19,7 @@ from orchestrio.views import console_view, domain_error_message
 from . import pages, services
 from .choices import InstanceState, OperationKind
 from .filtersets import InstanceFilterSet, TenantOperationFilterSet
-from .forms import ConfigForm, InstanceCreateForm, MonitoringForm, ResizeForm
+from .forms import ConfigForm, IdleTimeoutForm, InstanceCreateForm, MonitoringForm, ResizeForm
 from .lifecycle import RULES
 from .models import LogLine, Operation
 from .selectors import instance_stats, instances_with_record_in_order, listed_instances, live_instance_with_record, live_instances
@@ -30,6 +30,8 @@ VERBS = {
     "restart": OperationKind.RESTART,
     "suspend": OperationKind.SUSPEND,
     "resume": OperationKind.RESUME,
+    "sleep": OperationKind.SLEEP,
+    "wake": OperationKind.WAKE,
 }
 # The capability each action of `instance_action` needs beyond `operate` (orchestrio/roles.py).
 ACTION_CAPABILITIES = {"rotate-agent-key": "tokens"}
@@ -86,7 +88,7 @@ def _actions(instance, *, busy: bool) -> list[dict]:
         {
             "verb": verb,
             "label": verb.capitalize(),
-            "confirm": verb != "start" and verb != "resume",
+            "confirm": verb not in ("start", "resume", "wake"),
             "show_in": " ".join(sorted(RULES[kind].from_states)),
             "enabled": not busy and instance.state in RULES[kind].from_states,
         }
@@ -116,6 +118,7 @@ def instance_detail(request, instance_id: str):
         {
             **_live_context(instance),
             "resize_form": ResizeForm(initial={"plan_id": instance.plan_id}),
+            "idle_form": IdleTimeoutForm(initial={"idle_timeout_seconds": instance.idle_timeout_seconds}),
             "related_links": pages.related(instance=instance),  # the deployment that runs on it…
             "config_form": config_form,
         },
@@ -156,6 +159,13 @@ def instance_action(request, instance_id: str, verb: str):
                 raise ValidationFailed("choose a plan")
             services.instance_resize(instance=instance, actor=actor, plan_id=form.cleaned_data["plan_id"])
             messages.success(request, f"Resize to {form.cleaned_data['plan_id']} requested for {instance_id}.")
+        elif verb == "idle-timeout":
+            form = IdleTimeoutForm(request.POST)
+            if not form.is_valid():
+                raise ValidationFailed("; ".join(e for errors in form.errors.values() for e in errors))
+            value = form.cleaned_data["idle_timeout_seconds"]
+            effective = services.instance_update(instance=instance, actor=actor, fields={"idle_timeout_seconds": value}).effective_idle_timeout_seconds
+            messages.success(request, f"{instance_id} sleeps after {effective} s without traffic." if effective else f"{instance_id} never sleeps.")
         elif verb == "rotate-agent-key":
             services.instance_rotate_agent_key(instance=instance, actor=actor)
             messages.success(request, "A new agent key is in force.")

@@ -36,8 +36,10 @@ def _state(pk: int) -> str:
     return state
 
 
-def wait_for_state(pk: int, target: str, timeout: float, *, heartbeat: Callable[[], None] | None = None) -> tuple[str, bool]:
-    """(current state, reached). Returns early when the instance reaches a dead end instead."""
+def wait_for_state(pk: int, target: str | frozenset[str], timeout: float, *, heartbeat: Callable[[], None] | None = None) -> tuple[str, bool]:
+    """(current state, reached). Returns early when the instance reaches a dead end instead.
+    `target` may be a set of states: reached when the instance is in any of them."""
+    targets = frozenset({target}) if isinstance(target, str) else frozenset(target)
     deadline = time.monotonic() + timeout
     pubsub = None
     try:
@@ -49,7 +51,7 @@ def wait_for_state(pk: int, target: str, timeout: float, *, heartbeat: Callable[
     try:
         state = _state(pk)
         while True:
-            if state == target:
+            if state in targets:
                 return state, True
             if state in DEAD_ENDS:
                 return state, False

@@ -19,10 +19,11 @@ class Limit:
     field: str  # the plan's field: a number (None: unlimited) or a feature flag
     noun: str  # what the plan allows, for the message
     hint: str = ""  # what the tenant can do short of upgrading (counted limits)
+    feature: bool = False  # a feature whose field is a number (0: not included), not a flag
 
     @property
     def counted(self) -> bool:
-        return not self.field.startswith("feature_")
+        return not (self.feature or self.field.startswith("feature_"))
 
 
 LIMITS: dict[str, Limit] = {
@@ -36,6 +37,8 @@ LIMITS: dict[str, Limit] = {
     "deployment_rollback": Limit("feature_deployment_rollback", "deployment rollback"),
     "addons_feature": Limit("feature_addons", "PostgreSQL and Redis add-ons"),
     "addons": Limit("max_addons", "add-ons", "destroy one"),
+    "addon_backups_feature": Limit("addon_backup_retention_days", "add-on backups", feature=True),
+    "addon_backups": Limit("addon_backups_per_day", "manual backups of an add-on a day (UTC)", "wait for tomorrow, turn on automatic backups"),
 }
 
 

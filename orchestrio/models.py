@@ -59,6 +59,8 @@ class SubscriptionPlan(models.Model):
     feature_hibernation = models.BooleanField(default=False)
     feature_addons = models.BooleanField(default=False, help_text="PostgreSQL and Redis add-ons (docs/addons.md).")
     max_addons = models.PositiveIntegerField(null=True, blank=True, default=0, help_text="Live add-ons. Empty: unlimited.")
+    addon_backup_retention_days = models.PositiveIntegerField(default=0, help_text="How long add-on backups are kept; 0: no backups.")
+    addon_backups_per_day = models.PositiveIntegerField(null=True, blank=True, default=0, help_text="Manual backups per add-on per UTC day. Empty: unlimited.")
     is_public = models.BooleanField(default=True, help_text="Listed in the public catalogue.")
     sort_order = models.PositiveSmallIntegerField(default=0)
 

@@ -454,6 +454,31 @@ ADDONS_LOCAL_UID_BASE = env_int("ADDONS_LOCAL_UID_BASE", 3_000_000)
 ADDONS_POSTGRES_BIN = env("ADDONS_POSTGRES_BIN", "")
 ADDONS_REDIS_SERVER = env("ADDONS_REDIS_SERVER", "redis-server")
 ADDONS_START_TIMEOUT_SECONDS = float(env("ADDONS_START_TIMEOUT_SECONDS", "30"))
+# Add-ons of instances on AWS (docs/addons.md, "On AWS"): RDS PostgreSQL and ElastiCache Redis.
+# The versions offered (the first is the default), where the databases go (an operator's subnet
+# groups and security groups; else the instance's blueprint's subnets and groups), and how the
+# operation's job follows AWS: a look every ADDONS_AWS_POLL_SECONDS (the poll sweep), failing
+# the operation past ADDONS_AWS_WAIT_TIMEOUT_SECONDS.
+ADDONS_AWS_POSTGRES_VERSIONS = env_list("ADDONS_AWS_POSTGRES_VERSIONS", ["16", "17", "15"])
+ADDONS_AWS_REDIS_VERSIONS = env_list("ADDONS_AWS_REDIS_VERSIONS", ["7.1", "7.0", "6.2"])
+ADDONS_AWS_DB_SUBNET_GROUP = env("ADDONS_AWS_DB_SUBNET_GROUP", "")
+ADDONS_AWS_CACHE_SUBNET_GROUP = env("ADDONS_AWS_CACHE_SUBNET_GROUP", "")
+ADDONS_AWS_SECURITY_GROUP_IDS = env_list("ADDONS_AWS_SECURITY_GROUP_IDS", [])
+ADDONS_AWS_SIZES: dict = {}  # overrides of addons.aws.SIZES, by engine and plan
+ADDONS_AWS_POLL_SECONDS = env_int("ADDONS_AWS_POLL_SECONDS", 15)
+ADDONS_AWS_WAIT_TIMEOUT_SECONDS = env_int("ADDONS_AWS_WAIT_TIMEOUT_SECONDS", 3600)
+# Add-on backups (docs/addons.md "Backups"): in S3 (boto3's credential chain) when a bucket is set,
+# at ADDONS_BACKUP_S3_ENDPOINT_URL when that is set (MinIO, a moto server), else in a local directory.
+ADDONS_BACKUP_DIR = Path(env("ADDONS_BACKUP_DIR", str(VAR_DIR / "backups")))
+ADDONS_BACKUP_S3_BUCKET = env("ADDONS_BACKUP_S3_BUCKET", "")
+ADDONS_BACKUP_S3_ENDPOINT_URL = env("ADDONS_BACKUP_S3_ENDPOINT_URL", "")
+ADDONS_BACKUP_S3_REGION = env("ADDONS_BACKUP_S3_REGION", "")
+ADDONS_BACKUP_S3_PREFIX = env("ADDONS_BACKUP_S3_PREFIX", "addon-backups/")
+# How long a download URL works (an S3 presigned URL, or the local store's signed URL).
+ADDONS_BACKUP_DOWNLOAD_SECONDS = env_int("ADDONS_BACKUP_DOWNLOAD_SECONDS", 600)
+# The scheduler's sweep: due automatic backups, then retention (expired backups deleted).
+ADDONS_BACKUP_SWEEP_SECONDS = env_int("ADDONS_BACKUP_SWEEP_SECONDS", 300)
+ADDONS_BACKUP_TIMEOUT_SECONDS = env_int("ADDONS_BACKUP_TIMEOUT_SECONDS", 1800)
 # A create/start waits this long for the instance's health endpoint before failing.
 INSTANCE_READY_TIMEOUT_SECONDS = env_int("INSTANCE_READY_TIMEOUT_SECONDS", 120)
 INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)
@@ -462,6 +487,12 @@ INSTANCE_READY_CHECK = env_bool("INSTANCE_READY_CHECK", True)
 # slow instance never holds the workers everyone shares (docs/operations.md, "Queues and workers").
 JOB_INLINE_WAIT_SECONDS = float(env("JOB_INLINE_WAIT_SECONDS", "5"))
 READINESS_SWEEP_SECONDS = env_int("READINESS_SWEEP_SECONDS", 2)
+# Scale to zero (docs/lifecycle.md, "Sleep and wake"): the idle sweep runs this often and puts to
+# sleep running instances with no traffic for their idle timeout (at least the minimum below); a
+# request to a sleeping instance is held at most INSTANCE_WAKE_WAIT_SECONDS for it to wake (504 after).
+IDLE_SWEEP_SECONDS = env_int("IDLE_SWEEP_SECONDS", 30)
+INSTANCE_IDLE_TIMEOUT_MIN_SECONDS = env_int("INSTANCE_IDLE_TIMEOUT_MIN_SECONDS", 60)
+INSTANCE_WAKE_WAIT_SECONDS = env_int("INSTANCE_WAKE_WAIT_SECONDS", 30)
 HEALTH_CHECK_INTERVAL_SECONDS = env_int("HEALTH_CHECK_INTERVAL_SECONDS", 30)
 HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS", "3"))
 HEALTH_CHECK_CONCURRENCY = env_int("HEALTH_CHECK_CONCURRENCY", 200)

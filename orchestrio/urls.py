@@ -46,6 +46,7 @@ urlpatterns = [
     path("tasks/", include("tasks.urls")),
     path("deployments/", include("deployments.urls")),
     path("fleet/", include("fleet.urls")),
+    path("addons/", include("addons.urls")),
     path("gateway-console/", include("gateway.urls")),
     path("", include(("orchestrio.console_urls", "console"), namespace="console")),
 ]

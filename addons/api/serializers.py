@@ -5,7 +5,7 @@ from rest_framework import serializers
 from orchestrio.api.strict import BodySerializer
 
 from ..choices import AddOnPlan, Engine
-from ..models import AddOn
+from ..models import AddOn, AddOnBackup
 
 
 class AddOnSerializer(serializers.ModelSerializer):
@@ -54,3 +54,46 @@ class AddOnRevealSerializer(serializers.Serializer):
 
 class AddOnDeleteQuerySerializer(serializers.Serializer):
     confirm = serializers.CharField(required=False, allow_blank=True, help_text="The add-on's id: destroying it deletes its data.")
+    final_snapshot = serializers.BooleanField(
+        required=False, default=True, help_text="On AWS: keep a final RDS/ElastiCache snapshot of the data (the default); false deletes without one. The local engine keeps none."
+    )
+
+
+class BackupSerializer(serializers.ModelSerializer):
+    """A backup's record: what it is and where it stands, with its checksum (never its key)."""
+
+    addon_id = serializers.CharField(source="addon.addon_id")
+    size_bytes = serializers.IntegerField(allow_null=True)
+    error_message = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AddOnBackup
+        fields = ["backup_id", "addon_id", "kind", "status", "storage", "size_bytes", "sha256", "error_message", "created_at", "completed_at", "expires_at"]
+        read_only_fields = fields
+
+    def get_error_message(self, backup) -> str | None:
+        return backup.error_message or None
+
+
+class BackupInfoSerializer(serializers.Serializer):
+    addon_id = serializers.CharField()
+    auto_backup = serializers.BooleanField(help_text="Daily automatic backups are on.")
+    retention_days = serializers.IntegerField(help_text="How long the plan keeps a backup (0: the plan has no backups).")
+    daily_quota = serializers.IntegerField(allow_null=True, help_text="Manual backups a UTC day (null: unlimited).")
+    used_today = serializers.IntegerField(help_text="Manual backups taken today (UTC), failed ones not counted.")
+    next_run_at = serializers.DateTimeField(allow_null=True, help_text="When the next automatic backup is due (null: off).")
+    last_backup_at = serializers.DateTimeField(allow_null=True)
+
+
+class AutoBackupSerializer(BodySerializer):
+    enabled = serializers.BooleanField()
+
+
+class RestoreSerializer(BodySerializer):
+    backup_id = serializers.CharField(max_length=40)
+
+
+class BackupDownloadSerializer(serializers.Serializer):
+    backup_id = serializers.CharField()
+    url = serializers.CharField(help_text="Downloads the backup until expires_at; no credentials needed, so keep it private.")
+    expires_at = serializers.DateTimeField()

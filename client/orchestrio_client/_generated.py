@@ -194,6 +194,47 @@ class AppLogs(TypedDict):
     last_exit_at: str | None
 
 
+class AutoBackupRequest(TypedDict):
+    enabled: bool
+
+
+class Backup(TypedDict):
+    """A backup's record: what it is and where it stands, with its checksum (never its key)."""
+    backup_id: str
+    addon_id: str
+    kind: BackupKindEnum
+    status: BackupStatusEnum
+    storage: StorageEnum
+    size_bytes: int | None
+    sha256: str
+    error_message: str | None
+    created_at: str
+    completed_at: str | None
+    expires_at: str | None
+
+
+class BackupDownload(TypedDict):
+    backup_id: str
+    url: str
+    expires_at: str
+
+
+class BackupInfo(TypedDict):
+    addon_id: str
+    auto_backup: bool
+    retention_days: int
+    daily_quota: int | None
+    used_today: int
+    next_run_at: str | None
+    last_backup_at: str | None
+
+
+BackupKindEnum = Literal['manual', 'auto']
+
+
+BackupStatusEnum = Literal['pending', 'available', 'failed', 'deleted']
+
+
 class Blueprint(TypedDict):
     """A blueprint as the API shows it (what BlueprintWriteSerializer takes, in snake_case)."""
     name: str
@@ -214,6 +255,7 @@ class Blueprint(TypedDict):
     agent_port: int
     command: list[str]
     task_roots: list[str]
+    idle_timeout_seconds: int | None
     builtin: bool
     created_at: str
     updated_at: str
@@ -245,6 +287,7 @@ class BlueprintWriteRequest(TypedDict):
     agent_port: NotRequired[int]
     command: NotRequired[list[str]]
     task_roots: NotRequired[list[str]]
+    idle_timeout_seconds: NotRequired[int | None]
 
 
 class ByIdempotencyKey(TypedDict):
@@ -583,6 +626,8 @@ class Instance(TypedDict):
     operation: Operation | None
     error_message: str | None
     labels: dict[str, str]
+    idle_timeout_seconds: int | None
+    effective_idle_timeout_seconds: int
     last_health_check: str | None
     created_at: str
     updated_at: str
@@ -595,6 +640,7 @@ class InstanceCreateRequest(TypedDict):
     region: NotRequired[str | None]
     labels: NotRequired[dict[str, str]]
     config: NotRequired[dict[str, Any]]
+    idle_timeout_seconds: NotRequired[int | None]
 
 
 class InstancePlan(TypedDict):
@@ -762,9 +808,10 @@ class Operation(TypedDict):
     finished_at: str | None
     error_code: str | None
     error_message: str | None
+    reason: ReasonEnum | NullEnum | None
 
 
-OperationKindEnum = Literal['create', 'start', 'stop', 'restart', 'suspend', 'resume', 'resize', 'destroy']
+OperationKindEnum = Literal['create', 'start', 'stop', 'restart', 'suspend', 'resume', 'sleep', 'wake', 'resize', 'destroy']
 
 
 OperationStatusEnum = Literal['queued', 'running', 'succeeded', 'failed']
@@ -802,6 +849,13 @@ class PaginatedApiTokenList(TypedDict):
     next: NotRequired[str | None]
     previous: NotRequired[str | None]
     results: list[ApiToken]
+
+
+class PaginatedBackupList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[Backup]
 
 
 class PaginatedBlueprintList(TypedDict):
@@ -927,6 +981,7 @@ class PatchedBlueprintWriteRequest(TypedDict, total=False):
     agent_port: int
     command: list[str]
     task_roots: list[str]
+    idle_timeout_seconds: int | None
 
 
 class PatchedConsentUpdateRequest(TypedDict, total=False):
@@ -949,6 +1004,11 @@ class PatchedGatewayPolicyWriteRequest(TypedDict, total=False):
     enabled: bool
 
 
+class PatchedInstanceUpdateRequest(TypedDict, total=False):
+    """PATCH /instances/{id}: the instance's own settings; only the fields present change."""
+    idle_timeout_seconds: int | None
+
+
 class PatchedMemberUpdateRequest(TypedDict, total=False):
     role: RoleEnum
 
@@ -960,6 +1020,9 @@ class PlanLimitError(TypedDict):
 
 
 ProviderApiEnum = Literal['RunInstances', 'EC2Fleet', 'SpotFleet']
+
+
+ReasonEnum = Literal['idle', 'request']
 
 
 class Region(TypedDict):
@@ -1009,6 +1072,10 @@ class ResizeRequest(TypedDict, total=False):
     """Exactly one of the two (the service's rule)."""
     new_instance_type: str | None
     plan_id: str | None
+
+
+class RestoreRequest(TypedDict):
+    backup_id: str
 
 
 RoleEnum = Literal['owner', 'admin', 'member']
@@ -1063,7 +1130,7 @@ class StatPoint(TypedDict):
 StatResolutionEnum = Literal['minute', 'hour']
 
 
-StateEnum = Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'resizing', 'destroying', 'destroyed', 'error']
+StateEnum = Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'sleeping', 'asleep', 'waking', 'resizing', 'destroying', 'destroyed', 'error']
 
 
 class Stats(TypedDict):
@@ -1085,6 +1152,9 @@ class StepStats(TypedDict):
     succeeded: int
     failed: int
     skipped: int
+
+
+StorageEnum = Literal['local', 's3', 'snapshot']
 
 
 StreamEnum = Literal['stdout', 'stderr']
@@ -1151,6 +1221,7 @@ class TenantOperation(TypedDict):
     finished_at: str | None
     error_code: str | None
     error_message: str | None
+    reason: ReasonEnum | NullEnum | None
     instance_id: str
     instance_destroyed: bool
 
@@ -1211,13 +1282,20 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AgentUsageTotals', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'ChatReply', 'ChatRequestRequest', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'Consent', 'Conversation', 'ConversationList', 'ConversationSummary', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LanguageModel', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Message', 'MessageRoleEnum', 'ModelNotAllowed', 'ModelPolicy', 'ModelPolicyResult', 'ModelPolicyUpdateRequest', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedConsentUpdateRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AgentUsageTotals', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'ByIdempotencyKey', 'Catalogue', 'ChatReply', 'ChatRequestRequest', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'Consent', 'Conversation', 'ConversationList', 'ConversationSummary', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'LanguageModel', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Message', 'MessageRoleEnum', 'ModelNotAllowed', 'ModelPolicy', 'ModelPolicyResult', 'ModelPolicyUpdateRequest', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedConsentUpdateRequest', 'PatchedDeploymentUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedInstanceUpdateRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'ReasonEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
 OPERATIONS: dict[str, tuple[str, str]] = {
     'activity_list': ('GET', '/api/v1/activity'),
+    'addons_auto_backup_create': ('POST', '/api/v1/addons/{addon_id}/auto-backup'),
+    'addons_backup_info_retrieve': ('GET', '/api/v1/addons/{addon_id}/backup-info'),
+    'addons_backups_create': ('POST', '/api/v1/addons/{addon_id}/backups'),
+    'addons_backups_destroy': ('DELETE', '/api/v1/addons/{addon_id}/backups/{backup_id}'),
+    'addons_backups_download_retrieve': ('GET', '/api/v1/addons/{addon_id}/backups/{backup_id}/download'),
+    'addons_backups_list': ('GET', '/api/v1/addons/{addon_id}/backups'),
     'addons_destroy': ('DELETE', '/api/v1/addons/{addon_id}'),
+    'addons_restore_create': ('POST', '/api/v1/addons/{addon_id}/restore'),
     'addons_retrieve': ('GET', '/api/v1/addons/{addon_id}'),
     'addons_reveal_create': ('POST', '/api/v1/addons/{addon_id}/reveal'),
     'addons_rotate_credentials_create': ('POST', '/api/v1/addons/{addon_id}/rotate-credentials'),
@@ -1281,6 +1359,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_model_policy_retrieve': ('GET', '/api/v1/instances/{instance_id}/model-policy'),
     'instances_model_policy_update': ('PUT', '/api/v1/instances/{instance_id}/model-policy'),
     'instances_operations_list': ('GET', '/api/v1/instances/{instance_id}/operations'),
+    'instances_partial_update': ('PATCH', '/api/v1/instances/{instance_id}'),
     'instances_request_metrics_retrieve': ('GET', '/api/v1/instances/{instance_id}/request-metrics'),
     'instances_resize_update': ('PUT', '/api/v1/instances/{instance_id}/resize'),
     'instances_restart_create': ('POST', '/api/v1/instances/{instance_id}/restart'),
@@ -1288,6 +1367,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_retrieve': ('GET', '/api/v1/instances/{instance_id}'),
     'instances_rotate_agent_key_create': ('POST', '/api/v1/instances/{instance_id}/rotate-agent-key'),
     'instances_runtime_retrieve': ('GET', '/api/v1/instances/{instance_id}/runtime'),
+    'instances_sleep_create': ('POST', '/api/v1/instances/{instance_id}/sleep'),
     'instances_start_create': ('POST', '/api/v1/instances/{instance_id}/start'),
     'instances_stats_retrieve': ('GET', '/api/v1/instances/{instance_id}/stats'),
     'instances_stop_create': ('POST', '/api/v1/instances/{instance_id}/stop'),
@@ -1296,6 +1376,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_tasks_list': ('GET', '/api/v1/instances/{instance_id}/tasks'),
     'instances_usage_retrieve': ('GET', '/api/v1/instances/{instance_id}/usage'),
     'instances_wait_retrieve': ('GET', '/api/v1/instances/{instance_id}/wait'),
+    'instances_wake_create': ('POST', '/api/v1/instances/{instance_id}/wake'),
     'invitations_create': ('POST', '/api/v1/invitations'),
     'invitations_destroy': ('DELETE', '/api/v1/invitations/{id}'),
     'invitations_list': ('GET', '/api/v1/invitations'),
@@ -1336,16 +1417,95 @@ class GeneratedOperations:
         params = {'action': action, 'actor': actor, 'actor_type': actor_type, 'instance': instance, 'limit': limit, 'object_id': object_id, 'object_type': object_type, 'offset': offset, 'q': q, 'since': since, 'until': until}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def addons_destroy(self, addon_id: str | int, *, confirm: str | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOn:
+    def addons_auto_backup_create(self, addon_id: str | int, *, enabled: bool, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> BackupInfo:
+        """POST /api/v1/addons/{addon_id}/auto-backup
+
+        Turn the add-on's daily automatic backups on or off
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/auto-backup"
+        params: dict[str, Any] = {}
+        payload = _body({'enabled': enabled}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_backup_info_retrieve(self, addon_id: str | int, *, request_timeout: float | None = None) -> BackupInfo:
+        """GET /api/v1/addons/{addon_id}/backup-info
+
+        The add-on's backup plan: retention, daily quota, next and last backup
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backup-info"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def addons_backups_create(self, addon_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Backup:
+        """POST /api/v1/addons/{addon_id}/backups
+
+        Back the add-on up now (counted against the plan's daily quota)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backups"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_backups_destroy(self, addon_id: str | int, backup_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> None:
+        """DELETE /api/v1/addons/{addon_id}/backups/{backup_id}
+
+        Delete a backup (from its store too)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backups/{_q(backup_id)}"
+        params: dict[str, Any] = {}
+        return self._call("DELETE", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_backups_download_retrieve(self, addon_id: str | int, backup_id: str | int, *, request_timeout: float | None = None) -> BackupDownload:
+        """GET /api/v1/addons/{addon_id}/backups/{backup_id}/download
+
+        A URL that downloads the backup for a few minutes (owners and admins; audited)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backups/{_q(backup_id)}/download"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def addons_backups_list(self, addon_id: str | int, *, limit: int | None = None, offset: int | None = None, request_timeout: float | None = None) -> Page[Backup]:
+        """GET /api/v1/addons/{addon_id}/backups
+
+        The add-on's backups, newest first
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/backups"
+        params = {'limit': limit, 'offset': offset}
+        return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def addons_destroy(self, addon_id: str | int, *, confirm: str | None = None, final_snapshot: bool | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOn:
         """DELETE /api/v1/addons/{addon_id}
 
-        Destroy the add-on and its data (?confirm=<addon id>)
+        Destroy the add-on and its data (?confirm=<addon id>; on AWS ?final_snapshot=false skips the final snapshot)
 
         /api/v1/addons/{addon_id}
         """
         path = f"/api/v1/addons/{_q(addon_id)}"
-        params = {'confirm': confirm}
+        params = {'confirm': confirm, 'final_snapshot': final_snapshot}
         return self._call("DELETE", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def addons_restore_create(self, addon_id: str | int, *, backup_id: str, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> AddOn:
+        """POST /api/v1/addons/{addon_id}/restore
+
+        Restore the add-on's data from one of its backups (replaces what is there)
+
+        /api/v1/addons/{addon_id}
+        """
+        path = f"/api/v1/addons/{_q(addon_id)}/restore"
+        params: dict[str, Any] = {}
+        payload = _body({'backup_id': backup_id}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def addons_retrieve(self, addon_id: str | int, *, request_timeout: float | None = None) -> AddOn:
         """GET /api/v1/addons/{addon_id}
@@ -1503,14 +1663,14 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
-    def blueprints_create(self, *, name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
+    def blueprints_create(self, *, name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
         """POST /api/v1/blueprints
 
         Create a blueprint (camelCase or snake_case)
         """
         path = f"/api/v1/blueprints"
         params: dict[str, Any] = {}
-        payload = _body({'name': name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
+        payload = _body({'name': name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots, 'idle_timeout_seconds': idle_timeout_seconds}, body)
         return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def blueprints_destroy(self, name: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> None:
@@ -1528,14 +1688,14 @@ class GeneratedOperations:
         params = {'limit': limit, 'offset': offset, 'provider_api': provider_api}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def blueprints_partial_update(self, name: str | int, *, new_name: str | Unset = UNSET, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
+    def blueprints_partial_update(self, name: str | int, *, new_name: str | Unset = UNSET, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
         """PATCH /api/v1/blueprints/{name}
 
         Change some of a blueprint's settings
         """
         path = f"/api/v1/blueprints/{_q(name)}"
         params: dict[str, Any] = {}
-        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
+        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots, 'idle_timeout_seconds': idle_timeout_seconds}, body)
         return self._call("PATCH", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def blueprints_retrieve(self, name: str | int, *, request_timeout: float | None = None) -> Blueprint:
@@ -1544,14 +1704,14 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def blueprints_update(self, name: str | int, *, new_name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
+    def blueprints_update(self, name: str | int, *, new_name: str, description: str | Unset = UNSET, provider_api: ProviderApiEnum | Unset = UNSET, image_id: str | Unset = UNSET, instance_type: str | Unset = UNSET, machine_types: dict[str, int] | Unset = UNSET, on_demand_percentage: int | Unset = UNSET, allocation_strategy: str | Unset = UNSET, subnet_ids: list[str] | Unset = UNSET, security_group_ids: list[str] | Unset = UNSET, key_name: str | Unset = UNSET, iam_instance_profile: str | Unset = UNSET, user_data: str | Unset = UNSET, tags: dict[str, str] | Unset = UNSET, health_path: str | Unset = UNSET, agent_port: int | Unset = UNSET, command: list[str] | Unset = UNSET, task_roots: list[str] | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Blueprint:
         """PUT /api/v1/blueprints/{name}
 
         Replace a blueprint's settings
         """
         path = f"/api/v1/blueprints/{_q(name)}"
         params: dict[str, Any] = {}
-        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots}, body)
+        payload = _body({'name': new_name, 'description': description, 'provider_api': provider_api, 'image_id': image_id, 'instance_type': instance_type, 'machine_types': machine_types, 'on_demand_percentage': on_demand_percentage, 'allocation_strategy': allocation_strategy, 'subnet_ids': subnet_ids, 'security_group_ids': security_group_ids, 'key_name': key_name, 'iam_instance_profile': iam_instance_profile, 'user_data': user_data, 'tags': tags, 'health_path': health_path, 'agent_port': agent_port, 'command': command, 'task_roots': task_roots, 'idle_timeout_seconds': idle_timeout_seconds}, body)
         return self._call("PUT", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def blueprints_validate_create(self, *, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> BlueprintValidation:
@@ -1821,14 +1981,14 @@ class GeneratedOperations:
         params = {'limit': limit}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def instances_create(self, *, instance_id: str, blueprint_name: str | Unset = UNSET, plan_id: str | Unset = UNSET, region: str | None | Unset = UNSET, labels: dict[str, str] | Unset = UNSET, config: dict[str, Any] | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
+    def instances_create(self, *, instance_id: str, blueprint_name: str | Unset = UNSET, plan_id: str | Unset = UNSET, region: str | None | Unset = UNSET, labels: dict[str, str] | Unset = UNSET, config: dict[str, Any] | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
         """POST /api/v1/instances
 
         Create an instance (provisioned by a background job)
         """
         path = f"/api/v1/instances"
         params: dict[str, Any] = {}
-        payload = _body({'instance_id': instance_id, 'blueprint_name': blueprint_name, 'plan_id': plan_id, 'region': region, 'labels': labels, 'config': config}, body)
+        payload = _body({'instance_id': instance_id, 'blueprint_name': blueprint_name, 'plan_id': plan_id, 'region': region, 'labels': labels, 'config': config, 'idle_timeout_seconds': idle_timeout_seconds}, body)
         return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key, replay_safe=True)
 
     def instances_custom_domain_check_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> CustomDomain:
@@ -1917,7 +2077,7 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def instances_list(self, *, blueprint_name: str | None = None, health_status: Literal['healthy', 'unhealthy', 'unknown'] | None = None, label: list[str] | None = None, limit: int | None = None, offset: int | None = None, plan_id: str | None = None, provider: Literal['aws', 'local'] | None = None, region: str | None = None, state: list[Literal['destroyed', 'destroying', 'error', 'pending', 'provisioning', 'resizing', 'resuming', 'running', 'starting', 'stopped', 'stopping', 'suspended', 'suspending']] | None = None, request_timeout: float | None = None) -> Page[Instance]:
+    def instances_list(self, *, blueprint_name: str | None = None, health_status: Literal['healthy', 'unhealthy', 'unknown'] | None = None, label: list[str] | None = None, limit: int | None = None, offset: int | None = None, plan_id: str | None = None, provider: Literal['aws', 'local'] | None = None, region: str | None = None, state: list[Literal['asleep', 'destroyed', 'destroying', 'error', 'pending', 'provisioning', 'resizing', 'resuming', 'running', 'sleeping', 'starting', 'stopped', 'stopping', 'suspended', 'suspending', 'waking']] | None = None, request_timeout: float | None = None) -> Page[Instance]:
         """GET /api/v1/instances
 
         List live instances
@@ -1966,6 +2126,16 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/operations"
         params = {'kind': kind, 'limit': limit, 'offset': offset, 'status': status}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_partial_update(self, instance_id: str | int, *, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
+        """PATCH /api/v1/instances/{instance_id}
+
+        Change the instance's own settings (its idle timeout)
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}"
+        params: dict[str, Any] = {}
+        payload = _body({'idle_timeout_seconds': idle_timeout_seconds}, body)
+        return self._call("PATCH", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def instances_request_metrics_retrieve(self, instance_id: str | int, *, window: Literal['1h', '24h', '30d'] | None = None, request_timeout: float | None = None) -> RequestMetrics:
         """GET /api/v1/instances/{instance_id}/request-metrics
@@ -2032,6 +2202,15 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/runtime"
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_sleep_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
+        """POST /api/v1/instances/{instance_id}/sleep
+
+        Put a running instance to sleep (suspended; the next request to it wakes it)
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/sleep"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def instances_start_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
         """POST /api/v1/instances/{instance_id}/start
@@ -2103,7 +2282,7 @@ class GeneratedOperations:
         params = {'days': days}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def instances_wait_retrieve(self, instance_id: str | int, *, state: Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'resizing', 'destroying', 'destroyed', 'error'] | None = None, timeout: int | None = None, request_timeout: float | None = None) -> Instance:
+    def instances_wait_retrieve(self, instance_id: str | int, *, state: Literal['pending', 'provisioning', 'running', 'stopping', 'stopped', 'starting', 'suspending', 'suspended', 'resuming', 'sleeping', 'asleep', 'waking', 'resizing', 'destroying', 'destroyed', 'error'] | None = None, timeout: int | None = None, request_timeout: float | None = None) -> Instance:
         """GET /api/v1/instances/{instance_id}/wait
 
         Long-poll until the instance is in `state`
@@ -2113,6 +2292,15 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/wait"
         params = {'state': state, 'timeout': timeout}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_wake_create(self, instance_id: str | int, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
+        """POST /api/v1/instances/{instance_id}/wake
+
+        Wake an asleep instance
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/wake"
+        params: dict[str, Any] = {}
+        return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def invitations_create(self, *, email: str, role: RoleEnum | Unset = UNSET, expires_in_days: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> InvitationCreated:
         """POST /api/v1/invitations
@@ -2247,7 +2435,7 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("POST", path, params=params, json=None, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
-    def operations_list(self, *, instance_id: str | None = None, kind: list[Literal['create', 'destroy', 'resize', 'restart', 'resume', 'start', 'stop', 'suspend']] | None = None, limit: int | None = None, offset: int | None = None, since: str | None = None, status: list[Literal['failed', 'queued', 'running', 'succeeded']] | None = None, until: str | None = None, request_timeout: float | None = None) -> Page[TenantOperation]:
+    def operations_list(self, *, instance_id: str | None = None, kind: list[Literal['create', 'destroy', 'resize', 'restart', 'resume', 'sleep', 'start', 'stop', 'suspend', 'wake']] | None = None, limit: int | None = None, offset: int | None = None, since: str | None = None, status: list[Literal['failed', 'queued', 'running', 'succeeded']] | None = None, until: str | None = None, request_timeout: float | None = None) -> Page[TenantOperation]:
         """GET /api/v1/operations
 
         The tenant's operations across its instances, newest first
@@ -2425,10 +2613,63 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                            'the end of that day, UTC).'}},
                    'required': [],
                    'additionalProperties': False},
+ 'addons_auto_backup_create': {'type': 'object',
+                               'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                              'enabled': {'type': 'boolean'},
+                                              'idempotency_key': {'type': 'string',
+                                                                  'minLength': 1,
+                                                                  'maxLength': 255,
+                                                                  'description': 'Idempotency-Key: the same key and '
+                                                                                 'body within 24 h replays the first '
+                                                                                 'answer.'}},
+                               'required': ['addon_id', 'enabled'],
+                               'additionalProperties': False},
+ 'addons_backup_info_retrieve': {'type': 'object',
+                                 'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                                 'required': ['addon_id'],
+                                 'additionalProperties': False},
+ 'addons_backups_create': {'type': 'object',
+                           'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                          'idempotency_key': {'type': 'string',
+                                                              'minLength': 1,
+                                                              'maxLength': 255,
+                                                              'description': 'Idempotency-Key: the same key and body '
+                                                                             'within 24 h replays the first answer.'}},
+                           'required': ['addon_id'],
+                           'additionalProperties': False},
+ 'addons_backups_destroy': {'type': 'object',
+                            'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                           'backup_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                           'idempotency_key': {'type': 'string',
+                                                               'minLength': 1,
+                                                               'maxLength': 255,
+                                                               'description': 'Idempotency-Key: the same key and body '
+                                                                              'within 24 h replays the first answer.'}},
+                            'required': ['addon_id', 'backup_id'],
+                            'additionalProperties': False},
+ 'addons_backups_download_retrieve': {'type': 'object',
+                                      'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                     'backup_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                                      'required': ['addon_id', 'backup_id'],
+                                      'additionalProperties': False},
+ 'addons_backups_list': {'type': 'object',
+                         'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                        'limit': {'type': 'integer',
+                                                  'description': 'Number of results to return per page.'},
+                                        'offset': {'type': 'integer',
+                                                   'description': 'The initial index from which to return the '
+                                                                  'results.'}},
+                         'required': ['addon_id'],
+                         'additionalProperties': False},
  'addons_destroy': {'type': 'object',
                     'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                    'confirm': {'type': 'string',
                                                'description': "The add-on's id: destroying it deletes its data."},
+                                   'final_snapshot': {'type': 'boolean',
+                                                      'default': True,
+                                                      'description': 'On AWS: keep a final RDS/ElastiCache snapshot of '
+                                                                     'the data (the default); false deletes without '
+                                                                     'one. The local engine keeps none.'},
                                    'idempotency_key': {'type': 'string',
                                                        'minLength': 1,
                                                        'maxLength': 255,
@@ -2436,6 +2677,16 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                       '24 h replays the first answer.'}},
                     'required': ['addon_id'],
                     'additionalProperties': False},
+ 'addons_restore_create': {'type': 'object',
+                           'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                          'backup_id': {'type': 'string', 'minLength': 1, 'maxLength': 40},
+                                          'idempotency_key': {'type': 'string',
+                                                              'minLength': 1,
+                                                              'maxLength': 255,
+                                                              'description': 'Idempotency-Key: the same key and body '
+                                                                             'within 24 h replays the first answer.'}},
+                           'required': ['addon_id', 'backup_id'],
+                           'additionalProperties': False},
  'addons_retrieve': {'type': 'object',
                      'properties': {'addon_id': {'type': 'string', 'pattern': '^[^/]+$'}},
                      'required': ['addon_id'],
@@ -2672,6 +2923,12 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                       'task_roots': {'type': 'array',
                                                      'maxItems': 16,
                                                      'items': {'type': 'string', 'minLength': 1, 'pattern': '^/\\S*$'}},
+                                      'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                          'description': 'Sleep after this many '
+                                                                                         'seconds without traffic '
+                                                                                         '(checked by the service); '
+                                                                                         'null or 0: never.'},
+                                                                         {'type': 'null'}]},
                                       'idempotency_key': {'type': 'string',
                                                           'minLength': 1,
                                                           'maxLength': 255,
@@ -2769,6 +3026,13 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                              'items': {'type': 'string',
                                                                        'minLength': 1,
                                                                        'pattern': '^/\\S*$'}},
+                                              'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                                  'description': 'Sleep after this '
+                                                                                                 'many seconds without '
+                                                                                                 'traffic (checked by '
+                                                                                                 'the service); null '
+                                                                                                 'or 0: never.'},
+                                                                                 {'type': 'null'}]},
                                               'idempotency_key': {'type': 'string',
                                                                   'minLength': 1,
                                                                   'maxLength': 255,
@@ -2845,6 +3109,12 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                       'task_roots': {'type': 'array',
                                                      'maxItems': 16,
                                                      'items': {'type': 'string', 'minLength': 1, 'pattern': '^/\\S*$'}},
+                                      'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                          'description': 'Sleep after this many '
+                                                                                         'seconds without traffic '
+                                                                                         '(checked by the service); '
+                                                                                         'null or 0: never.'},
+                                                                         {'type': 'null'}]},
                                       'idempotency_key': {'type': 'string',
                                                           'minLength': 1,
                                                           'maxLength': 255,
@@ -3227,6 +3497,11 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                      'config': {'type': 'object',
                                                 'description': 'Initial platform config.',
                                                 'additionalProperties': {}},
+                                     'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                         'description': 'Sleep after this many seconds '
+                                                                                        'without traffic (null: the '
+                                                                                        "blueprint's; 0: never)."},
+                                                                        {'type': 'null'}]},
                                      'idempotency_key': {'type': 'string',
                                                          'minLength': 1,
                                                          'maxLength': 255,
@@ -3355,7 +3630,8 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                    'region': {'type': 'string'},
                                    'state': {'type': 'array',
                                              'items': {'type': 'string',
-                                                       'enum': ['destroyed',
+                                                       'enum': ['asleep',
+                                                                'destroyed',
                                                                 'destroying',
                                                                 'error',
                                                                 'pending',
@@ -3363,11 +3639,13 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                 'resizing',
                                                                 'resuming',
                                                                 'running',
+                                                                'sleeping',
                                                                 'starting',
                                                                 'stopped',
                                                                 'stopping',
                                                                 'suspended',
-                                                                'suspending']},
+                                                                'suspending',
+                                                                'waking']},
                                              'description': '* `pending` - Pending\n'
                                                             '* `provisioning` - Provisioning\n'
                                                             '* `running` - Running\n'
@@ -3377,6 +3655,9 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                             '* `suspending` - Suspending\n'
                                                             '* `suspended` - Suspended\n'
                                                             '* `resuming` - Resuming\n'
+                                                            '* `sleeping` - Sleeping\n'
+                                                            '* `asleep` - Asleep\n'
+                                                            '* `waking` - Waking\n'
                                                             '* `resizing` - Resizing\n'
                                                             '* `destroying` - Destroying\n'
                                                             '* `destroyed` - Destroyed\n'
@@ -3441,6 +3722,23 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                               'status': {'type': 'string'}},
                                'required': ['instance_id'],
                                'additionalProperties': False},
+ 'instances_partial_update': {'type': 'object',
+                              'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                             'idle_timeout_seconds': {'anyOf': [{'type': 'integer',
+                                                                                 'description': 'Sleep after this many '
+                                                                                                'seconds without '
+                                                                                                'traffic (null: the '
+                                                                                                "blueprint's; 0: "
+                                                                                                'never).'},
+                                                                                {'type': 'null'}]},
+                                             'idempotency_key': {'type': 'string',
+                                                                 'minLength': 1,
+                                                                 'maxLength': 255,
+                                                                 'description': 'Idempotency-Key: the same key and '
+                                                                                'body within 24 h replays the first '
+                                                                                'answer.'}},
+                              'required': ['instance_id'],
+                              'additionalProperties': False},
  'instances_request_metrics_retrieve': {'type': 'object',
                                         'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                                        'window': {'type': 'string',
@@ -3509,6 +3807,15 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                 'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'}},
                                 'required': ['instance_id'],
                                 'additionalProperties': False},
+ 'instances_sleep_create': {'type': 'object',
+                            'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                           'idempotency_key': {'type': 'string',
+                                                               'minLength': 1,
+                                                               'maxLength': 255,
+                                                               'description': 'Idempotency-Key: the same key and body '
+                                                                              'within 24 h replays the first answer.'}},
+                            'required': ['instance_id'],
+                            'additionalProperties': False},
  'instances_start_create': {'type': 'object',
                             'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                            'idempotency_key': {'type': 'string',
@@ -3611,6 +3918,9 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                'suspending',
                                                                'suspended',
                                                                'resuming',
+                                                               'sleeping',
+                                                               'asleep',
+                                                               'waking',
                                                                'resizing',
                                                                'destroying',
                                                                'destroyed',
@@ -3626,6 +3936,9 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                      '* `suspending` - Suspending\n'
                                                                      '* `suspended` - Suspended\n'
                                                                      '* `resuming` - Resuming\n'
+                                                                     '* `sleeping` - Sleeping\n'
+                                                                     '* `asleep` - Asleep\n'
+                                                                     '* `waking` - Waking\n'
                                                                      '* `resizing` - Resizing\n'
                                                                      '* `destroying` - Destroying\n'
                                                                      '* `destroyed` - Destroyed\n'
@@ -3636,6 +3949,15 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                         'maximum': 300}},
                              'required': ['instance_id'],
                              'additionalProperties': False},
+ 'instances_wake_create': {'type': 'object',
+                           'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                          'idempotency_key': {'type': 'string',
+                                                              'minLength': 1,
+                                                              'maxLength': 255,
+                                                              'description': 'Idempotency-Key: the same key and body '
+                                                                             'within 24 h replays the first answer.'}},
+                           'required': ['instance_id'],
+                           'additionalProperties': False},
  'invitations_create': {'type': 'object',
                         'properties': {'email': {'type': 'string', 'format': 'email', 'minLength': 1, 'maxLength': 254},
                                        'role': {'type': 'string',
@@ -3751,9 +4073,11 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                 'resize',
                                                                 'restart',
                                                                 'resume',
+                                                                'sleep',
                                                                 'start',
                                                                 'stop',
-                                                                'suspend']},
+                                                                'suspend',
+                                                                'wake']},
                                              'description': 'repeat for several\n'
                                                             '\n'
                                                             '* `create` - Create\n'
@@ -3762,6 +4086,8 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                             '* `restart` - Restart\n'
                                                             '* `suspend` - Suspend\n'
                                                             '* `resume` - Resume\n'
+                                                            '* `sleep` - Sleep\n'
+                                                            '* `wake` - Wake\n'
                                                             '* `resize` - Resize\n'
                                                             '* `destroy` - Destroy'},
                                     'limit': {'type': 'integer',

@@ -400,6 +400,8 @@ lifecycle_command("start", "instances_start_create", "running", "Start a stopped
 lifecycle_command("restart", "instances_restart_create", "running", "Stop then start, as one operation (202).")
 lifecycle_command("suspend", "instances_suspend_create", "suspended", "Suspend a running instance (202).")
 lifecycle_command("resume", "instances_resume_create", "running", "Resume a suspended instance (202).")
+lifecycle_command("sleep", "instances_sleep_create", "asleep", "Put a running instance to sleep; the next request to it wakes it (202).")
+lifecycle_command("wake", "instances_wake_create", "running", "Wake an asleep instance (202).")
 
 
 @instances.command(name="list")

@@ -54,6 +54,9 @@ TOOLS: dict[str, ToolSpec] = {
     "instances_create": ToolSpec("write"),
     "instances_start_create": ToolSpec("write"),
     "instances_resume_create": ToolSpec("write"),
+    # Sleeping is undone by the next request to the instance: not destructive.
+    "instances_sleep_create": ToolSpec("write"),
+    "instances_wake_create": ToolSpec("write"),
     "instances_stop_create": ToolSpec("destructive"),
     "instances_restart_create": ToolSpec("destructive"),
     "instances_suspend_create": ToolSpec("destructive"),

@@ -10,7 +10,7 @@ from orchestrio.api.strict import BodySerializer, StrictTypesMixin
 from orchestrio.models import SLUG_PATTERN
 
 from .. import hostnames
-from ..choices import HealthStatus, InstanceState, OperationKind, OperationStatus, Provider, ProviderApi, StatResolution, StatWindow
+from ..choices import HealthStatus, InstanceState, OperationKind, OperationReason, OperationStatus, Provider, ProviderApi, StatResolution, StatWindow
 from ..models import BLUEPRINT_NAME_PATTERN, Blueprint, InstancePlan, LogLine, Region
 
 
@@ -28,6 +28,15 @@ class OperationSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True, read_only=True)
     error_code = BlankAsNullCharField(read_only=True)
     error_message = BlankAsNullCharField(read_only=True)
+    reason = serializers.ChoiceField(
+        choices=OperationReason.choices, allow_null=True, read_only=True,
+        help_text="Why it started when no person asked: `idle` (a sleep after the idle timeout), `request` (a wake by a request); null otherwise.",
+    )  # fmt: skip
+
+    def to_representation(self, operation):
+        data = super().to_representation(operation)
+        data["reason"] = data["reason"] or None
+        return data
 
 
 class TenantOperationSerializer(OperationSerializer):
@@ -62,6 +71,12 @@ class InstanceSerializer(serializers.Serializer):
     operation = OperationSerializer(source="unfinished_operation", allow_null=True, read_only=True)
     error_message = BlankAsNullCharField(read_only=True)
     labels = serializers.DictField(child=serializers.CharField(), read_only=True)
+    idle_timeout_seconds = serializers.IntegerField(
+        allow_null=True, read_only=True, help_text="The instance's own idle timeout: null = its blueprint's, 0 = never sleep."
+    )
+    effective_idle_timeout_seconds = serializers.IntegerField(
+        read_only=True, help_text="The idle timeout in force (the instance's, else the blueprint's); 0: it never sleeps."
+    )
     last_health_check = serializers.DateTimeField(allow_null=True, read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
@@ -79,6 +94,18 @@ class InstanceCreateSerializer(BodySerializer):
     region = serializers.CharField(max_length=16, required=False, allow_null=True, default=None, help_text="Default: the installation's DEFAULT_REGION.")
     labels = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
     config = serializers.DictField(required=False, default=dict, help_text="Initial platform config.")
+    idle_timeout_seconds = serializers.IntegerField(
+        required=False, allow_null=True, default=None,
+        help_text="Sleep after this many seconds without traffic (null: the blueprint's; 0: never).",
+    )
+
+
+class InstanceUpdateSerializer(BodySerializer):
+    """PATCH /instances/{id}: the instance's own settings; only the fields present change."""
+
+    idle_timeout_seconds = serializers.IntegerField(
+        allow_null=True, help_text="Sleep after this many seconds without traffic (null: the blueprint's; 0: never)."
+    )
 
 
 class ResizeSerializer(BodySerializer):
@@ -253,6 +280,7 @@ class BlueprintSerializer(serializers.Serializer):
     agent_port = serializers.IntegerField(read_only=True)
     command = serializers.ListField(child=serializers.CharField(), read_only=True)
     task_roots = serializers.ListField(child=serializers.CharField(), read_only=True)
+    idle_timeout_seconds = serializers.IntegerField(allow_null=True, read_only=True, help_text="Instances sleep after this long without traffic; null or 0: never.")
     builtin = serializers.BooleanField(source="is_builtin", read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
@@ -285,6 +313,9 @@ class BlueprintWriteSerializer(StrictTypesMixin, serializers.ModelSerializer):
     agent_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
     command = serializers.ListField(child=serializers.CharField(max_length=4096), required=False, max_length=64)
     task_roots = serializers.ListField(child=serializers.RegexField(r"^/\S*$", error_messages={"invalid": "task roots are absolute paths"}), required=False, max_length=16)
+    idle_timeout_seconds = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Sleep after this many seconds without traffic (checked by the service); null or 0: never."
+    )
     builtin = serializers.BooleanField(source="is_builtin", read_only=True)
 
     class Meta:
@@ -292,7 +323,7 @@ class BlueprintWriteSerializer(StrictTypesMixin, serializers.ModelSerializer):
         fields = [
             "name", "description", "provider_api", "image_id", "instance_type", "machine_types", "on_demand_percentage",
             "allocation_strategy", "subnet_ids", "security_group_ids", "key_name", "iam_instance_profile", "user_data", "tags", "health_path", "agent_port", "command",
-            "task_roots", "builtin", "created_at", "updated_at",
+            "task_roots", "idle_timeout_seconds", "builtin", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["builtin", "created_at", "updated_at"]
 

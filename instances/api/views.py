@@ -85,7 +85,7 @@ class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
 
     queryset = Operation.objects.select_related("instance").only(
         "id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message",
-        "instance__instance_id", "instance__destroyed_at",
+        "reason", "instance__instance_id", "instance__destroyed_at",
     ).order_by("-created_at", "-id")  # fmt: skip
     serializer_class = s.TenantOperationSerializer
     filterset_class = TenantOperationFilterSet
@@ -109,7 +109,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
     filterset_class = InstanceFilterSet
     allows_scoped_tokens = {
         "list", "retrieve", "destroy", "wait", "operations", "logs", "app_logs", "stats", "health", "runtime", "config",
-        "stop", "start", "restart", "suspend", "resume", "resize", "by_idempotency_key",
+        "stop", "start", "restart", "suspend", "resume", "sleep", "wake", "resize", "by_idempotency_key", "partial_update",
     }  # fmt: skip
     capabilities = {
         "destroy": "destroy", "cleanup": "destroy", "rotate_agent_key": "tokens",
@@ -117,6 +117,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
     rate_classes = {
         "create": "write", "destroy": "write", "resize": "write", "cleanup": "write", "rotate_agent_key": "write",
         "stop": "lifecycle", "start": "lifecycle", "restart": "lifecycle", "suspend": "lifecycle", "resume": "lifecycle",
+        "sleep": "lifecycle", "wake": "lifecycle", "partial_update": "write",
     }  # fmt: skip
 
     def _record(self, instance) -> dict:
@@ -166,6 +167,20 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Instance
     restart = _lifecycle_action(OperationKind.RESTART, "Restart: stop then start, as one operation")
     suspend = _lifecycle_action(OperationKind.SUSPEND, "Suspend (hibernate where the plan allows it)")
     resume = _lifecycle_action(OperationKind.RESUME, "Resume a suspended instance")
+    sleep = _lifecycle_action(OperationKind.SLEEP, "Put a running instance to sleep (suspended; the next request to it wakes it)")
+    wake = _lifecycle_action(OperationKind.WAKE, "Wake an asleep instance")
+
+    @extend_schema(
+        summary="Change the instance's own settings (its idle timeout)",
+        request=s.InstanceUpdateSerializer,
+        responses={200: s.InstanceSerializer},
+    )
+    def partial_update(self, request, instance_id=None):
+        instance = self.get_object()
+        body = s.InstanceUpdateSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        services.instance_update(instance=instance, actor=self.principal.actor, fields=dict(body.validated_data))
+        return Response(self._record(instance))
 
     @extend_schema(summary="Resize to another plan or instance type", request=s.ResizeSerializer, responses={202: s.InstanceSerializer, 400: ERR_400, 409: ERR_409})
     @action(detail=True, methods=["put"], url_path="resize")

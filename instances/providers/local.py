@@ -39,6 +39,7 @@ import psutil
 from django.conf import settings
 
 from ..agent_client import AgentClient, AgentError, AgentTimeout, AgentUnreachable, key_sha256
+from .. import hooks
 from ..choices import ErrorCode
 from . import sandbox
 from .base import Machine, MachineSpec, MachineState, Provider, ProviderError, TaskRequest, TaskResult
@@ -213,6 +214,8 @@ class LocalProvider(Provider):
                 (str(directory / "state"), sandbox.STATE, True),
                 (str(directory / "home"), sandbox.HOME, True),
                 (str(directory / "root" / "opt"), sandbox.OPT, True),
+                # What the apps above give the instance (add-ons: their unix sockets, read-only).
+                *hooks.sandbox_binds(instance_id=spec.instance_id, instance_pk=spec.instance_pk),
             ]
             return sandbox.wrap(uid=uid, hostname=spec.instance_id, binds=binds, argv=agent, mode=support.mode), None
         # No sandbox: only the bundled agent, confined to its own directory (tasks run only

@@ -25,18 +25,19 @@ TONES = {
     # done, healthy, in force
     "running": "good", "succeeded": "good", "active": "good", "healthy": "good", "delivered": "good",
     "applied": "good", "accepted": "good", "enabled": "good", "completed": "good", "trialing": "good", "complete": "good",
+    "available": "good",
     # in progress, waiting
     "pending": "busy", "provisioning": "busy", "starting": "busy", "stopping": "busy", "suspending": "busy",
-    "resuming": "busy", "resizing": "busy", "destroying": "busy", "queued": "busy", "updating": "busy",
+    "resuming": "busy", "sleeping": "busy", "waking": "busy", "resizing": "busy", "destroying": "busy", "queued": "busy", "updating": "busy",
     "rolling_back": "busy", "deleting": "busy", "pending_dns": "busy", "verifying": "busy", "removing": "busy",
-    "processing": "busy", "retrying": "busy", "in_progress": "busy",
+    "processing": "busy", "retrying": "busy", "in_progress": "busy", "backing_up": "busy", "restoring": "busy",
     # half wrong
     "degraded": "warn",
     # wrong
     "error": "bad", "failed": "bad", "unhealthy": "bad", "timed_out": "bad", "past_due": "bad", "unpaid": "bad",
     "incomplete": "bad", "revoked": "bad", "partial": "bad",
     # at rest
-    "stopped": "idle", "suspended": "idle", "destroyed": "idle", "deleted": "idle", "cancelled": "idle",
+    "stopped": "idle", "suspended": "idle", "asleep": "idle", "destroyed": "idle", "deleted": "idle", "cancelled": "idle",
     "canceled": "idle", "skipped": "idle", "unknown": "idle", "none": "idle", "expired": "idle", "disabled": "idle",
 }
 KIND_TONES = {

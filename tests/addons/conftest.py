@@ -22,3 +22,7 @@ def _no_leftover_addon_servers():
         target = engines.Target(addon_id=directory.name, addon_pk=0, engine="postgres" if (directory / "data" / "PG_VERSION").exists() else "redis", port=meta.get("port") or 0, username="", database="", password="", admin_password="")
         engines.stop(target, grace=5)
         shutil.rmtree(directory, ignore_errors=True)
+    # Their sockets' directories (in their instances' sockets directory) and the backups' store.
+    shutil.rmtree(base / "sockets", ignore_errors=True)
+    shutil.rmtree(base / "work", ignore_errors=True)
+    shutil.rmtree(settings.ADDONS_BACKUP_DIR, ignore_errors=True)

@@ -192,7 +192,7 @@ def test_instance_suspend_action_is_a_staff_operation_and_refuses_a_stopped_one(
         response = staff.post("/admin/instances/instance/", {"action": "suspend", "_selected_action": [web.pk, idle.pk]}, follow=True)
     text = response.content.decode()
     notes = re.findall(r'<li class="(?:success|warning|error)">(.*?)</li>', text)
-    assert notes == ["Instance acme-idle: cannot suspend acme-idle: it is stopped; suspend needs an instance that is running", "Suspending: 1 instance(s)."], notes
+    assert notes == ["Instance acme-idle: cannot suspend acme-idle: it is stopped; suspend needs an instance that is asleep or running", "Suspending: 1 instance(s)."], notes
     web.refresh_from_db()
     idle.refresh_from_db()
     assert web.state == "suspending" and idle.state == "stopped"

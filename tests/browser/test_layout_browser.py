@@ -83,6 +83,18 @@ def _objects(user):
         region="local", instance_id_prefix=LONG_ID[:59], count=1, requested_by=user.username, requested_by_type="user",
     )  # fmt: skip
     FleetRequestItem.objects.create(request=fleet_request, position=1, instance=instance, operation=operation)
+    from addons.models import AddOn, AddOnBackup
+
+    addon = AddOn.objects.create(
+        addon_id="addon_layout00000000000001", tenant=tenant, instance=instance, engine="postgres", version="16", status="available",
+        port=54321, username="app", database="app", password_encrypted="not-read-here", error_message="pg_restore failed: " + LONG_ID,
+    )  # fmt: skip
+    for n, status in enumerate(("available", "failed")):
+        AddOnBackup.objects.create(
+            backup_id=f"bak_layout0000000000000000{n}", addon=addon, tenant=tenant, kind="auto", status=status, storage="local",
+            location="x", stored=True, size_bytes=123456789, sha256="a" * 64, requested_by=user.username,
+            error_message="redis-cli --rdb failed: " + LONG_ID if status == "failed" else "",
+        )  # fmt: skip
     return instance, task, deployment
 
 
@@ -112,6 +124,8 @@ def test_every_console_page_fits_a_phone_and_a_laptop(logged_in_page, live_serve
         "fleet requests": reverse("fleet:list"),
         "fleet request": reverse("fleet:detail", args=["req-layout0000001"]),
         "notifications": reverse("console:notifications"),
+        "reveal an add-on's URL": reverse("instances:addon-reveal", args=[LONG_ID, "addon_layout00000000000001"]),
+        "destroy an add-on": reverse("instances:addon-destroy", args=[LONG_ID, "addon_layout00000000000001"]),
         "404 page": "/instances/no-such-instance-anywhere",
     }
     # Every tab of the instance page, as its tab bar links them (new tabs are checked too).
@@ -120,7 +134,7 @@ def test_every_console_page_fits_a_phone_and_a_laptop(logged_in_page, live_serve
         label = link.inner_text().strip()
         if label != "Overview":
             pages[f"instance tab {label}"] = link.get_attribute("href")
-    assert len(pages) > 21, pages  # the tabs were found (Tasks, Gateway, Domain)
+    assert len(pages) > 23, pages  # the tabs were found (Tasks, Gateway, Domain)
 
     for width, height in ((390, 844), (1280, 800)):
         page.set_viewport_size({"width": width, "height": height})

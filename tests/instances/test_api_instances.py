@@ -128,7 +128,7 @@ def test_list_filters(api, make_instance):
     assert ids(blueprint_name="Other") == []
     response = api.client.get("/api/v1/instances?label=env:prod&label=team:x", HTTP_AUTHORIZATION=f"Bearer {api.token}")
     assert [r["instance_id"] for r in response.json()["results"]] == ["a-run"]
-    assert_validation_error(api.get("instances", state="sleeping"), ("query", "state"))
+    assert_validation_error(api.get("instances", state="dozing"), ("query", "state"))
     assert_validation_error(api.get("instances", label="no-colon"), ("query", "label"))
 
 
@@ -324,7 +324,8 @@ def test_operations_list(api, running):
     body = api.get("instances/web-01/operations").json()
     assert body["count"] == 1
     row = body["results"][0]
-    assert set(row) == {"id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message"}
+    assert set(row) == {"id", "kind", "status", "requested_by", "created_at", "started_at", "finished_at", "error_code", "error_message", "reason"}
+    assert row["reason"] is None  # a person asked (an idle sleep says "idle": tests/gateway/test_sleep_wake.py)
     assert api.get("instances/web-01/operations", status="succeeded").json()["count"] == 0
     assert_validation_error(api.get("instances/web-01/operations", status="weird"), ("query", "status"))
 
@@ -345,6 +346,9 @@ class TestInstanceIsolation(TenantIsolationContract):
         ("POST", "instances/{id}/restart", None),
         ("POST", "instances/{id}/suspend", None),
         ("POST", "instances/{id}/resume", None),
+        ("POST", "instances/{id}/sleep", None),
+        ("POST", "instances/{id}/wake", None),
+        ("PATCH", "instances/{id}", {"idle_timeout_seconds": 600}),
         ("PUT", "instances/{id}/resize", {"plan_id": "openclaw-pro"}),
         ("POST", "instances/{id}/rotate-agent-key", None),
     ]

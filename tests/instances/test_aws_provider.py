@@ -218,6 +218,24 @@ def test_suspend_without_hibernation_is_a_plain_stop(api, aws, tenant):
     assert LogLine.objects.filter(instance=instance, message__startswith="suspended").exists()
 
 
+def test_sleep_hibernates_and_wake_starts_the_machine_again(api, aws, tenant):
+    """Scale to zero on AWS: a sleep is a suspend (hibernation where the plan allows it), a wake
+    starts the machine, and the instance records its new address (docs/lifecycle.md)."""
+    instance = _create(api, "aws-nap")
+    assert api.post("instances/aws-nap/sleep").status_code == 202
+    run_jobs()
+    instance.refresh_from_db()
+    assert instance.state == "asleep" and _ec2_state(aws, instance) == "stopped"
+    assert instance.provider_data["hibernated"] is True
+    assert LogLine.objects.filter(instance=instance, message__startswith="asleep, hibernated").exists()
+    assert api.post("instances/aws-nap/wake").status_code == 202
+    run_jobs()
+    instance.refresh_from_db()
+    assert instance.state == "running" and _ec2_state(aws, instance) == "running"
+    raw = aws.ec2.describe_instances(InstanceIds=[instance.provider_instance_id])["Reservations"][0]["Instances"][0]
+    assert instance.ip_address == (raw.get("PublicIpAddress") or raw.get("PrivateIpAddress"))
+
+
 def test_resize_stops_first(api, aws, monkeypatch):
     """moto accepts ModifyInstanceAttribute on a running machine (AWS does not): prove we stop first."""
     instance = _create(api, "aws-order")

@@ -11,16 +11,21 @@ from instances.models import Operation, StateChange
 
 from ..helpers import assert_error
 
-VERBS = {K.STOP: "stop", K.START: "start", K.RESTART: "restart", K.SUSPEND: "suspend", K.RESUME: "resume"}
+VERBS = {K.STOP: "stop", K.START: "start", K.RESTART: "restart", K.SUSPEND: "suspend", K.RESUME: "resume", K.SLEEP: "sleep", K.WAKE: "wake"}
 ALLOWED = {
     K.STOP: {S.RUNNING},
     K.START: {S.STOPPED, S.ERROR},
     K.RESTART: {S.RUNNING},
-    K.SUSPEND: {S.RUNNING},
+    K.SUSPEND: {S.RUNNING, S.ASLEEP},  # a person suspending an asleep instance: traffic no longer wakes it
     K.RESUME: {S.SUSPENDED},
+    K.SLEEP: {S.RUNNING},
+    K.WAKE: {S.ASLEEP},
     K.RESIZE: {S.RUNNING, S.STOPPED},
 }
-ENTERS = {K.STOP: S.STOPPING, K.START: S.STARTING, K.RESTART: S.STOPPING, K.SUSPEND: S.SUSPENDING, K.RESUME: S.RESUMING, K.RESIZE: S.RESIZING}
+ENTERS = {
+    K.STOP: S.STOPPING, K.START: S.STARTING, K.RESTART: S.STOPPING, K.SUSPEND: S.SUSPENDING, K.RESUME: S.RESUMING,
+    K.SLEEP: S.SLEEPING, K.WAKE: S.WAKING, K.RESIZE: S.RESIZING,
+}  # fmt: skip
 SETTABLE_STATES = [state for state in S.values if state != S.DESTROYED]
 
 
@@ -30,12 +35,13 @@ def test_api_md_transitions_are_exactly_the_edges():
         (S.RUNNING, S.STOPPING), (S.STOPPING, S.STOPPED), (S.STOPPED, S.STARTING), (S.STARTING, S.RUNNING),
         (S.RUNNING, S.SUSPENDING), (S.SUSPENDING, S.SUSPENDED), (S.SUSPENDED, S.RESUMING), (S.RESUMING, S.RUNNING),
         (S.RUNNING, S.RESIZING), (S.STOPPED, S.RESIZING), (S.RESIZING, S.RUNNING), (S.RESIZING, S.STOPPED),
+        (S.RUNNING, S.SLEEPING), (S.SLEEPING, S.ASLEEP), (S.ASLEEP, S.WAKING), (S.WAKING, S.RUNNING), (S.ASLEEP, S.SUSPENDING),
         (S.DESTROYING, S.DESTROYED),
     }  # fmt: skip
     for edge in expected:
         assert lifecycle.can_transition(*edge), edge
     # any (live, settled or pending) → destroying; any transitional → error
-    for state in (S.PENDING, S.RUNNING, S.STOPPED, S.SUSPENDED, S.ERROR):
+    for state in (S.PENDING, S.RUNNING, S.STOPPED, S.SUSPENDED, S.ASLEEP, S.ERROR):
         assert lifecycle.can_transition(state, S.DESTROYING)
     for state in lifecycle.TRANSITIONAL_STATES:
         assert lifecycle.can_transition(state, S.ERROR)
@@ -45,6 +51,8 @@ def test_api_md_transitions_are_exactly_the_edges():
     assert not lifecycle.can_transition(S.STOPPED, S.RUNNING)
     assert not lifecycle.can_transition(S.PENDING, S.RUNNING)
     assert not lifecycle.can_transition(S.SUSPENDED, S.RUNNING)
+    assert not lifecycle.can_transition(S.ASLEEP, S.RUNNING)
+    assert not lifecycle.can_transition(S.SUSPENDED, S.WAKING)  # traffic never wakes a person's suspend
 
 
 def test_illegal_transition_is_refused(make_instance):

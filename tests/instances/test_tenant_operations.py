@@ -47,7 +47,7 @@ def test_lists_every_instance_newest_first_with_the_instance(api, fleet):
     assert failed == {
         "id": fleet["failed"].pk, "kind": "create", "status": "failed", "requested_by": "owner@example.com",
         "created_at": failed["created_at"], "started_at": None, "finished_at": None, "error_code": "provider_capacity",
-        "error_message": "no capacity", "instance_id": "api-01", "instance_destroyed": False,
+        "error_message": "no capacity", "reason": None, "instance_id": "api-01", "instance_destroyed": False,
     }  # fmt: skip
     destroyed = next(row for row in body["results"] if row["id"] == fleet["destroy"].pk)
     assert destroyed["instance_id"] == "gone-01" and destroyed["instance_destroyed"] is True

@@ -172,6 +172,12 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     notifications.notify([(tenant.pk, "instance.error", {"instance_id": broken.instance_id, "error_message": "boom"})])
     notification = Notification.objects.get(tenant=tenant, user=api.user)
     addon = _ok(api.post(f"instances/{web.instance_id}/addons", {"engine": "postgres"}), 201)  # its job is not run: no server
+    # Its backup: as if created, then a backup asked for (whose job is not run either: pending).
+    from addons.models import AddOn, AddOnOperation
+
+    AddOnOperation.objects.filter(addon__addon_id=addon["addon_id"]).update(status="succeeded")
+    AddOn.objects.filter(addon_id=addon["addon_id"]).update(status="available")
+    backup = _ok(api.post(f"addons/{addon['addon_id']}/backups"), 202)
     _ok(api.patch(f"instances/{web.instance_id}/consent", {"debug_access": True}), 200)  # its conversations are readable
 
     return Seeded(
@@ -189,6 +195,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "fleet_request": [fleet_request["request_id"]],
             "notification": [notification.pk],
             "addon": [addon["addon_id"]],
+            "addon_backup": [backup["backup_id"]],
             "idempotency_key": [created_key],
             "operation": list(Operation.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True)[:2]),
             "domain": [domain],

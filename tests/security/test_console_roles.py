@@ -21,7 +21,7 @@ from ..helpers import CommitClient
 from .test_isolation_matrix import ROLES_HOLDING, queued_jobs, tenant_b, tenant_rows  # noqa: F401 - a fixture
 
 # Routes that are not tenant pages (no tenant, or not the console at all).
-OUTSIDE = {"console:login", "console:logout", "console:signup", "console:password-change", "console:invitation", "console:invitation-link"}
+OUTSIDE = {"console:login", "console:logout", "console:signup", "console:password-change", "console:invitation", "console:invitation-link", "addons:backup-download"}
 NOT_CONSOLE = ("api/", "admin/", "tunnel/", "gateway/", "internal/", "billing/stripe/", "health", "metrics", "favicon", "docs", "redoc")
 
 # (route, method, the URL's verb or action argument or None, capability), in the order of the
@@ -42,6 +42,8 @@ EXPECTED = [
     ("instances:domain", "GET", None, "read"),
     ("instances:chat", "GET", None, "read"),
     ("instances:monitoring", "GET", None, "read"),
+    ("instances:addons", "GET", None, "read"),
+    ("instances:addon-reveal", "GET", None, "tokens"),  # the confirmation page of a reveal
     ("deployments:list", "GET", None, "read"),
     ("deployments:create", "GET", None, "read"),
     ("deployments:detail", "GET", None, "read"),
@@ -63,6 +65,7 @@ EXPECTED = [
     ("instances:monitoring-live", "GET", None, "read"),
     ("instances:traffic-live", "GET", None, "read"),
     ("instances:domain-live", "GET", None, "read"),
+    ("instances:addons-live", "GET", None, "read"),
     ("deployments:list-live", "GET", None, "read"),
     ("deployments:detail-live", "GET", None, "read"),
     ("tasks:detail-live", "GET", None, "read"),
@@ -71,6 +74,7 @@ EXPECTED = [
     ("console:notifications-live", "GET", None, "read"),
     ("console:notifications-bell", "GET", None, "read"),
     ("instances:destroy", "GET", None, "destroy"),  # the confirmation page of a destroy
+    ("instances:addon-destroy", "GET", None, "destroy"),
     ("console:switch-tenant", "POST", None, "read"),  # the user's own session
     ("console:notification-read", "POST", None, "read"),  # one's own notification; another's is 404
     ("console:notifications-read-all", "POST", None, "read"),
@@ -88,8 +92,15 @@ EXPECTED = [
     ("instances:domain-action", "POST", "check", "operate"),
     ("instances:chat-action", "POST", "policy", "operate"),
     ("instances:chat-action", "POST", "consent", "debug"),
-    *[("instances:action", "POST", verb, "operate") for verb in ("stop", "start", "restart", "suspend", "resume", "resize")],
+    *[("instances:action", "POST", verb, "operate") for verb in ("stop", "start", "restart", "suspend", "resume", "sleep", "wake", "resize", "idle-timeout")],
     ("instances:action", "POST", "rotate-agent-key", "tokens"),
+    ("instances:addons", "POST", None, "operate"),
+    ("instances:addon-action", "POST", "backup", "operate"),
+    ("instances:addon-action", "POST", "auto-backup", "operate"),
+    ("instances:addon-reveal", "POST", None, "tokens"),
+    ("instances:addon-action", "POST", "download", "tokens"),  # a backup holds all of the add-on's data
+    ("instances:addon-action", "POST", "restore", "destroy"),  # it replaces the add-on's data
+    ("instances:addon-action", "POST", "delete-backup", "destroy"),
     ("deployments:create", "POST", None, "operate"),
     ("deployments:detail", "POST", None, "operate"),
     ("deployments:rollback", "POST", None, "operate"),
@@ -106,10 +117,11 @@ EXPECTED = [
     ("gateway:policy-delete", "POST", None, "destroy"),
     ("deployments:delete", "POST", None, "destroy"),
     ("fleet:return", "POST", None, "destroy"),
+    ("instances:addon-destroy", "POST", None, "destroy"),
     ("instances:destroy", "POST", None, "destroy"),
     ("console:team-member-remove", "POST", None, "members"),
 ]
-ARGUMENT = {"instances:action": "verb", "instances:domain-action": "action", "instances:chat-action": "action", "billing:alerts-action": "action"}
+ARGUMENT = {"instances:action": "verb", "instances:domain-action": "action", "instances:chat-action": "action", "billing:alerts-action": "action", "instances:addon-action": "action"}
 
 
 def console_routes() -> dict[str, object]:
@@ -171,6 +183,11 @@ def _url(name: str, argument: str | None, ids: dict) -> str:
         "instances:domain-action": {"instance_id": ids["instance"], "action": argument},
         "instances:chat": {"instance_id": ids["instance"]},
         "instances:chat-action": {"instance_id": ids["instance"], "action": argument},
+        "instances:addons": {"instance_id": ids["instance"]},
+        "instances:addons-live": {"instance_id": ids["instance"]},
+        "instances:addon-reveal": {"instance_id": ids["instance"], "addon_id": ids["addon"]},
+        "instances:addon-destroy": {"instance_id": ids["instance"], "addon_id": ids["addon"]},
+        "instances:addon-action": {"instance_id": ids["instance"], "addon_id": ids["addon"], "action": argument},
         "instances:action": {"instance_id": ids["instance"], "verb": argument},
         "deployments:detail": {"deployment_id": ids["deployment"]},
         "fleet:detail": {"request_id": ids["fleet_request"]},
@@ -194,9 +211,11 @@ FORMS = {
     ("console:team", None): {"email": "console-hire@example.org", "role": "member", "expires_in_days": "7"},
     ("console:team-member-role", None): {"role": "admin"},
     ("instances:action", "resize"): {"plan_id": "openclaw-pro"},
+    ("instances:action", "idle-timeout"): {"idle_timeout_seconds": "600"},
     ("instances:domain", None): {"domain": "www.acme-corp.example"},
     ("instances:chat-action", "policy"): {"allowed_models": ["default"]},
     ("instances:chat-action", "consent"): {"debug_access": "on"},
+    ("instances:addons", None): {"engine": "redis", "plan": "hobby"},
     ("instances:destroy", None): {"confirm": "acme-corp-web"},
     ("deployments:rollback", None): {"revision": "1"},
     ("fleet:list", None): {"blueprint_name": "OpenClaw", "count": "1", "plan_id": "openclaw-basic", "instance_id_prefix": "acme-corp-console"},

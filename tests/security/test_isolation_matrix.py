@@ -35,7 +35,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 # Which of a tenant's objects a path parameter names: by its name, or, for the generic names a
 # router gives (`pk`) and `name`, by the view that reads it.
-PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon", "cid": "conversation"}
+PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon", "backup_id": "addon_backup", "cid": "conversation"}
 VIEW_PARAMETER_OBJECTS = {
     ("ApiTokenViewSet", "pk"): "api_token",
     ("BlueprintViewSet", "name"): "blueprint",
@@ -55,10 +55,13 @@ BODIES = {
     ("api:instance-chat", "post"): {"message": "hello"},
     ("api:instance-consent", "patch"): {"debug_access": True},
     ("api:instance-model-policy", "put"): {"allowed_models": ["default"]},
+    ("api:instance-detail", "patch"): {"idle_timeout_seconds": 600},
     ("api:instance-custom-domain", "post"): {"domain": "app.intruder.example"},
     ("api:instance-resize", "put"): {"plan_id": "openclaw-pro"},
     ("api:instance-task-list", "post"): {"operation_code": "steal", "script_path": "/opt/orchestrio/scripts/echo-args.sh"},
     ("api:instance-addon-list", "post"): {"engine": "redis"},
+    ("api:addon-auto-backup", "post"): {"enabled": True},
+    ("api:addon-restore", "post"): {"backup_id": "bak_b_was_here"},
     ("api:instance-gateway-policy-list", "post"): {"slug": "intruder", "provider": "anonymous"},
     ("api:gateway-policy-detail", "patch"): {"enabled": False},
     ("api:deployment-detail", "patch"): {"config": {"b_was_here": True}},
@@ -342,6 +345,9 @@ EXPECTED_CAPABILITIES = {
     ("api:instance-start", "post"): "operate",
     ("api:instance-stop", "post"): "operate",
     ("api:instance-suspend", "post"): "operate",
+    ("api:instance-sleep", "post"): "operate",
+    ("api:instance-wake", "post"): "operate",
+    ("api:instance-detail", "patch"): "operate",
     ("api:instance-usage", "get"): "read",
     ("api:instance-request-metrics", "get"): "read",
     ("api:instance-wait", "get"): "read",
@@ -379,6 +385,13 @@ EXPECTED_CAPABILITIES = {
     ("api:addon-detail", "delete"): "destroy",
     ("api:addon-rotate-credentials", "post"): "tokens",
     ("api:addon-reveal", "post"): "tokens",
+    ("api:addon-auto-backup", "post"): "operate",
+    ("api:addon-backup-info", "get"): "read",
+    ("api:addon-backups", "get"): "read",
+    ("api:addon-backups", "post"): "operate",  # counted against the plan's daily quota
+    ("api:addon-backup-delete", "delete"): "destroy",
+    ("api:addon-backup-download", "get"): "tokens",  # a backup holds all of the add-on's data
+    ("api:addon-restore", "post"): "destroy",  # it replaces the add-on's data
     ("api:instance-gateway-policy-list", "get"): "read",
     ("api:instance-gateway-policy-list", "post"): "operate",  # a public policy needs "expose" (service)
     ("api:gateway-policy-detail", "get"): "read",
