@@ -12,11 +12,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from gateway import traffic, wake
 from instances.agent_client import AgentError, AgentTimeout, AgentUnreachable, agent_client_for
 from instances.choices import InstanceState
 from instances.models import Instance
@@ -59,6 +61,18 @@ def _require_running(instance: Instance, what: str) -> None:
         raise InvalidState(f"{what} needs the instance running; {instance.instance_id} is {instance.state}")
 
 
+def _chat_ready(instance: Instance, principal_key: str) -> Instance:
+    """A chat is traffic to the instance (the idle sweep counts it), and one to an asleep
+    instance wakes it, as a proxied request does (gateway.wake: the same wake and wait, 504 after
+    INSTANCE_WAKE_WAIT_SECONDS); its address is read again after a wake."""
+    if instance.state in wake.ASLEEP_OR_ON_THE_WAY:
+        wake.wake_for_request(instance, SimpleNamespace(ratelimit_key=f"chat:{principal_key}"))
+        instance = Instance.objects.select_related("blueprint").get(pk=instance.pk)
+    _require_running(instance, "chat")
+    traffic.note_start(instance.pk)
+    return instance
+
+
 def _agent_failure(exc: Exception, what: str) -> DomainError:
     """The agent's answer as the API's error: its refusals as they are (422, 429 with Retry-After),
     anything else from the instance as the gateway maps it (no answer in time: 504, else 502)."""
@@ -83,9 +97,9 @@ def _chat_body(*, message: str, conversation_id: str | None, user: str | None, m
     return {key: value for key, value in {"message": message, "conversation_id": conversation_id, "user": user, "model": model}.items() if value is not None}
 
 
-def chat_send(*, instance: Instance, message: str, conversation_id: str | None = None, user: str | None = None, model: str | None = None) -> dict:
+def chat_send(*, instance: Instance, message: str, conversation_id: str | None = None, user: str | None = None, model: str | None = None, principal_key: str = "") -> dict:
     """One exchange with the instance's agent runtime: its reply, the conversation and token counts."""
-    _require_running(instance, "chat")
+    instance = _chat_ready(instance, principal_key)
     body = _chat_body(message=message, conversation_id=conversation_id, user=user, model=model)
     try:
         exchange = agent_client_for(instance).chat(body, timeout=settings.CHAT_TIMEOUT_SECONDS)
@@ -97,10 +111,10 @@ def chat_send(*, instance: Instance, message: str, conversation_id: str | None =
 
 
 @contextmanager
-def chat_stream(*, instance: Instance, message: str, conversation_id: str | None = None, user: str | None = None, model: str | None = None):
+def chat_stream(*, instance: Instance, message: str, conversation_id: str | None = None, user: str | None = None, model: str | None = None, principal_key: str = ""):
     """The agent's server-sent events for one exchange (`delta` … `done`), as they come: yields an
     iterator of bytes. A refusal or a failure before the first byte raises the mapped error."""
-    _require_running(instance, "chat")
+    instance = _chat_ready(instance, principal_key)
     body = _chat_body(message=message, conversation_id=conversation_id, user=user, model=model)
     try:
         with agent_client_for(instance).stream("POST", "/chat", json=body, headers={"Accept": "text/event-stream"}, timeout=settings.CHAT_TIMEOUT_SECONDS) as response:

@@ -97,12 +97,12 @@ class InstanceRuntimeViewSet(InstanceScopedViewSet):
         # against the long-poll caps, as streams and waits do (docs/security.md).
         if "text/event-stream" not in request.headers.get("Accept", ""):
             with _chat_slot(self.principal, "chat"):
-                exchange = services.chat_send(instance=instance, **body.validated_data)
+                exchange = services.chat_send(instance=instance, principal_key=self.principal.key, **body.validated_data)
             return Response(s.ChatReplySerializer(exchange).data)
         slot = ExitStack()
         slot.enter_context(_chat_slot(self.principal, "chat stream"))
         try:
-            chunks = slot.enter_context(services.chat_stream(instance=instance, **body.validated_data))
+            chunks = slot.enter_context(services.chat_stream(instance=instance, principal_key=self.principal.key, **body.validated_data))
         except BaseException:
             slot.close()
             raise

@@ -199,3 +199,29 @@ def test_a_long_chat_renews_its_slot(api, tenant, broken_agent, settings, monkey
     settings.CHAT_TIMEOUT_SECONDS = 1
     assert_error(api.post("instances/slow-1/chat", {"message": "hi"}), 504)
     assert len(renewed) >= 5 and longpoll._held_here == 0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_chat_wakes_an_asleep_instance_and_counts_as_traffic(api, live):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from gateway import traffic, wake
+    from instances.models import Instance, Operation
+
+    from ..helpers import BackgroundWorker, call_job
+
+    live("chat-nap")
+    assert api.patch("instances/chat-nap", {"idle_timeout_seconds": 60}).status_code == 200
+    assert call_job(wake.idle_sweep, now=timezone.now() + timedelta(seconds=61))["slept"] == ["chat-nap"]
+    run_jobs()
+    assert Instance.objects.get(instance_id="chat-nap").state == "asleep"
+    with BackgroundWorker(interval=0.05):
+        reply = api.post("instances/chat-nap/chat", {"message": "hello"})
+    assert reply.status_code == 200, reply.content
+    assert "chat-nap" in reply.json()["reply"]
+    assert list(Operation.objects.filter(instance__instance_id="chat-nap", kind="wake").values_list("reason", "status")) == [("request", "succeeded")]
+    pk = Instance.objects.get(instance_id="chat-nap").pk
+    assert (timezone.now() - traffic.last_seen([pk])[pk]).total_seconds() < 30  # the idle sweep counts the chat
