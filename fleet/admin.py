@@ -1,11 +1,27 @@
 from django.contrib import admin
 
-from .models import FleetRequest, FleetRequestItem
+from .models import FleetBatch, FleetRequest, FleetRequestItem
+
+
+class FleetBatchInline(admin.StackedInline):
+    """The request's one fleet call, when its blueprint is EC2Fleet/SpotFleet (never its key)."""
+
+    model = FleetBatch
+    fields = [
+        "provider_api", "status", "fleet_id", "launched", "extra_machine_ids", "reasons", "attempts", "rq_job_id",
+        "created_at", "assigned_at", "key_erased_at",
+    ]  # fmt: skip
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 class FleetRequestItemInline(admin.TabularInline):
     model = FleetRequestItem
-    fields = ["position", "instance", "operation", "note"]
+    fields = ["position", "instance", "operation", "note", "machine_id", "adopted_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -23,7 +39,7 @@ class FleetRequestAdmin(admin.ModelAdmin):
     search_fields = ["request_id", "tenant__id", "requested_by"]
     list_select_related = ["tenant"]
     date_hierarchy = "created_at"
-    inlines = [FleetRequestItemInline]
+    inlines = [FleetBatchInline, FleetRequestItemInline]
     readonly_fields = [
         "request_id", "tenant", "kind", "blueprint_name", "plan_id", "region", "instance_id_prefix", "labels", "count", "returns",
         "requested_by", "requested_by_type", "created_at",

@@ -14,3 +14,10 @@ class RequestStatus(models.TextChoices):
     COMPLETE = "complete", "complete"  # every instance's operation succeeded
     PARTIAL = "partial", "partial"  # all finished, some failed
     FAILED = "failed", "failed"  # all finished, all failed
+
+
+class BatchStatus(models.TextChoices):
+    """Where a request's one fleet call stands (`FleetBatch`)."""
+
+    LAUNCHING = "launching", "launching"  # the fleet call has not been answered and assigned yet
+    ASSIGNED = "assigned", "assigned"  # its machines are the instances' (or the instances failed)

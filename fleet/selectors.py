@@ -41,4 +41,4 @@ def with_status(queryset: QuerySet[FleetRequest]) -> QuerySet[FleetRequest]:
 def with_items(queryset: QuerySet[FleetRequest]) -> QuerySet[FleetRequest]:
     """`with_status` and each request's instances with their operations (one more query)."""
     items = FleetRequestItem.objects.select_related("instance", "operation").order_by("position")
-    return with_status(queryset).select_related("returns").prefetch_related(Prefetch("items", queryset=items, to_attr="ordered_items"))
+    return with_status(queryset).select_related("returns", "batch").prefetch_related(Prefetch("items", queryset=items, to_attr="ordered_items"))

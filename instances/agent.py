@@ -13,7 +13,8 @@ single `cat` and the local provider can run it as a child process.
     GET  /conversations?limit=, GET /conversations/{cid}   what was said (under the state dir)
     GET  /usage                  tokens, requests and end users per UTC day, cumulative (below)
     POST /secrets                the deployment's secrets (JSON object of strings)
-    POST /agent-key              replace the key (authenticated with the current one)
+    POST /agent-key              replace the key (authenticated with the current one); a batch
+                                 machine takes its instance's identity with it
     POST /tasks                  run a script: {"task_id", "script_path", "args", "timeout_seconds"}
     GET  /tasks/{id}             its status, exit code and the last 64 KiB of stdout/stderr
     POST /tasks/{id}/cancel      kill its whole process group
@@ -23,7 +24,10 @@ single `cat` and the local provider can run it as a child process.
 
 Every call but /health needs `X-Orchestrio-Agent-Key: <key>`; the agent keeps only the key's
 SHA-256 (given by the launcher in ORCHESTRIO_AGENT_KEY_SHA256, then kept in
-`<state-dir>/agent-key.sha256` across rotations). Traffic the control plane's gateway proxies
+`<state-dir>/agent-key.sha256` across rotations). A machine of a fleet batch starts with the
+batch's bootstrap key and no instance; the control plane's first `POST /agent-key` gives it its
+instance's key and `identity` ({"instance_id", "tenant_id"}), kept in `<state-dir>/identity.json`
+and never changed afterwards. Traffic the control plane's gateway proxies
 (`/webhooks/…` and the echo) carries `X-Orchestrio-Gateway-Key` instead, a key derived from that
 hash which opens those routes only: a gateway caller can never reach the management routes.
 Script arguments reach the script as data: JSON on stdin, and `--key value` pairs in argv (the
@@ -512,9 +516,17 @@ class App:
 
 class Agent:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.instance_id = args.instance_id or ""
-        self.tenant_id = args.tenant_id or ""
         self.state_dir = os.path.abspath(args.state_dir)
+        # A machine of a fleet batch starts without an instance (its user data is the batch's):
+        # it is told which instance it is with its own key (POST /agent-key), kept in identity.json.
+        self.identity_file = os.path.join(self.state_dir, "identity.json")
+        try:
+            with open(self.identity_file, encoding="utf-8") as fh:
+                identity = json.load(fh)
+        except (OSError, ValueError):
+            identity = {}
+        self.instance_id = args.instance_id or str(identity.get("instance_id", ""))
+        self.tenant_id = args.tenant_id or str(identity.get("tenant_id", ""))
         self.root = os.path.abspath(args.root)
         self.home = os.path.abspath(args.home)
         self.started = time.time()
@@ -1089,8 +1101,16 @@ class Handler(BaseHTTPRequestHandler):
                 value = body.get("key_sha256", "") if isinstance(body, dict) else ""
                 if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
                     raise ValueError("key_sha256 must be 64 lowercase hex characters")
+                identity = body.get("identity")
+                if identity is not None:  # a batch machine becomes its instance's (docs/fleet.md)
+                    if not isinstance(identity, dict) or not all(isinstance(identity.get(k), str) and identity[k] for k in ("instance_id", "tenant_id")):
+                        raise ValueError("identity must name instance_id and tenant_id")
+                    if self.agent.instance_id not in ("", identity["instance_id"]):
+                        raise ValueError(f"this agent is already {self.agent.instance_id}'s")
+                    _atomic_write(self.agent.identity_file, json.dumps({k: identity[k] for k in ("instance_id", "tenant_id")}).encode())
+                    self.agent.instance_id, self.agent.tenant_id = identity["instance_id"], identity["tenant_id"]
                 self.agent.set_key_hash(value)
-                self._send(200, {"rotated": True})
+                self._send(200, {"rotated": True, "instance_id": self.agent.instance_id})
             elif path == "/tasks" and method == "POST":
                 body = self._json_body()
                 if not isinstance(body, dict):

@@ -202,8 +202,11 @@ class AgentClient:
     def put_secrets(self, values: dict) -> dict:
         return self._request("POST", "/secrets", json=values)
 
-    def set_key(self, new_key: str) -> dict:
-        return self._request("POST", "/agent-key", json={"key_sha256": key_sha256(new_key)})
+    def set_key(self, new_key: str, *, identity: dict | None = None) -> dict:
+        """Replace the agent's key; `identity` ({"instance_id", "tenant_id"}) tells a fleet batch's
+        machine which instance it now is (it started with the batch's bootstrap key only)."""
+        body = {"key_sha256": key_sha256(new_key), **({"identity": identity} if identity else {})}
+        return self._request("POST", "/agent-key", json=body)
 
     def chat(self, body: dict, *, timeout: float) -> dict:
         """The agent runtime's `POST /chat` (instances/agent.py `Runtime`): the exchange's record."""

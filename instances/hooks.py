@@ -26,6 +26,15 @@
 - `managed_config_key(key)`: who sets a key of an instance's config that a higher app owns (the
   runtime app: `model_policy`, validated against its model catalogue); a config merge patch that
   names it is refused (422) and points there.
+- `create_held_by(operation)`: a create is about to launch its instance's machine. An app that
+  launches several instances' machines in one call (the fleet app: one EC2 Fleet for a request's
+  batch) answers the id of the job that will hand this instance its machine and run the create
+  again; the create then waits, queued under that job (`services.operation_hold`). None: launch
+  as usual. The first listener with an answer wins.
+- `machine_ready(instance)`: the instance's agent has just answered its health path after an
+  operation that (re)started its machine, before the operation finishes as running. An app that
+  launched the machine with a provisional identity (the fleet app: a batch's shared bootstrap
+  key) makes the agent the instance's own here; a ProviderError fails the operation.
 - `sandbox_binds(instance_id=…, instance_pk=…)`: directories a sandboxed local instance gets
   bound into its filesystem view at launch, `(host path, sandbox path, writable)` (add-ons: the
   directory of its add-ons' unix sockets, read-only at /run/addons). A bind is fixed at launch, so
@@ -166,6 +175,31 @@ def instance_for_host(host: str) -> str | None:
         if instance_id:
             return instance_id
     return None
+
+
+_create_held_by: list[Callable] = []
+_machine_ready: list[Callable] = []
+
+
+def on_create_held_by(func: Callable) -> Callable:
+    return _register(_create_held_by, func)
+
+
+def create_held_by(operation) -> str | None:
+    for func in _create_held_by:
+        job_id = func(operation)
+        if job_id:
+            return job_id
+    return None
+
+
+def on_machine_ready(func: Callable) -> Callable:
+    return _register(_machine_ready, func)
+
+
+def machine_ready(instance) -> list[str]:
+    """Run every `machine_ready` hook; returns what each reported (for the lifecycle log)."""
+    return [note for note in (func(instance) for func in _machine_ready) if note]
 
 
 _sandbox_binds: list[Callable] = []

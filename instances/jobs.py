@@ -94,7 +94,10 @@ def _await_ready(operation: Operation, message: str) -> None:
 
 def _running_and_healthy(operation: Operation, message: str) -> None:
     """Finish as running (the readiness probe just passed, so health starts out healthy), then
-    tell the apps that wait for the instance to run."""
+    tell the apps that wait for the instance to run. First the apps that must make the agent the
+    instance's own (a fleet batch's machine) do so: a ProviderError there fails the operation."""
+    for note in hooks.machine_ready(operation.instance):
+        services.log_append(instance=operation.instance, stage="provider", message=note, operation=operation)
     if not services.operation_succeed(operation=operation, to_state=InstanceState.RUNNING, message=message):
         return
     instance = operation.instance
@@ -120,6 +123,10 @@ def _start_machine(operation: Operation, provider, *, verb: str) -> None:
 
 
 def _create(operation: Operation) -> None:
+    held_by = hooks.create_held_by(operation)
+    if held_by:  # a batch launches this instance's machine with others'; it runs the create again
+        services.operation_hold(operation=operation, job_id=held_by)
+        return
     provider = _provider(operation)
     if operation.instance.state == InstanceState.PENDING:
         services.instance_advance(operation=operation, to_state=InstanceState.PROVISIONING, stage="provisioning", message=f"provisioning on {provider.name}")
@@ -298,7 +305,12 @@ def readiness_sweep() -> dict:
         for op in waiting:
             result = results.get(op.instance.pk, {"ok": False, "detail": "not probed"})
             if result["ok"]:
-                _running_and_healthy(op, op.params.get("ready_message") or "running and healthy")
+                try:
+                    _running_and_healthy(op, op.params.get("ready_message") or "running and healthy")
+                except ProviderError as exc:
+                    services.operation_fail(operation=op, code=exc.code, message=exc.message)
+                    summary["failed"] += 1
+                    continue
                 summary["ready"] += 1
             elif now >= op.ready_deadline:
                 services.operation_fail(operation=op, code=ErrorCode.HEALTH_CHECK_FAILED, message=_not_ready_message(op.instance, result["detail"]))

@@ -133,7 +133,7 @@ def _refuse_if_busy(instance: Instance, verb: str) -> None:
         )
 
 
-def _operation_create(instance: Instance, kind: str, actor: Actor, params: dict | None = None, reason: str = "") -> Operation:
+def _operation_create(instance: Instance, kind: str, actor: Actor, params: dict | None = None, reason: str = "", held_by: str = "") -> Operation:
     try:
         with transaction.atomic():
             operation = Operation.objects.create(
@@ -147,6 +147,10 @@ def _operation_create(instance: Instance, kind: str, actor: Actor, params: dict 
             )
     except IntegrityError as exc:  # the partial unique index: a second unfinished operation
         raise Conflict(f"another operation is already running on {instance.instance_id}") from exc
+    if held_by:  # another job (a fleet batch's) runs it when it has its machine: `operation_release`
+        operation.rq_job_id = held_by
+        operation.save(update_fields=["rq_job_id"])
+        return operation
     operation.rq_job_id = f"op-{operation.pk}-1"
     operation.save(update_fields=["rq_job_id"])
     enqueue_on_commit("instances.jobs.run_operation", operation.pk, job_id=operation.rq_job_id)
@@ -198,7 +202,9 @@ def instance_create(
     idempotency_key: str | None = None,
     actor: Actor | None = None,
     idle_timeout_seconds: int | None = None,
+    held_by: str = "",
 ) -> Instance:
+    """`held_by`: the create waits, queued, for that job (a fleet batch's) to release it."""
     actor = actor or principal.actor
     if principal.instance_scope is not None:
         raise Forbidden("an instance-scoped token cannot create instances")
@@ -267,6 +273,7 @@ def instance_create(
         actor=actor,
         note=f"{blueprint.name} on {plan.pk} ({instance.instance_type}) in {region_row.pk}",
         audit={"blueprint": blueprint.name, "plan": plan.pk, "region": region_row.pk},
+        held_by=held_by,
     )
     lifecycle.publish_state(instance)
     return instance
@@ -292,6 +299,7 @@ def operation_accept(
     audit: dict | None = None,
     note: str = "",
     reason: str = "",
+    held_by: str = "",
 ) -> Accepted:
     """Accept a lifecycle operation, as `lifecycle.RULES[kind]` says: lock the row, answer
     "already" in the rule's done states, refuse when another operation is unfinished (409; staff
@@ -328,7 +336,7 @@ def operation_accept(
     params = {k: v for k, v in (params or {}).items() if k != "previous_state"}
     if rule.keeps_previous_state:
         params["previous_state"] = locked.state
-    operation = _operation_create(locked, kind, actor, params, reason)
+    operation = _operation_create(locked, kind, actor, params, reason, held_by)
     lifecycle.transition(locked, entered)
     if kind == OperationKind.DESTROY:
         hooks.instance_destroying(locked)  # e.g. its custom domain stops being served from now on
@@ -766,6 +774,33 @@ def operation_requeue(*, operation: Operation, actor: Actor, reason: str) -> boo
         op.save(update_fields=["rq_job_id", "status"])
         log_append(instance=op.instance, stage="reconciler", message=f"{op.kind}: {reason}; running it again (attempt {op.attempts + 1})", level=LogLevel.WARNING, operation=op)
         activity_record(actor=actor, action="instance.operation_requeued", tenant=op.tenant_id, object_type="instance", object_id=op.instance.instance_id, data={"operation": op.pk, "reason": reason})
+        enqueue_on_commit("instances.jobs.run_operation", op.pk, job_id=op.rq_job_id)
+    return True
+
+
+def operation_hold(*, operation: Operation, job_id: str) -> bool:
+    """A running create whose machine another job launches (a fleet batch): back to queued under
+    that job, which releases it (`operation_release`) once the machine is assigned. The reconciler
+    sees the operation queued with a live job, as for any queued operation."""
+    with transaction.atomic():
+        op = Operation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
+        if op.is_finished:
+            return False
+        op.status, op.rq_job_id = OperationStatus.QUEUED, job_id
+        op.save(update_fields=["status", "rq_job_id"])
+        log_append(instance=op.instance, stage="accepted", message=f"waiting for its machine from the batch ({job_id})", operation=op)
+    return True
+
+
+def operation_release(*, operation: Operation) -> bool:
+    """Run a held operation now (the job that held it has done its part): its own job id, enqueued
+    on commit. False when it was not held any more (finished, or already released)."""
+    with transaction.atomic():
+        op = Operation.objects.select_for_update(of=("self",)).get(pk=operation.pk)
+        if op.status != OperationStatus.QUEUED or op.rq_job_id.startswith("op-"):
+            return False
+        op.rq_job_id = f"op-{op.pk}-{op.attempts + 1}-{secrets.token_hex(4)}"
+        op.save(update_fields=["rq_job_id"])
         enqueue_on_commit("instances.jobs.run_operation", op.pk, job_id=op.rq_job_id)
     return True
 

@@ -398,6 +398,9 @@ AGENT_USAGE_CONCURRENCY = env_int("AGENT_USAGE_CONCURRENCY", 32)
 AGENT_USAGE_TIMEOUT_SECONDS = float(env("AGENT_USAGE_TIMEOUT_SECONDS", "5"))
 # A fleet request (POST /api/v1/requests) creates or returns at most this many instances (docs/fleet.md).
 FLEET_REQUEST_MAX_COUNT = env_int("FLEET_REQUEST_MAX_COUNT", 100)
+# A fleet batch's bootstrap key (shared by its machines until each has its own) is erased this
+# long after the batch began at the latest (docs/fleet.md "One fleet call per batch").
+FLEET_BOOTSTRAP_KEY_SECONDS = env_int("FLEET_BOOTSTRAP_KEY_SECONDS", 900)
 ENABLED_PROVIDERS = env_list("ENABLED_PROVIDERS", ["local"])
 IDEMPOTENCY_KEY_TTL_HOURS = 24
 # A request holding an idempotency key longer than this is presumed dead; the key may be retried.

@@ -7,7 +7,7 @@ from instances.models import BLUEPRINT_NAME_PATTERN
 from orchestrio.api.strict import BodySerializer
 from orchestrio.models import SLUG_PATTERN
 
-from ..choices import RequestKind, RequestStatus
+from ..choices import BatchStatus, RequestKind, RequestStatus
 
 
 class FleetRequestCreateSerializer(BodySerializer):
@@ -64,5 +64,19 @@ class FleetRequestSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class FleetCallSerializer(serializers.Serializer):
+    """The one EC2 Fleet / Spot Fleet call that launched an acquire request's machines (docs/fleet.md)."""
+
+    provider_api = serializers.CharField(help_text="EC2Fleet or SpotFleet.")
+    status = serializers.ChoiceField(choices=BatchStatus.choices, help_text="launching, then assigned once its machines are the instances'.")
+    fleet_id = serializers.CharField(allow_blank=True, help_text="The EC2 Fleet id or the Spot Fleet request id.")
+    launched = serializers.IntegerField(help_text="How many machines AWS launched for the request.")
+    reasons = serializers.ListField(child=serializers.CharField(), help_text="AWS's reasons, when it launched fewer than asked.")
+
+
 class FleetRequestDetailSerializer(FleetRequestSerializer):
+    fleet_call = FleetCallSerializer(
+        source="batch", allow_null=True, read_only=True,
+        help_text="From an EC2Fleet or SpotFleet blueprint on AWS: the one fleet call for the whole batch; else null.",
+    )  # fmt: skip
     instances = FleetItemSerializer(source="ordered_items", many=True)

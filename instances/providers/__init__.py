@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 from django.utils.module_loading import import_string
 
-from .base import Machine, MachineSpec, MachineState, Provider, ProviderError, TaskRequest, TaskResult
+from .base import BatchLaunch, Machine, MachineSpec, MachineState, Provider, ProviderError, TaskRequest, TaskResult
 from orchestrio.crypto import decrypt
 
 __all__ = [
-    "Machine", "MachineSpec", "MachineState", "Provider", "ProviderError", "TaskRequest", "TaskResult",
-    "get_provider", "spec_for",
+    "BatchLaunch", "Machine", "MachineSpec", "MachineState", "Provider", "ProviderError", "TaskRequest", "TaskResult",
+    "batch_spec_for", "get_provider", "spec_for",
 ]  # fmt: skip
 
 PROVIDER_CLASSES = {
@@ -66,3 +67,13 @@ def spec_for(instance, *, operation=None, instance_type: str | None = None) -> M
         provider_instance_id=instance.provider_instance_id,
         provider_data=dict(instance.provider_data or {}),
     )
+
+
+def batch_spec_for(instance, *, fleet_request: str, bootstrap_key: str) -> MachineSpec:
+    """The launch settings of a fleet batch's machines, from one of its instances (they share the
+    blueprint, plan, region and tenant): no instance's identity, key or config, which each machine
+    is given once it is assigned (docs/fleet.md "One fleet call per batch")."""
+    return replace(
+        spec_for(instance), instance_pk=0, instance_id="", operation_id=None, agent_key=bootstrap_key, config={},
+        provider_instance_id="", provider_data={}, fleet_request=fleet_request,
+    )  # fmt: skip

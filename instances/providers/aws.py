@@ -45,7 +45,7 @@ from django.conf import settings
 
 from ..agent_client import key_sha256
 from ..choices import ErrorCode
-from .base import Machine, MachineSpec, MachineState, Provider, ProviderError, TaskRequest, TaskResult
+from .base import BatchLaunch, Machine, MachineSpec, MachineState, Provider, ProviderError, TaskRequest, TaskResult
 
 logger = logging.getLogger(__name__)
 
@@ -168,18 +168,20 @@ def render_user_data(spec: MachineSpec) -> bytes:
     files = [_heredoc("/opt/orchestrio/agent.py", agent_for_user_data(), "ORCHESTRIO_AGENT_EOF")]
     for script in sorted(SCRIPTS_DIR.glob("*.sh")):
         files.append(_heredoc(f"/opt/orchestrio/scripts/{script.name}", script.read_bytes(), "ORCHESTRIO_SCRIPT_EOF"))
+    # A batch's machine knows only its tenant: its instance's id comes with its own key (the agent's
+    # POST /agent-key), once the control plane has assigned it (docs/fleet.md).
+    identity = ["--instance-id", spec.instance_id, "--instance-pk", str(spec.instance_pk)] if spec.instance_id else []
     args = " ".join(
         shlex.quote(part)
         for part in [
             "--host", "0.0.0.0", "--port", str(spec.agent_port), "--state-dir", "/var/lib/orchestrio/state",
-            "--secrets-dir", "/run/orchestrio", "--root", "/",
-            "--instance-id", spec.instance_id, "--tenant-id", spec.tenant_id, "--instance-pk", str(spec.instance_pk),
+            "--secrets-dir", "/run/orchestrio", "--root", "/", "--tenant-id", spec.tenant_id, *identity,
             "--app-log-bytes", str(settings.APP_LOG_MAX_BYTES), "--own-cgroup",  # systemd gives the agent's service a cgroup of its own
         ]
     )  # fmt: skip
     config = shlex.quote(json.dumps(spec.config, sort_keys=True, separators=(",", ":")))
     script = f"""#!/bin/bash
-# Orchestrio instance bootstrap: installs the instance agent ({spec.instance_id}).
+# Orchestrio instance bootstrap: installs the instance agent ({spec.instance_id or "fleet request " + spec.fleet_request}).
 set -euo pipefail
 install -d -m 0755 /opt/orchestrio /opt/orchestrio/scripts /opt/openclaw/scripts
 install -d -m 0700 /var/lib/orchestrio/state
@@ -358,6 +360,8 @@ class AwsProvider(Provider):
         existing = self._find(spec)
         if existing is not None and existing["State"]["Name"] not in ("shutting-down", "terminated"):
             logger.info("instance %s already has machine %s: not launching another", spec.instance_id, existing["InstanceId"])
+            if spec.provider_data.get("fleet_request"):
+                self._tag_batch_machine(spec, existing)
             if existing["State"]["Name"] in ("stopped", "stopping"):
                 return self.start(spec)
             return self._running(spec, existing, action="finish launching")
@@ -423,9 +427,9 @@ class AwsProvider(Provider):
         machine.provider_data.update(facts, hibernation_configured=hibernation)
         return machine
 
-    def _launch_template(self, spec: MachineSpec, *, hibernation: bool) -> str:
-        name = self._client_token(spec)
-        tag_list = self._tag_list(spec)
+    def _launch_template(self, spec: MachineSpec, *, hibernation: bool, name: str = "", tag_list: list[dict] | None = None) -> str:
+        name = name or self._client_token(spec)
+        tag_list = tag_list if tag_list is not None else self._tag_list(spec)
         data = {
             "ImageId": spec.image_id,
             "UserData": base64.b64encode(render_user_data(spec)).decode(),
@@ -518,6 +522,217 @@ class AwsProvider(Provider):
             self.ec2(spec, "terminate_instances", action="terminate extra fleet machines", InstanceIds=extra)
         facts = {"provider_api": "EC2Fleet", "fleet_id": answer.get("FleetId", ""), "lifecycle": group.get("Lifecycle", "on-demand")}
         return instance_id, facts
+
+    # --- a fleet batch: one fleet call for a request's machines ------------------------------
+
+    @staticmethod
+    def _batch_token(spec: MachineSpec) -> str:
+        return f"orchestrio-{spec.fleet_request}"[:64]
+
+    @staticmethod
+    def _batch_tag_list(spec: MachineSpec) -> list[dict]:
+        """A batch's machines carry no instance yet: the tenant and the request (what the IAM
+        policy's batch statements key on), until each is tagged with its instance."""
+        tags = {**spec.tags, "orchestrio:tenant_id": spec.tenant_id, "orchestrio:fleet_request": spec.fleet_request, "Name": spec.fleet_request}
+        return [{"Key": key, "Value": str(value)} for key, value in tags.items()]
+
+    def _batch_machines(self, spec: MachineSpec) -> list[dict]:
+        filters = [
+            {"Name": "tag:orchestrio:fleet_request", "Values": [spec.fleet_request]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+        reservations = self.ec2(spec, "describe_instances", action="look up the batch's machines", Filters=filters)["Reservations"]
+        return [raw for reservation in reservations for raw in reservation["Instances"]]
+
+    def launch_batch(self, spec: MachineSpec, *, count: int) -> BatchLaunch:
+        """`count` machines in one CreateFleet (type instant) or RequestSpotFleet call, from one
+        launch template whose user data carries only the batch's bootstrap identity (the tenant,
+        the request, the hash of a key the batch's machines share). The call's ClientToken is the
+        request's, and a live machine already tagged with the request means an earlier attempt
+        launched: those are returned and nothing is launched again."""
+        if not spec.image_id:
+            raise ProviderError(ErrorCode.PROVIDER_INVALID_REQUEST, "the blueprint has no image_id (an AMI id or resolve:ssm:…); AWS instances need one")
+        hibernation = spec.hibernation and spec.on_demand_percentage == 100  # on-demand machines only
+        found = self._batch_machines(spec)
+        if found and spec.provider_api == "EC2Fleet":
+            logger.info("fleet request %s already has %d machines: not launching again", spec.fleet_request, len(found))
+            facts = {"provider_api": "EC2Fleet", "hibernation_configured": hibernation}
+            machines = [self._batch_machine(raw, {**facts, "lifecycle": raw.get("InstanceLifecycle", "on-demand")}) for raw in found]
+            lost = [] if len(found) >= count else [f"an earlier attempt's fleet launched {len(found)} of {count} machines (its answer was lost)"]
+            return BatchLaunch(machines=machines, errors=lost)
+        template = self._launch_template(spec, hibernation=hibernation, name=self._batch_token(spec), tag_list=self._batch_tag_list(spec))
+        try:
+            if spec.provider_api == "EC2Fleet":
+                launch = self._batch_ec2_fleet(spec, template, count)
+            else:
+                launch = self._batch_spot_fleet(spec, template, count)
+        finally:
+            self._delete_launch_template(spec, template)
+        for machine in launch.machines:
+            machine.provider_data["hibernation_configured"] = hibernation
+        return launch
+
+    def _batch_machine(self, raw: dict, facts: dict) -> Machine:
+        return Machine(provider_instance_id=raw["InstanceId"], state=MachineState.PENDING, instance_type=raw.get("InstanceType", ""), provider_data=facts)
+
+    def _batch_ec2_fleet(self, spec: MachineSpec, template: str, count: int) -> BatchLaunch:
+        """CreateFleet for `count` units. An instance is one machine: when the weights let AWS fill
+        the units with fewer machines (and AWS reports no error), the missing ones are asked for
+        again, each call with a ClientToken of its own (the request's, then `-<machines so far>`),
+        until there are `count` or AWS has no more."""
+        machines: list[Machine] = []
+        fleet_id, errors = "", []
+        while len(machines) < count:
+            token = self._batch_token(spec) if not machines else f"{self._batch_token(spec)[:54]}-{len(machines)}"
+            try:
+                answer = self._create_batch_fleet(spec, template, count - len(machines), token)
+            except ProviderError as exc:
+                if not machines:
+                    raise
+                errors = [exc.message]  # what the first call launched is the batch's all the same
+                break
+            fleet_id = fleet_id or answer.get("FleetId", "")
+            got = [
+                self._batch_machine({"InstanceId": instance_id, "InstanceType": group.get("InstanceType", "")},
+                                    {"provider_api": "EC2Fleet", "fleet_id": answer.get("FleetId", ""), "lifecycle": group.get("Lifecycle", "on-demand")})
+                for group in answer.get("Instances", []) for instance_id in group.get("InstanceIds", [])
+            ]  # fmt: skip
+            if not machines and not got:  # nothing at all: typed like a single launch's (capacity, or a bad subnet…)
+                raise self._no_capacity(spec, "EC2 Fleet", answer.get("Errors", []))
+            machines += got
+            if len(machines) < count and (answer.get("Errors") or not got):
+                errors = self._batch_reasons(spec, "EC2 Fleet", answer.get("Errors", []), len(machines), count)
+                break
+        return BatchLaunch(machines=machines, errors=errors, fleet_id=fleet_id)
+
+    def _create_batch_fleet(self, spec: MachineSpec, template: str, capacity: int, token: str) -> dict:
+        on_demand, spot = self._split(spec, capacity)
+        return self.ec2(
+            spec, "create_fleet", action="launch the batch with EC2 Fleet",
+            Type="instant",
+            ClientToken=token,
+            LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {"LaunchTemplateName": template, "Version": "$Latest"}, "Overrides": self._overrides(spec)}],
+            TargetCapacitySpecification={
+                "TotalTargetCapacity": capacity, "OnDemandTargetCapacity": on_demand, "SpotTargetCapacity": spot,
+                "DefaultTargetCapacityType": "on-demand" if on_demand else "spot",
+            },
+            SpotOptions={"AllocationStrategy": spec.allocation_strategy or "price-capacity-optimized"},
+            OnDemandOptions={"AllocationStrategy": "lowest-price"},
+            TagSpecifications=[{"ResourceType": "fleet", "Tags": self._batch_tag_list(spec)}],
+        )  # fmt: skip
+
+    def _batch_reasons(self, spec: MachineSpec, api: str, errors: list[dict], launched: int, count: int) -> list[str]:
+        """Why a batch got fewer machines than it asked for: AWS's own errors (the first of each),
+        or, with none, what the weights did (a type of weight w fills w units of capacity)."""
+        found = [(e.get("ErrorCode") or e.get("Code") or "", e.get("ErrorMessage") or e.get("Message") or "") for e in errors]
+        reasons = list(dict.fromkeys(f"{code}: {message}" if message else code for code, message in found if code or message))
+        if not reasons and any(weight > 1 for _, weight in self._machine_types(spec)) and api.startswith("Spot Fleet"):
+            reasons = [f"AWS filled the {count} units of capacity with {launched} machines (a type of weight w counts w units); an instance is one machine"]
+        return reasons or [f"{api} launched {launched} of {count} machines without saying why"]
+
+    def _find_spot_fleet(self, spec: MachineSpec) -> str:
+        """The batch's Spot Fleet request if an earlier attempt made it (by its ClientToken)."""
+        token, next_token = self._batch_token(spec), None
+        while True:
+            kwargs = {"NextToken": next_token} if next_token else {}
+            page = self.ec2(spec, "describe_spot_fleet_requests", action="look up the batch's Spot Fleet request", **kwargs)
+            for config in page.get("SpotFleetRequestConfigs", []):
+                if config.get("SpotFleetRequestConfig", {}).get("ClientToken") == token:
+                    return config["SpotFleetRequestId"]
+            next_token = page.get("NextToken")
+            if not next_token:
+                return ""
+
+    def _batch_spot_fleet(self, spec: MachineSpec, template: str, count: int) -> BatchLaunch:
+        request_id = self._find_spot_fleet(spec)
+        if not request_id:
+            on_demand, _ = self._split(spec, count)
+            request_id = self.ec2(
+                spec, "request_spot_fleet", action="launch the batch with Spot Fleet",
+                SpotFleetRequestConfig={
+                    "IamFleetRole": self._spot_fleet_role(spec),
+                    "AllocationStrategy": spec.allocation_strategy or "priceCapacityOptimized",
+                    "OnDemandAllocationStrategy": "lowestPrice",
+                    "TargetCapacity": count,
+                    "OnDemandTargetCapacity": on_demand,
+                    "Type": "request",
+                    "ClientToken": self._batch_token(spec),
+                    "LaunchTemplateConfigs": [{"LaunchTemplateSpecification": {"LaunchTemplateName": template, "Version": "$Latest"}, "Overrides": self._overrides(spec)}],
+                    "TagSpecifications": [{"ResourceType": "spot-fleet-request", "Tags": self._batch_tag_list(spec)}],
+                },
+            )["SpotFleetRequestId"]  # fmt: skip
+        try:
+            return self._follow_batch_spot_fleet(spec, request_id, count)
+        except ProviderError:
+            # AWS stopped answering about it: cancel the request and whatever it launched, so no
+            # machine is left that the batch does not know of.
+            self._cancel_spot_fleet(spec, request_id, terminate=True)
+            raise
+
+    def _follow_batch_spot_fleet(self, spec: MachineSpec, request_id: str, count: int) -> BatchLaunch:
+        deadline = time.monotonic() + settings.AWS_FLEET_WAIT_SECONDS
+        errors: list[str] = []
+        history: list[dict] = []
+        while True:
+            active = self.ec2(spec, "describe_spot_fleet_instances", action="follow the Spot Fleet request", SpotFleetRequestId=request_id).get("ActiveInstances", [])
+            if len(active) >= count:
+                break
+            configs = self.ec2(spec, "describe_spot_fleet_requests", action="follow the Spot Fleet request", SpotFleetRequestIds=[request_id]).get("SpotFleetRequestConfigs", [])
+            config = configs[0] if configs else {}
+            state, activity = config.get("SpotFleetRequestState", "gone"), config.get("ActivityStatus", "")
+            target = config.get("SpotFleetRequestConfig", {}).get("TargetCapacity", count)
+            if active and config.get("SpotFleetRequestConfig", {}).get("FulfilledCapacity", 0) >= target:
+                errors = self._batch_reasons(spec, f"Spot Fleet request {request_id}", [], len(active), count)
+                break  # the weights filled the capacity with fewer machines
+            if state in ("cancelled", "cancelled_terminating", "cancelled_running", "failed", "gone") or activity == "error" or time.monotonic() >= deadline:
+                history = self._spot_fleet_errors(spec, request_id)
+                if history or time.monotonic() < deadline:
+                    errors = self._batch_reasons(spec, f"Spot Fleet request {request_id}", history, len(active), count)
+                else:
+                    errors = [f"the Spot Fleet request {request_id} had {len(active)} of {count} machines after {settings.AWS_FLEET_WAIT_SECONDS}s (state {state}, activity {activity or 'none'})"]
+                break
+            time.sleep(FLEET_POLL_SECONDS)
+        # What it launched is the batch's now; the one-time request must not outlive the launch.
+        # Looked at once more after the cancel: a machine launched meanwhile is the batch's too.
+        self._cancel_spot_fleet(spec, request_id, terminate=False)
+        active = self.ec2(spec, "describe_spot_fleet_instances", action="follow the Spot Fleet request", SpotFleetRequestId=request_id).get("ActiveInstances", [])
+        if not active:
+            if history:
+                raise self._no_capacity(spec, f"Spot Fleet request {request_id}", history)
+            raise ProviderError(ErrorCode.PROVIDER_CAPACITY, f"{'; '.join(errors)}; add machine types or subnets, raise on_demand_percentage, or retry later")
+        machines = [
+            self._batch_machine(item, {"provider_api": "SpotFleet", "spot_fleet_request_id": request_id, "lifecycle": "spot" if item.get("SpotInstanceRequestId") else "on-demand"})
+            for item in active
+        ]
+        return BatchLaunch(machines=machines, errors=[] if len(machines) >= count else errors, fleet_id=request_id)
+
+    def _tag_batch_machine(self, spec: MachineSpec, raw: dict) -> None:
+        """A batch's machine becomes its instance's: CreateTags with the instance's tags on the
+        machine and its volumes (the IAM policy allows it on machines tagged with a request only).
+        Idempotent: a re-run finds the tags there and sends nothing."""
+        tags = {tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])}
+        wanted = self._tag_list(spec)
+        if all(tags.get(tag["Key"]) == tag["Value"] for tag in wanted):
+            return
+        volumes = [m["Ebs"]["VolumeId"] for m in raw.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("VolumeId")]
+        self.ec2(spec, "create_tags", action="tag the machine with its instance", Resources=[raw["InstanceId"], *volumes], Tags=wanted)
+        raw["Tags"] = [{"Key": k, "Value": v} for k, v in {**tags, **{t["Key"]: t["Value"] for t in wanted}}.items()]
+
+    def unclaimed_batch_machines(self, region: str, fleet_request: str) -> list[str]:
+        """The live machines a batch launched that no instance claimed (not tagged with one)."""
+        filters = [
+            {"Name": "tag:orchestrio:fleet_request", "Values": [fleet_request]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ]
+        reservations = self.call("ec2", region, "describe_instances", action="look up the batch's machines", Filters=filters)["Reservations"]
+        return [
+            raw["InstanceId"] for reservation in reservations for raw in reservation["Instances"]
+            if not any(tag["Key"] == "orchestrio:instance_pk" for tag in raw.get("Tags", []))
+        ]  # fmt: skip
+
+    def terminate_machines(self, region: str, machine_ids: list[str]) -> None:
+        if machine_ids:
+            self.call("ec2", region, "terminate_instances", action="terminate the batch's extra machines", InstanceIds=list(machine_ids))
 
     def _spot_fleet_role(self, spec: MachineSpec) -> str:
         role = settings.AWS_SPOT_FLEET_ROLE

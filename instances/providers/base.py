@@ -52,6 +52,9 @@ class MachineSpec:
     on_demand_percentage: int = 100
     allocation_strategy: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    # A fleet batch's machines (`launch_batch`): the request's id, and no instance yet
+    # (instance_id "", instance_pk 0, agent_key the batch's bootstrap key).
+    fleet_request: str = ""
     # Facts the provider stored earlier (local: pid, dir; aws: EC2 id, client token).
     provider_instance_id: str = ""
     provider_data: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +104,17 @@ class TaskResult:
         return self.status not in ("queued", "running")
 
 
+@dataclass
+class BatchLaunch:
+    """What one fleet call for a whole batch launched (`Provider.launch_batch`): its machines (at
+    most what was asked; fewer when capacity ran short), AWS's reasons for what is missing, and
+    the fleet's id."""
+
+    machines: list[Machine]
+    errors: list[str] = field(default_factory=list)
+    fleet_id: str = ""
+
+
 class ProviderError(Exception):
     """A typed failure. `code` is one of instances.choices.ErrorCode; `retryable` marks transient ones."""
 
@@ -147,6 +161,20 @@ class Provider(abc.ABC):
         """Every machine tagged as Orchestrio's in this region (for the reconciler)."""
 
     def destroy_orphan(self, machine: Machine, region: str) -> None:
+        raise NotImplementedError
+
+    # Fleet batches (the fleet app: one EC2 Fleet / Spot Fleet call for a request's instances)
+    def launch_batch(self, spec: MachineSpec, *, count: int) -> BatchLaunch:
+        """Launch `count` machines for `spec.fleet_request` in one call, or find the ones an
+        earlier attempt launched (never a second fleet for the same batch)."""
+        raise NotImplementedError
+
+    def unclaimed_batch_machines(self, region: str, fleet_request: str) -> list[str]:
+        """The live machines a batch launched that no instance was given (to terminate)."""
+        raise NotImplementedError
+
+    def terminate_machines(self, region: str, machine_ids: list[str]) -> None:
+        """Terminate machines a batch launched beyond what it needed (idempotent)."""
         raise NotImplementedError
 
     # Tasks (the Tasks feature)

@@ -29,6 +29,7 @@ def test_acquire_creates_count_instances_each_with_its_operation(api, tenant):
     listed = api.get("instances", label=f"fleet-request:{body['request_id']}").json()
     assert listed["count"] == 3
     assert api.get(f"requests/{body['request_id']}").json() == body
+    assert body["fleet_call"] is None  # a RunInstances blueprint: each instance launches on its own
     assert api.get("activity", action="fleet.request").status_code == 200
 
 

@@ -342,6 +342,7 @@ _CALLED_BACK = {
     "deployments/services.py": {"deployment_reapply_secrets", "deployment_instance_running", "reconcile_deployments"},
     "domains/services.py": {"instance_destroying", "instance_destroyed", "instance_for_host"},
     "addons/services.py": {"addon_env_push_hook", "addons_of_destroyed_instance", "addons_reconcile"},
+    "fleet/services.py": {"fleet_create_held_by", "fleet_machine_ready", "fleet_batch_reconcile"},
 }
 
 
