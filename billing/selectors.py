@@ -12,6 +12,7 @@ from django.utils import timezone
 from instances.choices import InstanceState as S
 from instances.models import StateChange
 from orchestrio.quotas import current_period, executions_used
+from runtime.selectors import agent_usage_daily, agent_usage_totals
 from tasks.models import Task
 
 from .metering import pending_counts
@@ -66,6 +67,8 @@ def usage_current(tenant) -> dict:
         "quota": quota,
         "pct": round(used * 100 / quota, 1) if quota else None,
         "instance_hours": instance_hours(filters={"tenant": tenant}, start=start, end=end),
+        # The agent runtime's usage (tokens, cost, requests, end users) over the period's days.
+        "agent": agent_usage_totals(agent_usage_daily(tenant_id=tenant.pk, first=start.date(), last=(end - timedelta(microseconds=1)).date())),
     }
 
 
@@ -85,13 +88,14 @@ def usage_daily(*, tenant_id: str, days: int, instance=None) -> list[dict]:
     executions[today] += pending_counts(tenant_id, today, today + timedelta(days=1), instance.pk if instance is not None else None)
     now = timezone.now()
     by_instance = _changes_by_instance(scope, end)
+    agent = agent_usage_daily(first=first, last=today, instance=instance, tenant_id=tenant_id)
     daily = []
     for offset in range(days):
         day = first + timedelta(days=offset)
         day_start = datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
         day_end = min(day_start + timedelta(days=1), now)
         seconds = sum(billable_seconds(changes, day_start, day_end) for changes in by_instance.values()) if day_end > day_start else 0.0
-        daily.append({"date": day, "executions": executions.get(day, 0), "instance_hours": round(seconds / 3600, 3)})
+        daily.append({"date": day, "executions": executions.get(day, 0), "instance_hours": round(seconds / 3600, 3), **agent[day]})
     return daily
 
 
@@ -102,7 +106,10 @@ def instance_usage(instance, days: int) -> dict:
         "instance_id": instance.instance_id,
         "days": days,
         "daily": daily,
-        "totals": {"executions": sum(d["executions"] for d in daily), "instance_hours": round(sum(d["instance_hours"] for d in daily), 3)},
+        "totals": {
+            "executions": sum(d["executions"] for d in daily), "instance_hours": round(sum(d["instance_hours"] for d in daily), 3),
+            **agent_usage_totals({d["date"]: {k: d[k] for k in ("tokens_in", "tokens_out", "cost_usd", "requests", "end_users")} for d in daily}),
+        },  # fmt: skip
     }
 
 

@@ -70,6 +70,8 @@ def _chart_data(daily: list[dict]) -> dict:
         "t": [int(datetime.combine(d["date"], time.min, tzinfo=dt_timezone.utc).timestamp()) for d in daily],
         "instance_hours": [d["instance_hours"] for d in daily],
         "executions": [d["executions"] for d in daily],
+        "tokens": [d["tokens_in"] + d["tokens_out"] for d in daily],
+        "cost_usd": [float(d["cost_usd"]) for d in daily],
     }
 
 

@@ -9,6 +9,9 @@ single `cat` and the local provider can run it as a child process.
     GET  /app-logs?after=&since=&tail=&stream=&q=   the instance's own output (below)
     GET  /stats                  cumulative counters of the instance's processes (below)
     GET  /config, POST /config   the instance's platform config (JSON object)
+    POST /chat                   {"message", "conversation_id"?, "user"?, "model"?}: the reply (below)
+    GET  /conversations?limit=, GET /conversations/{cid}   what was said (under the state dir)
+    GET  /usage                  tokens, requests and end users per UTC day, cumulative (below)
     POST /secrets                the deployment's secrets (JSON object of strings)
     POST /agent-key              replace the key (authenticated with the current one); a batch
                                  machine takes its instance's identity with it
@@ -48,6 +51,12 @@ cgroup's cpu.stat with `--own-cgroup`, as under systemd on AWS), their RSS, the 
 (the cgroup's memory.max, else RLIMIT_AS; null when none), network bytes of the namespace's
 interfaces other than loopback (/proc/net/dev; loopback alone where it is the only one, as in the
 local sandbox), disk bytes read and written (/proc/<pid>/io, when readable) and the starts.
+
+Chat (the `Runtime` class; docs/agent.md): the config's `model_policy` ({"allowed_models",
+"default_model", "max_tokens_per_day"}) is enforced (a model outside it: 422 with the allowed
+list; the day's budget used up: 429 with Retry-After at the next 00:00 UTC); the reply comes from
+the config's `skills` (keyword → reply), or in app mode from the program's own `POST /chat`.
+Tokens are counted as one per 4 characters. Usage counters only grow, per day, under an `epoch`.
 
 Listening: on TCP (`--host/--port`, on a machine of its own) or on a listening socket the launcher
 bound and handed over (`--listen-fd N`, the local provider's sandbox: the socket's file lives in a
@@ -533,6 +542,7 @@ class Agent:
         self.app = None  # set by main() in app mode
         self.own_cgroup = getattr(args, "own_cgroup", False)
         self.app_log = AppLog(os.path.join(self.state_dir, "app-logs"), getattr(args, "app_log_bytes", APP_LOG_BYTES))
+        self.runtime = Runtime(self)
         # The launcher's hash is the control plane's current key: it wins over what a previous
         # run left on disk (a rotation while stopped, or a file the instance's own code changed).
         env_hash = os.environ.pop("ORCHESTRIO_AGENT_KEY_SHA256", "")
@@ -761,6 +771,178 @@ class Agent:
         }  # fmt: skip
 
 
+CHAT_MAX_CHARS = 8000
+KEEP_DAYS = 35  # days of usage counters kept (the metering job reads them every few minutes)
+USER_HASH_DAYS = 2  # days whose user hashes are kept (older days keep only their count)
+USERS_PER_DAY = 5000  # unique end users counted per day at most
+CONVERSATIONS_MAX = 200  # the oldest conversation goes when a new one passes this
+MESSAGES_MAX = 200  # messages kept per conversation (the newest)
+DEFAULT_SKILLS = [
+    {"name": "greeting", "keywords": ["hello", "hi", "hey"], "reply": "Hello! I am the agent of {instance}. Ask me for help to see what I can do."},
+    {"name": "help", "keywords": ["help", "skills"], "reply": "I answer from my configured skills: {skills}. Anything else I repeat back."},
+]
+
+
+class Refused(Exception):
+    """A chat the agent will not take: its status, detail and extra body fields (and headers)."""
+
+    def __init__(self, status: int, detail: str, headers: dict | None = None, **extra) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers, self.extra = status, detail, headers or {}, extra
+
+
+def count_tokens(text: str) -> int:
+    """The documented count (docs/agent.md): one token per 4 characters, rounded up."""
+    return (len(text) + 3) // 4
+
+
+def valid_cid(cid) -> bool:
+    return isinstance(cid, str) and 1 <= len(cid) <= 128 and all(c.isascii() and (c.isalnum() or c in ":_-") for c in cid)
+
+
+class Runtime:
+    """The agent runtime's side of chat: the model policy and skills of the config, conversations
+    under `<state-dir>/conversations/` (bounded), and cumulative usage per UTC day in
+    `<state-dir>/usage.json` with an `epoch` that changes only when the file starts anew (so the
+    control plane adds what grew since its last read and never counts an exchange twice)."""
+
+    def __init__(self, agent: "Agent") -> None:
+        self.agent = agent
+        self.dir = os.path.join(agent.state_dir, "conversations")
+        os.makedirs(self.dir, exist_ok=True)
+        self.usage_path = os.path.join(agent.state_dir, "usage.json")
+        self.lock = threading.Lock()
+        try:
+            with open(self.usage_path, "rb") as handle:
+                self.usage = json.loads(handle.read())
+            assert isinstance(self.usage["days"], dict) and self.usage["epoch"]
+        except (OSError, ValueError, KeyError, TypeError, AssertionError):
+            self.usage = {"epoch": os.urandom(8).hex(), "days": {}}
+
+    def config(self) -> dict:
+        try:
+            config = json.loads(self.agent.config_bytes() or b"{}")
+        except ValueError:
+            config = {}
+        return config if isinstance(config, dict) else {}
+
+    def chat(self, body: dict) -> dict:
+        message, cid, user, model = (body.get(k) for k in ("message", "conversation_id", "user", "model"))
+        if not isinstance(message, str) or not 1 <= len(message) <= CHAT_MAX_CHARS:
+            raise ValueError(f"message must be a string of 1 to {CHAT_MAX_CHARS} characters")
+        message.encode("utf-8")  # a lone surrogate is not text (UnicodeError is a ValueError)
+        cid = cid or "c-" + os.urandom(8).hex()
+        if not valid_cid(cid):
+            raise ValueError("conversation_id must be 1-128 letters, digits, ':', '_' or '-'")
+        if user is not None and (not isinstance(user, str) or len(user) > 256):
+            raise ValueError("user must be a string of at most 256 characters")
+        config = self.config()
+        policy = config.get("model_policy") if isinstance(config.get("model_policy"), dict) else {}
+        allowed = [m for m in policy.get("allowed_models") or [] if isinstance(m, str)]
+        model = model or policy.get("default_model") or (allowed[0] if allowed else "default")
+        if not isinstance(model, str) or (allowed and model not in allowed):
+            raise Refused(422, f"model {model!r} is not allowed by this instance's model policy; allowed: {', '.join(allowed)}", allowed_models=allowed)
+        budget, now = policy.get("max_tokens_per_day"), datetime.now(timezone.utc)
+        with self.lock:
+            today = self.usage["days"].get(now.strftime("%Y-%m-%d"), {})
+            used = today.get("tokens_in", 0) + today.get("tokens_out", 0)
+        if isinstance(budget, int) and used >= budget:
+            wait = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+            raise Refused(429, f"this instance's daily token budget ({budget}) is used up ({used}); it resets at 00:00 UTC", {"Retry-After": str(wait)}, retry_after=wait)
+        uhash = hashlib.sha256(f"{self.agent.instance_id}:{user}".encode("utf-8", "replace")).hexdigest()[:16] if user else None
+        reply, skill = self.forward(message, cid, model, uhash) if self.agent.app is not None else self.answer(message, config)
+        exchange = {"conversation_id": cid, "model": model, "skill": skill, "reply": reply, "tokens_in": count_tokens(message), "tokens_out": count_tokens(reply), "at": now_iso()}
+        self.record(exchange, message, uhash)
+        return exchange
+
+    def answer(self, message: str, config: dict) -> tuple:
+        """The deterministic responder: the first skill with a keyword among the message's words."""
+        skills = [s for s in config.get("skills") or DEFAULT_SKILLS if isinstance(s, dict) and isinstance(s.get("reply"), str)]
+        words = set("".join(c if c.isalnum() else " " for c in message.lower()).split())
+        for skill in skills:
+            if words & {str(k).lower() for k in skill.get("keywords") or []}:
+                names = ", ".join(str(s.get("name")) for s in skills)
+                return skill["reply"].replace("{instance}", self.agent.instance_id).replace("{skills}", names).replace("{message}", message), str(skill.get("name", "skill"))
+        return f"You said: {message}", "echo"
+
+    def forward(self, message: str, cid: str, model: str, uhash) -> tuple:
+        """App mode: the program's `POST /chat` answers (docs/agent.md has the contract)."""
+        import http.client
+
+        body = json.dumps({"message": message, "conversation_id": cid, "model": model, "user": uhash, "history": (self.conversation(cid) or {}).get("messages", [])[-20:]}).encode()
+        upstream = http.client.HTTPConnection("127.0.0.1", self.agent.app.port, timeout=APP_TIMEOUT_SECONDS)
+        try:
+            upstream.request("POST", "/chat", body, {"Content-Type": "application/json"})
+            response = upstream.getresponse()
+            answer = json.loads(response.read(MAX_JSON_BODY)) if response.status == 200 else None
+        except TimeoutError:
+            raise Refused(504, "the instance's program did not answer the chat in time") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise Refused(502, f"the instance's program did not answer the chat ({type(exc).__name__})") from None
+        finally:
+            upstream.close()
+        if not isinstance(answer, dict) or not isinstance(answer.get("reply"), str):
+            raise Refused(502, f"the instance's program answered the chat with {response.status}, not 200 and a JSON reply")
+        return answer["reply"], str(answer.get("skill") or "app")
+
+    def record(self, exchange: dict, message: str, uhash) -> None:
+        """The exchange into its conversation (read again under the lock: two chats of one
+        conversation at once both land) and into the day's counters."""
+        day, model, cid = exchange["at"][:10], exchange["model"], exchange["conversation_id"]
+        with self.lock:
+            history = self.conversation(cid) or {"id": cid, "created_at": exchange["at"], "messages": []}
+            history["messages"] += [
+                {"role": "user", "content": message, "user": uhash, "at": exchange["at"], "tokens": exchange["tokens_in"]},
+                {"role": "assistant", "content": exchange["reply"], "model": model, "skill": exchange["skill"], "at": exchange["at"], "tokens": exchange["tokens_out"]},
+            ]
+            history["messages"], history["updated_at"] = history["messages"][-MESSAGES_MAX:], exchange["at"]
+            days = self.usage["days"]
+            totals = days.setdefault(day, {"requests": 0, "tokens_in": 0, "tokens_out": 0, "user_count": 0, "users": [], "models": {}})
+            per_model = totals["models"].setdefault(model, {"requests": 0, "tokens_in": 0, "tokens_out": 0})
+            for counts in (totals, per_model):
+                counts["requests"] += 1
+                counts["tokens_in"] += exchange["tokens_in"]
+                counts["tokens_out"] += exchange["tokens_out"]
+            if uhash and uhash not in totals.get("users", ()) and totals["user_count"] < USERS_PER_DAY:
+                totals["users"].append(uhash)
+                totals["user_count"] += 1
+            for old in sorted(days)[:-USER_HASH_DAYS]:
+                days[old].pop("users", None)
+            for old in sorted(days)[:-KEEP_DAYS]:
+                del days[old]
+            _atomic_write(self.usage_path, json.dumps(self.usage).encode())
+            _atomic_write(os.path.join(self.dir, exchange["conversation_id"] + ".json"), json.dumps(history).encode())
+            files = sorted(os.scandir(self.dir), key=lambda e: e.stat().st_mtime)
+            for entry in files[: max(len(files) - CONVERSATIONS_MAX, 0)]:
+                os.unlink(entry.path)
+
+    def usage_report(self) -> dict:
+        with self.lock:
+            days = {d: {k: v for k, v in c.items() if k != "users"} for d, c in self.usage["days"].items()}
+        return {"instance_id": self.agent.instance_id, "epoch": self.usage["epoch"], "days": days}
+
+    def conversation(self, cid: str):
+        if not valid_cid(cid):
+            return None
+        try:
+            with open(os.path.join(self.dir, cid + ".json"), "rb") as handle:
+                return json.loads(handle.read())
+        except (OSError, ValueError):
+            return None
+
+    def conversations(self, query: str) -> dict:
+        limit = parse_qs(query).get("limit", ["20"])[-1]
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            raise ValueError("limit must be a whole number from 1 to 100")
+        found = [c for c in (self.conversation(name[:-5]) for name in os.listdir(self.dir) if name.endswith(".json")) if c]
+        found.sort(key=lambda c: c.get("updated_at", ""), reverse=True)
+        return {"count": len(found), "results": [
+            {"id": c["id"], "created_at": c.get("created_at"), "updated_at": c.get("updated_at"), "messages": len(c["messages"]),
+             "preview": next((m["content"][:120] for m in c["messages"] if m["role"] == "user"), "")}
+            for c in found[: int(limit)]
+        ]}  # fmt: skip
+
+
 def app_log_query(query: str) -> dict:
     """`/app-logs`' parameters, checked (ValueError: 422)."""
     params = {key: values[-1] for key, values in parse_qs(query, keep_blank_values=True).items()}
@@ -879,7 +1061,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.agent.app is not None and path == self.agent.app.health_path and method in ("GET", "HEAD"):
             self._forward()  # the program's health check is open, as /health is in the agent's own mode
             return
-        management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks", "/app-logs", "/stats") or path.startswith("/tasks/")
+        management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks", "/app-logs", "/stats", "/chat", "/usage", "/conversations") or path.startswith(("/tasks/", "/conversations/"))
         if management and self.agent.app is not None and not self.agent.check_key(self.headers.get(KEY_HEADER)):
             management = False  # in app mode, the program's own route of that name
         if not self._authorized(gateway_ok=not management):
@@ -891,6 +1073,15 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, self.agent.stats())
             elif path == "/app-logs" and method == "GET":
                 self._send(200, self.agent.app_log.read(**app_log_query(url.query)))
+            elif path == "/chat" and method == "POST":
+                self._chat()
+            elif path == "/usage" and method == "GET":
+                self._send(200, self.agent.runtime.usage_report())
+            elif path == "/conversations" and method == "GET":
+                self._send(200, self.agent.runtime.conversations(url.query))
+            elif path.startswith("/conversations/") and method == "GET":
+                found = self.agent.runtime.conversation(path[len("/conversations/") :])
+                self._send(200, found) if found else self._error(404, "no such conversation")
             elif path == "/config" and method == "GET":
                 self._send(200, self.agent.config_bytes())
             elif path == "/config" and method in ("POST", "PUT"):
@@ -941,6 +1132,36 @@ class Handler(BaseHTTPRequestHandler):
                 self._echo(url)
         except ValueError as exc:
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+
+    def _chat(self) -> None:
+        """`POST /chat`: JSON, or with `Accept: text/event-stream` the reply as `delta` events
+        (a few words each) and a `done` event with the exchange's record."""
+        body = self._json_body()
+        try:
+            exchange = self.agent.runtime.chat(body if isinstance(body, dict) else {})
+        except Refused as exc:
+            data = json.dumps({"detail": exc.detail, **exc.extra}).encode()
+            self.send_response(exc.status)
+            for name, value in {**exc.headers, "Content-Type": "application/json", "Content-Length": str(len(data))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        if "text/event-stream" not in self.headers.get("Accept", ""):
+            self._send(200, exchange)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        words = exchange["reply"].split(" ")
+        events = [("delta", {"text": " ".join(words[i : i + 4]) + (" " if i + 4 < len(words) else "")}) for i in range(0, len(words), 4)]
+        for name, data in [*events, ("done", exchange)]:
+            chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
 
     def _echo(self, url) -> None:
         digest = hashlib.sha256()

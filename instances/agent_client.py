@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import urlencode
+import json as jsonlib
+from contextlib import contextmanager
+from urllib.parse import quote, urlencode
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -108,10 +110,12 @@ def gateway_key_for(agent_key_encrypted: str) -> str:
 class AgentError(Exception):
     """The agent answered with an error status."""
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, *, body: dict | None = None, headers: dict | None = None) -> None:
         super().__init__(f"agent answered {status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
+        self.body = body or {}  # the agent's JSON error body (a refused chat's `allowed_models`)
+        self.headers = headers or {}
 
 
 class AgentUnreachable(Exception):
@@ -124,6 +128,16 @@ class AgentTimeout(Exception):
 
 def key_sha256(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _agent_error(response: httpx.Response, text: str) -> AgentError:
+    try:
+        body = jsonlib.loads(text)
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    retry_after = response.headers.get("Retry-After")
+    return AgentError(response.status_code, str(body.get("detail", text[:200])), body=body, headers={"Retry-After": retry_after} if retry_after else {})
 
 
 class AgentClient:
@@ -145,15 +159,26 @@ class AgentClient:
         except httpx.TransportError as exc:
             raise AgentUnreachable(f"cannot reach the agent at {self.endpoint}: {type(exc).__name__}") from exc
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text[:200])
-            except ValueError:
-                detail = response.text[:200]
-            raise AgentError(response.status_code, str(detail))
+            raise _agent_error(response, response.text)
         try:
             return response.json()
         except ValueError as exc:
             raise AgentError(response.status_code, "the agent answered with something other than JSON") from exc
+
+    @contextmanager
+    def stream(self, method: str, path: str, *, json: Any = None, headers: dict | None = None, timeout: float | None = None):
+        """The agent's answer as it comes (`response.iter_raw()`); an error status raises AgentError
+        before anything is read, so the caller can still answer with a status of its own."""
+        try:
+            with self.endpoint.client(timeout=timeout or self.timeout) as client:
+                with client.stream(method, path, json=json, headers={KEY_HEADER: self.key, **(headers or {})}) as response:
+                    if response.status_code >= 400:
+                        raise _agent_error(response, response.read()[:4096].decode("utf-8", "replace"))
+                    yield response
+        except httpx.TimeoutException as exc:
+            raise AgentTimeout(f"the agent at {self.endpoint} did not answer within {timeout or self.timeout}s") from exc
+        except httpx.TransportError as exc:
+            raise AgentUnreachable(f"cannot reach the agent at {self.endpoint}: {type(exc).__name__}") from exc
 
     def status(self) -> dict:
         return self._request("GET", "/api/status", timeout=5)
@@ -182,6 +207,20 @@ class AgentClient:
         machine which instance it now is (it started with the batch's bootstrap key only)."""
         body = {"key_sha256": key_sha256(new_key), **({"identity": identity} if identity else {})}
         return self._request("POST", "/agent-key", json=body)
+
+    def chat(self, body: dict, *, timeout: float) -> dict:
+        """The agent runtime's `POST /chat` (instances/agent.py `Runtime`): the exchange's record."""
+        return self._request("POST", "/chat", json=body, timeout=timeout)
+
+    def usage(self, *, timeout: float = 5) -> dict:
+        """The agent runtime's cumulative counters per UTC day, under its `epoch`."""
+        return self._request("GET", "/usage", timeout=timeout)
+
+    def conversations(self, *, limit: int) -> dict:
+        return self._request("GET", f"/conversations?limit={int(limit)}", timeout=5)
+
+    def conversation(self, conversation_id: str) -> dict:
+        return self._request("GET", f"/conversations/{quote(conversation_id, safe='')}", timeout=5)
 
     def start_task(self, *, task_id: str, script_path: str, args: dict, timeout_seconds: int) -> dict:
         body = {"task_id": task_id, "script_path": script_path, "args": args, "timeout_seconds": timeout_seconds}

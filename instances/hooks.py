@@ -23,6 +23,9 @@
   agent pushes this whole set, so that no push drops another app's part; `replace` gives one part's
   values for this push (a deployment applying a new revision). On a name two parts set, the part
   of higher `priority` wins (a deployment's own secret over an add-on's URL).
+- `managed_config_key(key)`: who sets a key of an instance's config that a higher app owns (the
+  runtime app: `model_policy`, validated against its model catalogue); a config merge patch that
+  names it is refused (422) and points there.
 - `create_held_by(operation)`: a create is about to launch its instance's machine. An app that
   launches several instances' machines in one call (the fleet app: one EC2 Fleet for a request's
   batch) answers the id of the job that will hand this instance its machine and run the create
@@ -52,6 +55,16 @@ logger = logging.getLogger(__name__)
 _machine_started: list[Callable] = []
 _instance_running: list[Callable] = []
 _environment: dict[str, tuple[int, Callable]] = {}
+_managed_config_keys: dict[str, str] = {}
+
+
+def on_managed_config_key(key: str, where: str) -> None:
+    """`key` of an instance's config is set only through `where` (a route of the registering app)."""
+    _managed_config_keys[key] = where
+
+
+def managed_config_key(key: str) -> str | None:
+    return _managed_config_keys.get(key)
 
 
 def on_environment(name: str, func: Callable, *, priority: int = 0) -> Callable:

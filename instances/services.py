@@ -512,9 +512,13 @@ def config_check_size(*, config: Any, loc: list[str]) -> None:
 
 
 @transaction.atomic
-def instance_config_update(*, instance: Instance, patch: dict, actor: Actor) -> Instance:
+def instance_config_update(*, instance: Instance, patch: dict, actor: Actor, managed: bool = False) -> Instance:
+    """`managed`: the caller is the app that owns the keys it sets (hooks.managed_config_key)."""
     if not isinstance(patch, dict):
         raise ValidationFailed("the body must be a JSON object (a JSON merge patch)")
+    for key in patch if not managed else ():
+        if hooks.managed_config_key(key):
+            raise ValidationFailed(f"{key!r} is set with {hooks.managed_config_key(key)}, which validates it", field=key)
     locked = _lock(instance)
     merged = merge_patch(target=locked.config or {}, patch=patch)
     config_check_size(config=merged, loc=["body"])

@@ -31,6 +31,7 @@ EXPOSE = "expose"
 TOKENS = "tokens"
 BILLING = "billing"
 ALERTS = "alerts"
+DEBUG = "debug"
 MEMBERS = "members"
 OWNERS = "owners"
 TENANT = "tenant"
@@ -48,6 +49,7 @@ CAPABILITIES: dict[str, tuple[tuple[str, ...], str]] = {
     TOKENS: (_ADMINS, "managing credentials (other people's API tokens, an instance's agent key, add-on connection URLs and passwords)"),
     BILLING: (_ADMINS, "billing (Stripe checkout and portal)"),
     ALERTS: (_ADMINS, "alert webhooks (their URL, secret and deliveries)"),
+    DEBUG: (_ADMINS, "debug access to an instance's conversations (granting or revoking consent, reading them)"),
     MEMBERS: (_ADMINS, "managing the team (inviting people, changing members' roles, removing members)"),
     OWNERS: (_OWNERS, "granting, changing or removing the owner role"),
     TENANT: (_OWNERS, "managing the tenant itself"),

@@ -43,6 +43,7 @@ def periodic_jobs() -> list[PeriodicJob]:
         PeriodicJob("addons.jobs.poll_due_addon_operations", interval=settings.ADDONS_AWS_POLL_SECONDS, timeout=120),
         PeriodicJob("instances.jobs.reconcile", interval=settings.RECONCILER_INTERVAL_SECONDS, timeout=900),
         PeriodicJob("billing.jobs.flush_usage", interval=settings.USAGE_FLUSH_SECONDS, timeout=300),
+        PeriodicJob("runtime.jobs.collect_agent_usage", interval=settings.AGENT_USAGE_SECONDS, timeout=300),
         PeriodicJob("gateway.jobs.flush_request_metrics", interval=settings.REQUEST_METRICS_FLUSH_SECONDS, timeout=300),
         PeriodicJob("gateway.jobs.sleep_idle_instances", interval=settings.IDLE_SWEEP_SECONDS, timeout=300),
         PeriodicJob("domains.jobs.check_custom_domains", interval=60, timeout=600),

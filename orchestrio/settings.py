@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "gateway",
     "domains",
     "fleet",
+    "runtime",
     "deployments",
     "functions",
     "addons",
@@ -395,6 +396,12 @@ APP_LOG_FOLLOW_MAX_SECONDS = env_int("APP_LOG_FOLLOW_MAX_SECONDS", 300)
 STATS_SAMPLE_SECONDS = env_int("STATS_SAMPLE_SECONDS", 60)
 STATS_SAMPLE_CONCURRENCY = env_int("STATS_SAMPLE_CONCURRENCY", 32)
 STATS_SAMPLE_TIMEOUT_SECONDS = float(env("STATS_SAMPLE_TIMEOUT_SECONDS", "3"))
+# The agent runtime (docs/agent.md): how long a chat waits for the instance's reply, and how the
+# metering job reads the agents' usage counters (every AGENT_USAGE_SECONDS, concurrently).
+CHAT_TIMEOUT_SECONDS = float(env("CHAT_TIMEOUT_SECONDS", "60"))
+AGENT_USAGE_SECONDS = env_int("AGENT_USAGE_SECONDS", 300)
+AGENT_USAGE_CONCURRENCY = env_int("AGENT_USAGE_CONCURRENCY", 32)
+AGENT_USAGE_TIMEOUT_SECONDS = float(env("AGENT_USAGE_TIMEOUT_SECONDS", "5"))
 # A fleet request (POST /api/v1/requests) creates or returns at most this many instances (docs/fleet.md).
 FLEET_REQUEST_MAX_COUNT = env_int("FLEET_REQUEST_MAX_COUNT", 100)
 # A fleet batch's bootstrap key (shared by its machines until each has its own) is erased this

@@ -20,6 +20,7 @@ api_v1 = [
     path("", include("tasks.api.urls")),
     path("", include("gateway.api.urls")),
     path("", include("fleet.api.urls")),
+    path("", include("runtime.api.urls")),
     path("", include("billing.api.urls")),
 ]
 

@@ -213,6 +213,10 @@ def _catalogue(request):
 
         billing_catalogue.seed(SubscriptionPlan)
         instance_catalogue.seed(InstancePlan, Region, Blueprint)
+        from runtime import catalogue as runtime_catalogue
+        from runtime.models import LanguageModel
+
+        runtime_catalogue.seed(LanguageModel)
     yield
 
 

@@ -15,6 +15,20 @@ class UrlSerializer(serializers.Serializer):
     url = serializers.URLField()
 
 
+class AgentUsageFieldsMixin(serializers.Serializer):
+    """The agent runtime's usage (docs/agent.md "Usage"), beside executions and instance-hours."""
+
+    tokens_in = serializers.IntegerField(help_text="Tokens of the chats' messages (one per 4 characters).")
+    tokens_out = serializers.IntegerField(help_text="Tokens of the replies.")
+    cost_usd = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=True, help_text="At the model catalogue's prices per 1k tokens.")
+    requests = serializers.IntegerField(help_text="Chat exchanges.")
+    end_users = serializers.IntegerField(help_text="Unique end users per day (a total adds the days: one user on two days counts twice).")
+
+
+class AgentUsageTotalsSerializer(AgentUsageFieldsMixin):
+    pass
+
+
 class UsageCurrentSerializer(serializers.Serializer):
     period_start = serializers.DateTimeField()
     period_end = serializers.DateTimeField()
@@ -22,15 +36,16 @@ class UsageCurrentSerializer(serializers.Serializer):
     quota = serializers.IntegerField(allow_null=True)
     pct = serializers.FloatField(allow_null=True)
     instance_hours = serializers.FloatField()
+    agent = AgentUsageTotalsSerializer(help_text="The tenant's agent runtime usage in the period, all instances.")
 
 
-class UsageDaySerializer(serializers.Serializer):
+class UsageDaySerializer(AgentUsageFieldsMixin):
     date = serializers.DateField()
     executions = serializers.IntegerField()
     instance_hours = serializers.FloatField()
 
 
-class UsageTotalsSerializer(serializers.Serializer):
+class UsageTotalsSerializer(AgentUsageFieldsMixin):
     executions = serializers.IntegerField()
     instance_hours = serializers.FloatField()
 

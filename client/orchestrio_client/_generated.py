@@ -83,6 +83,15 @@ class AddOnReveal(TypedDict):
 AddOnStatusEnum = Literal['provisioning', 'available', 'backing_up', 'restoring', 'deleting', 'deleted', 'error']
 
 
+class AgentUsageTotals(TypedDict):
+    """The agent runtime's usage (docs/agent.md "Usage"), beside executions and instance-hours."""
+    tokens_in: int
+    tokens_out: int
+    cost_usd: str
+    requests: int
+    end_users: int
+
+
 class AlertAttempt(TypedDict):
     number: int
     at: str
@@ -297,6 +306,23 @@ class Catalogue(TypedDict):
     subscription_plans: list[SubscriptionPlan]
 
 
+class ChatReply(TypedDict):
+    conversation_id: str
+    model: str
+    skill: str
+    reply: str
+    tokens_in: int
+    tokens_out: int
+    at: str
+
+
+class ChatRequestRequest(TypedDict):
+    message: str
+    conversation_id: NotRequired[str]
+    user: NotRequired[str]
+    model: NotRequired[str]
+
+
 CheckoutPlanEnum = Literal['pro', 'team']
 
 
@@ -319,6 +345,35 @@ class Config(TypedDict):
 class ConflictError(TypedDict):
     detail: str
     operation: NotRequired[Any]
+
+
+class Consent(TypedDict):
+    instance_id: str
+    debug_access: bool
+    changed_at: str | None
+    changed_by: str
+
+
+class Conversation(TypedDict):
+    instance_id: str
+    id: str
+    created_at: str | None
+    updated_at: str | None
+    messages: list[Message]
+
+
+class ConversationList(TypedDict):
+    instance_id: str
+    count: int
+    results: list[ConversationSummary]
+
+
+class ConversationSummary(TypedDict):
+    id: str
+    created_at: str | None
+    updated_at: str | None
+    messages: int
+    preview: str
 
 
 class CustomDomain(TypedDict):
@@ -801,6 +856,13 @@ class InvokeRequest(TypedDict, total=False):
     request: SampleRequestRequest
 
 
+class LanguageModel(TypedDict):
+    id: str
+    name: str
+    price_in_per_1k: str
+    price_out_per_1k: str
+
+
 class LastDeploy(TypedDict):
     revision: int
     status: str
@@ -826,6 +888,46 @@ class Member(TypedDict):
     email: str
     role: RoleEnum
     joined_at: str
+
+
+class Message(TypedDict):
+    role: MessageRoleEnum
+    content: str
+    at: str
+    tokens: int
+    model: NotRequired[str]
+    skill: NotRequired[str]
+    user: NotRequired[str | None]
+
+
+MessageRoleEnum = Literal['user', 'assistant']
+
+
+class ModelNotAllowed(TypedDict):
+    detail: list[dict[str, Any]]
+    allowed_models: NotRequired[list[str]]
+
+
+class ModelPolicy(TypedDict):
+    instance_id: str
+    allowed_models: list[str]
+    default_model: str | None
+    max_tokens_per_day: int | None
+
+
+class ModelPolicyResult(TypedDict):
+    instance_id: str
+    allowed_models: list[str]
+    default_model: str | None
+    max_tokens_per_day: int | None
+    applied: bool
+    apply_error: str | None
+
+
+class ModelPolicyUpdateRequest(TypedDict):
+    allowed_models: list[str]
+    default_model: NotRequired[str | None]
+    max_tokens_per_day: NotRequired[int | None]
 
 
 class Notification(TypedDict):
@@ -1053,6 +1155,10 @@ class PatchedBlueprintWriteRequest(TypedDict, total=False):
     command: list[str]
     task_roots: list[str]
     idle_timeout_seconds: int | None
+
+
+class PatchedConsentUpdateRequest(TypedDict, total=False):
+    debug_access: bool
 
 
 class PatchedDeploymentUpdateRequest(TypedDict, total=False):
@@ -1330,15 +1436,28 @@ class UsageCurrent(TypedDict):
     quota: int | None
     pct: float | None
     instance_hours: float
+    agent: AgentUsageTotals
 
 
 class UsageDay(TypedDict):
+    """The agent runtime's usage (docs/agent.md "Usage"), beside executions and instance-hours."""
+    tokens_in: int
+    tokens_out: int
+    cost_usd: str
+    requests: int
+    end_users: int
     date: str
     executions: int
     instance_hours: float
 
 
 class UsageTotals(TypedDict):
+    """The agent runtime's usage (docs/agent.md "Usage"), beside executions and instance-hours."""
+    tokens_in: int
+    tokens_out: int
+    cost_usd: str
+    requests: int
+    end_users: int
     executions: int
     instance_hours: float
 
@@ -1353,7 +1472,7 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'BodyEncodingEnum', 'ByIdempotencyKey', 'Catalogue', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetCall', 'FleetCallStatusEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'Function', 'FunctionAuthModeEnum', 'FunctionCreateRequest', 'FunctionDeployRequest', 'FunctionEnvVars', 'FunctionInvokeResult', 'FunctionLogs', 'FunctionMetricAllTime', 'FunctionMetricPoint', 'FunctionMetricTotals', 'FunctionMetrics', 'FunctionNameCheck', 'FunctionRequestMethodEnum', 'FunctionRuntimeEnum', 'FunctionVersion', 'FunctionVersionStatusEnum', 'FunctionWithKey', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'InvokeRequest', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedFunctionList', 'PaginatedFunctionVersionList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedDeploymentUpdateRequest', 'PatchedFunctionUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedInstanceUpdateRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'ReasonEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SampleRequestRequest', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AgentUsageTotals', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'BodyEncodingEnum', 'ByIdempotencyKey', 'Catalogue', 'ChatReply', 'ChatRequestRequest', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'Consent', 'Conversation', 'ConversationList', 'ConversationSummary', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetCall', 'FleetCallStatusEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'Function', 'FunctionAuthModeEnum', 'FunctionCreateRequest', 'FunctionDeployRequest', 'FunctionEnvVars', 'FunctionInvokeResult', 'FunctionLogs', 'FunctionMetricAllTime', 'FunctionMetricPoint', 'FunctionMetricTotals', 'FunctionMetrics', 'FunctionNameCheck', 'FunctionRequestMethodEnum', 'FunctionRuntimeEnum', 'FunctionVersion', 'FunctionVersionStatusEnum', 'FunctionWithKey', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'InvokeRequest', 'LanguageModel', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Message', 'MessageRoleEnum', 'ModelNotAllowed', 'ModelPolicy', 'ModelPolicyResult', 'ModelPolicyUpdateRequest', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedFunctionList', 'PaginatedFunctionVersionList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedConsentUpdateRequest', 'PatchedDeploymentUpdateRequest', 'PatchedFunctionUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedInstanceUpdateRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'ReasonEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SampleRequestRequest', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
@@ -1421,9 +1540,14 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_addons_list': ('GET', '/api/v1/instances/{instance_id}/addons'),
     'instances_app_logs_retrieve': ('GET', '/api/v1/instances/{instance_id}/app-logs'),
     'instances_by_idempotency_key_retrieve': ('GET', '/api/v1/instances/by-idempotency-key/{key}'),
+    'instances_chat_create': ('POST', '/api/v1/instances/{instance_id}/chat'),
     'instances_cleanup_create': ('POST', '/api/v1/instances/cleanup'),
     'instances_config_partial_update': ('PATCH', '/api/v1/instances/{instance_id}/config'),
     'instances_config_retrieve': ('GET', '/api/v1/instances/{instance_id}/config'),
+    'instances_consent_partial_update': ('PATCH', '/api/v1/instances/{instance_id}/consent'),
+    'instances_consent_retrieve': ('GET', '/api/v1/instances/{instance_id}/consent'),
+    'instances_conversation_retrieve': ('GET', '/api/v1/instances/{instance_id}/conversations/{cid}'),
+    'instances_conversations_list': ('GET', '/api/v1/instances/{instance_id}/conversations'),
     'instances_create': ('POST', '/api/v1/instances'),
     'instances_custom_domain_check_create': ('POST', '/api/v1/instances/{instance_id}/custom-domain/check'),
     'instances_custom_domain_create': ('POST', '/api/v1/instances/{instance_id}/custom-domain'),
@@ -1435,6 +1559,8 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'instances_health_retrieve': ('GET', '/api/v1/instances/{instance_id}/health'),
     'instances_list': ('GET', '/api/v1/instances'),
     'instances_logs_list': ('GET', '/api/v1/instances/{instance_id}/logs'),
+    'instances_model_policy_retrieve': ('GET', '/api/v1/instances/{instance_id}/model-policy'),
+    'instances_model_policy_update': ('PUT', '/api/v1/instances/{instance_id}/model-policy'),
     'instances_operations_list': ('GET', '/api/v1/instances/{instance_id}/operations'),
     'instances_partial_update': ('PATCH', '/api/v1/instances/{instance_id}'),
     'instances_request_metrics_retrieve': ('GET', '/api/v1/instances/{instance_id}/request-metrics'),
@@ -1462,6 +1588,7 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     'members_list': ('GET', '/api/v1/members'),
     'members_partial_update': ('PATCH', '/api/v1/members/{id}'),
     'members_retrieve': ('GET', '/api/v1/members/{id}'),
+    'models_list': ('GET', '/api/v1/models'),
     'notifications_list': ('GET', '/api/v1/notifications'),
     'notifications_read_all_create': ('POST', '/api/v1/notifications/read-all'),
     'notifications_read_create': ('POST', '/api/v1/notifications/{id}/read'),
@@ -2120,6 +2247,18 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
+    def instances_chat_create(self, instance_id: str | int, *, format: Literal['json', 'sse'] | None = None, message: str, conversation_id: str | Unset = UNSET, user: str | Unset = UNSET, model: str | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> ChatReply:
+        """POST /api/v1/instances/{instance_id}/chat
+
+        Chat with the instance's agent runtime; `Accept: text/event-stream` streams the reply
+
+        `instances/{instance_id}/chat|consent|conversations|model-policy`: the agent runtime.
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/chat"
+        params = {'format': format}
+        payload = _body({'message': message, 'conversation_id': conversation_id, 'user': user, 'model': model}, body)
+        return self._call("POST", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
     def instances_cleanup_create(self, *, idempotency_key: str | None = None, request_timeout: float | None = None) -> CleanupResult:
         """POST /api/v1/instances/cleanup
 
@@ -2147,6 +2286,51 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/config"
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_consent_partial_update(self, instance_id: str | int, *, debug_access: bool | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Consent:
+        """PATCH /api/v1/instances/{instance_id}/consent
+
+        Grant or revoke debug consent (owner or admin; audited)
+
+        `instances/{instance_id}/chat|consent|conversations|model-policy`: the agent runtime.
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/consent"
+        params: dict[str, Any] = {}
+        payload = _body({'debug_access': debug_access}, body)
+        return self._call("PATCH", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
+
+    def instances_consent_retrieve(self, instance_id: str | int, *, request_timeout: float | None = None) -> Consent:
+        """GET /api/v1/instances/{instance_id}/consent
+
+        The instance's debug consent
+
+        `instances/{instance_id}/chat|consent|conversations|model-policy`: the agent runtime.
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/consent"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_conversation_retrieve(self, instance_id: str | int, cid: str | int, *, request_timeout: float | None = None) -> Conversation:
+        """GET /api/v1/instances/{instance_id}/conversations/{cid}
+
+        One conversation, read through the agent while debug consent is on
+
+        `instances/{instance_id}/chat|consent|conversations|model-policy`: the agent runtime.
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/conversations/{_q(cid)}"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_conversations_list(self, instance_id: str | int, *, limit: int | None = None, request_timeout: float | None = None) -> Page[ConversationSummary]:
+        """GET /api/v1/instances/{instance_id}/conversations
+
+        The instance's conversations, newest first, read through its agent while debug consent is on
+
+        `instances/{instance_id}/chat|consent|conversations|model-policy`: the agent runtime.
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/conversations"
+        params = {'limit': limit}
+        return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
     def instances_create(self, *, instance_id: str, blueprint_name: str | Unset = UNSET, plan_id: str | Unset = UNSET, region: str | None | Unset = UNSET, labels: dict[str, str] | Unset = UNSET, config: dict[str, Any] | Unset = UNSET, idle_timeout_seconds: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> Instance:
         """POST /api/v1/instances
@@ -2261,6 +2445,29 @@ class GeneratedOperations:
         path = f"/api/v1/instances/{_q(instance_id)}/logs"
         params = {'after_seq': after_seq, 'limit': limit, 'offset': offset}
         return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_model_policy_retrieve(self, instance_id: str | int, *, request_timeout: float | None = None) -> ModelPolicy:
+        """GET /api/v1/instances/{instance_id}/model-policy
+
+        The instance's model policy
+
+        `instances/{instance_id}/chat|consent|conversations|model-policy`: the agent runtime.
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/model-policy"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def instances_model_policy_update(self, instance_id: str | int, *, allowed_models: list[str], default_model: str | None | Unset = UNSET, max_tokens_per_day: int | None | Unset = UNSET, body: Mapping[str, Any] | None = None, idempotency_key: str | None = None, request_timeout: float | None = None) -> ModelPolicyResult:
+        """PUT /api/v1/instances/{instance_id}/model-policy
+
+        Replace the model policy (validated against the model catalogue) and push it to the running agent
+
+        `instances/{instance_id}/chat|consent|conversations|model-policy`: the agent runtime.
+        """
+        path = f"/api/v1/instances/{_q(instance_id)}/model-policy"
+        params: dict[str, Any] = {}
+        payload = _body({'allowed_models': allowed_models, 'default_model': default_model, 'max_tokens_per_day': max_tokens_per_day}, body)
+        return self._call("PUT", path, params=params, json=payload, request_timeout=request_timeout, idempotency_key=idempotency_key)
 
     def instances_operations_list(self, instance_id: str | int, *, kind: str | None = None, limit: int | None = None, offset: int | None = None, status: str | None = None, request_timeout: float | None = None) -> Page[Operation]:
         """GET /api/v1/instances/{instance_id}/operations
@@ -2531,6 +2738,15 @@ class GeneratedOperations:
         (`members`); anything that grants or takes away `owner` is the owners' (the service checks).
         """
         path = f"/api/v1/members/{_q(id)}"
+        params: dict[str, Any] = {}
+        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+
+    def models_list(self, *, request_timeout: float | None = None) -> list[LanguageModel]:
+        """GET /api/v1/models
+
+        The model catalogue: models a policy may allow, with prices per 1k tokens
+        """
+        path = f"/api/v1/models"
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
@@ -3698,6 +3914,36 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                            'properties': {'key': {'type': 'string', 'pattern': '^[^/]{1,255}$'}},
                                            'required': ['key'],
                                            'additionalProperties': False},
+ 'instances_chat_create': {'type': 'object',
+                           'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                          'format': {'type': 'string', 'enum': ['json', 'sse']},
+                                          'message': {'type': 'string',
+                                                      'description': '1–8000 characters of valid Unicode.',
+                                                      'minLength': 1,
+                                                      'maxLength': 8000},
+                                          'conversation_id': {'type': 'string',
+                                                              'description': 'Go on with this conversation (a new one '
+                                                                             'when omitted).',
+                                                              'minLength': 1,
+                                                              'pattern': '^[A-Za-z0-9:_-]{1,128}$'},
+                                          'user': {'type': 'string',
+                                                   'description': "The end user's id in your product: counted (hashed) "
+                                                                  'in unique end users.',
+                                                   'minLength': 1,
+                                                   'maxLength': 256},
+                                          'model': {'type': 'string',
+                                                    'description': "A model of the instance's policy (its default when "
+                                                                   'omitted).',
+                                                    'minLength': 1,
+                                                    'maxLength': 100,
+                                                    'pattern': '^[a-z0-9][a-z0-9._-]*$'},
+                                          'idempotency_key': {'type': 'string',
+                                                              'minLength': 1,
+                                                              'maxLength': 255,
+                                                              'description': 'Idempotency-Key: the same key and body '
+                                                                             'within 24 h replays the first answer.'}},
+                           'required': ['instance_id', 'message'],
+                           'additionalProperties': False},
  'instances_cleanup_create': {'type': 'object',
                               'properties': {'idempotency_key': {'type': 'string',
                                                                  'minLength': 1,
@@ -3724,6 +3970,37 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'}},
                                'required': ['instance_id'],
                                'additionalProperties': False},
+ 'instances_consent_partial_update': {'type': 'object',
+                                      'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                     'debug_access': {'type': 'boolean',
+                                                                      'description': "Whether the instance's "
+                                                                                     'conversations may be read '
+                                                                                     'through its agent.'},
+                                                     'idempotency_key': {'type': 'string',
+                                                                         'minLength': 1,
+                                                                         'maxLength': 255,
+                                                                         'description': 'Idempotency-Key: the same key '
+                                                                                        'and body within 24 h replays '
+                                                                                        'the first answer.'}},
+                                      'required': ['instance_id'],
+                                      'additionalProperties': False},
+ 'instances_consent_retrieve': {'type': 'object',
+                                'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                                'required': ['instance_id'],
+                                'additionalProperties': False},
+ 'instances_conversation_retrieve': {'type': 'object',
+                                     'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                    'cid': {'type': 'string', 'pattern': '^[A-Za-z0-9:_-]{1,128}$'}},
+                                     'required': ['instance_id', 'cid'],
+                                     'additionalProperties': False},
+ 'instances_conversations_list': {'type': 'object',
+                                  'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                 'limit': {'type': 'integer',
+                                                           'default': 20,
+                                                           'minimum': 1,
+                                                           'maximum': 100}},
+                                  'required': ['instance_id'],
+                                  'additionalProperties': False},
  'instances_create': {'type': 'object',
                       'properties': {'instance_id': {'type': 'string',
                                                      'description': 'The hostname label of its access URL: use 3–63 '
@@ -3929,6 +4206,41 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                                                   'results.'}},
                          'required': ['instance_id'],
                          'additionalProperties': False},
+ 'instances_model_policy_retrieve': {'type': 'object',
+                                     'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'}},
+                                     'required': ['instance_id'],
+                                     'additionalProperties': False},
+ 'instances_model_policy_update': {'type': 'object',
+                                   'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
+                                                  'allowed_models': {'type': 'array',
+                                                                     'minItems': 1,
+                                                                     'maxItems': 50,
+                                                                     'items': {'type': 'string',
+                                                                               'minLength': 1,
+                                                                               'maxLength': 100}},
+                                                  'default_model': {'anyOf': [{'type': 'string',
+                                                                               'description': 'One of allowed_models '
+                                                                                              '(the first when '
+                                                                                              'omitted).',
+                                                                               'minLength': 1,
+                                                                               'maxLength': 100},
+                                                                              {'type': 'null'}]},
+                                                  'max_tokens_per_day': {'anyOf': [{'type': 'integer',
+                                                                                    'format': 'int64',
+                                                                                    'description': 'Tokens in and out '
+                                                                                                   'per UTC day; null: '
+                                                                                                   'no budget.',
+                                                                                    'minimum': 1,
+                                                                                    'maximum': 1000000000000},
+                                                                                   {'type': 'null'}]},
+                                                  'idempotency_key': {'type': 'string',
+                                                                      'minLength': 1,
+                                                                      'maxLength': 255,
+                                                                      'description': 'Idempotency-Key: the same key '
+                                                                                     'and body within 24 h replays the '
+                                                                                     'first answer.'}},
+                                   'required': ['instance_id', 'allowed_models'],
+                                   'additionalProperties': False},
  'instances_operations_list': {'type': 'object',
                                'properties': {'instance_id': {'type': 'string', 'pattern': '^[^/]+$'},
                                               'kind': {'type': 'string'},
@@ -4259,6 +4571,7 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                             'description': 'A unique integer value identifying this membership.'}},
                       'required': ['id'],
                       'additionalProperties': False},
+ 'models_list': {'type': 'object', 'properties': {}, 'required': [], 'additionalProperties': False},
  'notifications_list': {'type': 'object', 'properties': {}, 'required': [], 'additionalProperties': False},
  'notifications_read_all_create': {'type': 'object',
                                    'properties': {'idempotency_key': {'type': 'string',

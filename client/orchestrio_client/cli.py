@@ -456,6 +456,27 @@ def instances_create(state: State, instance_id: str, blueprint, plan, region, la
     emit(state, record)
 
 
+@instances.command(name="chat")
+@click.argument("instance_id")
+@click.argument("message")
+@click.option("--conversation", help="Go on with this conversation id (a new one when omitted).")
+@click.option("--model", help="A model of the instance's policy (its default when omitted).")
+@click.option("--user", help="Your end user's id (counted, hashed, in unique end users).")
+@pass_state
+@api_errors
+@rest("instances_chat_create")
+def instances_chat(state: State, instance_id: str, message: str, conversation: str | None, model: str | None, user: str | None) -> None:
+    """Send a message to the instance's agent runtime and print its reply (docs/agent.md)."""
+    from ._base import UNSET
+
+    exchange = state.client().instances_chat_create(instance_id, message=message, conversation_id=conversation or UNSET, model=model or UNSET, user=user or UNSET)
+    if state.json:
+        emit(state, exchange)
+        return
+    click.echo(exchange["reply"])
+    click.echo(f"{exchange['model']} · {exchange['skill']} · {exchange['tokens_in']} tokens in, {exchange['tokens_out']} out · conversation {exchange['conversation_id']}", err=True)
+
+
 @instances.command(name="resize")
 @click.argument("instance_id")
 @click.option("--plan", help="The new instance plan.")

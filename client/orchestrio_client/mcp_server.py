@@ -50,6 +50,7 @@ TOOLS: dict[str, ToolSpec] = {
     "instances_operations_list": ToolSpec("read"),
     "instances_app_logs_retrieve": ToolSpec("read", drop=("follow", "format", "timeout")),
     "instances_wait_retrieve": ToolSpec("read"),
+    "instances_chat_create": ToolSpec("write", drop=("format",)),  # the JSON answer (a tool result is not a stream)
     "instances_create": ToolSpec("write"),
     "instances_start_create": ToolSpec("write"),
     "instances_resume_create": ToolSpec("write"),

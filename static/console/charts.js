@@ -1,4 +1,4 @@
-// The Billing page's usage charts: instance-hours and task executions per UTC day, drawn with
+// The Billing page's usage charts: instance-hours, task executions, agent tokens and their cost per UTC day, drawn with
 // the vendored uPlot (static/vendor/uplot/) from the numbers the server put in
 // <script type="application/json" id="usage-chart-data"> (Django's json_script: no inline
 // script). The table under the charts holds the same numbers, for screen readers and without JS.
@@ -13,7 +13,7 @@
     document.querySelectorAll("[data-chart]").forEach((box) => {
       const key = box.dataset.chart;
       const values = data[key] || [];
-      const bars = key === "executions";
+      const bars = key === "executions" || key === "tokens";
       const stroke = bars ? "#2f5bea" : "#1f8a4c";
       const fill = bars ? "rgba(47, 91, 234, 0.35)" : "rgba(31, 138, 76, 0.15)";
       const opts = {
@@ -21,7 +21,7 @@
         height: 160,
         legend: { show: false },
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max, bars ? 1 : 0.1) * 1.1] } },
+        scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max, bars ? 1 : 0.01) * 1.1] } },
         axes: [
           { space: 60, values: (u, splits) => splits.map((s) => new Date(s * 1000).toLocaleDateString(undefined, { month: "short", day: "numeric", timeZone: "UTC" })) },
           { size: 44 },

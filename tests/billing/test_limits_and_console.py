@@ -54,7 +54,7 @@ def test_dashboard_summary(api, make_instance):
     body = api.get("dashboard/summary").json()
     assert body["instances"] == {"by_state": {"running": 1, "stopped": 1}, "total": 2}
     assert body["plan"]["id"] == "pro" and body["plan"]["usage"]["instances"] == 2
-    assert set(body["usage"]) == {"period_start", "period_end", "executions", "quota", "pct", "instance_hours"}
+    assert set(body["usage"]) == {"period_start", "period_end", "executions", "quota", "pct", "instance_hours", "agent"}
     assert isinstance(body["recent_activity"], list)
 
 

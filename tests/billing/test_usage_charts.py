@@ -66,6 +66,10 @@ def test_the_chart_data_is_the_selectors_series(console, tenant):
     StateChange.objects.create(instance=other, tenant=other.tenant, from_state="stopped", to_state="running", created_at=_midnight(2))
     _task(other, 3, _midnight(5))
 
+    from runtime.models import AgentUsage
+
+    AgentUsage.objects.create(tenant=tenant, instance=a, day=_midnight(1).date(), model="openclaw-fast", requests=3, tokens_in=2000, tokens_out=1000)
+    AgentUsage.objects.create(tenant=other.tenant, instance=other, day=_midnight(1).date(), model="openclaw-fast", requests=3, tokens_in=9000, tokens_out=9000)
     data, html = _chart(console)
     series = usage_daily(tenant_id=tenant.pk, days=30)
     assert data["t"] == [int(_midnight(29 - i).timestamp()) for i in range(30)]
@@ -73,9 +77,12 @@ def test_the_chart_data_is_the_selectors_series(console, tenant):
     assert data["instance_hours"][-3] == 4.5 and sum(data["instance_hours"]) == 4.5  # the other tenant's hours are not ours
     assert data["executions"][-6] == 2 + 4 and data["executions"][-1] == 2 + 1 and sum(data["executions"]) == 9
     # The table says the same, newest day first.
-    rows = re.findall(r'<tr data-day="([\d-]+)"><th scope="row">[^<]+</th><td>([\d.]+)</td><td>(\d+)</td></tr>', html)
+    rows = re.findall(r'<tr data-day="([\d-]+)"><th scope="row">[^<]+</th><td>([\d.]+)</td><td>(\d+)</td><td>(\d+) / (\d+)</td><td>\d+</td><td>\d+</td><td>([\d.]+)</td></tr>', html)
     assert len(rows) == 30 and rows[0][0] == series[-1]["date"].isoformat()
-    assert [(float(h), int(e)) for _, h, e in reversed(rows)] == list(zip(data["instance_hours"], data["executions"]))
+    assert [(float(h), int(e)) for _, h, e, *_ in reversed(rows)] == list(zip(data["instance_hours"], data["executions"]))
+    # The agent runtime's tokens and their cost (at the catalogue's prices), per day too.
+    assert [int(i) + int(o) for *_, i, o, _ in reversed(rows)] == data["tokens"] and data["tokens"][-2] == 3000
+    assert data["cost_usd"][-2] == 0.0005 * 2 + 0.0015 * 1 and float(rows[1][5]) == data["cost_usd"][-2]
     assert 'data-chart="instance_hours"' in html and 'data-chart="executions"' in html and "vendor/uplot/uPlot.iife.min.js" in html
 
 

@@ -51,6 +51,10 @@ def test_instances_and_tasks(ork_cli, worker):
     expected = "(none)" if not stats["points"] else "T"  # no sample yet, or the table's first column
     assert ork_cli("instances", "stats", "cli-box").stdout.split()[0] == expected
     assert ork_cli.json("instances", "wait", "cli-box", "--state", "running")["state"] == "running"
+    chat = ork_cli("instances", "chat", "cli-box", "hello there", "--user", "cli-user")
+    assert "I am the agent of cli-box" in chat.stdout and "tokens in" in chat.stderr
+    assert ork_cli.json("instances", "chat", "cli-box", "again")["reply"] == "You said: again"
+    assert "model" in ork_cli("instances", "chat", "cli-box", "hi", "--model", "Not A Model", code=EXIT_CODES["validation"]).stderr
 
     assert ork_cli.json("instances", "config", "set", "cli-box", "greeting=hello", "n=3")["config"]["greeting"] == "hello"
     assert json.loads(ork_cli("instances", "config", "get", "cli-box").stdout)["config"]["n"] == 3

@@ -36,6 +36,13 @@ class _AgentHandler(BaseHTTPRequestHandler):
             return self._send({"status": "ok"})
         if self.path == "/api/status":
             return self._send({"status": "running", "uptime_seconds": 60})
+        if self.path.startswith("/conversations/"):
+            message = {"role": "user", "content": "hello", "at": "2026-12-01T00:00:00.000000Z", "tokens": 2, "user": None}
+            return self._send({"id": self.path.split("/")[2], "created_at": message["at"], "updated_at": message["at"], "messages": [message]})
+        if self.path.startswith("/conversations"):
+            return self._send({"count": 1, "results": [{"id": "c-1", "created_at": None, "updated_at": None, "messages": 1, "preview": "hello"}]})
+        if self.path == "/usage":
+            return self._send({"instance_id": "", "epoch": "e1", "days": {}})
         if self.path.startswith("/app-logs"):
             line = {"seq": 1, "ts": "2026-12-01T00:00:00.000000Z", "stream": "stdout", "line": "listening"}
             return self._send({"lines": [line], "last_seq": 1, "truncated": False, "starts": 1, "last_exit_code": None, "last_exit_at": None})
@@ -43,6 +50,17 @@ class _AgentHandler(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/chat":
+            exchange = {"conversation_id": "c-1", "model": "default", "skill": "echo", "reply": "You said: hello", "tokens_in": 2, "tokens_out": 4, "at": "2026-12-01T00:00:00.000000Z"}
+            if "text/event-stream" in self.headers.get("Accept", ""):
+                data = f"event: delta\ndata: {json.dumps({'text': exchange['reply']})}\n\nevent: done\ndata: {json.dumps(exchange)}\n\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            return self._send(exchange)
         self._send({"digest": "0" * 64, "ok": True})
 
     def _send(self, body: dict) -> None:
@@ -164,6 +182,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
     AddOn.objects.filter(addon_id=addon["addon_id"]).update(status="available")
     backup = _ok(api.post(f"addons/{addon['addon_id']}/backups"), 202)
     function = _ok(api.post("functions", {"slug": f"{tenant.pk}-fn", "runtime": "python3.11", "code": FUNCTION_CODE, "auth_mode": "api_key", "env": {"K": "v"}}), 201)
+    _ok(api.patch(f"instances/{web.instance_id}/consent", {"debug_access": True}), 200)  # its conversations are readable
 
     return Seeded(
         api=api,
@@ -186,6 +205,7 @@ def seed_tenant(api: Api, *, agent_port: int | None = None) -> Seeded:
             "idempotency_key": [created_key],
             "operation": list(Operation.objects.filter(tenant=tenant).order_by("pk").values_list("pk", flat=True)[:2]),
             "domain": [domain],
+            "conversation": [f"{tenant.pk}-conv"],
         },
     )
 

@@ -40,6 +40,7 @@ EXPECTED = [
     ("instances:gateway", "GET", None, "read"),
     ("instances:traffic", "GET", None, "read"),
     ("instances:domain", "GET", None, "read"),
+    ("instances:chat", "GET", None, "read"),
     ("instances:monitoring", "GET", None, "read"),
     ("instances:addons", "GET", None, "read"),
     ("instances:addon-reveal", "GET", None, "tokens"),  # the confirmation page of a reveal
@@ -92,6 +93,8 @@ EXPECTED = [
     ("instances:gateway", "POST", None, "operate"),  # a public policy needs "expose" (service)
     ("instances:domain", "POST", None, "expose"),
     ("instances:domain-action", "POST", "check", "operate"),
+    ("instances:chat-action", "POST", "policy", "operate"),
+    ("instances:chat-action", "POST", "consent", "debug"),
     *[("instances:action", "POST", verb, "operate") for verb in ("stop", "start", "restart", "suspend", "resume", "sleep", "wake", "resize", "idle-timeout")],
     ("instances:action", "POST", "rotate-agent-key", "tokens"),
     ("instances:addons", "POST", None, "operate"),
@@ -127,7 +130,7 @@ EXPECTED = [
     ("instances:destroy", "POST", None, "destroy"),
     ("console:team-member-remove", "POST", None, "members"),
 ]
-ARGUMENT = {"instances:action": "verb", "instances:domain-action": "action", "billing:alerts-action": "action", "instances:addon-action": "action"}
+ARGUMENT = {"instances:action": "verb", "instances:domain-action": "action", "instances:chat-action": "action", "billing:alerts-action": "action", "instances:addon-action": "action"}
 
 
 def console_routes() -> dict[str, object]:
@@ -187,6 +190,8 @@ def _url(name: str, argument: str | None, ids: dict) -> str:
         "instances:traffic-live": {"instance_id": ids["instance"]},
         "instances:domain": {"instance_id": ids["instance"]},
         "instances:domain-action": {"instance_id": ids["instance"], "action": argument},
+        "instances:chat": {"instance_id": ids["instance"]},
+        "instances:chat-action": {"instance_id": ids["instance"], "action": argument},
         "instances:addons": {"instance_id": ids["instance"]},
         "instances:addons-live": {"instance_id": ids["instance"]},
         "instances:addon-reveal": {"instance_id": ids["instance"], "addon_id": ids["addon"]},
@@ -223,6 +228,8 @@ FORMS = {
     ("instances:action", "resize"): {"plan_id": "openclaw-pro"},
     ("instances:action", "idle-timeout"): {"idle_timeout_seconds": "600"},
     ("instances:domain", None): {"domain": "www.acme-corp.example"},
+    ("instances:chat-action", "policy"): {"allowed_models": ["default"]},
+    ("instances:chat-action", "consent"): {"debug_access": "on"},
     ("instances:addons", None): {"engine": "redis", "plan": "hobby"},
     ("instances:destroy", None): {"confirm": "acme-corp-web"},
     ("deployments:rollback", None): {"revision": "1"},

@@ -35,7 +35,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 # Which of a tenant's objects a path parameter names: by its name, or, for the generic names a
 # router gives (`pk`) and `name`, by the view that reads it.
-PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon", "backup_id": "addon_backup", "function_id": "function"}
+PARAMETER_OBJECTS = {"instance_id": "instance", "task_id": "task", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon", "backup_id": "addon_backup", "function_id": "function", "cid": "conversation"}
 VIEW_PARAMETER_OBJECTS = {
     ("FunctionNameCheckView", "name"): "function_slug",
     ("ApiTokenViewSet", "pk"): "api_token",
@@ -53,6 +53,9 @@ VIEW_PARAMETER_OBJECTS = {
 # validator that happens to run first.
 BODIES = {
     ("api:instance-config", "patch"): {"b_was_here": True},
+    ("api:instance-chat", "post"): {"message": "hello"},
+    ("api:instance-consent", "patch"): {"debug_access": True},
+    ("api:instance-model-policy", "put"): {"allowed_models": ["default"]},
     ("api:instance-detail", "patch"): {"idle_timeout_seconds": 600},
     ("api:instance-custom-domain", "post"): {"domain": "app.intruder.example"},
     ("api:instance-resize", "put"): {"plan_id": "openclaw-pro"},
@@ -354,6 +357,14 @@ EXPECTED_CAPABILITIES = {
     ("api:instance-usage", "get"): "read",
     ("api:instance-request-metrics", "get"): "read",
     ("api:instance-wait", "get"): "read",
+    ("api:instance-chat", "post"): "operate",
+    ("api:instance-consent", "get"): "read",
+    ("api:instance-consent", "patch"): "debug",
+    ("api:instance-conversations", "get"): "debug",
+    ("api:instance-conversation", "get"): "debug",
+    ("api:instance-model-policy", "get"): "read",
+    ("api:instance-model-policy", "put"): "operate",
+    ("api:models", "get"): "read",
     ("api:blueprint-list", "get"): "read",
     ("api:blueprint-list", "post"): "operate",
     ("api:blueprint-validate", "post"): "read",  # a POST that changes nothing
@@ -431,6 +442,7 @@ ROLES_HOLDING = {
     "tokens": {"admin", "owner"},
     "billing": {"admin", "owner"},
     "alerts": {"admin", "owner"},
+    "debug": {"admin", "owner"},
     "members": {"admin", "owner"},
     "owners": {"owner"},
     "tenant": {"owner"},

@@ -48,7 +48,7 @@ from orchestrio.wsgi import application
 MAX_EXAMPLES = 15
 
 # Path parameters and where their real values come from (see conftest.seed_tenant).
-PARAMETER_KINDS = {"instance_id": "instance", "task_id": "task", "name": "blueprint", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon", "backup_id": "addon_backup", "function_id": "function"}
+PARAMETER_KINDS = {"instance_id": "instance", "task_id": "task", "name": "blueprint", "key": "idempotency_key", "request_id": "fleet_request", "addon_id": "addon", "backup_id": "addon_backup", "function_id": "function", "cid": "conversation"}
 # `{id}` names a different kind of object on each resource.
 ID_KINDS = {
     "/api/v1/api-tokens/": "api_token",

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ..factories import ApiTokenFactory, MembershipFactory, UserFactory
+from ..helpers import Api, run_jobs
+
+
+@pytest.fixture
+def live(api):
+    """A real local instance (an agent process), created through the API and run by the worker."""
+
+    def create(instance_id: str = "chat-01", **body):
+        response = api.post("instances", {"instance_id": instance_id, **body})
+        assert response.status_code == 201, response.content
+        run_jobs()
+        record = api.get(f"instances/{instance_id}").json()
+        assert record["state"] == "running", api.get(f"instances/{instance_id}/logs").json()
+        return record
+
+    return create
+
+
+@pytest.fixture
+def admin_api(tenant):
+    user = UserFactory(username="admin@example.com")
+    MembershipFactory(user=user, tenant=tenant, role="admin")
+    return Api(ApiTokenFactory(tenant=tenant, created_by=user, role="admin").plaintext, tenant=tenant, user=user)
+
+
+class _Broken(BaseHTTPRequestHandler):
+    """An agent that fails: 500 on every call, or (`slow`) no answer for two seconds."""
+
+    slow = False
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.slow:
+            time.sleep(2)
+        data = json.dumps({"detail": "the runtime crashed"}).encode()
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def broken_agent():
+    def start(*, slow: bool = False):
+        handler = type("Handler", (_Broken,), {"slow": slow})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server.server_port
+
+    servers: list = []
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
