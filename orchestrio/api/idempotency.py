@@ -6,7 +6,7 @@ a fresh request, and never sees the first one's response (which may be an admin'
 Same principal, key and request within 24 h: the first response is replayed with
 `Idempotent-Replayed: true`. Same key, different request: 409. Same key while the first request
 is still running: 409. A request that ends in a 5xx or 429 releases its key, so a retry runs
-again. A response that carries a secret (`orchestrio.http.carries_secret`) is stored encrypted
+again; so does a streamed response (an event stream), which cannot be stored to be replayed. A response that carries a secret (`orchestrio.http.carries_secret`) is stored encrypted
 and replayed with `Cache-Control: no-store`.
 """
 
@@ -116,7 +116,7 @@ def begin(request, principal: Principal) -> IdempotencyKey | None:
 
 
 def finish(record: IdempotencyKey, response) -> None:
-    if response.status_code >= 500 or response.status_code == 429:
+    if response.status_code >= 500 or response.status_code == 429 or getattr(response, "streaming", False):
         IdempotencyKey.objects.filter(pk=record.pk).delete()
         return
     body = json.loads(json.dumps(getattr(response, "data", None), cls=DjangoJSONEncoder))

@@ -14,7 +14,7 @@ from instances.api.views import InstanceScopedViewSet
 from orchestrio.api.exceptions import QueryValidationError
 from orchestrio.api.renderers import JSONRenderer
 from orchestrio.api.schema import ERR_400, ERR_403, ERR_502, ERR_504, ErrorSerializer
-from orchestrio.api.viewsets import TenantApiView
+from orchestrio.api.viewsets import TenantApiView, idempotent
 from orchestrio.longpoll import long_poll_slot
 
 from .. import selectors, services
@@ -89,6 +89,7 @@ class InstanceRuntimeViewSet(InstanceScopedViewSet):
         },
     )  # fmt: skip
     @action(detail=True, methods=["post"], url_path="chat", renderer_classes=[JSONRenderer, EventStreamRenderer])
+    @idempotent
     def chat(self, request, instance_id=None):
         instance = self.get_object()  # another tenant's instance is 404 before anything about the body
         body = s.ChatRequestSerializer(data=request.data)

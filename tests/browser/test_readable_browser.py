@@ -66,8 +66,11 @@ def test_row_editors_save_and_usage_charts_draw(logged_in_page, live_server, con
     assert GatewayPolicy.objects.get(slug="rows").allow == [{"repository": ["acme/app", "acme/web"]}, {"sub": "repo:acme/x:ref:main"}]
 
     page.goto(f"{live_server.url}/billing")
+    # Instance-hours, executions, the agent runtime's tokens and its cost: one chart each.
+    charts = page.locator("[data-chart]")
     canvases = page.locator("[data-chart] canvas")
-    expect(canvases).to_have_count(2)
-    assert all(box["width"] > 100 and box["height"] > 50 for box in (canvases.nth(i).bounding_box() for i in range(2)))
+    expect(canvases).to_have_count(charts.count())
+    assert charts.count() == 4
+    assert all(box["width"] > 100 and box["height"] > 50 for box in (canvases.nth(i).bounding_box() for i in range(charts.count())))
     assert page.get_by_test_id("usage-table").locator("tbody tr").count() == 30
     assert not csp_errors, csp_errors

@@ -60,6 +60,25 @@ def test_chat_end_to_end_with_a_real_instance(api, other_api, live, settings):
 
 
 @pytest.mark.slow
+def test_a_retried_chat_with_its_idempotency_key_is_replayed_not_sent_again(api, live):
+    live("chat-idem")
+    key = {"Idempotency-Key": "chat-retry-1"}
+    first = api.post("instances/chat-idem/chat", {"message": "Hello"}, headers=key)
+    assert first.status_code == 200, first.content
+    again = api.post("instances/chat-idem/chat", {"message": "Hello"}, headers=key)
+    assert again.status_code == 200 and again["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    assert_error(api.post("instances/chat-idem/chat", {"message": "Other"}, headers=key), 409)
+    cid = first.json()["conversation_id"]
+    state = os.path.join(local_instance("chat-idem").provider_data["dir"], "state", "conversations")
+    assert len(json.loads(open(os.path.join(state, f"{cid}.json")).read())["messages"]) == 2  # sent once
+    # An event stream cannot be replayed: its key is released, and a retry is a new exchange.
+    stream = {"Idempotency-Key": "chat-stream-1", "Accept": "text/event-stream"}
+    assert sse(api.post("instances/chat-idem/chat", {"message": "help"}, headers=stream))[-1][0] == "done"
+    retried = api.post("instances/chat-idem/chat", {"message": "help"}, headers=stream)
+    assert "Idempotent-Replayed" not in retried and sse(retried)[-1][0] == "done"
+
+
+@pytest.mark.slow
 def test_the_message_bounds_and_unicode(api, live):
     live("chat-02")
     assert_validation_error(api.post("instances/chat-02/chat", {"message": ""}), ("body", "message"))
