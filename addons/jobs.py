@@ -8,16 +8,19 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from orchestrio.queue import enqueue, singleton
+from orchestrio.queue import enqueue, lease, singleton
 
 from . import selectors, services
 
 
 def run_addon_operation(operation_pk: int) -> str:
-    operation = services.addon_operation_begin(pk=operation_pk)
-    if operation is None:
-        return "already finished"
-    services.addon_operation_run(operation=operation)
+    # The lease tells the reconciler this run is alive; a killed worker's expires, and the
+    # reconciler runs the operation again (services._reconcile_operations).
+    with lease(services.addon_operation_lease_name(pk=operation_pk), settings.OPERATION_LEASE_SECONDS):
+        operation = services.addon_operation_begin(pk=operation_pk)
+        if operation is None:
+            return "already finished"
+        services.addon_operation_run(operation=operation)
     return f"{operation.kind} of {operation.addon.addon_id} done"
 
 

@@ -36,7 +36,7 @@ from orchestrio import crypto
 from orchestrio.errors import Conflict, Forbidden, InvalidState, NotFound, PlanLimitReached, ServiceUnavailable, ValidationFailed
 from orchestrio.limits import limit_check
 from orchestrio.models import Tenant
-from orchestrio.queue import enqueue_on_commit
+from orchestrio.queue import enqueue_on_commit, job_is_alive, lease_alive
 from orchestrio.services import activity_record
 from orchestrio.tenancy import Actor
 
@@ -110,9 +110,18 @@ def _accept(addon: AddOn, *, kind: str, actor: Actor, backup: AddOnBackup | None
         raise Conflict(f"add-on {addon.addon_id} has an operation running; one runs at a time") from exc
     operation.rq_job_id = f"addon-op-{operation.pk}-1"
     operation.save(update_fields=["rq_job_id"])
-    timeout = settings.ADDONS_BACKUP_TIMEOUT_SECONDS + 120 if kind in (AddOnOperationKind.BACKUP, AddOnOperationKind.RESTORE) else None
-    enqueue_on_commit("addons.jobs.run_addon_operation", operation.pk, job_id=operation.rq_job_id, timeout=timeout)
+    enqueue_on_commit("addons.jobs.run_addon_operation", operation.pk, job_id=operation.rq_job_id, timeout=_job_timeout(kind))
     return operation
+
+
+def _job_timeout(kind: str) -> int | None:
+    return settings.ADDONS_BACKUP_TIMEOUT_SECONDS + 120 if kind in (AddOnOperationKind.BACKUP, AddOnOperationKind.RESTORE) else None
+
+
+def addon_operation_lease_name(*, pk: int) -> str:
+    """The lease a worker holds while it runs the add-on operation (addons.jobs); the reconciler
+    reads it to tell a live run from a dead worker's, as for instances' operations."""
+    return f"addon-operation:{pk}"
 
 
 def addon_create(*, instance: Instance, actor: Actor, engine: str, version: str | None = None, plan: str = AddOnPlan.HOBBY) -> tuple[AddOn, str | None]:
@@ -462,10 +471,46 @@ def addons_of_destroyed_instance(instance: Instance) -> None:
         activity_record(actor=Actor.system("addons"), action="addon.destroy", tenant=locked.tenant_id, object_type="addon", object_id=locked.addon_id, data={"instance_id": instance.instance_id, "engine": locked.engine, "reason": "its instance is destroyed"})
 
 
+def _reconcile_operations(summary: dict) -> None:
+    """An operation whose job is gone (Redis lost it) or whose worker died while running it (its
+    lease expired) is run again — every step is idempotent — or, after OPERATION_MAX_ATTEMPTS,
+    failed as `worker_lost` (a backup's record then fails too; a Redis add-on stopped mid-restore
+    is available again and its server is started below). Operations waiting for AWS belong to
+    the poll sweep."""
+    now = timezone.now()
+    grace = timedelta(seconds=settings.RECONCILER_QUEUE_GRACE_SECONDS)
+    lease_grace = timedelta(seconds=settings.OPERATION_LEASE_SECONDS)
+    for op in AddOnOperation.objects.filter(status__in=UNFINISHED_OPERATION_STATUSES, next_poll_at__isnull=True).select_related("addon"):
+        if op.status == AddOnOperationStatus.QUEUED:
+            if now - op.created_at < grace:
+                continue
+            alive = job_is_alive(op.rq_job_id) if op.rq_job_id else False
+            reason = "its queued job is gone (Redis restarted or was unreachable)"
+        else:
+            if now - (op.started_at or op.created_at) < lease_grace:
+                continue
+            alive = lease_alive(addon_operation_lease_name(pk=op.pk))
+            reason = "its worker stopped while running it"
+        if alive is not False:
+            continue  # alive, or Redis cannot say: the next pass looks again
+        if op.attempts >= settings.OPERATION_MAX_ATTEMPTS:
+            addon_operation_fail(pk=op.pk, reason=f"worker_lost: {reason}; gave up after {op.attempts} attempts")
+            summary["addon_operations_lost"] = summary.get("addon_operations_lost", 0) + 1
+            continue
+        job_id = f"addon-op-{op.pk}-{op.attempts + 1}-{secrets.token_hex(3)}"
+        with transaction.atomic():
+            # Only as it was read: a worker that took it meanwhile keeps it.
+            if AddOnOperation.objects.filter(pk=op.pk, status=op.status, rq_job_id=op.rq_job_id, attempts=op.attempts).update(status=AddOnOperationStatus.QUEUED, rq_job_id=job_id):
+                enqueue_on_commit("addons.jobs.run_addon_operation", op.pk, job_id=job_id, timeout=_job_timeout(op.kind))
+                log_append(instance=op.addon.instance, stage="addon", message=f"add-on {op.addon.addon_id}: {op.kind} queued again: {reason}", level="warning")
+                summary["addon_operations_requeued"] = summary.get("addon_operations_requeued", 0) + 1
+
+
 def addons_reconcile(summary: dict) -> None:
-    """instances' `reconcile` hook: destroy add-ons left on a destroyed instance (their operation
-    was unfinished when it went), and start an available add-on's server again when it is gone
-    (a host reboot)."""
+    """instances' `reconcile` hook: run again (or fail) operations whose worker died, destroy
+    add-ons left on a destroyed instance (their operation was unfinished when it went), and start
+    an available add-on's server again when it is gone (a host reboot)."""
+    _reconcile_operations(summary)
     orphaned = AddOn.objects.filter(deleted_at__isnull=True, instance__destroyed_at__isnull=False).exclude(status=AddOnStatus.DELETING)
     for instance in {addon.instance for addon in orphaned.select_related("instance")}:
         with transaction.atomic():
