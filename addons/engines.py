@@ -41,7 +41,7 @@ import psutil
 from django.conf import settings
 
 from instances.providers import sandbox
-from instances.providers.local import live_process
+from instances.providers.local import live_process, process_record
 
 logger = logging.getLogger(__name__)
 
@@ -227,16 +227,8 @@ def _env() -> dict[str, str]:
 # --- records ----------------------------------------------------------------------------------
 
 
-def _record(directory: Path) -> dict:
-    try:
-        record = json.loads((directory / "process.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
 def _process(directory: Path) -> psutil.Process | None:
-    record = _record(directory)
+    record = process_record(directory)
     return live_process(record.get("pid"), record.get("start_time"))
 
 

@@ -12,7 +12,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from orchestrio.forms import errors_to_form, json_field_value
+from orchestrio.forms import errors_to_form, json_field_value, name_value_lines
 from orchestrio.errors import DomainError
 from orchestrio.views import console_view, domain_error_message
 
@@ -27,18 +27,6 @@ from .selectors import live_deployments
 
 def _json_object(raw: str, what: str) -> dict:
     return json_field_value(raw, what=f"the {what}")
-
-
-def _secret_lines(raw: str, *, allow_removal: bool) -> dict:
-    values = {}
-    for number, line in enumerate((raw or "").splitlines(), 1):
-        if not line.strip():
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise forms.ValidationError(f"line {number}: write NAME=value" + (" (NAME= removes it)" if allow_removal else ""))
-        values[key.strip()] = value if value or not allow_removal else None
-    return values
 
 
 class DeploymentForm(forms.Form):
@@ -62,7 +50,7 @@ class DeploymentForm(forms.Form):
         return _json_object(self.cleaned_data["config"], "config")
 
     def clean_secrets(self):
-        return _secret_lines(self.cleaned_data["secrets"], allow_removal=False)
+        return name_value_lines(self.cleaned_data["secrets"], allow_removal=False)
 
 
 class UpdateForm(forms.Form):
@@ -73,7 +61,7 @@ class UpdateForm(forms.Form):
         return _json_object(self.cleaned_data["config"], "config")
 
     def clean_secrets(self):
-        return _secret_lines(self.cleaned_data["secrets"], allow_removal=True)
+        return name_value_lines(self.cleaned_data["secrets"], allow_removal=True)
 
 
 def _deployment(request, deployment_id: str, **_) -> Deployment:

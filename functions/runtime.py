@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from gateway.proxy import pool
 from instances.providers import sandbox
-from instances.providers.local import live_process
+from instances.providers.local import live_process, process_record, sandbox_init
 from orchestrio.errors import ServiceUnavailable, UpstreamError, UpstreamTimeout, ValidationFailed
 
 from .choices import HANDLER_FILE, Runtime
@@ -247,16 +247,8 @@ def read_log(function_pk: int, *, tail: int) -> list[str]:
 # --- processes ---------------------------------------------------------------------------------
 
 
-def _record(directory: Path) -> dict:
-    try:
-        record = json.loads((directory / "process.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
 def _root(directory: Path) -> psutil.Process | None:
-    record = _record(directory)
+    record = process_record(directory)
     return live_process(record.get("pid"), record.get("start_time")) or live_process(record.get("init_pid"), record.get("init_start"))
 
 
@@ -375,7 +367,7 @@ def start(target: Target, *, timeout: float | None = None) -> int:
     finally:
         listener.close()  # the runtime holds it now
     started = live_process(proc.pid, None)
-    init = _init_of(started) if started is not None else None
+    init = sandbox_init(started, timeout=2.0) if started is not None else None
     record = {
         "pid": proc.pid, "start_time": started.create_time() if started else None, "init_pid": init.pid if init else None,
         "init_start": init.create_time() if init else None, "uid": uid_for(target.function_pk), "version": target.number,
@@ -398,21 +390,6 @@ def start(target: Target, *, timeout: float | None = None) -> int:
 def threading_reap(proc: subprocess.Popen) -> None:
     """Collect the process's exit status when it ends (no zombie is left behind us)."""
     threading.Thread(target=proc.wait, name=f"reap-fn-{proc.pid}", daemon=True).start()
-
-
-def _init_of(outer: psutil.Process, timeout: float = 2.0) -> psutil.Process | None:
-    """The sandbox's init (pid 1 of its namespace): bwrap's first child (prlimit and setpriv
-    exec into bwrap, keeping the pid)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            children = outer.children()
-        except psutil.NoSuchProcess:
-            return None
-        if children:
-            return children[0]
-        time.sleep(0.005)
-    return None
 
 
 def _output_since(path: Path, offset: int, limit: int = 4000) -> str:

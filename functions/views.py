@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orchestrio.errors import DomainError
-from orchestrio.forms import errors_to_form
+from orchestrio.forms import errors_to_form, name_value_lines
 from orchestrio.views import console_view, domain_error_message
 
 from . import runtime, selectors, services
@@ -26,18 +26,6 @@ SAMPLE_PYTHON = '''def handler(request):
     return {"status": 200, "headers": {"content-type": "text/plain"}, "body": "Hello, world!\\n"}
 '''
 CODE_ATTRS = {"rows": 14, "class": "mono code-input", "data-code-editor": "", "spellcheck": "false", "autocomplete": "off", "wrap": "off"}
-
-
-def _env_lines(raw: str, *, allow_removal: bool) -> dict:
-    values = {}
-    for number, line in enumerate((raw or "").splitlines(), 1):
-        if not line.strip():
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise forms.ValidationError(f"line {number}: write NAME=value" + (" (NAME= removes it)" if allow_removal else ""))
-        values[key.strip()] = value if value or not allow_removal else None
-    return values
 
 
 class CreateForm(forms.Form):
@@ -54,7 +42,7 @@ class CreateForm(forms.Form):
         self.fields["runtime"].choices = [(value, label) for value, label in Runtime.choices if value in offered]
 
     def clean_env(self):
-        return _env_lines(self.cleaned_data["env"], allow_removal=False)
+        return name_value_lines(self.cleaned_data["env"], allow_removal=False)
 
 
 class DraftForm(forms.Form):
@@ -64,7 +52,7 @@ class DraftForm(forms.Form):
     env = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "class": "mono", "autocomplete": "off"}), label="Change env vars", help_text="NAME=value sets one; NAME= removes it; others stay as they are.")
 
     def clean_env(self):
-        return _env_lines(self.cleaned_data["env"], allow_removal=True)
+        return name_value_lines(self.cleaned_data["env"], allow_removal=True)
 
 
 class InvokeForm(forms.Form):

@@ -48,6 +48,20 @@ def json_field_value(raw: str, *, kind: type = dict, what: str = "the value"):
     return value
 
 
+def name_value_lines(raw: str, *, allow_removal: bool) -> dict:
+    """`NAME=value` lines (a deployment's secrets, a function's env vars) as a dict; with
+    `allow_removal`, `NAME=` stands for removing NAME (None)."""
+    values = {}
+    for number, line in enumerate((raw or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise forms.ValidationError(f"line {number}: write NAME=value" + (" (NAME= removes it)" if allow_removal else ""))
+        values[key.strip()] = value if value or not allow_removal else None
+    return values
+
+
 class LoginForm(AuthenticationForm):
     # The field keeps Django's name (`username`: the auth backend's argument); what a person reads says email.
     username = forms.CharField(label="Email", max_length=254, widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))

@@ -69,6 +69,16 @@ def live_process(pid: int | None, start_time: float | None) -> psutil.Process | 
     return proc
 
 
+def process_record(directory: Path) -> dict:
+    """What a launcher wrote of the processes it started in `directory` (`process.json`: pids and
+    start times), {} when there is none: local instances, add-on servers and function runtimes."""
+    try:
+        record = json.loads((directory / "process.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _tree(root: psutil.Process) -> list[psutil.Process]:
     """The process and its descendants, parents first (the sandbox reparents orphans to its own
     pid 1, which is a descendant: nothing escapes the tree)."""
@@ -106,25 +116,17 @@ class LocalProvider(Provider):
     def instance_dir(self, spec: MachineSpec) -> Path:
         return self.base_dir / f"{spec.instance_id}-{spec.instance_pk}"
 
-    @staticmethod
-    def _record(directory: Path) -> dict:
-        try:
-            record = json.loads((directory / "process.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-        return record if isinstance(record, dict) else {}
-
     def _root_process(self, directory: Path) -> psutil.Process | None:
         """The top of the instance's process tree: the sandbox (bwrap) we started, or, should it
         have been killed on its own, the sandbox's init, which goes on holding every process of
         the instance (they are its descendants in their pid namespace)."""
-        record = self._record(directory)
+        record = process_record(directory)
         return live_process(record.get("pid"), record.get("start_time")) or live_process(record.get("init_pid"), record.get("init_start"))
 
     def _machine(self, spec: MachineSpec, directory: Path) -> Machine:
         if not directory.exists():
             return Machine(provider_instance_id="", state=MachineState.MISSING)
-        record = self._record(directory)
+        record = process_record(directory)
         root = self._root_process(directory)
         state = process_state(root.pid, root.create_time()) if root is not None else None
         machine_state = {"running": MachineState.RUNNING, "suspended": MachineState.SUSPENDED, None: MachineState.STOPPED}[state]
@@ -268,7 +270,7 @@ class LocalProvider(Provider):
             listener.close()  # the agent holds it now
         _reap(proc)
         started = live_process(proc.pid, None)
-        init = _sandbox_init(started) if support.enabled and started is not None else None
+        init = sandbox_init(started) if support.enabled and started is not None else None
         record = {
             "pid": proc.pid, "start_time": started.create_time() if started else None,
             "init_pid": init.pid if init else None, "init_start": init.create_time() if init else None,
@@ -456,7 +458,7 @@ class LocalProvider(Provider):
             raise ProviderError(ErrorCode.PROVIDER_ERROR, str(exc), retryable=True) from exc
 
 
-def _sandbox_init(outer: psutil.Process, timeout: float = 5.0) -> psutil.Process | None:
+def sandbox_init(outer: psutil.Process, timeout: float = 5.0) -> psutil.Process | None:
     """The sandbox's init (pid 1 of its namespace): bwrap's first child, forked at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,10 +15,11 @@ def _no_leftover_addon_servers():
     from django.conf import settings
 
     from addons import engines
+    from instances.providers.local import process_record
 
     base = Path(settings.ADDONS_LOCAL_DIR)
     for directory in base.glob("addon_*") if base.exists() else []:
-        meta = engines._record(directory)
+        meta = process_record(directory)
         target = engines.Target(addon_id=directory.name, addon_pk=0, engine="postgres" if (directory / "data" / "PG_VERSION").exists() else "redis", port=meta.get("port") or 0, username="", database="", password="", admin_password="")
         engines.stop(target, grace=5)
         shutil.rmtree(directory, ignore_errors=True)
