@@ -110,6 +110,11 @@ def _accept(addon: AddOn, *, kind: str, actor: Actor, backup: AddOnBackup | None
         raise Conflict(f"add-on {addon.addon_id} has an operation running; one runs at a time") from exc
     operation.rq_job_id = f"addon-op-{operation.pk}-1"
     operation.save(update_fields=["rq_job_id"])
+    # The add-on says what is under way from the moment it is accepted (a client that polls for
+    # `available` after a restore must not see the state of before the job began).
+    if addon.status != BUSY_STATUS[kind]:
+        addon.status = BUSY_STATUS[kind]
+        addon.save(update_fields=["status", "updated_at"])
     enqueue_on_commit("addons.jobs.run_addon_operation", operation.pk, job_id=operation.rq_job_id, timeout=_job_timeout(kind))
     return operation
 

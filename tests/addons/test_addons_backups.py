@@ -44,7 +44,7 @@ def _addon(api, engine):
 def _backup(api, addon_id):
     response = api.post(f"addons/{addon_id}/backups")
     assert response.status_code == 202, response.content
-    assert response.json()["status"] == "pending" and api.get(f"addons/{addon_id}").json()["status"] == "available"
+    assert response.json()["status"] == "pending" and api.get(f"addons/{addon_id}").json()["status"] == "backing_up"  # from the moment it is accepted
     run_jobs()
     backup = api.get(f"addons/{addon_id}/backups").json()["results"][0]
     assert backup["status"] == "available", backup

@@ -95,6 +95,7 @@ def test_backups_from_the_tab(console, running, tenant):
     again = console.post(_url("addon-action", addon.addon_id, "backup"), follow=True)
     assert "one runs at a time" in _messages(again) and AddOnBackup.objects.count() == 1
     AddOnOperation.objects.update(status="succeeded")
+    AddOn.objects.update(status="available")  # as the job ends it
     AddOnBackup.objects.update(status="available", stored=True, sha256="0" * 64, size_bytes=10)
     live = console.get(_url("addons-live")).content.decode()
     assert backup.backup_id in live and "Download" in live and "Restore" in live and 'class="table-wrap"' in live

@@ -42,6 +42,7 @@ def test_the_daily_quota_answers_402_and_one_operation_runs_at_a_time(api, addon
     assert_error(api.post(f"addons/{addon_id}/restore", {"backup_id": first.json()["backup_id"]}), 409)
     assert_error(api.delete(f"addons/{addon_id}/backups/{first.json()['backup_id']}"), 409, contains="in use")
     AddOnOperation.objects.update(status="succeeded")
+    AddOn.objects.update(status="available")  # as the job ends it
     body = assert_error(api.post(f"addons/{addon_id}/backups"), 402, contains="a day")
     assert body["limit"] == "addon_backups" and body["plan"] == "pro"
     # A pending (never finished) backup cannot be restored or downloaded.
@@ -55,6 +56,7 @@ def test_validation_and_roles(api, addon_id, member_api):
     assert_validation_error(api.post(f"addons/{addon_id}/auto-backup", {"enabled": "maybe"}), ("body", "enabled"))
     backup_id = api.post(f"addons/{addon_id}/backups").json()["backup_id"]
     AddOnOperation.objects.update(status="succeeded")
+    AddOn.objects.update(status="available")  # as the job ends it
     # Members read and take backups; restoring, deleting and downloading are admins'.
     assert member_api.get(f"addons/{addon_id}/backups").status_code == 200
     assert_error(member_api.post(f"addons/{addon_id}/restore", {"backup_id": backup_id}), 403)
