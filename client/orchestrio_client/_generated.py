@@ -1087,6 +1087,13 @@ class PaginatedInvitationList(TypedDict):
     results: list[Invitation]
 
 
+class PaginatedLanguageModelList(TypedDict):
+    count: int
+    next: NotRequired[str | None]
+    previous: NotRequired[str | None]
+    results: list[LanguageModel]
+
+
 class PaginatedLogLineList(TypedDict):
     count: int
     next: NotRequired[str | None]
@@ -1472,7 +1479,7 @@ class ValidationIssue(TypedDict):
     type: str
 
 
-__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AgentUsageTotals', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'BodyEncodingEnum', 'ByIdempotencyKey', 'Catalogue', 'ChatReply', 'ChatRequestRequest', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'Consent', 'Conversation', 'ConversationList', 'ConversationSummary', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetCall', 'FleetCallStatusEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'Function', 'FunctionAuthModeEnum', 'FunctionCreateRequest', 'FunctionDeployRequest', 'FunctionEnvVars', 'FunctionInvokeResult', 'FunctionLogs', 'FunctionMetricAllTime', 'FunctionMetricPoint', 'FunctionMetricTotals', 'FunctionMetrics', 'FunctionNameCheck', 'FunctionRequestMethodEnum', 'FunctionRuntimeEnum', 'FunctionVersion', 'FunctionVersionStatusEnum', 'FunctionWithKey', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'InvokeRequest', 'LanguageModel', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Message', 'MessageRoleEnum', 'ModelNotAllowed', 'ModelPolicy', 'ModelPolicyResult', 'ModelPolicyUpdateRequest', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedFunctionList', 'PaginatedFunctionVersionList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedConsentUpdateRequest', 'PatchedDeploymentUpdateRequest', 'PatchedFunctionUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedInstanceUpdateRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'ReasonEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SampleRequestRequest', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
+__all__ = ['ActivityEvent', 'AddOn', 'AddOnCreateRequest', 'AddOnCreated', 'AddOnEngineEnum', 'AddOnPlanEnum', 'AddOnReveal', 'AddOnStatusEnum', 'AgentUsageTotals', 'AlertAttempt', 'AlertConfig', 'AlertConfigWithSecret', 'AlertDelivery', 'AlertDeliveryStatusEnum', 'ApiToken', 'ApiTokenCreateModeEnum', 'ApiTokenCreateRequest', 'ApiTokenCreated', 'AppHealthEnum', 'AppHealthSourceEnum', 'AppLogLine', 'AppLogs', 'AutoBackupRequest', 'Backup', 'BackupDownload', 'BackupInfo', 'BackupKindEnum', 'BackupStatusEnum', 'Blueprint', 'BlueprintValidation', 'BlueprintWriteRequest', 'BodyEncodingEnum', 'ByIdempotencyKey', 'Catalogue', 'ChatReply', 'ChatRequestRequest', 'CheckoutPlanEnum', 'CheckoutRequest', 'CleanupResult', 'Config', 'ConflictError', 'Consent', 'Conversation', 'ConversationList', 'ConversationSummary', 'CustomDomain', 'CustomDomainRequestRequest', 'Dashboard', 'Deployment', 'DeploymentCreateRequest', 'DeploymentLogLine', 'DeploymentRevision', 'DeploymentStats', 'DeploymentStep', 'DestroyResult', 'DnsRecord', 'Durations', 'Error', 'ExpiresInDaysEnum', 'FleetCall', 'FleetCallStatusEnum', 'FleetItem', 'FleetRequest', 'FleetRequestCreateRequest', 'FleetRequestDetail', 'FleetRequestKindEnum', 'FleetRequestStatusEnum', 'FleetReturnRequest', 'Function', 'FunctionAuthModeEnum', 'FunctionCreateRequest', 'FunctionDeployRequest', 'FunctionEnvVars', 'FunctionInvokeResult', 'FunctionLogs', 'FunctionMetricAllTime', 'FunctionMetricPoint', 'FunctionMetricTotals', 'FunctionMetrics', 'FunctionNameCheck', 'FunctionRequestMethodEnum', 'FunctionRuntimeEnum', 'FunctionVersion', 'FunctionVersionStatusEnum', 'FunctionWithKey', 'GatewayPolicy', 'GatewayPolicyWriteRequest', 'GatewayProviderEnum', 'HealthProbe', 'HealthStatusEnum', 'Instance', 'InstanceCreateRequest', 'InstancePlan', 'InstanceProviderEnum', 'InstanceUsage', 'Invitation', 'InvitationCreateRequest', 'InvitationCreated', 'InvitationStatusEnum', 'InvokeRequest', 'LanguageModel', 'LastDeploy', 'LevelEnum', 'LogLine', 'Member', 'Message', 'MessageRoleEnum', 'ModelNotAllowed', 'ModelPolicy', 'ModelPolicyResult', 'ModelPolicyUpdateRequest', 'Notification', 'NotificationFeed', 'NotificationsRead', 'NullEnum', 'Operation', 'OperationKindEnum', 'OperationStatusEnum', 'OverLimit', 'PaginatedActivityEventList', 'PaginatedAddOnList', 'PaginatedAlertDeliveryList', 'PaginatedApiTokenList', 'PaginatedBackupList', 'PaginatedBlueprintList', 'PaginatedDeploymentList', 'PaginatedDeploymentLogLineList', 'PaginatedDeploymentRevisionList', 'PaginatedFleetRequestList', 'PaginatedFunctionList', 'PaginatedFunctionVersionList', 'PaginatedGatewayPolicyList', 'PaginatedInstanceList', 'PaginatedInvitationList', 'PaginatedLanguageModelList', 'PaginatedLogLineList', 'PaginatedMemberList', 'PaginatedOperationList', 'PaginatedRegionList', 'PaginatedTaskList', 'PaginatedTenantOperationList', 'PatchedAlertConfigUpdateRequest', 'PatchedBlueprintWriteRequest', 'PatchedConsentUpdateRequest', 'PatchedDeploymentUpdateRequest', 'PatchedFunctionUpdateRequest', 'PatchedGatewayPolicyWriteRequest', 'PatchedInstanceUpdateRequest', 'PatchedMemberUpdateRequest', 'PlanLimitError', 'ProviderApiEnum', 'ReasonEnum', 'Region', 'RequestMetrics', 'RequestMetricsPoint', 'RequestMetricsSummary', 'ResizeRequest', 'RestoreRequest', 'RoleEnum', 'RollbackCounts', 'RollbackRequest', 'RotateKeyResult', 'Runtime', 'SampleRequestRequest', 'SigningSecret', 'StatPoint', 'StatResolutionEnum', 'StateEnum', 'Stats', 'StatsWindowEnum', 'StepStats', 'StorageEnum', 'StreamEnum', 'SubscriptionPlan', 'Task', 'TaskDispatchRequest', 'TaskStatusEnum', 'Tenant', 'TenantOperation', 'TenantUsage', 'TokenModeEnum', 'Url', 'UsageCurrent', 'UsageDay', 'UsageTotals', 'ValidationError', 'ValidationIssue', 'OPERATIONS', 'INPUT_SCHEMAS', 'GeneratedOperations']
 
 
 # operationId → (HTTP method, path)
@@ -2741,14 +2748,14 @@ class GeneratedOperations:
         params: dict[str, Any] = {}
         return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
 
-    def models_list(self, *, request_timeout: float | None = None) -> list[LanguageModel]:
+    def models_list(self, *, limit: int | None = None, offset: int | None = None, request_timeout: float | None = None) -> Page[LanguageModel]:
         """GET /api/v1/models
 
         The model catalogue: models a policy may allow, with prices per 1k tokens
         """
         path = f"/api/v1/models"
-        params: dict[str, Any] = {}
-        return self._call("GET", path, params=params, json=None, request_timeout=request_timeout)
+        params = {'limit': limit, 'offset': offset}
+        return self._page("GET", path, params=params, json=None, request_timeout=request_timeout)
 
     def notifications_list(self, *, request_timeout: float | None = None) -> NotificationFeed:
         """GET /api/v1/notifications
@@ -4571,7 +4578,12 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {'activity_list': {'type': 'object',
                                             'description': 'A unique integer value identifying this membership.'}},
                       'required': ['id'],
                       'additionalProperties': False},
- 'models_list': {'type': 'object', 'properties': {}, 'required': [], 'additionalProperties': False},
+ 'models_list': {'type': 'object',
+                 'properties': {'limit': {'type': 'integer', 'description': 'Number of results to return per page.'},
+                                'offset': {'type': 'integer',
+                                           'description': 'The initial index from which to return the results.'}},
+                 'required': [],
+                 'additionalProperties': False},
  'notifications_list': {'type': 'object', 'properties': {}, 'required': [], 'additionalProperties': False},
  'notifications_read_all_create': {'type': 'object',
                                    'properties': {'idempotency_key': {'type': 'string',

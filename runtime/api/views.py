@@ -176,7 +176,6 @@ class LanguageModelListView(TenantApiView, ListAPIView):
     serializer_class = s.LanguageModelSerializer
     queryset = selectors.catalogue()
     filter_backends: list = []
-    pagination_class = None
 
     @extend_schema(operation_id="models_list", summary="The model catalogue: models a policy may allow, with prices per 1k tokens", tags=["catalogue"])
     def get(self, request, *args, **kwargs):

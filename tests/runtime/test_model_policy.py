@@ -17,7 +17,9 @@ from ..helpers import assert_error, assert_validation_error, local_instance
 def test_the_policy_is_validated_against_the_catalogue(api, member_api, other_api, tenant):
     InstanceFactory(tenant=tenant, instance_id="pol-1", state="stopped")
     assert api.get("instances/pol-1/model-policy").json() == {"instance_id": "pol-1", "allowed_models": [], "default_model": None, "max_tokens_per_day": None}
-    catalogue = {m["id"] for m in api.get("models").json()}
+    listed = api.get("models").json()
+    assert set(listed) == {"count", "next", "previous", "results"}  # a list like every other (API.md)
+    catalogue = {m["id"] for m in listed["results"]}
     assert {"default", "openclaw-fast", "openclaw-large"} <= catalogue
 
     assert_validation_error(api.put("instances/pol-1/model-policy", {"allowed_models": ["gpt-nope"]}), ("body", "allowed_models", 0))
