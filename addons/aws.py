@@ -648,7 +648,7 @@ def snapshot_restore(target: AwsTarget, snapshot: str) -> Facts:
     """Replace the add-on's data with the snapshot's. AWS restores a snapshot into a *new*
     database only, so: restore it as `<base>-g<n+1>`, give it the password in force (the
     snapshot carries the one of its day), delete the database it replaces (no final snapshot:
-    the restore discards the current data, as pg_restore --clean does locally), and return the
+    the restore discards the current data, as a local restore does), and return the
     new one's endpoint and identifier. Each call does the next step (InProgress until done);
     the caller records the Facts, after which the add-on is the restored database."""
     _own_snapshot(target, snapshot)

@@ -512,19 +512,50 @@ def backup(target: Target, dest: Path) -> None:
 def restore(target: Target, source: Path) -> None:
     """Put the backup at `source` (verified by the caller) back in place of the add-on's data."""
     if target.engine == "postgres":
-        ensure_running(target)
-        binaries = postgres_bin()
-        # One transaction: an error rolls the whole restore back, and the data is as it was.
-        argv = [
-            *_as_addon(target), str(binaries / "pg_restore"), "--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--no-password",
-            "-h", "127.0.0.1", "-p", str(target.port), "-U", target.username, "-d", target.database,
-        ]  # fmt: skip
-        with open(source, "rb") as archive:
-            result = subprocess.run(argv, stdin=archive, capture_output=True, env=_pg_client_env(target), timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
-        if result.returncode != 0:
-            raise _failed("pg_restore", result)
+        _pg_restore(target, source)
         return
     _redis_restore(target, source)
+
+
+def _pg_databases(conn) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT datname FROM pg_database")}
+
+
+def _pg_restore(target: Target, source: Path) -> None:
+    """The database exactly as it was at the backup (tables made since gone too): the archive is
+    restored, by the tenant's role in one transaction, into a new database of the role's; only
+    when that succeeded does it take the database's name (connections to the old one are ended),
+    and the old one is dropped. A restore that fails leaves the data as it was; one cut off
+    between the two renames is finished by the next attempt (the old database is found under its
+    interim name)."""
+    from psycopg import sql
+
+    ensure_running(target)
+    name, fresh, old = target.database, f"{target.database}__restore", f"{target.database}__old"
+    with _pg_admin(target) as conn:
+        if name not in _pg_databases(conn) and old in _pg_databases(conn):
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(fresh)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(fresh), sql.Identifier(target.username)))
+    binaries = postgres_bin()
+    argv = [
+        *_as_addon(target), str(binaries / "pg_restore"), "--single-transaction", "--exit-on-error", "--no-owner", "--no-password",
+        "-h", "127.0.0.1", "-p", str(target.port), "-U", target.username, "-d", fresh,
+    ]  # fmt: skip
+    with open(source, "rb") as archive:
+        result = subprocess.run(argv, stdin=archive, capture_output=True, env=_pg_client_env(target), timeout=settings.ADDONS_BACKUP_TIMEOUT_SECONDS)
+    with _pg_admin(target) as conn:
+        if result.returncode != 0:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(fresh)))
+            raise _failed("pg_restore", result)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old)))
+        # Nobody may connect to the database while it changes name: its sessions end (the
+        # instance's client reconnects to the restored one).
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [name])
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(name), sql.Identifier(old)))
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(fresh), sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(old)))
 
 
 def _redis_restore(target: Target, source: Path) -> None:

@@ -85,12 +85,16 @@ def test_postgres_backup_restore_and_the_signed_download(api, other_api, running
         conn.execute("DELETE FROM notes")
         conn.execute("CREATE TABLE later (x int)")
 
+    idle = psycopg.connect(url)  # the instance's client, connected through the restore
     record = _restore(api, addon_id, backup["backup_id"])
     assert record["status"] == "available" and record["error_message"] is None
+    with pytest.raises(psycopg.OperationalError):
+        idle.execute("SELECT 1")  # its session ended with the database it used: it reconnects
+    idle.close()
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT body FROM notes").fetchall() == [("keep me",)]
-        # pg_restore --clean replaces what the backup holds; a table made since is left (docs/addons.md).
-        assert conn.execute("SELECT to_regclass('later')").fetchone() == ("later",)
+        # The database as it was at the backup: a table made since is gone too (docs/addons.md).
+        assert conn.execute("SELECT to_regclass('later')").fetchone() == (None,)
 
     # The download: a signed URL, no session needed, the bytes whose checksum was recorded.
     link = api.get(f"addons/{addon_id}/backups/{backup['backup_id']}/download")
@@ -140,6 +144,32 @@ def test_a_backup_whose_checksum_does_not_match_is_refused_and_the_data_untouche
     assert "does not match its recorded SHA-256" in record["error_message"] and "nothing was restored" in record["error_message"]
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT body FROM notes").fetchall() == [("written after",)]
+    api.delete(f"addons/{addon_id}?confirm={addon_id}")
+    run_jobs()
+
+
+@needs_pg
+def test_a_restore_that_fails_leaves_the_database_as_it_was(api, running):
+    """An archive pg_restore refuses (its checksum recorded as it is, so it gets that far): the
+    restore fails, the database and its data are untouched, no half-restored database is left."""
+    addon_id, url = _addon(api, "postgres")
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE notes (body text)")
+    backup = _backup(api, addon_id)
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO notes VALUES ('written after')")
+    record = AddOnBackup.objects.get(backup_id=backup["backup_id"])
+    stored = Path(settings.ADDONS_BACKUP_DIR) / record.location
+    broken = stored.read_bytes()[:200]  # a cut archive
+    stored.write_bytes(broken)
+    AddOnBackup.objects.filter(pk=record.pk).update(sha256=hashlib.sha256(broken).hexdigest())
+
+    after = _restore(api, addon_id, backup["backup_id"])
+    assert after["status"] == "available" and "pg_restore" in after["error_message"]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT body FROM notes").fetchall() == [("written after",)]
+        names = {name for (name,) in conn.execute("SELECT datname FROM pg_database")}
+    assert not any(name.startswith("app__") for name in names), names
     api.delete(f"addons/{addon_id}?confirm={addon_id}")
     run_jobs()
 
