@@ -1148,6 +1148,225 @@ def deployments_delete(state: State, deployment_id: str, confirm: str | None, ye
     emit(state, state.client().deployments_destroy(deployment_id, confirm=confirm))
 
 
+# -- add-ons ---------------------------------------------------------------------------------------
+
+ADDON_COLUMNS = ["addon_id", "instance_id", "engine", "version", "plan", "status", "provider", "host", "port"]
+BACKUP_COLUMNS = ["backup_id", "kind", "status", "storage", "size_bytes", "created_at", "expires_at", "error_message"]
+ADDON_SETTLED = ("available", "error", "deleted")
+
+
+@cli.group()
+def addons() -> None:
+    """Add-ons: a PostgreSQL or Redis server of an instance, with backups (docs/addons.md)."""
+
+
+def wait_addon(state: State, addon_id: str, timeout: float, *, gone_ok: bool = False) -> dict | None:
+    """Follow the add-on until its operation has ended (available, error; destroyed: gone)."""
+    client = state.client()
+    deadline, last = time.monotonic() + timeout, None
+    while True:
+        try:
+            record = client.addons_retrieve(addon_id)
+        except errors.NotFound:
+            if gone_ok:
+                progress(state, f"{addon_id}: destroyed")
+                return None
+            raise
+        if record["status"] != last:
+            progress(state, f"{addon_id}: {record['status']}")
+            last = record["status"]
+        if record["status"] in ADDON_SETTLED and not (gone_ok and record["status"] != "deleted"):
+            if record["status"] == "error":
+                emit(state, record)
+                raise Failure(f"add-on {addon_id} failed: {record.get('error_message')}", "server")
+            if record.get("error_message"):
+                progress(state, f"{addon_id}: the last operation failed: {record['error_message']}")
+            return record
+        if time.monotonic() >= deadline:
+            raise Failure(f"timed out after {timeout:g}s; add-on {addon_id} is {record['status']}", "timeout")
+        time.sleep(0.5)
+
+
+@addons.command(name="list")
+@click.argument("instance_id")
+@pass_state
+@api_errors
+@rest("instances_addons_list")
+def addons_list(state: State, instance_id: str) -> None:
+    """The instance's add-ons."""
+    emit(state, list(state.client().instances_addons_list(instance_id, limit=PAGE)), ADDON_COLUMNS)
+
+
+@addons.command(name="create")
+@click.argument("instance_id")
+@click.option("--engine", required=True, type=click.Choice(["postgres", "redis"]))
+@click.option("--version", help="The engine's major version (default: what this installation provides).")
+@click.option("--size", "plan", type=click.Choice(["hobby", "standard", "premium"]), help="The add-on's size (default hobby).")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until it is available.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds --wait waits.")
+@pass_state
+@api_errors
+@rest("instances_addons_create")
+def addons_create(state: State, instance_id: str, engine: str, version: str | None, plan: str | None, wait_: bool, timeout: float) -> None:
+    """Add a database to the instance; its URL (owners and admins) is shown this once."""
+    from ._base import UNSET
+
+    record = state.client().instances_addons_create(instance_id, engine=engine, version=version or UNSET, plan=plan or UNSET)
+    if wait_:
+        record = {**wait_addon(state, record["addon_id"], timeout), "connection_url": record.get("connection_url")}
+    emit(state, record)
+
+
+@addons.command(name="get")
+@click.argument("addon_id")
+@pass_state
+@api_errors
+@rest("addons_retrieve")
+def addons_get(state: State, addon_id: str) -> None:
+    """One add-on (never its URL: `ork addons reveal`)."""
+    emit(state, state.client().addons_retrieve(addon_id))
+
+
+@addons.command(name="reveal")
+@click.argument("addon_id")
+@pass_state
+@api_errors
+@rest("addons_reveal_create")
+def addons_reveal(state: State, addon_id: str) -> None:
+    """The connection URL (owners and admins; audited)."""
+    record = state.client().addons_reveal_create(addon_id)
+    emit(state, record) if state.json else click.echo(record["connection_url"])
+
+
+@addons.command(name="rotate")
+@click.argument("addon_id")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until the new password is in force.")
+@click.option("--timeout", default=300.0, show_default=True)
+@pass_state
+@api_errors
+@rest("addons_rotate_credentials_create")
+def addons_rotate(state: State, addon_id: str, wait_: bool, timeout: float) -> None:
+    """A new password (the old one is refused once done; the instance gets the new URL)."""
+    record = state.client().addons_rotate_credentials_create(addon_id)
+    emit(state, wait_addon(state, addon_id, timeout) if wait_ else record)
+
+
+@addons.command(name="destroy")
+@click.argument("addon_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-final-snapshot", is_flag=True, help="On AWS: delete without a final snapshot.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until it is gone.")
+@click.option("--timeout", default=300.0, show_default=True)
+@pass_state
+@api_errors
+@rest("addons_destroy")
+def addons_destroy(state: State, addon_id: str, yes: bool, no_final_snapshot: bool, wait_: bool, timeout: float) -> None:
+    """Destroy the add-on and its data (202)."""
+    if not yes:
+        click.confirm(f"Destroy add-on {addon_id} and all its data?", abort=True, err=True)
+    record = state.client().addons_destroy(addon_id, confirm=addon_id, final_snapshot=False if no_final_snapshot else None)
+    if wait_:
+        wait_addon(state, addon_id, timeout, gone_ok=True)
+    emit(state, record)
+
+
+@addons.command(name="backups")
+@click.argument("addon_id")
+@pass_state
+@api_errors
+@rest("addons_backups_list")
+def addons_backups(state: State, addon_id: str) -> None:
+    """The add-on's backups, newest first."""
+    emit(state, list(state.client().addons_backups_list(addon_id, limit=PAGE)), BACKUP_COLUMNS)
+
+
+@addons.command(name="backup")
+@click.argument("addon_id")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until the backup is stored.")
+@click.option("--timeout", default=600.0, show_default=True)
+@pass_state
+@api_errors
+@rest("addons_backups_create")
+def addons_backup(state: State, addon_id: str, wait_: bool, timeout: float) -> None:
+    """Take a backup now (counted against the plan's daily quota)."""
+    client = state.client()
+    backup = client.addons_backups_create(addon_id)
+    if wait_:
+        wait_addon(state, addon_id, timeout)
+        backup = next((b for b in client.addons_backups_list(addon_id, limit=PAGE) if b["backup_id"] == backup["backup_id"]), backup)
+        if backup["status"] != "available":
+            emit(state, backup)
+            raise Failure(f"backup {backup['backup_id']} is {backup['status']}: {backup.get('error_message')}", "server")
+    emit(state, backup)
+
+
+@addons.command(name="download")
+@click.argument("addon_id")
+@click.argument("backup_id")
+@click.option("--output", "output", type=click.Path(dir_okay=False, writable=True), help="Save the backup to this file (else print its URL).")
+@pass_state
+@api_errors
+@rest("addons_backups_download_retrieve")
+def addons_download(state: State, addon_id: str, backup_id: str, output: str | None) -> None:
+    """A URL that downloads the backup for minutes (audited); with --output, the file itself."""
+    link = state.client().addons_backups_download_retrieve(addon_id, backup_id)
+    if output is None:
+        emit(state, link) if state.json else click.echo(link["url"])
+        return
+    import httpx
+
+    with httpx.stream("GET", link["url"], timeout=60, follow_redirects=True) as response:
+        if response.status_code != 200:
+            raise Failure(f"the download answered {response.status_code}: {response.read().decode(errors='replace')[:200]}", "server")
+        with open(output, "wb") as out:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+    progress(state, f"backup {backup_id} saved to {output}")
+
+
+@addons.command(name="restore")
+@click.argument("addon_id")
+@click.argument("backup_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until the restore has ended.")
+@click.option("--timeout", default=600.0, show_default=True)
+@pass_state
+@api_errors
+@rest("addons_restore_create")
+def addons_restore(state: State, addon_id: str, backup_id: str, yes: bool, wait_: bool, timeout: float) -> None:
+    """Replace the add-on's data with the backup's; exit 10 when the restore failed."""
+    if not yes:
+        click.confirm(f"Replace the data of {addon_id} with backup {backup_id}?", abort=True, err=True)
+    record = state.client().addons_restore_create(addon_id, backup_id=backup_id)
+    if wait_:
+        record = wait_addon(state, addon_id, timeout)
+        if record.get("error_message"):
+            emit(state, record)
+            raise Failure(f"the restore of {addon_id} failed: {record['error_message']}", "server")
+    emit(state, record)
+
+
+@addons.command(name="auto-backup")
+@click.argument("addon_id")
+@click.argument("switch", type=click.Choice(["on", "off"]))
+@pass_state
+@api_errors
+@rest("addons_auto_backup_create")
+def addons_auto_backup(state: State, addon_id: str, switch: str) -> None:
+    """Daily automatic backups on or off; prints the backup plan."""
+    emit(state, state.client().addons_auto_backup_create(addon_id, enabled=switch == "on"))
+
+
+@addons.command(name="backup-info")
+@click.argument("addon_id")
+@pass_state
+@api_errors
+@rest("addons_backup_info_retrieve")
+def addons_backup_info(state: State, addon_id: str) -> None:
+    """The backup plan: retention, daily quota, used today, next and last backup."""
+    emit(state, state.client().addons_backup_info_retrieve(addon_id))
+
+
 # -- functions -------------------------------------------------------------------------------------
 
 FUNCTION_COLUMNS = ["function_id", "slug", "runtime", "auth_mode", "current_version", "running", "invocations", "url"]

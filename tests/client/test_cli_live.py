@@ -212,3 +212,38 @@ def test_functions(ork_cli, tmp_path):
     assert "cli-fn" in ork_cli("functions", "list").stdout
     ork_cli("functions", "delete", fid, "--yes")
     ork_cli("functions", "get", fid, code=EXIT_CODES["not_found"])
+
+
+def test_addons(ork_cli, worker, tmp_path):
+    """A database for an instance, scripted: create and wait, reveal, back up, download, restore,
+    the backup plan, destroy (a real redis-server on the local engine)."""
+    import redis as redis_py
+
+    from addons import engines
+
+    if engines.redis_server() is None:
+        pytest.skip("needs redis-server (apt-get install redis-server)")
+    ork_cli("instances", "create", "cli-db", "--wait", "--timeout", "60")
+    created = ork_cli.json("addons", "create", "cli-db", "--engine", "redis", "--wait", "--timeout", "60")
+    addon_id, url = created["addon_id"], created["connection_url"]
+    assert created["status"] == "available" and url.startswith("redis://:")
+    assert ork_cli("addons", "reveal", addon_id).stdout.strip() == url
+    assert addon_id in ork_cli("addons", "list", "cli-db").stdout
+    redis_py.Redis.from_url(url).set("greeting", "hello")
+    backup = ork_cli.json("addons", "backup", addon_id, "--wait", "--timeout", "60")
+    assert backup["status"] == "available" and len(backup["sha256"]) == 64
+    saved = tmp_path / "backup.rdb"
+    ork_cli("addons", "download", addon_id, backup["backup_id"], "--output", str(saved))
+    import hashlib
+
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == backup["sha256"]
+    redis_py.Redis.from_url(url).delete("greeting")
+    restored = ork_cli.json("addons", "restore", addon_id, backup["backup_id"], "--yes", "--wait", "--timeout", "60")
+    assert restored["status"] == "available" and redis_py.Redis.from_url(url).get("greeting") == b"hello"
+    assert ork_cli.json("addons", "auto-backup", addon_id, "on")["auto_backup"] is True
+    assert ork_cli.json("addons", "backup-info", addon_id)["retention_days"] == 7
+    assert [b["backup_id"] for b in ork_cli.json("addons", "backups", addon_id)] == [backup["backup_id"]]
+    ork_cli("addons", "restore", addon_id, "bak_nope", "--yes", code=EXIT_CODES["not_found"])
+    ork_cli("addons", "destroy", addon_id, "--yes", "--wait", "--timeout", "60")
+    ork_cli("addons", "get", addon_id, code=EXIT_CODES["not_found"])
+    ork_cli("instances", "destroy", "cli-db", "--yes")
