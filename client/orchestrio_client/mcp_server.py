@@ -76,6 +76,20 @@ TOOLS: dict[str, ToolSpec] = {
     "deployments_partial_update": ToolSpec("write"),
     "deployments_rollback_create": ToolSpec("destructive"),
     "deployments_destroy": ToolSpec("destructive"),
+    # Add-ons: reads, backups and restore. Not their creation, nor a reveal: those answer the
+    # connection URL, a secret that has no place in an agent's context (`ork` and the console do it).
+    "instances_addons_list": ToolSpec("read"),
+    "addons_retrieve": ToolSpec("read"),
+    "addons_backups_list": ToolSpec("read"),
+    "addons_backup_info_retrieve": ToolSpec("read"),
+    "addons_backups_create": ToolSpec("write"),
+    "addons_restore_create": ToolSpec("destructive"),  # it replaces the add-on's data
+    # Functions: read, invoke with a sample request, deploy the draft.
+    "functions_list": ToolSpec("read"),
+    "functions_retrieve": ToolSpec("read"),
+    "functions_logs_retrieve": ToolSpec("read"),
+    "functions_invoke_create": ToolSpec("write"),
+    "functions_deploy_create": ToolSpec("write"),
 }
 
 

@@ -34,6 +34,9 @@ def test_tools_over_stdio(live_server, ork_token, worker):
             assert tools["instances_destroy"].annotations.destructive_hint is True
             assert "confirm" in tools["instances_destroy"].input_schema["required"]
             assert tools["instances_list"].annotations.read_only_hint is True
+            assert tools["addons_restore_create"].annotations.destructive_hint is True and tools["addons_backups_list"].annotations.read_only_hint is True
+            assert "instances_addons_create" not in tools and "addons_reveal_create" not in tools  # they answer a connection URL
+            assert tools["functions_invoke_create"].annotations.read_only_hint is not True
 
             created = await mcp.call_tool("instances_create", {"instance_id": "mcp-box", "labels": {"by": "agent"}})
             assert not created.is_error, created.content
