@@ -1,7 +1,9 @@
 """A function's request metrics, without a database write per invocation.
 
 Each invocation adds to fields of one Redis hash (one pipelined round trip): per function and
-UTC minute its count, errors, cold starts and total duration. `flush` (a periodic job, every
+UTC minute its count, errors, cold starts, total duration and one bucket of the gateway's
+mergeable latency histogram (gateway/histogram.py: the p50/p95/p99 the instances' request metrics
+give, within one bucket's 19 %). `flush` (a periodic job, every
 FUNCTIONS_METRICS_FLUSH_SECONDS) renames the hash to a batch of its own, so new invocations go to
 a fresh one, adds the batch to `FunctionMetricMinute` rows and to the function's counters, then
 deletes it. With Redis unreachable the points are dropped (logged), as billing's counters are.
@@ -18,6 +20,7 @@ import redis
 from django.db import transaction
 from django.db.models import F, Q
 
+from gateway import histogram
 from orchestrio.redis import get_redis
 
 from .models import Function, FunctionMetricMinute
@@ -40,6 +43,7 @@ def record(function_pk: int, *, duration_ms: int, error: bool, cold: bool) -> No
         if cold:
             pipe.hincrby(PENDING, prefix + "cold_starts", 1)
         pipe.hincrby(PENDING, prefix + "duration_ms_total", max(0, duration_ms))
+        pipe.hincrby(PENDING, prefix + f"h{histogram.bucket_for(max(0, duration_ms))}", 1)
         pipe.execute()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         logger.warning("function metrics unavailable; an invocation of function %s not counted: %s", function_pk, exc)
@@ -69,22 +73,28 @@ def _flush(client) -> int:
     changed = 0
     for key in list(client.scan_iter(match=BATCH_PREFIX + "*", count=100)):
         points: dict[tuple[int, int], dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+        latencies: dict[tuple[int, int], list[int]] = defaultdict(histogram.empty)
         for field, value in client.hgetall(key).items():
             text = field.decode() if isinstance(field, bytes) else field
             pk, minute, name = text.split("|", 2)
             if name in FIELDS:
                 points[(int(pk), int(minute))][name] += int(value)
+            elif name.startswith("h") and name[1:].isdigit() and int(name[1:]) < histogram.SIZE:
+                latencies[(int(pk), int(minute))][int(name[1:])] += int(value)
         known = set(Function.objects.filter(pk__in={pk for pk, _ in points}).values_list("pk", flat=True))
         with transaction.atomic():
             for (pk, minute), figures in points.items():
                 if pk not in known:
                     continue  # deleted since
                 at = datetime.fromtimestamp(minute, UTC)
-                row, created = FunctionMetricMinute.objects.get_or_create(function_id=pk, minute=at, defaults=figures)
+                latency = latencies.get((pk, minute)) or histogram.empty()
+                row, created = FunctionMetricMinute.objects.get_or_create(function_id=pk, minute=at, defaults={**figures, "latency_histogram": latency})
                 if not created:
+                    # The row locked while its histogram is merged (a JSON list has no F() sum).
+                    row = FunctionMetricMinute.objects.select_for_update().get(pk=row.pk)
                     FunctionMetricMinute.objects.filter(pk=row.pk).update(
                         count=F("count") + figures["count"], errors=F("errors") + figures["errors"], cold_starts=F("cold_starts") + figures["cold_starts"],
-                        duration_ms_total=F("duration_ms_total") + figures["duration_ms_total"],
+                        duration_ms_total=F("duration_ms_total") + figures["duration_ms_total"], latency_histogram=histogram.merge(row.latency_histogram, latency),
                     )  # fmt: skip
                 Function.objects.filter(pk=pk).update(
                     invocations=F("invocations") + figures["count"], errors=F("errors") + figures["errors"],

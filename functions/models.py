@@ -85,6 +85,7 @@ class FunctionMetricMinute(models.Model):
     errors = models.PositiveIntegerField(default=0)
     cold_starts = models.PositiveIntegerField(default=0)
     duration_ms_total = models.PositiveBigIntegerField(default=0)
+    latency_histogram = models.JSONField(default=list, blank=True, help_text="Counts per latency bucket (gateway/histogram.py).")
 
     class Meta:
         ordering = ["minute"]

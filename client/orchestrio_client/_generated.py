@@ -649,6 +649,9 @@ class FunctionMetricPoint(TypedDict):
     errors: int
     cold_starts: int
     avg_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
 
 
 class FunctionMetricTotals(TypedDict):
@@ -657,6 +660,9 @@ class FunctionMetricTotals(TypedDict):
     cold_starts: int
     error_rate: float
     avg_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
 
 
 class FunctionMetrics(TypedDict):

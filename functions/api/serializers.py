@@ -145,6 +145,9 @@ class FunctionMetricPointSerializer(serializers.Serializer):
     errors = serializers.IntegerField()
     cold_starts = serializers.IntegerField()
     avg_ms = serializers.FloatField(allow_null=True)
+    p50_ms = serializers.FloatField(allow_null=True, help_text="Latency percentiles from the window's histogram (within 19 %).")
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
 
 
 class FunctionMetricTotalsSerializer(serializers.Serializer):
@@ -153,6 +156,9 @@ class FunctionMetricTotalsSerializer(serializers.Serializer):
     cold_starts = serializers.IntegerField()
     error_rate = serializers.FloatField()
     avg_ms = serializers.FloatField(allow_null=True)
+    p50_ms = serializers.FloatField(allow_null=True, help_text="Latency percentiles from the window's histogram (within 19 %).")
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
 
 
 class FunctionMetricAllTimeSerializer(serializers.Serializer):
