@@ -393,6 +393,9 @@ def _redis_start(target: Target, uid: int | None, *, load_rdb: bool = False) -> 
     ours = {
         "dir": inside_data, "dbfilename": "dump.rdb", "appenddirname": "appendonlydir",
         "unixsocket": f"{inside_sockets}/{REDIS_SOCKET}", "unixsocketperm": "770",
+        # A backup (`redis-cli --rdb`) is a replica's sync: start it at once, not after the 5 s
+        # Redis waits by default for more replicas to share a diskless transfer (it has none).
+        "repl-diskless-sync-delay": "0",
     }  # fmt: skip
     if not conf.exists():
         # In the add-on's data directory (its own, 0600): CONFIG REWRITE keeps a rotated password.
