@@ -216,12 +216,13 @@ def _call_when_ready(service: str, target: AwsTarget, method: str, *, action: st
         raise error_for(exc, action=action, target=target) from None
 
 
-def _call_or_none(service: str, target: AwsTarget, method: str, *, missing: set[str], action: str, **kwargs):
-    """Like `_call`, but None when AWS answers with one of the `missing` codes."""
+def _call_or_none(service: str, target: AwsTarget, method: str, *, accept: set[str], action: str, **kwargs):
+    """Like `_call`, but None when AWS answers with one of the `accept` codes (a thing not found
+    where that is fine; or, with ALREADY_EXISTS, made already by a retried or concurrent step)."""
     try:
         return getattr(get_provider("aws").client(service, target.region), method)(**kwargs)
     except ClientError as exc:
-        if _code(exc) in missing:
+        if _code(exc) in accept:
             return None
         raise error_for(exc, action=action, target=target) from None
     except BotoCoreError as exc:
@@ -256,20 +257,17 @@ def _subnet_group(target: AwsTarget, service: str) -> str:
         return ""
     name = target.base_identifier
     description = f"Orchestrio add-on {target.addon_id} of {target.instance_id}"
-    try:
-        if service == "rds":
-            get_provider("aws").client("rds", target.region).create_db_subnet_group(
-                DBSubnetGroupName=name, DBSubnetGroupDescription=description, SubnetIds=list(target.subnet_ids), Tags=_tag_list(target)
-            )
-        else:
-            get_provider("aws").client("elasticache", target.region).create_cache_subnet_group(
-                CacheSubnetGroupName=name, CacheSubnetGroupDescription=description, SubnetIds=list(target.subnet_ids), Tags=_tag_list(target)
-            )
-    except ClientError as exc:
-        if _code(exc) not in ALREADY_EXISTS:  # a retried step made it already
-            raise error_for(exc, action="create the add-on's subnet group", target=target) from None
-    except BotoCoreError as exc:
-        raise error_for(exc, action="create the add-on's subnet group", target=target) from None
+    action = "create the add-on's subnet group"
+    if service == "rds":
+        _call_or_none(
+            "rds", target, "create_db_subnet_group", accept=ALREADY_EXISTS, action=action,
+            DBSubnetGroupName=name, DBSubnetGroupDescription=description, SubnetIds=list(target.subnet_ids), Tags=_tag_list(target),
+        )  # fmt: skip
+    else:
+        _call_or_none(
+            "elasticache", target, "create_cache_subnet_group", accept=ALREADY_EXISTS, action=action,
+            CacheSubnetGroupName=name, CacheSubnetGroupDescription=description, SubnetIds=list(target.subnet_ids), Tags=_tag_list(target),
+        )  # fmt: skip
     return name
 
 
@@ -281,6 +279,18 @@ def _security_groups(target: AwsTarget) -> list[str]:
     if target.subnet_ids and not (settings.ADDONS_AWS_DB_SUBNET_GROUP if target.engine == "postgres" else settings.ADDONS_AWS_CACHE_SUBNET_GROUP):
         return list(target.security_group_ids)
     return []
+
+
+def _placement(target: AwsTarget, service: str) -> dict:
+    """The network parameters of a create or restore call: the subnet group and security groups,
+    in the names RDS or ElastiCache gives them (none set: AWS's defaults)."""
+    names = {"rds": ("DBSubnetGroupName", "VpcSecurityGroupIds"), "elasticache": ("CacheSubnetGroupName", "SecurityGroupIds")}[service]
+    params = {}
+    if group := _subnet_group(target, service):
+        params[names[0]] = group
+    if groups := _security_groups(target):
+        params[names[1]] = groups
+    return params
 
 
 def _delete_own_subnet_group(target: AwsTarget) -> None:
@@ -314,7 +324,7 @@ def _ours(target: AwsTarget, raw: dict, tag_list: list[dict] | None) -> dict:
 
 
 def _rds(target: AwsTarget, identifier: str | None = None) -> dict | None:
-    found = _call_or_none("rds", target, "describe_db_instances", missing=RDS_NOT_FOUND, action="look up the database", DBInstanceIdentifier=identifier or target.identifier)
+    found = _call_or_none("rds", target, "describe_db_instances", accept=RDS_NOT_FOUND, action="look up the database", DBInstanceIdentifier=identifier or target.identifier)
     if not found or not found.get("DBInstances"):
         return None
     raw = found["DBInstances"][0]
@@ -353,20 +363,10 @@ def _rds_create(target: AwsTarget) -> None:
         "AutoMinorVersionUpgrade": True,
         "DeletionProtection": False,
         "Tags": _tag_list(target),
+        **_placement(target, "rds"),
     }
-    group = _subnet_group(target, "rds")
-    if group:
-        params["DBSubnetGroupName"] = group
-    groups = _security_groups(target)
-    if groups:
-        params["VpcSecurityGroupIds"] = groups
-    try:
-        get_provider("aws").client("rds", target.region).create_db_instance(**params)
-    except ClientError as exc:
-        if _code(exc) not in ALREADY_EXISTS:  # a concurrent attempt created it: found on the next look
-            raise error_for(exc, action="create the RDS instance", target=target) from None
-    except BotoCoreError as exc:
-        raise error_for(exc, action="create the RDS instance", target=target) from None
+    # A concurrent attempt that created it already: found on the next look.
+    _call_or_none("rds", target, "create_db_instance", accept=ALREADY_EXISTS, action="create the RDS instance", **params)
 
 
 def _rds_set_password(target: AwsTarget, identifier: str, password: str, *, marker_key: str) -> None:
@@ -410,12 +410,12 @@ def _rds_delete(target: AwsTarget, identifier: str, *, final_snapshot: bool) -> 
 
 
 def _cache(target: AwsTarget, identifier: str | None = None) -> dict | None:
-    found = _call_or_none("elasticache", target, "describe_replication_groups", missing=CACHE_NOT_FOUND, action="look up the Redis replication group", ReplicationGroupId=identifier or target.identifier)
+    found = _call_or_none("elasticache", target, "describe_replication_groups", accept=CACHE_NOT_FOUND, action="look up the Redis replication group", ReplicationGroupId=identifier or target.identifier)
     if not found or not found.get("ReplicationGroups"):
         return None
     raw = found["ReplicationGroups"][0]
     if raw.get("ARN"):
-        listed = _call_or_none("elasticache", target, "list_tags_for_resource", missing=CACHE_NOT_FOUND, action="read the replication group's tags", ResourceName=raw["ARN"])
+        listed = _call_or_none("elasticache", target, "list_tags_for_resource", accept=CACHE_NOT_FOUND, action="read the replication group's tags", ResourceName=raw["ARN"])
         _ours(target, raw, (listed or {}).get("TagList"))
     return raw
 
@@ -455,19 +455,8 @@ def _cache_create(target: AwsTarget, identifier: str, *, snapshot: str = "") -> 
     }
     if snapshot:
         params["SnapshotName"] = snapshot
-    group = _subnet_group(target, "elasticache")
-    if group:
-        params["CacheSubnetGroupName"] = group
-    groups = _security_groups(target)
-    if groups:
-        params["SecurityGroupIds"] = groups
-    try:
-        get_provider("aws").client("elasticache", target.region).create_replication_group(**params)
-    except ClientError as exc:
-        if _code(exc) not in ALREADY_EXISTS:
-            raise error_for(exc, action="create the ElastiCache replication group", target=target) from None
-    except BotoCoreError as exc:
-        raise error_for(exc, action="create the ElastiCache replication group", target=target) from None
+    params.update(_placement(target, "elasticache"))
+    _call_or_none("elasticache", target, "create_replication_group", accept=ALREADY_EXISTS, action="create the ElastiCache replication group", **params)
 
 
 def _cache_modify_token(target: AwsTarget, identifier: str, password: str, strategy: str) -> None:
@@ -602,16 +591,11 @@ def snapshot_create(target: AwsTarget, name: str) -> str:
     and return its id; follow it with `snapshot_status`. Idempotent: the same name again is the
     same snapshot."""
     snapshot = snapshot_id(target, name)
-    try:
-        if target.engine == "postgres":
-            get_provider("aws").client("rds", target.region).create_db_snapshot(DBSnapshotIdentifier=snapshot, DBInstanceIdentifier=target.identifier, Tags=_tag_list(target))
-        else:
-            get_provider("aws").client("elasticache", target.region).create_snapshot(SnapshotName=snapshot, ReplicationGroupId=target.identifier, Tags=_tag_list(target))
-    except ClientError as exc:
-        if _code(exc) not in ALREADY_EXISTS:
-            raise error_for(exc, action="snapshot the database", target=target) from None
-    except BotoCoreError as exc:
-        raise error_for(exc, action="snapshot the database", target=target) from None
+    action = "snapshot the database"
+    if target.engine == "postgres":
+        _call_or_none("rds", target, "create_db_snapshot", accept=ALREADY_EXISTS, action=action, DBSnapshotIdentifier=snapshot, DBInstanceIdentifier=target.identifier, Tags=_tag_list(target))
+    else:
+        _call_or_none("elasticache", target, "create_snapshot", accept=ALREADY_EXISTS, action=action, SnapshotName=snapshot, ReplicationGroupId=target.identifier, Tags=_tag_list(target))
     return snapshot
 
 
@@ -619,11 +603,11 @@ def snapshot_status(target: AwsTarget, snapshot: str) -> str:
     """`creating`, `available`, `failed`, `deleting` or `missing`."""
     _own_snapshot(target, snapshot)
     if target.engine == "postgres":
-        found = _call_or_none("rds", target, "describe_db_snapshots", missing=SNAPSHOT_NOT_FOUND, action="look up the snapshot", DBSnapshotIdentifier=snapshot)
+        found = _call_or_none("rds", target, "describe_db_snapshots", accept=SNAPSHOT_NOT_FOUND, action="look up the snapshot", DBSnapshotIdentifier=snapshot)
         raw = (found or {}).get("DBSnapshots") or []
         state = raw[0].get("Status", "") if raw else "missing"
     else:
-        found = _call_or_none("elasticache", target, "describe_snapshots", missing=SNAPSHOT_NOT_FOUND, action="look up the snapshot", SnapshotName=snapshot)
+        found = _call_or_none("elasticache", target, "describe_snapshots", accept=SNAPSHOT_NOT_FOUND, action="look up the snapshot", SnapshotName=snapshot)
         raw = (found or {}).get("Snapshots") or []
         state = raw[0].get("SnapshotStatus", "") if raw else "missing"
     if state in ("available", "missing", "deleting"):
@@ -667,21 +651,9 @@ def snapshot_restore(target: AwsTarget, snapshot: str) -> Facts:
             params = {
                 "DBInstanceIdentifier": new, "DBSnapshotIdentifier": snapshot, "DBInstanceClass": instance_class,
                 "PubliclyAccessible": False, "MultiAZ": bool(multi_az), "CopyTagsToSnapshot": True, "DeletionProtection": False,
-                "Tags": _tag_list(target),
+                "Tags": _tag_list(target), **_placement(target, "rds"),
             }  # fmt: skip
-            group = _subnet_group(target, "rds")
-            if group:
-                params["DBSubnetGroupName"] = group
-            groups = _security_groups(target)
-            if groups:
-                params["VpcSecurityGroupIds"] = groups
-            try:
-                get_provider("aws").client("rds", target.region).restore_db_instance_from_db_snapshot(**params)
-            except ClientError as exc:
-                if _code(exc) not in ALREADY_EXISTS:
-                    raise error_for(exc, action="restore the snapshot", target=target) from None
-            except BotoCoreError as exc:
-                raise error_for(exc, action="restore the snapshot", target=target) from None
+            _call_or_none("rds", target, "restore_db_instance_from_db_snapshot", accept=ALREADY_EXISTS, action="restore the snapshot", **params)
             raise InProgress(f"RDS is restoring {snapshot} as {new}")
         facts = _rds_wait_ready(target, raw, doing=f"restoring {snapshot}")
         _rds_set_password(target, new, target.password, marker_key="restore_password_sent")
@@ -700,6 +672,6 @@ def snapshot_delete(target: AwsTarget, snapshot: str) -> None:
     """Delete the snapshot (one already gone is fine)."""
     _own_snapshot(target, snapshot)
     if target.engine == "postgres":
-        _call_or_none("rds", target, "delete_db_snapshot", missing=SNAPSHOT_NOT_FOUND, action="delete the snapshot", DBSnapshotIdentifier=snapshot)
+        _call_or_none("rds", target, "delete_db_snapshot", accept=SNAPSHOT_NOT_FOUND, action="delete the snapshot", DBSnapshotIdentifier=snapshot)
     else:
-        _call_or_none("elasticache", target, "delete_snapshot", missing=SNAPSHOT_NOT_FOUND, action="delete the snapshot", SnapshotName=snapshot)
+        _call_or_none("elasticache", target, "delete_snapshot", accept=SNAPSHOT_NOT_FOUND, action="delete the snapshot", SnapshotName=snapshot)
