@@ -25,7 +25,7 @@ from instances.choices import FLEET_PROVIDER_APIS, ErrorCode, OperationKind, Ope
 from instances.hostnames import instance_id_problem
 from instances.models import Instance, Operation, Region
 from instances.providers import BatchLaunch, Machine, MachineState, ProviderError
-from instances.selectors import RUNNING_STATES, blueprint_visible
+from instances.selectors import RUNNING_STATES, blueprint_visible, counted_instances
 from instances.services import (
     instance_create,
     instance_record_machine,
@@ -98,7 +98,7 @@ def fleet_request_acquire(
     # The whole batch against the plan, before anything is created (the tenant row locked, as
     # each create then locks it again: concurrent requests count one at a time).
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
-    live = Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True)
+    live = counted_instances(tenant=tenant)
     limit_check(tenant=tenant, limit="instances", used=live.count, needed=count)
     limit_check(tenant=tenant, limit="running_instances", used=live.filter(state__in=RUNNING_STATES).count, needed=count)
 

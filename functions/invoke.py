@@ -24,7 +24,7 @@ from orchestrio.errors import Conflict, UpstreamError
 from orchestrio.longpoll import proxy_slot
 from orchestrio.quotas import execution_quota_check
 
-from . import metrics, runtime
+from . import backends, metrics, runtime
 from .models import Function, FunctionVersion
 from .rules import decrypt_env
 
@@ -111,15 +111,12 @@ def _invoke(function: Function, target: runtime.Target, envelope: dict) -> Resul
     deadline = began + settings.FUNCTIONS_WAKE_TIMEOUT_SECONDS
     gateway_hooks.request_proxied(function.tenant_id, None)  # one execution
     error, cold = True, False
+    on = backends.get()
     try:
-        with runtime.in_flight(function.pk, deadline=deadline):
-            runtime.touch(function.pk)
-            socket_path, cold = runtime.ensure_running(target, deadline=deadline)
-            payload = runtime.call(socket_path, envelope, timeout=settings.FUNCTIONS_INVOKE_TIMEOUT_SECONDS)
-            status, headers, body = _response(payload)
-            runtime.touch(function.pk)
+        payload, cold = on.invoke(function, target, envelope, deadline=deadline)
+        status, headers, body = _response(payload)
         error = status >= 500
         return Result(status=status, headers=headers, body=body, duration_ms=int((time.monotonic() - began) * 1000), cold_start=cold, version=target.number)
     finally:
         metrics.record(function.pk, duration_ms=int((time.monotonic() - began) * 1000), error=error, cold=cold)
-        runtime.trim_log(function.pk)
+        on.after_invoke(function.pk)

@@ -47,7 +47,7 @@ from django.utils import timezone
 from gateway.proxy import pool
 from instances.providers import sandbox
 from instances.providers.local import live_process, process_record, sandbox_init
-from orchestrio.errors import ServiceUnavailable, UpstreamError, UpstreamTimeout, ValidationFailed
+from orchestrio.errors import UpstreamError, UpstreamTimeout
 
 from .choices import HANDLER_FILE, Runtime
 
@@ -135,20 +135,6 @@ def unavailable_reason() -> str | None:
     if not status.enabled:
         return f"functions run only in the local sandbox, which is off on this installation ({status.reason})"
     return None
-
-
-def require_runtime(runtime: str) -> None:
-    """422 unless this host offers `runtime`."""
-    if runtime not in available_runtimes():
-        raise ValidationFailed(f"this installation has no {runtime} runtime (it offers: {', '.join(available_runtimes()) or 'none'})", field="runtime")
-
-
-def require_available(runtime: str) -> None:
-    """What running a version needs: the sandbox (503 without it) and its runtime (422)."""
-    reason = unavailable_reason()
-    if reason:
-        raise ServiceUnavailable(reason)
-    require_runtime(runtime)
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -508,12 +494,18 @@ def call(socket_path: str, envelope: dict, *, timeout: float) -> dict:
         raise UpstreamTimeout(f"the function did not answer within {timeout:g}s") from exc
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
         raise UpstreamError(f"the function's runtime broke the connection ({type(exc).__name__}): see its logs") from exc
+    return runner_payload(response.status, b"".join(chunks))
+
+
+def runner_payload(status: int, data: bytes) -> dict:
+    """A runner's answer to POST /invoke (200: the response envelope; 500: the handler raised)
+    as the envelope, not validated yet; UpstreamError for anything else."""
     try:
-        payload = json.loads(b"".join(chunks))
+        payload = json.loads(data)
     except ValueError as exc:
         raise UpstreamError("the function's runtime answered something that is not its response envelope") from exc
-    if response.status == 500 and isinstance(payload, dict):
+    if status == 500 and isinstance(payload, dict):
         raise UpstreamError(f"{str(payload.get('error'))[:200]} (see the function's logs)")
-    if response.status != 200 or not isinstance(payload, dict):
-        raise UpstreamError(f"the function's runtime answered {response.status}")
+    if status != 200 or not isinstance(payload, dict):
+        raise UpstreamError(f"the function's runtime answered {status}")
     return payload

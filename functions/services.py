@@ -4,11 +4,13 @@ prefix, never the key).
 
 A deploy is three steps, and the runtime is started outside any lock: (1) the version is recorded
 `building` under the function's row lock (one at a time per function: a partial unique index);
-(2) its runtime is started and health-checked (functions/runtime.py); (3) under the lock again
-the version becomes `built` and `current_version` points at it — the switch is that one row
-update, so every invocation after it goes to the new version and none before it — or `failed`,
-and the previous version goes on serving untouched. The previous version's runtime is then
-stopped (or, when an invocation still holds it, by the next idle sweep).
+(2) its runtime is started and health-checked where functions run (functions/backends.py: this
+host's sandbox, in the request; or the tenant's function instance, in a job, since the machine may
+first have to be created or woken); (3) under the lock again the version becomes `built` and
+`current_version` points at it — the switch is that one row update, so every invocation after it
+goes to the new version and none before it — or `failed`, and the previous version goes on
+serving untouched. The previous version's runtime is then stopped (or, when an invocation still
+holds it, by the next idle sweep; on a function instance, by its host when idle).
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from orchestrio.errors import Conflict, InvalidState, ValidationFailed
 from orchestrio.limits import limit_check
 from orchestrio.models import Tenant
 from orchestrio.services import activity_record
+from orchestrio.choices import ActorType
+from orchestrio.queue import enqueue, job_is_waiting, lease_alive
 from orchestrio.tenancy import Actor, Principal
 
-from . import runtime
+from . import backends, runtime
 from .choices import API_KEY_PREFIX, AuthMode, VersionStatus
 from .rules import check_code, check_env, decrypt_env, encrypt_env, key_hash, slug_problem
 from .models import Function, FunctionVersion
@@ -64,7 +68,7 @@ def function_create(
     problem = slug_problem(slug)
     if problem:
         raise ValidationFailed(problem, field="slug")
-    runtime.require_runtime(runtime_name)
+    backends.require_runtime(runtime_name)
     check_code(code)
     env = check_env(env or {})
     actor = principal.actor
@@ -95,7 +99,7 @@ def function_update(*, function: Function, actor: Actor, data: dict) -> tuple[Fu
     if "code" in data:
         check_code(data["code"])
     if "runtime" in data:
-        runtime.require_runtime(data["runtime"])
+        backends.require_runtime(data["runtime"])
     with transaction.atomic():
         locked = _lock(function)
         changed: list[str] = []
@@ -173,8 +177,9 @@ def function_delete(*, function: Function, actor: Actor) -> None:
         activity_record(
             actor=actor, action="function.delete", tenant=locked.tenant_id, object_type="function", object_id=locked.function_id, data={"slug": locked.slug}
         )
+        tenant_id = locked.tenant_id
         locked.delete()
-        transaction.on_commit(lambda: runtime.remove(pk))
+        transaction.on_commit(lambda: backends.get().remove(pk, tenant_id))
 
 
 def _target(function: Function, version: FunctionVersion) -> runtime.Target:
@@ -183,11 +188,26 @@ def _target(function: Function, version: FunctionVersion) -> runtime.Target:
     )
 
 
+def deploy_job_id(*, version_pk: int) -> str:
+    return f"function-deploy-{int(version_pk)}"
+
+
+def _enqueue_deploy(version: FunctionVersion, actor: Actor) -> None:
+    enqueue(
+        "functions.jobs.deploy_version", version.pk, actor.type, actor.label, job_id=deploy_job_id(version_pk=version.pk),
+        timeout=settings.FUNCTIONS_HOST_READY_SECONDS + int(settings.FUNCTIONS_START_TIMEOUT_SECONDS) + 180,
+    )  # fmt: skip
+
+
 def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None = None) -> FunctionVersion:
     """Build a new version from the draft (or, with `rollback_to`, from that earlier version's
     code and env), start and health-check its runtime, then switch traffic to it. A version that
-    fails to start is recorded `failed` with what it printed; the current one keeps serving."""
-    runtime.require_available(function.runtime)
+    fails to start is recorded `failed` with what it printed; the current one keeps serving.
+    Where the backend's start may wait minutes (a function instance being created or woken), the
+    version is answered `building` and a job finishes the deploy (`deploy_run`)."""
+    on = backends.get()
+    backends.require_available(function.runtime, on=on)
+    on.prepare(function, actor=actor)
     with transaction.atomic():
         locked = _lock(function)
         if rollback_to is not None:
@@ -198,7 +218,7 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
         else:
             check_code(locked.code)
             code, runtime_name, env_encrypted = (locked.code, locked.runtime, locked.env_encrypted)
-        runtime.require_available(runtime_name)
+        backends.require_available(runtime_name, on=on)
         number = (FunctionVersion.objects.filter(function=locked).aggregate(n=Max("number"))["n"] or 0) + 1
         version = FunctionVersion(
             function=locked, number=number, runtime=runtime_name, code=code, env_encrypted=env_encrypted and crypto.rotate(env_encrypted),
@@ -213,20 +233,38 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
             actor=actor, action="function.deploy", tenant=locked.tenant_id, object_type="function", object_id=locked.function_id,
             data={"version": number, **({"rolled_back_from": rollback_to} if rollback_to is not None else {})},
         )  # fmt: skip
-    # The runtime starts with no lock held (it may take seconds).
-    target = _target(locked, version)
+    on.log(locked.pk, f"deploying version {number}" + (f" (rollback to version {rollback_to})" if rollback_to is not None else ""))
+    if not on.deploys_in_request:
+        _enqueue_deploy(version, actor)
+        return version
+    return deploy_run(version_pk=version.pk, actor=actor, on=on)
+
+
+def deploy_run(*, version_pk: int, actor: Actor, on=None) -> FunctionVersion | None:
+    """Steps 2 and 3 of a deploy: start the version (no lock held: it may take seconds, or
+    minutes on a function instance), then switch to it — or record it failed. Idempotent: a
+    version no longer `building` (finished by an earlier run, or failed as interrupted) is left
+    as it is. None when the function was deleted meanwhile."""
+    on = on or backends.get()
+    version = FunctionVersion.objects.select_related("function").filter(pk=version_pk).first()
+    if version is None or version.status != VersionStatus.BUILDING:
+        return version
+    function, number = version.function, version.number
     error, took = "", None
     try:
-        runtime.prepare(target)
-        runtime.log(locked.pk, f"deploying version {number}" + (f" (rollback to version {rollback_to})" if rollback_to is not None else ""))
-        took = runtime.start(target)
+        took = on.start(function, _target(function, version))
     except runtime.StartFailed as exc:
         error = f"{exc}: {exc.output}" if exc.output else str(exc)
     except OSError as exc:
         error = f"the runtime could not be prepared: {exc.strerror or exc}"
     previous = None
     with transaction.atomic():
-        fresh = _lock(locked)
+        fresh = Function.objects.select_for_update(of=("self",)).select_related("current_version").filter(pk=function.pk).first()
+        version = FunctionVersion.objects.filter(pk=version_pk).first()
+        if fresh is None or version is None:
+            return None
+        if version.status != VersionStatus.BUILDING:
+            return version
         version.status = VersionStatus.FAILED if error else VersionStatus.BUILT
         version.error_message = error[:4000]
         version.start_ms = took
@@ -241,16 +279,16 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
             object_id=fresh.function_id, data={"version": number},
         )  # fmt: skip
     if error:
-        runtime.log(
-            locked.pk,
+        on.log(
+            fresh.pk,
             f"version {number} failed to deploy; "
             + (f"version {_previous_number(fresh)} keeps serving" if fresh.current_version_id else "nothing is deployed"),
         )
         return version
-    runtime.touch(locked.pk)
-    runtime.log(locked.pk, f"version {number} is live (started in {took} ms)")
+    runtime.touch(fresh.pk)
+    on.log(fresh.pk, f"version {number} is live (started in {took} ms)")
     if previous is not None and previous.number != number:
-        runtime.stop_if_idle(locked.pk, previous.number, idle_after=None, reason=f"replaced by version {number}")
+        on.retire(fresh.pk, previous.number, reason=f"replaced by version {number}")
     return version
 
 
@@ -260,18 +298,23 @@ def _previous_number(function: Function) -> int | None:
 
 def functions_stop_idle() -> dict:
     """The idle sweep: stop the runtimes of functions not invoked for their idle_timeout_seconds,
-    every runtime of a version that is no longer current, and fail deploys left `building` by a
-    process that died."""
-    stopped = replaced = 0
-    stale = timezone.now() - timedelta(seconds=settings.FUNCTIONS_START_TIMEOUT_SECONDS * 3 + 60)
+    every runtime of a version that is no longer current (the backend's part), fail deploys left
+    `building` by a process that died, and put a deploy job that was lost (a killed worker, Redis
+    down when it was enqueued) back on the queue."""
+    on = backends.get()
+    stale = timezone.now() - timedelta(seconds=on.interrupted_after_seconds())
     interrupted = FunctionVersion.objects.filter(status=VersionStatus.BUILDING, created_at__lt=stale).update(
         status=VersionStatus.FAILED, error_message="the deploy was interrupted (its process ended before the runtime was checked)", finished_at=timezone.now()
     )
-    for pk, idle, current in Function.objects.values_list("pk", "idle_timeout_seconds", "current_version__number"):
-        for number in runtime.running_versions(pk):
-            if number != current:
-                replaced += runtime.stop_if_idle(pk, number, idle_after=None, reason="no longer the current version")
-            elif runtime.stop_if_idle(pk, number, idle_after=idle, reason=f"idle for {idle}s (scaled to zero)"):
-                stopped += 1
-        runtime.trim_log(pk)
-    return {"stopped_idle": stopped, "stopped_replaced": replaced, "interrupted_deploys": interrupted}
+    requeued = 0
+    if not on.deploys_in_request:
+        for version in FunctionVersion.objects.filter(status=VersionStatus.BUILDING).only("pk", "created_by"):
+            if job_is_waiting(deploy_job_id(version_pk=version.pk)) is False and lease_alive(deploy_lease(version_pk=version.pk)) is False:
+                _enqueue_deploy(version, Actor(type=ActorType.SYSTEM, label=version.created_by or "functions"))
+                requeued += 1
+    summary = on.sweep(list(Function.objects.values_list("pk", "idle_timeout_seconds", "current_version__number")))
+    return {**summary, "interrupted_deploys": interrupted, "requeued_deploys": requeued}
+
+
+def deploy_lease(*, version_pk: int) -> str:
+    return f"function-deploy:{int(version_pk)}"

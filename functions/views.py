@@ -15,7 +15,7 @@ from orchestrio.errors import DomainError
 from orchestrio.forms import errors_to_form, name_value_lines
 from orchestrio.views import console_view, domain_error_message
 
-from . import runtime, selectors, services
+from . import backends, selectors, services
 from .choices import AuthMode, RequestMethod, Runtime
 from .invoke import invoke, request_envelope
 from .models import Function
@@ -38,7 +38,7 @@ class CreateForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        offered = runtime.available_runtimes()
+        offered = backends.get().available_runtimes()
         self.fields["runtime"].choices = [(value, label) for value, label in Runtime.choices if value in offered]
 
     def clean_env(self):
@@ -80,7 +80,9 @@ def _function(request, function_id: str, **_) -> Function:
 
 
 def _rows(tenant) -> list[dict]:
-    return [{"function": f, "url": public_url(f), "running": bool(f.current_version_id) and runtime.is_running(f.pk, f.current_version.number)} for f in selectors.function_list(tenant=tenant)]
+    functions = list(selectors.function_list(tenant=tenant))
+    running = backends.get().running(functions)
+    return [{"function": f, "url": public_url(f), "running": f.pk in running} for f in functions]
 
 
 def _key_page(request, function: Function, key: str):
@@ -105,7 +107,7 @@ def function_list(request):
             if key:
                 return _key_page(request, function, key)
             return redirect("functions:detail", function_id=function.function_id)
-    context = {"form": form, "rows": _rows(tenant), "unavailable": runtime.unavailable_reason(), "limit": tenant.plan.limits["functions"], "max_code_bytes": settings.FUNCTIONS_MAX_CODE_BYTES}
+    context = {"form": form, "rows": _rows(tenant), "unavailable": backends.get().unavailable_reason(), "limit": tenant.plan.limits["functions"], "max_code_bytes": settings.FUNCTIONS_MAX_CODE_BYTES}
     return render(request, "functions/list.html", context)
 
 
@@ -117,17 +119,20 @@ def _deploy_with_message(request, function: Function, *, rollback_to: int | None
         return
     if version.status == "built":
         messages.success(request, f"Version {version.number} is live ({version.start_ms} ms to start).")
+    elif version.status == "building":
+        messages.info(request, f"Version {version.number} is being deployed on the function instance; this page shows when it is live.")
     else:
         messages.error(request, f"Version {version.number} failed to deploy; {'the previous version keeps serving' if function.current_version_id else 'nothing is deployed'}. See its error below.")
 
 
 def _context(request, function: Function, **extra) -> dict:
     versions = list(function.versions.order_by("-number")[:50])
+    on = backends.get()
     return {
         "function": function, "url": public_url(function), "host_url": host_url(function), "versions": versions,
         "env_names": sorted(decrypt_env(function.env_encrypted)),
-        "running": bool(function.current_version_id) and runtime.is_running(function.pk, function.current_version.number),
-        "logs": runtime.read_log(function.pk, tail=200), "unavailable": runtime.unavailable_reason(), "flush_seconds": settings.FUNCTIONS_METRICS_FLUSH_SECONDS, **extra,
+        "running": function.pk in on.running([function]), "host": on.host_of(function),
+        "logs": on.read_log(function, tail=200), "unavailable": on.unavailable_reason(), "flush_seconds": settings.FUNCTIONS_METRICS_FLUSH_SECONDS, **extra,
     }  # fmt: skip
 
 

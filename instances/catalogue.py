@@ -47,6 +47,22 @@ BLUEPRINTS = [
         "tags": {"product": "openclaw"},
         "task_roots": ["/opt/openclaw/scripts", "/opt/orchestrio/scripts"],
     },
+    {
+        # The machine a tenant's functions run on when FUNCTIONS_BACKEND is `instance`
+        # (docs/functions.md, "Where functions run"): its agent runs the function host the control
+        # plane pushes. Amazon Linux 2023 packages the runtimes functions offer and bubblewrap.
+        "name": "Function host",
+        "description": "Runs the tenant's functions (the function host under the instance agent), with Python 3.11, Node.js 20 and bubblewrap.",
+        "provider_api": "RunInstances",
+        "image_id": "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64",
+        "health_path": "/health",
+        "agent_port": 8080,
+        "tags": {"product": "orchestrio-functions"},
+        "user_data": (
+            "dnf install -y python3.11 nodejs20 bubblewrap util-linux || dnf install -y python3.11 nodejs20 || true\n"
+            "[ -e /usr/bin/node ] || ln -s /usr/bin/node-20 /usr/bin/node || true\n"
+        ),
+    },
 ]
 
 

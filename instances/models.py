@@ -182,6 +182,10 @@ class Instance(models.Model):
     # Overrides the blueprint's idle timeout: null = the blueprint's, 0 = never sleep.
     idle_timeout_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Sleep after this long without traffic; empty: the blueprint's; 0: never.")
     config = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    # The capability that created and runs this instance for the tenant ("functions": the tenant's
+    # function instance, functions/remote.py); "" for the tenant's own. Managed instances do not
+    # count toward max_instances (their capability has its own limit); one per capability and tenant.
+    managed_by = models.CharField(max_length=32, blank=True, default="", editable=False)
     # Fernet-encrypted key the control plane presents to the instance agent.
     agent_key_encrypted = models.TextField(blank=True, editable=False)
     agent_key_rotated_at = models.DateTimeField(null=True, blank=True)
@@ -206,6 +210,9 @@ class Instance(models.Model):
             # freed when an instance is destroyed.
             models.UniqueConstraint(
                 fields=["instance_id"], condition=Q(destroyed_at__isnull=True), name="instance_id_live_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "managed_by"], condition=Q(destroyed_at__isnull=True) & ~Q(managed_by=""), name="instance_one_managed_per_tenant"
             ),
         ]
         indexes = [

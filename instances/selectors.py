@@ -42,8 +42,14 @@ def instance_exists(*, tenant, instance_id: str) -> bool:
     return live_instances(tenant=tenant).filter(instance_id=instance_id).exists()
 
 
+def counted_instances(*, tenant):
+    """The live instances the plan's instance limits count: the tenant's own, not those a
+    capability manages for it (its function instance: `managed_by`)."""
+    return live_instances(tenant=tenant).filter(managed_by="")
+
+
 def instance_counts(*, tenant) -> dict[str, int]:
-    counts = live_instances(tenant=tenant).aggregate(
+    counts = counted_instances(tenant=tenant).aggregate(
         instances=Count("id"), running_instances=Count("id", filter=Q(state__in=RUNNING_STATES))
     )
     return {"instances": counts["instances"], "running_instances": counts["running_instances"]}

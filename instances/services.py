@@ -56,7 +56,7 @@ from .health import probe_one
 from .hostnames import instance_id_problem
 from .models import Blueprint, Instance, InstancePlan, InstanceStatSample, LogLine, Operation, Region
 from .providers.sandbox import refuse_command_reason
-from .selectors import RUNNING_STATES, STAT_FIGURES, blueprint_visible, stat_hours, stats_targets
+from .selectors import RUNNING_STATES, STAT_FIGURES, blueprint_visible, counted_instances, stat_hours, stats_targets
 
 logger = logging.getLogger(__name__)
 
@@ -203,8 +203,11 @@ def instance_create(
     actor: Actor | None = None,
     idle_timeout_seconds: int | None = None,
     held_by: str = "",
+    managed_by: str = "",
 ) -> Instance:
-    """`held_by`: the create waits, queued, for that job (a fleet batch's) to release it."""
+    """`held_by`: the create waits, queued, for that job (a fleet batch's) to release it.
+    `managed_by`: a capability creates it for the tenant (its function instance): not counted
+    toward max_instances, one per capability and tenant (Conflict for a second)."""
     actor = actor or principal.actor
     if principal.instance_scope is not None:
         raise Forbidden("an instance-scoped token cannot create instances")
@@ -243,7 +246,8 @@ def instance_create(
     tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=principal.tenant.pk)
     if Instance.objects.filter(instance_id=instance_id, destroyed_at__isnull=True).exists():
         raise Conflict(f"instance_id {instance_id!r} is taken; instance ids are global because they name hostnames")
-    limit_check(tenant=tenant, limit="instances", used=Instance.objects.filter(tenant=tenant, destroyed_at__isnull=True).count)
+    if not managed_by:
+        limit_check(tenant=tenant, limit="instances", used=counted_instances(tenant=tenant).count)
 
     instance = Instance(
         instance_id=instance_id,
@@ -255,6 +259,7 @@ def instance_create(
         instance_type=blueprint.instance_type or plan.instance_type,
         labels=labels,
         idle_timeout_seconds=idle_timeout_seconds,
+        managed_by=managed_by,
         config=config or {},
         agent_key_encrypted=crypto.encrypt(new_agent_key()),
         idempotency_key=idempotency_key,
@@ -265,6 +270,8 @@ def instance_create(
         with transaction.atomic():
             instance.save(force_insert=True)
     except IntegrityError as exc:
+        if managed_by:
+            raise Conflict(f"{tenant.pk} has a {managed_by} instance already") from exc
         raise Conflict(f"instance_id {instance_id!r} is taken") from exc
     lifecycle.record_state_change(instance, "", InstanceState.PENDING, instance.created_at)
     operation_accept(

@@ -556,6 +556,21 @@ FUNCTIONS_IDLE_SWEEP_SECONDS = env_int("FUNCTIONS_IDLE_SWEEP_SECONDS", 10)
 FUNCTIONS_LOG_MAX_BYTES = env_int("FUNCTIONS_LOG_MAX_BYTES", 256 * 1024)
 # How often invocation counts and request metrics move from Redis to the database.
 FUNCTIONS_METRICS_FLUSH_SECONDS = env_int("FUNCTIONS_METRICS_FLUSH_SECONDS", 15)
+# Where functions run (docs/functions.md, "Where functions run"): "sandbox" — a sandboxed process per
+# version on this host (functions/runtime.py); "instance" — a function instance of the tenant on
+# FUNCTIONS_REGION's provider, whose agent runs the function host (functions/remote.py); "auto" —
+# "instance" when FUNCTIONS_REGION's provider is not the local one, else "sandbox".
+FUNCTIONS_BACKEND = env("FUNCTIONS_BACKEND", "auto")
+if FUNCTIONS_BACKEND not in ("auto", "sandbox", "instance"):
+    raise ImproperlyConfigured(f"FUNCTIONS_BACKEND must be auto, sandbox or instance, not {FUNCTIONS_BACKEND!r}")
+FUNCTIONS_REGION = env("FUNCTIONS_REGION", "") or DEFAULT_REGION
+# The function instance each tenant gets on its first deploy: its blueprint and plan; it sleeps after
+# FUNCTIONS_HOST_IDLE_SECONDS without an invocation (0: never) and wakes on the next one.
+FUNCTIONS_HOST_BLUEPRINT = env("FUNCTIONS_HOST_BLUEPRINT", "Function host")
+FUNCTIONS_HOST_PLAN = env("FUNCTIONS_HOST_PLAN", "openclaw-basic")
+FUNCTIONS_HOST_IDLE_SECONDS = env_int("FUNCTIONS_HOST_IDLE_SECONDS", 1800)
+# A deploy waits this long for its function instance to be created (or woken) and run the host.
+FUNCTIONS_HOST_READY_SECONDS = env_int("FUNCTIONS_HOST_READY_SECONDS", 600)
 
 # Custom domains
 DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])  # empty: the system's resolvers

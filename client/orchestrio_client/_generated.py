@@ -592,6 +592,7 @@ class Function(TypedDict):
     env_var_names: list[str]
     current_version: NotRequired[int | None]
     running: bool
+    function_instance_id: str | None
     invocations: int
     errors: int
     cold_starts: int
@@ -714,6 +715,7 @@ class FunctionWithKey(TypedDict):
     env_var_names: list[str]
     current_version: NotRequired[int | None]
     running: bool
+    function_instance_id: str | None
     invocations: int
     errors: int
     cold_starts: int
@@ -789,6 +791,7 @@ class Instance(TypedDict):
     labels: dict[str, str]
     idle_timeout_seconds: int | None
     effective_idle_timeout_seconds: int
+    managed_by: str | None
     last_health_check: str | None
     created_at: str
     updated_at: str

@@ -1404,11 +1404,12 @@ def functions_get(state: State, function_id: str) -> None:
 @click.option("--api-key", "api_key", is_flag=True, help="Require an API key (shown once).")
 @click.option("--idle-timeout", type=int, help="Seconds without invocations before it scales to zero.")
 @click.option("--env", "env", multiple=True, help="KEY=value (repeatable; encrypted at rest).")
-@click.option("--deploy", "deploy_", is_flag=True, help="Then deploy it.")
+@click.option("--deploy", "deploy_", is_flag=True, help="Then deploy it (and wait until it is live or failed).")
+@click.option("--timeout", type=float, default=900, show_default=True, help="Seconds to wait for a deploy on a function instance.")
 @pass_state
 @api_errors
 @rest("functions_create", "functions_deploy_create")
-def functions_create(state: State, slug: str, runtime: str, code_file, api_key: bool, idle_timeout: int | None, env, deploy_: bool) -> None:
+def functions_create(state: State, slug: str, runtime: str, code_file, api_key: bool, idle_timeout: int | None, env, deploy_: bool, timeout: float) -> None:
     """Create a function (its API key, with --api-key, is shown once)."""
     from ._base import UNSET
 
@@ -1418,7 +1419,7 @@ def functions_create(state: State, slug: str, runtime: str, code_file, api_key: 
         idle_timeout_seconds=idle_timeout if idle_timeout is not None else UNSET, env=string_pairs(env, "--env") or UNSET,
     )  # fmt: skip
     if deploy_:
-        version = client.functions_deploy_create(record["function_id"])
+        version = wait_function_version(state, record["function_id"], client.functions_deploy_create(record["function_id"]), timeout)
         record = {**record, "deployed_version": version}
         if version["status"] != "built":
             emit(state, record)
@@ -1430,20 +1431,37 @@ def functions_create(state: State, slug: str, runtime: str, code_file, api_key: 
 @click.argument("function_id")
 @click.option("--file", "code_file", type=click.File("r"), help="Replace the draft's code with this file first.")
 @click.option("--version", "version", type=int, help="Roll back: deploy this earlier version again.")
+@click.option("--timeout", type=float, default=900, show_default=True, help="Seconds to wait for a deploy on a function instance.")
 @pass_state
 @api_errors
-@rest("functions_deploy_create", "functions_partial_update")
-def functions_deploy(state: State, function_id: str, code_file, version: int | None) -> None:
-    """Deploy the draft as a new version (traffic switches once it is healthy); exit 1 when it fails."""
+@rest("functions_deploy_create", "functions_partial_update", "functions_versions_list")
+def functions_deploy(state: State, function_id: str, code_file, version: int | None, timeout: float) -> None:
+    """Deploy the draft as a new version (traffic switches once it is healthy) and wait for it;
+    exit 1 when it fails."""
     from ._base import UNSET
 
     client = state.client()
     if code_file is not None:
         client.functions_partial_update(function_id, code=code_file.read())
-    built = client.functions_deploy_create(function_id, version=version if version is not None else UNSET)
+    built = wait_function_version(state, function_id, client.functions_deploy_create(function_id, version=version if version is not None else UNSET), timeout)
     emit(state, built)
     if built["status"] != "built":
         raise Failure(f"version {built['number']} failed to deploy; the previous version keeps serving")
+
+
+def wait_function_version(state: State, function_id: str, version: dict, timeout: float) -> dict:
+    """A deploy on a function instance answers `building` and finishes in a job: follow it."""
+    client = state.client()
+    deadline = time.monotonic() + timeout
+    if version["status"] == "building":
+        progress(state, f"version {version['number']}: building on the function instance (its machine may be starting)")
+    while version["status"] == "building":
+        if time.monotonic() >= deadline:
+            raise Failure(f"timed out after {timeout:g}s; version {version['number']} is still building", "timeout")
+        time.sleep(1.0)
+        found = [v for v in client.functions_versions_list(function_id, limit=PAGE) if v["number"] == version["number"]]
+        version = found[0] if found else version
+    return version
 
 
 @functions.command(name="versions")

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from orchestrio.api.strict import BodySerializer
 
-from .. import runtime
+from .. import backends
 from ..choices import AuthMode, RequestMethod, Runtime, VersionStatus
 from ..rules import decrypt_env, host_url, public_url
 
@@ -27,6 +27,9 @@ class FunctionSerializer(serializers.Serializer):
     env_var_names = serializers.SerializerMethodField(help_text="Names only: values are returned by GET …/env-vars (owners and admins).")
     current_version = serializers.IntegerField(source="current_version.number", allow_null=True, default=None)
     running = serializers.SerializerMethodField(help_text="Whether the current version's runtime is up (false: scaled to zero).")
+    function_instance_id = serializers.SerializerMethodField(
+        help_text="The function instance it runs on (FUNCTIONS_BACKEND instance: docs/functions.md); null when it runs on the control plane's host."
+    )
     invocations = serializers.IntegerField()
     errors = serializers.IntegerField()
     cold_starts = serializers.IntegerField()
@@ -49,8 +52,16 @@ class FunctionSerializer(serializers.Serializer):
     def get_env_var_names(self, function) -> list[str]:
         return sorted(decrypt_env(function.env_encrypted))
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_function_instance_id(self, function) -> str | None:
+        host = self.context["host"] if "host" in self.context else backends.get().host_of(function)
+        return host.instance_id if host is not None else None
+
     def get_running(self, function) -> bool:
-        return bool(function.current_version_id) and runtime.is_running(function.pk, function.current_version.number)
+        running = self.context.get("running")
+        if running is None:  # one function's record: ask now (a list asks once for its page)
+            return function.pk in backends.get().running([function])
+        return function.pk in running
 
 
 class FunctionWithKeySerializer(FunctionSerializer):

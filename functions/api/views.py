@@ -13,7 +13,7 @@ from orchestrio.api.schema import ERR_400, ERR_402, ERR_409, ERR_422, ERR_502, E
 from orchestrio.api.viewsets import TenantApiView, TenantScopedViewSet, idempotent
 from orchestrio.http import carries_secret
 
-from .. import rules, runtime, selectors, services
+from .. import backends, rules, selectors, services
 from ..invoke import invoke, request_envelope
 from . import serializers as s
 
@@ -54,7 +54,11 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(summary="The tenant's functions")
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        # Whether each runs: asked once for the page (one call to a function instance at most).
+        on = backends.get()
+        context = {**self.get_serializer_context(), "running": on.running(page), "host": on.host_of(page[0]) if page else None}
+        return self.get_paginated_response(s.FunctionSerializer(page, many=True, context=context).data)
 
     @extend_schema(summary="A function: its draft code, settings, current version and counters")
     def retrieve(self, request, *args, **kwargs):
@@ -143,7 +147,7 @@ class FunctionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def logs(self, request, function_id=None):
         query = _query(s.FunctionLogsQuerySerializer, request)
         function = self.get_object()
-        return Response({"function_id": function.function_id, "lines": runtime.read_log(function.pk, tail=query["tail"])})
+        return Response({"function_id": function.function_id, "lines": backends.get().read_log(function, tail=query["tail"])})
 
     @extend_schema(
         summary="Invocations, errors, cold starts and durations per minute",

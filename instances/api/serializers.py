@@ -77,6 +77,9 @@ class InstanceSerializer(serializers.Serializer):
     effective_idle_timeout_seconds = serializers.IntegerField(
         read_only=True, help_text="The idle timeout in force (the instance's, else the blueprint's); 0: it never sleeps."
     )
+    managed_by = BlankAsNullCharField(
+        read_only=True, help_text="null for the tenant's own instances; `functions` for the function instance Orchestrio runs the tenant's functions on."
+    )
     last_health_check = serializers.DateTimeField(allow_null=True, read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)

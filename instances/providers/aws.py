@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 AGENT_PATH = Path(__file__).resolve().parent.parent / "agent.py"
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "agent_scripts"
 USER_DATA_LIMIT = 16 * 1024
+# Where the program the agent supervises listens on the machine's loopback (the function host).
+APP_PORT = 18080
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
 # Failures where no answer arrived (botocore retried them already).
@@ -177,6 +179,7 @@ def render_user_data(spec: MachineSpec) -> bytes:
             "--host", "0.0.0.0", "--port", str(spec.agent_port), "--state-dir", "/var/lib/orchestrio/state",
             "--secrets-dir", "/run/orchestrio", "--root", "/", "--tenant-id", spec.tenant_id, *identity,
             "--app-log-bytes", str(settings.APP_LOG_MAX_BYTES), "--own-cgroup",  # systemd gives the agent's service a cgroup of its own
+            "--app-port", str(APP_PORT if spec.agent_port != APP_PORT else APP_PORT + 1),  # a program PUT /app runs: on loopback, never the agent's port
         ]
     )  # fmt: skip
     config = shlex.quote(json.dumps(spec.config, sort_keys=True, separators=(",", ":")))
