@@ -52,14 +52,14 @@ class OperationInline(admin.TabularInline):
 @admin.register(Instance)
 class InstanceAdmin(OwnerEmailSearchMixin, AuditedModelAdmin):
     list_display = ["instance_id", "tenant", "state", "health_status", "provider", "region", "plan", "ip_address", "created_at"]
-    list_filter = ["state", "provider", "region", "health_status", "tenant", ("destroyed_at", admin.EmptyFieldListFilter)]
+    list_filter = ["state", "provider", "region", "health_status", "managed_by", "tenant", ("destroyed_at", admin.EmptyFieldListFilter)]
     search_fields = ["instance_id", "tenant__id", "ip_address", "provider_instance_id"]
     list_select_related = ["tenant", "region", "plan"]
     date_hierarchy = "created_at"
     inlines = [OperationInline]
     actions = ["run_health_check", "retry_failed_operation", "suspend", "force_destroy"]
     readonly_fields = [
-        "instance_id", "tenant", "blueprint", "plan", "region", "provider", "instance_type", "provider_instance_id",
+        "instance_id", "tenant", "managed_by", "blueprint", "plan", "region", "provider", "instance_type", "provider_instance_id",
         "ip_address", "port", "socket_path", "state", "state_changed_at", "health_status", "health_failures", "last_health_check",
         "error_message", "sandbox", "provider_data", "idempotency_key", "created_at", "updated_at", "destroyed_at", "recent_log",
     ]  # fmt: skip
