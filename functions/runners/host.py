@@ -223,13 +223,14 @@ class Version:
         self.dir = os.path.join(host.data_dir, str(fid), f"v{number}")
         self.socket_path = os.path.join(host.sockets_dir, f"{fid}-{number}.sock")
         self.proc = None
+        self.ready = False  # its runner answered its health check (and was not stopped since)
         self.lock = threading.Lock()  # held by the one start of this version at a time
         self.inflight = 0  # invocations and starts under way (the idle sweep leaves it alone)
         self.last = time.monotonic()  # the last invocation or start
         self.forgotten = False
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.ready and self.proc is not None and self.proc.poll() is None
 
 
 class Host:
@@ -424,7 +425,7 @@ class Host:
         return kwargs
 
     def _kill(self, version: Version) -> None:
-        proc, version.proc = version.proc, None
+        proc, version.proc, version.ready = version.proc, None, False
         if proc is not None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # its session's group: bwrap, or the runner and its children
@@ -487,6 +488,7 @@ class Host:
                 self._kill(version)
                 raise StartFailed(f"the runtime exited at start (code {proc.returncode})", self._output_since(version.fid, offset))
             if self._healthy(version.socket_path, max(0.05, min(1.0, deadline - time.monotonic()))):
+                version.ready = True
                 return int((time.monotonic() - began) * 1000)
             time.sleep(0.02)
         self._kill(version)
