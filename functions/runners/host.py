@@ -84,6 +84,7 @@ runner can write. The host stops its runners when it is told to stop (SIGTERM) a
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import hmac
 import http.client
@@ -898,13 +899,16 @@ def main(argv=None) -> int:
     hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
     if hard == resource.RLIM_INFINITY or hard > FILE_SIZE_LIMIT:
         resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
-    host = Host(args)
-    Handler.host = host
-    try:
-        server = Server((args.host, port), Handler)
-    except OSError as exc:
-        sys.stderr.write(f"function host: cannot listen on {args.host}:{port}: {exc.strerror}\n")
-        return 1
+    for attempt in range(50):  # a host the agent had before it restarted leaves within seconds
+        try:
+            server = Server((args.host, port), Handler)
+            break
+        except OSError as exc:
+            if attempt == 49 or exc.errno != errno.EADDRINUSE:
+                sys.stderr.write(f"function host: cannot listen on {args.host}:{port}: {exc.strerror}\n")
+                return 1
+            time.sleep(0.1)
+    host = Handler.host = Host(args)  # (after the port is ours: an older host's runners are gone)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: host.stopping.set())
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True).start()

@@ -135,15 +135,18 @@ class HostProcess:
 
 
 def runner_pids(marker: str) -> list[int]:
-    """Processes whose command line holds `marker` (the tests' own data directories)."""
+    """Processes whose command line holds `marker` (the tests' own data directories: bwrap binds
+    from there) or that work in it (a runner without bwrap works in its version's directory)."""
     found = []
-    for pid in os.listdir("/proc"):
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if marker.encode() in handle.read():
-                    found.append(int(pid))
-        except (OSError, ValueError):
+                command = handle.read()
+            cwd = os.readlink(f"/proc/{pid}/cwd") if os.access(f"/proc/{pid}/cwd", os.F_OK) else ""
+        except OSError:
             continue
+        if command and (marker.encode() in command or cwd.startswith(marker)):
+            found.append(int(pid))
     return found
 
 
@@ -349,9 +352,13 @@ def test_runners_run_as_the_functions_own_uid(tmp_path, isolation):
         writer = "def handler(request):\n    try:\n        open(__file__, 'a').write('x')\n    except OSError as exc:\n        return type(exc).__name__\n    return 'wrote'\n"
         assert own.put(12, 2, writer)[0] == 200
         assert own.invoke(12, 2)[2]["body"] in ("PermissionError", "OSError")
+        # A host killed outright takes its runners with it (the parent-death signal).
+        assert runner_pids(str(tmp_path / "app-data"))
+        own.proc.kill()
+        own.proc.wait(timeout=10)
+        wait_for(lambda: not runner_pids(str(tmp_path / "app-data")), timeout=5)
     finally:
         own.stop()
-    assert not runner_pids(str(tmp_path / "app-data"))
 
 
 def test_a_host_without_an_app_key_refuses_everything_but_health(tmp_path):
@@ -505,3 +512,48 @@ def test_a_command_that_cannot_start_is_a_422_and_is_not_kept(agent):
     assert not (agent.state / "app.json").exists()
     assert agent.proc.poll() is None
     assert agent.call("GET", "/api/status")[2]["app"] is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the host as another user")
+def test_a_host_that_is_not_root_runs_runners_as_itself_and_hides_its_environment():
+    """As inside the local provider's sandbox: no uid of their own, but the host is not dumpable,
+    so a handler (its uid) cannot read the host's environment, the app key in it, through /proc."""
+    import tempfile
+
+    uid = UID_BASE + 999
+    base = Path(tempfile.mkdtemp(prefix="function-host-none-", dir="/tmp"))
+    os.chmod(base, 0o711)
+    app = base / "app"
+    app.mkdir()
+    for name in HOST_FILES:
+        shutil.copyfile(RUNNERS / name, app / name)
+    os.chown(app, uid, uid)
+    port = free_port()
+    env = {"PATH": SYSTEM_PATH, "PORT": str(port), "ORCHESTRIO_APP_KEY": KEY, "HOME": str(app)}
+    proc = subprocess.Popen(["/usr/bin/python3", "-I", "-B", "host.py", "--data-dir", "data", "--sweep-seconds", "0.2"], cwd=app, env=env,
+                            user=uid, group=uid, extra_groups=[], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: _answers(port), timeout=20)
+        assert request(port, "GET", "/health", key=None)[2]["isolation"] == "none"
+        snoop = (
+            "import os\n\ndef handler(request):\n    try:\n        data = open(f'/proc/{os.getppid()}/environ', 'rb').read()\n"
+            "    except OSError as exc:\n        data = type(exc).__name__.encode()\n    return {'uid': os.getuid(), 'parent_env': data.decode('latin-1')}\n"
+        )
+        body = {"slug": "snoop", "runtime": "python3.11", "code": snoop, "env": {}, "idle_timeout_seconds": 60}
+        status, _, answer = request(port, "PUT", "/functions/31/versions/1", body)
+        assert status == 200, answer
+        answer = json.loads(request(port, "POST", "/functions/31/versions/1/invoke", ENVELOPE)[2]["body"])
+        assert answer["uid"] == uid
+        assert answer["parent_env"] == "PermissionError" and KEY not in answer["parent_env"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(base, ignore_errors=True)
+    assert not runner_pids(str(app / "data"))
+
+
+def test_an_app_put_there_that_exits_on_its_own_ends_the_agent_with_its_code(agent):
+    """As in app mode: the instance's process is gone (systemd, or the local provider, sees it)."""
+    status, _, _ = agent.call("PUT", "/app", {"command": ["python3", "-c", "import time; time.sleep(0.5); raise SystemExit(3)"], "files": {}})
+    assert status == 200
+    assert agent.proc.wait(timeout=15) == 3
