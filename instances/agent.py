@@ -15,6 +15,7 @@ single `cat` and the local provider can run it as a child process.
     POST /secrets                the deployment's secrets (JSON object of strings)
     POST /agent-key              replace the key (authenticated with the current one); a batch
                                  machine takes its instance's identity with it
+    PUT  /app                    {"command", "files"}: run that program as the app (below)
     POST /tasks                  run a script: {"task_id", "script_path", "args", "timeout_seconds"}
     GET  /tasks/{id}             its status, exit code and the last 64 KiB of stdout/stderr
     POST /tasks/{id}/cancel      kill its whole process group
@@ -37,7 +38,12 @@ App mode (`--app-command '<JSON argv>'`): the agent supervises the instance's ow
 blueprint's `command`), started with PORT=<--app-port> and the deployment's secrets in its
 environment, and forwards every request that is not a management call to it on 127.0.0.1. When
 the program exits on its own the agent exits with its code: the instance's process is gone, as
-the control plane expects. New secrets restart the program.
+the control plane expects. New secrets restart the program, and so does a new key: the program's
+env has ORCHESTRIO_APP_KEY, derived from the key's hash (like the gateway key) for the control
+plane to authenticate to it. `PUT /app` (a function instance's host, docs/functions.md) writes the
+files (at most 4 MiB) into `<state-dir>/app/` afresh and runs the command there (its PORT
+--app-port, its data in `<state-dir>/app-data/`, its /health open) as in app mode, remembered in
+`<state-dir>/app.json`: a restarted agent without --app-command runs it again.
 
 App logs: the instance's stdout and stderr — the program's in app mode, the agent's own request
 log otherwise — each line with its time, its stream and a sequence number, kept in a ring buffer on
@@ -72,7 +78,9 @@ import hmac
 import json
 import os
 import posixpath
+import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -429,6 +437,7 @@ class App:
         env.update({
             "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self.home, "PORT": str(self.port),
             "PYTHONUNBUFFERED": "1", "ORCHESTRIO_INSTANCE_ID": self.agent.instance_id,
+            "ORCHESTRIO_APP_KEY": hmac.new(bytes.fromhex(self.agent.key_hash()), b"orchestrio-app", hashlib.sha256).hexdigest(),
         })  # fmt: skip
         return env
 
@@ -539,7 +548,8 @@ class Agent:
         os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
         self.secrets_file = os.path.join(secrets_dir, "secrets.json")
         self.reloads = 0
-        self.app = None  # set by main() in app mode
+        self.app = None  # run_app()'s
+        self.app_port, self.app_file, self.exit = getattr(args, "app_port", 8080), os.path.join(self.state_dir, "app.json"), None
         self.own_cgroup = getattr(args, "own_cgroup", False)
         self.app_log = AppLog(os.path.join(self.state_dir, "app-logs"), getattr(args, "app_log_bytes", APP_LOG_BYTES))
         self.runtime = Runtime(self)
@@ -580,6 +590,45 @@ class Agent:
     def set_key_hash(self, value: str) -> None:
         self._key_hash = value
         _atomic_write(self.key_file, value.encode("ascii"))
+        if self.app is not None:
+            self.app.restart()  # its ORCHESTRIO_APP_KEY changed
+
+    def run_app(self, argv: list, home: str, health_path: str = "/health") -> int:
+        """Stop the app if one runs, start `argv` as the app (OSError when it cannot start)."""
+        if self.app is not None:
+            self.app.stop()
+            self.app = None
+        app = App(self, argv, self.app_port, home, health_path)
+        app.on_exit = self.exit
+        app.start()
+        self.app = app
+        return app.proc.pid
+
+    def put_app(self, body) -> dict:
+        command, files = (body.get(k) if isinstance(body, dict) else None for k in ("command", "files"))
+        if not isinstance(command, list) or not command or not all(isinstance(p, str) for p in command):
+            raise ValueError("command must be a non-empty list of strings")
+        if not isinstance(files, dict) or not all(isinstance(v, str) and re.fullmatch(r"\w[\w.-]{0,63}", n, re.A) for n, v in files.items()):
+            raise ValueError("files must map names ([A-Za-z0-9_][A-Za-z0-9._-]{0,63}) to text")
+        if sum(len(v.encode()) for v in files.values()) > 4 << 20:
+            raise ValueError("the files are over 4 MiB")
+        app = os.path.join(self.state_dir, "app")
+        shutil.rmtree(app + ".new", ignore_errors=True)
+        os.mkdir(app + ".new")
+        os.chmod(app + ".new", 0o755)
+        for name, text in files.items():
+            with open(os.path.join(app + ".new", name), "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(fh.name, 0o644)
+        shutil.rmtree(app, ignore_errors=True)
+        os.rename(app + ".new", app)
+        os.makedirs(app + "-data", 0o700, exist_ok=True)
+        _atomic_write(self.app_file, json.dumps({"command": command}).encode())
+        try:
+            return {"started": True, "pid": self.run_app(command, app)}
+        except OSError as exc:
+            os.unlink(self.app_file)  # not started again by the next agent
+            raise ValueError(f"cannot start {command[0]}: {exc.strerror}") from None
 
     def config_bytes(self) -> bytes:
         try:
@@ -1027,11 +1076,11 @@ class Handler(BaseHTTPRequestHandler):
                 remaining -= len(chunk)
                 yield chunk
 
-    def _json_body(self):
+    def _json_body(self, limit: int = MAX_JSON_BODY):
         data = bytearray()
         for chunk in self._iter_body():
             data += chunk
-            if len(data) > MAX_JSON_BODY:
+            if len(data) > limit:
                 raise ValueError("body too large")
         if not data:
             return {}
@@ -1061,7 +1110,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.agent.app is not None and path == self.agent.app.health_path and method in ("GET", "HEAD"):
             self._forward()  # the program's health check is open, as /health is in the agent's own mode
             return
-        management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks", "/app-logs", "/stats", "/chat", "/usage", "/conversations") or path.startswith(("/tasks/", "/conversations/"))
+        management = path in ("/api/status", "/config", "/secrets", "/agent-key", "/tasks", "/app-logs", "/stats", "/chat", "/usage", "/conversations", "/app") or path.startswith(("/tasks/", "/conversations/"))
         if management and self.agent.app is not None and not self.agent.check_key(self.headers.get(KEY_HEADER)):
             management = False  # in app mode, the program's own route of that name
         if not self._authorized(gateway_ok=not management):
@@ -1111,6 +1160,8 @@ class Handler(BaseHTTPRequestHandler):
                     self.agent.instance_id, self.agent.tenant_id = identity["instance_id"], identity["tenant_id"]
                 self.agent.set_key_hash(value)
                 self._send(200, {"rotated": True, "instance_id": self.agent.instance_id})
+            elif path == "/app" and method == "PUT":
+                self._send(200, self.agent.put_app(self._json_body(25 << 20)))  # 4 MiB of text, escaped
             elif path == "/tasks" and method == "POST":
                 body = self._json_body()
                 if not isinstance(body, dict):
@@ -1329,17 +1380,22 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, lambda signum, frame: _shutdown())
     signal.signal(signal.SIGINT, lambda signum, frame: _shutdown())
+    agent.exit = _shutdown
     if args.app_command:
         app_argv = json.loads(args.app_command)
         if not isinstance(app_argv, list) or not app_argv or not all(isinstance(part, str) for part in app_argv):
             parser.error("--app-command must be a JSON list of strings")
-        agent.app = App(agent, app_argv, args.app_port, args.home, args.health_path)
-        agent.app.on_exit = _shutdown
         try:
-            agent.app.start()
+            agent.run_app(app_argv, args.home, args.health_path)
         except OSError as exc:
             sys.stderr.write(f"orchestrio-agent: cannot start {app_argv[0]}: {exc.strerror}\n")
             return 127 if isinstance(exc, FileNotFoundError) else 126
+    elif os.path.exists(agent.app_file):  # PUT /app's, before this agent (re)started
+        try:
+            with open(agent.app_file, encoding="utf-8") as fh:
+                agent.run_app(json.load(fh)["command"], os.path.join(agent.state_dir, "app"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            sys.stderr.write(f"orchestrio-agent: cannot start the app of {agent.app_file}: {exc}\n")
     if agent.app is None:
         agent.app_log.record_run(started=True)
     sys.stderr.write(f"orchestrio-agent {VERSION} for {agent.instance_id} listening on {where}\n")
