@@ -43,7 +43,7 @@ the host without it); without that variable the host refuses them all. Errors ar
     DELETE /functions/{fid}/versions/{n}         stop and forget it → 204 (also when unknown)
     DELETE /functions/{fid}                      stop and forget all its versions, remove its files and
                                                  logs → 204 (also when unknown)
-    GET    /functions/{fid}/logs?tail=N          {"lines": [...]} (N 1–1000, default 200)
+    GET    /functions/{fid}/logs?tail=N          {"lines": [...]} (N 1–5000, as the API's, default 200)
     GET    /functions                            {"functions": {"<fid>": {"known": [n…], "running": [n…],
                                                  "idle_seconds": seconds since its running versions'
                                                  last invocation or start, null when none runs}}}
@@ -119,6 +119,7 @@ TMP_BYTES = 256 << 20
 FILE_SIZE_LIMIT = 64 << 20
 LOG_MAX_BYTES = 1 << 20
 OUTPUT_CHARS = 4000
+MAX_TAIL = 5000  # what the control plane's API lets a person ask for (its logs' `tail`)
 MAX_PUT_BODY = 8 << 20
 MAX_INVOKE_BODY = (16 << 20) + 65536  # the runners take envelopes of up to 16 MiB
 MAX_ANSWER = 64 << 20
@@ -743,6 +744,7 @@ def _spec(body) -> dict:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "orchestrio-function-host"
+    timeout = 300  # a client that stops sending (or an idle keep-alive) frees its thread
     host: Host = None  # set by main()
 
     def log_message(self, fmt, *args) -> None:
@@ -848,8 +850,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, self.host.listing())
         if logs:
             tail = parse_qs(url.query).get("tail", ["200"])[-1]
-            if not tail.isdigit() or not 1 <= int(tail) <= 1000:
-                raise Refused(422, "tail must be a whole number from 1 to 1000", field="tail")
+            if not tail.isdigit() or not 1 <= int(tail) <= MAX_TAIL:
+                raise Refused(422, f"tail must be a whole number from 1 to {MAX_TAIL}", field="tail")
             return self._send(200, {"lines": self.host.read_log(fid, int(tail))})
         if invoke:
             raw = self.headers.get(TIMEOUT_HEADER)

@@ -239,6 +239,8 @@ def test_unknown_versions_and_bad_requests(host):
     assert host.invoke(4, 1, headers={"X-Function-Timeout": "nan"})[0] == 422
     assert host.invoke(4, 1, headers={"X-Function-Timeout": "901"})[0] == 422
     assert host.call("GET", "/functions/4/logs?tail=0")[0] == 422
+    assert host.call("GET", "/functions/4/logs?tail=5001")[0] == 422
+    assert host.call("GET", "/functions/4/logs?tail=5000")[0] == 200
     assert host.call("GET", "/health", key=None)[0] == 200  # still there
 
 
