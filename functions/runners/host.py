@@ -70,15 +70,18 @@ Isolation of a runner, decided once when the host starts (GET /health says which
   guards). Its code is reached through its working directory (`/proc/self/cwd/…`), so no parent
   directory needs to let it in.
 * "none" — the host is not root (e.g. inside the local provider's sandbox, which is then the
-  boundary): runners run as the host's own uid; the host makes itself non-dumpable so they cannot
-  read its environment (the app key) through /proc.
+  only boundary): runners run as the host's own uid. The host makes itself non-dumpable, so they
+  cannot read its environment (the app key) or ptrace it through /proc, but whatever else that uid
+  can reach they can too: the host's data directory and the agent's state (its key's hash, from
+  which the app key derives) among it.
 
 Runners get only PATH, LANG=C.UTF-8, PYTHONUNBUFFERED=1, HOME=/tmp, the function's env, and
 ORCHESTRIO_FUNCTION=<slug>, ORCHESTRIO_FUNCTION_VERSION=<n>; no file they write may pass 64 MiB
 (RLIMIT_FSIZE). Each listens on a unix socket the host binds in a 0700 directory of its own
-(`<data-dir>/sockets/`) and hands over as `--listen-fd`; the host never connects to a path a
-runner can write. The host stops its runners when it is told to stop (SIGTERM) and when its parent
-(the agent) goes away; a runner whose host is killed is killed by the kernel (PR_SET_PDEATHSIG).
+(`<data-dir>/sockets/`, or a new one under $TMPDIR when that path is too long for a socket's) and
+hands over as `--listen-fd`: the host never connects to a path a runner can write. The host stops
+its runners when it is told to stop (SIGTERM) and when its parent (the agent) goes away; a runner
+whose host is killed outright dies with it (PR_SET_PDEATHSIG; bwrap's --die-with-parent).
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -239,6 +243,8 @@ class Host:
     def __init__(self, args: argparse.Namespace) -> None:
         self.data_dir = os.path.abspath(args.data_dir)
         self.sockets_dir = os.path.join(self.data_dir, "sockets")
+        if len(self.sockets_dir) > 80:  # a socket's path has at most 107 bytes, "<fid>-<n>.sock" up to 27 of them
+            self.sockets_dir = tempfile.mkdtemp(prefix="orchestrio-fn-")  # 0700, ours
         self.uid_base = args.uid_base
         self.sweep_seconds = args.sweep_seconds
         self.app_key = os.environ.get("ORCHESTRIO_APP_KEY", "")
@@ -263,7 +269,7 @@ class Host:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 os.unlink(path)
-        os.mkdir(self.sockets_dir, 0o700)
+        os.makedirs(self.sockets_dir, 0o700, exist_ok=True)
         os.chmod(self.sockets_dir, 0o700)
 
     def _isolation(self, wanted: str) -> tuple:
@@ -709,6 +715,8 @@ class Host:
             versions = list(self.versions.values())
         for version in versions:
             self._kill(version)
+        if not self.sockets_dir.startswith(self.data_dir + os.sep):
+            shutil.rmtree(self.sockets_dir, ignore_errors=True)
 
 
 def _spec(body) -> dict:

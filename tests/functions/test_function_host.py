@@ -559,3 +559,15 @@ def test_an_app_put_there_that_exits_on_its_own_ends_the_agent_with_its_code(age
     status, _, _ = agent.call("PUT", "/app", {"command": ["python3", "-c", "import time; time.sleep(0.5); raise SystemExit(3)"], "files": {}})
     assert status == 200
     assert agent.proc.wait(timeout=15) == 3
+
+
+def test_a_data_dir_too_deep_for_a_socket_path_gets_its_sockets_elsewhere(tmp_path):
+    deep = tmp_path / ("deep-" * 14)
+    own = HostProcess(deep)
+    try:
+        assert len(str(deep / "app-data" / "sockets")) > 107 - len("1-1.sock")
+        assert own.put(1, 1, PYTHON_HANDLER)[0] == 200
+        assert own.invoke(1, 1)[0] == 200
+        assert not any((deep / "app-data" / "sockets").glob("*"))
+    finally:
+        own.stop()
