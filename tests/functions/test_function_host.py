@@ -248,7 +248,8 @@ def test_an_idle_runner_is_stopped_and_the_next_invocation_is_a_cold_start(host)
     assert host.put(5, 1, PYTHON_HANDLER, idle=1)[0] == 200
     wait_for(lambda: host.listing()["5"]["running"] == [], timeout=10)
     assert host.listing()["5"] == {"known": [1], "running": [], "idle_seconds": None}
-    assert any("[orchestrio] version 1 stopped: idle for 1s (scaled to zero)" in line for line in host.logs(5))
+    (stopped,) = [line for line in host.logs(5) if "[orchestrio] version 1 stopped: idle for " in line]
+    assert stopped.endswith("s (scaled to zero)") and stopped[:20].endswith("Z")
     status, headers, body = host.invoke(5, 1)
     assert status == 200 and headers["X-Function-Cold-Start"] == "1" and body["status"] == 200
     assert any("[orchestrio] version 1 started on request (cold start" in line for line in host.logs(5))
