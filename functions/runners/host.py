@@ -424,6 +424,11 @@ class Host:
         kwargs: dict = {"cwd": version.dir}
         if self.isolation == "bwrap":
             binds = [(os.path.join(version.dir, "code"), "/code"), (os.path.join(version.dir, runner), inner_runner)]
+            real = os.path.realpath(interpreter)
+            prefix = os.path.dirname(os.path.dirname(real))
+            if not real.startswith(tuple(path + "/" for path in SYSTEM_DIRS)) and prefix.count("/") >= 2:
+                binds.append((prefix, prefix))  # e.g. /opt/node/bin/node: its installation, read-only
+                command[0] = real
             kwargs["args"] = self._bwrap_argv(uid=uid, hostname=f"fn-{version.slug}"[:63], binds=binds, command=command)
         else:
             kwargs["args"] = command

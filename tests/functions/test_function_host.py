@@ -85,13 +85,13 @@ class HostProcess:
     """host.py as the agent starts it: in a directory of its own (beside its runners), with PORT
     and the app key in a minimal environment (and a deployment secret it must never hand on)."""
 
-    def __init__(self, base: Path, *extra: str) -> None:
+    def __init__(self, base: Path, *extra: str, path: str = SYSTEM_PATH) -> None:
         self.app = base / "app"
         self.app.mkdir(parents=True)
         for name in HOST_FILES:
             shutil.copyfile(RUNNERS / name, self.app / name)
         self.port = free_port()
-        env = {"PATH": SYSTEM_PATH, "HOME": str(self.app), "PORT": str(self.port), "ORCHESTRIO_APP_KEY": KEY,
+        env = {"PATH": path, "HOME": str(self.app), "PORT": str(self.port), "ORCHESTRIO_APP_KEY": KEY,
                "ORCHESTRIO_INSTANCE_ID": "functions-test", "DEPLOY_SECRET": "do-not-leak"}  # fmt: skip
         self.output = open(base / "host.out", "wb")  # noqa: SIM115
         argv = [sys.executable, "-I", "-B", "host.py", "--data-dir", "../app-data", "--uid-base", str(UID_BASE), "--sweep-seconds", "0.2", *extra]
@@ -570,5 +570,23 @@ def test_a_data_dir_too_deep_for_a_socket_path_gets_its_sockets_elsewhere(tmp_pa
         assert own.put(1, 1, PYTHON_HANDLER)[0] == 200
         assert own.invoke(1, 1)[0] == 200
         assert not any((deep / "app-data" / "sockets").glob("*"))
+    finally:
+        own.stop()
+
+
+@needs_node
+@pytest.mark.skipif(os.geteuid() != 0 or not (shutil.which("bwrap") and shutil.which("setpriv")), reason="needs root and bubblewrap")
+def test_an_interpreter_outside_the_system_directories_is_bound_into_the_sandbox(tmp_path):
+    """A node installed under /opt (or anywhere but /usr): bwrap binds its installation, read-only."""
+    install = tmp_path / "opt-node" / "bin"
+    install.mkdir(parents=True)
+    try:
+        os.link(os.path.realpath(shutil.which("node", path=SYSTEM_PATH)), install / "node")
+    except OSError as exc:
+        pytest.skip(f"cannot link node here: {exc}")
+    own = HostProcess(tmp_path / "host", path=f"{install}:{SYSTEM_PATH}")
+    try:
+        assert own.put(14, 1, "export default async () => process.execPath;\n", runtime="node20")[0] == 200
+        assert own.invoke(14, 1)[2]["body"] == str(install / "node")
     finally:
         own.stop()
