@@ -60,10 +60,11 @@ Isolation of a runner, decided once when the host starts (GET /health says which
 
 * "bwrap" — the host is root and has bubblewrap and setpriv (and bubblewrap works here): as the
   local sandbox's root mode (instances/providers/sandbox.py), the system directories read-only,
-  /proc, /dev, a private /tmp, the handler read-only at /code and the runner at /orchestrio, in
-  pid, ipc, uts and network namespaces of its own (no network at all), then `setpriv` to the
-  function's own uid and gid (--uid-base, default 200000, + the function's id), no supplementary
-  groups, no capabilities, no new privileges; it dies with the host.
+  /proc, /dev, a private /tmp, the handler read-only at /code and the runner at /orchestrio (an
+  interpreter installed elsewhere, e.g. under /opt, with its installation read-only), in pid, ipc,
+  uts and network namespaces of its own (no network at all), then `setpriv` to the function's own
+  uid and gid (--uid-base, default 200000, + the function's id), no supplementary groups, no
+  capabilities, no new privileges; it dies with the host.
 * "uid" — root without bubblewrap: the runner runs as the function's uid and gid, without groups
   or new privileges, in a session of its own, but NOT in namespaces of its own: it shares the
   machine's filesystem view and network (loopback included: the host's port, which the app key
