@@ -590,3 +590,15 @@ def test_an_interpreter_outside_the_system_directories_is_bound_into_the_sandbox
         assert own.invoke(14, 1)[2]["body"] == str(install / "node")
     finally:
         own.stop()
+
+
+def test_a_runner_cannot_write_a_file_past_64_mib(host):
+    writer = (
+        "def handler(request):\n    with open('/tmp/big', 'wb') as out:\n        for _ in range(65):\n"
+        "            out.write(b'x' * (1 << 20))\n    return 'wrote 65 MiB'\n"
+    )
+    assert host.put(15, 1, writer)[0] == 200
+    status, _, body = host.invoke(15, 1)
+    # Python ignores SIGXFSZ, so the write fails (EFBIG) instead of killing the runner.
+    assert (status, body) == (500, {"error": "the handler raised OSError"})
+    assert any("File too large" in line for line in host.logs(15))
