@@ -43,7 +43,7 @@ the host without it); without that variable the host refuses them all. Errors ar
     DELETE /functions/{fid}/versions/{n}         stop and forget it → 204 (also when unknown)
     DELETE /functions/{fid}                      stop and forget all its versions, remove its files and
                                                  logs → 204 (also when unknown)
-    GET    /functions/{fid}/logs?tail=N          {"lines": [...]} (N 1–1000, default 200)
+    GET    /functions/{fid}/logs?tail=N          {"lines": [...]} (N 1–5000, as the API's, default 200)
     GET    /functions                            {"functions": {"<fid>": {"known": [n…], "running": [n…],
                                                  "idle_seconds": seconds since its running versions'
                                                  last invocation or start, null when none runs}}}
@@ -60,25 +60,29 @@ Isolation of a runner, decided once when the host starts (GET /health says which
 
 * "bwrap" — the host is root and has bubblewrap and setpriv (and bubblewrap works here): as the
   local sandbox's root mode (instances/providers/sandbox.py), the system directories read-only,
-  /proc, /dev, a private /tmp, the handler read-only at /code and the runner at /orchestrio, in
-  pid, ipc, uts and network namespaces of its own (no network at all), then `setpriv` to the
-  function's own uid and gid (--uid-base, default 200000, + the function's id), no supplementary
-  groups, no capabilities, no new privileges; it dies with the host.
+  /proc, /dev, a private /tmp, the handler read-only at /code and the runner at /orchestrio (an
+  interpreter installed elsewhere, e.g. under /opt, with its installation read-only), in pid, ipc,
+  uts and network namespaces of its own (no network at all), then `setpriv` to the function's own
+  uid and gid (--uid-base, default 200000, + the function's id), no supplementary groups, no
+  capabilities, no new privileges; it dies with the host.
 * "uid" — root without bubblewrap: the runner runs as the function's uid and gid, without groups
   or new privileges, in a session of its own, but NOT in namespaces of its own: it shares the
   machine's filesystem view and network (loopback included: the host's port, which the app key
   guards). Its code is reached through its working directory (`/proc/self/cwd/…`), so no parent
   directory needs to let it in.
 * "none" — the host is not root (e.g. inside the local provider's sandbox, which is then the
-  boundary): runners run as the host's own uid; the host makes itself non-dumpable so they cannot
-  read its environment (the app key) through /proc.
+  only boundary): runners run as the host's own uid. The host makes itself non-dumpable, so they
+  cannot read its environment (the app key) or ptrace it through /proc, but whatever else that uid
+  can reach they can too: the host's data directory and the agent's state (its key's hash, from
+  which the app key derives) among it.
 
 Runners get only PATH, LANG=C.UTF-8, PYTHONUNBUFFERED=1, HOME=/tmp, the function's env, and
 ORCHESTRIO_FUNCTION=<slug>, ORCHESTRIO_FUNCTION_VERSION=<n>; no file they write may pass 64 MiB
 (RLIMIT_FSIZE). Each listens on a unix socket the host binds in a 0700 directory of its own
-(`<data-dir>/sockets/`) and hands over as `--listen-fd`; the host never connects to a path a
-runner can write. The host stops its runners when it is told to stop (SIGTERM) and when its parent
-(the agent) goes away; a runner whose host is killed is killed by the kernel (PR_SET_PDEATHSIG).
+(`<data-dir>/sockets/`, or a new one under $TMPDIR when that path is too long for a socket's) and
+hands over as `--listen-fd`: the host never connects to a path a runner can write. The host stops
+its runners when it is told to stop (SIGTERM) and when its parent (the agent) goes away; a runner
+whose host is killed outright dies with it (PR_SET_PDEATHSIG; bwrap's --die-with-parent).
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -119,6 +124,7 @@ TMP_BYTES = 256 << 20
 FILE_SIZE_LIMIT = 64 << 20
 LOG_MAX_BYTES = 1 << 20
 OUTPUT_CHARS = 4000
+MAX_TAIL = 5000  # what the control plane's API lets a person ask for (its logs' `tail`)
 MAX_PUT_BODY = 8 << 20
 MAX_INVOKE_BODY = (16 << 20) + 65536  # the runners take envelopes of up to 16 MiB
 MAX_ANSWER = 64 << 20
@@ -238,6 +244,8 @@ class Host:
     def __init__(self, args: argparse.Namespace) -> None:
         self.data_dir = os.path.abspath(args.data_dir)
         self.sockets_dir = os.path.join(self.data_dir, "sockets")
+        if len(self.sockets_dir) > 80:  # a socket's path has at most 107 bytes, "<fid>-<n>.sock" up to 27 of them
+            self.sockets_dir = tempfile.mkdtemp(prefix="orchestrio-fn-")  # 0700, ours
         self.uid_base = args.uid_base
         self.sweep_seconds = args.sweep_seconds
         self.app_key = os.environ.get("ORCHESTRIO_APP_KEY", "")
@@ -262,7 +270,7 @@ class Host:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 os.unlink(path)
-        os.mkdir(self.sockets_dir, 0o700)
+        os.makedirs(self.sockets_dir, 0o700, exist_ok=True)
         os.chmod(self.sockets_dir, 0o700)
 
     def _isolation(self, wanted: str) -> tuple:
@@ -417,6 +425,11 @@ class Host:
         kwargs: dict = {"cwd": version.dir}
         if self.isolation == "bwrap":
             binds = [(os.path.join(version.dir, "code"), "/code"), (os.path.join(version.dir, runner), inner_runner)]
+            real = os.path.realpath(interpreter)
+            prefix = os.path.dirname(os.path.dirname(real))
+            if not real.startswith(tuple(path + "/" for path in SYSTEM_DIRS)) and prefix.count("/") >= 2:
+                binds.append((prefix, prefix))  # e.g. /opt/node/bin/node: its installation, read-only
+                command[0] = real
             kwargs["args"] = self._bwrap_argv(uid=uid, hostname=f"fn-{version.slug}"[:63], binds=binds, command=command)
         else:
             kwargs["args"] = command
@@ -708,6 +721,8 @@ class Host:
             versions = list(self.versions.values())
         for version in versions:
             self._kill(version)
+        if not self.sockets_dir.startswith(self.data_dir + os.sep):
+            shutil.rmtree(self.sockets_dir, ignore_errors=True)
 
 
 def _spec(body) -> dict:
@@ -743,6 +758,7 @@ def _spec(body) -> dict:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "orchestrio-function-host"
+    timeout = 300  # a client that stops sending (or an idle keep-alive) frees its thread
     host: Host = None  # set by main()
 
     def log_message(self, fmt, *args) -> None:
@@ -848,8 +864,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, self.host.listing())
         if logs:
             tail = parse_qs(url.query).get("tail", ["200"])[-1]
-            if not tail.isdigit() or not 1 <= int(tail) <= 1000:
-                raise Refused(422, "tail must be a whole number from 1 to 1000", field="tail")
+            if not tail.isdigit() or not 1 <= int(tail) <= MAX_TAIL:
+                raise Refused(422, f"tail must be a whole number from 1 to {MAX_TAIL}", field="tail")
             return self._send(200, {"lines": self.host.read_log(fid, int(tail))})
         if invoke:
             raw = self.headers.get(TIMEOUT_HEADER)

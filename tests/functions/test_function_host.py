@@ -85,13 +85,13 @@ class HostProcess:
     """host.py as the agent starts it: in a directory of its own (beside its runners), with PORT
     and the app key in a minimal environment (and a deployment secret it must never hand on)."""
 
-    def __init__(self, base: Path, *extra: str) -> None:
+    def __init__(self, base: Path, *extra: str, path: str = SYSTEM_PATH) -> None:
         self.app = base / "app"
         self.app.mkdir(parents=True)
         for name in HOST_FILES:
             shutil.copyfile(RUNNERS / name, self.app / name)
         self.port = free_port()
-        env = {"PATH": SYSTEM_PATH, "HOME": str(self.app), "PORT": str(self.port), "ORCHESTRIO_APP_KEY": KEY,
+        env = {"PATH": path, "HOME": str(self.app), "PORT": str(self.port), "ORCHESTRIO_APP_KEY": KEY,
                "ORCHESTRIO_INSTANCE_ID": "functions-test", "DEPLOY_SECRET": "do-not-leak"}  # fmt: skip
         self.output = open(base / "host.out", "wb")  # noqa: SIM115
         argv = [sys.executable, "-I", "-B", "host.py", "--data-dir", "../app-data", "--uid-base", str(UID_BASE), "--sweep-seconds", "0.2", *extra]
@@ -239,6 +239,8 @@ def test_unknown_versions_and_bad_requests(host):
     assert host.invoke(4, 1, headers={"X-Function-Timeout": "nan"})[0] == 422
     assert host.invoke(4, 1, headers={"X-Function-Timeout": "901"})[0] == 422
     assert host.call("GET", "/functions/4/logs?tail=0")[0] == 422
+    assert host.call("GET", "/functions/4/logs?tail=5001")[0] == 422
+    assert host.call("GET", "/functions/4/logs?tail=5000")[0] == 200
     assert host.call("GET", "/health", key=None)[0] == 200  # still there
 
 
@@ -246,7 +248,8 @@ def test_an_idle_runner_is_stopped_and_the_next_invocation_is_a_cold_start(host)
     assert host.put(5, 1, PYTHON_HANDLER, idle=1)[0] == 200
     wait_for(lambda: host.listing()["5"]["running"] == [], timeout=10)
     assert host.listing()["5"] == {"known": [1], "running": [], "idle_seconds": None}
-    assert any("[orchestrio] version 1 stopped: idle for 1s (scaled to zero)" in line for line in host.logs(5))
+    (stopped,) = [line for line in host.logs(5) if "[orchestrio] version 1 stopped: idle for " in line]
+    assert stopped.endswith("s (scaled to zero)") and stopped[:20].endswith("Z")
     status, headers, body = host.invoke(5, 1)
     assert status == 200 and headers["X-Function-Cold-Start"] == "1" and body["status"] == 200
     assert any("[orchestrio] version 1 started on request (cold start" in line for line in host.logs(5))
@@ -557,3 +560,45 @@ def test_an_app_put_there_that_exits_on_its_own_ends_the_agent_with_its_code(age
     status, _, _ = agent.call("PUT", "/app", {"command": ["python3", "-c", "import time; time.sleep(0.5); raise SystemExit(3)"], "files": {}})
     assert status == 200
     assert agent.proc.wait(timeout=15) == 3
+
+
+def test_a_data_dir_too_deep_for_a_socket_path_gets_its_sockets_elsewhere(tmp_path):
+    deep = tmp_path / ("deep-" * 14)
+    own = HostProcess(deep)
+    try:
+        assert len(str(deep / "app-data" / "sockets")) > 107 - len("1-1.sock")
+        assert own.put(1, 1, PYTHON_HANDLER)[0] == 200
+        assert own.invoke(1, 1)[0] == 200
+        assert not any((deep / "app-data" / "sockets").glob("*"))
+    finally:
+        own.stop()
+
+
+@needs_node
+@pytest.mark.skipif(os.geteuid() != 0 or not (shutil.which("bwrap") and shutil.which("setpriv")), reason="needs root and bubblewrap")
+def test_an_interpreter_outside_the_system_directories_is_bound_into_the_sandbox(tmp_path):
+    """A node installed under /opt (or anywhere but /usr): bwrap binds its installation, read-only."""
+    install = tmp_path / "opt-node" / "bin"
+    install.mkdir(parents=True)
+    try:
+        os.link(os.path.realpath(shutil.which("node", path=SYSTEM_PATH)), install / "node")
+    except OSError as exc:
+        pytest.skip(f"cannot link node here: {exc}")
+    own = HostProcess(tmp_path / "host", path=f"{install}:{SYSTEM_PATH}")
+    try:
+        assert own.put(14, 1, "export default async () => process.execPath;\n", runtime="node20")[0] == 200
+        assert own.invoke(14, 1)[2]["body"] == str(install / "node")
+    finally:
+        own.stop()
+
+
+def test_a_runner_cannot_write_a_file_past_64_mib(host):
+    writer = (
+        "def handler(request):\n    with open('/tmp/big', 'wb') as out:\n        for _ in range(65):\n"
+        "            out.write(b'x' * (1 << 20))\n    return 'wrote 65 MiB'\n"
+    )
+    assert host.put(15, 1, writer)[0] == 200
+    status, _, body = host.invoke(15, 1)
+    # Python ignores SIGXFSZ, so the write fails (EFBIG) instead of killing the runner.
+    assert (status, body) == (500, {"error": "the handler raised OSError"})
+    assert any("File too large" in line for line in host.logs(15))
