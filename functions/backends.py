@@ -20,7 +20,7 @@ from orchestrio.errors import ServiceUnavailable, ValidationFailed
 
 from . import runtime
 from .models import Function
-from .remote import InstanceBackend
+from .remote import InstanceBackend, StartLater  # noqa: F401 - StartLater: services catches it
 
 
 class SandboxBackend:
@@ -35,6 +35,9 @@ class SandboxBackend:
 
     def interrupted_after_seconds(self) -> float:
         return settings.FUNCTIONS_START_TIMEOUT_SECONDS * 3 + 60
+
+    def interrupted_message(self) -> str:
+        return "the deploy was interrupted (its process ended before the runtime was checked)"
 
     def prepare(self, function: Function, *, actor) -> None:
         """What must exist before a version is recorded (nothing here: this host)."""

@@ -61,6 +61,8 @@ TIMEOUT_HEADER = "X-Function-Timeout"
 # States a function instance passes through on its way to running (a request waits through them).
 ON_THE_WAY = frozenset({S.PENDING, S.PROVISIONING, S.STARTING, S.RESUMING, S.WAKING, S.SLEEPING, S.ASLEEP, S.RESIZING})
 ALL_STATES = frozenset(S.values)
+# How long one deploy job waits for the function instance to run before leaving it to a later run.
+HOST_WAIT_IN_JOB_SECONDS = 30
 
 
 @lru_cache(maxsize=1)
@@ -103,6 +105,11 @@ def ensure_host(tenant_id: int, *, actor: Actor) -> Instance:
     elif host.state == S.ASLEEP:
         instance_wake_on_request(instance=host)
     return host
+
+
+class StartLater(Exception):
+    """The function instance is not running yet (being created or woken): the deploy goes on
+    later (the idle sweep puts its job back on the queue) instead of holding a worker."""
 
 
 class _Host:
@@ -220,7 +227,10 @@ class InstanceBackend:
         return tuple(Runtime.values)
 
     def interrupted_after_seconds(self) -> float:
-        return settings.FUNCTIONS_HOST_READY_SECONDS + settings.FUNCTIONS_START_TIMEOUT_SECONDS + 120
+        return settings.FUNCTIONS_HOST_READY_SECONDS
+
+    def interrupted_message(self) -> str:
+        return f"the function instance did not run the version within FUNCTIONS_HOST_READY_SECONDS ({settings.FUNCTIONS_HOST_READY_SECONDS}s); see its page"
 
     def prepare(self, function: Function, *, actor: Actor) -> None:
         try:
@@ -233,14 +243,20 @@ class InstanceBackend:
     def start(self, function: Function, target: runtime.Target) -> int:
         """Wait for the function instance (created or woken by `prepare`), put the host on it,
         then the version: its start in ms, or StartFailed with what the runtime printed."""
-        deadline = time.monotonic() + settings.FUNCTIONS_HOST_READY_SECONDS
         found = host_instance(function.tenant_id)
         if found is None:
             raise runtime.StartFailed("the function instance was destroyed meanwhile; deploy again")
         try:
-            host = _Host(_wait_running(found, deadline=deadline, waking=True))
+            try:
+                # A job waits a little (a local instance starts in a second); an EC2 machine's
+                # minutes are waited out by the sweep's later runs, not by a blocked worker.
+                running = _wait_running(found, deadline=time.monotonic() + HOST_WAIT_IN_JOB_SECONDS, waking=True)
+            except UpstreamTimeout as exc:
+                raise StartLater(str(exc)) from exc
+            host = _Host(running)
+            deadline = time.monotonic() + 60
             self.log(function.pk, f"deploying version {target.number} on {host.instance.instance_id}")
-            host.ensure_app(deadline=min(deadline, time.monotonic() + 60))
+            host.ensure_app(deadline=deadline)
             status, _, data = host.put_version(
                 function.pk, target.number, slug=target.slug, runtime_name=target.runtime, code=target.code or "", env=target.env or {},
                 idle=function.idle_timeout_seconds,

@@ -235,7 +235,8 @@ def function_deploy(*, function: Function, actor: Actor, rollback_to: int | None
         )  # fmt: skip
     on.log(locked.pk, f"deploying version {number}" + (f" (rollback to version {rollback_to})" if rollback_to is not None else ""))
     if not on.deploys_in_request:
-        _enqueue_deploy(version, actor)
+        # After the commits before it (the function instance's create job goes first).
+        transaction.on_commit(lambda: _enqueue_deploy(version, actor), robust=True)
         return version
     return deploy_run(version_pk=version.pk, actor=actor, on=on)
 
@@ -253,6 +254,9 @@ def deploy_run(*, version_pk: int, actor: Actor, on=None) -> FunctionVersion | N
     error, took = "", None
     try:
         took = on.start(function, _target(function, version))
+    except backends.StartLater as exc:
+        logger.info("deploy of %s v%s goes on later: %s", function.slug, number, exc)
+        return version  # still building: the idle sweep puts its job back on the queue
     except runtime.StartFailed as exc:
         error = f"{exc}: {exc.output}" if exc.output else str(exc)
     except OSError as exc:
@@ -304,7 +308,7 @@ def functions_stop_idle() -> dict:
     on = backends.get()
     stale = timezone.now() - timedelta(seconds=on.interrupted_after_seconds())
     interrupted = FunctionVersion.objects.filter(status=VersionStatus.BUILDING, created_at__lt=stale).update(
-        status=VersionStatus.FAILED, error_message="the deploy was interrupted (its process ended before the runtime was checked)", finished_at=timezone.now()
+        status=VersionStatus.FAILED, error_message=on.interrupted_message(), finished_at=timezone.now()
     )
     requeued = 0
     if not on.deploys_in_request:

@@ -153,7 +153,7 @@ def test_a_function_runs_on_an_ec2_function_instance_sandboxed_and_wakes_it(api,
     run_jobs()
     assert Instance.objects.get(pk=host.pk).state == "asleep" and machines(aws.ec2, "stopped")
     with BackgroundWorker(interval=0.05):
-        answer = client.get("/fn/on-ec2/again")
+        answer = client.get("/fn/on-ec2/again", probe)
     assert answer.status_code == 200, answer.content
     assert Instance.objects.get(pk=host.pk).state == "running" and machines(aws.ec2, "running")
     assert json.loads(api.get(f"functions/{function['function_id']}").content)["function_instance_id"] == host.instance_id

@@ -23,6 +23,7 @@ def _on_instances(settings, sandboxed):
     settings.FUNCTIONS_BACKEND = "instance"
     settings.FUNCTIONS_REGION = "local"
     settings.FUNCTIONS_HOST_IDLE_SECONDS = 0
+    settings.FUNCTIONS_HOST_READY_SECONDS = 120
 
 
 @pytest.fixture
