@@ -159,3 +159,40 @@ def test_another_tenants_function_instance_is_not_theirs(api, other_api):
     assert_error(other_api.get(f"instances/{host.instance_id}"), 404)
     assert_error(other_api.post(f"functions/{function['function_id']}/invoke", {"request": {}}), 404)
     assert other_api.get("instances").json()["results"] == []
+
+
+def test_a_deploy_waits_for_its_machine_without_holding_a_worker_and_a_lost_job_is_put_back(api, monkeypatch, settings):
+    import django_rq
+
+    from functions import jobs, remote, services
+
+    from ..helpers import call_job
+
+    monkeypatch.setattr(remote, "HOST_WAIT_IN_JOB_SECONDS", 0.2)
+    function = create(api, "patient")
+    response = api.post(f"functions/{function['function_id']}/deploy")
+    number = response.json()["number"]
+    version = FunctionVersion.objects.get(function__function_id=function["function_id"], number=number)
+    # The deploy's job, before the function instance's create has run: it ends, still building.
+    assert call_job(jobs.deploy_version, version.pk, "user", "owner@example.com") == "building"
+    # Its queued job is lost too (a worker killed with it): the create alone runs.
+    from rq.job import Job
+
+    Job.fetch(services.deploy_job_id(version_pk=version.pk), connection=django_rq.get_connection("default")).delete()
+    run_jobs()
+    assert _host().state == "running"
+    assert FunctionVersion.objects.get(pk=version.pk).status == "building"
+    summary = call_job(jobs.stop_idle_functions)
+    assert summary["requeued_deploys"] == 1
+    run_jobs()
+    assert FunctionVersion.objects.get(pk=version.pk).status == "built"
+    assert call_job(jobs.stop_idle_functions)["requeued_deploys"] == 0
+
+    # A deploy to a function instance a person stopped is not left waiting: it fails and says why.
+    api.post(f"instances/{_host().instance_id}/stop")
+    run_jobs()
+    assert api.post(f"functions/{function['function_id']}/deploy").json()["status"] == "building"
+    run_jobs()
+    stuck = FunctionVersion.objects.get(function__function_id=function["function_id"], number=number + 1)
+    assert stuck.status == "failed" and "stopped" in stuck.error_message  # a person's stop: not woken, said why
+    assert api.get(f"functions/{function['function_id']}").json()["current_version"] == number
