@@ -255,7 +255,7 @@ class InstanceBackend:
                 raise StartLater(str(exc)) from exc
             host = _Host(running)
             deadline = time.monotonic() + 60
-            self.log(function.pk, f"deploying version {target.number} on {host.instance.instance_id}")
+            self.log(function.pk, f"the function instance {host.instance.instance_id} runs: sending it version {target.number}")
             host.ensure_app(deadline=deadline)
             status, _, data = host.put_version(
                 function.pk, target.number, slug=target.slug, runtime_name=target.runtime, code=target.code or "", env=target.env or {},

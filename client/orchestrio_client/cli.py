@@ -1420,7 +1420,7 @@ def functions_create(state: State, slug: str, runtime: str, code_file, api_key: 
     )  # fmt: skip
     if deploy_:
         version = wait_function_version(state, record["function_id"], client.functions_deploy_create(record["function_id"]), timeout)
-        record = {**record, "deployed_version": version}
+        record = {**client.functions_retrieve(record["function_id"]), "api_key": record.get("api_key"), "deployed_version": version}
         if version["status"] != "built":
             emit(state, record)
             raise Failure(f"the deploy failed: {version['error_message']}")

@@ -71,7 +71,7 @@ def test_a_deploy_creates_the_function_instance_and_the_public_url_invokes_it_th
     lines = api.get(f"functions/{function['function_id']}/logs").json()["lines"]
     text = "\n".join(lines)
     assert "got GET /x" in text  # the handler's print, on the function instance
-    assert f"deploying version 1 on {host.instance_id}" in text and "version 1 is live" in text
+    assert f"the function instance {host.instance_id} runs: sending it version 1" in text and "version 1 is live" in text
     assert ActivityEvent.objects.filter(action="instance.create", object_id=host.instance_id).exists()
 
 
