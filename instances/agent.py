@@ -1254,6 +1254,8 @@ class Handler(BaseHTTPRequestHandler):
         chunked_in = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         upstream = http.client.HTTPConnection("127.0.0.1", app.port, timeout=APP_TIMEOUT_SECONDS)
         try:
+            upstream.connect()
+            upstream.sock.setsockopt(6, 1, 1)  # TCP_NODELAY: the body is a write of its own (as disable_nagle_algorithm above)
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for name, value in self.headers.items():
                 if name.lower() not in skip:
