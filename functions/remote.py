@@ -149,21 +149,13 @@ class _Host:
         )  # fmt: skip
         try:
             response = pool(endpoint.socket_path).handle_request(request)
-            try:
-                chunks, size = [], 0
-                for chunk in response.iter_stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise UpstreamError(f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes")
-                    chunks.append(chunk)
-            finally:
-                response.close()
+            data = runtime.read_capped(response, limit=limit)
         except httpcore.TimeoutException as exc:
             raise UpstreamTimeout(f"the function instance {self.instance.instance_id} did not answer within {timeout:g}s") from exc
         except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
             raise UpstreamError(f"cannot reach the function instance {self.instance.instance_id} ({type(exc).__name__})") from exc
         answer = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
-        return response.status, answer, b"".join(chunks)
+        return response.status, answer, data
 
     def is_current(self, headers: dict) -> bool:
         return headers.get(HOST_HEADER.lower()) == bundle()[1]
@@ -194,20 +186,18 @@ class _Host:
         return self.call("PUT", f"/functions/{int(function_pk)}/versions/{int(number)}", body=json.dumps(body).encode(), timeout=settings.FUNCTIONS_START_TIMEOUT_SECONDS + 10)
 
 
-def _detail(data: bytes) -> str:
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return data[:200].decode("utf-8", "replace")
-    return str(body.get("detail", ""))[:500] if isinstance(body, dict) else ""
-
-
-def _output(data: bytes) -> str:
+def _field(data: bytes, name: str) -> str:
+    """A field of the host's JSON answer ("" when it is not JSON or has none)."""
     try:
         body = json.loads(data)
     except ValueError:
         return ""
-    return str(body.get("output", "")) if isinstance(body, dict) else ""
+    return str(body.get(name, "")) if isinstance(body, dict) else ""
+
+
+def _detail(data: bytes) -> str:
+    """What the host (or the agent) said went wrong, for a person."""
+    return _field(data, "detail")[:500] or data[:200].decode("utf-8", "replace")
 
 
 def _wait_running(host: Instance, *, deadline: float, waking: bool) -> Instance:
@@ -287,7 +277,7 @@ class InstanceBackend:
         if status == 200:
             took = json.loads(data).get("start_ms")
             return int(took) if isinstance(took, int) else 0
-        raise runtime.StartFailed(_detail(data) or f"the function host answered {status}", _output(data))
+        raise runtime.StartFailed(_detail(data) or f"the function host answered {status}", _field(data, "output"))
 
     def retire(self, function_pk: int, number: int, *, reason: str) -> None:
         found = Function.objects.filter(pk=function_pk).values_list("tenant_id", flat=True).first()
@@ -311,7 +301,7 @@ class InstanceBackend:
         body = json.dumps(envelope).encode()
         path = f"/functions/{function.pk}/versions/{target.number}/invoke"
         timeout = settings.FUNCTIONS_INVOKE_TIMEOUT_SECONDS + settings.FUNCTIONS_START_TIMEOUT_SECONDS + 5
-        limit = settings.FUNCTIONS_MAX_RESPONSE_BYTES * 2 + 65536
+        limit = runtime.envelope_limit()
         headers = {TIMEOUT_HEADER: f"{settings.FUNCTIONS_INVOKE_TIMEOUT_SECONDS:g}"}
         for attempt in range(3):
             status, answer_headers, data = host.call("POST", path, body=body, timeout=timeout, headers=headers, limit=limit)
@@ -321,7 +311,7 @@ class InstanceBackend:
                     raise UpstreamError(f"the function host on {host.instance.instance_id} is not running ({status}); retry shortly")
                 host.ensure_app(deadline=deadline)
                 continue
-            if status == 404 and _code(data) == "unknown_version":
+            if status == 404 and _field(data, "code") == "unknown_version":
                 # The host restarted (a wake, a reboot) and knows no version: push this one again.
                 code, env = target.loader() if target.loader is not None else (target.code, target.env)
                 status, _, pushed = host.put_version(function.pk, target.number, slug=target.slug, runtime_name=target.runtime, code=code or "", env=env or {}, idle=function.idle_timeout_seconds)
@@ -402,14 +392,6 @@ class InstanceBackend:
                 _Host(host).call("DELETE", f"/functions/{int(function_pk)}", timeout=5)
             except DomainError as exc:
                 logger.warning("function %s not removed from %s (%s): its host stops it when idle", function_pk, host.instance_id, exc)
-
-
-def _code(data: bytes) -> str:
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return ""
-    return str(body.get("code", "")) if isinstance(body, dict) else ""
 
 
 def merge_lines(own: list[str], remote: list[str]) -> list[str]:

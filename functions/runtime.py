@@ -481,20 +481,31 @@ def call(socket_path: str, envelope: dict, *, timeout: float) -> dict:
     )  # fmt: skip
     try:
         response = pool(socket_path).handle_request(request)
-        try:
-            chunks, size = [], 0
-            for chunk in response.iter_stream():
-                size += len(chunk)
-                if size > settings.FUNCTIONS_MAX_RESPONSE_BYTES * 2 + 65536:  # base64 and JSON's escaping
-                    raise UpstreamError(f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes")
-                chunks.append(chunk)
-        finally:
-            response.close()
+        data = read_capped(response, limit=envelope_limit())
     except httpcore.TimeoutException as exc:
         raise UpstreamTimeout(f"the function did not answer within {timeout:g}s") from exc
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
         raise UpstreamError(f"the function's runtime broke the connection ({type(exc).__name__}): see its logs") from exc
-    return runner_payload(response.status, b"".join(chunks))
+    return runner_payload(response.status, data)
+
+
+def envelope_limit() -> int:
+    """The most a response envelope may be: the response's bytes, base64'd and JSON-escaped."""
+    return settings.FUNCTIONS_MAX_RESPONSE_BYTES * 2 + 65536
+
+
+def read_capped(response: httpcore.Response, *, limit: int) -> bytes:
+    """The body of a streamed httpcore response, closed afterwards; UpstreamError past `limit` bytes."""
+    try:
+        chunks, size = [], 0
+        for chunk in response.iter_stream():
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamError(f"the function's response is over {settings.FUNCTIONS_MAX_RESPONSE_BYTES} bytes")
+            chunks.append(chunk)
+    finally:
+        response.close()
+    return b"".join(chunks)
 
 
 def runner_payload(status: int, data: bytes) -> dict:

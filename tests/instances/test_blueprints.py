@@ -28,8 +28,8 @@ def test_list_includes_builtin_and_own(api, tenant, other_api):
     Blueprint.objects.create(tenant=tenant, name="Mine")
     Blueprint.objects.create(tenant=other_api.tenant, name="Theirs")
     rows = api.get("blueprints").json()["results"]
-    assert [(r["name"], r["builtin"]) for r in rows] == [("Mine", False), ("OpenClaw", True)]
-    assert api.get("blueprints", provider_api="RunInstances").json()["count"] == 2
+    assert [(r["name"], r["builtin"]) for r in rows] == [("Function host", True), ("Mine", False), ("OpenClaw", True)]
+    assert api.get("blueprints", provider_api="RunInstances").json()["count"] == 3
 
 
 def test_create_accepts_camel_case(api):
