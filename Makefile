@@ -68,10 +68,11 @@ run: install sandbox
 	@exec $(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 # The whole suite. With DATABASE_URL / REDIS_URL set (as .ci/run does) it runs against them.
-# In parallel (pytest-xdist): one worker per core, each with a test database, a Redis database
-# and a var/ of its own (tests/settings.py). worksteal: each worker starts on a contiguous half of
-# the suite (a module's tests, and its module-scoped fixtures, mostly stay on one worker) and takes
-# over part of another's when it runs out. PYTEST_WORKERS=0 runs the suite in this one process.
+# In parallel (pytest-xdist): one worker per core and one more (the suite mostly waits on
+# processes), each with a test database, a Redis database and a var/ of its own
+# (tests/settings.py). worksteal: each worker starts on a contiguous share of the suite (a module's
+# tests, and its module-scoped fixtures, mostly stay on one worker) and takes over part of another's
+# when it runs out. PYTEST_WORKERS=0 runs the suite in this one process.
 PYTEST_WORKERS ?= auto
 test: install-test sandbox
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)

@@ -43,7 +43,9 @@ env has ORCHESTRIO_APP_KEY, derived from the key's hash (like the gateway key) f
 plane to authenticate to it. `PUT /app` (a function instance's host, docs/functions.md) writes the
 files (at most 4 MiB) into `<state-dir>/app/` afresh and runs the command there (its PORT
 --app-port, its data in `<state-dir>/app-data/`, its /health open) as in app mode, remembered in
-`<state-dir>/app.json`: a restarted agent without --app-command runs it again.
+`<state-dir>/app.json`: a restarted agent without --app-command runs it again. Unlike a blueprint's
+program it is the control plane's, not the instance's: when it exits on its own the agent starts
+it again a second later (as systemd restarts a service) instead of exiting.
 
 App logs: the instance's stdout and stderr — the program's in app mode, the agent's own request
 log otherwise — each line with its time, its stream and a sequence number, kept in a ring buffer on
@@ -599,10 +601,15 @@ class Agent:
             self.app.stop()
             self.app = None
         app = App(self, argv, self.app_port, home, health_path)
-        app.on_exit = self.exit
+        app.on_exit = lambda code: self._again(app)  # the control plane's program: kept running, as systemd would
         app.start()
         self.app = app
         return app.proc.pid
+
+    def _again(self, app) -> None:
+        time.sleep(1)
+        if self.app is app and not app.restarting:
+            app.restart()
 
     def put_app(self, body) -> dict:
         command, files = (body.get(k) if isinstance(body, dict) else None for k in ("command", "files"))

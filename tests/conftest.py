@@ -34,10 +34,12 @@ def _after_all_last(config, items):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto` (`make test`): a worker per core this process may use, at most 8: each has a Redis
-    database of its own (tests/settings.py: 15, 14…) and its share of PostgreSQL's connections."""
+    """`-n auto` (`make test`): a worker per core this process may use and one more, at most 8:
+    each has a Redis database of its own (tests/settings.py: 15, 14…) and its share of PostgreSQL's
+    connections. The suite mostly waits (for agents, sandboxes, browsers, sockets): on 2 cores, 2
+    workers kept 1.2 cores busy and took 10:16; 3 workers 8:42 (README.md, "Tests")."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores))
+    return max(1, min(8, cores + 1))
 
 
 def _is_xdist_worker(config) -> bool:

@@ -196,3 +196,31 @@ def test_a_deploy_waits_for_its_machine_without_holding_a_worker_and_a_lost_job_
     stuck = FunctionVersion.objects.get(function__function_id=function["function_id"], number=number + 1)
     assert stuck.status == "failed" and "stopped" in stuck.error_message  # a person's stop: not woken, said why
     assert api.get(f"functions/{function['function_id']}").json()["current_version"] == number
+
+
+def test_a_crashed_function_host_is_started_again_by_the_agent_and_gets_its_versions_again(api):
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from functions import remote
+    from instances.providers import sandbox
+
+    function = create(api, "phoenix")
+    assert _deploy(api, function["function_id"])["status"] == "built"
+    host = _host()
+    uid = sandbox.uid_for(host.pk)
+    (pid,) = [p.pid for p in psutil.process_iter(["cmdline", "uids"]) if p.info["uids"].real == uid and "host.py" in " ".join(p.info["cmdline"] or [])]
+    os.kill(pid, signal.SIGKILL)
+    calls, deadline = remote._Host(host), time.monotonic() + 15
+    while time.monotonic() < deadline:  # the agent starts it again (not the control plane: no PUT /app)
+        status, headers, _ = calls.call("GET", "/health", timeout=5)
+        if status == 200 and calls.is_current(headers):
+            break
+        time.sleep(0.1)
+    assert status == 200 and _host().state == "running"
+    invoked = api.post(f"functions/{function['function_id']}/invoke", {"request": {"path": "/back"}})
+    assert invoked.status_code == 200, invoked.content
+    assert invoked.json()["cold_start"] is True  # a new host knows no version: it was sent again
