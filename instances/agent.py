@@ -595,13 +595,14 @@ class Agent:
         if self.app is not None:
             self.app.restart()  # its ORCHESTRIO_APP_KEY changed
 
-    def run_app(self, argv: list, home: str, health_path: str = "/health") -> int:
-        """Stop the app if one runs, start `argv` as the app (OSError when it cannot start)."""
+    def run_app(self, argv: list, home: str, health_path: str = "/health", pushed: bool = False) -> int:
+        """Stop the app if one runs, start `argv` as the app (OSError when it cannot start). A
+        blueprint's program ends the agent when it exits; a `pushed` one (PUT /app) is started again."""
         if self.app is not None:
             self.app.stop()
             self.app = None
         app = App(self, argv, self.app_port, home, health_path)
-        app.on_exit = lambda code: self._again(app)  # the control plane's program: kept running, as systemd would
+        app.on_exit = (lambda code: self._again(app)) if pushed else self.exit
         app.start()
         self.app = app
         return app.proc.pid
@@ -632,7 +633,7 @@ class Agent:
         os.makedirs(app + "-data", 0o700, exist_ok=True)
         _atomic_write(self.app_file, json.dumps({"command": command}).encode())
         try:
-            return {"started": True, "pid": self.run_app(command, app)}
+            return {"started": True, "pid": self.run_app(command, app, pushed=True)}
         except OSError as exc:
             os.unlink(self.app_file)  # not started again by the next agent
             raise ValueError(f"cannot start {command[0]}: {exc.strerror}") from None
@@ -1402,7 +1403,7 @@ def main(argv=None) -> int:
     elif os.path.exists(agent.app_file):  # PUT /app's, before this agent (re)started
         try:
             with open(agent.app_file, encoding="utf-8") as fh:
-                agent.run_app(json.load(fh)["command"], os.path.join(agent.state_dir, "app"))
+                agent.run_app(json.load(fh)["command"], os.path.join(agent.state_dir, "app"), pushed=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             sys.stderr.write(f"orchestrio-agent: cannot start the app of {agent.app_file}: {exc}\n")
     if agent.app is None:
