@@ -8,22 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ..factories import ApiTokenFactory, MembershipFactory, UserFactory
-from ..helpers import Api, run_jobs
-
-
-@pytest.fixture
-def live(api):
-    """A real local instance (an agent process), created through the API and run by the worker."""
-
-    def create(instance_id: str = "chat-01", **body):
-        response = api.post("instances", {"instance_id": instance_id, **body})
-        assert response.status_code == 201, response.content
-        run_jobs()
-        record = api.get(f"instances/{instance_id}").json()
-        assert record["state"] == "running", api.get(f"instances/{instance_id}/logs").json()
-        return record
-
-    return create
+from ..helpers import Api
+from ..instances.conftest import live  # noqa: F401 - fixture
 
 
 @pytest.fixture
