@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from orchestrio.admin import ViewOnlyAdmin
+
 from .models import AddOn, AddOnBackup, AddOnOperation
 
 
@@ -31,7 +33,7 @@ class AddOnAdmin(admin.ModelAdmin):
 
 
 @admin.register(AddOnBackup)
-class AddOnBackupAdmin(admin.ModelAdmin):
+class AddOnBackupAdmin(ViewOnlyAdmin):
     """Read-only for support staff: where a tenant's backup is, its size and checksum, why it
     failed. Its bytes are a tenant's data: the admin offers no download (the tenant's audited
     API does)."""
@@ -42,12 +44,3 @@ class AddOnBackupAdmin(admin.ModelAdmin):
     list_select_related = ["addon", "tenant"]
     fields = ["backup_id", "addon", "tenant", "kind", "status", "storage", "location", "stored", "size_bytes", "sha256", "error_message", "requested_by", "created_at", "completed_at", "expires_at", "deleted_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -30,6 +30,20 @@ def _tenant_of(obj):
     return getattr(obj, "tenant_id", None)
 
 
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """A record support staff read and never add, change or delete here (an audit trail, a
+    history): its state changes only through the services."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class AuditedModelAdmin(admin.ModelAdmin):
     """Writes an ActivityEvent (actor type `staff`) for every add, change and delete."""
 
@@ -167,7 +181,7 @@ class MembershipAdmin(AuditedModelAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(ViewOnlyAdmin):
     """Read-only: support sees who was invited where; the team manages its invitations itself
     (the console's Team page, /api/v1/invitations). Never the token's hash."""
 
@@ -176,15 +190,6 @@ class InvitationAdmin(admin.ModelAdmin):
     search_fields = ["email", "tenant__id", "invited_by__username"]
     fields = ["tenant", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "accepted_by", "revoked_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ApiToken)
@@ -210,20 +215,11 @@ class ApiTokenAdmin(AuditedModelAdmin):
 
 
 @admin.register(ActivityEvent)
-class ActivityEventAdmin(admin.ModelAdmin):
+class ActivityEventAdmin(ViewOnlyAdmin):
     list_display = ["created_at", "tenant", "actor_type", "actor_label", "action", "object_type", "object_id", "ip_address"]
     list_filter = ["actor_type", "object_type", "created_at"]
     search_fields = ["tenant__id", "actor_label", "action", "object_id", "ip_address"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 User = get_user_model()
