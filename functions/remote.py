@@ -81,7 +81,7 @@ def app_key(agent_key: str) -> str:
 
 def host_instance(tenant_id: int) -> Instance | None:
     """The tenant's live function instance, if it has one."""
-    return Instance.objects.filter(tenant_id=tenant_id, managed_by=MANAGED_BY, destroyed_at__isnull=True).select_related("region").first()
+    return Instance.objects.filter(tenant_id=tenant_id, managed_by=MANAGED_BY, destroyed_at__isnull=True).first()
 
 
 def ensure_host(tenant_id: int, *, actor: Actor) -> Instance:
@@ -201,13 +201,16 @@ def _detail(data: bytes) -> str:
 
 
 def _wait_running(host: Instance, *, deadline: float, waking: bool) -> Instance:
-    """Hold until the function instance runs (waking it when asleep, with `waking`); the fresh row.
-    UpstreamTimeout at `deadline`; ServiceUnavailable when it settles in a state that does not
-    serve (stopped or suspended by a person, failed)."""
+    """Hold until the function instance runs (waking it when asleep, with `waking`): `host` when
+    it runs already, else its row read again once it does (a woken machine may have a new
+    address). UpstreamTimeout at `deadline`; ServiceUnavailable when it settles in a state that
+    does not serve (stopped or suspended by a person, failed)."""
     state = host.state
+    if state == S.RUNNING:
+        return host  # the hot path: an invocation reads the row once
     while True:
         if state == S.RUNNING:
-            return Instance.objects.select_related("region").get(pk=host.pk)
+            return Instance.objects.get(pk=host.pk)
         if state not in ON_THE_WAY:
             raise ServiceUnavailable(
                 f"the function instance {host.instance_id} is {state}: functions run again once it runs "
